@@ -1,0 +1,26 @@
+"""pkpo: Pass@K Policy Optimization.
+
+Turn a group of n rewards per prompt into transformed rewards whose ordinary policy gradient is
+an unbiased, low-variance estimate of the gradient of pass@k (binary rewards) or maxg@k
+(continuous rewards), for any k <= n (Walder & Karkhanis, arXiv:2505.15201).
+
+Conventions: the n samples of one prompt lie on the last axis; ``k`` is the pass@k size; binary
+inputs are called ``correct``, real-valued ones ``rewards``. Arrays come back as the kind they
+came in (numpy, torch on the same device, JAX). Bad input raises ``ValueError``.
+"""
+
+from . import schedules
+from .estimators import maxg_at_k, pass_at_k, pass_at_k_from_counts
+from .transforms import TransformInfo, transform, transform_grouped
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "pass_at_k",
+    "pass_at_k_from_counts",
+    "maxg_at_k",
+    "transform",
+    "transform_grouped",
+    "TransformInfo",
+    "schedules",
+]

@@ -1,0 +1,120 @@
+"""Input checks shared by the public functions. Every failure is a ValueError naming the problem.
+
+Static checks (types, shapes, k against a dense n) cost nothing and always run. Checks on
+values (NaN/inf, 0/1, ragged group sizes) read the data, which on a GPU means one host
+synchronisation; they run when ``validate=True`` (the default) and can be switched off in hot
+loops that already trust their input.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+BASELINES = ("none", "loo", "loo_minus_one", "centered")
+
+
+def check_k(k) -> int:
+    """k must be a positive integer (bool is rejected, numpy integers are accepted)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got k={k}.")
+    return int(k)
+
+
+def check_baseline(baseline) -> str:
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; expected one of {', '.join(BASELINES)}.")
+    return baseline
+
+
+def min_group_size(k: int, baseline: str) -> int:
+    """Smallest group size n for which ``baseline`` is defined at this k (DESIGN.md)."""
+    if baseline in ("loo", "centered"):
+        return k + 1
+    if baseline == "loo_minus_one" and k == 1:
+        return 2  # k = 1 is leave-one-out centring: it needs another sample
+    return k
+
+
+def describe_group(row: int, labels=None) -> str:
+    if labels is None:
+        return f"group {row}"
+    return f"group {labels[row]!r}"
+
+
+def check_rewards_array(backend, x, name: str = "rewards"):
+    if len(backend.shape(x)) < 1:
+        raise ValueError(f"{name} must have at least one axis (the samples of a group, last); got a scalar.")
+    if backend.shape(x)[-1] < 1:
+        raise ValueError(f"{name} has an empty sample axis (shape {backend.shape(x)}); each group needs n >= 1.")
+    if not (backend.is_floating(x) or backend.is_bool(x) or backend.is_integer(x)):
+        raise ValueError(f"{name} must be a real or boolean array; got dtype {x.dtype}.")
+
+
+def check_mask(backend, mask, x):
+    if mask is None:
+        return None
+    from ._backend import as_array
+
+    mask_backend, mask = as_array(mask)
+    if mask_backend.name != backend.name:
+        raise ValueError(f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}.")
+    if backend.shape(mask) != backend.shape(x):
+        raise ValueError(f"mask shape {backend.shape(mask)} must equal rewards shape {backend.shape(x)}.")
+    if not backend.is_bool(mask):
+        raise ValueError(f"mask must be a boolean array; got dtype {mask.dtype}.")
+    return mask
+
+
+def first_bad_row(bad_rows: np.ndarray):
+    """Index of the first True in a flattened per-group boolean array, or None."""
+    flat = np.flatnonzero(np.asarray(bad_rows).reshape(-1))
+    return int(flat[0]) if flat.size else None
+
+
+def check_finite(backend, x, mask, labels=None, name="rewards"):
+    finite = backend.all_finite(x)
+    if mask is not None:
+        finite = finite | ~mask
+    bad = backend.to_numpy(~finite).reshape(-1, backend.shape(x)[-1]).any(axis=-1)
+    row = first_bad_row(bad)
+    if row is not None:
+        raise ValueError(f"{name} contain NaN or inf in {describe_group(row, labels)}.")
+
+
+def check_binary(backend, x, mask, labels=None, name="correct"):
+    if backend.is_bool(x):
+        return
+    values = backend.to_numpy(x).reshape(-1, backend.shape(x)[-1])
+    ok = (values == 0) | (values == 1)
+    if mask is not None:
+        ok |= ~backend.to_numpy(mask).reshape(ok.shape)
+    row = first_bad_row(~ok.all(axis=-1))
+    if row is not None:
+        raise ValueError(f"{name} must hold only 0/1 or booleans; {describe_group(row, labels)} has other values.")
+
+
+def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None):
+    """Every group must have n >= min_group_size(k, baseline). ``n`` is an int or a per-group array."""
+    need = min_group_size(k, baseline)
+    if isinstance(n, numbers.Integral):
+        if n < need:
+            raise ValueError(_size_message(k, baseline, need, int(n), "every group"))
+        return
+    sizes = backend.to_numpy(n).reshape(-1)
+    row = first_bad_row(sizes < need)
+    if row is not None:
+        raise ValueError(_size_message(k, baseline, need, int(sizes[row]), describe_group(row, labels)))
+
+
+def _size_message(k, baseline, need, n, where):
+    if need == k:
+        rule = "k <= n"
+    elif need == k + 1:
+        rule = f"n >= k + 1 with baseline={baseline!r}"
+    else:
+        rule = "n >= 2 with baseline='loo_minus_one' at k = 1 (leave-one-out needs another sample)"
+    return f"{where} has n={n} samples but k={k}; {rule} is required."

