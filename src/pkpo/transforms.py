@@ -146,7 +146,7 @@ def transform(rewards, k, baseline="loo_minus_one", mask=None, *, return_info=Fa
         >>> transform(g, k=2, baseline="none").round(6).tolist()  # eq. 8: k/n; (k/n) rho(3, 2, 1)
         [0.333333, 0.5, 0.333333, 0.5]
         >>> transform(g, k=2).round(6).tolist()    # s^(loo-1): failures get exactly 0
-        [0.0, 0.166667, 0.0, 0.166667]
+        [0.0, 0.333333, 0.0, 0.333333]
     """
     k = _validation.check_k(k)
     baseline = _validation.check_baseline(baseline)
