@@ -59,6 +59,13 @@ class Backend:
     def zeros(self, shape, dtype, like):
         raise NotImplementedError
 
+    def dense_weights(self, size: int, n: int, k: int, like, dtype) -> dict:
+        """The cached host-side rank weights of a dense batch, on ``like``'s device in ``dtype``."""
+        from ._combinatorics import dense_rank_weights
+
+        return {key: self.astype(self.from_numpy(value, like), dtype)
+                for key, value in dense_rank_weights(size, n, k).items()}
+
     # --- reductions and scans along the last axis -----------------------------------------
     def sort(self, x):
         """Stable ascending sort along the last axis: returns (values, indices)."""
@@ -161,6 +168,8 @@ class TorchBackend(Backend):
 
         self.torch = torch
         self.xp = torch
+        # The weights are host-side constants (numpy + a cache): keep torch.compile out of them.
+        self.dense_weights = torch.compiler.disable(super().dense_weights)
 
     def is_floating(self, x):
         return x.dtype.is_floating_point

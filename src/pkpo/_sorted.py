@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _validation
 from ._backend import Backend, as_array
-from ._combinatorics import dense_rank_weights, log_factorial_table, rank_weights
+from ._combinatorics import log_factorial_table, rank_weights
 
 
 @dataclass
@@ -51,8 +51,7 @@ class SortedGroups:
         """The rank weights of :func:`pkpo._combinatorics.rank_weights` on this backend/device."""
         backend = self.backend
         if isinstance(self.n, int):
-            dense = dense_rank_weights(self.size, self.n, k)
-            return {key: _as_compute(backend, value, self) for key, value in dense.items()}
+            return backend.dense_weights(self.size, self.n, k, self.like, self.values.dtype)
         lf = _as_compute(backend, log_factorial_table(self.size + 1), self)
         t = backend.arange(self.size, self.like) + 1
         return rank_weights(backend.xp, lf, t, self.n, k)
