@@ -420,7 +420,7 @@ def _check_binary(values: np.ndarray, lengths: np.ndarray, labels) -> None:
     if bad.size:
         problem = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
         raise ValueError(
-            f"correct_per_problem must hold only 0/1 or booleans; {_name(problem, labels)} has {values[bad[0]]!r}."
+            f"correct_per_problem must hold only 0/1 or booleans; {_name(problem, labels)} has {values[bad[0]].item()!r}."
         )
 
 
