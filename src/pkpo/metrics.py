@@ -191,7 +191,8 @@ def pass_at_k_report(
         seed: seed of the bootstrap. The same seed gives the same resampled problem sets for
             every k, so when no problem is skipped the interval bounds are nondecreasing in k.
         skip_insufficient: leave out problems with fewer than k samples at that k (counted in
-            ``n_skipped``) instead of raising.
+            ``n_skipped``) instead of raising. Rows with skipped problems average over a
+            different problem set than the others, so they are not comparable across k.
         problem_ids: optional names of the problems, used in error messages.
 
     Returns:
