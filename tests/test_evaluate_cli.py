@@ -22,6 +22,7 @@ from pkpo.cli import main as pkpo_main
 from pkpo.evaluate import read_samples
 
 REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "samples.jsonl"
 
 
 def pass_at_k_comb(n: int, c: int, k: int) -> float:
@@ -42,12 +43,15 @@ def binary_tasks(seed=0, tasks=10, low=4, high=8):
     """Ragged {task_id: [bool, ...]} with varied success rates."""
     rng = np.random.default_rng(seed)
     return {
-        f"T/{t}": (rng.random(int(rng.integers(low, high + 1))) < rng.random()).tolist() for t in range(tasks)
+        f"T/{t}": (rng.random(int(rng.integers(low, high + 1))) < rng.random()).tolist()
+        for t in range(tasks)
     }
 
 
 def shuffled_records(tasks: dict, field: str, seed=0):
-    records = [{"task_id": t, field: v, "completion": "..."} for t, values in tasks.items() for v in values]
+    records = [
+        {"task_id": t, field: v, "completion": "..."} for t, values in tasks.items() for v in values
+    ]
     order = np.random.default_rng(seed).permutation(len(records))
     return [records[i] for i in order]
 
@@ -99,7 +103,9 @@ def test_pass_at_k_table_and_json_match_math_comb(tmp_path, capsys):
 
 def test_reward_file_gives_maxg_at_k(tmp_path, capsys):
     rng = np.random.default_rng(1)
-    tasks = {t: np.round(rng.normal(size=int(rng.integers(3, 7))), 3).tolist() for t in range(6)}  # int ids
+    tasks = {
+        t: np.round(rng.normal(size=int(rng.integers(3, 7))), 3).tolist() for t in range(6)
+    }  # int ids
     path = write_lines(tmp_path / "r.jsonl", shuffled_records(tasks, "reward"))
     code, out, _ = run_eval([path, "--k", "1,3", "--json", tmp_path / "r.json"], capsys)
     assert code == 0
@@ -113,7 +119,9 @@ def test_reward_file_gives_maxg_at_k(tmp_path, capsys):
 
 
 def test_options_change_the_interval_as_documented(tmp_path, capsys):
-    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(seed=2, tasks=30), "passed"))
+    path = write_lines(
+        tmp_path / "s.jsonl", shuffled_records(binary_tasks(seed=2, tasks=30), "passed")
+    )
     outs = {}
     for name, extra in {
         "base": [],
@@ -171,7 +179,12 @@ def test_help_exits_zero(capsys):
 
 
 def test_read_samples_groups_by_task_in_first_seen_order():
-    lines = ['{"task_id": 2, "passed": 1}', "", '{"task_id": "x", "passed": false}', '{"task_id": 2, "passed": 0.0}']
+    lines = [
+        '{"task_id": 2, "passed": 1}',
+        "",
+        '{"task_id": "x", "passed": false}',
+        '{"task_id": 2, "passed": 0.0}',
+    ]
     samples = read_samples(lines)
     assert samples.task_ids == [2, "x"] and samples.n_lines == 3
     assert [v.tolist() for v in samples.values] == [[True, False], [False]]
@@ -184,7 +197,18 @@ def test_subprocess_on_the_example_file(tmp_path):
         record = json.loads(line)
         tasks.setdefault(record["task_id"], []).append(bool(record["passed"]))
     result = subprocess.run(
-        [sys.executable, "-m", "pkpo.cli", "eval", str(example), "--k", "1,4,16", "--json", str(tmp_path / "e.json")],
+        [
+            sys.executable,
+            "-m",
+            "pkpo.cli",
+            "eval",
+            str(example),
+            "--k",
+            "1,4,16",
+            "--json",
+            str(tmp_path / "e.json"),
+        ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -195,7 +219,9 @@ def test_subprocess_on_the_example_file(tmp_path):
     for k in (1, 4, 16):
         per_task = [pass_at_k_comb(len(v), sum(v), k) for v in tasks.values()]
         assert float(rows[k][1]) == pytest.approx(statistics.fmean(per_task), abs=5e-5)
-        assert float(rows[k][2]) == pytest.approx(statistics.stdev(per_task) / math.sqrt(len(tasks)), abs=5e-5)
+        assert float(rows[k][2]) == pytest.approx(
+            statistics.stdev(per_task) / math.sqrt(len(tasks)), abs=5e-5
+        )
         assert rows[k][4] == str(len(tasks))
     assert json.loads((tmp_path / "e.json").read_text())["input"]["n_tasks"] == len(tasks)
 
@@ -203,10 +229,12 @@ def test_subprocess_on_the_example_file(tmp_path):
 def test_eval_imports_neither_torch_nor_jax_nor_matplotlib_without_plot():
     code = (
         "import sys, pkpo.cli; "
-        f"assert pkpo.cli.main(['eval', {str(REPO / 'examples' / 'samples.jsonl')!r}, '--k', '2']) == 0; "
+        f"assert pkpo.cli.main(['eval', {str(EXAMPLE)!r}, '--k', '2']) == 0; "
         "print(sorted(m for m in ('torch', 'jax', 'matplotlib') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -219,7 +247,11 @@ def test_doctests():
 def test_subprocess_error_is_one_line_with_exit_code_2(tmp_path):
     path = write_lines(tmp_path / "bad.jsonl", ['{"task_id": "a", "passed": true}', "{oops"])
     result = subprocess.run(
-        [sys.executable, "-m", "pkpo.cli", "eval", str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pkpo.cli", "eval", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stdout == ""
@@ -238,21 +270,60 @@ GOOD = '{"task_id": "a", "passed": true}'
         ([GOOD, "{oops"], "line 2: invalid JSON"),
         ([GOOD, "", "[1, 2]"], "line 3: expected a JSON object, got list"),
         ([GOOD, '{"passed": true}'], "line 2: missing 'task_id'"),
-        ([GOOD, '{"task_id": null, "passed": true}'], "line 2: task_id must be a string or an integer"),
-        ([GOOD, '{"task_id": true, "passed": true}'], "line 2: task_id must be a string or an integer"),
+        (
+            [GOOD, '{"task_id": null, "passed": true}'],
+            "line 2: task_id must be a string or an integer",
+        ),
+        (
+            [GOOD, '{"task_id": true, "passed": true}'],
+            "line 2: task_id must be a string or an integer",
+        ),
         ([GOOD, '{"task_id": "a"}'], "line 2: missing 'passed' \\(for pass@k\\) or 'reward'"),
-        ([GOOD, '{"task_id": "a", "passed": "yes"}'], "line 2: 'passed' must be true/false or 0/1; got \"yes\""),
-        ([GOOD, '{"task_id": "a", "passed": 2}'], "line 2: 'passed' must be true/false or 0/1; got 2"),
-        ([GOOD, '{"task_id": "a", "passed": null}'], "line 2: 'passed' must be true/false or 0/1; got null"),
-        ([GOOD, '{"task_id": "a", "passed": NaN}'], "line 2: 'passed' must be true/false or 0/1; got NaN"),
-        (['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": "0.5"}'], "line 2: 'reward' must be a number"),
-        (['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": true}'], "line 2: 'reward' must be a number"),
-        (['{"task_id": "a", "reward": 0.5}', '{"task_id": "b", "reward": NaN}'], "line 2: 'reward' is NaN"),
-        (['{"task_id": "a", "reward": 0.5}', '{"task_id": "b", "reward": -Infinity}'], "line 2: 'reward' is infinite"),
-        ([GOOD, "", '{"task_id": "b", "reward": 0.5}'], "line 3: has 'reward' but line 1 has 'passed'"),
-        ([GOOD, '{"task_id": "b", "passed": 1, "reward": 0.5}'], "line 2: has both 'passed' and 'reward'"),
+        (
+            [GOOD, '{"task_id": "a", "passed": "yes"}'],
+            "line 2: 'passed' must be true/false or 0/1; got \"yes\"",
+        ),
+        (
+            [GOOD, '{"task_id": "a", "passed": 2}'],
+            "line 2: 'passed' must be true/false or 0/1; got 2",
+        ),
+        (
+            [GOOD, '{"task_id": "a", "passed": null}'],
+            "line 2: 'passed' must be true/false or 0/1; got null",
+        ),
+        (
+            [GOOD, '{"task_id": "a", "passed": NaN}'],
+            "line 2: 'passed' must be true/false or 0/1; got NaN",
+        ),
+        (
+            ['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": "0.5"}'],
+            "line 2: 'reward' must be a number",
+        ),
+        (
+            ['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": true}'],
+            "line 2: 'reward' must be a number",
+        ),
+        (
+            ['{"task_id": "a", "reward": 0.5}', '{"task_id": "b", "reward": NaN}'],
+            "line 2: 'reward' is NaN",
+        ),
+        (
+            ['{"task_id": "a", "reward": 0.5}', '{"task_id": "b", "reward": -Infinity}'],
+            "line 2: 'reward' is infinite",
+        ),
+        (
+            [GOOD, "", '{"task_id": "b", "reward": 0.5}'],
+            "line 3: has 'reward' but line 1 has 'passed'",
+        ),
+        (
+            [GOOD, '{"task_id": "b", "passed": 1, "reward": 0.5}'],
+            "line 2: has both 'passed' and 'reward'",
+        ),
         (["", "  "], "contains no samples"),
-        ([GOOD, GOOD, '{"task_id": "HumanEval/3", "passed": 0}'], "task 'HumanEval/3' has 1 samples, fewer than k=2"),
+        (
+            [GOOD, GOOD, '{"task_id": "HumanEval/3", "passed": 0}'],
+            "task 'HumanEval/3' has 1 samples, fewer than k=2",
+        ),
     ],
 )
 def test_bad_lines_are_one_line_errors_with_exit_code_2(tmp_path, capsys, lines, match):
@@ -276,7 +347,10 @@ def test_bad_lines_are_one_line_errors_with_exit_code_2(tmp_path, capsys, lines,
         (["--seed", "1.5"], "expected a non-negative integer"),
         (["--confidence", "95"], "strictly between 0 and 1"),
         (["--k", "8"], "task 'a' has 2 samples, fewer than k=8; use --skip-insufficient"),
-        (["--k", "8", "--skip-insufficient"], "no task has at least k=8 samples \\(the largest has 2\\)"),
+        (
+            ["--k", "8", "--skip-insufficient"],
+            "no task has at least k=8 samples \\(the largest has 2\\)",
+        ),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["--json", "{dir}"], "could not write output"),
     ],
@@ -296,6 +370,8 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys, name):
     (tmp_path / "latin1.jsonl").write_bytes(b'{"task_id": "\xe9", "passed": 1}\n')
     code, _, err = run_eval([tmp_path / name], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert {"missing.jsonl": "no such file", "bad.jsonl.gz": "not a readable gzip", "latin1.jsonl": "not UTF-8"}[
-        name
-    ] in err
+    assert {
+        "missing.jsonl": "no such file",
+        "bad.jsonl.gz": "not a readable gzip",
+        "latin1.jsonl": "not UTF-8",
+    }[name] in err

@@ -1,4 +1,4 @@
-"""pkpo.metrics: per-k reports over problems, checked against independent formulas and by simulation."""
+"""pkpo.metrics: per-k reports over problems, against independent formulas and by simulation."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from pkpo.metrics import (
     pass_at_k_report,
     solve_rate,
 )
-
 
 # --- independent oracles ------------------------------------------------------------------------
 
@@ -51,7 +50,9 @@ def test_pass_at_k_report_matches_math_comb_on_ragged_problems():
         per_problem = [pass_at_k_comb(len(row), int(row.sum()), k) for row in correct]
         row = report[k]
         assert row.estimate == pytest.approx(statistics.fmean(per_problem), abs=1e-12)
-        assert row.se == pytest.approx(statistics.stdev(per_problem) / math.sqrt(len(per_problem)), abs=1e-12)
+        assert row.se == pytest.approx(
+            statistics.stdev(per_problem) / math.sqrt(len(per_problem)), abs=1e-12
+        )
         assert row.n_problems == len(correct) and row.n_skipped == 0
 
 
@@ -183,7 +184,9 @@ def test_bootstrap_blocks_do_not_change_the_result(monkeypatch):
 
 def test_too_few_samples_raises_naming_the_problem():
     correct = [[1, 0, 0, 1], [1, 0], [0, 0, 0, 1]]
-    with pytest.raises(InsufficientSamplesError, match=r"problem 1 has 2 samples, fewer than k=3") as info:
+    with pytest.raises(
+        InsufficientSamplesError, match=r"problem 1 has 2 samples, fewer than k=3"
+    ) as info:
         pass_at_k_report(correct, [1, 3])
     assert (info.value.problem, info.value.n, info.value.k) == (1, 2, 3)
     with pytest.raises(ValueError, match=r"problem 'HumanEval/7' has 2 samples"):
@@ -200,8 +203,12 @@ def test_skip_insufficient_uses_only_problems_with_k_samples():
     assert report[3].estimate == pytest.approx(expected, abs=1e-12)
     rewards = [[0.5, 0.1, 0.9], [0.2], [0.4, 0.3]]
     report = maxg_at_k_report(rewards, [2], skip_insufficient=True)
-    assert report[2].estimate == pytest.approx((maxg_at_k_brute([0.5, 0.1, 0.9], 2) + 0.4) / 2, abs=1e-12)
-    with pytest.raises(InsufficientSamplesError, match=r"no problem has at least k=5 samples \(the largest has 4\)"):
+    assert report[2].estimate == pytest.approx(
+        (maxg_at_k_brute([0.5, 0.1, 0.9], 2) + 0.4) / 2, abs=1e-12
+    )
+    with pytest.raises(
+        InsufficientSamplesError, match=r"no problem has at least k=5 samples \(the largest has 4\)"
+    ):
         pass_at_k_report(correct, [5], skip_insufficient=True)
 
 
@@ -222,13 +229,28 @@ def test_skip_insufficient_uses_only_problems_with_k_samples():
         (lambda: pass_at_k_report([[1, 0]], [1.5]), "k must be a positive integer"),
         (lambda: pass_at_k_report([[1, 0]], []), "ks is empty"),
         (lambda: pass_at_k_report([[1, 0]], None), "ks must be an int or a sequence"),
-        (lambda: pass_at_k_report([[1, 0]], [1], n_bootstrap=-1), "n_bootstrap must be a non-negative"),
-        (lambda: pass_at_k_report([[1, 0]], [1], confidence=1.0), "confidence must be a number strictly"),
-        (lambda: pass_at_k_report([[1, 0]], [1], confidence=0), "confidence must be a number strictly"),
+        (
+            lambda: pass_at_k_report([[1, 0]], [1], n_bootstrap=-1),
+            "n_bootstrap must be a non-negative",
+        ),
+        (
+            lambda: pass_at_k_report([[1, 0]], [1], confidence=1.0),
+            "confidence must be a number strictly",
+        ),
+        (
+            lambda: pass_at_k_report([[1, 0]], [1], confidence=0),
+            "confidence must be a number strictly",
+        ),
         (lambda: pass_at_k_report([[1, 0]], [1], seed=-3), "seed must be a non-negative integer"),
-        (lambda: pass_at_k_report([[1, 0]], [1], problem_ids=["a", "b"]), "problem_ids has 2 names for 1"),
+        (
+            lambda: pass_at_k_report([[1, 0]], [1], problem_ids=["a", "b"]),
+            "problem_ids has 2 names for 1",
+        ),
         (lambda: maxg_at_k_report([[0.1], [np.inf, 0.2]], [1]), "NaN or inf in problem 1"),
-        (lambda: maxg_at_k_report([[0.1], [0.3, np.nan]], [1], problem_ids=["x", "y"]), "NaN or inf in problem 'y'"),
+        (
+            lambda: maxg_at_k_report([[0.1], [0.3, np.nan]], [1], problem_ids=["x", "y"]),
+            "NaN or inf in problem 'y'",
+        ),
         (lambda: maxg_at_k_report([[True, False]], [1]), "must hold real numbers"),
         (lambda: solve_rate([[0, 3]]), "only 0/1 or booleans"),
     ],
@@ -252,9 +274,18 @@ def test_to_dict_is_json_and_round_trips_the_rows():
 
 
 def test_to_markdown_lists_every_row_with_its_numbers():
-    report = pass_at_k_report([[1, 0, 1, 1], [0, 0, 1, 0], [0]], [1, 2], skip_insufficient=True, confidence=0.9)
+    report = pass_at_k_report(
+        [[1, 0, 1, 1], [0, 0, 1, 0], [0]], [1, 2], skip_insufficient=True, confidence=0.9
+    )
     lines = report.to_markdown(digits=3).splitlines()
-    assert lines[0].split("|")[1:-1] == [" k ", " pass@k ", "    SE ", " 90% CI         ", " problems ", " skipped "]
+    assert lines[0].split("|")[1:-1] == [
+        " k ",
+        " pass@k ",
+        "    SE ",
+        " 90% CI         ",
+        " problems ",
+        " skipped ",
+    ]
     assert set(lines[1]) <= set("|-:")
     assert len(lines) == 2 + len(report)
     cells = [c.strip() for c in lines[3].split("|")[1:-1]]

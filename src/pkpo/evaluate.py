@@ -27,7 +27,7 @@ import numpy as np
 
 from . import metrics
 
-__all__ = ["main", "read_samples", "Samples", "EvalInputError"]
+__all__ = ["EvalInputError", "Samples", "main", "read_samples"]
 
 PROG = "pkpo eval"
 
@@ -76,15 +76,23 @@ def read_samples(lines, source: str = "<input>") -> Samples:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise EvalInputError(f"line {number}: invalid JSON ({error.msg} at column {error.colno}).") from None
+            raise EvalInputError(
+                f"line {number}: invalid JSON ({error.msg} at column {error.colno})."
+            ) from None
         if not isinstance(record, dict):
-            raise EvalInputError(f"line {number}: expected a JSON object, got {type(record).__name__}.")
+            raise EvalInputError(
+                f"line {number}: expected a JSON object, got {type(record).__name__}."
+            )
         task_id = _task_id(record, number)
         present = [name for name in ("passed", "reward") if name in record]
         if not present:
-            raise EvalInputError(f"line {number}: missing 'passed' (for pass@k) or 'reward' (for maxg@k).")
+            raise EvalInputError(
+                f"line {number}: missing 'passed' (for pass@k) or 'reward' (for maxg@k)."
+            )
         if len(present) == 2:
-            raise EvalInputError(f"line {number}: has both 'passed' and 'reward'; each file must use one of them.")
+            raise EvalInputError(
+                f"line {number}: has both 'passed' and 'reward'; each file must use one of them."
+            )
         if field is None:
             field, field_line = present[0], number
         elif present[0] != field:
@@ -92,13 +100,19 @@ def read_samples(lines, source: str = "<input>") -> Samples:
                 f"line {number}: has '{present[0]}' but line {field_line} has '{field}'; "
                 "a file must not mix pass@k and maxg@k samples."
             )
-        value = _passed(record["passed"], number) if field == "passed" else _reward(record["reward"], number)
+        value = (
+            _passed(record["passed"], number)
+            if field == "passed"
+            else _reward(record["reward"], number)
+        )
         groups.setdefault(task_id, []).append(value)
         n_lines += 1
     if field is None:
         raise EvalInputError(f"{source} contains no samples.")
     dtype = bool if field == "passed" else np.float64
-    return Samples(field, list(groups), [np.asarray(v, dtype=dtype) for v in groups.values()], n_lines)
+    return Samples(
+        field, list(groups), [np.asarray(v, dtype=dtype) for v in groups.values()], n_lines
+    )
 
 
 def _task_id(record: dict, number: int):
@@ -106,7 +120,9 @@ def _task_id(record: dict, number: int):
         raise EvalInputError(f"line {number}: missing 'task_id'.")
     task_id = record["task_id"]
     if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):
-        raise EvalInputError(f"line {number}: task_id must be a string or an integer; got {task_id!r}.")
+        raise EvalInputError(
+            f"line {number}: task_id must be a string or an integer; got {task_id!r}."
+        )
     return task_id
 
 
@@ -115,7 +131,9 @@ def _passed(value, number: int) -> bool:
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
-    raise EvalInputError(f"line {number}: 'passed' must be true/false or 0/1; got {json.dumps(value)}.")
+    raise EvalInputError(
+        f"line {number}: 'passed' must be true/false or 0/1; got {json.dumps(value)}."
+    )
 
 
 def _reward(value, number: int) -> float:
@@ -146,7 +164,9 @@ def _parse_ks(text: str) -> list[int]:
     for part in text.split(","):
         part = part.strip()
         if not (part.isascii() and part.isdigit()) or int(part) < 1:
-            raise argparse.ArgumentTypeError(f"--k needs positive integers separated by commas; got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"--k needs positive integers separated by commas; got {text!r}"
+            )
         ks.append(int(part))
     return sorted(set(ks))
 
@@ -163,26 +183,47 @@ def _confidence(text: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a number strictly between 0 and 1; got {text!r}"
+        )
     return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Unbiased pass@k (field 'passed') or maxg@k (field 'reward') with standard errors and "
+        description="Unbiased pass@k (field 'passed') or maxg@k (field 'reward') with standard "
+        "errors and "
         "percentile bootstrap confidence intervals over tasks, from human-eval style JSONL.",
     )
-    parser.add_argument("samples", help="JSONL file (.jsonl or .jsonl.gz), one sample per line; '-' reads stdin")
-    parser.add_argument("--k", type=_parse_ks, default=[1], metavar="K1,K2,...", help="values of k (default: 1)")
+    parser.add_argument(
+        "samples", help="JSONL file (.jsonl or .jsonl.gz), one sample per line; '-' reads stdin"
+    )
+    parser.add_argument(
+        "--k", type=_parse_ks, default=[1], metavar="K1,K2,...", help="values of k (default: 1)"
+    )
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the numbers as JSON")
-    parser.add_argument("--plot", type=Path, metavar="OUT.png", help="write a PNG of the estimate vs k with CI bars")
-    parser.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
-                        help="bootstrap resamples of the tasks (default: 1000; 0: no interval)")
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval coverage (default: 0.95)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument("--skip-insufficient", action="store_true",
-                        help="leave out, at each k, tasks with fewer than k samples (default: error)")
+    parser.add_argument(
+        "--plot", type=Path, metavar="OUT.png", help="write a PNG of the estimate vs k with CI bars"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=_non_negative_int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples of the tasks (default: 1000; 0: no interval)",
+    )
+    parser.add_argument(
+        "--confidence", type=_confidence, default=0.95, help="interval coverage (default: 0.95)"
+    )
+    parser.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="bootstrap seed (default: 0)"
+    )
+    parser.add_argument(
+        "--skip-insufficient",
+        action="store_true",
+        help="leave out, at each k, tasks with fewer than k samples (default: error)",
+    )
     return parser
 
 
@@ -247,7 +288,9 @@ def _evaluate(samples: Samples, args) -> metrics.MetricReport:
         )
     except metrics.InsufficientSamplesError as error:
         if error.problem is None:
-            raise EvalInputError(f"no task has at least k={error.k} samples (the largest has {error.n}).") from None
+            raise EvalInputError(
+                f"no task has at least k={error.k} samples (the largest has {error.n})."
+            ) from None
         raise EvalInputError(
             f"task {error.problem!r} has {error.n} samples, fewer than k={error.k}; "
             "use --skip-insufficient to leave such tasks out at that k."
@@ -263,7 +306,8 @@ def _sizes(samples: Samples) -> str:
 def _summary(samples: Samples, args, report) -> str:
     source = "<stdin>" if args.samples == "-" else args.samples
     interval = (
-        f"{100 * report.confidence:g}% CI: percentile bootstrap over tasks ({report.n_bootstrap} resamples, "
+        f"{100 * report.confidence:g}% CI: percentile bootstrap over tasks "
+        f"({report.n_bootstrap} resamples, "
         f"seed {report.seed})"
         if report.n_bootstrap
         else "no interval (--bootstrap 0)"
@@ -308,7 +352,9 @@ def _write_plot(path: Path, samples: Samples, args, report) -> None:
     ax.set_xticklabels([str(int(k)) for k in ks])
     ax.set_xlabel("k")
     ax.set_ylabel(report.metric)
-    bars = f"{100 * report.confidence:g}% bootstrap CI over tasks" if has_ci.any() else "no interval"
+    bars = (
+        f"{100 * report.confidence:g}% bootstrap CI over tasks" if has_ci.any() else "no interval"
+    )
     ax.set_title(f"{report.metric} vs k ({len(samples.task_ids)} tasks; bars: {bars})", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()

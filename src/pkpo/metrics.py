@@ -1,4 +1,4 @@
-"""pass@k and maxg@k over a set of problems, with standard errors and bootstrap confidence intervals.
+"""pass@k and maxg@k over a set of problems, with standard errors and bootstrap intervals.
 
 An evaluation draws n_p samples for each of P problems (n_p may differ between problems) and asks
 for pass@k (binary outcomes) or maxg@k (real rewards) for several k. For each k this module
@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,10 +38,10 @@ from .estimators import maxg_at_k, pass_at_k_from_counts
 
 __all__ = [
     "EstimateAtK",
-    "MetricReport",
     "InsufficientSamplesError",
-    "pass_at_k_report",
+    "MetricReport",
     "maxg_at_k_report",
+    "pass_at_k_report",
     "solve_rate",
 ]
 
@@ -120,14 +121,19 @@ class MetricReport:
             "interval": "percentile bootstrap over problems",
             "n_bootstrap": self.n_bootstrap,
             "seed": self.seed,
-            "rows": [{name: _json_number(value) for name, value in row._asdict().items()} for row in self.rows],
+            "rows": [
+                {name: _json_number(value) for name, value in row._asdict().items()}
+                for row in self.rows
+            ],
         }
 
     def to_markdown(self, digits: int = 4, problems_label: str = "problems") -> str:
         """A markdown table: k, estimate, SE, CI, problems used (and skipped, if any were)."""
         percent = f"{100 * self.confidence:g}%"
         skipped = any(row.n_skipped for row in self.rows)
-        header = ["k", self.metric, "SE", f"{percent} CI", problems_label] + (["skipped"] if skipped else [])
+        header = ["k", self.metric, "SE", f"{percent} CI", problems_label] + (
+            ["skipped"] if skipped else []
+        )
         body = []
         for row in self.rows:
             cells = [
@@ -145,7 +151,13 @@ class MetricReport:
             padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
             return "| " + " | ".join(padded) + " |"
 
-        rule = "|" + "|".join(("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1)) for w, r in zip(widths, right)) + "|"
+        rule = (
+            "|"
+            + "|".join(
+                ("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1)) for w, r in zip(widths, right)
+            )
+            + "|"
+        )
         return "\n".join([line(header), rule] + [line(cells) for cells in body])
 
 
@@ -217,12 +229,18 @@ def pass_at_k_report(
     values, lengths = _ragged(correct_per_problem, "correct_per_problem")
     labels = _labels(problem_ids, len(lengths))
     _check_binary(values, lengths, labels)
-    counts = np.add.reduceat(values.astype(np.int64), _starts(lengths)) if values.size else np.zeros(0, np.int64)
+    counts = (
+        np.add.reduceat(values.astype(np.int64), _starts(lengths))
+        if values.size
+        else np.zeros(0, np.int64)
+    )
 
     def per_problem(k: int, used: np.ndarray) -> np.ndarray:
         return np.asarray(pass_at_k_from_counts(lengths[used], counts[used], k), dtype=np.float64)
 
-    return _report("pass@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
+    return _report(
+        "pass@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
+    )
 
 
 def maxg_at_k_report(
@@ -262,7 +280,11 @@ def maxg_at_k_report(
     """
     values, lengths = _ragged(rewards_per_problem, "rewards_per_problem")
     labels = _labels(problem_ids, len(lengths))
-    if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+    if (
+        values.dtype == np.bool_
+        or not np.issubdtype(values.dtype, np.number)
+        or np.iscomplexobj(values)
+    ):
         raise ValueError(f"rewards_per_problem must hold real numbers; got dtype {values.dtype}.")
     values = values.astype(np.float64)
     finite = np.isfinite(values)
@@ -279,11 +301,13 @@ def maxg_at_k_report(
         ragged_mask = None if row_mask.all() else row_mask
         return np.asarray(maxg_at_k(rows, k, mask=ragged_mask, validate=False), dtype=np.float64)
 
-    return _report("maxg@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
+    return _report(
+        "maxg@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
+    )
 
 
 def solve_rate(correct_per_problem) -> float:
-    """Fraction of problems with at least one correct sample (each problem's pass@n_p, eq. 3 at k = n).
+    """Fraction of problems with at least one correct sample: pass@n_p per problem (eq. 3, k = n).
 
     This is the plain "solved by any of its samples" rate: it is not an unbiased pass@k for any
     single k when problems have different numbers of samples.
@@ -301,11 +325,15 @@ def solve_rate(correct_per_problem) -> float:
 # --- the shared report loop ------------------------------------------------------------------
 
 
-def _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient):
+def _report(
+    metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
+):
     ks = _check_ks(ks)
     n_bootstrap = _check_n_bootstrap(n_bootstrap)
     confidence = _check_confidence(confidence)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+    ):
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
     # One entropy for every k: the same seed resamples the same problem sets at each k.
     entropy = np.random.SeedSequence(seed).entropy
@@ -329,7 +357,9 @@ def _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, s
                 k,
             )
         estimates = per_problem(k, used)
-        low, high = _percentile_bootstrap(estimates, n_bootstrap, confidence, np.random.default_rng(entropy))
+        low, high = _percentile_bootstrap(
+            estimates, n_bootstrap, confidence, np.random.default_rng(entropy)
+        )
         rows.append(
             EstimateAtK(
                 k=k,
@@ -345,13 +375,15 @@ def _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, s
 
 
 def _standard_error(estimates: np.ndarray) -> float:
-    """std(ddof=1) / sqrt(P): the SE of a mean of P independent per-problem estimates; NaN at P = 1."""
+    """std(ddof=1) / sqrt(P): the SE of a mean of P independent per-problem values; NaN at P = 1."""
     if estimates.size < 2:
         return math.nan
     return float(estimates.std(ddof=1) / math.sqrt(estimates.size))
 
 
-def _percentile_bootstrap(estimates: np.ndarray, n_bootstrap: int, confidence: float, rng) -> tuple[float, float]:
+def _percentile_bootstrap(
+    estimates: np.ndarray, n_bootstrap: int, confidence: float, rng
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean, resampling the P problems with replacement.
 
     Draws n_bootstrap index sets of size P (in blocks, so memory stays bounded at large P), takes
@@ -385,17 +417,22 @@ def _ragged(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
         array = np.asarray(per_problem)
         if array.ndim != 2:
             raise ValueError(
-                f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; got shape {array.shape}."
+                f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; "
+                f"got shape {array.shape}."
             )
         rows = list(array)
     if not rows:
         raise ValueError(f"{name} is empty; need at least one problem.")
     for p, row in enumerate(rows):
         if row.ndim != 1:
-            raise ValueError(f"{name}[{p}] must be 1-D (the samples of one problem); got shape {row.shape}.")
+            raise ValueError(
+                f"{name}[{p}] must be 1-D (the samples of one problem); got shape {row.shape}."
+            )
         if row.size == 0:
             raise ValueError(f"{name}[{p}] has no samples; every problem needs at least one.")
-        if row.dtype == object or not (np.issubdtype(row.dtype, np.number) or row.dtype == np.bool_):
+        if row.dtype == object or not (
+            np.issubdtype(row.dtype, np.number) or row.dtype == np.bool_
+        ):
             raise ValueError(f"{name}[{p}] must hold numbers or booleans; got dtype {row.dtype}.")
     lengths = np.array([row.size for row in rows], dtype=np.int64)
     return np.concatenate(rows), lengths
@@ -421,7 +458,8 @@ def _check_binary(values: np.ndarray, lengths: np.ndarray, labels) -> None:
     if bad.size:
         problem = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
         raise ValueError(
-            f"correct_per_problem must hold only 0/1 or booleans; {_name(problem, labels)} has {values[bad[0]].item()!r}."
+            "correct_per_problem must hold only 0/1 or booleans; "
+            f"{_name(problem, labels)} has {values[bad[0]].item()!r}."
         )
 
 
@@ -451,12 +489,22 @@ def _check_ks(ks) -> list[int]:
 
 
 def _check_n_bootstrap(n_bootstrap) -> int:
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, numbers.Integral) or n_bootstrap < 0:
+    if (
+        isinstance(n_bootstrap, bool)
+        or not isinstance(n_bootstrap, numbers.Integral)
+        or n_bootstrap < 0
+    ):
         raise ValueError(f"n_bootstrap must be a non-negative integer; got {n_bootstrap!r}.")
     return int(n_bootstrap)
 
 
 def _check_confidence(confidence) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a number strictly between 0 and 1; got {confidence!r}.")
+    if (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, numbers.Real)
+        or not 0 < confidence < 1
+    ):
+        raise ValueError(
+            f"confidence must be a number strictly between 0 and 1; got {confidence!r}."
+        )
     return float(confidence)
