@@ -1,0 +1,326 @@
+"""What the verl, TRL and OpenRLHF adapters share: options, the k schedule, group checks, hooks.
+
+The adapters only reshape their engine's batch and call :func:`pkpo.transform` /
+:func:`pkpo.transform_grouped`; all reward maths stays in the math layer. This module holds
+the three things every adapter needs besides that:
+
+* :class:`PKPOOptions`: ``k`` or a k ``schedule`` (:func:`pkpo.schedules.from_spec`), the
+  ``baseline``, and an optional largest group size, read from a mapping (a verl DictConfig,
+  environment variables, trainer arguments) with clear errors;
+* :class:`StepClock`: the training step a trainer publishes so that the estimator, which is
+  called without one, can evaluate the k schedule;
+* :func:`when_imported`: run a callback once a module has been imported, so that a plugin can
+  patch or extend a framework module without importing it (and its heavy dependencies) itself.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import schedules as _schedules
+from .._validation import BASELINES, check_baseline, min_group_size
+from ..transforms import transform, transform_grouped
+
+logger = logging.getLogger("pkpo.integrations")
+
+OPTION_KEYS = ("k", "baseline", "schedule", "rollout_n")
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PKPOOptions:
+    """PKPO settings of one adapter: a k schedule, the baseline, and an optional group-size cap.
+
+    ``schedule(step)`` gives the k to optimise at a training step; a constant k is a constant
+    schedule. ``rollout_n`` (optional) is the number of samples the engine draws per prompt: a
+    group larger than that means rows of several sessions share one id, which the adapter
+    refuses instead of silently treating them as one larger group.
+    """
+
+    schedule: _schedules.Schedule
+    baseline: str = "loo_minus_one"
+    rollout_n: int | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.schedule.kind == "constant"
+
+    def k_at(self, step: int | None) -> int:
+        """k at ``step``; ``step=None`` is allowed only for a constant schedule."""
+        if step is None:
+            if not self.is_constant:
+                raise ValueError(
+                    f"the k schedule ({self.schedule.describe()}) needs the training step, but the trainer "
+                    "published none; use the adapter's trainer/patch that publishes it (see docs/integrations.md) "
+                    "or a constant k."
+                )
+            return self.schedule.k_start
+        return self.schedule(step)
+
+    def describe(self) -> str:
+        text = f"{self.schedule.describe()}, baseline={self.baseline}"
+        return text + (f", rollout_n={self.rollout_n}" if self.rollout_n else "")
+
+
+def parse_options(k=None, baseline=None, schedule=None, rollout_n=None, *, source: str = "pkpo options") -> PKPOOptions:
+    """Build :class:`PKPOOptions`; exactly one of ``k`` and ``schedule`` must be given.
+
+    ``k`` may be an int or a numeric string (environment variables); ``schedule`` anything
+    :func:`pkpo.schedules.from_spec` reads ("8->1@1500", "linear:8->1@0+1000", a dict).
+    ``source`` names where the options came from, for the error messages.
+    """
+    if k is not None and schedule is not None:
+        raise ValueError(f"{source}: give either k or schedule, not both (got k={k!r}, schedule={schedule!r}).")
+    if k is None and schedule is None:
+        raise ValueError(f"{source}: set k (e.g. k=8) or a k schedule (e.g. schedule='8->1@1500').")
+    try:
+        if schedule is not None:
+            parsed = _schedules.from_spec(_plain(schedule))
+        else:
+            parsed = _schedules.constant(_as_int(k, "k"))
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    if baseline is None:
+        baseline = "loo_minus_one"
+    try:
+        baseline = check_baseline(baseline)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    if rollout_n is not None:
+        rollout_n = _as_int(rollout_n, "rollout_n", source)
+        if rollout_n < 1:
+            raise ValueError(f"{source}: rollout_n must be >= 1; got {rollout_n}.")
+        needed = min_group_size(parsed.max_k, baseline)
+        if rollout_n < needed:
+            raise ValueError(
+                f"{source}: rollout_n={rollout_n} samples per prompt is too few for k={parsed.max_k} with "
+                f"baseline {baseline!r} (needs at least {needed})."
+            )
+    return PKPOOptions(parsed, baseline, rollout_n)
+
+
+def options_from_mapping(mapping: Mapping[str, Any] | None, *, source: str) -> PKPOOptions:
+    """:func:`parse_options` from a dict-like (a verl ``algorithm.pkpo`` DictConfig), rejecting unknown keys."""
+    if mapping is None:
+        mapping = {}
+    if not hasattr(mapping, "keys"):
+        raise ValueError(f"{source} must be a mapping with keys {', '.join(OPTION_KEYS)}; got {mapping!r}.")
+    unknown = sorted(str(key) for key in mapping.keys() if key not in OPTION_KEYS)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(OPTION_KEYS)}.")
+    return parse_options(**{key: mapping.get(key) for key in OPTION_KEYS}, source=source)
+
+
+def _plain(value):
+    """OmegaConf containers -> plain Python (dict schedules in a verl config)."""
+    if hasattr(value, "items") and not isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _as_int(value, name: str, source: str | None = None) -> int:
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            where = f"{source}: " if source else ""
+            raise ValueError(f"{where}{name} must be an integer; got {value!r}.") from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}{name} must be an integer; got {value!r}.")
+    return int(value)
+
+
+# --- the published training step -------------------------------------------------------------
+
+
+class StepClock:
+    """The latest training step a trainer published (thread-safe; ``None`` until the first)."""
+
+    def __init__(self) -> None:
+        self._step: int | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, step) -> None:
+        step = _as_int(step, "the training step")
+        if step < 0:
+            raise ValueError(f"the training step must be >= 0; got {step}.")
+        with self._lock:
+            self._step = step
+
+    @property
+    def step(self) -> int | None:
+        with self._lock:
+            return self._step
+
+    def reset(self) -> None:
+        with self._lock:
+            self._step = None
+
+
+# --- group checks and the two batch layouts ----------------------------------------------------
+
+
+def check_group_sizes(sizes, labels, k: int, options: PKPOOptions, *, engine: str) -> None:
+    """Every group must hold enough samples for (k, baseline) and, if set, at most ``rollout_n``."""
+    sizes = np.asarray(sizes)
+    needed = min_group_size(k, options.baseline)
+    small = np.flatnonzero(sizes < needed)
+    if small.size:
+        row = small[0]
+        raise ValueError(
+            f"{engine}: group {labels[row]!r} has {sizes[row]} sample(s), fewer than the {needed} that k={k} with "
+            f"baseline {options.baseline!r} needs ({small.size} such group(s)). Lower k, draw more samples per "
+            "prompt, or filter such groups out before the advantage step."
+        )
+    if options.rollout_n is not None:
+        large = np.flatnonzero(sizes > options.rollout_n)
+        if large.size:
+            row = large[0]
+            raise ValueError(
+                f"{engine}: group {labels[row]!r} has {sizes[row]} rows but rollout_n={options.rollout_n}: rows of "
+                "several sessions or turns share one group id. PKPO needs one row per sampled attempt; give each "
+                "session its own id or fold sessions into one row per attempt before the advantage step."
+            )
+
+
+def grouped_advantages(scores, group_ids, k: int, options: PKPOOptions, *, engine: str):
+    """PKPO advantages for a flat batch with a group id per row (verl's uid layout).
+
+    Returns ``(advantages [N], mean per-group pass@k / maxg@k estimate)``. Groups may be
+    ragged and interleaved; sizes are checked by :func:`check_group_sizes` first.
+    """
+    ids = np.asarray(group_ids)
+    if ids.ndim != 1 or ids.shape[0] != scores.shape[0]:
+        raise ValueError(f"{engine}: need one group id per row ({scores.shape[0]}); got ids of shape {ids.shape}.")
+    labels, sizes = np.unique(ids, return_counts=True)
+    check_group_sizes(sizes, labels, k, options, engine=engine)
+    advantages, _, info = transform_grouped(scores, ids, k, options.baseline, return_info=True)
+    return advantages, float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
+
+
+def consecutive_advantages(scores, group_size: int, k: int, options: PKPOOptions, *, valid=None, engine: str):
+    """PKPO advantages for groups of ``group_size`` consecutive rows (TRL / OpenRLHF layout).
+
+    ``valid`` (bool [N], optional) marks rows that have a reward; the others are left out of
+    their group (its n shrinks) and get advantage 0. Returns ``(advantages [N], mean estimate)``.
+    """
+    n_rows = scores.shape[0]
+    if group_size < 1 or n_rows % group_size:
+        raise ValueError(f"{engine}: {n_rows} rows do not split into groups of {group_size} consecutive rows.")
+    rewards = scores.reshape(-1, group_size)
+    mask = None
+    if valid is not None:
+        mask = valid.reshape(-1, group_size)
+        rewards = _where_zero(rewards, mask)
+        sizes = _to_numpy(mask).sum(axis=1)
+    else:
+        sizes = np.full(rewards.shape[0], group_size)
+    check_group_sizes(sizes, [f"rows {i * group_size}..{(i + 1) * group_size - 1}" for i in range(len(sizes))],
+                      k, options, engine=engine)
+    advantages, info = transform(rewards, k, options.baseline, mask, return_info=True)
+    return advantages.reshape(-1), float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
+
+
+def _where_zero(values, mask):
+    """values with the entries outside ``mask`` set to 0 (NaN-safe), for torch or numpy."""
+    if hasattr(values, "masked_fill"):
+        return values.masked_fill(~mask, 0.0)
+    return np.where(mask, values, 0.0)
+
+
+def _to_numpy(values):
+    if hasattr(values, "detach"):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+# --- run a callback once a module is imported --------------------------------------------------
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Finds ``name`` with the other finders, then runs callbacks after its module body ran."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.callbacks: list[Callable[[Any], None]] = []
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        _remove_finder(self)  # one shot: let the ordinary finders find the module
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        original = spec.loader.exec_module
+        callbacks = list(self.callbacks)
+
+        def exec_module(module):
+            original(module)
+            for callback in callbacks:
+                _run_callback(callback, module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+_FINDERS: dict[str, _PostImportFinder] = {}
+_FINDERS_LOCK = threading.Lock()
+
+
+def _remove_finder(finder: _PostImportFinder) -> None:
+    with _FINDERS_LOCK:
+        if _FINDERS.get(finder.name) is finder:
+            del _FINDERS[finder.name]
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+
+def _run_callback(callback, module) -> None:
+    try:
+        callback(module)
+    except Exception:  # a failing hook must not break the host framework's import
+        logger.exception("pkpo: post-import hook %r for %s failed", callback, module.__name__)
+
+
+def when_imported(name: str, callback: Callable[[Any], None]) -> bool:
+    """Call ``callback(module)`` now if ``name`` is imported, else right after it is first imported.
+
+    Returns True if it ran now. Used by the plugins so that loading them (in every process that
+    imports verl, or every Ray worker of an OpenRLHF job) does not import heavy modules.
+    """
+    module = sys.modules.get(name)
+    if module is not None:
+        callback(module)
+        return True
+    with _FINDERS_LOCK:
+        finder = _FINDERS.get(name)
+        if finder is None:
+            finder = _FINDERS[name] = _PostImportFinder(name)
+            sys.meta_path.insert(0, finder)
+        if callback not in finder.callbacks:
+            finder.callbacks.append(callback)
+    return False
+
+
+__all__ = [
+    "BASELINES",
+    "PKPOOptions",
+    "StepClock",
+    "check_group_sizes",
+    "consecutive_advantages",
+    "grouped_advantages",
+    "options_from_mapping",
+    "parse_options",
+    "when_imported",
+]
