@@ -364,14 +364,16 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path, capsys, args
     assert re.search(match, err), err
 
 
-@pytest.mark.parametrize("name", ["missing.jsonl", "bad.jsonl.gz", "latin1.jsonl"])
+@pytest.mark.parametrize("name", ["missing.jsonl", "bad.jsonl.gz", "latin1.jsonl", "a_dir"])
 def test_unreadable_files_are_one_line_errors(tmp_path, capsys, name):
     (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip at all")
     (tmp_path / "latin1.jsonl").write_bytes(b'{"task_id": "\xe9", "passed": 1}\n')
+    (tmp_path / "a_dir").mkdir()
     code, _, err = run_eval([tmp_path / name], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert {
         "missing.jsonl": "no such file",
         "bad.jsonl.gz": "not a readable gzip",
         "latin1.jsonl": "not UTF-8",
+        "a_dir": "not a file",
     }[name] in err

@@ -262,8 +262,10 @@ def _fail(message: str) -> int:
 def _load(path: str) -> Samples:
     if path == "-":
         return read_samples(sys.stdin, "<stdin>")
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise EvalInputError(f"no such file: {path}")
+    if not Path(path).is_file():
+        raise EvalInputError(f"not a file: {path}")
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
