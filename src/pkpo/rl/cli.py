@@ -1,0 +1,285 @@
+"""``pkpo demo``, ``pkpo train`` and ``pkpo sweep``: argv -> exit code.
+
+::
+
+    pkpo demo --out runs/demo                 # ~10 min on 2 CPU cores: pass@1 baseline vs PKPO, report.md
+    pkpo demo --out runs/demo-quick --quick   # ~1 min smoke version
+    pkpo train --k 8->1@180 --steps 300 --out runs/anneal
+    pkpo train --config examples/rl/pkpo_k4.toml --resume
+    pkpo sweep --out runs/sweep --runs k1,k4,k8,anneal,tzsm,grpo,entropy --seeds 0 1 2 --jobs 2
+
+Errors in arguments or configs print one line (``pkpo <cmd>: error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .trainer import TrainConfig
+
+# Presets: a dict of TrainConfig overrides.
+PRESETS = {
+    # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples; RL_NOTES)
+    "cpu": {},
+    # ~1 minute smoke test
+    "quick": {"warm_steps": 150, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 0,
+              "eval_problems": 16, "eval_samples": 16, "checkpoint_every": 0, "n_train": 64, "n_heldout": 16},
+    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
+    "gpu": {"device": "cuda", "d_model": 256, "n_layer": 6, "n_head": 8, "warm_steps": 3000, "warm_batch": 256,
+            "steps": 1500, "prompts_per_step": 64, "n": 16, "n_train": 4096, "n_heldout": 512,
+            "eval_problems": 512, "eval_every": 100, "checkpoint_every": 100, "threads": 4},
+}
+
+
+class CliError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clean line, no usage dump, no traceback
+        raise CliError(message)
+
+
+def _fail(cmd: str, exc: Exception) -> int:
+    print(f"pkpo {cmd}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One --flag per TrainConfig field (help text from the field docstrings)."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "eval_ks":
+            parser.add_argument(flag, type=int, nargs="+", default=None, help="held-out k values")
+        elif f.type in ("bool", bool):
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            parser.add_argument(flag, type=typ, default=None)
+
+
+def _overrides(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(args, f.name, None) is not None}
+
+
+def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
+    """The GPT policy (warm-started, cached), the task and the optional KL reference for ``cfg``."""
+    import torch
+
+    from .gpt import GPT, GPTConfig
+    from .tasks import make_task
+    from .warmstart import rule_accuracy, warm_start
+
+    torch.set_num_threads(cfg.threads)
+    task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, n_train=cfg.n_train,
+                     n_heldout=cfg.n_heldout)
+    torch.manual_seed(cfg.seed)
+    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head))
+    info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
+                      cache_dir=cache_dir, progress=progress)
+    if not info["cached"] and cfg.warm_steps:
+        info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        Path(info["path"]).with_suffix(".json").write_text(json.dumps(info, indent=2))
+    reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None
+    return policy, task, reference, info
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+def train_main(argv: list[str]) -> int:
+    parser = _Parser(prog="pkpo train", description="One RL run (GPT policy, synthetic task).")
+    parser.add_argument("--config", help="TOML file of TrainConfig fields (flags override it)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", dest="out_dir_flag", help="output directory (= --out-dir)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--cache-dir", help="warm-start cache (default $PKPO_CACHE or ~/.cache/pkpo)")
+    parser.add_argument("--no-progress", action="store_true")
+    _add_config_flags(parser)
+    try:
+        args = parser.parse_args(argv)
+        base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[args.preset])
+        changes = _overrides(args)
+        if args.out_dir_flag:
+            changes["out_dir"] = args.out_dir_flag
+        cfg = TrainConfig.from_dict({**base.to_dict(), **changes}).validate()
+    except (ValueError, TypeError) as exc:
+        return _fail("train", exc)
+    from .trainer import train
+
+    try:
+        policy, task, reference, _ = build(cfg, cache_dir=args.cache_dir, progress=not args.no_progress)
+        final = train(cfg, policy, task, reference=reference, resume=args.resume, progress=not args.no_progress)
+    except ValueError as exc:
+        return _fail("train", exc)
+    print(json.dumps({k: v for k, v in final.items() if k != "config"}, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- sweep
+
+def run_spec(name: str, steps: int) -> dict:
+    """A grid entry name -> TrainConfig overrides: k<K>, anneal[<a>-><b>], loo, grpo, tzsm, entropy."""
+    if name in ("loo", "grpo", "tzsm", "entropy"):
+        return {"method": name}
+    if name.startswith("k") and name[1:].isdigit():
+        return {"method": "pkpo", "k": name[1:]}
+    if name.startswith("anneal"):
+        rest = name[len("anneal"):] or "8->1"
+        try:
+            a, b = (int(x) for x in rest.split("->"))
+        except ValueError:
+            raise ValueError(f"bad anneal spec {name!r}; expected e.g. 'anneal' or 'anneal8->1'") from None
+        return {"method": "pkpo", "k": f"{a}->{b}@{max(1, int(round(0.6 * steps)))}"}
+    raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm or entropy")
+
+
+def _worker(job: dict) -> dict:
+    """Run (or finish) one configuration in a fresh process with one thread."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .trainer import train
+
+    cfg = TrainConfig.from_dict(job["config"]).validate()
+    if job.get("warm_only"):
+        build(cfg, cache_dir=job["cache_dir"], progress=False)
+        return {}
+    final_path = Path(cfg.out_dir) / "final.json"
+    if final_path.exists():
+        done = json.loads(final_path.read_text())
+        if done.get("config") == cfg.to_dict():
+            return done
+    policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
+    t0 = time.time()
+    final = train(cfg, policy, task, reference=reference, resume=True, progress=job.get("progress", False))
+    final["wall_s"] = time.time() - t0
+    final_path.write_text(json.dumps(final, indent=2))
+    return final
+
+
+def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    if n_jobs <= 1:
+        return [_worker(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results: list = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_worker, j): i for i, j in enumerate(jobs)}
+        for fut in tqdm(as_completed(futures), total=len(jobs), desc=desc, disable=not progress):
+            results[futures[fut]] = fut.result()
+    return results
+
+
+def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
+             baselines: list[str] | None = None, progress: bool = True) -> list[dict]:
+    """Warm starts (one per seed), then every (run, baseline, seed) config; returns the final dicts."""
+    configs = []
+    for name in runs:
+        for baseline in (baselines or [base.baseline]):
+            label = name if not baselines or len(baselines) == 1 else f"{name}/{baseline}"
+            for seed in seeds:
+                changes = {**run_spec(name, base.steps), "baseline": baseline, "seed": seed,
+                           "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
+                cfg = base.replace(**changes).validate()
+                configs.append((label, cfg))
+    warm = [{"config": base.replace(seed=s).to_dict(), "cache_dir": cache_dir, "warm_only": True} for s in seeds]
+    _run_jobs(warm, min(jobs, len(warm)), "warm starts", progress)
+    finals = _run_jobs([{"config": c.to_dict(), "cache_dir": cache_dir} for _, c in configs], jobs, "runs", progress)
+    for (label, _), final in zip(configs, finals):
+        final["label"] = label
+    return finals
+
+
+def sweep_main(argv: list[str]) -> int:
+    parser = _Parser(prog="pkpo sweep", description="A grid of RL runs, then a paper-style table and plots.")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--runs", default="k1,k2,k4,k8,anneal,tzsm,grpo,entropy",
+                        help="comma-separated grid entries: k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm, entropy")
+    parser.add_argument("--baselines", default=None, help="comma-separated PKPO baselines (default: the config's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
+    parser.add_argument("--config", help="TOML base config")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--cache-dir", help="warm-start cache (default OUT/cache)")
+    parser.add_argument("--no-progress", action="store_true")
+    _add_config_flags(parser)
+    try:
+        args = parser.parse_args(argv)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[args.preset])
+        base = TrainConfig.from_dict({**base.to_dict(), **_overrides(args)}).validate()
+        runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+        baselines = [b.strip() for b in args.baselines.split(",")] if args.baselines else None
+        for r in runs:  # validate every grid point before any work
+            for b in baselines or [base.baseline]:
+                base.replace(**run_spec(r, base.steps), baseline=b).validate()
+    except (ValueError, TypeError) as exc:
+        return _fail("sweep", exc)
+    from .report import write_sweep_report
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    finals = run_grid(base, runs, args.seeds, out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
+                      baselines=baselines, progress=not args.no_progress)
+    info = write_sweep_report(out, finals, title="PKPO sweep", command="pkpo sweep " + " ".join(argv),
+                              wall_s=time.time() - t0)
+    print(info["table_md"])
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- demo
+
+DEMO_RUNS = ["loo", "k4", "k8", "anneal"]
+
+
+def demo_main(argv: list[str]) -> int:
+    parser = _Parser(prog="pkpo demo", description="Train a small policy from scratch: pass@1 baseline vs PKPO.")
+    parser.add_argument("--out", required=True, help="output directory (report.md, summary.json, PNGs)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings (about a minute)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (1 thread each)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", help="warm-start cache (default OUT/cache)")
+    parser.add_argument("--no-progress", action="store_true")
+    try:
+        args = parser.parse_args(argv)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    except (ValueError, TypeError) as exc:
+        return _fail("demo", exc)
+    from .report import write_sweep_report
+
+    if args.quick:
+        base = TrainConfig().replace(**PRESETS["quick"], tensorboard=False)
+        runs = ["loo", "k4", "anneal"]
+    else:  # sized for <= 10 minutes on 2 CPU cores
+        base = TrainConfig().replace(warm_steps=1000, steps=150, eval_every=50, eval_problems=96,
+                                     checkpoint_every=50, tensorboard=False)
+        runs = DEMO_RUNS
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    finals = run_grid(base, runs, [args.seed], out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
+                      progress=not args.no_progress)
+    info = write_sweep_report(out, finals, title="pkpo demo", command="pkpo demo " + " ".join(argv),
+                              wall_s=time.time() - t0, report_name="report.md")
+    summary = [{"name": f["label"], "k_schedule": f["k_schedule"], "method": f["method"],
+                **{f"pass@{k}": f.get(f"pass@{k}") for k in (1, 2, 4, 8, 16)},
+                "cumulative_solve_rate": f["cumulative_solve_rate"], "entropy": f.get("entropy")} for f in finals]
+    (out / "summary.json").write_text(json.dumps({"runs": summary, "wall_s": time.time() - t0,
+                                                  "config": base.to_dict()}, indent=2))
+    print(info["table_md"])
+    print(f"wrote {out / 'report.md'}, {out / 'summary.json'} and {len(info['figures'])} figures "
+          f"in {time.time() - t0:.0f} s")
+    return 0

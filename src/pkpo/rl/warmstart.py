@@ -1,0 +1,110 @@
+"""Supervised warm start before RL, cached on disk so that sweeps do not redo it.
+
+RL_NOTES lesson 1: PKPO can only spread probability over strategies that sometimes succeed, so the
+warm-started policy must execute every rule correctly at least occasionally. The warm start is plain
+maximum likelihood on the task's demonstrations (``task.warmstart_batch``): loss = -mean log p(y | x),
+with the same ``sequence_logprobs`` the RL loss uses. ``rule_accuracy`` checks the result.
+
+The cache key hashes the policy config, the task's warm-start spec, the number of steps, batch size,
+learning rate and seed; the file is written atomically (tmp + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .interfaces import Samples
+
+WARMSTART_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("PKPO_CACHE", Path.home() / ".cache" / "pkpo")) / "warmstart"
+
+
+def teacher_samples(policy, pairs: list[tuple[str, str]]) -> Samples:
+    """Demonstrations as a Samples batch (n = 1) so ``policy.sequence_logprobs`` scores them."""
+    if not hasattr(policy, "encode_completion"):
+        raise ValueError(f"{type(policy).__name__} has no encode_completion(); it cannot be warm-started here")
+    prompts = [policy.encode(p) for p, _ in pairs]
+    comps = [policy.encode_completion(c) for _, c in pairs]
+    T = max(len(c) for c in comps)
+    ids = torch.zeros((len(comps), T), dtype=torch.long)
+    mask = torch.zeros((len(comps), T), dtype=torch.bool)
+    for row, c in enumerate(comps):
+        ids[row, : len(c)] = torch.as_tensor(c)
+        mask[row, : len(c)] = True
+    return Samples(prompt_ids=prompts, completion_ids=ids, completion_mask=mask, n=1)
+
+
+def cache_key(policy, task, steps: int, batch: int, lr: float, seed: int) -> str:
+    spec = {"version": WARMSTART_VERSION, "policy": policy.config_dict(), "length": task.config.length,
+            "steps": steps, "batch": batch, "lr": lr, "seed": seed}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def warm_start(policy, task, *, steps: int = 1500, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+               cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Fit ``policy`` to the task's demonstrations for ``steps`` AdamW steps (cosine lr decay to 10 %).
+
+    Loads the cached weights instead when a warm start with the same key exists. Returns
+    ``{"cached": bool, "path": str, "final_nll": float | None}``.
+    """
+    if steps < 0 or batch < 1 or not lr > 0:
+        raise ValueError(f"warm start needs steps >= 0, batch >= 1, lr > 0; got {steps}, {batch}, {lr}")
+    if steps == 0:
+        return {"cached": False, "path": None, "final_nll": None}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / f"warmstart-{cache_key(policy, task, steps, batch, lr, seed)}.pt"
+    if path.exists():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            policy.load_state_dict(state["model"])
+            return {"cached": True, "path": str(path), "final_nll": state.get("final_nll")}
+        except Exception:  # a broken cache file is rebuilt, not trusted
+            path.unlink(missing_ok=True)
+    rng = np.random.default_rng([seed, 104729])
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
+    policy.train()
+    nll = float("nan")
+    bar = tqdm(range(steps), desc="warm start", disable=not progress, leave=False)
+    for _ in bar:
+        samples = teacher_samples(policy, task.warmstart_batch(rng, batch))
+        loss = -policy.sequence_logprobs(samples).mean()  # -mean log p(y | x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        nll = 0.98 * nll + 0.02 * loss.item() if nll == nll else loss.item()
+        bar.set_postfix(nll=f"{nll:.3f}")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"model": policy.state_dict(), "final_nll": nll}, tmp)
+    os.replace(tmp, path)
+    return {"cached": False, "path": str(path), "final_nll": nll}
+
+
+@torch.no_grad()
+def rule_accuracy(policy, task, *, per_rule: int = 32, samples: int = 4, max_new_tokens: int = 16,
+                  seed: int = 0) -> dict[str, float]:
+    """Fraction of sampled completions that execute each named rule correctly (easy-tier prompts)."""
+    rng = np.random.default_rng([seed, 15485863])
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for rule, probs in task.rule_accuracy_problems(rng, per_rule).items():
+        s = policy.sample([policy.encode(p.prompt) for p in probs], samples, max_new_tokens, 1.0, generator=gen)
+        texts = [policy.decode(r[m].tolist()) for r, m in zip(s.completion_ids, s.completion_mask)]
+        out[rule] = float(np.mean([texts[j * samples + i] == probs[j].answer
+                                   for j in range(len(probs)) for i in range(samples)]))
+    return out
