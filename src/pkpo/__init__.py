@@ -9,7 +9,7 @@ inputs are called ``correct``, real-valued ones ``rewards``. Arrays come back as
 came in (numpy, torch on the same device, JAX). Bad input raises ``ValueError``.
 """
 
-from . import schedules
+from . import metrics, schedules
 from .estimators import maxg_at_k, pass_at_k, pass_at_k_from_counts
 from .transforms import TransformInfo, transform, transform_grouped
 
@@ -23,4 +23,5 @@ __all__ = [
     "transform_grouped",
     "TransformInfo",
     "schedules",
+    "metrics",
 ]
