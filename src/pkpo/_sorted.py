@@ -68,6 +68,13 @@ class SortedGroups:
         zero = backend.zeros(backend.shape(v)[:-1] + (1,), v.dtype, self.like)
         return backend.concat_last([inclusive[..., 1:], zero])
 
+    def without_padding(self, sorted_result):
+        """``sorted_result`` with the padding ranks t > n (ragged groups) set to 0."""
+        if self.mask is None:
+            return sorted_result
+        ranks = self.backend.arange(self.size, self.like)
+        return self.backend.xp.where(ranks < self.n, sorted_result, 0.0)
+
     def finish(self, sorted_result):
         """Scatter a per-rank result back to the caller's order, zero the mask, cast."""
         backend = self.backend
