@@ -59,12 +59,14 @@ def rank_weights(xp, lf, t, n, k: int) -> dict:
     - ``tail``:   P[max of a random k-subset of the n has rank >= t] = 1 - C(t-1, k)/C(n, k),
       so maxg@k = g_(1) + sum_t d_t * tail_t (the tail form of eq. 12).
     - ``top``:    C(t-1, k-1)/C(n, k), the weight of rank t in eq. 12 (mu_t / C(n, k)).
-    - ``shared``: C(t-2, k-2)/C(n, k), the off-diagonal m_ij / C(n, k) of eq. 19.
+    - ``lift``:   k/n - C(t-2, k-1)/C(n, k) = (k/n) P[max of the k-1 companions of a sample has
+      rank >= t - 1 among the other n - 1]: the weight of a gap above a sample in s (eq. 19).
     - ``tail_drop_below``: tail_t for a pool of n-1 (a sample below rank t was removed).
     - ``tail_drop_above``: tail_{t-1} for a pool of n-1 (a sample at or above rank t was removed).
     - ``jack_below`` / ``jack_above``: the differences tail_t(n) - tail_drop_below_t and
       tail_t(n) - tail_drop_above_t, written so that no two near-equal numbers are subtracted:
-      (k/n) C(t-1,k)/C(n-1,k) and (k/n) C(t-2,k)/C(n-1,k) - C(t-2,k-1)/C(n,k).
+      (k/n) C(t-1,k)/C(n-1,k) and (k/n) C(t-2,k)/C(n-1,k) - C(t-2,k-1)/C(n,k), which simplifies
+      to -C(t-2,k-1)/C(n,k) * (n-t+1)/(n-k).
 
     Weights that need a pool of n-1 >= k are 0 where n - 1 < k; callers validate n first.
     Ranks t > n (padding of ragged groups) get weight 0 in every entry.
@@ -82,13 +84,14 @@ def rank_weights(xp, lf, t, n, k: int) -> dict:
     makers = {
         "top": lambda: ratio(t - 1, k - 1, n, k),
         "tail": lambda: xp.where(inside, 1.0 - ratio(t - 1, k, n, k), 0.0),
-        "shared": lambda: ratio(t - 2, k - 2, n, k),
+        # 1 - C(t-2,k-1)/C(n-1,k-1), scaled by k/n = C(n-1,k-1)/C(n,k); 0 at k = 1
+        "lift": lambda: xp.where(inside, ratio(n - 1, k - 1, n, k) * (1.0 - ratio(t - 2, k - 1, n - 1, k - 1)), 0.0),
         "tail_drop_below": lambda: xp.where(drop, 1.0 - ratio(t - 1, k, n_drop, k, drop), 0.0),
         "tail_drop_above": lambda: xp.where(drop, 1.0 - ratio(t - 2, k, n_drop, k, drop), 0.0),
         # C(n-1,k-1)/C(n,k) = k/n, formed like the other ratios so it stays in float64
         "jack_below": lambda: ratio(n - 1, k - 1, n, k) * ratio(t - 1, k, n_drop, k, drop),
-        "jack_above": lambda: ratio(n - 1, k - 1, n, k) * ratio(t - 2, k, n_drop, k, drop)
-        - ratio(t - 2, k - 1, n, k, drop),
+        # float times int first, so torch/JAX integer division never rounds to float32
+        "jack_above": lambda: -(ratio(t - 2, k - 1, n, k, drop) * (n - t + 1)) / xp.where(drop, n - k, 1),
     }
     return LazyWeights(makers)
 

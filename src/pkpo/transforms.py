@@ -77,11 +77,15 @@ def _centered(groups: SortedGroups, w: dict):
 def _s(groups: SortedGroups, w: dict, k: int):
     """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)   (eqs. 19-21).
 
-    Written on g - g_(1) >= 0 (so every term is non-negative) plus (k/n) g_(1), because s is
-    shift-equivariant with sum_i s_i = k rho_k.
+    Computed in gap form: s_i = (k/n) E[max of a random k-subset holding i], and that maximum
+    is g_(i) plus every gap d_t above rank i that one of the k-1 companions reaches, so
+
+        s_(i) = (k/n) g_(i) + sum_{t>i} d_t (k/n - C(t-2,k-1)/C(n,k)).
+
+    The sum has non-negative terms only, tied rewards get bit-identical values (the gap between
+    them is 0), and k = 1 gives g_i / n exactly.
     """
-    lifted = groups.values - groups.floor
-    return (k / groups.n_float) * groups.floor + w["top"] * lifted + groups.suffix_after(w["shared"] * lifted)
+    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w["lift"])
 
 
 def _loo_minus_one(groups: SortedGroups, w: dict):
