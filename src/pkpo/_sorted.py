@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _validation
 from ._backend import Backend, as_array
-from ._combinatorics import log_factorial_table, rank_weights
+from ._combinatorics import LogFactorials, log_factorial_table, rank_weights
 
 
 @dataclass
@@ -52,7 +52,8 @@ class SortedGroups:
         backend = self.backend
         if isinstance(self.n, int):
             return backend.dense_weights(self.size, self.n, k, self.like, self.values.dtype)
-        lf = _as_compute(backend, log_factorial_table(self.size + 1), self)
+        table = log_factorial_table(self.size + 1)
+        lf = LogFactorials(*(_as_compute(backend, part, self) for part in table))
         t = backend.arange(self.size, self.like) + 1
         return rank_weights(backend.xp, lf, t, self.n, k)
 
