@@ -29,7 +29,7 @@ PRESETS = {
     # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples; RL_NOTES)
     "cpu": {},
     # ~1 minute smoke test
-    "quick": {"warm_steps": 150, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 0,
+    "quick": {"warm_steps": 80, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 0,
               "eval_problems": 16, "eval_samples": 16, "checkpoint_every": 0, "n_train": 64, "n_heldout": 16},
     # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
     "gpu": {"device": "cuda", "d_model": 256, "n_layer": 6, "n_head": 8, "warm_steps": 3000, "warm_batch": 256,

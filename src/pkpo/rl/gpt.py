@@ -160,6 +160,9 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(self.cfg) for _ in range(self.cfg.n_layer))
         self.ln_f = nn.LayerNorm(C)
         self.head = nn.Linear(C, V, bias=False)
+        never = torch.zeros(V, dtype=torch.bool)
+        never[[PAD, BOS]] = True
+        self.register_buffer("_never", never, persistent=False)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2 paper)
             if name.endswith("proj.weight"):
@@ -216,7 +219,8 @@ class GPT(nn.Module):
             x = block(x, allowed[:, None], cache, layer)
         if cache is not None:
             cache.length += T
-        return self.head(self.ln_f(x))  # (B, T, V)
+        logits = self.head(self.ln_f(x))  # (B, T, V)
+        return logits.masked_fill(self._never, float("-inf"))  # PAD and BOS are never generated
 
     # --- Policy contract: sampling and scoring ---------------------------------------------
     @torch.no_grad()
@@ -273,7 +277,8 @@ class GPT(nn.Module):
         logits = self.forward(full, key_mask, pos)[:, L - 1: L + T - 1].float()  # (B*n, T, V) predicting comp
         logp_all = torch.log_softmax(logits, dim=-1)
         logp = logp_all.gather(-1, comp[..., None]).squeeze(-1) * cmask
-        ent = -(logp_all.exp() * logp_all).sum(-1) * cmask
+        p_all = logp_all.exp()
+        ent = -(p_all * logp_all.masked_fill(p_all == 0, 0.0)).sum(-1) * cmask
         return logp, ent
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:

@@ -1,0 +1,64 @@
+"""``pkpo demo/train/sweep``: clean errors, and ``pkpo demo --quick`` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (train_main, ["--k", "32", "--n", "16"], "k=32 > n=16"),
+    (train_main, ["--task", "chess"], "unknown task"),
+    (train_main, ["--steps", "-5"], "steps must be"),
+    (train_main, ["--method", "ppo"], "unknown method"),
+    (train_main, ["--config", "/nonexistent.toml"], "does not exist"),
+    (train_main, ["--lr", "abc"], "invalid float value"),
+    (sweep_main, ["--out", "X", "--runs", "k4,k99"], "k=99 > n=16"),
+    (sweep_main, ["--out", "X", "--runs", "bogus"], "unknown run"),
+    (sweep_main, ["--out", "X", "--jobs", "0"], "--jobs must be"),
+    (demo_main, [], "required: --out"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(capsys, tmp_path, main, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "error:" in err and message in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_cli_error_via_the_pkpo_command_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "pkpo.cli", "train", "--k", "9", "--n", "4"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "k=9 > n=4" in proc.stderr
+
+
+def test_run_spec():
+    assert run_spec("k4", 200) == {"method": "pkpo", "k": "4"}
+    assert run_spec("anneal", 200) == {"method": "pkpo", "k": "8->1@120"}
+    assert run_spec("anneal4->2", 10) == {"method": "pkpo", "k": "4->2@6"}
+    assert run_spec("tzsm", 5) == {"method": "tzsm"}
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    names = [r["name"] for r in summary["runs"]]
+    assert names == ["loo", "k4", "anneal"]
+    for run in summary["runs"]:
+        for key in ("k_schedule", "pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "cumulative_solve_rate",
+                    "entropy"):
+            assert run[key] is not None, key
+        assert 0 <= run["pass@1"] <= run["pass@4"] <= run["pass@16"] <= 1
+        assert 0 < run["cumulative_solve_rate"] <= 1
+    report = (out / "report.md").read_text()
+    assert "| loo | k=1 |" in report and "pass_at_k_curves.png" in report
+    for png in ("pass_at_k_curves.png", "cumulative_solve_rate.png", "entropy.png", "final_pass_at_k.png"):
+        assert (out / png).stat().st_size > 1000
+    # a second call reuses the finished runs and the cached warm start
+    assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
