@@ -200,6 +200,18 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
     return finals
 
 
+def finished_runs(out: Path) -> list[dict]:
+    """The final.json of every finished run under ``out/runs/<label>/seed<s>/``, labelled by folder."""
+    finals = []
+    for path in sorted(Path(out).glob("runs/*/seed*/final.json")):
+        final = json.loads(path.read_text())
+        final["label"] = path.parent.parent.name
+        finals.append(final)
+    order = ["loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
+    return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
+                                         f["label"], f["seed"]))
+
+
 def sweep_main(argv: list[str]) -> int:
     parser = _Parser(prog="pkpo sweep", description="A grid of RL runs, then a paper-style table and plots.")
     parser.add_argument("--out", required=True, help="output directory")
@@ -212,6 +224,8 @@ def sweep_main(argv: list[str]) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--cache-dir", help="warm-start cache (default OUT/cache)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rebuild the table and plots from the runs that have finished")
     _add_config_flags(parser)
     try:
         args = parser.parse_args(argv)
@@ -231,10 +245,16 @@ def sweep_main(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    finals = run_grid(base, runs, args.seeds, out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
-                      baselines=baselines, progress=not args.no_progress)
+    if args.report_only:
+        finals = finished_runs(out)
+        if not finals:
+            return _fail("sweep", ValueError(f"no finished runs under {str(out / 'runs')!r}"))
+    else:
+        finals = run_grid(base, runs, args.seeds, out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
+                          baselines=baselines, progress=not args.no_progress)
+    wall = sum(f.get("wall_s", 0.0) for f in finals)
     info = write_sweep_report(out, finals, title="PKPO sweep", command="pkpo sweep " + " ".join(argv),
-                              wall_s=time.time() - t0)
+                              wall_s=time.time() - t0 if not args.report_only else wall)
     print(info["table_md"])
     return 0
 
@@ -264,8 +284,8 @@ def demo_main(argv: list[str]) -> int:
         base = TrainConfig().replace(**PRESETS["quick"], tensorboard=False)
         runs = ["loo", "k4", "anneal"]
     else:  # sized for <= 10 minutes on 2 CPU cores
-        base = TrainConfig().replace(warm_steps=1000, steps=150, eval_every=50, eval_problems=96,
-                                     checkpoint_every=50, tensorboard=False)
+        base = TrainConfig().replace(steps=150, eval_every=50, eval_problems=96, checkpoint_every=50,
+                                     tensorboard=False)
         runs = DEMO_RUNS
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

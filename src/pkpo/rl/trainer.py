@@ -98,11 +98,11 @@ class TrainConfig:
     """GPT blocks"""
     n_head: int = 4
     """GPT attention heads"""
-    warm_steps: int = 1500
+    warm_steps: int = 1200
     """supervised warm-start steps (0: none); cached on disk per config and seed"""
     warm_batch: int = 64
     """warm-start batch size"""
-    warm_lr: float = 1e-3
+    warm_lr: float = 2e-3
     """warm-start learning rate"""
     # --- RL
     steps: int = 300

@@ -50,7 +50,7 @@ def cache_key(policy, task, steps: int, batch: int, lr: float, seed: int) -> str
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def warm_start(policy, task, *, steps: int = 1500, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 2e-3, seed: int = 0,
                cache_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Fit ``policy`` to the task's demonstrations for ``steps`` AdamW steps (cosine lr decay to 10 %).
 
