@@ -120,3 +120,17 @@ def test_bad_task_options():
         HiddenRuleConfig(tier="medium").validate()
     with pytest.raises(ValueError, match="bad options"):
         make_task("hidden-rule", colour="red")
+
+
+def test_logprobs_finite_with_padding_after_eos():
+    model = tiny_gpt()
+    ids = torch.tensor([[20, 21, EOS, PAD], [20, EOS, PAD, PAD], [22, 23, 24, 25]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    s = Samples(prompt_ids=[model.encode("1:?>")], completion_ids=ids, completion_mask=mask, n=3)
+    logp = model.sequence_logprobs(s)
+    assert torch.isfinite(logp).all()
+    logp.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    # the padded row's value equals the same completion scored without trailing padding
+    alone = Samples(prompt_ids=s.prompt_ids, completion_ids=ids[1:2, :2], completion_mask=mask[1:2, :2], n=1)
+    torch.testing.assert_close(logp[1:2], model.sequence_logprobs(alone))

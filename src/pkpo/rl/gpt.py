@@ -276,9 +276,10 @@ class GPT(nn.Module):
         pos = (key_mask.long().cumsum(1) - 1).clamp(min=0)
         logits = self.forward(full, key_mask, pos)[:, L - 1: L + T - 1].float()  # (B*n, T, V) predicting comp
         logp_all = torch.log_softmax(logits, dim=-1)
-        logp = logp_all.gather(-1, comp[..., None]).squeeze(-1) * cmask
+        # PAD after EOS has log p = -inf (never generated): select, do not multiply (-inf * 0 = nan)
+        logp = torch.where(cmask, logp_all.gather(-1, comp[..., None]).squeeze(-1), 0.0)
         p_all = logp_all.exp()
-        ent = -(p_all * logp_all.masked_fill(p_all == 0, 0.0)).sum(-1) * cmask
+        ent = torch.where(cmask, -(p_all * logp_all.masked_fill(p_all == 0, 0.0)).sum(-1), 0.0)
         return logp, ent
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
