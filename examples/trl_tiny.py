@@ -38,7 +38,7 @@ def build_tokenizer():
 
 
 def build_tiny_model(directory: str, seed: int = 0) -> str:
-    """Save a random-init ~50k-parameter Llama and its tokenizer under ``directory``; return the path."""
+    """Save a random-init Llama (19k parameters) and its tokenizer under ``directory``; return the path."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +223,36 @@ def test_plugin_is_absent_when_verl_plugins_are_disabled():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_verl_gpu_example_overrides_compose_with_verls_config(tmp_path):
+    """examples/verl_gpu.sh (not runnable here) is run with a stub python3 that records its arguments;
+    those overrides must compose with verl's own Hydra config and give valid PKPO options."""
+    from hydra import compose, initialize_config_dir
+
+    import verl.trainer.config
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "verl_gpu.sh"
+    stub_dir = tmp_path / "bin"
+    stub_dir.mkdir()
+    record = tmp_path / "argv.json"
+    stub = stub_dir / "python3"
+    stub.write_text(f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}", "DATA": "/data/gsm8k"}
+    result = subprocess.run(["bash", str(script), "trainer.total_epochs=1"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    argv = json.loads(record.read_text())
+    assert argv[:2] == ["-m", "verl.trainer.main_ppo"]
+    overrides = argv[2:]
+
+    config_dir = os.path.dirname(verl.trainer.config.__file__)
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides)
+    assert config.algorithm.adv_estimator == "pkpo"
+    assert config.trainer.v1.trainer_mode == "pkpo_sync"
+    assert config.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-sum"
+    assert config.trainer.total_epochs == 1  # extra arguments are passed through
+    options = plugin.read_options(config.algorithm)
+    assert (options.k_at(149), options.k_at(150), options.rollout_n) == (8, 1, config.actor_rollout_ref.rollout.n)

@@ -1,0 +1,10 @@
+"""Adapters that plug the PKPO transform into RL trainers for LLMs (see docs/integrations.md).
+
+Import the one you need; each imports its framework, so nothing is imported here:
+
+* :mod:`pkpo.integrations.verl`: the ``pkpo`` advantage estimator and ``pkpo_sync`` trainer for
+  verl >= 0.9 (auto-registered through the ``verl.plugins`` entry point);
+* :mod:`pkpo.integrations.trl`: ``PKPOGRPOTrainer`` / ``PKPORLOOTrainer`` for trl 1.16;
+* :mod:`pkpo.integrations.openrlhf`: ``patch()`` for OpenRLHF 0.11 (launcher:
+  ``python -m pkpo.launch.openrlhf``).
+"""
