@@ -82,7 +82,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
     task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, n_train=cfg.n_train,
                      n_heldout=cfg.n_heldout)
     torch.manual_seed(cfg.seed)
-    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head))
+    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(cfg.device)
     info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
                       cache_dir=cache_dir, progress=progress)
     if not info["cached"] and cfg.warm_steps:

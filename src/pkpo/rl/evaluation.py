@@ -31,6 +31,14 @@ def score_samples(task: Task, problems: Sequence[Problem], policy: Policy, sampl
                     dtype=np.float64)
 
 
+def _device_of(policy) -> torch.device:
+    """The device of the policy's parameters (sampling generators must live there)."""
+    try:
+        return next(iter(policy.parameters())).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
 @torch.no_grad()
 def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples: int = 32,
              ks: Sequence[int] = (1, 2, 4, 8, 16), max_new_tokens: int = 16, temperature: float = 1.0,
@@ -48,7 +56,7 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
     ks = [int(k) for k in ks]
     if samples < 1 or any(k < 1 or k > samples for k in ks):
         raise ValueError(f"every k in ks={ks} must be in [1, samples={samples}]")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator(device=_device_of(policy)).manual_seed(int(seed))
     was_training = getattr(policy, "training", False)
     if hasattr(policy, "eval"):
         policy.eval()

@@ -257,8 +257,7 @@ class GPT(nn.Module):
             next_pos = next_pos + 1
         T_used = int(max(1, (out != PAD).sum(1).max().item()))
         out = out[:, :T_used]
-        return Samples(prompt_ids=[list(p) for p in prompt_ids], completion_ids=out.cpu() if dev.type != "cpu" else out,
-                       completion_mask=(out != PAD), n=n)
+        return Samples(prompt_ids=[list(p) for p in prompt_ids], completion_ids=out, completion_mask=(out != PAD), n=n)
 
     def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask)."""

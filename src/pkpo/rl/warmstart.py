@@ -100,7 +100,7 @@ def rule_accuracy(policy, task, *, per_rule: int = 32, samples: int = 4, max_new
                   seed: int = 0) -> dict[str, float]:
     """Fraction of sampled completions that execute each named rule correctly (easy-tier prompts)."""
     rng = np.random.default_rng([seed, 15485863])
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=next(iter(policy.parameters())).device).manual_seed(seed)
     out = {}
     for rule, probs in task.rule_accuracy_problems(rng, per_rule).items():
         s = policy.sample([policy.encode(p.prompt) for p in probs], samples, max_new_tokens, 1.0, generator=gen)
