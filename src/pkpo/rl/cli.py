@@ -28,6 +28,9 @@ from .trainer import TrainConfig
 PRESETS = {
     # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples; RL_NOTES)
     "cpu": {},
+    # the measured sweep setting of docs/results.md (8 prompts x 16 samples, 100 steps) and the demo
+    "demo": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,
+             "checkpoint_every": 50},
     # ~1 minute smoke test
     "quick": {"warm_steps": 80, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 0,
               "eval_problems": 16, "eval_samples": 16, "checkpoint_every": 0, "n_train": 64, "n_heldout": 16},
@@ -284,8 +287,7 @@ def demo_main(argv: list[str]) -> int:
         base = TrainConfig().replace(**PRESETS["quick"], tensorboard=False)
         runs = ["loo", "k4", "anneal"]
     else:  # sized for <= 10 minutes on 2 CPU cores
-        base = TrainConfig().replace(steps=150, eval_every=50, eval_problems=96, checkpoint_every=50,
-                                     tensorboard=False)
+        base = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
         runs = DEMO_RUNS
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
