@@ -1,10 +1,10 @@
-"""PKPO inside TRL's GRPOTrainer on a tiny, locally built Llama (CPU, no downloads, under 2 minutes).
+"""PKPO inside TRL's GRPOTrainer on a tiny, locally built Llama (CPU, no downloads, < 2 minutes).
 
 The task: the prompt is one letter, the answer is a 3-letter completion that contains it. A
 random-init model over an 8-letter alphabet gets it right by luck some of the time, so pass@1
 is low and pass@4 is higher; PKPO with k=4 trains on the unbiased pass@4 gradient.
 
-    .venv/bin/python examples/trl_tiny.py            # trains, prints pass@1 / pass@4 before and after
+    .venv/bin/python examples/trl_tiny.py            # trains; pass@1 and pass@4 before/after
     .venv/bin/python examples/trl_tiny.py --steps 5  # a quicker smoke run
 
 Nothing is downloaded: the tokenizer is a character-level WordLevel model built here, the model a
@@ -34,19 +34,28 @@ def build_tokenizer():
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     core.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
 
 
 def build_tiny_model(directory: str, seed: int = 0) -> str:
-    """Save a random-init Llama (19k parameters) and its tokenizer under ``directory``; return the path."""
+    """Save a random-init Llama (19k parameters) and its tokenizer under ``directory``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
@@ -77,9 +86,15 @@ def measure_pass_at_k(model, tokenizer, ks=(1, 4), n: int = 16, max_new_tokens: 
     correct = []
     for letter in LETTERS:
         ids = tokenizer(f"{letter}:", return_tensors="pt").input_ids.repeat(n, 1)
-        out = model.generate(ids, do_sample=True, max_new_tokens=max_new_tokens, temperature=1.0, top_k=0,
-                             pad_token_id=tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            ids,
+            do_sample=True,
+            max_new_tokens=max_new_tokens,
+            temperature=1.0,
+            top_k=0,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        texts = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
         correct.append([letter in text for text in texts])
     correct = np.array(correct)
     return {k: float(np.mean(pkpo.pass_at_k(correct, k))) for k in ks}
@@ -107,13 +122,29 @@ def main(argv=None) -> int:
         before = measure_pass_at_k(model, tokenizer, ks=(1, args.k))
 
         config = PKPOGRPOConfig(
-            output_dir=os.path.join(workdir, "out"), pkpo_k=args.k, num_generations=args.num_generations,
-            per_device_train_batch_size=2 * args.num_generations, max_completion_length=3, max_steps=args.steps,
-            learning_rate=3e-3, logging_steps=25, save_strategy="no", report_to=[], seed=args.seed,
-            use_cpu=True, temperature=1.0, beta=0.0, disable_tqdm=False,
+            output_dir=os.path.join(workdir, "out"),
+            pkpo_k=args.k,
+            num_generations=args.num_generations,
+            per_device_train_batch_size=2 * args.num_generations,
+            max_completion_length=3,
+            max_steps=args.steps,
+            learning_rate=3e-3,
+            logging_steps=25,
+            save_strategy="no",
+            report_to=[],
+            seed=args.seed,
+            use_cpu=True,
+            temperature=1.0,
+            beta=0.0,
+            disable_tqdm=False,
         )
-        trainer = PKPOGRPOTrainer(model=model, reward_funcs=contains_prompt_letter, args=config,
-                                  train_dataset=prompts_dataset(), processing_class=tokenizer)
+        trainer = PKPOGRPOTrainer(
+            model=model,
+            reward_funcs=contains_prompt_letter,
+            args=config,
+            train_dataset=prompts_dataset(),
+            processing_class=tokenizer,
+        )
         trainer.train()
 
         torch.manual_seed(args.seed + 1)

@@ -54,7 +54,7 @@ class RemoteExperienceMaker:
         rewards[indices] = raw
         rewards = rewards.reshape(-1, n)
         self.seen_in_prompt_order = rewards.clone()
-        # estimator "reinforce": no group shaping; returns = rewards (gamma = 1, reward on the last token)
+        # estimator "reinforce": no group shaping; returns = rewards (gamma = 1, reward at the end)
         rewards = rewards.reshape(-1)[indices].split(exp_len)
         for experience, reward in zip(experiences, rewards):
             experience.returns = reward.clone()
@@ -62,7 +62,10 @@ class RemoteExperienceMaker:
 '''
 
 FAKE_PPO_TRAINER = '''
-"""Stand-in for openrlhf/trainer/ppo_trainer.py: BasePPOTrainer.train_step(self, rollout_samples, global_step)."""
+"""Stand-in for openrlhf/trainer/ppo_trainer.py.
+
+BasePPOTrainer.train_step(self, rollout_samples, global_step) as in 0.11.2.
+"""
 
 
 class BasePPOTrainer:
@@ -83,7 +86,8 @@ if __name__ == "__main__":
     method = experience_maker.RemoteExperienceMaker.compute_advantages_and_returns
     with open(os.environ["FAKE_RECORD"], "w") as handle:
         json.dump({"argv": sys.argv, "runtime_env": ray.recorded_runtime_env,
-                   "env": {k: os.environ.get(k) for k in ("PKPO_K", "PKPO_SCHEDULE", "PKPO_BASELINE")},
+                   "env": {k: os.environ.get(k) for k in ("PKPO_K", "PKPO_SCHEDULE",
+                                                           "PKPO_BASELINE")},
                    "patched_in_driver": hasattr(method, "__pkpo_original__")}, handle)
 '''
 
@@ -142,8 +146,10 @@ def _modules():
 
 
 def _args(n=4, estimator="reinforce"):
-    return SimpleNamespace(rollout=SimpleNamespace(n_samples_per_prompt=n),
-                           algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator)))
+    return SimpleNamespace(
+        rollout=SimpleNamespace(n_samples_per_prompt=n),
+        algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator)),
+    )
 
 
 def _experiences(experience_maker, rewards_in_prompt_order, micro_batch, seed=0):
@@ -151,8 +157,10 @@ def _experiences(experience_maker, rewards_in_prompt_order, micro_batch, seed=0)
     permutation = np.random.default_rng(seed).permutation(len(rewards_in_prompt_order))
     experiences, start = [], 0
     for size in micro_batch:
-        rows = permutation[start:start + size].tolist()
-        experiences.append(experience_maker.Experience(torch.tensor(rewards_in_prompt_order[rows]), rows))
+        rows = permutation[start : start + size].tolist()
+        experiences.append(
+            experience_maker.Experience(torch.tensor(rewards_in_prompt_order[rows]), rows)
+        )
         start += size
     assert start == len(rewards_in_prompt_order)
     return experiences
@@ -171,18 +179,26 @@ def test_patched_method_sees_pkpo_rewards_in_prompt_order(fake_openrlhf, baselin
     expected = pkpo.transform(rewards.reshape(-1, 4), 2, baseline)
     np.testing.assert_allclose(maker.seen_in_prompt_order.numpy(), expected, rtol=1e-6, atol=1e-7)
     for experience in experiences:  # each row's return is its own group's PKPO reward
-        np.testing.assert_allclose(experience.returns.numpy(), expected.reshape(-1)[experience.index], rtol=1e-6)
+        np.testing.assert_allclose(
+            experience.returns.numpy(), expected.reshape(-1)[experience.index], rtol=1e-6
+        )
         assert torch.all(experience.info["pkpo_k"] == 2)
-        np.testing.assert_allclose(experience.info["reward"].numpy(), rewards[experience.index])  # raw kept
+        np.testing.assert_allclose(
+            experience.info["reward"].numpy(), rewards[experience.index]
+        )  # raw kept
 
 
 def test_transform_experience_rewards_is_the_identity_layout_without_dynamic_batching():
     rewards = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([1.0, 1.0, 0.0])]
     options = adapter.parse_options(k=2)
-    out, estimate = adapter.transform_experience_rewards(rewards, [[0, 1, 2], [3, 4, 5]], 3, 2, options)
+    out, estimate = adapter.transform_experience_rewards(
+        rewards, [[0, 1, 2], [3, 4, 5]], 3, 2, options
+    )
     expected = pkpo.transform(torch.cat(rewards).reshape(2, 3), 2)
     torch.testing.assert_close(torch.cat(out), expected.reshape(-1))
-    assert estimate == pytest.approx(float(np.mean(pkpo.pass_at_k(np.array([[1, 0, 0], [1, 1, 0]]), 2))))
+    assert estimate == pytest.approx(
+        float(np.mean(pkpo.pass_at_k(np.array([[1, 0, 0], [1, 1, 0]]), 2)))
+    )
 
 
 def test_patch_is_idempotent(fake_openrlhf):
@@ -202,7 +218,9 @@ def test_patch_applies_lazily_when_openrlhf_is_imported_later(fake_openrlhf):
     assert "openrlhf.trainer.ppo_utils.experience_maker" not in sys.modules
     adapter.patch(k=2)
     experience_maker, ppo_trainer = _modules()
-    assert hasattr(experience_maker.RemoteExperienceMaker.compute_advantages_and_returns, "__pkpo_original__")
+    assert hasattr(
+        experience_maker.RemoteExperienceMaker.compute_advantages_and_returns, "__pkpo_original__"
+    )
     assert hasattr(ppo_trainer.BasePPOTrainer.train_step, "__pkpo_original__")
 
 
@@ -214,8 +232,9 @@ def test_k_schedule_follows_the_global_step_of_train_step(fake_openrlhf):
     trainer = ppo_trainer.BasePPOTrainer(maker)
     for step, k in [(9, 4), (10, 2)]:
         trainer.train_step(_experiences(experience_maker, rewards, [4, 4]), step)
-        np.testing.assert_allclose(maker.seen_in_prompt_order.numpy(), pkpo.transform(rewards.reshape(2, 4), k),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            maker.seen_in_prompt_order.numpy(), pkpo.transform(rewards.reshape(2, 4), k), rtol=1e-6
+        )
 
 
 def test_schedule_without_train_step_is_an_error(fake_openrlhf):
@@ -223,7 +242,9 @@ def test_schedule_without_train_step_is_an_error(fake_openrlhf):
     adapter.patch(schedule="4->2@10")
     maker = experience_maker.RemoteExperienceMaker(_args())
     with pytest.raises(ValueError, match="published none"):
-        maker.compute_advantages_and_returns(_experiences(experience_maker, np.zeros(4, np.float32), [4]))
+        maker.compute_advantages_and_returns(
+            _experiences(experience_maker, np.zeros(4, np.float32), [4])
+        )
 
 
 def test_other_estimators_are_refused(fake_openrlhf):
@@ -231,13 +252,17 @@ def test_other_estimators_are_refused(fake_openrlhf):
     adapter.patch(k=2)
     maker = experience_maker.RemoteExperienceMaker(_args(estimator="group_norm"))
     with pytest.raises(ValueError, match="needs 'reinforce'"):
-        maker.compute_advantages_and_returns(_experiences(experience_maker, np.zeros(4, np.float32), [4]))
+        maker.compute_advantages_and_returns(
+            _experiences(experience_maker, np.zeros(4, np.float32), [4])
+        )
 
 
 def test_bad_layouts_raise(fake_openrlhf):
     options = adapter.parse_options(k=2)
     with pytest.raises(ValueError, match="not a permutation"):
-        adapter.transform_experience_rewards([torch.zeros(2), torch.zeros(2)], [[0, 1], [1, 3]], 2, 2, options)
+        adapter.transform_experience_rewards(
+            [torch.zeros(2), torch.zeros(2)], [[0, 1], [1, 3]], 2, 2, options
+        )
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
     with pytest.raises(ValueError, match="fewer than the 3"):
@@ -260,8 +285,17 @@ def test_options_from_the_environment():
 
 
 def test_split_argv_strips_pkpo_flags():
-    env, rest = launcher.split_argv(["--pkpo.k", "8", "--rollout.n_samples_per_prompt", "8",
-                                     "--pkpo.baseline=loo", "--train.batch_size", "64"])
+    env, rest = launcher.split_argv(
+        [
+            "--pkpo.k",
+            "8",
+            "--rollout.n_samples_per_prompt",
+            "8",
+            "--pkpo.baseline=loo",
+            "--train.batch_size",
+            "64",
+        ]
+    )
     assert env == {"PKPO_K": "8", "PKPO_BASELINE": "loo"}
     assert rest == ["--rollout.n_samples_per_prompt", "8", "--train.batch_size", "64"]
     with pytest.raises(ValueError, match="unknown flag --pkpo.variant"):
@@ -272,8 +306,15 @@ def test_split_argv_strips_pkpo_flags():
 
 def test_estimator_is_forced_to_reinforce():
     assert launcher.with_reinforce_estimator(["--x", "1"]) == [
-        "--x", "1", "--algo.advantage.estimator", "reinforce", "--algo.advantage.no_std_norm"]
-    kept = launcher.with_reinforce_estimator(["--algo.advantage.estimator=reinforce", "--algo.advantage.no_std_norm"])
+        "--x",
+        "1",
+        "--algo.advantage.estimator",
+        "reinforce",
+        "--algo.advantage.no_std_norm",
+    ]
+    kept = launcher.with_reinforce_estimator(
+        ["--algo.advantage.estimator=reinforce", "--algo.advantage.no_std_norm"]
+    )
     assert kept == ["--algo.advantage.estimator=reinforce", "--algo.advantage.no_std_norm"]
     with pytest.raises(ValueError, match="'group_norm' would reshape"):
         launcher.with_reinforce_estimator(["--algo.advantage.estimator", "group_norm"])
@@ -282,39 +323,62 @@ def test_estimator_is_forced_to_reinforce():
 def test_runtime_env_carries_the_hook_and_openrlhf_defaults():
     env = launcher.runtime_env({"PKPO_K": "4"}, environ={"NCCL_DEBUG": "INFO"})
     assert env["worker_process_setup_hook"] == "pkpo.integrations.openrlhf.patch"
-    assert env["env_vars"] == {"TOKENIZERS_PARALLELISM": "true", "NCCL_DEBUG": "INFO",
-                               "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1", "PKPO_K": "4"}
+    assert env["env_vars"] == {
+        "TOKENIZERS_PARALLELISM": "true",
+        "NCCL_DEBUG": "INFO",
+        "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
+        "PKPO_K": "4",
+    }
 
 
 def _launch(tmp_path, *argv):
     root = write_fake_packages(tmp_path / "fake", with_ray=True)
     record = tmp_path / "record.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-           "FAKE_RECORD": str(record)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        "FAKE_RECORD": str(record),
+    }
     for name in ("PKPO_K", "PKPO_SCHEDULE", "PKPO_BASELINE"):
         env.pop(name, None)
-    result = subprocess.run([sys.executable, "-m", "pkpo.launch.openrlhf", *argv], capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pkpo.launch.openrlhf", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     return result, record
 
 
 def test_launcher_runs_train_ppo_ray_with_the_hook(tmp_path):
-    result, record = _launch(tmp_path, "--pkpo.schedule", "8->1@100", "--rollout.n_samples_per_prompt", "8")
+    result, record = _launch(
+        tmp_path, "--pkpo.schedule", "8->1@100", "--rollout.n_samples_per_prompt", "8"
+    )
     assert result.returncode == 0, result.stderr
     seen = json.loads(record.read_text())
-    assert seen["argv"][1:] == ["--rollout.n_samples_per_prompt", "8", "--algo.advantage.estimator", "reinforce",
-                                "--algo.advantage.no_std_norm"]
+    assert seen["argv"][1:] == [
+        "--rollout.n_samples_per_prompt",
+        "8",
+        "--algo.advantage.estimator",
+        "reinforce",
+        "--algo.advantage.no_std_norm",
+    ]
     assert seen["runtime_env"]["worker_process_setup_hook"] == "pkpo.integrations.openrlhf.patch"
     assert seen["runtime_env"]["env_vars"]["PKPO_SCHEDULE"] == "8->1@100"
     assert seen["env"]["PKPO_SCHEDULE"] == "8->1@100"
     assert seen["patched_in_driver"] is True
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--rollout.n_samples_per_prompt", "8"], "set k"),
-    (["--pkpo.k", "0"], "k must be >= 1"),
-    (["--pkpo.k", "4", "--algo.advantage.estimator", "rloo"], "would reshape"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rollout.n_samples_per_prompt", "8"], "set k"),
+        (["--pkpo.k", "0"], "k must be >= 1"),
+        (["--pkpo.k", "4", "--algo.advantage.estimator", "rloo"], "would reshape"),
+    ],
+)
 def test_launcher_bad_arguments_exit_cleanly(tmp_path, argv, message):
     result, record = _launch(tmp_path, *argv)
     assert result.returncode == 2
@@ -324,7 +388,7 @@ def test_launcher_bad_arguments_exit_cleanly(tmp_path, argv, message):
 
 
 def test_real_openrlhf_is_patched_where_installed():
-    """The one allowed skip: OpenRLHF needs flash-attn/CUDA and cannot be installed on CPU machines."""
+    """The one allowed skip: OpenRLHF needs flash-attn/CUDA, not installable on CPU machines."""
     pytest.importorskip("openrlhf")
     from openrlhf.trainer import ppo_trainer
     from openrlhf.trainer.ppo_utils import experience_maker
@@ -336,8 +400,12 @@ def test_real_openrlhf_is_patched_where_installed():
         assert hasattr(ppo_trainer.BasePPOTrainer.train_step, "__pkpo_original__")
         import inspect
 
-        assert list(inspect.signature(method.__pkpo_original__).parameters)[:2] == ["self", "experiences"]
-        assert list(inspect.signature(ppo_trainer.BasePPOTrainer.train_step.__pkpo_original__).parameters)[:3] == [
-            "self", "rollout_samples", "global_step"]
+        assert list(inspect.signature(method.__pkpo_original__).parameters)[:2] == [
+            "self",
+            "experiences",
+        ]
+        assert list(
+            inspect.signature(ppo_trainer.BasePPOTrainer.train_step.__pkpo_original__).parameters
+        )[:3] == ["self", "rollout_samples", "global_step"]
     finally:
         adapter.unpatch()

@@ -1,4 +1,4 @@
-"""PKPOGRPOTrainer / PKPORLOOTrainer against the real trl 1.16.0 on a tiny local Llama (CPU, no downloads)."""
+"""PKPOGRPOTrainer / PKPORLOOTrainer vs the real trl 1.16.0: tiny local Llama, CPU, no downloads."""
 
 from __future__ import annotations
 
@@ -32,14 +32,19 @@ def model_dir(tmp_path_factory):
 
 
 def graded_reward(prompts, completions, **kwargs):
-    """Continuous reward in {0, 1/3, 2/3, 1}: letters of the completion equal to the prompt's letter."""
-    return [sum(char == prompt[0] for char in completion) / 3 for prompt, completion in zip(prompts, completions)]
+    """Continuous reward in {0, 1/3, 2/3, 1}: letters of the completion equal to the prompt's."""
+    return [
+        sum(char == prompt[0] for char in completion) / 3
+        for prompt, completion in zip(prompts, completions)
+    ]
 
 
 def sometimes_unscorable(prompts, completions, **kwargs):
     """Binary reward, None (unscorable) when the completion starts with 'a'."""
-    return [None if completion.startswith("a") else float(prompt[0] in completion)
-            for prompt, completion in zip(prompts, completions)]
+    return [
+        None if completion.startswith("a") else float(prompt[0] in completion)
+        for prompt, completion in zip(prompts, completions)
+    ]
 
 
 def _recording(base):
@@ -59,9 +64,19 @@ def _recording(base):
 
 
 def _common_args(tmp_path, **overrides):
-    args = dict(output_dir=str(tmp_path / "out"), num_generations=G, per_device_train_batch_size=8,
-                max_completion_length=3, max_steps=3, learning_rate=1e-2, save_strategy="no", report_to=[],
-                use_cpu=True, seed=0, disable_tqdm=True)
+    args = {
+        "output_dir": str(tmp_path / "out"),
+        "num_generations": G,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 3,
+        "max_steps": 3,
+        "learning_rate": 1e-2,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": True,
+        "seed": 0,
+        "disable_tqdm": True,
+    }
     args.update(overrides)
     return args
 
@@ -72,17 +87,23 @@ def _train(trainer_cls, config, model_dir, reward_funcs):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     before = {name: value.detach().clone() for name, value in model.named_parameters()}
-    trainer = _recording(trainer_cls)(model=model, reward_funcs=reward_funcs, args=config,
-                                      train_dataset=trl_tiny.prompts_dataset(2),
-                                      processing_class=trl_tiny.build_tokenizer())
+    trainer = _recording(trainer_cls)(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=config,
+        train_dataset=trl_tiny.prompts_dataset(2),
+        processing_class=trl_tiny.build_tokenizer(),
+    )
     trainer.records = []
     trainer.train()
-    changed = any(not torch.equal(before[name], value) for name, value in trainer.model.named_parameters())
+    changed = any(
+        not torch.equal(before[name], value) for name, value in trainer.model.named_parameters()
+    )
     return trainer, changed
 
 
 def _expected(rewards_per_func, k, baseline):
-    """pkpo.transform of each group of G consecutive rows; unscorable rows masked out (advantage 0)."""
+    """pkpo.transform of each group of G consecutive rows; unscorable rows masked out (get 0)."""
     scorable = ~torch.isnan(rewards_per_func).all(dim=1)
     rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1)
     mask = scorable.view(-1, G)
@@ -101,7 +122,11 @@ def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline):
         torch.testing.assert_close(record["advantages"].double(), expected, rtol=1e-5, atol=1e-6)
     nonzero = [bool(torch.any(record["advantages"] != 0)) for record in trainer.records]
     assert any(nonzero), "every advantage was zero: the test data carries no signal"
-    logged = trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else trainer.state.log_history[-1]
+    logged = (
+        trainer.state.log_history[-2]
+        if len(trainer.state.log_history) > 1
+        else trainer.state.log_history[-1]
+    )
     assert any("pkpo/k" in entry for entry in trainer.state.log_history), logged
 
 
@@ -109,7 +134,9 @@ def test_unscorable_rows_are_left_out_of_their_group(tmp_path, model_dir):
     config = PKPOGRPOConfig(**_common_args(tmp_path, max_steps=2), pkpo_k=2)
     trainer, _ = _train(PKPOGRPOTrainer, config, model_dir, [sometimes_unscorable, graded_reward])
     for record in trainer.records:
-        torch.testing.assert_close(record["advantages"].double(), _expected(record["rewards"], 2, "loo_minus_one"))
+        torch.testing.assert_close(
+            record["advantages"].double(), _expected(record["rewards"], 2, "loo_minus_one")
+        )
 
 
 def test_k_schedule_follows_the_global_step(tmp_path, model_dir):
@@ -117,8 +144,10 @@ def test_k_schedule_follows_the_global_step(tmp_path, model_dir):
     trainer, _ = _train(PKPOGRPOTrainer, config, model_dir, graded_reward)
     assert [record["k"] for record in trainer.records[:3]] == [4, 4, 2]
     for record in trainer.records:
-        torch.testing.assert_close(record["advantages"].double(), _expected(record["rewards"], record["k"],
-                                                                            "loo_minus_one"))
+        torch.testing.assert_close(
+            record["advantages"].double(),
+            _expected(record["rewards"], record["k"], "loo_minus_one"),
+        )
 
 
 def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
@@ -126,7 +155,9 @@ def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
     trainer, changed = _train(PKPORLOOTrainer, config, model_dir, graded_reward)
     assert changed
     for record in trainer.records:
-        torch.testing.assert_close(record["advantages"].double(), _expected(record["rewards"], 3, "loo_minus_one"))
+        torch.testing.assert_close(
+            record["advantages"].double(), _expected(record["rewards"], 3, "loo_minus_one")
+        )
 
 
 @pytest.mark.parametrize(
@@ -150,7 +181,9 @@ def test_trainer_refuses_a_plain_grpo_config(tmp_path, model_dir):
     from trl import GRPOConfig
 
     with pytest.raises(ValueError, match="PKPOGRPOConfig"):
-        PKPOGRPOTrainer(model=model_dir, reward_funcs=graded_reward, args=GRPOConfig(**_common_args(tmp_path)))
+        PKPOGRPOTrainer(
+            model=model_dir, reward_funcs=graded_reward, args=GRPOConfig(**_common_args(tmp_path))
+        )
 
 
 def _free_port() -> int:
@@ -161,8 +194,15 @@ def _free_port() -> int:
 
 def _run_in_own_session(command, env, timeout):
     """Run ``command``; on timeout kill its whole process group (torchrun's workers too)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                               cwd=ROOT, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -173,13 +213,29 @@ def _run_in_own_session(command, env, timeout):
 
 
 def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
-    """Groups span processes (6 rows per rank, groups of 4): each rank's slice must match one process."""
+    """Groups span processes (6 rows per rank, groups of 4): the slices must match one process."""
     script = Path(__file__).with_name("trl_two_process_run.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "WANDB_DISABLED": "true"}
-    # torchrun, which `accelerate launch --multi_gpu` wraps; `accelerate launch --cpu` would start one process.
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "WANDB_DISABLED": "true",
+    }
+    # torchrun, which `accelerate launch --multi_gpu` wraps (`accelerate launch --cpu` starts one
+    # process only).
     # On a machine without GPUs accelerate then runs MULTI_CPU with the gloo backend.
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), str(script), model_dir, str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(script),
+        model_dir,
+        str(tmp_path),
+    ]
     returncode, output = _run_in_own_session(command, env, timeout=300)
     assert returncode == 0, output[-6000:]
 
@@ -197,9 +253,13 @@ def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
         prompts = step0["prompts"] + step1["prompts"]  # gather order: rank 0's rows, then rank 1's
         completions = step0["completions"] + step1["completions"]
         assert len(step0["prompts"]) == run.PER_DEVICE
-        groups = [prompts[i:i + G] for i in range(0, len(prompts), G)]
-        assert all(len(set(group)) == 1 for group in groups), groups  # TRL's layout: G consecutive rows per prompt
-        assert groups[1][:2] == prompts[4:6] and run.PER_DEVICE % G != 0  # the middle group spans both ranks
+        groups = [prompts[i : i + G] for i in range(0, len(prompts), G)]
+        assert all(len(set(group)) == 1 for group in groups), (
+            groups
+        )  # TRL's layout: G consecutive rows per prompt
+        assert (
+            groups[1][:2] == prompts[4:6] and run.PER_DEVICE % G != 0
+        )  # the middle group spans both ranks
 
         # one process: the reward function on all rows at once, then PKPO per group
         rewards = np.array(run.reward(prompts, completions), dtype=np.float32)

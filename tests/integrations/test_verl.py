@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-
-import pkpo
-from pkpo.integrations import verl as plugin
 from verl import DataProto
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.ray_trainer import compute_advantage
+
+import pkpo
+from pkpo.integrations import verl as plugin
 
 
 def _batch(scores, uids, length=5, seed=0):
@@ -64,12 +64,15 @@ def test_compute_advantage_equals_transform_grouped_on_response_tokens(baseline)
     rng = np.random.default_rng(1)
     uids = ["a", "b", "c"] * 4 + ["d"] * 5  # interleaved groups, one of a different size (ragged)
     scores = rng.random(len(uids)).round(2)
-    scores[:6] = (scores[:6] > 0.5)  # some binary-looking rewards too
+    scores[:6] = scores[:6] > 0.5  # some binary-looking rewards too
     data = _batch(scores, uids)
-    out = compute_advantage(data, adv_estimator="pkpo", num_repeat=4, config=_config(k=3, baseline=baseline))
+    out = compute_advantage(
+        data, adv_estimator="pkpo", num_repeat=4, config=_config(k=3, baseline=baseline)
+    )
 
-    expected = pkpo.transform_grouped(np.asarray(scores, dtype=np.float32), np.array(uids, dtype=object), 3,
-                                      baseline=baseline)
+    expected = pkpo.transform_grouped(
+        np.asarray(scores, dtype=np.float32), np.array(uids, dtype=object), 3, baseline=baseline
+    )
     mask = data.batch["response_mask"]
     advantages = out.batch["advantages"]
     torch.testing.assert_close(advantages, torch.as_tensor(expected)[:, None] * mask)
@@ -78,7 +81,7 @@ def test_compute_advantage_equals_transform_grouped_on_response_tokens(baseline)
 
 
 def test_advantages_match_per_group_transform_for_binary_rewards():
-    # one group of 4 with two successes, k=2: s^(loo-1) gives failures 0 and successes C(2,1)/C(4,2)=1/3
+    # one group of 4, two successes, k=2: s^(loo-1) gives failures 0, successes C(2,1)/C(4,2)=1/3
     data = _batch([0.0, 1.0, 0.0, 1.0], ["g"] * 4)
     out = compute_advantage(data, adv_estimator="pkpo", config=_config(k=2))
     per_response = out.batch["advantages"].sum(-1) / data.batch["response_mask"].sum(-1)
@@ -154,7 +157,9 @@ def test_schedule_follows_the_published_step():
         plugin.clock.publish(step)
         out = compute_advantage(_batch(scores, uids), adv_estimator="pkpo", config=config)
         expected = pkpo.transform(np.array(scores, dtype=np.float32), k)
-        per_response = out.batch["advantages"].sum(-1) / _batch(scores, uids).batch["response_mask"].sum(-1)
+        per_response = out.batch["advantages"].sum(-1) / _batch(scores, uids).batch[
+            "response_mask"
+        ].sum(-1)
         np.testing.assert_allclose(per_response.numpy(), expected, rtol=1e-5, atol=1e-7)
         assert plugin.last_stats["k"] == k
 
@@ -183,15 +188,21 @@ def test_pkpo_sync_publishes_the_global_step_before_the_advantage(monkeypatch):
     monkeypatch.setattr(PPOTrainerSync, "_compute_advantage", stub)
     cls = get_trainer_cls("pkpo_sync")
     trainer = cls.__new__(cls)  # skip verl's __init__ (it starts workers)
-    trainer.config = OmegaConf.create({"algorithm": {"adv_estimator": "pkpo", "pkpo": {"schedule": "4->1@5"}}})
+    trainer.config = OmegaConf.create(
+        {"algorithm": {"adv_estimator": "pkpo", "pkpo": {"schedule": "4->1@5"}}}
+    )
     for step, k in [(4, 4), (5, 1)]:
         trainer.global_steps = step
         metrics = {}
         out = trainer._compute_advantage(_batch(scores, uids), metrics)
         assert seen["step_during_call"] == step
         assert metrics["pkpo/k"] == k
-        per_response = out.batch["advantages"].sum(-1) / _batch(scores, uids).batch["response_mask"].sum(-1)
-        np.testing.assert_allclose(per_response.numpy(), pkpo.transform(np.array(scores), k), atol=1e-6)
+        per_response = out.batch["advantages"].sum(-1) / _batch(scores, uids).batch[
+            "response_mask"
+        ].sum(-1)
+        np.testing.assert_allclose(
+            per_response.numpy(), pkpo.transform(np.array(scores), k), atol=1e-6
+        )
 
 
 def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
@@ -205,7 +216,14 @@ def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
     )
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "auto", "PYTHONWARNINGS": "ignore"}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"registered": True, "module": "pkpo.integrations.verl", "v1_imported": False}
@@ -214,34 +232,52 @@ def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
 def test_plugin_is_absent_when_verl_plugins_are_disabled():
     """Control for the test above: the entry point, not something else, does the registration."""
     code = (
-        "import verl\n"
-        "from verl.trainer.ppo import core_algos\n"
-        "print('pkpo' in core_algos.ADV_ESTIMATOR_REGISTRY)\n"
+        "import verl\nfrom verl.trainer.ppo import core_algos\nprint('pkpo' in "
+        "core_algos.ADV_ESTIMATOR_REGISTRY)\n"
     )
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none", "PYTHONWARNINGS": "ignore"}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_verl_gpu_example_overrides_compose_with_verls_config(tmp_path):
-    """examples/verl_gpu.sh (not runnable here) is run with a stub python3 that records its arguments;
+    """examples/verl_gpu.sh (not runnable here) runs with a stub python3 recording its arguments;
     those overrides must compose with verl's own Hydra config and give valid PKPO options."""
-    from hydra import compose, initialize_config_dir
-
     import verl.trainer.config
+    from hydra import compose, initialize_config_dir
 
     script = Path(__file__).resolve().parents[2] / "examples" / "verl_gpu.sh"
     stub_dir = tmp_path / "bin"
     stub_dir.mkdir()
     record = tmp_path / "argv.json"
     stub = stub_dir / "python3"
-    stub.write_text(f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
+    stub.write_text(
+        f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(record)!r}, "
+        "'w'))\n"
+    )
     stub.chmod(0o755)
-    env = {**os.environ, "PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}", "DATA": "/data/gsm8k"}
-    result = subprocess.run(["bash", str(script), "trainer.total_epochs=1"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{stub_dir}{os.pathsep}{os.environ['PATH']}",
+        "DATA": "/data/gsm8k",
+    }
+    result = subprocess.run(
+        ["bash", str(script), "trainer.total_epochs=1"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     argv = json.loads(record.read_text())
     assert argv[:2] == ["-m", "verl.trainer.main_ppo"]
@@ -255,4 +291,8 @@ def test_verl_gpu_example_overrides_compose_with_verls_config(tmp_path):
     assert config.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-sum"
     assert config.trainer.total_epochs == 1  # extra arguments are passed through
     options = plugin.read_options(config.algorithm)
-    assert (options.k_at(149), options.k_at(150), options.rollout_n) == (8, 1, config.actor_rollout_ref.rollout.n)
+    assert (options.k_at(149), options.k_at(150), options.rollout_n) == (
+        8,
+        1,
+        config.actor_rollout_ref.rollout.n,
+    )

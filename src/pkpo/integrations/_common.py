@@ -20,8 +20,9 @@ import importlib.util
 import logging
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +61,9 @@ class PKPOOptions:
         if step is None:
             if not self.is_constant:
                 raise ValueError(
-                    f"the k schedule ({self.schedule.describe()}) needs the training step, but the trainer "
-                    "published none; use the adapter's trainer/patch that publishes it (see docs/integrations.md) "
-                    "or a constant k."
+                    f"the k schedule ({self.schedule.describe()}) needs the training step, but the "
+                    "trainer published none; use the adapter's trainer/patch that publishes it "
+                    "(see docs/integrations.md) or a constant k."
                 )
             return self.schedule.k_start
         return self.schedule(step)
@@ -72,7 +73,9 @@ class PKPOOptions:
         return text + (f", rollout_n={self.rollout_n}" if self.rollout_n else "")
 
 
-def parse_options(k=None, baseline=None, schedule=None, rollout_n=None, *, source: str = "pkpo options") -> PKPOOptions:
+def parse_options(
+    k=None, baseline=None, schedule=None, rollout_n=None, *, source: str = "pkpo options"
+) -> PKPOOptions:
     """Build :class:`PKPOOptions`; exactly one of ``k`` and ``schedule`` must be given.
 
     ``k`` may be an int or a numeric string (environment variables); ``schedule`` anything
@@ -80,7 +83,9 @@ def parse_options(k=None, baseline=None, schedule=None, rollout_n=None, *, sourc
     ``source`` names where the options came from, for the error messages.
     """
     if k is not None and schedule is not None:
-        raise ValueError(f"{source}: give either k or schedule, not both (got k={k!r}, schedule={schedule!r}).")
+        raise ValueError(
+            f"{source}: give either k or schedule, not both (got k={k!r}, schedule={schedule!r})."
+        )
     if k is None and schedule is None:
         raise ValueError(f"{source}: set k (e.g. k=8) or a k schedule (e.g. schedule='8->1@1500').")
     try:
@@ -103,21 +108,26 @@ def parse_options(k=None, baseline=None, schedule=None, rollout_n=None, *, sourc
         needed = min_group_size(parsed.max_k, baseline)
         if rollout_n < needed:
             raise ValueError(
-                f"{source}: rollout_n={rollout_n} samples per prompt is too few for k={parsed.max_k} with "
-                f"baseline {baseline!r} (needs at least {needed})."
+                f"{source}: rollout_n={rollout_n} samples per prompt is too few for "
+                f"k={parsed.max_k} with baseline {baseline!r} (needs at least {needed})."
             )
     return PKPOOptions(parsed, baseline, rollout_n)
 
 
 def options_from_mapping(mapping: Mapping[str, Any] | None, *, source: str) -> PKPOOptions:
-    """:func:`parse_options` from a dict-like (a verl ``algorithm.pkpo`` DictConfig), rejecting unknown keys."""
+    """:func:`parse_options` from a mapping (verl's ``algorithm.pkpo``); unknown keys raise."""
     if mapping is None:
         mapping = {}
     if not hasattr(mapping, "keys"):
-        raise ValueError(f"{source} must be a mapping with keys {', '.join(OPTION_KEYS)}; got {mapping!r}.")
-    unknown = sorted(str(key) for key in mapping.keys() if key not in OPTION_KEYS)
+        raise ValueError(
+            f"{source} must be a mapping with keys {', '.join(OPTION_KEYS)}; got {mapping!r}."
+        )
+    unknown = sorted(str(key) for key in mapping if key not in OPTION_KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(OPTION_KEYS)}.")
+        raise ValueError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join(OPTION_KEYS)}."
+        )
     return parse_options(**{key: mapping.get(key) for key in OPTION_KEYS}, source=source)
 
 
@@ -137,7 +147,7 @@ def _as_int(value, name: str, source: str | None = None) -> int:
             raise ValueError(f"{where}{name} must be an integer; got {value!r}.") from None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         where = f"{source}: " if source else ""
-        raise ValueError(f"{where}{name} must be an integer; got {value!r}.")
+        raise ValueError(f"{where}{name} must be an integer; got {value!r}.")  # noqa: TRY004
     return int(value)
 
 
@@ -179,18 +189,20 @@ def check_group_sizes(sizes, labels, k: int, options: PKPOOptions, *, engine: st
     if small.size:
         row = small[0]
         raise ValueError(
-            f"{engine}: group {labels[row]!r} has {sizes[row]} sample(s), fewer than the {needed} that k={k} with "
-            f"baseline {options.baseline!r} needs ({small.size} such group(s)). Lower k, draw more samples per "
-            "prompt, or filter such groups out before the advantage step."
+            f"{engine}: group {labels[row]!r} has {sizes[row]} sample(s), fewer than the {needed} "
+            f"that k={k} with baseline {options.baseline!r} needs ({small.size} such group(s)). "
+            "Lower k, draw more samples per prompt, or filter such groups out before the "
+            "advantage step."
         )
     if options.rollout_n is not None:
         large = np.flatnonzero(sizes > options.rollout_n)
         if large.size:
             row = large[0]
             raise ValueError(
-                f"{engine}: group {labels[row]!r} has {sizes[row]} rows but rollout_n={options.rollout_n}: rows of "
-                "several sessions or turns share one group id. PKPO needs one row per sampled attempt; give each "
-                "session its own id or fold sessions into one row per attempt before the advantage step."
+                f"{engine}: group {labels[row]!r} has {sizes[row]} rows but "
+                f"rollout_n={options.rollout_n}: rows of several sessions or turns share one group "
+                "id. PKPO needs one row per sampled attempt; give each session its own id or fold "
+                "sessions into one row per attempt before the advantage step."
             )
 
 
@@ -202,14 +214,19 @@ def grouped_advantages(scores, group_ids, k: int, options: PKPOOptions, *, engin
     """
     ids = np.asarray(group_ids)
     if ids.ndim != 1 or ids.shape[0] != scores.shape[0]:
-        raise ValueError(f"{engine}: need one group id per row ({scores.shape[0]}); got ids of shape {ids.shape}.")
+        raise ValueError(
+            f"{engine}: need one group id per row ({scores.shape[0]}); got ids of shape "
+            f"{ids.shape}."
+        )
     labels, sizes = np.unique(ids, return_counts=True)
     check_group_sizes(sizes, labels, k, options, engine=engine)
     advantages, _, info = transform_grouped(scores, ids, k, options.baseline, return_info=True)
     return advantages, float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
 
 
-def consecutive_advantages(scores, group_size: int, k: int, options: PKPOOptions, *, valid=None, engine: str):
+def consecutive_advantages(
+    scores, group_size: int, k: int, options: PKPOOptions, *, valid=None, engine: str
+):
     """PKPO advantages for groups of ``group_size`` consecutive rows (TRL / OpenRLHF layout).
 
     ``valid`` (bool [N], optional) marks rows that have a reward; the others are left out of
@@ -217,7 +234,9 @@ def consecutive_advantages(scores, group_size: int, k: int, options: PKPOOptions
     """
     n_rows = scores.shape[0]
     if group_size < 1 or n_rows % group_size:
-        raise ValueError(f"{engine}: {n_rows} rows do not split into groups of {group_size} consecutive rows.")
+        raise ValueError(
+            f"{engine}: {n_rows} rows do not split into groups of {group_size} consecutive rows."
+        )
     rewards = scores.reshape(-1, group_size)
     mask = None
     if valid is not None:
@@ -226,10 +245,17 @@ def consecutive_advantages(scores, group_size: int, k: int, options: PKPOOptions
         sizes = _to_numpy(mask).sum(axis=1)
     else:
         sizes = np.full(rewards.shape[0], group_size)
-    check_group_sizes(sizes, [f"rows {i * group_size}..{(i + 1) * group_size - 1}" for i in range(len(sizes))],
-                      k, options, engine=engine)
+    check_group_sizes(
+        sizes,
+        [f"rows {i * group_size}..{(i + 1) * group_size - 1}" for i in range(len(sizes))],
+        k,
+        options,
+        engine=engine,
+    )
     advantages, info = transform(rewards, k, options.baseline, mask, return_info=True)
-    return advantages.reshape(-1), float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
+    return advantages.reshape(-1), float(
+        np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64))
+    )
 
 
 def _where_zero(values, mask):

@@ -3,7 +3,8 @@
 OpenRLHF's ``--algo.advantage.estimator`` is a closed argparse choice, so PKPO goes in by a
 monkeypatch, :func:`patch`, which wraps two methods:
 
-* ``openrlhf.trainer.ppo_utils.experience_maker.RemoteExperienceMaker.compute_advantages_and_returns``:
+* ``RemoteExperienceMaker.compute_advantages_and_returns`` (module
+  ``openrlhf.trainer.ppo_utils.experience_maker``):
   before the original runs, every ``experience.rewards`` is replaced by the PKPO transformed
   rewards (:func:`pkpo.transform`; s^(loo-1), paper eq. 33, by default). The groups are formed
   exactly as the original forms them: rows put back into prompt order through
@@ -49,12 +50,17 @@ _state: dict = {"options": None}
 def options_from_env(environ=None) -> PKPOOptions:
     """PKPO options from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE``."""
     environ = os.environ if environ is None else environ
-    return parse_options(k=environ.get(ENV_K) or None, schedule=environ.get(ENV_SCHEDULE) or None,
-                         baseline=environ.get(ENV_BASELINE) or None,
-                         source=f"OpenRLHF PKPO options ({ENV_K}/{ENV_SCHEDULE}/{ENV_BASELINE})")
+    return parse_options(
+        k=environ.get(ENV_K) or None,
+        schedule=environ.get(ENV_SCHEDULE) or None,
+        baseline=environ.get(ENV_BASELINE) or None,
+        source=f"OpenRLHF PKPO options ({ENV_K}/{ENV_SCHEDULE}/{ENV_BASELINE})",
+    )
 
 
-def transform_experience_rewards(rewards, indices, n_samples_per_prompt: int, k: int, options: PKPOOptions):
+def transform_experience_rewards(
+    rewards, indices, n_samples_per_prompt: int, k: int, options: PKPOOptions
+):
     """PKPO rewards for OpenRLHF's experience layout; returns the new rewards per experience.
 
     Args:
@@ -73,16 +79,21 @@ def transform_experience_rewards(rewards, indices, n_samples_per_prompt: int, k:
     lengths = [len(index) for index in indices]
     for length, reward in zip(lengths, rewards):
         if reward.shape != (length,):
-            raise ValueError(f"OpenRLHF: an experience has rewards of shape {tuple(reward.shape)} but {length} "
-                             "indices; expected one scalar reward per row.")
+            raise ValueError(
+                f"OpenRLHF: an experience has rewards of shape {tuple(reward.shape)} but {length} "
+                "indices; expected one scalar reward per row."
+            )
     order = torch.tensor([i for index in indices for i in index], dtype=torch.long)
     flat = torch.cat(list(rewards))
     if not torch.equal(torch.sort(order).values, torch.arange(flat.shape[0])):
-        raise ValueError("OpenRLHF: experience.index values are not a permutation of the rollout rows.")
+        raise ValueError(
+            "OpenRLHF: experience.index values are not a permutation of the rollout rows."
+        )
     in_prompt_order = torch.empty_like(flat)
     in_prompt_order[order] = flat
-    advantages, estimate = consecutive_advantages(in_prompt_order, n_samples_per_prompt, k, options,
-                                                  engine="OpenRLHF")
+    advantages, estimate = consecutive_advantages(
+        in_prompt_order, n_samples_per_prompt, k, options, engine="OpenRLHF"
+    )
     return list(advantages[order].to(flat.dtype).split(lengths)), estimate
 
 
@@ -114,13 +125,18 @@ def _wrap_compute_advantages(original):
         estimator = _estimator_of(self, maker_args)
         if estimator != REQUIRED_ESTIMATOR:
             raise ValueError(
-                f"pkpo: OpenRLHF --algo.advantage.estimator is {estimator!r}; PKPO needs 'reinforce' (with "
-                "--algo.advantage.no_std_norm) so that OpenRLHF does not reshape the PKPO rewards again."
+                f"pkpo: OpenRLHF --algo.advantage.estimator is {estimator!r}; PKPO needs "
+                "'reinforce' (with --algo.advantage.no_std_norm) so that OpenRLHF does not "
+                "reshape the PKPO rewards again."
             )
         k = options.k_at(clock.step)
         new_rewards, estimate = transform_experience_rewards(
-            [experience.rewards for experience in experiences], [experience.index for experience in experiences],
-            _n_samples_per_prompt(maker_args), k, options)
+            [experience.rewards for experience in experiences],
+            [experience.index for experience in experiences],
+            _n_samples_per_prompt(maker_args),
+            k,
+            options,
+        )
         for experience, reward in zip(experiences, new_rewards):
             experience.rewards = reward.to(experience.rewards.device)
             info = getattr(experience, "info", None)
@@ -159,7 +175,9 @@ def _patch_method(cls, name: str, wrapper) -> bool:
 
 
 def _patch_experience_maker(module) -> None:
-    _patch_method(module.RemoteExperienceMaker, "compute_advantages_and_returns", _wrap_compute_advantages)
+    _patch_method(
+        module.RemoteExperienceMaker, "compute_advantages_and_returns", _wrap_compute_advantages
+    )
 
 
 def _patch_trainer(module) -> None:
@@ -176,7 +194,9 @@ def patch(k=None, baseline=None, schedule=None) -> PKPOOptions:
     if k is None and schedule is None and baseline is None:
         options = options_from_env()
     else:
-        options = parse_options(k=k, baseline=baseline, schedule=schedule, source="pkpo.integrations.openrlhf.patch")
+        options = parse_options(
+            k=k, baseline=baseline, schedule=schedule, source="pkpo.integrations.openrlhf.patch"
+        )
     _state["options"] = options
     when_imported(EXPERIENCE_MODULE, _patch_experience_maker)
     when_imported(TRAINER_MODULE, _patch_trainer)
@@ -187,8 +207,10 @@ def unpatch() -> None:
     """Undo :func:`patch` on already imported OpenRLHF classes (for tests and notebooks)."""
     import sys
 
-    targets = [(EXPERIENCE_MODULE, "RemoteExperienceMaker", "compute_advantages_and_returns"),
-               (TRAINER_MODULE, "BasePPOTrainer", "train_step")]
+    targets = [
+        (EXPERIENCE_MODULE, "RemoteExperienceMaker", "compute_advantages_and_returns"),
+        (TRAINER_MODULE, "BasePPOTrainer", "train_step"),
+    ]
     for module_name, class_name, method in targets:
         module = sys.modules.get(module_name)
         cls = getattr(module, class_name, None) if module is not None else None
@@ -199,4 +221,4 @@ def unpatch() -> None:
     clock.reset()
 
 
-__all__ = ["patch", "unpatch", "transform_experience_rewards", "options_from_env", "clock"]
+__all__ = ["clock", "options_from_env", "patch", "transform_experience_rewards", "unpatch"]

@@ -1,4 +1,4 @@
-"""TRL 1.16 trainers that train on PKPO transformed rewards: ``PKPOGRPOTrainer`` and ``PKPORLOOTrainer``.
+"""TRL 1.16 trainers on PKPO transformed rewards: ``PKPOGRPOTrainer`` and ``PKPORLOOTrainer``.
 
 TRL has no advantage hook; its maintainers' advice (huggingface/trl#4525) is to subclass and
 override ``_generate_and_score_completions``. These trainers do exactly that, using two private
@@ -41,18 +41,23 @@ logger = logging.getLogger("pkpo.integrations.trl")
 
 _K_HELP = "k of pass@k to optimise (constant). Give this or pkpo_schedule."
 _BASELINE_HELP = "PKPO baseline: loo_minus_one (paper's PKPO, default), none, loo or centered."
-_SCHEDULE_HELP = "k schedule, e.g. '8->1@1500' or 'linear:8->1@0+1000' (pkpo.schedules.from_spec), by global step."
+_SCHEDULE_HELP = "k schedule by global step, e.g. '8->1@1500' (see pkpo.schedules.from_spec)."
 _UNFAITHFUL_LOSS_TYPES = ("grpo", "bnpo")
 
 
 def _options_of(config) -> PKPOOptions:
-    options = parse_options(k=config.pkpo_k, baseline=config.pkpo_baseline, schedule=config.pkpo_schedule,
-                            source=type(config).__name__)
+    options = parse_options(
+        k=config.pkpo_k,
+        baseline=config.pkpo_baseline,
+        schedule=config.pkpo_schedule,
+        source=type(config).__name__,
+    )
     needed = min_group_size(options.schedule.max_k, options.baseline)
     if config.num_generations < needed:
         raise ValueError(
-            f"{type(config).__name__}: num_generations={config.num_generations} is too few for k="
-            f"{options.schedule.max_k} with baseline {options.baseline!r} (needs at least {needed})."
+            f"{type(config).__name__}: num_generations={config.num_generations} is too few for "
+            f"k={options.schedule.max_k} with baseline {options.baseline!r} (needs at least "
+            f"{needed})."
         )
     return options
 
@@ -64,16 +69,22 @@ class PKPOGRPOConfig(GRPOConfig):
     pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
     pkpo_baseline: str = field(default="loo_minus_one", metadata={"help": _BASELINE_HELP})
     pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
-    loss_type: str = field(default="dr_grpo", metadata={"help": "dr_grpo (default here) or dapo keep PKPO unbiased."})
-    scale_rewards: str = field(default="none", metadata={"help": "Ignored by PKPO (its advantages replace TRL's)."})
+    loss_type: str = field(
+        default="dr_grpo", metadata={"help": "dr_grpo (default here) or dapo keep PKPO unbiased."}
+    )
+    scale_rewards: str = field(
+        default="none", metadata={"help": "Ignored by PKPO (its advantages replace TRL's)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
         _options_of(self)
         if self.loss_type in _UNFAITHFUL_LOSS_TYPES:
             logger.warning(
-                "pkpo: loss_type=%r normalises per sequence or per local batch, which biases the PKPO gradient; "
-                "prefer 'dr_grpo' or 'dapo'.", self.loss_type)
+                "pkpo: loss_type=%r normalises per sequence or per local batch, which biases the "
+                "PKPO gradient; prefer 'dr_grpo' or 'dapo'.",
+                self.loss_type,
+            )
 
 
 @dataclass
@@ -83,15 +94,19 @@ class PKPORLOOConfig(RLOOConfig):
     pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
     pkpo_baseline: str = field(default="loo_minus_one", metadata={"help": _BASELINE_HELP})
     pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
-    beta: float = field(default=0.0, metadata={"help": "Must be 0: PKPO replaces the advantages that carry RLOO's KL."})
+    beta: float = field(
+        default=0.0,
+        metadata={"help": "Must be 0: PKPO replaces the advantages that carry RLOO's KL."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
         _options_of(self)
         if self.beta != 0.0:
             raise ValueError(
-                f"PKPORLOOConfig: beta={self.beta} puts a KL penalty into RLOO's rewards, which PKPO's advantages "
-                "would drop; set beta=0.0 (or use PKPOGRPOTrainer, whose KL term is in the loss)."
+                f"PKPORLOOConfig: beta={self.beta} puts a KL penalty into RLOO's rewards, which "
+                "PKPO's advantages would drop; set beta=0.0 (or use PKPOGRPOTrainer, whose KL "
+                "term is in the loss)."
             )
 
 
@@ -110,12 +125,14 @@ class _PKPOAdvantages:
         return self.pkpo_options.k_at(self.state.global_step)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        rewards_per_func = super()._calculate_rewards(
+            inputs, prompts, completions, completion_ids_list
+        )
         self._pkpo_stash = rewards_per_func  # gathered over processes: (N_global, n_reward_funcs)
         return rewards_per_func
 
     def _pkpo_scalar_rewards(self, rewards_per_func):
-        """TRL's scalar reward per row and whether it is scorable (some reward function answered)."""
+        """TRL's scalar reward per row and whether it is scorable (a reward function answered)."""
         scorable = ~torch.isnan(rewards_per_func).all(dim=1)
         weights = self.reward_weights.to(rewards_per_func.device)
         rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
@@ -125,25 +142,34 @@ class _PKPOAdvantages:
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func, self._pkpo_stash = self._pkpo_stash, None
         if rewards_per_func is None:
-            raise RuntimeError("pkpo: TRL did not call _calculate_rewards; this trl version is not supported.")
+            raise RuntimeError(
+                "pkpo: TRL did not call _calculate_rewards; this trl version is not supported."
+            )
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         options = self.pkpo_options
         k = self.pkpo_k()
         if mode == "eval" and group_size < min_group_size(k, options.baseline):
             if not self._pkpo_eval_warned:
-                logger.warning("pkpo: num_generations_eval=%d < k=%d; eval loss uses TRL's advantages.", group_size, k)
+                logger.warning(
+                    "pkpo: num_generations_eval=%d < k=%d; eval loss uses TRL's advantages.",
+                    group_size,
+                    k,
+                )
                 self._pkpo_eval_warned = True
             return output
 
         rewards, scorable = self._pkpo_scalar_rewards(rewards_per_func)
         advantages, estimate = consecutive_advantages(
-            rewards, group_size, k, options, valid=scorable, engine=f"{type(self).__name__}")
+            rewards, group_size, k, options, valid=scorable, engine=f"{type(self).__name__}"
+        )
         local_rows = output["prompt_ids"].shape[0]
         start = self.accelerator.process_index * local_rows
-        output["advantages"] = advantages[start:start + local_rows].to(output["advantages"].dtype)
+        output["advantages"] = advantages[start : start + local_rows].to(output["advantages"].dtype)
 
-        logged = self._logs["advantages"]  # TRL logged its own advantages of all processes: replace them
+        logged = self._logs[
+            "advantages"
+        ]  # TRL logged its own advantages of all processes: replace them
         for _ in range(min(len(advantages), len(logged))):
             logged.pop()
         logged.extend(advantages.tolist())
@@ -158,19 +184,23 @@ class PKPOGRPOTrainer(_PKPOAdvantages, GRPOTrainer):
     def __init__(self, *args, **kwargs):
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
         if not isinstance(config, PKPOGRPOConfig):
-            raise ValueError("PKPOGRPOTrainer needs args=PKPOGRPOConfig(..., pkpo_k=...) (got "
-                             f"{type(config).__name__}).")
+            raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
+                "PKPOGRPOTrainer needs args=PKPOGRPOConfig(..., pkpo_k=...) (got "
+                f"{type(config).__name__})."
+            )
         super().__init__(*args, **kwargs)
 
 
 class PKPORLOOTrainer(_PKPOAdvantages, RLOOTrainer):
-    """:class:`trl.RLOOTrainer` (sequence-level loss) trained on PKPO advantages. Use :class:`PKPORLOOConfig`."""
+    """:class:`trl.RLOOTrainer` (sequence-level loss) on PKPO advantages; see PKPORLOOConfig."""
 
     def __init__(self, *args, **kwargs):
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
         if not isinstance(config, PKPORLOOConfig):
-            raise ValueError("PKPORLOOTrainer needs args=PKPORLOOConfig(..., pkpo_k=...) (got "
-                             f"{type(config).__name__}).")
+            raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
+                "PKPORLOOTrainer needs args=PKPORLOOConfig(..., pkpo_k=...) (got "
+                f"{type(config).__name__})."
+            )
         super().__init__(*args, **kwargs)
 
     def _pkpo_scalar_rewards(self, rewards_per_func):

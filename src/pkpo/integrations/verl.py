@@ -1,10 +1,11 @@
-"""verl >= 0.9 plugin: the ``pkpo`` advantage estimator and the ``pkpo_sync`` trainer (tested with 0.9.1).
+"""verl >= 0.9 plugin: the ``pkpo`` advantage estimator and ``pkpo_sync`` trainer (tested: 0.9.1).
 
 Select it with ``algorithm.adv_estimator=pkpo`` and options under ``algorithm.pkpo``::
 
     algorithm.adv_estimator=pkpo +algorithm.pkpo.k=8 +algorithm.pkpo.baseline=loo_minus_one
     # or anneal k (needs the trainer below):
-    algorithm.adv_estimator=pkpo +algorithm.pkpo.schedule='8->1@1500' trainer.v1.trainer_mode=pkpo_sync
+    algorithm.adv_estimator=pkpo +algorithm.pkpo.schedule='8->1@1500' \
+        trainer.v1.trainer_mode=pkpo_sync
 
 How it gets into the process that computes advantages (verl's Ray ``TaskRunner`` actor): the
 package declares the entry point ``verl.plugins: pkpo = pkpo.integrations.verl:register``;
@@ -48,8 +49,9 @@ def read_options(config) -> PKPOOptions:
     section = config.get("pkpo", None) if config is not None and hasattr(config, "get") else None
     if section is None:
         raise ValueError(
-            "verl adv_estimator=pkpo needs options under algorithm.pkpo, e.g. '+algorithm.pkpo.k=8' "
-            "(or '+algorithm.pkpo.schedule=8->1@1500' with trainer.v1.trainer_mode=pkpo_sync)."
+            "verl adv_estimator=pkpo needs options under algorithm.pkpo, e.g. "
+            "'+algorithm.pkpo.k=8' (or '+algorithm.pkpo.schedule=8->1@1500' with "
+            "trainer.v1.trainer_mode=pkpo_sync)."
         )
     return options_from_mapping(section, source="algorithm.pkpo")
 
@@ -71,12 +73,16 @@ def compute_pkpo_advantage(token_level_rewards, response_mask, index=None, confi
 
     options = read_options(config)
     if index is None:
-        raise ValueError("verl adv_estimator=pkpo needs the 'uid' group index of each row; none was passed.")
+        raise ValueError(
+            "verl adv_estimator=pkpo needs the 'uid' group index of each row; none was passed."
+        )
     step = clock.step
     k = options.k_at(step)
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
-        advantages, estimate = grouped_advantages(scores, index, k, options, engine="verl adv_estimator=pkpo")
+        advantages, estimate = grouped_advantages(
+            scores, index, k, options, engine="verl adv_estimator=pkpo"
+        )
         advantages = advantages.to(token_level_rewards.dtype)[:, None] * response_mask
     last_stats.update({"k": k, "estimate": estimate, "step": step})
     return advantages, advantages
@@ -91,9 +97,14 @@ def _register_estimator() -> bool:
     existing = core_algos.ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR_NAME)
     if existing is compute_pkpo_advantage:
         return False
-    if existing is not None and getattr(existing, "__qualname__", None) == compute_pkpo_advantage.__qualname__ \
-            and getattr(existing, "__module__", None) == compute_pkpo_advantage.__module__:
-        return False  # the same function from a second copy of this module (e.g. a file-path import)
+    if (
+        existing is not None
+        and getattr(existing, "__qualname__", None) == compute_pkpo_advantage.__qualname__
+        and getattr(existing, "__module__", None) == compute_pkpo_advantage.__module__
+    ):
+        return (
+            False  # the same function from a second copy of this module (e.g. a file-path import)
+        )
     core_algos.register_adv_est(ESTIMATOR_NAME)(compute_pkpo_advantage)
     return True
 
@@ -102,7 +113,7 @@ def make_trainer_class(base):
     """A subclass of verl's sync V1 trainer whose advantage step publishes the global step first."""
 
     class PKPOTrainerSync(base):
-        """``trainer.v1.trainer_mode=pkpo_sync``: verl's sync trainer plus the step for PKPO's k schedule."""
+        """``trainer.v1.trainer_mode=pkpo_sync``: verl's sync trainer + the step for k schedules."""
 
         def _compute_advantage(self, batch, metrics):
             clock.publish(self.global_steps)
@@ -136,7 +147,7 @@ def _register_trainer(trainer_sync_module) -> None:
 
 
 def register() -> None:
-    """Register the ``pkpo`` estimator now and the ``pkpo_sync`` trainer when verl loads its trainers.
+    """Register the ``pkpo`` estimator now, the ``pkpo_sync`` trainer when verl loads its trainers.
 
     Idempotent (a second call, or a second copy of this module, changes nothing). Runs on import
     of this module, which is how verl's ``verl.plugins`` entry point and
@@ -156,4 +167,11 @@ def _register_on_import() -> None:
 
 _register_on_import()
 
-__all__ = ["compute_pkpo_advantage", "register", "read_options", "make_trainer_class", "clock", "last_stats"]
+__all__ = [
+    "clock",
+    "compute_pkpo_advantage",
+    "last_stats",
+    "make_trainer_class",
+    "read_options",
+    "register",
+]

@@ -1,1 +1,1 @@
-"""Launchers that start a framework's own entry point with the PKPO adapter installed in every worker."""
+"""Launchers: a framework's own entry point with the PKPO adapter installed in every worker."""

@@ -1,4 +1,9 @@
-"""``python -m pkpo.launch.openrlhf [--pkpo.k K | --pkpo.schedule S] [--pkpo.baseline B] <train_ppo_ray args>``.
+"""Launch OpenRLHF's PPO with the PKPO patch in every Ray worker.
+
+Usage::
+
+    python -m pkpo.launch.openrlhf [--pkpo.k K | --pkpo.schedule S] [--pkpo.baseline B] \\
+        <openrlhf.cli.train_ppo_ray arguments>
 
 Runs OpenRLHF's ``openrlhf.cli.train_ppo_ray`` with :func:`pkpo.integrations.openrlhf.patch`
 applied in every Ray worker process:
@@ -26,14 +31,22 @@ from pkpo.integrations._common import parse_options
 
 ENTRY_MODULE = "openrlhf.cli.train_ppo_ray"
 SETUP_HOOK = "pkpo.integrations.openrlhf.patch"
-PKPO_FLAGS = {"--pkpo.k": "PKPO_K", "--pkpo.schedule": "PKPO_SCHEDULE", "--pkpo.baseline": "PKPO_BASELINE"}
+PKPO_FLAGS = {
+    "--pkpo.k": "PKPO_K",
+    "--pkpo.schedule": "PKPO_SCHEDULE",
+    "--pkpo.baseline": "PKPO_BASELINE",
+}
 ESTIMATOR_FLAG = "--algo.advantage.estimator"
 NO_STD_NORM_FLAG = "--algo.advantage.no_std_norm"
-OPENRLHF_DEFAULT_ENV = {"TOKENIZERS_PARALLELISM": "true", "NCCL_DEBUG": "WARN", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1"}
+OPENRLHF_DEFAULT_ENV = {
+    "TOKENIZERS_PARALLELISM": "true",
+    "NCCL_DEBUG": "WARN",
+    "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
+}
 
 
 def split_argv(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Separate ``--pkpo.*`` flags (``--flag value`` or ``--flag=value``) from OpenRLHF's arguments."""
+    """Split ``--pkpo.*`` flags (``--flag value`` / ``--flag=value``) from OpenRLHF's arguments."""
     pkpo_env: dict[str, str] = {}
     rest: list[str] = []
     position = 0
@@ -65,8 +78,8 @@ def with_reinforce_estimator(rest: list[str]) -> list[str]:
                 value = rest[position + 1] if position + 1 < len(rest) else ""
             if value != "reinforce":
                 raise ValueError(
-                    f"{ESTIMATOR_FLAG} {value!r} would reshape the PKPO rewards again; use 'reinforce' (or leave it "
-                    "out: the launcher sets it)."
+                    f"{ESTIMATOR_FLAG} {value!r} would reshape the PKPO rewards again; use "
+                    "'reinforce' (or leave it out: the launcher sets it)."
                 )
             break
     else:
@@ -77,7 +90,7 @@ def with_reinforce_estimator(rest: list[str]) -> list[str]:
 
 
 def runtime_env(pkpo_env: dict[str, str], environ=None) -> dict:
-    """The Ray ``runtime_env``: the setup hook plus OpenRLHF's default env vars and the PKPO options."""
+    """Ray ``runtime_env``: the setup hook, OpenRLHF's default env vars and the PKPO options."""
     environ = os.environ if environ is None else environ
     env_vars = {name: environ.get(name, default) for name, default in OPENRLHF_DEFAULT_ENV.items()}
     env_vars.update(pkpo_env)
@@ -88,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         pkpo_env, rest = split_argv(argv)
-        parse_options(k=pkpo_env.get("PKPO_K"), schedule=pkpo_env.get("PKPO_SCHEDULE"),
-                      baseline=pkpo_env.get("PKPO_BASELINE"), source="pkpo.launch.openrlhf")
+        parse_options(
+            k=pkpo_env.get("PKPO_K"),
+            schedule=pkpo_env.get("PKPO_SCHEDULE"),
+            baseline=pkpo_env.get("PKPO_BASELINE"),
+            source="pkpo.launch.openrlhf",
+        )
         rest = with_reinforce_estimator(rest)
     except ValueError as error:
         print(f"pkpo.launch.openrlhf: error: {error}", file=sys.stderr)
@@ -101,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     from pkpo.integrations import openrlhf as adapter
 
     if ray.is_initialized():
-        print("pkpo.launch.openrlhf: warning: Ray was already initialised here; its workers only get the PKPO patch "
-              f"if their runtime_env has worker_process_setup_hook={SETUP_HOOK!r}.", file=sys.stderr)
+        print(
+            "pkpo.launch.openrlhf: warning: Ray was already initialised here; its workers get "
+            f"the PKPO patch only with runtime_env worker_process_setup_hook={SETUP_HOOK!r}.",
+            file=sys.stderr,
+        )
     else:
         ray.init(runtime_env=runtime_env(pkpo_env))
     adapter.patch()  # the driver process too
