@@ -62,3 +62,8 @@ def test_demo_quick_end_to_end(tmp_path):
         assert (out / png).stat().st_size > 1000
     # a second call reuses the finished runs and the cached warm start
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
+    # the sweep's report-only mode rebuilds the table from the finished runs
+    (out / "table.md").unlink()
+    assert sweep_main(["--out", str(out), "--report-only", "--no-progress"]) == 0
+    assert "| k4 | k=4 |" in (out / "table.md").read_text()
+    assert sweep_main(["--out", str(tmp_path / "empty"), "--report-only"]) == 2
