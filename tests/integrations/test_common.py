@@ -1,0 +1,123 @@
+"""The adapters' shared helpers: options, the step clock, group layouts, post-import hooks."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import pkpo
+from pkpo.integrations import _common
+
+
+def test_parse_options_constant_and_schedule():
+    options = _common.parse_options(k="4", baseline="loo")
+    assert (options.k_at(None), options.k_at(10_000), options.baseline) == (4, 4, "loo")
+    annealed = _common.parse_options(schedule={"kind": "step", "k_start": 8, "k_end": 2, "at": 5})
+    assert [annealed.k_at(step) for step in (0, 4, 5)] == [8, 8, 2]
+    assert annealed.baseline == "loo_minus_one"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "set k"),
+        ({"k": 2, "schedule": "4"}, "not both"),
+        ({"k": 1.5}, "k must be an integer"),
+        ({"k": True}, "k must be an integer"),
+        ({"k": 2, "baseline": "grpo"}, "unknown baseline"),
+        ({"schedule": "cosine:8->1"}, "cannot read k schedule"),
+        ({"k": 4, "rollout_n": 0}, "rollout_n must be >= 1"),
+        ({"k": 4, "baseline": "loo", "rollout_n": 4}, "needs at least 5"),
+    ],
+)
+def test_parse_options_errors_name_the_source(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        _common.parse_options(**kwargs, source="my config")
+    assert str(error.value).startswith("my config")
+
+
+def test_options_from_mapping_rejects_unknown_keys_and_non_mappings():
+    with pytest.raises(ValueError, match="unknown key"):
+        _common.options_from_mapping({"k": 2, "variant": "s"}, source="algorithm.pkpo")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        _common.options_from_mapping(8, source="algorithm.pkpo")
+
+
+def test_step_clock():
+    clock = _common.StepClock()
+    assert clock.step is None
+    clock.publish(np.int64(7))
+    assert clock.step == 7
+    with pytest.raises(ValueError, match=">= 0"):
+        clock.publish(-1)
+    clock.reset()
+    assert clock.step is None
+
+
+def test_consecutive_and_grouped_layouts_agree_with_transform():
+    rng = np.random.default_rng(0)
+    rewards = torch.tensor(rng.random(12))
+    options = _common.parse_options(k=2)
+    consecutive, estimate = _common.consecutive_advantages(rewards, 4, 2, options, engine="test")
+    expected, info = pkpo.transform(rewards.reshape(3, 4), 2, return_info=True)
+    torch.testing.assert_close(consecutive, expected.reshape(-1))
+    assert estimate == pytest.approx(float(info.estimate.mean()))
+
+    ids = np.repeat(["x", "y", "z"], 4)
+    order = rng.permutation(12)
+    grouped, grouped_estimate = _common.grouped_advantages(
+        rewards[order], ids[order], 2, options, engine="test"
+    )
+    torch.testing.assert_close(grouped, expected.reshape(-1)[order])
+    assert grouped_estimate == pytest.approx(estimate)
+
+
+def test_invalid_rows_leave_their_group():
+    rewards = torch.tensor([1.0, float("nan"), 0.0, 1.0, 0.0, 0.0])
+    valid = ~torch.isnan(rewards)
+    options = _common.parse_options(k=2)
+    advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
+    assert advantages[1] == 0
+    torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
+    with pytest.raises(ValueError, match=r"has 1 sample\(s\)"):
+        _common.consecutive_advantages(
+            rewards, 2, 2, options, valid=valid, engine="t"
+        )  # rows 0..1 keep one valid row
+
+
+def test_when_imported_runs_now_or_after_the_import(tmp_path, monkeypatch):
+    (tmp_path / "pkpo_hook_target.py").write_text("VALUE = 41\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    assert (
+        _common.when_imported("pkpo_hook_target", lambda module: seen.append(module.VALUE)) is False
+    )
+    assert seen == []
+    try:
+        import pkpo_hook_target
+
+        assert seen == [41] and pkpo_hook_target.VALUE == 41
+        assert _common.when_imported("pkpo_hook_target", lambda module: seen.append(0)) is True
+        assert seen == [41, 0]
+    finally:
+        sys.modules.pop("pkpo_hook_target", None)
+
+
+def test_a_failing_hook_does_not_break_the_import(tmp_path, monkeypatch, caplog):
+    (tmp_path / "pkpo_hook_target2.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def broken(module):
+        raise RuntimeError("boom")
+
+    _common.when_imported("pkpo_hook_target2", broken)
+    try:
+        import pkpo_hook_target2
+
+        assert pkpo_hook_target2.VALUE == 1
+        assert "boom" in caplog.text
+    finally:
+        sys.modules.pop("pkpo_hook_target2", None)
