@@ -1,0 +1,104 @@
+"""`pkpo toy` end to end in quick mode: files, JSON layout, determinism, resume, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pkpo import cli as pkpo_cli
+from pkpo.toy import cli, study
+from pkpo.toy.estimators import ESTIMATORS
+from pkpo.toy.figures import FIGURES
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    assert cli.main(["--out", str(out), "--quick", "--seed", "3", "--no-progress"]) == 0
+    with open(out / "toy.json") as f:
+        return out, json.load(f)
+
+
+def test_quick_run_writes_every_file(quick_run):
+    out, _ = quick_run
+    for name in FIGURES + ("toy.json", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / name).stat().st_size < 200_000
+    assert not (out / cli.CHECKPOINT).exists()
+    report = (out / "report.md").read_text()
+    for name in FIGURES:
+        assert f"]({'.'}/{name})" in report
+
+
+def test_json_holds_the_numbers_behind_the_figures(quick_run):
+    _, result = quick_run
+    assert set(result["theta_star"]) == {"1", "2", "4", "8", "16"}
+    assert all(round(v, 3) == v for v in result["theta_star"].values())
+    assert set(result["variance"]) == set(ESTIMATORS)
+    assert set(result["variance"]["s"]) == {"4", "8", "16"}
+    assert set(result["variance"]["s_loo"]) == {"8", "16"}  # needs n >= k + 1
+    assert set(result["variance_mean"]) == set(ESTIMATORS)
+    assert set(result["transformed"]["k"]["4"]) >= {"none", "loo", "loo_minus_one", "centered", "bin_centers"}
+    assert len(result["weights"]["w"]["4"]) == 8
+    assert set(result["training"]["runs"]) == {"1", "4", "16"}
+    assert set(result["training"]["samples_to_converge"]["s_loo_minus_one"]) == {"1", "4", "16"}
+    assert "s_loo" not in result["training"]["runs"]["16"]  # undefined at n = k = 16
+    assert result["training"]["annealed"]["ks"] == [16, 1]
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(quick_run):
+    _, result = quick_run
+    again = json.loads(json.dumps(study.run_study(study.StudyConfig.quick(), 3, progress=False)))
+    again["quick"] = True
+    assert again == result
+    other = study.run_study(study.StudyConfig.quick(), 4, progress=False)
+    assert other["variance"]["s"]["8"] != result["variance"]["s"]["8"]
+    assert other["theta_star"] == result["theta_star"]  # exact, not random
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, quick_run, monkeypatch):
+    _, result = quick_run
+    config = study.StudyConfig.quick()
+    path = str(tmp_path / "ck.json")
+    items = study.work_items(config, 3)
+    done = {name: json.loads(json.dumps(compute())) for name, compute in items[:6]}
+    study._save_checkpoint(path, study._settings(config, 3), done)
+    calls = []
+    original = study.work_items
+
+    def counting(config, seed):
+        return [(name, (lambda c=compute, n=name: calls.append(n) or c())) for name, compute in original(config, seed)]
+
+    monkeypatch.setattr(study, "work_items", counting)
+    resumed = json.loads(json.dumps(study.run_study(config, 3, checkpoint=path, progress=False)))
+    resumed["quick"] = True
+    assert resumed == result
+    assert calls == [name for name, _ in items[6:]]
+    # a checkpoint from other settings is ignored
+    assert study._load_checkpoint(path, study._settings(config, 4)) == {}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--quick"], "required: --out"),
+    (["--out", "OUT", "--seed", "-1"], "--seed must be a non-negative integer"),
+    (["--out", "OUT", "--seed", "abc"], "--seed must be a non-negative integer"),
+    (["--out", "OUT", "--k", "4"], "unrecognized arguments"),
+    (["--out", "FILE"], "exists and is not a folder"),
+])
+def test_bad_arguments_give_one_clean_line(tmp_path, capsys, argv, message):
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / a) if a in ("OUT", "FILE") else a for a in argv]
+    assert pkpo_cli.main(["toy"] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pkpo toy: error:") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "OUT")
+
+
+def test_help_exits_zero(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "--quick" in capsys.readouterr().out
