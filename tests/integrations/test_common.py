@@ -82,10 +82,8 @@ def test_invalid_rows_leave_their_group():
     advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
     assert advantages[1] == 0
     torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
-    with pytest.raises(ValueError, match=r"has 1 sample\(s\)"):
-        _common.consecutive_advantages(
-            rewards, 2, 2, options, valid=valid, engine="t"
-        )  # rows 0..1 keep one valid row
+    with pytest.raises(ValueError, match=r"has 1 sample\(s\)"):  # rows 0..1 keep one valid row
+        _common.consecutive_advantages(rewards, 2, 2, options, valid=valid, engine="t")
 
 
 def test_when_imported_runs_now_or_after_the_import(tmp_path, monkeypatch):

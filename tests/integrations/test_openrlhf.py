@@ -183,9 +183,8 @@ def test_patched_method_sees_pkpo_rewards_in_prompt_order(fake_openrlhf, baselin
             experience.returns.numpy(), expected.reshape(-1)[experience.index], rtol=1e-6
         )
         assert torch.all(experience.info["pkpo_k"] == 2)
-        np.testing.assert_allclose(
-            experience.info["reward"].numpy(), rewards[experience.index]
-        )  # raw kept
+        raw_kept = experience.info["reward"].numpy()
+        np.testing.assert_allclose(raw_kept, rewards[experience.index])
 
 
 def test_transform_experience_rewards_is_the_identity_layout_without_dynamic_batching():

@@ -254,12 +254,9 @@ def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
         completions = step0["completions"] + step1["completions"]
         assert len(step0["prompts"]) == run.PER_DEVICE
         groups = [prompts[i : i + G] for i in range(0, len(prompts), G)]
-        assert all(len(set(group)) == 1 for group in groups), (
-            groups
-        )  # TRL's layout: G consecutive rows per prompt
-        assert (
-            groups[1][:2] == prompts[4:6] and run.PER_DEVICE % G != 0
-        )  # the middle group spans both ranks
+        # TRL's layout: G consecutive rows per prompt; the middle group spans both ranks
+        assert all(len(set(group)) == 1 for group in groups), groups
+        assert groups[1][:2] == prompts[4:6] and run.PER_DEVICE % G != 0
 
         # one process: the reward function on all rows at once, then PKPO per group
         rewards = np.array(run.reward(prompts, completions), dtype=np.float32)

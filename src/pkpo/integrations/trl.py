@@ -167,9 +167,8 @@ class _PKPOAdvantages:
         start = self.accelerator.process_index * local_rows
         output["advantages"] = advantages[start : start + local_rows].to(output["advantages"].dtype)
 
-        logged = self._logs[
-            "advantages"
-        ]  # TRL logged its own advantages of all processes: replace them
+        # TRL logged its own advantages of all processes: replace them with PKPO's
+        logged = self._logs["advantages"]
         for _ in range(min(len(advantages), len(logged))):
             logged.pop()
         logged.extend(advantages.tolist())

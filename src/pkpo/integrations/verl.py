@@ -97,14 +97,13 @@ def _register_estimator() -> bool:
     existing = core_algos.ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR_NAME)
     if existing is compute_pkpo_advantage:
         return False
+    # the same function from a second copy of this module (e.g. a file-path import) counts as ours
     if (
         existing is not None
         and getattr(existing, "__qualname__", None) == compute_pkpo_advantage.__qualname__
         and getattr(existing, "__module__", None) == compute_pkpo_advantage.__module__
     ):
-        return (
-            False  # the same function from a second copy of this module (e.g. a file-path import)
-        )
+        return False
     core_algos.register_adv_est(ESTIMATOR_NAME)(compute_pkpo_advantage)
     return True
 
