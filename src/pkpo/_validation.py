@@ -42,7 +42,10 @@ def min_group_size(k: int, baseline: str) -> int:
 def describe_group(row: int, labels=None) -> str:
     if labels is None:
         return f"group {row}"
-    return f"group {labels[row]!r}"
+    label = labels[row]
+    if isinstance(label, np.generic):  # np.str_('a') / np.int64(7) -> 'a' / 7
+        label = label.item()
+    return f"group {label!r}"
 
 
 def check_rewards_array(backend, x, name: str = "rewards"):
@@ -113,7 +116,7 @@ def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None):
 def _size_message(k, baseline, need, n, where):
     if need == k:
         rule = "k <= n"
-    elif need == k + 1:
+    elif baseline in ("loo", "centered"):
         rule = f"n >= k + 1 with baseline={baseline!r}"
     else:
         rule = "n >= 2 with baseline='loo_minus_one' at k = 1 (leave-one-out needs another sample)"
