@@ -95,7 +95,7 @@ def variance_figure(result: dict, out_dir: str) -> str:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.axhline(exact, color="k", lw=1, label=f"exact {exact:.4f}")
     right.set(xlabel="n", ylabel="sample mean +- 2 s.e.", title="unbiasedness: means vs the exact derivative")
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="upper right")
     right.legend(fontsize=8)
     return _save(fig, out_dir, "fig4_variance.png")
 

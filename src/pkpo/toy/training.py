@@ -5,12 +5,14 @@ stochastic gradient ascent on maxg@k(theta) for the Gaussian policy x ~ N(theta,
 
     x_1..x_n ~ N(theta_t, sigma^2)                       # one group of n samples per step
     grad_t   = sum_i A_i (x_i - theta_t) / sigma^2       # any unbiased estimator of toy.estimators
-    theta_{t+1} = theta_t + lr_t * grad_t,   lr_t = lr_scale / (|H_k| (t + t0))
+    theta_{t+1} = theta_t + lr_t * grad_t,   lr_t = min(lr_max, lr_scale / (|H_k| (t + t0)))
 
 H_k is the exact curvature of maxg@k at theta*(k), so lr_t is the Robbins-Monro 1/t schedule
 that converges for every unbiased estimator; all estimators of one k share it, so the number of
-samples they need to settle near theta*(k) reflects their variance. Many seeds run at once as a
-vector of thetas.
+samples they need to settle near theta*(k) reflects their variance. The cap lr_max only binds
+for the flat k = 16 objective in its first few steps: without it an early noisy step can throw
+theta past the cliff (theta > ~1.3), where every reward is 0 and no estimator can bring it back.
+Many seeds run at once as a vector of thetas.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ class AscentConfig:
     theta0: float = 0.5
     """starting policy mean."""
     lr_scale: float = 2.0
-    """lr_t = lr_scale / (|H_k| (t + t0))."""
+    """lr_t = min(lr_max, lr_scale / (|H_k| (t + t0)))."""
     t0: float = 4.0
     """offset of the 1/t schedule: the first step is lr_scale / (|H_k| t0)."""
+    lr_max: float = 0.05
+    """upper bound on the step size."""
     tolerance: float = 0.01
     """'converged' means |theta - theta*(k)| <= tolerance from some step to the end of the run."""
 
@@ -80,7 +84,7 @@ def ascend(estimator: str, ks, config: AscentConfig, rng: np.random.Generator, t
             since_switch = 0
         x = theta[:, None] + SIGMA * rng.standard_normal((config.seeds, config.n))  # (seeds, n)
         grad = gradient_estimates(estimator, x, theta, k)  # (seeds,)
-        lr = config.lr_scale / (curvature[k] * (since_switch + config.t0))
+        lr = min(config.lr_max, config.lr_scale / (curvature[k] * (since_switch + config.t0)))
         theta = theta + lr * grad
         path[t + 1] = theta
         since_switch += 1
