@@ -1,0 +1,201 @@
+"""pass_at_k, maxg_at_k and pass_at_k_from_counts against brute force and exact rationals."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import oracle
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import pkpo
+from pkpo._combinatorics import dense_rank_weights
+
+
+@pytest.mark.parametrize("n", range(1, 11))
+def test_maxg_at_k_matches_subset_mean(n):
+    rng = np.random.default_rng(n)
+    g = np.concatenate(
+        [rng.normal(size=(4, n)), rng.integers(0, 3, size=(4, n)) * 0.5, np.full((1, n), -2.0)]
+    )
+    for k in range(1, n + 1):
+        np.testing.assert_allclose(pkpo.maxg_at_k(g, k), oracle.maxg_at_k(g, k), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", range(1, 11))
+def test_pass_at_k_matches_subset_mean(n):
+    rng = np.random.default_rng(100 + n)
+    f = rng.integers(0, 2, size=(8, n))
+    f[0] = 0
+    f[1] = 1
+    for k in range(1, n + 1):
+        expected = oracle.pass_at_k(f, k)
+        np.testing.assert_allclose(pkpo.pass_at_k(f, k), expected, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(pkpo.pass_at_k(f.astype(bool), k), expected, rtol=0, atol=1e-15)
+        # binary rewards through maxg@k are the same number (pass@k is the 0/1 case, eq. 11)
+        np.testing.assert_allclose(pkpo.maxg_at_k(f.astype(float), k), expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("n", range(1, 11))
+def test_pass_at_k_from_counts_matches_subset_mean(n):
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            got = float(pkpo.pass_at_k_from_counts(n, c, k))
+            assert got == pytest.approx(oracle.pass_at_k_from_counts(n, c, k), abs=1e-15)
+
+
+def test_pass_at_k_from_counts_broadcasts():
+    got = pkpo.pass_at_k_from_counts(np.array([[10], [20]]), np.array([0, 3, 10]), 5)
+    assert got.shape == (2, 3)
+    expected = [[float(oracle.exact_pass_at_k(n, c, 5)) for c in (0, 3, 10)] for n in (10, 20)]
+    np.testing.assert_allclose(got, expected, rtol=1e-15)
+
+
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=9), st.data())
+def test_hypothesis_maxg_at_k(values, data):
+    k = data.draw(st.integers(1, len(values)))
+    g = np.array(values)
+    assert float(pkpo.maxg_at_k(g, k)) == pytest.approx(
+        float(oracle.maxg_at_k(g, k)), abs=1e-12 * (1 + np.abs(g).max())
+    )
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=10), st.data())
+def test_hypothesis_pass_at_k(values, data):
+    k = data.draw(st.integers(1, len(values)))
+    f = np.array(values)
+    expected = oracle.exact_pass_at_k(len(values), int(f.sum()), k)
+    assert float(pkpo.pass_at_k(f, k)) == pytest.approx(float(expected), abs=1e-15)
+
+
+def test_maxg_at_k_extremes(rng):
+    g = rng.normal(size=(5, 12))
+    np.testing.assert_allclose(pkpo.maxg_at_k(g, 1), g.mean(-1), atol=1e-15)  # k = 1: the mean
+    np.testing.assert_allclose(
+        pkpo.maxg_at_k(g, 12), g.max(-1), rtol=1e-15, atol=1e-15
+    )  # k = n: the max
+
+
+def test_estimators_with_mask(rng):
+    g = rng.normal(size=(6, 8))
+    mask = np.ones_like(g, dtype=bool)
+    mask[:, 5:] = [[True, False, True]] * 6
+    for k in (1, 3, 6):
+        expected = [float(pkpo.maxg_at_k(g[row, mask[row]], k)) for row in range(6)]
+        np.testing.assert_allclose(pkpo.maxg_at_k(g, k, mask=mask), expected, rtol=0, atol=1e-15)
+        f = g > 0
+        expected = [float(pkpo.pass_at_k(f[row, mask[row]], k)) for row in range(6)]
+        np.testing.assert_allclose(pkpo.pass_at_k(f, k, mask=mask), expected, rtol=0, atol=1e-15)
+
+
+# --- 9. "correct to the last digit" -----------------------------------------------------------
+
+
+def test_pass_at_k_from_counts_is_exact_half():
+    assert float(pkpo.pass_at_k_from_counts(4, 1, 2)) == 0.5
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 16, 40, 64, 100, 256])
+def test_pass_at_k_from_counts_within_one_ulp(n):
+    ks = sorted({k for k in (1, 2, n // 4, n // 2, n) if 1 <= k <= n})
+    cs = range(n + 1) if n <= 64 else range(0, n + 1, 7)
+    got = pkpo.pass_at_k_from_counts(n, np.array(list(cs))[:, None], 1)  # array path too
+    assert got.shape == (len(cs), 1)
+    for k in ks:
+        values = pkpo.pass_at_k_from_counts(n, np.array(list(cs)), k)
+        for c, value in zip(cs, values):
+            exact = float(oracle.exact_pass_at_k(n, c, k))  # Fraction -> correctly rounded float
+            assert oracle.ulp_distance(float(value), exact) <= 1, (n, c, k, value, exact)
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 13, 64])
+def test_pass_at_k_from_binary_array_within_one_ulp(n, rng):
+    f = rng.integers(0, 2, size=(20, n))
+    for k in range(1, n + 1, max(1, n // 8)):
+        values = pkpo.pass_at_k(f, k)
+        for row, value in zip(f, values):
+            exact = float(oracle.exact_pass_at_k(n, int(row.sum()), k))
+            assert oracle.ulp_distance(float(value), exact) <= 1
+
+
+def exact_weights(n: int, k: int) -> dict:
+    """The rank weights of _combinatorics.rank_weights as exact rationals, for ranks t = 1..n."""
+
+    def C(a, b):
+        return math.comb(a, b) if 0 <= b <= a else 0
+
+    out = {
+        key: []
+        for key in ("top", "tail", "tail_drop_below", "tail_drop_above", "jack_below", "jack_above")
+    }
+    for t in range(1, n + 1):
+        out["top"].append(Fraction(C(t - 1, k - 1), C(n, k)))
+        out["tail"].append(1 - Fraction(C(t - 1, k), C(n, k)))
+        if n - 1 >= k:
+            out["tail_drop_below"].append(1 - Fraction(C(t - 1, k), C(n - 1, k)))
+            out["tail_drop_above"].append(1 - Fraction(C(t - 2, k), C(n - 1, k)))
+            out["jack_below"].append(Fraction(k, n) * Fraction(C(t - 1, k), C(n - 1, k)))
+            out["jack_above"].append(
+                Fraction(k, n) * Fraction(C(t - 2, k), C(n - 1, k))
+                - Fraction(C(t - 2, k - 1), C(n, k))
+            )
+    return {key: value for key, value in out.items() if value}
+
+
+@pytest.mark.parametrize(
+    "n, k", [(2, 1), (4, 2), (7, 3), (16, 4), (16, 16), (64, 16), (100, 37), (300, 150)]
+)
+def test_dense_rank_weights_within_one_ulp(n, k):
+    weights = dense_rank_weights(n, n, k)
+    for key, exact in exact_weights(n, k).items():
+        for t, (value, fraction) in enumerate(zip(weights[key], exact), start=1):
+            assert oracle.ulp_distance(float(value), float(fraction)) <= 1, (
+                key,
+                t,
+                float(value),
+                float(fraction),
+            )
+
+
+def test_transform_binary_small_is_exact():
+    """Binary rewards go through one weight each: the documented example values are exact."""
+    g = np.array([0.0, 1.0, 0.0, 1.0])
+    a = pkpo.transform(g, 2, "none")
+    assert a.tolist() == [1 / 3, 0.5, 1 / 3, 0.5]  # eq. 8: k/n and (k/n) rho(3, 2, 1) = 1/3
+    assert pkpo.transform(g, 2).tolist() == [0.0, 1 / 3, 0.0, 1 / 3]
+
+
+# --- 6. float64 at n = 65,536 against exact arithmetic -----------------------------------------
+
+
+@pytest.mark.slow
+def test_maxg_at_k_float64_large_n_against_exact_rationals(rng):
+    """maxg@k at n = 65,536 with rewards on a 1/1024 grid, checked against an exact rational sum.
+
+    rho = (1/C(n,k)) sum_i C(i-1,k-1) g_(i) (eq. 12) is summed exactly with Python integers over the
+    ranks whose weight can matter (all ranks with C(i-1,k-1) >= 2^-100 of the largest; the ranks
+    left out are bounded by that factor and checked to be negligible).
+    """
+    n = 65_536
+    g_int = rng.integers(0, 1024, size=n)
+    g = g_int / 1024.0  # exactly representable
+    ordered = np.sort(g_int).tolist()
+    for k in (1, 7, 1000, n // 2, n - 3, n):
+        got = float(pkpo.maxg_at_k(g, k))
+        # weights C(i-1,k-1) for i = n, n-1, ... down, by the exact recurrence C(i-2,k-1) = C(i-1,k-1)(i-k)/(i-1)
+        total = 0
+        weight = math.comb(n - 1, k - 1)
+        threshold = weight >> 100
+        i = n
+        while i >= k and weight > threshold:
+            total += weight * ordered[i - 1]
+            weight = weight * (i - k) // (i - 1) if i > 1 else 0
+            i -= 1
+        denominator = math.comb(n, k) * 1024
+        if i >= k:  # ranks left out: each weight <= threshold, at most n of them, rewards < 1024
+            assert float(Fraction(threshold * n * 1024, denominator)) < 1e-20
+        exact = Fraction(total, denominator)
+        assert abs(got - float(exact)) <= 1e-12 * max(1.0, float(exact)), (k, got, float(exact))
