@@ -34,13 +34,13 @@ def tiny_tokenizer(chat: bool = True):
     return tok
 
 
-def tiny_model(seed: int = 0):
+def tiny_model(seed: int = 0, tied: bool = False):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      eos_token_id=1, pad_token_id=0, bos_token_id=3)
+                      eos_token_id=1, pad_token_id=0, bos_token_id=3, tie_word_embeddings=tied)
     return LlamaForCausalLM(cfg)
 
 
@@ -150,8 +150,9 @@ def test_gradient_reaches_lora_weights_only():
     assert all(not p.requires_grad for name, p in policy.named_parameters() if "lora_" not in name)
 
 
-def test_lora_checkpoint_holds_adapters_only_and_round_trips():
-    policy = HFPolicy(apply_lora(tiny_model(), {"r": 4}), tiny_tokenizer())
+@pytest.mark.parametrize("tied", [False, True])  # SmolLM2 ties lm_head to the embedding
+def test_lora_checkpoint_holds_adapters_only_and_round_trips(tied):
+    policy = HFPolicy(apply_lora(tiny_model(tied=tied), {"r": 4}), tiny_tokenizer())
     state = policy.state_dict()
     assert state and all("lora_" in key for key in state)
     with torch.no_grad():
@@ -159,7 +160,7 @@ def test_lora_checkpoint_holds_adapters_only_and_round_trips():
             if "lora_B" in name:
                 p.add_(0.5)
     saved = {k: v.clone() for k, v in policy.state_dict().items()}
-    fresh = HFPolicy(apply_lora(tiny_model(), {"r": 4}), tiny_tokenizer())
+    fresh = HFPolicy(apply_lora(tiny_model(tied=tied), {"r": 4}), tiny_tokenizer())
     fresh.load_state_dict(saved)
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in saved.items())
     with pytest.raises(ValueError, match="does not match"):

@@ -76,6 +76,8 @@ def sample_next_token(logits: torch.Tensor, temperature: float,
     if temperature == 0.0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if generator is not None and generator.device != probs.device:  # e.g. a CPU generator for a GPU model
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(-1).to(probs.device)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -234,7 +236,8 @@ class HFPolicy(torch.nn.Module):
     # ---- checkpoints ----------------------------------------------------------------------------
 
     def _frozen_keys(self) -> set[str]:
-        return {name for name, p in self.named_parameters() if not p.requires_grad}
+        # every name of a frozen tensor, tied ones included (SmolLM2's lm_head.weight is its embedding)
+        return {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
 
     def state_dict(self, *args, **kwargs):
         """The trainable tensors only when part of the model is frozen (LoRA): the frozen base weights
