@@ -104,13 +104,26 @@ def test_tiers_and_skewed_prior():
 
 
 def test_scores_binary_and_partial():
-    task = make_task("hidden-rule-partial", tier="easy")
+    task = make_task("hidden-rule-partial", tier="easy", plan=False)
     p = task.problems("train")[0]
     assert task.score(p, p.answer) == 1.0
     wrong_two = "".join("x" if i < 2 else c for i, c in enumerate(p.answer))
     assert task.score(p, wrong_two) == pytest.approx(4 / 6)
     assert partial_credit("123456", "1234567") == pytest.approx(6 / 7)
-    assert make_task("hidden-rule").score(p, p.answer[:-1]) == 0.0
+    assert make_task("hidden-rule", plan=False).score(p, p.answer[:-1]) == 0.0
+
+
+def test_plan_character_is_required_but_not_checked():
+    task = make_task("hidden-rule")  # plan=True by default
+    p = task.problems("train")[0]
+    assert task.score(p, "r" + p.answer) == 1.0
+    assert task.score(p, "w" + p.answer) == 1.0  # any rule letter: only the answer is verified
+    assert task.score(p, p.answer) == 0.0  # missing plan character
+    assert task.score(p, "x" + p.answer) == 0.0
+    prompt, completion = task.warmstart_batch(np.random.default_rng(0), 2)[0]  # hinted demonstration
+    assert completion[0] == prompt[7] and completion[1:] == apply_rule(prompt[7], prompt[:6])
+    partial = make_task("hidden-rule-partial")
+    assert partial.score(p, "s" + p.answer[:3] + "xxx") == pytest.approx(0.5)
 
 
 def test_bad_task_options():

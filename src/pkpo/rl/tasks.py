@@ -15,6 +15,14 @@ one, ``d`` sort descending, ``w`` swap adjacent pairs.
 - **difficulty knob** ``feature``: ``"first"`` (the rule depends on the first digit: learnable) or
   ``"sum"`` (on the digit sum mod 10: practically unlearnable at this model size).
 
+Plan character (``plan=True``, the default): the completion is one character naming the rule the
+policy is about to apply, then the answer (``381920:?>`` -> ``r029183``); only the answer is checked
+(any of the six rule letters is accepted as the plan, so nothing rewards naming the right rule).
+This makes the policy's choice of strategy one discrete token, so a small model executes the rule it
+chose instead of blending rules (without it, the warm-started 0.36M-parameter policy answered ``?``
+prompts with the majority rule or an invalid blend, and no minority rule ever succeeded: see
+docs/results.md). ``plan=False`` gives the plain format of RL_NOTES.
+
 Binary reward: 1 for an exact match (``HiddenRuleTask``). Continuous reward: the fraction of the
 positions that are correct (``binary=False``: partial credit, like a fraction of unit tests passed).
 
@@ -86,6 +94,7 @@ class HiddenRuleConfig:
     n_heldout: int = 128  # held-out problems (disjoint strings)
     seed: int = 0  # problem-generation seed
     binary: bool = True  # False: partial credit (fraction of positions correct)
+    plan: bool = True  # the completion starts with one plan character (the rule it will apply), then the answer
 
     def validate(self) -> "HiddenRuleConfig":
         if self.tier not in TIERS:
@@ -131,10 +140,21 @@ class HiddenRuleTask:
             raise ValueError(f"unknown split {split!r}; expected 'train' or 'heldout'")
         return list(self._split[split])
 
+    def answer_part(self, completion: str) -> str:
+        """The part of a completion the verifier checks (after the plan character, when ``plan``)."""
+        return completion[1:] if self.config.plan else completion
+
     def score(self, problem: Problem, completion: str) -> float:
+        if self.config.plan and not completion[:1] in RULES:
+            return 0.0
+        answer = self.answer_part(completion)
         if self.binary:
-            return float(completion == problem.answer)
-        return partial_credit(problem.answer, completion)
+            return float(answer == problem.answer)
+        return partial_credit(problem.answer, answer)
+
+    def demonstration(self, rule: str, digits: str) -> str:
+        """The completion a demonstrator applying ``rule`` writes (plan character first when ``plan``)."""
+        return (rule if self.config.plan else "") + apply_rule(rule, digits)
 
     def spec(self) -> dict:
         return {"name": self.name, **asdict(self.config)}
@@ -156,10 +176,10 @@ class HiddenRuleTask:
             digits = "".join(map(str, rng.integers(0, 10, size=self.config.length)))
             if j % 2 == 0:
                 rule = RULES[int(rng.integers(0, len(RULES)))]
-                out.append((f"{digits}:{rule}>", apply_rule(rule, digits)))
+                out.append((f"{digits}:{rule}>", self.demonstration(rule, digits)))
             else:
                 rule = RULES[int(rng.choice(len(RULES), p=prior_sq))]
-                out.append((f"{digits}:?>", apply_rule(rule, digits)))
+                out.append((f"{digits}:?>", self.demonstration(rule, digits)))
         return out
 
     def rule_accuracy_problems(self, rng: np.random.Generator, per_rule: int) -> dict[str, list[Problem]]:

@@ -46,6 +46,7 @@ def teacher_samples(policy, pairs: list[tuple[str, str]]) -> Samples:
 
 def cache_key(policy, task, steps: int, batch: int, lr: float, seed: int) -> str:
     spec = {"version": WARMSTART_VERSION, "policy": policy.config_dict(), "length": task.config.length,
+            "plan": getattr(task.config, "plan", False),
             "steps": steps, "batch": batch, "lr": lr, "seed": seed}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -105,6 +106,6 @@ def rule_accuracy(policy, task, *, per_rule: int = 32, samples: int = 4, max_new
     for rule, probs in task.rule_accuracy_problems(rng, per_rule).items():
         s = policy.sample([policy.encode(p.prompt) for p in probs], samples, max_new_tokens, 1.0, generator=gen)
         texts = [policy.decode(r[m].tolist()) for r, m in zip(s.completion_ids, s.completion_mask)]
-        out[rule] = float(np.mean([texts[j * samples + i] == probs[j].answer
+        out[rule] = float(np.mean([task.score(probs[j], texts[j * samples + i]) >= 1.0
                                    for j in range(len(probs)) for i in range(samples)]))
     return out
