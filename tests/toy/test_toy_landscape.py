@@ -44,8 +44,12 @@ def test_theta_star_matches_brute_force_monte_carlo_on_a_grid(k):
     rng = np.random.default_rng(11)
     z = rng.standard_normal((60_000, k))  # common random numbers for every theta
     grid = np.arange(0.80, 1.0, 0.002)
-    values = [reward(t + SIGMA * z).max(axis=1).mean() for t in grid]
-    assert theta_star(k) == pytest.approx(grid[int(np.argmax(values))], abs=0.01)
+    values = np.array([reward(t + SIGMA * z).max(axis=1).mean() for t in grid])
+    # the Monte Carlo curve is flat and noisy at the top: take the vertex of a parabola fitted
+    # within 0.04 of the best grid point (across generator seeds this lands within 0.004)
+    near = np.abs(grid - grid[np.argmax(values)]) <= 0.04
+    a, b, _ = np.polyfit(grid[near], values[near], 2)
+    assert theta_star(k) == pytest.approx(-b / (2 * a), abs=0.01)
 
 
 def test_theta_star_agrees_with_paper_md_table_and_moves_right():

@@ -87,8 +87,9 @@ def variance_figure(result: dict, out_dir: str) -> str:
         right.errorbar(ns * 2**offset, means, yerr=2 * errors, fmt="o", color=COLORS[name], ms=3, capsize=2)
     left.set_xscale("log")
     right.set_xscale("log")
+    setup = result["variance_setup"]
     left.set(yscale="log", xlabel="n", ylabel="variance",
-             title=f"variance of d maxg@{result['variance_setup']['k']}/d theta at theta={result['variance_setup']['theta']:g}")
+             title=f"variance of d maxg@{setup['k']}/d theta at theta={setup['theta']:g}")
     ns = [int(n) for n in result["variance"]["s"]]
     for ax in (left, right):
         ax.set_xticks(ns, [str(n) for n in ns])

@@ -174,8 +174,9 @@ def _training_section(result: dict, figures: str) -> list:
     lines = ["## Toy training (not in the paper)", "", f"![Toy training]({figures}/toy_training.png)", "",
              f"Stochastic gradient ascent on theta from theta0 = {settings['theta0']}, one group of n = "
              f"{settings['n']} samples per step, {settings['steps']:,} steps, {settings['seeds']} seeds, step size "
-             f"lr_t = min({settings['lr_max']:g}, {settings['lr_scale']:g} / (|H_k| (t + {settings['t0']:g}))) with H_k "
-             "the exact curvature at theta*(k) (shared by all estimators of one k). Cell: median over seeds of the samples needed until "
+             f"lr_t = min({settings['lr_max']:g}, {settings['lr_scale']:g} / (|H_k| (t + {settings['t0']:g}))) "
+             "with H_k the exact curvature at theta*(k) (shared by all estimators of one k). Cell: median over "
+             "seeds of the samples needed until "
              f"theta stays within {settings['tolerance']} of theta*(k) for the rest of the run (in brackets: "
              "fraction of seeds that got there; median final |theta - theta*|). n/a: estimator undefined at "
              "n = 16 for this k.", ""]

@@ -16,7 +16,12 @@ __all__ = ["rank_weights"]
 
 
 def rank_weights(n: int, k: int) -> np.ndarray:
-    """w_i = C(i-1, k-1) / C(n, k) for ranks i = 1..n (ascending), exact integers then one division."""
+    """w_i = C(i-1, k-1) / C(n, k) for ranks i = 1..n (ascending), exact integers then one division.
+
+    Examples:
+        >>> rank_weights(4, 2).round(4).tolist()   # C(i-1, 1) / C(4, 2) = (i-1)/6
+        [0.0, 0.1667, 0.3333, 0.5]
+    """
     if isinstance(n, bool) or isinstance(k, bool) or not (isinstance(n, int) and isinstance(k, int)):
         raise ValueError(f"n and k must be ints; got n={n!r}, k={k!r}.")
     if not 1 <= k <= n:
