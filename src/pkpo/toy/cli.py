@@ -58,6 +58,8 @@ def _prepare_out(out: str) -> None:
         os.makedirs(out, exist_ok=True)
     except OSError as error:
         raise _UsageError(f"cannot create --out folder {out!r}: {error.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise _UsageError(f"--out folder {out!r} is not writable")
 
 
 def main(argv=None) -> int:
