@@ -40,7 +40,7 @@ from pkpo.rl.trainer import TrainConfig, train  # noqa: E402
 
 # CPU preset: small enough for a shared, busy 2-core machine (about a minute a step there)
 CPU_PRESET = dict(model="smollm2-135m", dtype="float32", lora_r=8, difficulty=1, steps=30, prompts_per_step=2,
-                  n=8, max_new_tokens=12, temperature=0.7, lr=1e-3, eval_problems=32, eval_samples=8,
+                  n=8, max_new_tokens=12, temperature=0.7, lr=2e-4, eval_problems=32, eval_samples=8,
                   eval_ks=(1, 2, 4, 8), checkpoint_every=5, threads=1, device="cpu", n_train=512, n_heldout=64)
 
 
@@ -88,14 +88,24 @@ def cmd_baseline(args, p: dict) -> int:
     return 0
 
 
+def make_task(p: dict) -> ArithmeticWordTask:
+    return ArithmeticWordTask(difficulty=p["difficulty"], n_train=p["n_train"], n_heldout=p["n_heldout"])
+
+
+def make_config(p: dict, *, name: str, k: str, baseline: str = "loo_minus_one", seed: int = 0,
+                out: str = "runs/smollm") -> TrainConfig:
+    """The trainer config of one run of the preset ``p`` (validated)."""
+    return TrainConfig(task=f"nl:{make_task(p).name}", steps=p["steps"], prompts_per_step=p["prompts_per_step"],
+                       n=p["n"], k=k, method="pkpo", baseline=baseline, lr=p["lr"],
+                       max_new_tokens=p["max_new_tokens"], temperature=p["temperature"], eval_every=0,
+                       eval_problems=p["eval_problems"], eval_samples=p["eval_samples"], eval_ks=p["eval_ks"],
+                       seed=seed, out_dir=str(Path(out) / name), device=p["device"], threads=p["threads"],
+                       checkpoint_every=p["checkpoint_every"], tensorboard=False).validate()
+
+
 def cmd_train(args, p: dict) -> int:
-    task = ArithmeticWordTask(difficulty=p["difficulty"], n_train=p["n_train"], n_heldout=p["n_heldout"])
-    cfg = TrainConfig(task=f"nl:{task.name}", steps=p["steps"], prompts_per_step=p["prompts_per_step"], n=p["n"],
-                      k=args.k, method="pkpo", baseline=args.baseline, lr=p["lr"],
-                      max_new_tokens=p["max_new_tokens"], temperature=p["temperature"], eval_every=0,
-                      eval_problems=p["eval_problems"], eval_samples=p["eval_samples"], eval_ks=p["eval_ks"],
-                      seed=args.seed, out_dir=str(Path(args.out) / args.name), device=p["device"],
-                      threads=p["threads"], checkpoint_every=p["checkpoint_every"], tensorboard=False)
+    task = make_task(p)
+    cfg = make_config(p, name=args.name, k=args.k, baseline=args.baseline, seed=args.seed, out=args.out)
     torch.set_num_threads(cfg.threads)
     policy = load_policy(p)
     final = train(cfg, policy, task, resume=True, progress=True)
@@ -119,7 +129,7 @@ def cmd_report(args, p: dict) -> int:
         b = base[str(p["difficulty"])]
         lines.append("| base (before training) | " + " | ".join(
             f"{100 * b[f'pass@{k}']:.1f} ± {100 * b[f'pass@{k}_se']:.1f}" for k in ks) + " | - |")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     for run in args.runs:
         metrics = out / run / "metrics.jsonl"
         if not metrics.exists():
@@ -129,10 +139,11 @@ def cmd_report(args, p: dict) -> int:
         if not steps:
             continue
         x = np.array([r["step"] for r in steps])
-        for ax, key in zip(axes, ("reward/mean", "reward/pass_at_k")):
+        for ax, key in zip(axes, ("reward/mean", "reward/pass_at_k", "policy/entropy")):
             y = np.array([r[key] for r in steps])
             w = min(5, len(y))
-            ax.plot(x[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), label=run)
+            ax.plot(x[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), label=run,
+                    linestyle="--" if "anneal" in run else "-")
         final_path = out / run / "final.json"
         if final_path.exists():
             f = json.loads(final_path.read_text())
@@ -141,9 +152,10 @@ def cmd_report(args, p: dict) -> int:
                 f"{100 * f[f'pass@{k}']:.1f} ± {100 * f[f'pass@{k}_se']:.1f}" for k in ks) + f" | {wall / 60:.0f} min |")
     axes[0].set(title="training reward (mean of n samples, 5-step average)", xlabel="step")
     axes[1].set(title="training pass@k at the run's own k (5-step average)", xlabel="step")
+    axes[2].set(title="-log p(sample) per completion, nats (5-step average)", xlabel="step")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(figs / "training_curves.png", dpi=120)
+    fig.savefig(figs / args.curves, dpi=120)
     if base:
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for d, res in sorted(base.items()):
@@ -168,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="loo_minus_one")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the preset's number of RL steps")
+    parser.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     parser.add_argument("--model", default=None, help="override the preset's model: a built-in name, a .gguf file "
                         "or a local Hugging Face checkpoint directory")
     parser.add_argument("--difficulties", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--runs", nargs="+", default=["k1", "k4", "anneal"])
     parser.add_argument("--figures", default="docs/figures/pretrained")
+    parser.add_argument("--curves", default="training_curves.png", help="file name of the training-curve figure")
     args = parser.parse_args(argv)
     try:
         p = preset(args.preset)
@@ -180,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             p["steps"] = args.steps
         if args.model is not None:
             p["model"] = args.model
+        if args.lr is not None:
+            p["lr"] = args.lr
         torch.set_num_threads(int(p["threads"]))
         return {"baseline": cmd_baseline, "train": cmd_train, "report": cmd_report}[args.command](args, p)
     except (ValueError, ImportError) as exc:
