@@ -57,7 +57,7 @@ def test_demo_quick_end_to_end(tmp_path):
         assert 0 <= run["pass@1"] <= run["pass@4"] <= run["pass@16"] <= 1
         assert 0 < run["cumulative_solve_rate"] <= 1
     report = (out / "report.md").read_text()
-    assert "| loo | k=1 |" in report and "pass_at_k_curves.png" in report
+    assert "| loo | k=1 | 1 |" in report and "pass_at_k_curves.png" in report
     for png in ("pass_at_k_curves.png", "cumulative_solve_rate.png", "entropy.png", "final_pass_at_k.png"):
         assert (out / png).stat().st_size > 1000
     # a second call reuses the finished runs and the cached warm start
@@ -65,5 +65,5 @@ def test_demo_quick_end_to_end(tmp_path):
     # the sweep's report-only mode rebuilds the table from the finished runs
     (out / "table.md").unlink()
     assert sweep_main(["--out", str(out), "--report-only", "--no-progress"]) == 0
-    assert "| k4 | k=4 |" in (out / "table.md").read_text()
+    assert "| k4 | k=4 | 1 |" in (out / "table.md").read_text()
     assert sweep_main(["--out", str(tmp_path / "empty"), "--report-only"]) == 2

@@ -51,8 +51,9 @@ def aggregate(finals: list[dict]) -> list[dict]:
 def table_markdown(rows: list[dict]) -> str:
     metric = rows[0]["metric"] if rows else "pass"
     seeds = max((len(r["seeds"]) for r in rows), default=1)
-    pm = f"mean ± SE over {seeds} seeds" if seeds > 1 else "± SE over held-out problems (1 seed)"
-    head = ["method", "k schedule"] + [f"{metric}@{k}" for k in K_EVAL] + ["cum. solve rate", "entropy (nats)"]
+    pm = "mean ± SE over seeds" if seeds > 1 else "± SE over held-out problems (1 seed)"
+    head = ["method", "k schedule", "seeds"] + [f"{metric}@{k}" for k in K_EVAL] + ["cum. solve rate",
+                                                                                   "entropy (nats)"]
     lines = [f"Held-out {metric}@k_eval in %, {pm}; best of each column in bold.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = {k: max((r.get(f"{metric}@{k}", -1) for r in rows), default=-1) for k in K_EVAL}
@@ -65,7 +66,7 @@ def table_markdown(rows: list[dict]) -> str:
         return f"**{text}**" if bold_at is not None and abs(r[key] - bold_at) < 1e-12 else text
 
     for r in rows:
-        cells = [r["label"], r["k_schedule"]]
+        cells = [r["label"], r["k_schedule"], str(len(r["seeds"]))]
         cells += [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
         cells += [cell(r, "cumulative_solve_rate"), cell(r, "entropy", scale=1.0)]
         lines.append("| " + " | ".join(cells) + " |")
