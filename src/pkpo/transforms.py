@@ -230,10 +230,27 @@ def _factorize(group_ids, n_items: int):
     if ids.ndim != 1 or ids.shape[0] != n_items:
         raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
     try:
+        if ids.dtype == object:
+            return _factorize_objects(ids)
         unique_ids, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     except TypeError as error:
         raise ValueError(f"group_ids must be mutually comparable (all ints or all strings): {error}") from None
     return unique_ids, inverse.reshape(-1), counts
+
+
+def _factorize_objects(ids: np.ndarray):
+    """np.unique's result for an object array (verl's uid strings), by hashing.
+
+    np.unique sorts all N Python objects (8 ms for verl's 8,192 uid strings); a dict finds the
+    G distinct ids in one pass at C speed, and only those G are sorted.
+    """
+    values = ids.tolist()
+    distinct = sorted(dict.fromkeys(values))  # TypeError for ids that do not compare
+    number = dict(zip(distinct, range(len(distinct))))
+    inverse = np.fromiter(map(number.__getitem__, values), np.intp, len(values))
+    unique_ids = np.empty(len(distinct), dtype=object)
+    unique_ids[:] = distinct
+    return unique_ids, inverse, np.bincount(inverse, minlength=len(distinct))
 
 
 def _padded_layout(inverse: np.ndarray, counts: np.ndarray) -> dict:
