@@ -1,0 +1,502 @@
+"""``pkpo bench``: time the PKPO reward transform against reference implementations.
+
+Every ratio in the output is measured in the same run, on the same machine, on the same data:
+
+1. **Shapes** (groups x n) = 16384 x 16, 4096 x 64, 1024 x 256, 64 x 4096, at k = n/4 and k = n,
+   ``pkpo.transform(rewards, k)`` (baseline ``loo_minus_one``, the paper's PKPO) on float32 numpy
+   and torch arrays, against a straightforward per-group Python loop of the paper's algorithm
+   (:func:`loop_reference`), timed on a subset of the groups and scaled to all of them.
+2. **verl** 0.9.1's ``grpo_passk`` estimator (``compute_grpo_passk_outcome_advantage``, TZSM25:
+   the k = n case) at 512 groups x 16, on the same token-level inputs as pkpo's own verl
+   estimator, with ``norm_adv_by_std_in_grpo=False``; the advantages are checked to be equal.
+3. **Growth**: a fixed total of 262,144 rewards split into groups of n = 64 ... 65,536, k = n/2.
+4. **CUDA** (``--device cuda``): the same shapes on the GPU with ``validate=False`` (the sync-free
+   path), timed with CUDA events, next to a plain ``torch.sort`` of the same tensor.
+
+Run ``pkpo bench`` (about a minute on 2 CPU cores), ``pkpo bench --quick`` (a few seconds: small
+shapes, no verl), ``pkpo bench --device cuda``, and add ``--json PATH`` for machine-readable
+results. ``benchmarks/transform.py`` runs the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+SHAPES = [(16384, 16), (4096, 64), (1024, 256), (64, 4096)]
+QUICK_SHAPES = [(512, 16), (32, 256)]
+GROWTH_TOTAL = 262_144
+GROWTH_NS = [64, 1024, 16384, 65536]
+QUICK_GROWTH_NS = [64, 4096]
+VERL_SHAPE = (512, 16)
+
+
+# --- the reference: one group at a time, in plain Python ------------------------------------
+
+
+def comb_weights(n: int, k: int) -> tuple[list, list]:
+    """w_i = C(i-1,k-1)/C(n,k) for ranks 1..n and v_j = C(j-1,k-2)/C(n-1,k-1) for ranks 1..n-1,
+    each from math.comb (exact integers, one float64 division): Listing 1's way, one binomial
+    per rank and so O(n k) big-integer work per group."""
+    total = math.comb(n, k)
+    w = [math.comb(i, k - 1) / total for i in range(n)]
+    total = math.comb(n - 1, k - 1)
+    v = [math.comb(j, k - 2) / total for j in range(n - 1)] if k >= 2 else []
+    return w, v
+
+
+def ratio_weights(n: int, k: int) -> tuple[list, list]:
+    """The same weights by O(1) ratio recurrences from the top rank down (Theorem 5):
+    w_n = k/n, w_(i-1) = w_i (i-k)/(i-1); v_(n-1) = (k-1)/(n-1), v_(j-1) = v_j (j-k+1)/(j-1)."""
+    w = [0.0] * n
+    w[n - 1] = k / n
+    for i in range(n - 1, k - 1, -1):  # 0-based: w[i-1] = w[i] (i-k+1)/i
+        w[i - 1] = w[i] * (i - k + 1) / i
+    v = [0.0] * (n - 1)
+    if k >= 2:
+        v[n - 2] = (k - 1) / (n - 1)
+        for j in range(n - 2, k - 2, -1):
+            v[j - 1] = v[j] * (j - k + 2) / j
+    return w, v
+
+
+def loop_group(values: list, k: int, weights=comb_weights) -> list:
+    """s^(loo-1) of one group (paper eq. 33) in plain Python floats, the paper's O(n) recursions.
+
+    paper.md §1.6: sort once; s by the right-to-left recursion of eq. 49,
+    s_(i) = s_(i+1) + w_i (g_(i) - g_(i+1)) with w_i = C(i-1,k-1)/C(n,k) and s_(n) = w_n g_(n);
+    the baseline (k/n) rho_{k-1}(g without i) by the left-to-right recursion of eqs. 31-32
+    (corrected form): R_1 = rho_{k-1}(g_(2..n)), R_(i+1) = R_i + v_i (g_(i) - g_(i+1)) with
+    v_i = C(i-1,k-2)/C(n-1,k-1). k = 1 is leave-one-out centring divided by n.
+    """
+    n = len(values)
+    order = sorted(range(n), key=values.__getitem__)
+    g = [values[j] for j in order]
+    out = [0.0] * n
+    if k == 1:
+        total = math.fsum(g)
+        for rank, j in enumerate(order):
+            out[j] = (g[rank] - (total - g[rank]) / (n - 1)) / n
+        return out
+    w, v = weights(n, k)  # 0-based ranks
+    s = [0.0] * n
+    s[n - 1] = w[n - 1] * g[n - 1]
+    for i in range(n - 2, -1, -1):
+        s[i] = s[i + 1] + w[i] * (g[i] - g[i + 1])
+    rest = 0.0  # R_1 = rho_{k-1}(g_(2..n)) = sum_j v_j g_(j+1)
+    for j in range(k - 2, n - 1):
+        rest += v[j] * g[j + 1]
+    scale = k / n
+    for i in range(n):
+        out[order[i]] = s[i] - scale * rest
+        if i < n - 1:
+            rest += v[i] * (g[i] - g[i + 1])
+    return out
+
+
+def time_loop(rewards: np.ndarray, k: int, weights, budget: float) -> dict:
+    """Run :func:`loop_group` group by group until ``budget`` seconds are spent (at least one
+    group); return the time scaled to all groups, how many were timed, and the results."""
+    rows = rewards.tolist()
+    results = []
+    start = time.perf_counter()
+    for row in rows:
+        results.append(loop_group(row, k, weights))
+        if time.perf_counter() - start >= budget:
+            break
+    elapsed = time.perf_counter() - start
+    return {
+        "seconds": elapsed * len(rows) / len(results),
+        "timed": len(results),
+        "out": np.array(results),
+    }
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+
+def best_time(fn: Callable[[], object], min_time: float = 0.15, repeats: int = 5) -> float:
+    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>= min_time/5)."""
+    fn()  # warm up (caches, lazy imports, allocator)
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    number = max(1, int(min_time / repeats / max(once, 1e-9)))
+    best = once
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def cuda_time(torch, fn: Callable[[], object], iterations: int = 50) -> float:
+    """Seconds per call of ``fn`` on the GPU, by CUDA events around ``iterations`` calls."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iterations):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3 / iterations
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x")
+
+
+# --- the sections -----------------------------------------------------------------------------
+
+
+def time_backends(rewards: np.ndarray, k: int, device: str, min_time: float) -> dict:
+    """pkpo.transform on numpy and torch CPU float32 (and CUDA, sync-free, next to torch.sort)."""
+    import pkpo
+
+    torch = _torch()
+    row = {"numpy_s": best_time(lambda: pkpo.transform(rewards, k), min_time)}
+    if torch is not None:
+        x = torch.from_numpy(rewards)
+        row["torch_cpu_s"] = best_time(lambda: pkpo.transform(x, k), min_time)
+        if device == "cuda":
+            xc = x.cuda()
+            row["cuda_s"] = cuda_time(torch, lambda: pkpo.transform(xc, k, validate=False))
+            row["cuda_sort_s"] = cuda_time(torch, lambda: torch.sort(xc, dim=-1))
+    return row
+
+
+def bench_shapes(shapes, device: str, rng, loop_budget: float = 0.5, min_time: float = 0.15):
+    import pkpo
+
+    rows = []
+    for groups, n in shapes:
+        rewards = rng.random((groups, n), dtype=np.float32)
+        for k in (n // 4, n):
+            row = {"groups": groups, "n": n, "k": k, **time_backends(rewards, k, device, min_time)}
+            for name, weights in (("loop", comb_weights), ("loop_ratio", ratio_weights)):
+                run = time_loop(rewards.astype(np.float64), k, weights, loop_budget)
+                row[f"{name}_s"], row[f"{name}_groups_timed"] = run["seconds"], run["timed"]
+                expected = pkpo.transform(rewards[: run["timed"]].astype(np.float64), k)
+                row[f"{name}_max_abs_diff"] = float(np.abs(run["out"] - expected).max())
+            rows.append(row)
+    return rows
+
+
+def bench_growth(ns, device: str, rng, min_time: float = 0.15) -> list[dict]:
+    import pkpo
+
+    rows = []
+    for n in ns:
+        groups = GROWTH_TOTAL // n
+        rewards = rng.random((groups, n), dtype=np.float32)
+        k = n // 2
+        start = time.perf_counter()
+        pkpo.transform(rewards, k)  # includes building the cached rank weights for (n, k)
+        row = {"groups": groups, "n": n, "k": k, "first_call_s": time.perf_counter() - start}
+        rows.append({**row, **time_backends(rewards, k, device, min_time)})
+    return rows
+
+
+def bench_verl(rng, tokens: int = 32) -> dict:
+    """verl's grpo_passk against pkpo (its verl estimator, and the bare transform) at k = n."""
+    torch = _torch()
+    try:
+        from verl.trainer.ppo import core_algos
+    except Exception as error:  # noqa: BLE001 - any import failure means "not available"
+        return {"skipped": f"verl not importable: {type(error).__name__}: {error}"}
+    import pkpo
+    from pkpo.integrations.verl import compute_pkpo_advantage
+
+    groups, n = VERL_SHAPE
+    scores = rng.random((groups, n), dtype=np.float32)
+    bs = groups * n
+    token_rewards = torch.zeros(bs, tokens)
+    token_rewards[:, -1] = torch.from_numpy(scores.reshape(-1))  # outcome reward on the last token
+    mask = torch.ones(bs, tokens)
+    uids = np.array([f"uid-{g}" for g in range(groups) for _ in range(n)], dtype=object)
+    passk = core_algos.get_adv_estimator_fn("grpo_passk")
+    config = _config(
+        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one"}}
+    )
+
+    verl_adv, _ = passk(
+        token_level_rewards=token_rewards, response_mask=mask, index=uids, config=config
+    )
+    ours, _ = compute_pkpo_advantage(token_rewards, mask, index=uids, config=config)
+    dense = pkpo.transform(torch.from_numpy(scores), n)
+    result = {
+        "groups": groups,
+        "n": n,
+        "k": n,
+        "tokens": tokens,
+        "max_abs_diff_estimator": float((verl_adv - ours).abs().max()),
+        "max_abs_diff_transform": float((verl_adv[:, -1] - dense.reshape(-1)).abs().max()),
+    }
+    result["verl_s"] = best_time(
+        lambda: passk(
+            token_level_rewards=token_rewards, response_mask=mask, index=uids, config=config
+        ),
+        repeats=3,
+    )
+    result["pkpo_estimator_s"] = best_time(
+        lambda: compute_pkpo_advantage(token_rewards, mask, index=uids, config=config)
+    )
+    x = torch.from_numpy(scores)
+    result["pkpo_transform_s"] = best_time(lambda: pkpo.transform(x, n))
+    return result
+
+
+def _config(values: dict):
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.create(values)  # what verl passes: config.algorithm as a DictConfig
+    except ImportError:
+        return values
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def machine_line(device: str) -> str:
+    torch = _torch()
+    parts = [platform.processor() or platform.machine(), f"{os.cpu_count()} CPUs"]
+    if hasattr(os, "getloadavg"):
+        parts.append(f"load average {os.getloadavg()[0]:.1f}")
+    if torch is not None:
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+        if device == "cuda":
+            parts.append(torch.cuda.get_device_name())
+    parts.append(f"numpy {np.__version__}")
+    return ", ".join(parts)
+
+
+def _loop_cell(row: dict, name: str) -> str:
+    cell = fmt_time(row[f"{name}_s"])
+    if row[f"{name}_groups_timed"] < row["groups"]:
+        cell += f" ({row[f'{name}_groups_timed']} groups timed)"
+    return cell
+
+
+def shapes_table(rows: list[dict], device: str) -> str:
+    head = (
+        "| groups x n | k | numpy f32 | torch f32 CPU | loop, math.comb | loop, ratios "
+        "| math.comb loop / pkpo | ratio loop / pkpo |"
+    )
+    line = "|---|---|---|---|---|---|---|---|"
+    if device == "cuda":
+        head += " torch f32 CUDA | torch.sort CUDA | CUDA transform / sort |"
+        line += "---|---|---|"
+    out = [head, line]
+    for row in rows:
+        fastest = min(row["numpy_s"], row.get("torch_cpu_s", math.inf))
+        quarter = row["k"] == row["n"] // 4 and row["k"] != row["n"]
+        cells = [
+            f"{row['groups']} x {row['n']}",
+            f"{row['k']} ({'n/4' if quarter else 'n'})",
+            fmt_time(row["numpy_s"]),
+            fmt_time(row.get("torch_cpu_s")),
+            _loop_cell(row, "loop"),
+            _loop_cell(row, "loop_ratio"),
+            fmt_ratio(row["loop_s"] / fastest),
+            fmt_ratio(row["loop_ratio_s"] / fastest),
+        ]
+        if device == "cuda":
+            cells += [
+                fmt_time(row.get("cuda_s")),
+                fmt_time(row.get("cuda_sort_s")),
+                fmt_ratio(row["cuda_s"] / row["cuda_sort_s"]) if "cuda_s" in row else "-",
+            ]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def growth_table(rows: list[dict], device: str) -> str:
+    head = (
+        "| groups x n | k | numpy f32 | torch f32 CPU | first call (numpy, builds weights) "
+        "| numpy / n=64 | torch / n=64 |"
+    )
+    line = "|---|---|---|---|---|---|---|"
+    if device == "cuda":
+        head += " torch f32 CUDA | torch.sort CUDA | CUDA / n=64 |"
+        line += "---|---|---|"
+    out = [head, line]
+    base = rows[0]
+
+    def relative(row, key):
+        return f"{row[key] / base[key]:.2f}" if key in row else "-"
+
+    for row in rows:
+        cells = [
+            f"{row['groups']} x {row['n']}",
+            str(row["k"]),
+            fmt_time(row["numpy_s"]),
+            fmt_time(row.get("torch_cpu_s")),
+            fmt_time(row["first_call_s"]),
+            relative(row, "numpy_s"),
+            relative(row, "torch_cpu_s"),
+        ]
+        if device == "cuda":
+            cells += [
+                fmt_time(row.get("cuda_s")),
+                fmt_time(row.get("cuda_sort_s")),
+                relative(row, "cuda_s"),
+            ]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def verl_table(result: dict) -> str:
+    if "skipped" in result:
+        return f"verl comparison skipped: {result['skipped']}"
+    shape = f"{result['groups']} x {result['n']}, k = n, {result['tokens']} tokens per response"
+    entries = [
+        ("verl 0.9.1 `grpo_passk` (per-group Python loop)", "verl_s"),
+        ("pkpo verl estimator (`adv_estimator=pkpo`, same inputs)", "pkpo_estimator_s"),
+        ("`pkpo.transform` on the dense (groups, n) scores", "pkpo_transform_s"),
+    ]
+    rows = ["| implementation | time | verl / this |", "|---|---|---|"]
+    for label, key in entries:
+        ratio = fmt_ratio(result["verl_s"] / result[key])
+        rows.append(f"| {label} | {fmt_time(result[key])} | {ratio} |")
+    check = (
+        f"Same advantages: max |verl - pkpo estimator| = {result['max_abs_diff_estimator']:.1e}, "
+        f"max |verl - pkpo.transform| = {result['max_abs_diff_transform']:.1e} "
+        "(loo_minus_one at k = n is TZSM25's max(g) - max(g without i); verl with "
+        "norm_adv_by_std_in_grpo=False)."
+    )
+    return f"{shape}:\n\n" + "\n".join(rows) + "\n\n" + check
+
+
+def _fastest(row: dict) -> float:
+    return min(row["numpy_s"], row.get("torch_cpu_s", math.inf))
+
+
+def targets(results: dict) -> list[str]:
+    """The project's stated targets, each with the measured number ('pkpo': numpy or torch,
+    whichever was faster)."""
+    lines = []
+    verl = results.get("verl", {})
+    if "verl_s" in verl:
+        ratio = verl["verl_s"] / verl["pkpo_transform_s"]
+        lines.append(
+            f"- CPU >= 50x faster than verl grpo_passk at 512 x 16, k = n: "
+            f"{ratio:,.0f}x (pkpo.transform, torch) -> {'met' if ratio >= 50 else 'NOT met'}; "
+            f"pkpo's verl estimator on the same token-level inputs: "
+            f"{verl['verl_s'] / verl['pkpo_estimator_s']:,.1f}x"
+        )
+    for row in results.get("shapes", []):
+        if (row["groups"], row["n"]) == (4096, 64):
+            ratio = row["loop_s"] / _fastest(row)
+            lines.append(
+                f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
+                f"{ratio:,.0f}x (math.comb loop / pkpo) -> {'met' if ratio >= 100 else 'NOT met'}; "
+                f"against the loop with ratio recurrences: {row['loop_ratio_s'] / _fastest(row):,.0f}x"
+            )
+    growth = results.get("growth", [])
+    if len(growth) >= 2 and growth[-1]["n"] == 65536 and growth[0]["n"] == 64:
+        for key, name in (("numpy_s", "numpy"), ("torch_cpu_s", "torch")):
+            if key in growth[0]:
+                ratio = growth[-1][key] / growth[0][key]
+                lines.append(
+                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x of "
+                    f"n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
+                )
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="pkpo bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, no verl: a few seconds")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: also time the transform and torch.sort on the GPU",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--no-verl", action="store_true", help="skip the verl comparison")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice; use 1 on a busy machine)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch = _torch()
+    if args.threads is not None and torch is not None:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and (torch is None or not torch.cuda.is_available()):
+        print("pkpo bench: --device cuda needs torch with a CUDA device", file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(args.seed)
+
+    results = {"machine": machine_line(args.device), "device": args.device, "quick": args.quick}
+    print(f"# pkpo bench{' --quick' if args.quick else ''}\n\n{results['machine']}\n")
+    timing = {"min_time": 0.03} if args.quick else {}
+    loop_budget = 0.1 if args.quick else 0.5
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    results["shapes"] = bench_shapes(shapes, args.device, rng, loop_budget, **timing)
+    print("## Transform time per call (loo_minus_one, float32 input, best of repeats)\n")
+    print(shapes_table(results["shapes"], args.device))
+    worst = max(
+        max(r["loop_max_abs_diff"], r["loop_ratio_max_abs_diff"]) for r in results["shapes"]
+    )
+    print(
+        "\nThe loops are pkpo.bench.loop_group (plain Python floats, one group at a time) with the "
+        "rank weights from math.comb (Listing 1's way) or from O(1) ratio recurrences; each is "
+        f"timed on the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
+        f"pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster of numpy and torch.\n"
+    )
+    results["growth"] = bench_growth(
+        QUICK_GROWTH_NS if args.quick else GROWTH_NS, args.device, rng, **timing
+    )
+    print(f"## Growth: {GROWTH_TOTAL:,} rewards in groups of n, k = n/2\n")
+    print(growth_table(results["growth"], args.device))
+    if not (args.quick or args.no_verl):
+        results["verl"] = bench_verl(rng)
+        print("\n## Against verl's grpo_passk (CPU)\n")
+        print(verl_table(results["verl"]))
+    lines = targets(results)
+    if lines:
+        print("\n## Targets\n")
+        print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

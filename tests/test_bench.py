@@ -1,0 +1,99 @@
+"""pkpo bench: its per-group reference loop computes the same numbers, and its report renders.
+
+No wall-clock assertions: the benchmark's timings are printed, never tested.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import pkpo
+from pkpo import bench
+
+
+@pytest.mark.parametrize("weights", [bench.comb_weights, bench.ratio_weights])
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 16, 40])
+def test_loop_reference_is_the_transform(weights, n, rng):
+    g = np.concatenate([rng.normal(size=(3, n)), rng.integers(0, 3, size=(2, n)) * 0.5])
+    for k in sorted({1, 2, max(1, n // 4), max(1, n // 2), n - 1, n} - {0}):
+        expected = pkpo.transform(g, k)
+        got = np.array([bench.loop_group(row, k, weights) for row in g.tolist()])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
+
+
+def test_weights_agree():
+    for n, k in [(16, 4), (64, 16), (256, 64), (40, 40)]:
+        for a, b in zip(bench.comb_weights(n, k), bench.ratio_weights(n, k)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+def fake_results():
+    shape = {"groups": 4096, "n": 64, "k": 16, "numpy_s": 0.01, "torch_cpu_s": 0.02}
+    shape.update({"loop_s": 1.5, "loop_groups_timed": 100, "loop_max_abs_diff": 1e-16})
+    shape.update(
+        {"loop_ratio_s": 0.5, "loop_ratio_groups_timed": 4096, "loop_ratio_max_abs_diff": 0.0}
+    )
+    growth = [
+        {
+            "groups": 4096,
+            "n": 64,
+            "k": 32,
+            "first_call_s": 0.02,
+            "numpy_s": 0.01,
+            "torch_cpu_s": 0.02,
+        },
+        {
+            "groups": 4,
+            "n": 65536,
+            "k": 32768,
+            "first_call_s": 0.09,
+            "numpy_s": 0.02,
+            "torch_cpu_s": 0.07,
+        },
+    ]
+    verl = {
+        "groups": 512,
+        "n": 16,
+        "k": 16,
+        "tokens": 32,
+        "verl_s": 0.05,
+        "pkpo_estimator_s": 0.005,
+    }
+    verl.update(
+        {"pkpo_transform_s": 0.0005, "max_abs_diff_estimator": 0.0, "max_abs_diff_transform": 0.0}
+    )
+    return {"shapes": [shape], "growth": growth, "verl": verl}
+
+
+def test_report_and_targets():
+    results = fake_results()
+    table = bench.shapes_table(results["shapes"], "cpu")
+    assert (
+        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms | 1.50 s (100 groups timed) | 500.00 ms | 150x | 50x |"
+        in table
+    )
+    assert (
+        "| 4 x 65536 | 32768 | 20.00 ms | 70.00 ms | 90.00 ms | 2.00 | 3.50 |"
+        in bench.growth_table(results["growth"], "cpu")
+    )
+    assert (
+        "| `pkpo.transform` on the dense (groups, n) scores | 500 us | 100x |"
+        in bench.verl_table(results["verl"])
+    )
+    lines = "\n".join(bench.targets(results))
+    assert "512 x 16, k = n: 100x (pkpo.transform, torch) -> met" in lines
+    assert "4096 x 64, k = 16: 150x (math.comb loop / pkpo) -> met" in lines
+    assert "numpy: time at n = 65,536 (k = n/2) within 3x of n = 64: 2.00x -> met" in lines
+    assert "torch: time at n = 65,536 (k = n/2) within 3x of n = 64: 3.50x -> NOT met" in lines
+    json.dumps(results)  # the --json payload is plain JSON
+
+
+def test_cuda_request_without_cuda_is_an_error(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert bench.main(["--device", "cuda"]) == 2
+    assert "needs torch with a CUDA device" in capsys.readouterr().err
