@@ -209,6 +209,7 @@ def finished_runs(out: Path) -> list[dict]:
     for path in sorted(Path(out).glob("runs/*/seed*/final.json")):
         final = json.loads(path.read_text())
         final["label"] = path.parent.parent.name
+        final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
     order = ["loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
     return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),

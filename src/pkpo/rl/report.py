@@ -111,7 +111,7 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
 
     by_label: dict[str, list[dict]] = defaultdict(list)
     for f in finals:
-        curves = read_curves(Path(f["config"]["out_dir"]))
+        curves = read_curves(Path(f.get("run_dir") or f["config"]["out_dir"]))
         if curves:
             by_label[f["label"]].append(curves)
     rows = aggregate(finals)
