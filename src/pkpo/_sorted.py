@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _validation
 from ._backend import Backend, as_array
-from ._combinatorics import LogFactorials, log_factorial_table, rank_weights
+from ._combinatorics import rank_weights
 
 
 @dataclass
@@ -52,8 +52,7 @@ class SortedGroups:
         backend = self.backend
         if isinstance(self.n, int):
             return backend.dense_weights(self.size, self.n, k, self.like, self.values.dtype)
-        table = log_factorial_table(self.size + 1)
-        lf = LogFactorials(*(_as_compute(backend, part, self) for part in table))
+        lf = backend.log_factorials(self.size + 1, self.like, self.values.dtype)
         t = backend.arange(self.size, self.like) + 1
         return rank_weights(backend.xp, lf, t, self.n, k)
 
@@ -87,10 +86,6 @@ class SortedGroups:
     def per_group(self, value):
         """Cast a per-group (..., 1) result to the result dtype and drop the last axis."""
         return self.backend.astype(value[..., 0], self.result_dtype)
-
-
-def _as_compute(backend, array: np.ndarray, groups: SortedGroups):
-    return backend.astype(backend.from_numpy(array, groups.like), groups.values.dtype)
 
 
 def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
