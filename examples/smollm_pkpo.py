@@ -115,6 +115,7 @@ def cmd_train(args, p: dict) -> int:
 
 def cmd_report(args, p: dict) -> int:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,9 +164,24 @@ def cmd_report(args, p: dict) -> int:
                         marker="o", capsize=3, label=f"difficulty {d}")
         ax.set(xscale="log", xticks=ks, xticklabels=[str(k) for k in ks], xlabel="k", ylabel="held-out pass@k (%)",
                title="SmolLM2-135M-Instruct before training")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend()
         fig.tight_layout()
         fig.savefig(figs / "base_pass_at_k.png", dpi=120)
+    finals = {run: json.loads((out / run / "final.json").read_text()) for run in args.runs
+              if (out / run / "final.json").exists()}
+    if finals:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        curves = ([("base", base[str(p["difficulty"])])] if str(p["difficulty"]) in base else []) + list(finals.items())
+        for label, res in curves:
+            ax.errorbar(ks, [100 * res[f"pass@{k}"] for k in ks], yerr=[100 * res[f"pass@{k}_se"] for k in ks],
+                        marker="o", capsize=3, label=label, linestyle="--" if "anneal" in label else "-")
+        ax.set(xscale="log", xticks=ks, xticklabels=[str(k) for k in ks], xlabel="k", ylabel="held-out pass@k (%)",
+               title=f"before and after RL (difficulty {p['difficulty']})")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(figs / args.curves.replace("training_curves", "heldout_pass_at_k"), dpi=120)
     print("\n".join(lines))
     return 0
 
