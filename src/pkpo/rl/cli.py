@@ -55,17 +55,38 @@ def _fail(cmd: str, exc: Exception) -> int:
     return 2
 
 
+def field_docs(cls=TrainConfig) -> dict[str, str]:
+    """The string literal under each dataclass field (CleanRL-style field docs) -> {field: text}."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body, docs = tree.body[0].body, {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One --flag per TrainConfig field (help text from the field docstrings)."""
+    docs = field_docs()
+    defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
+        help_ = f"{docs.get(f.name, '')} (default: {getattr(defaults, f.name)!r})".replace("%", "%%")
         flag = "--" + f.name.replace("_", "-")
         if f.name == "eval_ks":
-            parser.add_argument(flag, type=int, nargs="+", default=None, help="held-out k values")
+            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_)
         elif f.type in ("bool", bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None, help=help_)
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            parser.add_argument(flag, type=typ, default=None)
+            parser.add_argument(flag, type=typ, default=None, help=help_)
 
 
 def _overrides(args) -> dict:
