@@ -150,7 +150,8 @@ def cmd_report(args, p: dict) -> int:
             f = json.loads(final_path.read_text())
             wall = sum(r["perf/step_s"] for r in steps)
             lines.append(f"| {run} ({f['k_schedule']}, {f['steps']} steps) | " + " | ".join(
-                f"{100 * f[f'pass@{k}']:.1f} ± {100 * f[f'pass@{k}_se']:.1f}" for k in ks) + f" | {wall / 60:.0f} min |")
+                f"{100 * f[f'pass@{k}']:.1f} ± {100 * f[f'pass@{k}_se']:.1f}" for k in ks)
+                + f" | {wall / 60:.0f} min |")
     axes[0].set(title="training reward (mean of n samples, 5-step average)", xlabel="step")
     axes[1].set(title="training pass@k at the run's own k (5-step average)", xlabel="step")
     axes[2].set(title="-log p(sample) per completion, nats (5-step average)", xlabel="step")
@@ -189,7 +190,8 @@ def cmd_report(args, p: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("baseline", "train", "report"))
-    parser.add_argument("--preset", default="cpu", help='"cpu" (default), "gpu" (examples/gpu_preset.toml) or a TOML path')
+    parser.add_argument("--preset", default="cpu",
+                        help='"cpu" (default), "gpu" (examples/gpu_preset.toml) or a TOML path')
     parser.add_argument("--out", default="runs/smollm")
     parser.add_argument("--name", default="k4", help="run name (a folder under --out)")
     parser.add_argument("--k", default="4", help='k schedule spec: "1", "4", "4->1@30", ...')

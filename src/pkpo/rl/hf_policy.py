@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from pkpo.rl.interfaces import Samples
 
@@ -101,7 +100,9 @@ class HFPolicy(torch.nn.Module):
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.use_chat_template = bool(use_chat_template) and bool(getattr(tokenizer, "chat_template", None))
-        self.stop_ids = sorted(set(int(i) for i in stop_ids)) if stop_ids is not None else stop_token_ids(model, tokenizer)
+        if stop_ids is None:
+            stop_ids = stop_token_ids(model, tokenizer)
+        self.stop_ids = sorted(set(int(i) for i in stop_ids))
         if not self.stop_ids:
             raise ValueError("stop_ids must name at least one token id")
         pad = tokenizer.pad_token_id
