@@ -94,6 +94,23 @@ def _overrides(args) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
+def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
+    """A pretrained Hugging Face policy (optionally LoRA) and the ``nl:`` task of ``cfg``."""
+    import torch
+
+    from .nl_tasks import nl_task_from_name
+    from .pretrained import load_pretrained
+
+    if not cfg.task.startswith("nl:"):
+        raise ValueError(f"--model trains on natural-language tasks: use --task nl:arithmetic-d1 (got {cfg.task!r})")
+    torch.set_num_threads(cfg.threads)
+    task = nl_task_from_name(cfg.task, n_train=cfg.n_train, n_heldout=cfg.n_heldout, seed=cfg.task_seed)
+    lora = {"r": lora_r, "alpha": 2 * lora_r} if lora_r else None
+    policy = load_pretrained(model, lora=lora, device=cfg.device)
+    reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None
+    return policy, task, reference, {}
+
+
 def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
     """The GPT policy (warm-started, cached), the task and the optional KL reference for ``cfg``."""
     import torch
@@ -102,6 +119,8 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
     from .tasks import make_task
     from .warmstart import rule_accuracy, warm_start
 
+    if cfg.task.startswith("nl:"):
+        raise ValueError(f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)")
     torch.set_num_threads(cfg.threads)
     task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, n_train=cfg.n_train,
                      n_heldout=cfg.n_heldout)
@@ -120,8 +139,11 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
 
 
 def train_main(argv: list[str]) -> int:
-    parser = _Parser(prog="pkpo train", description="One RL run (GPT policy, synthetic task).")
+    parser = _Parser(prog="pkpo train", description="One RL run: the from-scratch GPT on a synthetic task, or a "
+                     "pretrained model (--model) on a natural-language task (--task nl:arithmetic-d1).")
     parser.add_argument("--config", help="TOML file of TrainConfig fields (flags override it)")
+    parser.add_argument("--model", help="pretrained policy: 'smollm2-135m', a local HF checkpoint dir or a .gguf file")
+    parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --model (0: full fine-tuning)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", dest="out_dir_flag", help="output directory (= --out-dir)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -140,9 +162,12 @@ def train_main(argv: list[str]) -> int:
     from .trainer import train
 
     try:
-        policy, task, reference, _ = build(cfg, cache_dir=args.cache_dir, progress=not args.no_progress)
+        if args.model:
+            policy, task, reference, _ = build_pretrained(cfg, args.model, args.lora_r)
+        else:
+            policy, task, reference, _ = build(cfg, cache_dir=args.cache_dir, progress=not args.no_progress)
         final = train(cfg, policy, task, reference=reference, resume=args.resume, progress=not args.no_progress)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         return _fail("train", exc)
     print(json.dumps({k: v for k, v in final.items() if k != "config"}, indent=2))
     return 0

@@ -283,3 +283,17 @@ def make_nl_task(name: str, **kwargs):
         return NL_TASKS[name](**kwargs)
     except TypeError as exc:
         raise ValueError(f"bad options for task {name!r}: {exc}") from None
+
+
+def nl_task_from_name(name: str, *, n_train: int = 512, n_heldout: int = 64, seed: int = 0):
+    """The task a ``TrainConfig.task`` of the form ``nl:arithmetic-d2`` or ``nl:sort-5`` names.
+
+    The part after ``nl:`` is the task's own ``name`` (``arithmetic-d<difficulty>``, ``sort-<length>``).
+    """
+    spec = name[3:] if name.startswith("nl:") else name
+    family, _, level = spec.partition("-")
+    if family == "arithmetic" and level.startswith("d") and level[1:].isdigit():
+        return make_nl_task("arithmetic", difficulty=int(level[1:]), n_train=n_train, n_heldout=n_heldout, seed=seed)
+    if family == "sort" and level.isdigit():
+        return make_nl_task("sort", length=int(level), n_train=n_train, n_heldout=n_heldout, seed=seed)
+    raise ValueError(f"unknown natural-language task {name!r}; expected nl:arithmetic-d<1..4> or nl:sort-<2..12>")

@@ -253,8 +253,9 @@ class TrainConfig:
 
     def run_name(self) -> str:
         k = {"pkpo": f"k{self.k}", "tzsm": "tzsm", "grpo": "grpo", "loo": "loo", "entropy": "entropy"}[self.method]
-        return f"{self.task}-{self.tier}-{self.feature}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace(
-            "@", "at").replace(":", "-")
+        # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
+        task = self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
+        return f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace("@", "at").replace(":", "-")
 
 
 # ---------------------------------------------------------------------------------------------
