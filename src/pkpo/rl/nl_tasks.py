@@ -168,36 +168,49 @@ class ArithmeticConfig:
     def validate(self) -> "ArithmeticConfig":
         if self.difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {self.difficulty!r}")
-        if self.n_train < 1 or self.n_heldout < 1:
-            raise ValueError(f"n_train and n_heldout must be >= 1, got {self.n_train}, {self.n_heldout}")
-        if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        _check_split(self)
         return self
 
 
-class ArithmeticWordTask:
-    """Multi-step arithmetic word problems with a binary reward (module docstring)."""
+def _check_split(config) -> None:
+    """The split fields every task config shares: n_train, n_heldout >= 1, heldout_fraction in (0, 1)."""
+    if config.n_train < 1 or config.n_heldout < 1:
+        raise ValueError(f"n_train and n_heldout must be >= 1, got {config.n_train}, {config.n_heldout}")
+    if not 0.0 < config.heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {config.heldout_fraction}")
 
-    binary = True
 
-    def __init__(self, config: ArithmeticConfig | None = None, **kwargs):
-        self.config = (config or ArithmeticConfig(**kwargs)).validate()
+class _GeneratedTask:
+    """A task whose problems come from a seeded generator, split into train / held-out by problem."""
+
+    def _generate(self, name: str, make_problem) -> None:
         c = self.config
-        self.name = f"arithmetic-d{c.difficulty}"
-        self._split = _split_problems(lambda rng: word_problem(rng, c.difficulty), c.n_train, c.n_heldout,
-                                      c.seed, c.heldout_fraction, max_tries=50 * (c.n_train + c.n_heldout))
+        self.name = name
+        self._split = _split_problems(make_problem, c.n_train, c.n_heldout, c.seed, c.heldout_fraction,
+                                      max_tries=50 * (c.n_train + c.n_heldout))
 
     def problems(self, split: str) -> list[Problem]:
         if split not in self._split:
             raise ValueError(f"unknown split {split!r}; expected 'train' or 'heldout'")
         return list(self._split[split])
 
+    def spec(self) -> dict:
+        return {"name": self.name, **asdict(self.config)}
+
+
+class ArithmeticWordTask(_GeneratedTask):
+    """Multi-step arithmetic word problems with a binary reward (module docstring)."""
+
+    binary = True
+
+    def __init__(self, config: ArithmeticConfig | None = None, **kwargs):
+        self.config = (config or ArithmeticConfig(**kwargs)).validate()
+        difficulty = self.config.difficulty
+        self._generate(f"arithmetic-d{difficulty}", lambda rng: word_problem(rng, difficulty))
+
     def score(self, problem: Problem, completion: str) -> float:
         """1.0 when :func:`extract_answer` finds the reference integer, else 0.0."""
         return float(extract_answer(completion) == problem.answer)
-
-    def spec(self) -> dict:
-        return {"name": self.name, **asdict(self.config)}
 
 
 # ---- sorting with partial credit -------------------------------------------------------------------
@@ -237,39 +250,26 @@ class SortConfig:
     def validate(self) -> "SortConfig":
         if not 2 <= self.length <= 12:
             raise ValueError(f"length must be in [2, 12], got {self.length}")
-        if self.n_train < 1 or self.n_heldout < 1:
-            raise ValueError(f"n_train and n_heldout must be >= 1, got {self.n_train}, {self.n_heldout}")
+        _check_split(self)
         distinct = math.perm(99, self.length)  # ordered lists of distinct numbers 1..99
         if self.n_train + self.n_heldout > distinct // 4:
             raise ValueError(f"{self.n_train + self.n_heldout} problems is too many distinct problems for "
                              f"lists of length {self.length} (at most {distinct // 4})")
-        if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         return self
 
 
-class SortNumbersTask:
+class SortNumbersTask(_GeneratedTask):
     """Sort a list of numbers; continuous partial-credit reward (module docstring)."""
 
     binary = False
 
     def __init__(self, config: SortConfig | None = None, **kwargs):
         self.config = (config or SortConfig(**kwargs)).validate()
-        c = self.config
-        self.name = f"sort-{c.length}"
-        self._split = _split_problems(lambda rng: sort_problem(rng, c.length), c.n_train, c.n_heldout,
-                                      c.seed, c.heldout_fraction, max_tries=50 * (c.n_train + c.n_heldout))
-
-    def problems(self, split: str) -> list[Problem]:
-        if split not in self._split:
-            raise ValueError(f"unknown split {split!r}; expected 'train' or 'heldout'")
-        return list(self._split[split])
+        length = self.config.length
+        self._generate(f"sort-{length}", lambda rng: sort_problem(rng, length))
 
     def score(self, problem: Problem, completion: str) -> float:
         return sort_credit(list(problem.answer), extract_list(completion))
-
-    def spec(self) -> dict:
-        return {"name": self.name, **asdict(self.config)}
 
 
 NL_TASKS = {"arithmetic": ArithmeticWordTask, "sort": SortNumbersTask}
