@@ -115,6 +115,16 @@ class _PKPOAdvantages:
 
     _pkpo_stash = None
     _pkpo_eval_warned = False
+    _pkpo_config_class: type = type(None)  # the matching PKPO config, set by each trainer
+
+    def __init__(self, *args, **kwargs):
+        config = kwargs.get("args", args[2] if len(args) > 2 else None)
+        if not isinstance(config, self._pkpo_config_class):
+            raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
+                f"{type(self).__name__} needs args={self._pkpo_config_class.__name__}(..., pkpo_k=...) "
+                f"(got {type(config).__name__})."
+            )
+        super().__init__(*args, **kwargs)
 
     @property
     def pkpo_options(self) -> PKPOOptions:
@@ -180,27 +190,13 @@ class _PKPOAdvantages:
 class PKPOGRPOTrainer(_PKPOAdvantages, GRPOTrainer):
     """:class:`trl.GRPOTrainer` trained on PKPO advantages. Use with :class:`PKPOGRPOConfig`."""
 
-    def __init__(self, *args, **kwargs):
-        config = kwargs.get("args", args[2] if len(args) > 2 else None)
-        if not isinstance(config, PKPOGRPOConfig):
-            raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
-                "PKPOGRPOTrainer needs args=PKPOGRPOConfig(..., pkpo_k=...) (got "
-                f"{type(config).__name__})."
-            )
-        super().__init__(*args, **kwargs)
+    _pkpo_config_class = PKPOGRPOConfig
 
 
 class PKPORLOOTrainer(_PKPOAdvantages, RLOOTrainer):
     """:class:`trl.RLOOTrainer` (sequence-level loss) on PKPO advantages; see PKPORLOOConfig."""
 
-    def __init__(self, *args, **kwargs):
-        config = kwargs.get("args", args[2] if len(args) > 2 else None)
-        if not isinstance(config, PKPORLOOConfig):
-            raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
-                "PKPORLOOTrainer needs args=PKPORLOOConfig(..., pkpo_k=...) (got "
-                f"{type(config).__name__})."
-            )
-        super().__init__(*args, **kwargs)
+    _pkpo_config_class = PKPORLOOConfig
 
     def _pkpo_scalar_rewards(self, rewards_per_func):
         rewards, scorable = super()._pkpo_scalar_rewards(rewards_per_func)
