@@ -205,6 +205,17 @@ def test_pkpo_sync_publishes_the_global_step_before_the_advantage(monkeypatch):
         )
 
 
+def _last_line_of_fresh_python(code: str, *, plugins: str) -> str:
+    """Run ``code`` in a new interpreter with VERL_USE_EXTERNAL_PLUGINS=plugins; its last stdout line."""
+    env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": plugins, "PYTHONWARNINGS": "ignore"}
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
 def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
     code = (
         "import json, verl\n"
@@ -214,18 +225,7 @@ def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
         "print(json.dumps({'registered': fn is not None, 'module': getattr(fn, '__module__', None),"
         " 'v1_imported': 'verl.trainer.ppo.v1.trainer_sync' in sys.modules}))\n"
     )
-    env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "auto", "PYTHONWARNINGS": "ignore"}
-    env.pop("VERL_USE_EXTERNAL_MODULES", None)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(_last_line_of_fresh_python(code, plugins="auto"))
     assert report == {"registered": True, "module": "pkpo.integrations.verl", "v1_imported": False}
 
 
@@ -235,18 +235,7 @@ def test_plugin_is_absent_when_verl_plugins_are_disabled():
         "import verl\nfrom verl.trainer.ppo import core_algos\nprint('pkpo' in "
         "core_algos.ADV_ESTIMATOR_REGISTRY)\n"
     )
-    env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none", "PYTHONWARNINGS": "ignore"}
-    env.pop("VERL_USE_EXTERNAL_MODULES", None)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert _last_line_of_fresh_python(code, plugins="none") == "False"
 
 
 def test_verl_gpu_example_overrides_compose_with_verls_config(tmp_path):
