@@ -200,14 +200,15 @@ def transform_grouped(rewards, group_ids, k, baseline="loo_minus_one", *, return
     backend, x = as_array(rewards)
     if len(backend.shape(x)) != 1:
         raise ValueError(f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}.")
-    unique_ids, inverse, counts = _factorize(group_ids, backend.shape(x)[0])
+    unique_ids, inverse, counts = factorize_group_ids(group_ids, backend.shape(x)[0])
     layout = _padded_layout(inverse, counts)
     index = backend.from_numpy(layout["flat_index"], x)
     size = len(unique_ids) * layout["width"]
 
     padded = backend.zeros((size,), x.dtype, x)
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
-    mask = backend.from_numpy(layout["mask"], x)
+    # equal group sizes (the usual case) fill the padding: the dense path with cached weights
+    mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)
     result = transform_padded(padded, k, baseline, mask, validate=validate, labels=unique_ids,
                               return_info=return_info)
     padded_out, info = result if return_info else (result, None)
@@ -223,8 +224,11 @@ def transform_padded(padded, k, baseline, mask, *, validate=True, labels=None, r
     return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info)
 
 
-def _factorize(group_ids, n_items: int):
-    """unique ids, the group number of every item, and the size of every group (numpy)."""
+def factorize_group_ids(group_ids, n_items: int):
+    """(unique ids, group number of every item, size of every group), as numpy arrays.
+
+    Unique ids come sorted, as ``np.unique`` orders them; ids may be ints, strings or a tensor.
+    """
     ids_backend = backend_of(group_ids)
     ids = ids_backend.to_numpy(group_ids) if ids_backend.name != "numpy" else np.asarray(group_ids)
     if ids.ndim != 1 or ids.shape[0] != n_items:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import schedules as _schedules
 from .._validation import BASELINES, check_baseline, min_group_size
-from ..transforms import transform, transform_grouped
+from ..transforms import factorize_group_ids, transform, transform_grouped
 
 logger = logging.getLogger("pkpo.integrations")
 
@@ -218,7 +218,7 @@ def grouped_advantages(scores, group_ids, k: int, options: PKPOOptions, *, engin
             f"{engine}: need one group id per row ({scores.shape[0]}); got ids of shape "
             f"{ids.shape}."
         )
-    labels, sizes = np.unique(ids, return_counts=True)
+    labels, _, sizes = factorize_group_ids(ids, ids.shape[0])
     check_group_sizes(sizes, labels, k, options, engine=engine)
     advantages, _, info = transform_grouped(scores, ids, k, options.baseline, return_info=True)
     return advantages, float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
