@@ -7,15 +7,12 @@ import pytest
 from pkpo.cli import main
 from pkpo.rl.nl_tasks import nl_task_from_name
 
-from test_hf_policy import tiny_model, tiny_tokenizer
+from test_hf_policy import checkpoint_dir  # noqa: F401 (a fixture: a tiny local Llama checkpoint)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama-cli")
-    tiny_model(seed=3).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+@pytest.fixture
+def checkpoint(checkpoint_dir):  # noqa: F811
+    return checkpoint_dir
 
 
 def test_train_with_a_local_checkpoint_runs_and_writes_results(checkpoint, tmp_path, capsys):
