@@ -16,7 +16,7 @@ contributes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ class SortedGroups:
     mask: Any  # None or (..., N) bool in the caller's order
     result_dtype: Any
     like: Any  # an array on the caller's device
+    _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
 
     @property
     def n_float(self):
@@ -48,13 +49,23 @@ class SortedGroups:
         return self.backend.shape(self.values)[-1]
 
     def weights(self, k: int) -> dict:
-        """The rank weights of :func:`pkpo._combinatorics.rank_weights` on this backend/device."""
-        backend = self.backend
-        if isinstance(self.n, int):
-            return backend.dense_weights(self.size, self.n, k, self.like, self.values.dtype)
-        lf = backend.log_factorials(self.size + 1, self.like, self.values.dtype)
-        t = backend.arange(self.size, self.like) + 1
-        return rank_weights(backend.xp, lf, t, self.n, k)
+        """The rank weights of :func:`pkpo._combinatorics.rank_weights` on this backend/device.
+
+        Built once per k for these groups (a transform and its diagnostics share them).
+        """
+        if k not in self._weights:
+            backend = self.backend
+            if isinstance(self.n, int):
+                self._weights[k] = backend.dense_weights(self.size, self.n, k, self.like, self.values.dtype)
+            else:
+                lf = backend.log_factorials(self.size + 1, self.like, self.values.dtype)
+                t = backend.arange(self.size, self.like) + 1
+                self._weights[k] = rank_weights(backend.xp, lf, t, self.n, k)
+        return self._weights[k]
+
+    def maxg_estimate(self, k: int):
+        """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
+        return self.floor + self.backend.sum(self.gaps * self.weights(k)["tail"], keepdims=True)
 
     # --- scans ------------------------------------------------------------------------------
     def prefix(self, v):

@@ -139,6 +139,4 @@ def maxg_at_k(rewards, k, mask=None, *, validate=True):
 
 
 def _maxg_from_sorted(groups, k):
-    weights = groups.weights(k)
-    estimate = groups.floor + groups.backend.sum(groups.gaps * weights["tail"], keepdims=True)
-    return groups.per_group(estimate)
+    return groups.per_group(groups.maxg_estimate(k))

@@ -163,8 +163,7 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool):
     if not return_info:
         return advantages
     backend = groups.backend
-    w = groups.weights(k)
-    estimate = groups.floor + backend.sum(groups.gaps * w["tail"], keepdims=True)
+    estimate = groups.maxg_estimate(k)
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
     total = backend.sum(sorted_advantages, keepdims=True)
     nonzero = backend.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), keepdims=True)
