@@ -75,3 +75,13 @@ class Task(Protocol):
 
     def score(self, problem: Problem, completion: str) -> float:
         """Reward of one completion: 0/1 for binary tasks, a value in [0, 1] otherwise."""
+
+
+def build_task(registry: dict, name: str, kind: str = "task", **kwargs):
+    """``registry[name](**kwargs)``, with a ValueError for an unknown name or bad options."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(registry)}")
+    try:
+        return registry[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad options for task {name!r}: {exc}") from None

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .interfaces import Problem
+from .interfaces import Problem, build_task
 
 NAMES = ("Mia", "Tom", "Ava", "Leo", "Zoe", "Sam", "Ivy", "Max", "Eva", "Ben", "Lily", "Noah", "Emma", "Jack")
 ITEMS = ("apples", "marbles", "stickers", "books", "coins", "cookies", "pencils", "shells", "cards", "stamps")
@@ -277,12 +277,7 @@ NL_TASKS = {"arithmetic": ArithmeticWordTask, "sort": SortNumbersTask}
 
 def make_nl_task(name: str, **kwargs):
     """Build a natural-language task by name: ``arithmetic`` (difficulty=1..4) or ``sort`` (length=2..12)."""
-    if name not in NL_TASKS:
-        raise ValueError(f"unknown natural-language task {name!r}; expected one of {sorted(NL_TASKS)}")
-    try:
-        return NL_TASKS[name](**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad options for task {name!r}: {exc}") from None
+    return build_task(NL_TASKS, name, "natural-language task", **kwargs)
 
 
 def nl_task_from_name(name: str, *, n_train: int = 512, n_heldout: int = 64, seed: int = 0):

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .interfaces import Problem
+from .interfaces import Problem, build_task
 
 RULES = ("r", "s", "i", "o", "d", "w")
 RULE_NAMES = {"r": "reverse", "s": "sort ascending", "i": "add 1 mod 10", "o": "rotate left",
@@ -202,9 +202,4 @@ TASKS = {
 
 def make_task(name: str, **kwargs):
     """Build a registered task by name (``hidden-rule``, ``hidden-rule-partial``)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)}")
-    try:
-        return TASKS[name](**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad options for task {name!r}: {exc}") from None
+    return build_task(TASKS, name, **kwargs)
