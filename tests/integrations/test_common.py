@@ -15,6 +15,8 @@ from pkpo.integrations import _common
 def test_parse_options_constant_and_schedule():
     options = _common.parse_options(k="4", baseline="loo")
     assert (options.k_at(None), options.k_at(10_000), options.baseline) == (4, 4, "loo")
+    assert options.scale == _common.DEFAULT_SCALE == "mean_abs"
+    assert _common.parse_options(k=2, scale="none").scale == "none"
     annealed = _common.parse_options(schedule={"kind": "step", "k_start": 8, "k_end": 2, "at": 5})
     assert [annealed.k_at(step) for step in (0, 4, 5)] == [8, 8, 2]
     assert annealed.baseline == "loo_minus_one"
@@ -28,6 +30,7 @@ def test_parse_options_constant_and_schedule():
         ({"k": 1.5}, "k must be an integer"),
         ({"k": True}, "k must be an integer"),
         ({"k": 2, "baseline": "grpo"}, "unknown baseline"),
+        ({"k": 2, "scale": "x"}, "unknown scale 'x'; expected one of none, n_over_k, mean_abs"),
         ({"schedule": "cosine:8->1"}, "cannot read k schedule"),
         ({"k": 4, "rollout_n": 0}, "rollout_n must be >= 1"),
         ({"k": 4, "baseline": "loo", "rollout_n": 4}, "needs at least 5"),
@@ -44,6 +47,12 @@ def test_options_from_mapping_rejects_unknown_keys_and_non_mappings():
         _common.options_from_mapping({"k": 2, "variant": "s"}, source="algorithm.pkpo")
     with pytest.raises(ValueError, match="must be a mapping"):
         _common.options_from_mapping(8, source="algorithm.pkpo")
+    # keys the caller reads itself are accepted, not parsed
+    section = {"k": 2, "scale": "n_over_k", "val_ks": [1, 2]}
+    options = _common.options_from_mapping(section, source="s", other_keys=("val_ks",))
+    assert (options.k_at(None), options.scale) == (2, "n_over_k")
+    with pytest.raises(ValueError, match="unknown key"):
+        _common.options_from_mapping(section, source="s")
 
 
 def test_step_clock():
@@ -57,12 +66,13 @@ def test_step_clock():
     assert clock.step is None
 
 
-def test_consecutive_and_grouped_layouts_agree_with_transform():
+@pytest.mark.parametrize("scale", ["none", "n_over_k", "mean_abs"])
+def test_consecutive_and_grouped_layouts_agree_with_transform(scale):
     rng = np.random.default_rng(0)
     rewards = torch.tensor(rng.random(12))
-    options = _common.parse_options(k=2)
+    options = _common.parse_options(k=2, scale=scale)
     consecutive, estimate = _common.consecutive_advantages(rewards, 4, 2, options, engine="test")
-    expected, info = pkpo.transform(rewards.reshape(3, 4), 2, return_info=True)
+    expected, info = pkpo.transform(rewards.reshape(3, 4), 2, scale=scale, return_info=True)
     torch.testing.assert_close(consecutive, expected.reshape(-1))
     assert estimate == pytest.approx(float(info.estimate.mean()))
 
@@ -75,15 +85,78 @@ def test_consecutive_and_grouped_layouts_agree_with_transform():
     assert grouped_estimate == pytest.approx(estimate)
 
 
+def test_default_scale_divides_by_the_mean_abs_of_the_whole_call():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    options = _common.parse_options(k=2)  # the adapters' default scale
+    advantages, _ = _common.consecutive_advantages(rewards, 4, 2, options, engine="test")
+    paper = pkpo.transform(rewards.view(2, 4), 2).reshape(-1)  # scale="none": the paper's values
+    torch.testing.assert_close(advantages, paper / paper.abs().mean())
+    assert float(advantages.abs().mean()) == pytest.approx(1.0)
+    # one normaliser for both groups: their ratio is the paper's
+    assert float(advantages[0] / advantages[4]) == pytest.approx(float(paper[0] / paper[4]))
+
+
 def test_invalid_rows_leave_their_group():
     rewards = torch.tensor([1.0, float("nan"), 0.0, 1.0, 0.0, 0.0])
     valid = ~torch.isnan(rewards)
-    options = _common.parse_options(k=2)
+    options = _common.parse_options(k=2, scale="none")
     advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
     assert advantages[1] == 0
     torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
     with pytest.raises(ValueError, match=r"has 1 sample\(s\)"):  # rows 0..1 keep one valid row
         _common.consecutive_advantages(rewards, 2, 2, options, valid=valid, engine="t")
+
+
+def test_parse_val_ks():
+    assert _common.parse_val_ks(None, source="s") == ()
+    assert _common.parse_val_ks([8, 1, 4, 4], source="s", largest_n=8) == (1, 4, 8)
+    assert _common.parse_val_ks("2", source="s") == (2,)
+    with pytest.raises(ValueError, match=r"^val: k=16 exceeds the 8 samples .*\(n_eval=8\)"):
+        _common.parse_val_ks([1, 16], source="val", largest_n=8, n_name="n_eval")
+    with pytest.raises(ValueError, match="^val: every k must be >= 1"):
+        _common.parse_val_ks([0], source="val")
+    with pytest.raises(ValueError, match="^val: k must be an integer"):
+        _common.parse_val_ks(["four"], source="val")
+
+
+def test_validation_metrics_equal_pkpo_metrics_reports():
+    rng = np.random.default_rng(3)
+    rewards = [rng.random(8), rng.random(8), rng.random(5)]  # ragged: a prompt with 5 samples
+    found = _common.validation_metrics(rewards, (1, 4, 8))
+    report = pkpo.metrics.maxg_at_k_report(rewards, [1, 4, 8], skip_insufficient=True)
+    for k in (1, 4, 8):
+        assert found[f"maxg@{k}"] == pytest.approx(report[k].estimate)
+        assert found[f"maxg@{k}/se"] == pytest.approx(report[k].se)
+    assert report[8].n_problems == 2  # the 5-sample prompt is left out at k = 8
+    assert not any(name.startswith("pass@") for name in found)  # continuous: no pass@k
+
+
+def test_validation_metrics_pass_at_k_from_binary_rewards_or_given_correctness():
+    correct = [[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 1]]
+    found = _common.validation_metrics(correct, (1, 2))
+    # per prompt rho(4, c, 2) = 1 - C(4-c, 2)/C(4, 2): 0.5, 0, 1
+    assert found["pass@2"] == pytest.approx(0.5)
+    assert found["pass@2"] == pytest.approx(found["maxg@2"])  # maxg@k = pass@k on 0/1 rewards
+    report = pkpo.metrics.pass_at_k_report(correct, [1, 2])
+    assert found["pass@1/se"] == pytest.approx(report[1].se)
+
+    scores = [[0.2, 0.9, 0.1, 0.4], [0.3, 0.3, 0.3, 0.3]]
+    found = _common.validation_metrics(scores, (2,), correct_per_prompt=[[0, 1, 0, 0], [0] * 4])
+    assert found["pass@2"] == pytest.approx(0.25)  # (0.5 + 0) / 2
+    assert found["maxg@2"] == pytest.approx(
+        np.mean([float(pkpo.maxg_at_k(np.array(row), 2)) for row in scores])
+    )
+
+
+def test_validation_metrics_leave_out_what_cannot_be_estimated():
+    assert _common.validation_metrics([], (1,)) == {}
+    one_prompt = _common.validation_metrics([[0.0, 1.0]], (1, 2, 4))
+    assert set(one_prompt) == {
+        "maxg@1",
+        "maxg@2",
+        "pass@1",
+        "pass@2",
+    }  # no SE of one prompt; k=4 > n
 
 
 def test_when_imported_runs_now_or_after_the_import(tmp_path, monkeypatch):

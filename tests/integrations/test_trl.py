@@ -51,7 +51,8 @@ def _recording(base):
     class Recording(base):
         def _calculate_rewards(self, *args):
             gathered = super()._calculate_rewards(*args)
-            self.records.append({"rewards": gathered.clone()})
+            mode = "train" if self.model.training else "eval"
+            self.records.append({"rewards": gathered.clone(), "mode": mode})
             return gathered
 
         def _generate_and_score_completions(self, inputs):
@@ -81,20 +82,26 @@ def _common_args(tmp_path, **overrides):
     return args
 
 
-def _train(trainer_cls, config, model_dir, reward_funcs):
+def _trainer(trainer_cls, config, model_dir, reward_funcs, **kwargs):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    before = {name: value.detach().clone() for name, value in model.named_parameters()}
     trainer = _recording(trainer_cls)(
         model=model,
         reward_funcs=reward_funcs,
         args=config,
         train_dataset=trl_tiny.prompts_dataset(2),
         processing_class=trl_tiny.build_tokenizer(),
+        **kwargs,
     )
     trainer.records = []
+    return trainer
+
+
+def _train(trainer_cls, config, model_dir, reward_funcs):
+    trainer = _trainer(trainer_cls, config, model_dir, reward_funcs)
+    before = {name: value.detach().clone() for name, value in trainer.model.named_parameters()}
     trainer.train()
     changed = any(
         not torch.equal(before[name], value) for name, value in trainer.model.named_parameters()
@@ -102,24 +109,35 @@ def _train(trainer_cls, config, model_dir, reward_funcs):
     return trainer, changed
 
 
-def _expected(rewards_per_func, k, baseline):
-    """pkpo.transform of each group of G consecutive rows; unscorable rows masked out (get 0)."""
+def _expected(rewards_per_func, k, baseline, scale="mean_abs"):
+    """pkpo.transform of each group of G consecutive rows of the whole gathered batch (one call,
+    so one "mean_abs" normaliser); unscorable rows masked out (get 0)."""
     scorable = ~torch.isnan(rewards_per_func).all(dim=1)
     rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1)
     mask = scorable.view(-1, G)
-    return pkpo.transform(rewards.view(-1, G).double(), k, baseline, mask=mask).reshape(-1)
+    grouped = rewards.view(-1, G).double()
+    return pkpo.transform(grouped, k, baseline, mask=mask, scale=scale).reshape(-1)
 
 
-@pytest.mark.parametrize("baseline", ["loo_minus_one", "loo"])
-def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline):
-    config = PKPOGRPOConfig(**_common_args(tmp_path), pkpo_k=2, pkpo_baseline=baseline)
-    assert config.loss_type == "dr_grpo" and config.scale_rewards == "none"
+@pytest.mark.parametrize(
+    "baseline, scale", [("loo_minus_one", None), ("loo", None), ("loo_minus_one", "none")]
+)
+def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline, scale):
+    extra = {} if scale is None else {"pkpo_scale": scale}
+    config = PKPOGRPOConfig(**_common_args(tmp_path), pkpo_k=2, pkpo_baseline=baseline, **extra)
+    # TRL's own loss_type default ("dapo"), PKPO's default scale for the adapters ("mean_abs")
+    assert (config.loss_type, config.scale_rewards) == ("dapo", "none")
+    assert config.pkpo_scale == (scale or "mean_abs")
     trainer, changed = _train(PKPOGRPOTrainer, config, model_dir, graded_reward)
     assert changed, "three training steps left every parameter unchanged"
     assert len(trainer.records) >= 3
     for record in trainer.records:
-        expected = _expected(record["rewards"], 2, baseline)
+        expected = _expected(record["rewards"], 2, baseline, config.pkpo_scale)
         torch.testing.assert_close(record["advantages"].double(), expected, rtol=1e-5, atol=1e-6)
+        if config.pkpo_scale == "none":  # the paper's values, exactly: s^(loo-1) of each group
+            rewards = record["rewards"].sum(dim=1).double().view(-1, G)
+            paper = torch.stack([pkpo.transform(row, 2, baseline) for row in rewards])
+            torch.testing.assert_close(record["advantages"].double(), paper.reshape(-1))
     nonzero = [bool(torch.any(record["advantages"] != 0)) for record in trainer.records]
     assert any(nonzero), "every advantage was zero: the test data carries no signal"
     assert any(entry.get("pkpo/k") == 2 for entry in trainer.state.log_history)
@@ -168,6 +186,28 @@ def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=5), "num_generations=4 is too few for k=5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=4, pkpo_baseline="loo"), "needs at least 5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_baseline="std"), "unknown baseline"),
+        (
+            lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_scale="x"),
+            "^PKPOGRPOConfig: unknown scale 'x'; expected one of none, n_over_k, mean_abs",
+        ),
+        (
+            lambda a: PKPOGRPOConfig(
+                **a, pkpo_k=2, multi_objective_aggregation="normalize_then_sum"
+            ),
+            "multi_objective_aggregation='normalize_then_sum'",
+        ),
+        (
+            lambda a: PKPORLOOConfig(**a, pkpo_k=2, normalize_advantages=True),
+            "normalize_advantages=True",
+        ),
+        (
+            lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_eval_ks=[1, 8]),
+            r"^PKPOGRPOConfig.pkpo_eval_ks: k=8 exceeds the 4 samples .*\(num_generations=4\)",
+        ),
+        (
+            lambda a: PKPOGRPOConfig(**a, pkpo_k=2, num_generations_eval=2, pkpo_eval_ks=[4]),
+            r"k=4 exceeds the 2 samples .*\(num_generations_eval=2\)",
+        ),
         (lambda a: PKPOGRPOConfig(**a, pkpo_schedule="8->1"), "say when k changes"),
         (lambda a: PKPORLOOConfig(**a, pkpo_k=2, beta=0.05), "beta=0.05"),
     ],
@@ -175,6 +215,55 @@ def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
 def test_bad_configs_raise(tmp_path, make, message):
     with pytest.raises(ValueError, match=message):
         make(_common_args(tmp_path))
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "sapo", "bnpo"])
+def test_loss_types_that_reweight_sequences_warn(tmp_path, caplog, loss_type):
+    with caplog.at_level("WARNING", logger="pkpo.integrations.trl"):
+        PKPOGRPOConfig(**_common_args(tmp_path), pkpo_k=2, loss_type=loss_type)
+    assert f"loss_type={loss_type!r}" in caplog.text and "re-weights sequences" in caplog.text
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "dr_grpo"])
+def test_sequence_weighting_loss_types_do_not_warn(tmp_path, caplog, loss_type):
+    with caplog.at_level("WARNING", logger="pkpo.integrations.trl"):
+        PKPOGRPOConfig(**_common_args(tmp_path), pkpo_k=2, loss_type=loss_type)
+    assert "pkpo" not in caplog.text
+
+
+def binary_reward(prompts, completions, **kwargs):
+    """1 if the completion contains the prompt's letter."""
+    return [float(prompt[0] in completion) for prompt, completion in zip(prompts, completions)]
+
+
+@pytest.mark.parametrize("reward, binary", [(graded_reward, False), (binary_reward, True)])
+def test_evaluate_logs_unbiased_pass_and_maxg_at_k(tmp_path, model_dir, reward, binary):
+    """evaluate() on num_generations_eval completions per prompt: eval_pass@k / eval_maxg@k and
+    their SE equal pkpo.metrics over the rewards TRL computed for the eval prompts."""
+    from pkpo.integrations._common import validation_metrics
+
+    args = _common_args(tmp_path, num_generations_eval=4, per_device_eval_batch_size=8)
+    config = PKPOGRPOConfig(**args, pkpo_k=2, pkpo_eval_ks=[1, 2, 4])
+    eval_dataset = trl_tiny.prompts_dataset(1)  # 8 prompts x 4 completions, 4 eval batches
+    trainer = _trainer(PKPOGRPOTrainer, config, model_dir, reward, eval_dataset=eval_dataset)
+    metrics = trainer.evaluate()
+
+    records = [record for record in trainer.records if record["mode"] == "eval"]
+    rewards = torch.cat([record["rewards"][:, 0] for record in records]).double().view(-1, 4)
+    assert rewards.shape[0] == 8  # every eval prompt, once
+    expected = validation_metrics(rewards.tolist(), (1, 2, 4))
+    if binary:
+        report = pkpo.metrics.pass_at_k_report(rewards.numpy(), [1, 2, 4])
+        assert metrics["eval_pass@4"] == pytest.approx(report[4].estimate)
+        assert metrics["eval_pass@4/se"] == pytest.approx(report[4].se)
+    else:
+        assert not any(name.startswith("eval_pass@") for name in metrics)
+    report = pkpo.metrics.maxg_at_k_report(rewards.numpy(), [1, 2, 4])
+    for k in (1, 2, 4):
+        assert metrics[f"eval_maxg@{k}"] == pytest.approx(report[k].estimate)
+        assert metrics[f"eval_maxg@{k}/se"] == pytest.approx(report[k].se)
+    assert {name: metrics[f"eval_{name}"] for name in expected} == pytest.approx(expected)
+    assert trainer.state.log_history[-1]["eval_maxg@4"] == metrics["eval_maxg@4"]  # logged too
 
 
 def test_trainer_refuses_a_plain_grpo_config(tmp_path, model_dir):
@@ -249,6 +338,7 @@ def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
     finally:
         sys.path.remove(str(ROOT / "examples"))
     assert len(ranks[0]["records"]) == len(ranks[1]["records"]) >= 2
+    local_means = []
     for step0, step1 in zip(ranks[0]["records"], ranks[1]["records"]):
         prompts = step0["prompts"] + step1["prompts"]  # gather order: rank 0's rows, then rank 1's
         completions = step0["completions"] + step1["completions"]
@@ -262,6 +352,12 @@ def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
         rewards = np.array(run.reward(prompts, completions), dtype=np.float32)
         np.testing.assert_allclose(step0["gathered_rewards"], rewards, rtol=1e-6)
         np.testing.assert_allclose(step1["gathered_rewards"], rewards, rtol=1e-6)
-        one_process = pkpo.transform(rewards.reshape(-1, G).astype(np.float64), run.K).reshape(-1)
+        # the default scale ("mean_abs") divides by the mean |A| of the gathered batch: one
+        # normaliser for both ranks, as in one process
+        grouped = rewards.reshape(-1, G).astype(np.float64)
+        one_process = pkpo.transform(grouped, run.K, scale="mean_abs").reshape(-1)
         two_processes = np.array(step0["advantages"] + step1["advantages"])
         np.testing.assert_allclose(two_processes, one_process, rtol=1e-5, atol=1e-7)
+        local_means.extend(np.abs(step["advantages"]).mean() for step in (step0, step1))
+    # a per-rank normaliser would give each rank mean |A| = 1; the global one does not
+    assert not np.allclose(local_means, 1.0), local_means

@@ -2,10 +2,11 @@
 
 Tested against real verl: ``ray_trainer.compute_advantage`` dispatch on a real ``DataProto``,
 the ``verl.plugins`` entry point on a plain ``import verl`` (fresh subprocess), idempotent
-registration, the ``pkpo_sync`` trainer's registration in verl's trainer registry and its MRO.
-Not run here (needs Ray clusters and GPUs): a full ``main_ppo`` training run. The step
-publication of ``pkpo_sync._compute_advantage`` is tested with verl's own method replaced by a
-stub that calls ``compute_advantage`` on a DataProto.
+registration, the ``pkpo_sync`` trainer's registration in verl's trainer registry and its MRO,
+and its validation metrics through verl's real ``_val_metrics_update`` (which runs verl's
+``process_validation_metrics``). Not run here (needs Ray clusters and GPUs): a full
+``main_ppo`` training run. The step publication of ``pkpo_sync._compute_advantage`` is tested
+with verl's own method replaced by a stub that calls ``compute_advantage`` on a DataProto.
 """
 
 from __future__ import annotations
@@ -51,27 +52,40 @@ def _config(**pkpo_options):
 @pytest.fixture(autouse=True)
 def _fresh_clock():
     plugin.clock.reset()
+    plugin.trainer_rollout_n["n"] = None
     yield
     plugin.clock.reset()
+    plugin.trainer_rollout_n["n"] = None
+
+
+def _per_response(out, data):
+    """The one advantage of each response (constant over its tokens)."""
+    return out.batch["advantages"].sum(-1) / data.batch["response_mask"].sum(-1)
 
 
 def test_import_registers_the_estimator():
     assert core_algos.get_adv_estimator_fn("pkpo") is plugin.compute_pkpo_advantage
 
 
+@pytest.mark.parametrize("scale", [None, "none", "n_over_k", "mean_abs"])
 @pytest.mark.parametrize("baseline", ["loo_minus_one", "none", "loo", "centered"])
-def test_compute_advantage_equals_transform_grouped_on_response_tokens(baseline):
+def test_compute_advantage_equals_transform_grouped_on_response_tokens(baseline, scale):
     rng = np.random.default_rng(1)
     uids = ["a", "b", "c"] * 4 + ["d"] * 5  # interleaved groups, one of a different size (ragged)
     scores = rng.random(len(uids)).round(2)
     scores[:6] = scores[:6] > 0.5  # some binary-looking rewards too
     data = _batch(scores, uids)
-    out = compute_advantage(
-        data, adv_estimator="pkpo", num_repeat=4, config=_config(k=3, baseline=baseline)
-    )
+    options = {"k": 3, "baseline": baseline} | ({} if scale is None else {"scale": scale})
+    out = compute_advantage(data, adv_estimator="pkpo", num_repeat=4, config=_config(**options))
 
+    # the default scale is the adapters' "mean_abs", over the whole batch of the call
+    assert plugin.read_options(_config(**options)).scale == (scale or "mean_abs")
     expected = pkpo.transform_grouped(
-        np.asarray(scores, dtype=np.float32), np.array(uids, dtype=object), 3, baseline=baseline
+        np.asarray(scores, dtype=np.float32),
+        np.array(uids, dtype=object),
+        3,
+        baseline=baseline,
+        scale=scale or "mean_abs",
     )
     mask = data.batch["response_mask"]
     advantages = out.batch["advantages"]
@@ -80,12 +94,21 @@ def test_compute_advantage_equals_transform_grouped_on_response_tokens(baseline)
     assert torch.all(advantages[mask == 0] == 0)
 
 
-def test_advantages_match_per_group_transform_for_binary_rewards():
-    # one group of 4, two successes, k=2: s^(loo-1) gives failures 0, successes C(2,1)/C(4,2)=1/3
+@pytest.mark.parametrize(
+    "scale, successes",
+    [
+        ("none", 1 / 3),  # the paper's values: s^(loo-1) = C(2,1)/C(4,2) for a success, 0 else
+        ("n_over_k", 2 / 3),  # times n/k = 2
+        ("mean_abs", 2.0),  # divided by the batch's mean |A| = (1/3 + 1/3) / 4
+    ],
+)
+def test_advantages_match_per_group_transform_for_binary_rewards(scale, successes):
+    # one group of 4, two successes, k=2
     data = _batch([0.0, 1.0, 0.0, 1.0], ["g"] * 4)
-    out = compute_advantage(data, adv_estimator="pkpo", config=_config(k=2))
-    per_response = out.batch["advantages"].sum(-1) / data.batch["response_mask"].sum(-1)
-    torch.testing.assert_close(per_response, torch.tensor([0.0, 1 / 3, 0.0, 1 / 3]))
+    out = compute_advantage(data, adv_estimator="pkpo", config=_config(k=2, scale=scale))
+    torch.testing.assert_close(
+        _per_response(out, data), torch.tensor([0.0, successes, 0.0, successes])
+    )
 
 
 def test_double_registration_is_idempotent():
@@ -121,6 +144,10 @@ def test_a_different_estimator_under_the_name_still_raises_in_verl():
         (_config(k=0), "k must be >= 1"),
         (_config(k="eight"), "k must be an integer"),
         (_config(k=2, baseline="grpo"), "unknown baseline"),
+        (
+            _config(k=2, scale="x"),
+            "^algorithm.pkpo: unknown scale 'x'; expected one of none, n_over_k, mean_abs",
+        ),
         (_config(k=2, variant="loo"), "unknown key"),
         (_config(schedule="8->1"), "say when k changes"),
         (_config(k=8, rollout_n=4), "too few for k=8"),
@@ -155,12 +182,10 @@ def test_schedule_follows_the_published_step():
     config = _config(schedule="4->2@3")
     for step, k in [(1, 4), (2, 4), (3, 2), (9, 2)]:
         plugin.clock.publish(step)
-        out = compute_advantage(_batch(scores, uids), adv_estimator="pkpo", config=config)
-        expected = pkpo.transform(np.array(scores, dtype=np.float32), k)
-        per_response = out.batch["advantages"].sum(-1) / _batch(scores, uids).batch[
-            "response_mask"
-        ].sum(-1)
-        np.testing.assert_allclose(per_response.numpy(), expected, rtol=1e-5, atol=1e-7)
+        data = _batch(scores, uids)
+        out = compute_advantage(data, adv_estimator="pkpo", config=config)
+        expected = pkpo.transform(np.array(scores, dtype=np.float32), k, scale="mean_abs")
+        np.testing.assert_allclose(_per_response(out, data).numpy(), expected, rtol=1e-5, atol=1e-7)
         assert plugin.last_stats["k"] == k
 
 
@@ -174,35 +199,172 @@ def test_pkpo_sync_trainer_is_registered_as_a_subclass_of_verls_sync_trainer():
     assert get_trainer_cls("pkpo_sync") is cls
 
 
-def test_pkpo_sync_publishes_the_global_step_before_the_advantage(monkeypatch):
-    """verl's real _compute_advantage needs TransferQueue/Ray; a stub stands in for it."""
-    from verl.trainer.ppo.v1 import PPOTrainerSync, get_trainer_cls
+def _sync_trainer(algorithm, rollout_n=4, val_n=4, val_temperature=1.0):
+    """A ``pkpo_sync`` trainer object without verl's __init__ (which starts Ray workers)."""
+    from verl.trainer.ppo.v1 import get_trainer_cls
 
-    scores, uids = [1.0, 0.0, 0.0, 1.0], ["a"] * 4
-    seen = {}
+    cls = get_trainer_cls("pkpo_sync")
+    trainer = cls.__new__(cls)
+    val_kwargs = {"n": val_n, "temperature": val_temperature}
+    trainer.config = OmegaConf.create(
+        {
+            "algorithm": algorithm,
+            "actor_rollout_ref": {"rollout": {"n": rollout_n, "val_kwargs": val_kwargs}},
+        }
+    )
+    return trainer
+
+
+def _stub_verl_advantage_step(monkeypatch, seen=None):
+    """verl's real _compute_advantage needs TransferQueue/Ray; a stub stands in for it."""
+    from verl.trainer.ppo.v1 import PPOTrainerSync
 
     def stub(self, batch, metrics):
-        seen["step_during_call"] = plugin.clock.step
+        if seen is not None:
+            seen["step_during_call"] = plugin.clock.step
         return compute_advantage(batch, adv_estimator="pkpo", config=self.config.algorithm)
 
     monkeypatch.setattr(PPOTrainerSync, "_compute_advantage", stub)
-    cls = get_trainer_cls("pkpo_sync")
-    trainer = cls.__new__(cls)  # skip verl's __init__ (it starts workers)
-    trainer.config = OmegaConf.create(
-        {"algorithm": {"adv_estimator": "pkpo", "pkpo": {"schedule": "4->1@5"}}}
-    )
+
+
+def test_pkpo_sync_publishes_the_global_step_before_the_advantage(monkeypatch):
+    seen = {}
+    _stub_verl_advantage_step(monkeypatch, seen)
+    scores, uids = [1.0, 0.0, 0.0, 1.0], ["a"] * 4
+    trainer = _sync_trainer({"adv_estimator": "pkpo", "pkpo": {"schedule": "4->1@5"}})
     for step, k in [(4, 4), (5, 1)]:
         trainer.global_steps = step
         metrics = {}
-        out = trainer._compute_advantage(_batch(scores, uids), metrics)
+        data = _batch(scores, uids)
+        out = trainer._compute_advantage(data, metrics)
         assert seen["step_during_call"] == step
         assert metrics["pkpo/k"] == k
-        per_response = out.batch["advantages"].sum(-1) / _batch(scores, uids).batch[
-            "response_mask"
-        ].sum(-1)
         np.testing.assert_allclose(
-            per_response.numpy(), pkpo.transform(np.array(scores), k), atol=1e-6
+            _per_response(out, data).numpy(),
+            pkpo.transform(np.array(scores), k, scale="mean_abs"),
+            atol=1e-6,
         )
+
+
+def test_pkpo_sync_caps_groups_at_the_trainers_rollout_n(monkeypatch):
+    """Multi-output agent loops: rows {uid}_{session}_{i} of one uid outnumber rollout.n."""
+    _stub_verl_advantage_step(monkeypatch)
+    scores, uids = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0], ["a"] * 6  # 3 sessions x 2 outputs, n = 3
+    trainer = _sync_trainer({"adv_estimator": "pkpo", "pkpo": {"k": 2}}, rollout_n=3)
+    trainer.global_steps = 1
+    with pytest.raises(ValueError, match=r"group 'a' has 6 rows but rollout_n=3"):
+        trainer._compute_advantage(_batch(scores, uids), {})
+    # without the trainer (plain estimator, no algorithm.pkpo.rollout_n) nothing caps the group
+    plugin.trainer_rollout_n["n"] = None
+    compute_advantage(_batch(scores, uids), adv_estimator="pkpo", config=_config(k=2))
+    # an explicit algorithm.pkpo.rollout_n wins over the trainer's rollout.n
+    trainer = _sync_trainer(
+        {"adv_estimator": "pkpo", "pkpo": {"k": 2, "rollout_n": 6}}, rollout_n=3
+    )
+    trainer.global_steps = 1
+    trainer._compute_advantage(_batch(scores, uids), {})
+
+
+def _validation_samples():
+    """What verl's _validate hands _val_metrics_update: one entry per final session output.
+
+    Two data sources: "math" with 0/1 ``acc`` in the reward extra info (one of its prompts lost
+    a session, which verl counts as a failure via ``expected_acc_counts``), "judge" with
+    continuous scores only. 4 samples per prompt, prompts interleaved as verl's batches are.
+    """
+    rng = np.random.default_rng(7)
+    data_sources, uids, rewards, acc = [], [], [], []
+    expected = {}
+    for source, n_prompts in (("math", 5), ("judge", 4)):
+        for p in range(n_prompts):
+            uid = f"{source}-{p}"
+            expected[(source, uid)] = 4
+            kept = 3 if (source, p) == ("math", 2) else 4  # one failed session
+            for _ in range(kept):
+                data_sources.append(source)
+                uids.append(uid)
+                if source == "math":
+                    correct = bool(rng.random() < 0.4)
+                    acc.append(correct)
+                    rewards.append(1.0 if correct else -1.0)  # DAPO-style scores: +1 / -1
+                else:
+                    acc.append(None)
+                    rewards.append(round(float(rng.random()), 3))
+    order = rng.permutation(len(uids))
+
+    def pick(values):
+        return [values[i] for i in order]
+
+    infos = {"reward": pick(rewards), "acc": pick(acc)}
+    return pick(data_sources), pick(uids), infos, expected
+
+
+def _rows(data_sources, uids, values, source):
+    rows = {}
+    for s, u, v in zip(data_sources, uids, values):
+        if s == source:
+            rows.setdefault(u, []).append(v)
+    return rows
+
+
+def test_pkpo_sync_adds_unbiased_pass_and_maxg_at_k_to_verls_validation_metrics():
+    sources, uids, infos, expected_counts = _validation_samples()
+    trainer = _sync_trainer(
+        {"adv_estimator": "grpo", "pkpo": {"val_ks": [1, 2, 4]}}, val_n=4
+    )  # any estimator: the metrics need only the trainer
+    turns = [1] * len(uids)
+    metrics = trainer._val_metrics_update(
+        sources, uids, infos, turns, expected_acc_counts=expected_counts
+    )
+    # verl's own metrics are still there (its real process_validation_metrics ran)
+    assert "val-core/math/acc/mean@4" in metrics and "val-aux/num_turns/mean" in metrics
+
+    math_acc = _rows(sources, uids, infos["acc"], "math")
+    math_acc = [[float(a) for a in row] + [0.0] * (4 - len(row)) for row in math_acc.values()]
+    math_scores = list(_rows(sources, uids, infos["reward"], "math").values())
+    judge_scores = list(_rows(sources, uids, infos["reward"], "judge").values())
+    pass_report = pkpo.metrics.pass_at_k_report(math_acc, [1, 2, 4])
+    for k in (1, 2, 4):
+        assert metrics[f"val-core/math/acc/pass@{k}"] == pytest.approx(pass_report[k].estimate)
+        assert metrics[f"val-core/math/acc/pass@{k}/se"] == pytest.approx(pass_report[k].se)
+        for source, rows in (("math", math_scores), ("judge", judge_scores)):
+            report = pkpo.metrics.maxg_at_k_report(rows, [k], skip_insufficient=True)
+            assert metrics[f"val-core/{source}/reward/maxg@{k}"] == pytest.approx(
+                report[k].estimate
+            )
+            assert metrics[f"val-core/{source}/reward/maxg@{k}/se"] == pytest.approx(report[k].se)
+    # verl's mean@4 of acc counts the lost session as a failure, and so does pass@1
+    assert metrics["val-core/math/acc/pass@1"] == pytest.approx(metrics["val-core/math/acc/mean@4"])
+    assert not any(name.startswith("val-core/judge/") and "pass@" in name for name in metrics)
+
+
+def test_pkpo_sync_validation_without_val_ks_adds_nothing_and_bad_val_ks_raise():
+    sources, uids, infos, expected_counts = _validation_samples()
+    trainer = _sync_trainer({"adv_estimator": "grpo"})
+    metrics = trainer._val_metrics_update(sources, uids, infos, [], expected_counts)
+    assert not any("pass@" in name or "maxg@" in name for name in metrics)
+    trainer = _sync_trainer({"adv_estimator": "grpo", "pkpo": {"val_ks": [1, 8]}}, val_n=4)
+    with pytest.raises(
+        ValueError,
+        match=r"^algorithm.pkpo.val_ks: k=8 exceeds the 4 samples drawn per validation prompt "
+        r"\(actor_rollout_ref.rollout.val_kwargs.n=4\)",
+    ):
+        trainer._val_metrics_update(sources, uids, infos, [], expected_counts)
+
+
+def test_greedy_validation_samples_get_a_warning(caplog):
+    sources, uids, infos, expected_counts = _validation_samples()
+    trainer = _sync_trainer({"pkpo": {"val_ks": [1, 4]}}, val_temperature=0)
+    with caplog.at_level("WARNING", logger="pkpo.integrations.verl"):
+        trainer._val_metrics_update(sources, uids, infos, [], expected_counts)
+    assert "pass@k equals pass@1" in caplog.text
+
+
+def test_val_ks_is_accepted_next_to_the_estimator_options():
+    config = _config(k=2, val_ks=[1, 2])
+    assert plugin.read_options(config).k_at(None) == 2
+    data = _batch([0.0, 1.0, 0.0, 1.0], ["g"] * 4)
+    compute_advantage(data, adv_estimator="pkpo", config=config)
 
 
 def _last_line_of_fresh_python(code: str, *, plugins: str) -> str:
@@ -210,7 +372,12 @@ def _last_line_of_fresh_python(code: str, *, plugins: str) -> str:
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": plugins, "PYTHONWARNINGS": "ignore"}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
     result = subprocess.run(
-        [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip().splitlines()[-1]
@@ -277,7 +444,8 @@ def test_verl_gpu_example_overrides_compose_with_verls_config(tmp_path):
         config = compose(config_name="ppo_trainer", overrides=overrides)
     assert config.algorithm.adv_estimator == "pkpo"
     assert config.trainer.v1.trainer_mode == "pkpo_sync"
-    assert config.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-sum"
+    assert config.actor_rollout_ref.actor.loss_agg_mode == "token-mean"  # verl's default
+    assert plugin.read_options(config.algorithm).scale == "mean_abs"  # the adapter's default
     assert config.trainer.total_epochs == 1  # extra arguments are passed through
     options = plugin.read_options(config.algorithm)
     assert (options.k_at(149), options.k_at(150), options.rollout_n) == (

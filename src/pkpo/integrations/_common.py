@@ -5,12 +5,14 @@ The adapters only reshape their engine's batch and call :func:`pkpo.transform` /
 the three things every adapter needs besides that:
 
 * :class:`PKPOOptions`: ``k`` or a k ``schedule`` (:func:`pkpo.schedules.from_spec`), the
-  ``baseline``, the ``scale`` of the advantages, and an optional largest group size, read from a mapping (a verl DictConfig,
-  environment variables, trainer arguments) with clear errors;
+  ``baseline``, the ``scale`` of the advantages, and an optional largest group size, read from
+  a mapping (a verl DictConfig, environment variables, trainer arguments) with clear errors;
 * :class:`StepClock`: the training step a trainer publishes so that the estimator, which is
   called without one, can evaluate the k schedule;
 * :func:`when_imported`: run a callback once a module has been imported, so that a plugin can
-  patch or extend a framework module without importing it (and its heavy dependencies) itself.
+  patch or extend a framework module without importing it (and its heavy dependencies) itself;
+* :func:`validation_metrics`: unbiased pass@k / maxg@k and their standard errors over the
+  groups of an engine's validation samples (:mod:`pkpo.metrics`), for the trainers' own logs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import metrics as _metrics
 from .. import schedules as _schedules
 from .._validation import BASELINES, SCALES, check_baseline, check_scale, min_group_size
 from ..transforms import factorize_group_ids, transform, transform_grouped
@@ -34,10 +37,12 @@ logger = logging.getLogger("pkpo.integrations")
 
 OPTION_KEYS = ("k", "baseline", "schedule", "scale", "rollout_n")
 
-# The adapters' default scale. An engine's learning rates are tuned for GRPO's advantages (mean
-# |A| about 0.8 for binary rewards); the paper's values are 30-1000x smaller and shrink as k grows.
-# "mean_abs" gives mean |A| = 1 for every k (see pkpo.transforms for its small bias).
-DEFAULT_SCALE = "none"
+# The adapters' default scale. An engine's learning rate is tuned for GRPO's advantages (mean |A|
+# 0.4-0.9, benchmarks/advantage_scale.py); the paper's values are 8-600x smaller at p <= 0.3 and
+# far smaller as pass@k saturates. "mean_abs" divides by the mean |A| of the engine's call, so a
+# GRPO user keeps their lr and one lr serves every k of a schedule; the price is a bias that
+# shrinks as the batch grows (pkpo.transforms). "none" gives the paper's values exactly.
+DEFAULT_SCALE = "mean_abs"
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -48,9 +53,10 @@ class PKPOOptions:
     """PKPO settings of one adapter: a k schedule, the baseline, the scale, a group-size cap.
 
     ``schedule(step)`` gives the k to optimise at a training step; a constant k is a constant
-    schedule. ``scale`` is passed to :func:`pkpo.transform` (default :data:`DEFAULT_SCALE`). ``rollout_n`` (optional) is the number of samples the engine draws per prompt: a
-    group larger than that means rows of several sessions share one id, which the adapter
-    refuses instead of silently treating them as one larger group.
+    schedule. ``scale`` is passed to :func:`pkpo.transform` (default :data:`DEFAULT_SCALE`).
+    ``rollout_n`` (optional) is the number of samples the engine draws per prompt: a group
+    larger than that means rows of several sessions share one id, which the adapter refuses
+    instead of silently treating them as one larger group.
     """
 
     schedule: _schedules.Schedule
@@ -80,7 +86,13 @@ class PKPOOptions:
 
 
 def parse_options(
-    k=None, baseline=None, schedule=None, rollout_n=None, scale=None, *, source: str = "pkpo options"
+    k=None,
+    baseline=None,
+    schedule=None,
+    rollout_n=None,
+    scale=None,
+    *,
+    source: str = "pkpo options",
 ) -> PKPOOptions:
     """Build :class:`PKPOOptions`; exactly one of ``k`` and ``schedule`` must be given.
 
@@ -122,19 +134,25 @@ def parse_options(
     return PKPOOptions(parsed, baseline, rollout_n, scale)
 
 
-def options_from_mapping(mapping: Mapping[str, Any] | None, *, source: str) -> PKPOOptions:
-    """:func:`parse_options` from a mapping (verl's ``algorithm.pkpo``); unknown keys raise."""
+def options_from_mapping(
+    mapping: Mapping[str, Any] | None, *, source: str, other_keys: tuple[str, ...] = ()
+) -> PKPOOptions:
+    """:func:`parse_options` from a mapping (verl's ``algorithm.pkpo``); unknown keys raise.
+
+    ``other_keys`` are keys of the same section that the caller reads itself (verl's
+    ``val_ks``): accepted here, not parsed.
+    """
     if mapping is None:
         mapping = {}
+    allowed = OPTION_KEYS + tuple(other_keys)
     if not hasattr(mapping, "keys"):
         raise ValueError(
-            f"{source} must be a mapping with keys {', '.join(OPTION_KEYS)}; got {mapping!r}."
+            f"{source} must be a mapping with keys {', '.join(allowed)}; got {mapping!r}."
         )
-    unknown = sorted(str(key) for key in mapping if key not in OPTION_KEYS)
+    unknown = sorted(str(key) for key in mapping if key not in allowed)
     if unknown:
         raise ValueError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; expected some of "
-            f"{', '.join(OPTION_KEYS)}."
+            f"{source}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}."
         )
     return parse_options(**{key: mapping.get(key) for key in OPTION_KEYS}, source=source)
 
@@ -283,6 +301,74 @@ def _to_numpy(values):
     return np.asarray(values)
 
 
+# --- validation metrics ----------------------------------------------------------------------
+
+
+def parse_val_ks(value, *, source: str, largest_n: int | None = None, n_name: str = "n"):
+    """The ks of the validation metrics: an int or a list of ints >= 1, each <= ``largest_n``.
+
+    Returns a sorted tuple without duplicates; ``None`` or an empty list gives ``()`` (off).
+    ``largest_n`` is the number of samples drawn per validation prompt (named ``n_name`` in
+    errors), when the caller knows it.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = [value]
+    ks = sorted({_as_int(k, "k", source) for k in value})
+    for k in ks:
+        if k < 1:
+            raise ValueError(f"{source}: every k must be >= 1; got {k}.")
+        if largest_n is not None and k > largest_n:
+            raise ValueError(
+                f"{source}: k={k} exceeds the {largest_n} samples drawn per validation prompt "
+                f"({n_name}={largest_n}); draw more samples or drop that k."
+            )
+    return tuple(ks)
+
+
+def validation_metrics(rewards_per_prompt, ks, *, correct_per_prompt=None) -> dict[str, float]:
+    """Unbiased maxg@k and pass@k over validation prompts, and their standard errors.
+
+    Returns ``{"maxg@k": mean, "maxg@k/se": SE, "pass@k": mean, "pass@k/se": SE}`` for every k
+    in ``ks``: the mean over prompts of the per-prompt unbiased estimate (paper eqs. 3 and 12)
+    and its standard error over prompts, both from :mod:`pkpo.metrics`. pass@k comes from
+    ``correct_per_prompt`` (0/1 per sample) when given, else from the rewards when they are all
+    0 or 1, else it is left out. A prompt with fewer than k samples is left out at that k; a k
+    that no prompt reaches, and an SE of a single prompt, are left out.
+
+    Args:
+        rewards_per_prompt: one 1-D sequence of rewards per prompt (ragged allowed).
+        ks: the ks to report (see :func:`parse_val_ks`).
+        correct_per_prompt: optional, one 1-D 0/1 sequence per prompt.
+    """
+    rewards = [np.asarray(row, dtype=np.float64) for row in rewards_per_prompt]
+    rewards = [row for row in rewards if row.size]
+    results: dict[str, float] = {}
+    if not rewards or not ks:
+        return results
+    if correct_per_prompt is not None:
+        correct = [np.asarray(row, dtype=np.float64) for row in correct_per_prompt]
+        correct = [row for row in correct if row.size]
+    elif all(np.isin(row, (0.0, 1.0)).all() for row in rewards):
+        correct = rewards
+    else:
+        correct = None
+    reports = [("maxg@", _metrics.maxg_at_k_report, rewards)]
+    if correct:
+        reports.append(("pass@", _metrics.pass_at_k_report, correct))
+    for name, report_fn, rows in reports:
+        reachable = [k for k in ks if k <= max(row.size for row in rows)]
+        if not reachable:
+            continue
+        report = report_fn(rows, reachable, n_bootstrap=0, skip_insufficient=True)
+        for row in report:
+            results[f"{name}{row.k}"] = row.estimate
+            if np.isfinite(row.se):
+                results[f"{name}{row.k}/se"] = row.se
+    return results
+
+
 # --- run a callback once a module is imported --------------------------------------------------
 
 
@@ -362,5 +448,7 @@ __all__ = [
     "grouped_advantages",
     "options_from_mapping",
     "parse_options",
+    "parse_val_ks",
+    "validation_metrics",
     "when_imported",
 ]

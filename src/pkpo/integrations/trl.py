@@ -18,12 +18,23 @@ also ``reward_clip_range``). k comes from ``pkpo_k`` or the ``pkpo_schedule`` ev
 ``trainer.state.global_step``; ``pkpo/k`` and ``pkpo/estimate`` (the mean per-group unbiased
 pass@k / maxg@k estimate) are logged.
 
-Loss aggregation: the advantages are unbiased for grad pass@k only with a loss that sums over
-sequences with a constant normaliser. ``PKPOGRPOConfig`` therefore defaults to
-``loss_type="dr_grpo"`` (constant normaliser; ``"dapo"`` is fine too) and ``scale_rewards="none"``
-(ignored by PKPO anyway, but keeps TRL's own logs honest). RLOO's loss is already sequence-level
-(summed log-probs, mean over sequences), the most faithful host; ``PKPORLOOConfig`` defaults to
+Scale: ``pkpo_scale`` (default ``"mean_abs"``) is :func:`pkpo.transform`'s ``scale``, applied to
+the gathered batch of all processes before the local slice, so every process divides by the
+same mean |A| and a GRPO learning rate carries over. ``"none"`` gives the paper's values.
+
+Loss aggregation: ``PKPOGRPOConfig`` keeps TRL's ``loss_type="dapo"``: every sequence's
+token-summed loss over the global token count of the batch, a positive factor per batch like
+verl's ``token-mean``; ``"dr_grpo"`` (a constant normaliser) is exactly unbiased with
+``pkpo_scale="none"`` or ``"n_over_k"``. ``"grpo"``, ``"sapo"`` (each sequence over its own
+length) and ``"bnpo"`` (local token count) re-weight sequences and get a warning. RLOO's loss is
+already sequence-level (summed log-probs, mean over sequences); ``PKPORLOOConfig`` defaults to
 ``beta=0.0`` and refuses a KL-in-reward penalty, which the replaced advantages would drop.
+Options whose effect PKPO's advantages would silently replace are refused:
+``multi_objective_aggregation="normalize_then_sum"`` and RLOO's ``normalize_advantages=True``.
+
+Evaluation: with ``pkpo_eval_ks=[1, 4]``, ``trainer.evaluate()`` also returns and logs unbiased
+``eval_pass@k`` / ``eval_maxg@k`` and their standard errors over the eval prompts
+(``eval_pass@k/se``), from the ``num_generations_eval`` completions of each prompt.
 """
 
 from __future__ import annotations
@@ -35,14 +46,33 @@ import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from .._validation import min_group_size
-from ._common import PKPOOptions, consecutive_advantages, parse_options
+from ._common import (
+    DEFAULT_SCALE,
+    PKPOOptions,
+    consecutive_advantages,
+    parse_options,
+    parse_val_ks,
+    validation_metrics,
+)
 
 logger = logging.getLogger("pkpo.integrations.trl")
 
 _K_HELP = "k of pass@k to optimise (constant). Give this or pkpo_schedule."
 _BASELINE_HELP = "PKPO baseline: loo_minus_one (paper's PKPO, default), none, loo or centered."
 _SCHEDULE_HELP = "k schedule by global step, e.g. '8->1@1500' (see pkpo.schedules.from_spec)."
-_UNFAITHFUL_LOSS_TYPES = ("grpo", "bnpo")
+_SCALE_HELP = (
+    "Advantage scale: mean_abs (default; divided by the batch's mean |A|, so GRPO's lr carries "
+    "over; slightly biased), n_over_k (times n/k, unbiased) or none (the paper's values)."
+)
+_EVAL_KS_HELP = (
+    "ks of the unbiased eval_pass@k / eval_maxg@k (with standard errors) logged by evaluate(), "
+    "e.g. [1, 4]; each <= num_generations_eval."
+)
+_UNFAITHFUL_LOSS_TYPES = {
+    "grpo": "divides each sequence's loss by its own length",
+    "sapo": "divides each sequence's loss by its own length",
+    "bnpo": "divides by the token count of the local batch, which differs between processes",
+}
 
 
 def _options_of(config) -> PKPOOptions:
@@ -50,6 +80,7 @@ def _options_of(config) -> PKPOOptions:
         k=config.pkpo_k,
         baseline=config.pkpo_baseline,
         schedule=config.pkpo_schedule,
+        scale=config.pkpo_scale,
         source=type(config).__name__,
     )
     needed = min_group_size(options.schedule.max_k, options.baseline)
@@ -62,16 +93,25 @@ def _options_of(config) -> PKPOOptions:
     return options
 
 
+def _eval_ks_of(config) -> tuple[int, ...]:
+    n_eval = config.num_generations_eval or config.num_generations
+    return parse_val_ks(
+        config.pkpo_eval_ks,
+        source=f"{type(config).__name__}.pkpo_eval_ks",
+        largest_n=n_eval,
+        n_name="num_generations_eval" if config.num_generations_eval else "num_generations",
+    )
+
+
 @dataclass
 class PKPOGRPOConfig(GRPOConfig):
-    """:class:`trl.GRPOConfig` plus the PKPO options; defaults to a constant loss normaliser."""
+    """:class:`trl.GRPOConfig` plus the PKPO options (TRL's own defaults otherwise)."""
 
     pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
     pkpo_baseline: str = field(default="loo_minus_one", metadata={"help": _BASELINE_HELP})
     pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
-    loss_type: str = field(
-        default="dr_grpo", metadata={"help": "dr_grpo (default here) or dapo keep PKPO unbiased."}
-    )
+    pkpo_scale: str = field(default=DEFAULT_SCALE, metadata={"help": _SCALE_HELP})
+    pkpo_eval_ks: list[int] | None = field(default=None, metadata={"help": _EVAL_KS_HELP})
     scale_rewards: str = field(
         default="none", metadata={"help": "Ignored by PKPO (its advantages replace TRL's)."}
     )
@@ -79,11 +119,20 @@ class PKPOGRPOConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         _options_of(self)
+        _eval_ks_of(self)
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                f"PKPOGRPOConfig: multi_objective_aggregation={self.multi_objective_aggregation!r} "
+                "normalises each reward function per group before summing; PKPO transforms the "
+                "weighted sum of the raw rewards (TRL's 'sum_then_normalize' reward) and would "
+                "silently ignore it. Keep 'sum_then_normalize' (scale with pkpo_scale)."
+            )
         if self.loss_type in _UNFAITHFUL_LOSS_TYPES:
             logger.warning(
-                "pkpo: loss_type=%r normalises per sequence or per local batch, which biases the "
-                "PKPO gradient; prefer 'dr_grpo' or 'dapo'.",
+                "pkpo: loss_type=%r %s, which re-weights sequences and biases the PKPO gradient; "
+                "prefer 'dapo' (TRL's default) or 'dr_grpo' (see docs/integrations.md).",
                 self.loss_type,
+                _UNFAITHFUL_LOSS_TYPES[self.loss_type],
             )
 
 
@@ -94,6 +143,8 @@ class PKPORLOOConfig(RLOOConfig):
     pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
     pkpo_baseline: str = field(default="loo_minus_one", metadata={"help": _BASELINE_HELP})
     pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
+    pkpo_scale: str = field(default=DEFAULT_SCALE, metadata={"help": _SCALE_HELP})
+    pkpo_eval_ks: list[int] | None = field(default=None, metadata={"help": _EVAL_KS_HELP})
     beta: float = field(
         default=0.0,
         metadata={"help": "Must be 0: PKPO replaces the advantages that carry RLOO's KL."},
@@ -102,11 +153,18 @@ class PKPORLOOConfig(RLOOConfig):
     def __post_init__(self):
         super().__post_init__()
         _options_of(self)
+        _eval_ks_of(self)
         if self.beta != 0.0:
             raise ValueError(
                 f"PKPORLOOConfig: beta={self.beta} puts a KL penalty into RLOO's rewards, which "
                 "PKPO's advantages would drop; set beta=0.0 (or use PKPOGRPOTrainer, whose KL "
                 "term is in the loss)."
+            )
+        if self.normalize_advantages:
+            raise ValueError(
+                "PKPORLOOConfig: normalize_advantages=True whitens RLOO's advantages over the "
+                "batch, but PKPO replaces them and would silently ignore it; set it to False and "
+                "choose the size of PKPO's advantages with pkpo_scale (default 'mean_abs')."
             )
 
 
@@ -115,6 +173,7 @@ class _PKPOAdvantages:
 
     _pkpo_stash = None
     _pkpo_eval_warned = False
+    _pkpo_eval_groups: list | None = None  # eval rewards per prompt, collected by evaluation_loop
     _pkpo_config_class: type = type(None)  # the matching PKPO config, set by each trainer
 
     def __init__(self, *args, **kwargs):
@@ -157,6 +216,9 @@ class _PKPOAdvantages:
             )
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        rewards, scorable = self._pkpo_scalar_rewards(rewards_per_func)
+        if mode == "eval" and self._pkpo_eval_groups is not None:
+            self._pkpo_collect_eval_groups(rewards, scorable, group_size)
         options = self.pkpo_options
         k = self.pkpo_k()
         if mode == "eval" and group_size < min_group_size(k, options.baseline):
@@ -169,7 +231,6 @@ class _PKPOAdvantages:
                 self._pkpo_eval_warned = True
             return output
 
-        rewards, scorable = self._pkpo_scalar_rewards(rewards_per_func)
         advantages, estimate = consecutive_advantages(
             rewards, group_size, k, options, valid=scorable, engine=f"{type(self).__name__}"
         )
@@ -184,6 +245,30 @@ class _PKPOAdvantages:
         logged.extend(advantages.tolist())
         self._metrics[mode]["pkpo/k"].append(float(k))
         self._metrics[mode]["pkpo/estimate"].append(estimate)
+        return output
+
+    # --- unbiased pass@k / maxg@k in evaluation
+
+    def _pkpo_collect_eval_groups(self, rewards, scorable, group_size: int) -> None:
+        """Keep the scorable rewards of each eval prompt (gathered: the same on every process)."""
+        rewards = rewards.detach().double().cpu().view(-1, group_size)
+        scorable = scorable.cpu().view(-1, group_size)
+        self._pkpo_eval_groups.extend(row[keep].tolist() for row, keep in zip(rewards, scorable))
+
+    def evaluation_loop(self, *args, **kwargs):
+        """TRL's evaluation, plus ``{prefix}_pass@k`` / ``{prefix}_maxg@k`` (and ``/se``) for
+        each k of ``pkpo_eval_ks``, over all eval prompts (:func:`validation_metrics`)."""
+        ks = _eval_ks_of(self.args)
+        if not ks:
+            return super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        self._pkpo_eval_groups = []
+        try:
+            output = super().evaluation_loop(*args, **kwargs)
+            metrics = validation_metrics(self._pkpo_eval_groups, ks)
+        finally:
+            self._pkpo_eval_groups = None
+        output.metrics.update({f"{prefix}_{name}": value for name, value in metrics.items()})
         return output
 
 
