@@ -4,8 +4,13 @@ The task: the prompt is one letter, the answer is a 3-letter completion that con
 random-init model over an 8-letter alphabet gets it right by luck some of the time, so pass@1
 is low and pass@4 is higher; PKPO with k=4 trains on the unbiased pass@4 gradient.
 
-    .venv/bin/python examples/trl_tiny.py            # trains; pass@1 and pass@4 before/after
-    .venv/bin/python examples/trl_tiny.py --steps 5  # a quicker smoke run
+    .venv/bin/python examples/trl_tiny.py                  # PKPO; pass@1 and pass@4 before/after
+    .venv/bin/python examples/trl_tiny.py --trainer grpo   # plain GRPO, same lr, for comparison
+    .venv/bin/python examples/trl_tiny.py --scale none     # the paper's advantage values
+    .venv/bin/python examples/trl_tiny.py --steps 5        # a quicker smoke run
+
+Both trainers use the same learning rate (``--lr``, tuned for plain GRPO on this task) and TRL's
+other defaults; PKPO's default advantage scale ("mean_abs") is what lets it share GRPO's lr.
 
 Nothing is downloaded: the tokenizer is a character-level WordLevel model built here, the model a
 transformers LlamaConfig with tiny dimensions and random weights, both saved to a temp dir.
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 LETTERS = "abcdefgh"
+LEARNING_RATE = 3e-3  # where plain GRPO learns this task in 100 steps
 SPECIAL = ["<pad>", "<eos>", "<unk>"]
 
 
@@ -106,11 +112,23 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=4, help="pass@k to optimise")
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trainer", choices=("pkpo", "grpo"), default="pkpo")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL coefficient (TRL's default 0)")
+    parser.add_argument(
+        "--eval-samples", type=int, default=64, help="samples per letter for pass@k before/after"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=LEARNING_RATE, help="the same for both trainers"
+    )
+    parser.add_argument(
+        "--scale", default=None, help="PKPO advantage scale (default: the adapter's, mean_abs)"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     os.environ.setdefault("WANDB_DISABLED", "true")
     from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
 
     from pkpo.integrations.trl import PKPOGRPOConfig, PKPOGRPOTrainer
 
@@ -119,26 +137,33 @@ def main(argv=None) -> int:
         tokenizer = build_tokenizer()
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         torch.manual_seed(args.seed + 1)
-        before = measure_pass_at_k(model, tokenizer, ks=(1, args.k))
+        before = measure_pass_at_k(model, tokenizer, ks=(1, args.k), n=args.eval_samples)
 
-        config = PKPOGRPOConfig(
-            output_dir=os.path.join(workdir, "out"),
-            pkpo_k=args.k,
-            num_generations=args.num_generations,
-            per_device_train_batch_size=2 * args.num_generations,
-            max_completion_length=3,
-            max_steps=args.steps,
-            learning_rate=3e-3,
-            logging_steps=25,
-            save_strategy="no",
-            report_to=[],
-            seed=args.seed,
-            use_cpu=True,
-            temperature=1.0,
-            beta=0.0,
-            disable_tqdm=False,
-        )
-        trainer = PKPOGRPOTrainer(
+        common = {
+            "output_dir": os.path.join(workdir, "out"),
+            "num_generations": args.num_generations,
+            "per_device_train_batch_size": 2 * args.num_generations,
+            "max_completion_length": 3,
+            "max_steps": args.steps,
+            "learning_rate": args.lr,
+            "logging_steps": 25,
+            "save_strategy": "no",
+            "report_to": [],
+            "seed": args.seed,
+            "use_cpu": True,
+            "temperature": 1.0,
+            "beta": args.beta,
+            "disable_tqdm": False,
+        }
+        if args.trainer == "grpo":
+            config_class, trainer_class = GRPOConfig, GRPOTrainer
+        else:
+            config_class, trainer_class = PKPOGRPOConfig, PKPOGRPOTrainer
+            common.update(pkpo_k=args.k)
+            if args.scale is not None:
+                common.update(pkpo_scale=args.scale)
+        config = config_class(**common)
+        trainer = trainer_class(
             model=model,
             reward_funcs=contains_prompt_letter,
             args=config,
@@ -148,7 +173,9 @@ def main(argv=None) -> int:
         trainer.train()
 
         torch.manual_seed(args.seed + 1)
-        after = measure_pass_at_k(trainer.model, tokenizer, ks=(1, args.k))
+        after = measure_pass_at_k(trainer.model, tokenizer, ks=(1, args.k), n=args.eval_samples)
+    scale = f" scale={config.pkpo_scale} k={args.k}" if args.trainer == "pkpo" else ""
+    print(f"trainer={args.trainer}{scale} lr={args.lr:g} beta={args.beta:g} seed={args.seed}")
     for k in (1, args.k):
         print(f"pass@{k}: before {before[k]:.3f}  after {after[k]:.3f}")
     return 0
