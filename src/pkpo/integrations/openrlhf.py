@@ -1,30 +1,45 @@
-"""OpenRLHF 0.11.x patch: train on PKPO transformed rewards (written against the 0.11.2 layout).
+"""OpenRLHF 0.11.x patch: train on PKPO transformed rewards (tested against the real 0.11.2).
 
 OpenRLHF's ``--algo.advantage.estimator`` is a closed argparse choice, so PKPO goes in by a
-monkeypatch, :func:`patch`, which wraps two methods:
+monkeypatch, :func:`patch`, of the module ``openrlhf.trainer.ppo_utils.experience_maker``:
 
-* ``RemoteExperienceMaker.compute_advantages_and_returns`` (module
-  ``openrlhf.trainer.ppo_utils.experience_maker``):
-  before the original runs, every ``experience.rewards`` is replaced by the PKPO transformed
-  rewards (:func:`pkpo.transform`; s^(loo-1), paper eq. 33, by default). The groups are formed
-  exactly as the original forms them: rows put back into prompt order through
-  ``experience.index``, then ``n_samples_per_prompt`` consecutive rows per prompt. Pair it with
-  ``--algo.advantage.estimator reinforce --algo.advantage.no_std_norm``, which leaves the
-  rewards unshaped (only OpenRLHF's global token-mean subtraction remains: an O(1/B) centring).
-* ``openrlhf.trainer.ppo_trainer.BasePPOTrainer.train_step(self, rollout_samples, global_step)``:
-  publishes ``global_step`` so that a k schedule can be evaluated.
+* ``RemoteExperienceMaker.compute_advantages_and_returns`` is wrapped. The wrapper checks the
+  estimator (it must be ``reinforce``, which leaves the rewards unshaped), finds k for the current
+  training step, and runs the original method.
+* The original method first widens the rewards to at least float32, then calls the module's
+  ``apply_length_penalties`` (DAPO overlong / ProRL stop-properly penalties; it also copies the
+  rewards into ``info["reward"]``, the value OpenRLHF logs). The patch replaces that name in the
+  module with a function that runs the real one and then replaces every ``experience.rewards`` by
+  its PKPO transformed reward (:func:`pkpo.transform`; s^(loo-1), paper eq. 33, by default). So
+  PKPO sees the penalised task reward, in float32 or wider, exactly where OpenRLHF's group
+  estimators (``rloo``, ``group_norm``, ...) would shape it, and the logs keep the task reward.
+  The groups are formed as the original forms them: rows put back into prompt order through
+  ``experience.index``, then ``n_samples_per_prompt`` consecutive rows per prompt.
+* The rest of the original runs unchanged on the PKPO rewards: ``--reward.clip_range`` (a
+  warning is logged when it would clip a PKPO value), the per-token KL penalty if KL-in-reward is
+  on, cumulative returns, and, for ``reinforce``, the subtraction of the global token mean of the
+  advantages (an O(1/B) centring; pair it with ``--algo.advantage.no_std_norm`` so that the
+  advantages are not also divided by their std). ``info["group_reward_std"]`` is recomputed from
+  the task rewards, and per-row ``pkpo_k`` and ``pkpo_estimate`` are added to ``experience.info``
+  (OpenRLHF logs every ``info`` entry).
+
+The training step for a k schedule: OpenRLHF calls ``compute_advantages_and_returns`` from
+``BasePPOTrainer.train_step(self, rollout_samples, global_step)`` (sync ``PPOTrainer`` and async
+``TrainingActor`` alike), so the wrapper reads ``global_step`` from that call on the stack, the
+one whose ``self.experience_maker`` is the maker being run. Wrapping ``train_step`` instead does
+not work: ``@ray.remote class PPOTrainer`` copies the methods (Ray's tracing wrapper) while its
+module loads, before any post-import patch can run, so the actor would keep the unwrapped one.
+Outside ``train_step`` (a custom loop) publish the step with ``clock.publish(step)``.
 
 Options come from the arguments of :func:`patch` or, when it runs as a Ray
 ``worker_process_setup_hook`` (no arguments), from the environment: ``PKPO_K`` or
-``PKPO_SCHEDULE``, and ``PKPO_BASELINE``. ``python -m pkpo.launch.openrlhf`` sets both up.
+``PKPO_SCHEDULE``, ``PKPO_BASELINE`` and ``PKPO_SCALE``. ``python -m pkpo.launch.openrlhf`` sets
+both up. With ``scale="mean_abs"`` the mean |A| is taken over all rows of one
+``compute_advantages_and_returns`` call (one rollout batch).
 
-The patch is idempotent and lazy: if OpenRLHF is not imported yet, it is applied right after
-the two modules are first imported, so the hook costs nothing in Ray workers that never load them
-(vLLM engines). KL-in-reward, ``--reward.clip_range`` and OpenRLHF's length penalties are applied
-by the original method after (on top of) the transformed rewards.
-
-Tested here only against a stand-in of the 0.11.2 classes (OpenRLHF needs flash-attn and CUDA);
-see docs/integrations.md.
+The patch is idempotent and lazy: if OpenRLHF is not imported yet, it is applied right after the
+module is first imported, so the hook costs nothing in Ray workers that never load it (vLLM
+engines).
 """
 
 from __future__ import annotations
@@ -32,29 +47,44 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
+import threading
+from dataclasses import dataclass, field
 
 from ._common import PKPOOptions, StepClock, consecutive_advantages, parse_options, when_imported
 
 logger = logging.getLogger("pkpo.integrations.openrlhf")
 
 EXPERIENCE_MODULE = "openrlhf.trainer.ppo_utils.experience_maker"
-TRAINER_MODULE = "openrlhf.trainer.ppo_trainer"
-ENV_K, ENV_SCHEDULE, ENV_BASELINE = "PKPO_K", "PKPO_SCHEDULE", "PKPO_BASELINE"
+ENV_K, ENV_SCHEDULE, ENV_BASELINE, ENV_SCALE = (
+    "PKPO_K",
+    "PKPO_SCHEDULE",
+    "PKPO_BASELINE",
+    "PKPO_SCALE",
+)
 REQUIRED_ESTIMATOR = "reinforce"
 
-#: the global step published by the patched ``train_step``
+#: a step published by hand, for calls of compute_advantages_and_returns outside train_step
 clock = StepClock()
 _state: dict = {"options": None}
+_active = threading.local()  # the compute_advantages_and_returns call running in this thread
 
 
-def options_from_env(environ=None) -> PKPOOptions:
-    """PKPO options from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE``."""
+def options_from_env(environ=None, *, rollout_n=None, source=None) -> PKPOOptions:
+    """PKPO options from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE`` / ``PKPO_SCALE``.
+
+    ``rollout_n`` (optional): samples per prompt, checked to be enough for the largest k.
+    ``source`` names the options in error messages.
+    """
     environ = os.environ if environ is None else environ
     return parse_options(
         k=environ.get(ENV_K) or None,
         schedule=environ.get(ENV_SCHEDULE) or None,
         baseline=environ.get(ENV_BASELINE) or None,
-        source=f"OpenRLHF PKPO options ({ENV_K}/{ENV_SCHEDULE}/{ENV_BASELINE})",
+        scale=environ.get(ENV_SCALE) or None,
+        rollout_n=rollout_n,
+        source=source
+        or f"OpenRLHF PKPO options ({ENV_K}/{ENV_SCHEDULE}/{ENV_BASELINE}/{ENV_SCALE})",
     )
 
 
@@ -64,13 +94,16 @@ def transform_experience_rewards(
     """PKPO rewards for OpenRLHF's experience layout; returns the new rewards per experience.
 
     Args:
-        rewards: list of (B_e,) reward tensors, one per experience (micro-batch).
+        rewards: list of (B_e,) reward tensors, one per experience (micro-batch), of any real or
+            integer dtype.
         indices: list of lists of ints, ``experience.index``: the position of each row in prompt
             order (an identity map unless dynamic batching reordered the rows).
         n_samples_per_prompt: group size; rows ``g*n .. g*n+n-1`` in prompt order share a prompt.
 
     Returns:
         ``(list of (B_e,) tensors in each experience's row order, mean pass@k/maxg@k estimate)``.
+        The tensors are float32, or float64 for float64 rewards (OpenRLHF's own widening rule),
+        so that integer 0/1 rewards are not truncated.
     """
     import torch
 
@@ -84,7 +117,8 @@ def transform_experience_rewards(
                 "indices; expected one scalar reward per row."
             )
     order = torch.tensor([i for index in indices for i in index], dtype=torch.long)
-    flat = torch.cat(list(rewards))
+    flat = torch.cat([reward.cpu() for reward in rewards])
+    flat = flat.to(torch.promote_types(flat.dtype, torch.float32))
     if not torch.equal(torch.sort(order).values, torch.arange(flat.shape[0])):
         raise ValueError(
             "OpenRLHF: experience.index values are not a permutation of the rollout rows."
@@ -94,19 +128,46 @@ def transform_experience_rewards(
     advantages, estimate = consecutive_advantages(
         in_prompt_order, n_samples_per_prompt, k, options, engine="OpenRLHF"
     )
-    return list(advantages[order].to(flat.dtype).split(lengths)), estimate
+    return list(advantages.to(flat.dtype)[order].split(lengths)), estimate
+
+
+# --- the step of the running train_step --------------------------------------------------------
+
+
+def training_step_of(maker) -> int | None:
+    """``global_step`` of the ``train_step`` call on this thread's stack that runs ``maker``.
+
+    ``BasePPOTrainer.train_step(self, rollout_samples, global_step)`` calls
+    ``self.experience_maker.make_experience_batch``, which calls
+    ``compute_advantages_and_returns``; None when there is no such call (a custom loop).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "train_step" and "global_step" in code.co_varnames:
+            trainer = frame.f_locals.get("self")
+            if getattr(trainer, "experience_maker", None) is maker:
+                return frame.f_locals.get("global_step")
+        frame = frame.f_back
+    return None
+
+
+# --- the patch -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    """One running compute_advantages_and_returns: what the length-penalty hook needs."""
+
+    k: int
+    options: PKPOOptions
+    done: bool = False
+    group_reward_stds: list = field(default_factory=list)
 
 
 def _args_of(maker):
     args = getattr(maker, "args", None)
     return args if args is not None else maker.strategy.args
-
-
-def _n_samples_per_prompt(args) -> int:
-    rollout = getattr(args, "rollout", None)
-    if rollout is not None and getattr(rollout, "n_samples_per_prompt", None) is not None:
-        return int(rollout.n_samples_per_prompt)  # 0.11.x nested arguments
-    return int(args.n_samples_per_prompt)  # older flat arguments
 
 
 def _estimator_of(maker, args) -> str | None:
@@ -121,104 +182,148 @@ def _wrap_compute_advantages(original):
     @functools.wraps(original)
     def compute_advantages_and_returns(self, experiences, *args, **kwargs):
         options = _state["options"]
-        maker_args = _args_of(self)
-        estimator = _estimator_of(self, maker_args)
+        estimator = _estimator_of(self, _args_of(self))
         if estimator != REQUIRED_ESTIMATOR:
             raise ValueError(
                 f"pkpo: OpenRLHF --algo.advantage.estimator is {estimator!r}; PKPO needs "
                 "'reinforce' (with --algo.advantage.no_std_norm) so that OpenRLHF does not "
                 "reshape the PKPO rewards again."
             )
-        k = options.k_at(clock.step)
-        new_rewards, estimate = transform_experience_rewards(
-            [experience.rewards for experience in experiences],
-            [experience.index for experience in experiences],
-            _n_samples_per_prompt(maker_args),
-            k,
-            options,
-        )
-        for experience, reward in zip(experiences, new_rewards):
-            experience.rewards = reward.to(experience.rewards.device)
-            info = getattr(experience, "info", None)
-            if isinstance(info, dict):
-                info["pkpo_k"] = _full_like(reward, k)
-                info["pkpo_estimate"] = _full_like(reward, estimate)
-        return original(self, experiences, *args, **kwargs)
+        step = training_step_of(self)
+        call = _Call(options.k_at(step if step is not None else clock.step), options)
+        outer, _active.call = getattr(_active, "call", None), call
+        try:
+            result = original(self, experiences, *args, **kwargs)
+        finally:
+            _active.call = outer
+        if not call.done:
+            raise RuntimeError(
+                "pkpo: OpenRLHF's compute_advantages_and_returns did not call "
+                "apply_length_penalties, where the PKPO rewards are put in; this OpenRLHF version "
+                "is not supported (written for 0.11.x)."
+            )
+        for experience, std in zip(experiences, call.group_reward_stds):
+            if "group_reward_std" in experience.info:
+                experience.info["group_reward_std"] = std
+        return result
 
     compute_advantages_and_returns.__pkpo_original__ = original
     return compute_advantages_and_returns
 
 
-def _full_like(reference, value):
+def _wrap_length_penalties(original):
+    @functools.wraps(original)
+    def apply_length_penalties(experiences, args, *more, **kwargs):
+        result = original(experiences, args, *more, **kwargs)
+        call = getattr(_active, "call", None)
+        if call is not None and not call.done:
+            _put_pkpo_rewards(experiences, args, call)
+        return result
+
+    apply_length_penalties.__pkpo_original__ = original
+    return apply_length_penalties
+
+
+def _put_pkpo_rewards(experiences, args, call: _Call) -> None:
     import torch
 
-    return torch.full(reference.shape, float(value), dtype=torch.float32)
+    n = int(args.rollout.n_samples_per_prompt)
+    rewards = [experience.rewards for experience in experiences]
+    indices = [experience.index for experience in experiences]
+    new_rewards, estimate = transform_experience_rewards(rewards, indices, n, call.k, call.options)
+    # the group std of the task rewards, for info["group_reward_std"] (the original computes it
+    # after this hook, from the PKPO rewards)
+    lengths = [len(index) for index in indices]
+    order = torch.tensor([i for index in indices for i in index], dtype=torch.long)
+    flat = torch.cat([reward.cpu().float() for reward in rewards])
+    in_prompt_order = torch.empty_like(flat)
+    in_prompt_order[order] = flat
+    stds = in_prompt_order.reshape(-1, n).std(-1, keepdim=True).expand(-1, n).reshape(-1)
+    call.group_reward_stds = list(stds[order].split(lengths)) if n > 1 else []
+
+    for experience, reward in zip(experiences, new_rewards):
+        experience.rewards = reward.to(experience.rewards.device)
+        experience.info["pkpo_k"] = torch.full(reward.shape, float(call.k))
+        experience.info["pkpo_estimate"] = torch.full(reward.shape, float(estimate))
+    _warn_if_clipped(torch.cat(new_rewards), getattr(args.reward, "clip_range", None))
+    call.done = True
 
 
-def _wrap_train_step(original):
-    @functools.wraps(original)
-    def train_step(self, rollout_samples, global_step, *args, **kwargs):
-        clock.publish(global_step)
-        return original(self, rollout_samples, global_step, *args, **kwargs)
+def _warn_if_clipped(values, clip_range) -> None:
+    if not clip_range:
+        return
+    low, high = float(clip_range[0]), float(clip_range[1])
+    outside = int(((values < low) | (values > high)).sum())
+    if outside:
+        logger.warning(
+            "pkpo: %d PKPO reward(s) lie outside --reward.clip_range (%g, %g) (largest |value| "
+            "%.3g); OpenRLHF clips them, which biases the gradient. Widen --reward.clip_range or "
+            "use --pkpo.scale none / n_over_k (their values stay within the reward range).",
+            outside,
+            low,
+            high,
+            float(values.abs().max()),
+        )
 
-    train_step.__pkpo_original__ = original
-    return train_step
 
-
-def _patch_method(cls, name: str, wrapper) -> bool:
-    current = getattr(cls, name)
+def _patch_attribute(owner, name: str, wrapper) -> bool:
+    current = getattr(owner, name)
     if hasattr(current, "__pkpo_original__"):
         return False
-    setattr(cls, name, wrapper(current))
-    logger.info("pkpo: patched %s.%s", cls.__qualname__, name)
+    setattr(owner, name, wrapper(current))
+    logger.info("pkpo: patched %s.%s", getattr(owner, "__qualname__", owner.__name__), name)
     return True
 
 
 def _patch_experience_maker(module) -> None:
-    _patch_method(
+    _patch_attribute(
         module.RemoteExperienceMaker, "compute_advantages_and_returns", _wrap_compute_advantages
     )
+    _patch_attribute(module, "apply_length_penalties", _wrap_length_penalties)
 
 
-def _patch_trainer(module) -> None:
-    _patch_method(module.BasePPOTrainer, "train_step", _wrap_train_step)
-
-
-def patch(k=None, baseline=None, schedule=None) -> PKPOOptions:
+def patch(k=None, baseline=None, schedule=None, scale=None) -> PKPOOptions:
     """Apply the PKPO patch to OpenRLHF in this process (now, or when OpenRLHF is imported).
 
-    With no arguments the options come from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE``
-    (the form a Ray ``worker_process_setup_hook`` needs). Idempotent; a later call may change the
-    options. Returns the options in force.
+    With no arguments the options come from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE`` /
+    ``PKPO_SCALE`` (the form a Ray ``worker_process_setup_hook`` needs). Idempotent; a later
+    call may change the options. Returns the options in force.
     """
-    if k is None and schedule is None and baseline is None:
+    if k is None and schedule is None and baseline is None and scale is None:
         options = options_from_env()
     else:
         options = parse_options(
-            k=k, baseline=baseline, schedule=schedule, source="pkpo.integrations.openrlhf.patch"
+            k=k,
+            baseline=baseline,
+            schedule=schedule,
+            scale=scale,
+            source="pkpo.integrations.openrlhf.patch",
         )
     _state["options"] = options
     when_imported(EXPERIENCE_MODULE, _patch_experience_maker)
-    when_imported(TRAINER_MODULE, _patch_trainer)
     return options
 
 
 def unpatch() -> None:
-    """Undo :func:`patch` on already imported OpenRLHF classes (for tests and notebooks)."""
-    import sys
-
-    targets = [
-        (EXPERIENCE_MODULE, "RemoteExperienceMaker", "compute_advantages_and_returns"),
-        (TRAINER_MODULE, "BasePPOTrainer", "train_step"),
-    ]
-    for module_name, class_name, method in targets:
-        module = sys.modules.get(module_name)
-        cls = getattr(module, class_name, None) if module is not None else None
-        current = getattr(cls, method, None) if cls is not None else None
-        if current is not None and hasattr(current, "__pkpo_original__"):
-            setattr(cls, method, current.__pkpo_original__)
+    """Undo :func:`patch` on already imported OpenRLHF (for tests and notebooks)."""
+    module = sys.modules.get(EXPERIENCE_MODULE)
+    if module is not None:
+        for owner, name in [
+            (module.RemoteExperienceMaker, "compute_advantages_and_returns"),
+            (module, "apply_length_penalties"),
+        ]:
+            current = getattr(owner, name, None)
+            if current is not None and hasattr(current, "__pkpo_original__"):
+                setattr(owner, name, current.__pkpo_original__)
     _state["options"] = None
     clock.reset()
 
 
-__all__ = ["clock", "options_from_env", "patch", "transform_experience_rewards", "unpatch"]
+__all__ = [
+    "clock",
+    "options_from_env",
+    "patch",
+    "training_step_of",
+    "transform_experience_rewards",
+    "unpatch",
+]
