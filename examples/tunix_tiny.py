@@ -119,9 +119,11 @@ def build_cluster(
     max_steps: int,
     learning_rate: float,
     max_new_tokens: int = 3,
-    seed: int = 0,
 ):
-    """An RLCluster on one CPU mesh: actor = rollout (shared weights), vanilla rollout, adamw."""
+    """An RLCluster on one CPU mesh: actor = rollout (shared weights), vanilla rollout, adamw.
+
+    Sampling at temperature 1 with a new seed at every rollout call (:func:`vary_rollout_seed`).
+    """
     import optax
     from tunix.rl import rl_cluster as rl_cluster_lib
     from tunix.rl.rollout import base_rollout
@@ -135,7 +137,7 @@ def build_cluster(
         temperature=1.0,
         top_p=1.0,
         top_k=None,
-        seed=seed,
+        seed=None,
     )
     config = rl_cluster_lib.ClusterConfig(
         role_to_mesh={roles.ACTOR: mesh, roles.REFERENCE: mesh, roles.ROLLOUT: mesh},
@@ -149,24 +151,32 @@ def build_cluster(
         ),
         rollout_config=rollout,
     )
-    return rl_cluster_lib.RLCluster(actor=model, tokenizer=tokenizer, cluster_config=config)
+    cluster = rl_cluster_lib.RLCluster(actor=model, tokenizer=tokenizer, cluster_config=config)
+    vary_rollout_seed(cluster)
+    return cluster
 
 
-def fresh_seed_learner(base):
-    """``base`` with a new rollout seed at every step: the rollout config's seed is otherwise
-    reused as is on every call (with ``seed=None``, ``PRNGKey(0)``)."""
+def vary_rollout_seed(cluster, start: int = 1) -> None:
+    """Give every rollout call whose config has ``seed=None`` a new seed (1, 2, 3, ...).
 
-    class FreshSeedLearner(base):
-        def _generate_and_compute_advantage(self, training_input, mode=None):
-            from tunix.rl import rl_cluster as rl_cluster_lib
+    Tunix's vanilla sampler uses the rollout config's seed as is on every call (``None`` means
+    ``PRNGKey(0)``): every step would redraw the same random numbers, and the agentic learner,
+    which generates each of a group's G samples in its own call, would get G identical samples.
+    """
+    import dataclasses
+    import threading
 
-            mode = rl_cluster_lib.Mode.TRAIN if mode is None else mode
-            config = self.rl_cluster.cluster_config.rollout_config
-            config = config[mode] if isinstance(config, dict) else config
-            config.seed = 1_000_003 * (1 + self.rl_cluster.global_steps) % (2**31)
-            return super()._generate_and_compute_advantage(training_input, mode)
+    rollout, counter, lock = cluster.rollout, itertools.count(start), threading.Lock()
+    generate = rollout.generate
 
-    return FreshSeedLearner
+    def generate_with_fresh_seed(prompts, rollout_config, **kwargs):
+        if rollout_config.seed is None:
+            with lock:
+                seed = next(counter)
+            rollout_config = dataclasses.replace(rollout_config, seed=seed)
+        return generate(prompts, rollout_config, **kwargs)
+
+    rollout.generate = generate_with_fresh_seed
 
 
 def prompt_batches(prompts, batch_prompts: int, steps: int, seed: int = 0):
@@ -202,9 +212,7 @@ def train_once(k: int, args, train, held_out) -> dict:
 
     tokenizer = build_tokenizer()
     model = build_model(len(tokenizer), seed=args.seed)
-    cluster = build_cluster(
-        model, tokenizer, max_steps=args.steps, learning_rate=args.lr, seed=args.seed
-    )
+    cluster = build_cluster(model, tokenizer, max_steps=args.steps, learning_rate=args.lr)
     before = measure_pass_at_k(cluster, held_out, ks=(1, 4))
     pkpo_tunix.register(k=k, scale="mean_abs")
     config = GRPOConfig(
@@ -215,8 +223,9 @@ def train_once(k: int, args, train, held_out) -> dict:
         epsilon=0.2,
         loss_agg_mode="seq-mean-token-sum",
     )
-    learner_class = fresh_seed_learner(pkpo_tunix.PKPOGRPOLearner)
-    learner = learner_class(rl_cluster=cluster, algo_config=config, reward_fns=first_letter_reward)
+    learner = pkpo_tunix.PKPOGRPOLearner(
+        rl_cluster=cluster, algo_config=config, reward_fns=first_letter_reward
+    )
     start = time.perf_counter()
     learner.train(prompt_batches(train, args.batch_prompts, args.steps, seed=args.seed))
     seconds = time.perf_counter() - start

@@ -278,7 +278,7 @@ def grpo_run():
     config = GRPOConfig(
         advantage_estimator="pkpo", num_generations=G, beta=0.0, loss_agg_mode="seq-mean-token-sum"
     )
-    learner_class = _recording(tunix_tiny.fresh_seed_learner(pkpo_tunix.PKPOGRPOLearner))
+    learner_class = _recording(pkpo_tunix.PKPOGRPOLearner)
     learner_class.records = []
     learner = learner_class(rl_cluster=cluster, algo_config=config, reward_fns=varied_reward)
     train, _ = tunix_tiny.split_prompts()
@@ -337,3 +337,87 @@ def test_learner_checks_its_config(grpo_run):
             algo_config=GRPOConfig(advantage_estimator="pkpo_unregistered", num_generations=4),
             reward_fns=varied_reward,
         )
+
+
+# --- the agentic learner: one estimator call per group, k at the group's expected_step --------
+
+AGENTIC_SCHEDULE = "4->2@1"
+
+
+def _recording_agentic(base):
+    local = threading.local()
+
+    class Recording(base):
+        records: list
+
+        def _compute_rewards(self, *args, **kwargs):
+            local.rewards = np.array(super()._compute_rewards(*args, **kwargs))
+            return local.rewards
+
+        def _process_results(self, trajectories, mode=None, expected_step=None):
+            examples = super()._process_results(trajectories, mode, expected_step)
+            self.records.append({
+                "step": expected_step,
+                "rewards": local.rewards,
+                "advantages": np.asarray(examples[0].advantages),
+            })
+            return examples
+
+    return Recording
+
+
+@pytest.fixture(scope="module")
+def agentic_run():
+    """3 steps of Tunix's agentic GRPO learner (single-turn task environment, model agent)."""
+    from tunix.rl.agentic.agentic_grpo_learner import GRPOConfig
+    from tunix.rl.agentic.parser.chat_template_parser import parser as chat_parser
+
+    tokenizer = tunix_tiny.build_tokenizer()
+    tokenizer.chat_template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+    model = tunix_tiny.build_model(len(tokenizer), seed=1)
+    # responses that use the whole token budget are dropped by the agentic learner: give it room
+    cluster = tunix_tiny.build_cluster(
+        model, tokenizer, max_steps=3, learning_rate=1e-2, max_new_tokens=8
+    )
+    cluster.cluster_config.rollout_config.return_logprobs = True  # the agentic learner needs them
+    before = _params(cluster.actor_trainer.model)
+    estimator = pkpo_tunix.register(schedule=AGENTIC_SCHEDULE, scale="none")
+    config = GRPOConfig(
+        advantage_estimator="pkpo",
+        num_generations=G,
+        beta=0.0,
+        loss_agg_mode="seq-mean-token-sum",
+        max_response_length=8,
+        max_concurrency=4,
+    )
+    learner_class = _recording_agentic(pkpo_tunix.PKPOAgenticGRPOLearner)
+    learner_class.records = []
+    learner = learner_class(
+        rl_cluster=cluster,
+        algo_config=config,
+        reward_fns=varied_reward,
+        chat_parser=chat_parser.DefaultChatTemplateParser(tokenizer),
+    )
+    train, _ = tunix_tiny.split_prompts()
+    learner.train([{"prompts": np.array(train[2 * i : 2 * i + 2])} for i in range(3)])
+    return {
+        "records": learner_class.records,
+        "estimator": estimator,
+        "before": before,
+        "after": _params(cluster.actor_trainer.model),
+    }
+
+
+@pytest.mark.slow
+def test_agentic_loop_trains_on_pkpo_advantages_at_each_groups_step(agentic_run):
+    records = agentic_run["records"]
+    assert sorted(r["step"] for r in records) == [0, 0, 1, 1, 2, 2]  # 2 groups a step
+    schedule = pkpo.schedules.from_spec(AGENTIC_SCHEDULE)
+    for record in records:
+        rewards, k = record["rewards"], schedule(record["step"])
+        assert rewards.shape == (G,)
+        expected = pkpo.transform(jnp.asarray(rewards).reshape(1, G), k, scale="none")
+        np.testing.assert_array_equal(record["advantages"], np.asarray(expected).reshape(-1))
+    assert {schedule(r["step"]) for r in records} == {4, 2}
+    moved = [not np.array_equal(a, b) for a, b in zip(agentic_run["before"], agentic_run["after"])]
+    assert any(moved)
