@@ -249,8 +249,10 @@ def main(argv=None) -> int:
     train, held_out = split_prompts(args.seed)
     results = [train_once(int(k), args, train, held_out) for k in args.ks.split(",")]
 
-    print(f"\nheld-out pass@k ({len(held_out)} prompts x 16 samples), {args.steps} steps of "
-          f"{args.batch_prompts} prompts x {args.num_generations}, lr {args.lr}, seed {args.seed}")
+    print(
+        f"\nheld-out pass@k ({len(held_out)} prompts x 16 samples), {args.steps} steps of "
+        f"{args.batch_prompts} prompts x {args.num_generations}, lr {args.lr}, seed {args.seed}"
+    )
     print("| run | pass@1 before | pass@1 after | pass@4 before | pass@4 after | train s |")
     print("|---|---|---|---|---|---|")
     for r in results:

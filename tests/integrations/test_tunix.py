@@ -1,8 +1,8 @@
-"""The Tunix adapter against the real google-tunix 0.1.7: estimator, step sources, a GRPO loop on CPU.
+"""The Tunix adapter against the real google-tunix 0.1.7: estimator, step sources, loops on CPU.
 
-The end-to-end test trains Tunix's own Qwen3 class (tiny config, random init) with a character
-tokenizer built here, Tunix's vanilla rollout and its GRPO learner, and checks that the
-advantages the learner trains on are the PKPO transform of the rewards at the scheduled k.
+The end-to-end tests train Tunix's own Qwen3 class (tiny config, random init) with a character
+tokenizer built here, Tunix's vanilla rollout and its GRPO and agentic learners, and check that
+the advantages the learners train on are the PKPO transform of the rewards at the scheduled k.
 """
 
 from __future__ import annotations
@@ -187,7 +187,9 @@ def test_step_sources():
     assert from_cluster.last_stats == {"k": 4, "step": 1}
 
     steps = iter([0, 5])
-    from_callable = pkpo_tunix.register(schedule="4->2@2", scale="none", step_source=lambda: next(steps))
+    from_callable = pkpo_tunix.register(
+        schedule="4->2@2", scale="none", step_source=lambda: next(steps)
+    )
     from_callable(rewards=rewards, num_generations=8)
     from_callable(rewards=rewards, num_generations=8)
     assert from_callable.last_stats == {"k": 2, "step": 5}
@@ -237,7 +239,7 @@ SCHEDULE = "4->2@2"
 
 
 def varied_reward(prompts, completions, **kwargs):
-    """Continuous reward with ties: distinct characters / 3, plus 1/4 per copy of the first letter."""
+    """Continuous reward with ties: distinct characters / 3, + 1/4 per copy of the first letter."""
     return [len(set(c)) / 3 + c.count(p[0]) / 4 for p, c in zip(prompts, completions)]
 
 
@@ -247,7 +249,8 @@ def _recording(base):
 
         def _compute_rewards(self, *args, **kwargs):
             rewards = super()._compute_rewards(*args, **kwargs)
-            self.records.append({"rewards": np.array(rewards), "step": self.rl_cluster.global_steps})
+            step = self.rl_cluster.global_steps
+            self.records.append({"rewards": np.array(rewards), "step": step})
             return rewards
 
         def _generate_and_compute_advantage(self, training_input, mode=None):
@@ -306,7 +309,8 @@ def test_grpo_loop_trains_on_pkpo_advantages_at_the_scheduled_k(grpo_run):
         np.testing.assert_allclose(
             record["advantages"],
             pkpo.transform(rewards.reshape(-1, G), k, scale="none").reshape(-1),
-            rtol=1e-6, atol=1e-7,
+            rtol=1e-6,
+            atol=1e-7,
         )
     assert grpo_run["estimator"].last_stats == {"k": 2, "step": STEPS - 1}
 
@@ -356,11 +360,13 @@ def _recording_agentic(base):
 
         def _process_results(self, trajectories, mode=None, expected_step=None):
             examples = super()._process_results(trajectories, mode, expected_step)
-            self.records.append({
-                "step": expected_step,
-                "rewards": local.rewards,
-                "advantages": np.asarray(examples[0].advantages),
-            })
+            self.records.append(
+                {
+                    "step": expected_step,
+                    "rewards": local.rewards,
+                    "advantages": np.asarray(examples[0].advantages),
+                }
+            )
             return examples
 
     return Recording
