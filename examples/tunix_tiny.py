@@ -1,4 +1,4 @@
-"""PKPO in Tunix's GRPO learner on a tiny, locally built Qwen3 (CPU, JAX, no downloads, ~3 min).
+"""PKPO in Tunix's GRPO learner on a tiny, locally built Qwen3 (CPU, JAX, no downloads, ~2 min).
 
 The task: the prompt is three letters and a colon ("cag:"); a 3-character completion is correct
 if it contains the prompt's first letter. The rule is never stated; the policy must find it from
@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import time
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 LETTERS = "abcdefgh"
 SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>"]
