@@ -310,15 +310,16 @@ def make_learner_class(base: type) -> type:
                     "normalisation); prefer scale='n_over_k' or 'none' with a tuned learning rate."
                 )
 
-        def _pkpo_log_k(self, mode, step=None) -> None:
+        def _pkpo_log_k(self, mode, step: int, *, at_group_step: bool = False) -> None:
+            """Log the k of ``step`` (not ``last_stats``: groups of other steps may run too)."""
             estimator = self._pkpo_estimator()
-            if estimator is None or "k" not in estimator.last_stats:
+            if estimator is None:
                 return
-            metrics = {"pkpo/k": (estimator.last_stats["k"], np.mean)}
-            if step is None:
-                self.rl_cluster.buffer_metrics(metrics, mode=mode)
-            else:
+            metrics = {"pkpo/k": (estimator.k_at(step), np.mean)}
+            if at_group_step:
                 self.rl_cluster.buffer_metrics_async(metrics, mode=mode, step=step)
+            else:
+                self.rl_cluster.buffer_metrics(metrics, mode=mode)
 
         if agentic:
 
@@ -328,7 +329,7 @@ def make_learner_class(base: type) -> type:
                 step = self.rl_cluster.global_steps if expected_step is None else expected_step
                 with at_step(step):
                     examples = super()._process_results(trajectories, mode, expected_step)
-                self._pkpo_log_k(mode, step)
+                self._pkpo_log_k(mode, step, at_group_step=True)
                 return examples
 
         else:
@@ -336,9 +337,10 @@ def make_learner_class(base: type) -> type:
             def _generate_and_compute_advantage(
                 self, training_input, mode=rl_cluster_lib.Mode.TRAIN
             ):
-                with at_step(self.rl_cluster.global_steps):
+                step = self.rl_cluster.global_steps
+                with at_step(step):
                     example = super()._generate_and_compute_advantage(training_input, mode)
-                self._pkpo_log_k(mode)
+                self._pkpo_log_k(mode, step)
                 return example
 
     Learner.__name__ = Learner.__qualname__ = f"PKPO{base.__name__}"
