@@ -25,12 +25,18 @@ $(STAMP): pyproject.toml constraints/cpu.txt Makefile
 	$(PIP) torchdata pylatexenc ray
 	touch $(STAMP)
 
+# Tests only (not make demo): the Tunix adapter's end-to-end test needs google-tunix (+400 MB)
+TUNIX_STAMP := $(VENV)/.installed-tunix
+$(TUNIX_STAMP): $(STAMP)
+	$(PIP) torch==2.13.0 -e ".[tunix]"
+	touch $(TUNIX_STAMP)
+
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/pkpo demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) $(TUNIX_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

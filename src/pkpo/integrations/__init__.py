@@ -7,4 +7,6 @@ Import the one you need; each imports its framework, so nothing is imported here
 * :mod:`pkpo.integrations.trl`: ``PKPOGRPOTrainer`` / ``PKPORLOOTrainer`` for trl 1.16;
 * :mod:`pkpo.integrations.openrlhf`: ``patch()`` for OpenRLHF 0.11 (launcher:
   ``python -m pkpo.launch.openrlhf``).
+* :mod:`pkpo.integrations.tunix`: the ``pkpo`` advantage estimator (``register(k=...)``) and
+  step-publishing GRPO learners for Tunix 0.1.7 (JAX).
 """

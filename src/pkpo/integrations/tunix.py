@@ -1,0 +1,369 @@
+"""Tunix 0.1.7 adapter: the ``pkpo`` advantage estimator, and GRPO learners that give it the step.
+
+Register the estimator, name it in Tunix's GRPO config, train with a learner below::
+
+    from pkpo.integrations import tunix as pkpo_tunix
+    from tunix.rl.grpo.grpo_learner import GRPOConfig
+
+    pkpo_tunix.register(k=4)                        # or schedule="8->1@150"
+    config = GRPOConfig(advantage_estimator="pkpo", num_generations=8,
+                        loss_agg_mode="seq-mean-token-sum", beta=0.0)
+    learner = pkpo_tunix.PKPOGRPOLearner(rl_cluster=cluster, algo_config=config,
+                                         reward_fns=reward_fn)
+    learner.train(dataset)
+
+How it plugs in: Tunix looks advantage estimators up by name in
+``tunix.rl.function_registry``. Both of its GRPO learners call the one named by
+``algo_config.advantage_estimator`` as ``estimator(rewards=..., num_generations=G)``: the GRPO
+learner once per rollout batch with the flat [B*G] rewards, group after group, and the agentic
+learner once per group ([G]). :func:`register` puts a :class:`PKPOEstimator` there: it reshapes
+the rewards to (B, G) and returns ``pkpo.transform(rewards, k, baseline, scale=...)`` flattened
+(s^(loo-1), paper eq. 33, by default). It is JAX-native: the rewards go to the device once and
+never come back to the host (``validate=False``: no value checks), and it traces under
+``jax.jit`` with ``num_generations`` static.
+
+The step. Tunix calls estimators without the training step. A constant k needs none; a k
+schedule needs a step source, and without one the first call raises (never a silent constant
+k). Sources, first found wins:
+
+1. :class:`PKPOGRPOLearner` / :class:`PKPOAgenticGRPOLearner` (or :func:`make_learner_class` of
+   another GRPO-family learner): the GRPO learner publishes ``rl_cluster.global_steps`` (0 at the
+   first rollout batch, +1 per global step) around each advantage step, the agentic learner the
+   ``expected_step`` of each group (its global step, also for off-policy groups);
+2. :func:`at_step` around your own call of the estimator;
+3. ``register(..., step_source=cluster)``: an object with ``global_steps`` (an ``RLCluster``) or
+   a callable returning the step, read at each call.
+
+k must be a Python int when the transform is traced (its rank weights depend on k), so the
+schedule is read on the host and each distinct k (and batch shape) compiles the transform once:
+a sort and a few scans, 1-3 s on a busy 2-core CPU. A schedule compiles once per k it visits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import logging
+import numbers
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tunix.rl import function_registry
+from tunix.rl import rl_cluster as rl_cluster_lib
+from tunix.rl.agentic import agentic_grpo_learner
+from tunix.rl.grpo import grpo_learner
+
+from .._validation import min_group_size
+from ..transforms import transform
+from ._common import PKPOOptions, check_group_sizes, parse_options
+
+logger = logging.getLogger("pkpo.integrations.tunix")
+
+ESTIMATOR_NAME = "pkpo"
+ENGINE = "tunix advantage_estimator=pkpo"
+#: loss_agg_mode values that weight every sequence by a constant (see docs/integrations.md)
+FAITHFUL_LOSS_AGG_MODES = (
+    "seq-mean-token-sum",
+    "sequence-mean-token-sum-norm",
+    "sequence-mean-token-scale",
+)
+
+_STEP: contextvars.ContextVar[int | None] = contextvars.ContextVar("pkpo_tunix_step", default=None)
+
+
+@contextlib.contextmanager
+def at_step(step) -> Iterator[None]:
+    """Within this block (this thread / asyncio task), PKPO estimators read ``step`` as the step."""
+    token = _STEP.set(_as_step(step))
+    try:
+        yield
+    finally:
+        _STEP.reset(token)
+
+
+def _as_step(step) -> int:
+    if hasattr(step, "item") and not isinstance(step, numbers.Integral):
+        step = step.item()  # a 0-d numpy / JAX integer
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"the training step must be a non-negative integer; got {step!r}.")
+    return int(step)
+
+
+# --- the estimator ---------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("group_size", "k", "baseline", "scale"))
+def _advantages(rewards, *, group_size: int, k: int, baseline: str, scale: str):
+    """[B*G] rewards -> [B*G] PKPO advantages of each group of ``group_size`` consecutive rows."""
+    groups = rewards.reshape(-1, group_size)
+    return transform(groups, k, baseline, scale=scale, validate=False).reshape(-1)
+
+
+class PKPOEstimator:
+    """Tunix advantage estimator ``estimator(rewards, num_generations) -> advantages`` for PKPO.
+
+    Build it with :func:`register`. ``last_stats`` holds ``{"k", "step"}`` of the latest call.
+    """
+
+    def __init__(self, options: PKPOOptions, step_source=None, name: str = ESTIMATOR_NAME):
+        if step_source is not None and not (
+            callable(step_source) or hasattr(step_source, "global_steps")
+        ):
+            raise ValueError(
+                f"{ENGINE}: step_source must be a callable returning the step or an object with a "
+                f"'global_steps' attribute (an RLCluster); got {step_source!r}."
+            )
+        self.options = options
+        self.step_source = step_source
+        self.name = name
+        self.last_stats: dict[str, Any] = {}
+
+    def current_step(self) -> int | None:
+        """The step published by a PKPO learner or :func:`at_step`, else the ``step_source``'s."""
+        step = _STEP.get()
+        if step is not None or self.step_source is None:
+            return step
+        if hasattr(self.step_source, "global_steps"):
+            return _as_step(self.step_source.global_steps)
+        return _as_step(self.step_source())
+
+    def k_at(self, step: int | None) -> int:
+        try:
+            return self.options.k_at(step)
+        except ValueError as error:
+            raise ValueError(
+                f"{ENGINE}: {error} In Tunix: train with PKPOGRPOLearner / "
+                "PKPOAgenticGRPOLearner, or register(..., step_source=rl_cluster)."
+            ) from None
+
+    def __call__(self, rewards, num_generations):
+        """PKPO advantages [B*G] of the rewards [B*G] (B groups of ``num_generations`` rows)."""
+        group_size = _as_group_size(num_generations)
+        step = self.current_step()
+        k = self.k_at(step)
+        rewards = jnp.asarray(rewards)
+        if rewards.ndim != 1 or rewards.shape[0] % group_size:
+            raise ValueError(
+                f"{ENGINE}: rewards of shape {rewards.shape} do not split into groups of "
+                f"num_generations={group_size} consecutive rows."
+            )
+        num_groups = rewards.shape[0] // group_size
+        check_group_sizes(
+            np.full(num_groups, group_size), _RowLabels(group_size), k, self.options, engine=ENGINE
+        )
+        advantages = _advantages(
+            rewards,
+            group_size=group_size,
+            k=k,
+            baseline=self.options.baseline,
+            scale=self.options.scale,
+        )
+        self.last_stats = {"k": k, "step": step}
+        return advantages
+
+    def same_as(self, other) -> bool:
+        """True if ``other`` is a PKPO estimator with the same options and step source."""
+        return (
+            isinstance(other, PKPOEstimator)
+            and other.options == self.options
+            and other.step_source is self.step_source
+        )
+
+    def __repr__(self) -> str:
+        return f"PKPOEstimator({self.options.describe()})"
+
+
+class _RowLabels:
+    """Group i's label for error messages, "rows {i*G}..{i*G+G-1}", made only when needed."""
+
+    def __init__(self, group_size: int):
+        self.group_size = group_size
+
+    def __getitem__(self, i) -> str:
+        return f"rows {i * self.group_size}..{(i + 1) * self.group_size - 1}"
+
+
+def _as_group_size(num_generations) -> int:
+    if (
+        isinstance(num_generations, bool)
+        or not isinstance(num_generations, numbers.Integral)
+        or num_generations < 1
+    ):
+        raise ValueError(
+            f"{ENGINE}: num_generations must be a positive integer; got {num_generations!r}."
+        )
+    return int(num_generations)
+
+
+def register(
+    k=None,
+    schedule=None,
+    baseline=None,
+    scale=None,
+    rollout_n=None,
+    *,
+    step_source=None,
+    name: str = ESTIMATOR_NAME,
+) -> PKPOEstimator:
+    """Register a :class:`PKPOEstimator` in Tunix's function registry under ``name``; return it.
+
+    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``k`` or a k
+    ``schedule`` (``"8->1@150"``, ...), ``baseline`` (default "loo_minus_one"), ``scale``
+    (default ``_common.DEFAULT_SCALE``) and an optional ``rollout_n`` (largest group allowed).
+    ``step_source``: an ``RLCluster`` (its ``global_steps``) or a callable returning the step,
+    for a schedule used without a PKPO learner. Idempotent: if ``name`` already holds an
+    estimator with the same options and step source, that one is kept and returned.
+    """
+    options = parse_options(
+        k=k,
+        baseline=baseline,
+        schedule=schedule,
+        rollout_n=rollout_n,
+        scale=scale,
+        source="pkpo.integrations.tunix.register",
+    )
+    estimator = PKPOEstimator(options, step_source, name)
+    existing = registered(name)
+    if existing is not None and estimator.same_as(existing):
+        return existing
+    function_registry.register_advantage_estimator(name)(estimator)
+    logger.info("pkpo: registered Tunix advantage estimator %r (%s)", name, options.describe())
+    return estimator
+
+
+def registered(name: str = ESTIMATOR_NAME):
+    """The advantage estimator registered under ``name`` in Tunix, or None."""
+    if name not in function_registry.default_registry.list_functions("advantage_estimator"):
+        return None
+    return function_registry.get_advantage_estimator(name)
+
+
+# --- learners that publish the step ---------------------------------------------------------
+
+
+def make_learner_class(base: type) -> type:
+    """A subclass of a Tunix GRPO-family learner that publishes the step to PKPO estimators.
+
+    For the agentic learner (``_process_results`` per group) the step is the group's
+    ``expected_step``; for the others (``_generate_and_compute_advantage`` per rollout batch) it
+    is ``rl_cluster.global_steps``. The learner also logs ``pkpo/k`` and, at construction, checks
+    that the configured estimator is registered, that ``num_generations`` is large enough for
+    the schedule's largest k, and warns about a loss aggregation that biases the gradient.
+    """
+    agentic = hasattr(base, "_process_results")
+
+    class Learner(base):
+        def __init__(self, *args, **kwargs):
+            # checked before Tunix's __init__, which starts building on the cluster
+            self._pkpo_check_config(kwargs.get("algo_config", args[1] if len(args) > 1 else None))
+            super().__init__(*args, **kwargs)
+
+        def _pkpo_estimator(self):
+            estimator = registered(self.algo_config.advantage_estimator)
+            return estimator if isinstance(estimator, PKPOEstimator) else None
+
+        def _pkpo_check_config(self, config) -> None:
+            name = getattr(config, "advantage_estimator", None)
+            if name is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs algo_config=GRPOConfig(advantage_estimator="
+                    f"'pkpo', ...); got {config!r}."
+                )
+            estimator = registered(name)
+            if not isinstance(estimator, PKPOEstimator):
+                if estimator is None:
+                    raise ValueError(
+                        f"{type(self).__name__}: advantage_estimator={name!r} is not registered; "
+                        "call pkpo.integrations.tunix.register(k=...) before building the learner."
+                    )
+                logger.warning(
+                    "pkpo: %s uses advantage_estimator=%r, not a PKPO estimator; it only "
+                    "publishes the step.",
+                    type(self).__name__,
+                    name,
+                )
+                return
+            options = estimator.options
+            needed = min_group_size(options.schedule.max_k, options.baseline)
+            if config.num_generations < needed:
+                raise ValueError(
+                    f"{type(self).__name__}: num_generations={config.num_generations} is too few "
+                    f"for k={options.schedule.max_k} with baseline {options.baseline!r} (needs at "
+                    f"least {needed})."
+                )
+            mode = getattr(config, "loss_agg_mode", None)
+            if mode is not None and mode not in FAITHFUL_LOSS_AGG_MODES:
+                logger.warning(
+                    "pkpo: loss_agg_mode=%r normalises by each sequence's length or by the "
+                    "batch's token count, which biases the PKPO gradient; prefer %s.",
+                    mode,
+                    " or ".join(repr(m) for m in FAITHFUL_LOSS_AGG_MODES[:2]),
+                )
+            if agentic and options.scale == "mean_abs":
+                logger.warning(
+                    "pkpo: the agentic learner calls the estimator once per group, so "
+                    "scale='mean_abs' divides each group by its own mean |A| (a per-group "
+                    "normalisation); prefer scale='n_over_k' or 'none' with a tuned learning rate."
+                )
+
+        def _pkpo_log_k(self, mode, step: int, *, at_group_step: bool = False) -> None:
+            """Log the k of ``step`` (not ``last_stats``: groups of other steps may run too)."""
+            estimator = self._pkpo_estimator()
+            if estimator is None:
+                return
+            metrics = {"pkpo/k": (estimator.k_at(step), np.mean)}
+            if at_group_step:
+                self.rl_cluster.buffer_metrics_async(metrics, mode=mode, step=step)
+            else:
+                self.rl_cluster.buffer_metrics(metrics, mode=mode)
+
+        if agentic:
+
+            def _process_results(
+                self, trajectories, mode=rl_cluster_lib.Mode.TRAIN, expected_step=None
+            ):
+                step = self.rl_cluster.global_steps if expected_step is None else expected_step
+                with at_step(step):
+                    examples = super()._process_results(trajectories, mode, expected_step)
+                self._pkpo_log_k(mode, step, at_group_step=True)
+                return examples
+
+        else:
+
+            def _generate_and_compute_advantage(
+                self, training_input, mode=rl_cluster_lib.Mode.TRAIN
+            ):
+                step = self.rl_cluster.global_steps
+                with at_step(step):
+                    example = super()._generate_and_compute_advantage(training_input, mode)
+                self._pkpo_log_k(mode, step)
+                return example
+
+    Learner.__name__ = Learner.__qualname__ = f"PKPO{base.__name__}"
+    Learner.__module__ = __name__
+    Learner.__doc__ = f"{base.__module__}.{base.__qualname__} that publishes the step to PKPO."
+    return Learner
+
+
+#: Tunix's GRPO learner (``tunix.rl.grpo.grpo_learner.GRPOLearner``) publishing ``global_steps``
+PKPOGRPOLearner = make_learner_class(grpo_learner.GRPOLearner)
+#: Tunix's agentic GRPO learner publishing each group's ``expected_step``
+PKPOAgenticGRPOLearner = make_learner_class(agentic_grpo_learner.GRPOLearner)
+PKPOAgenticGRPOLearner.__name__ = PKPOAgenticGRPOLearner.__qualname__ = "PKPOAgenticGRPOLearner"
+
+__all__ = [
+    "ENGINE",
+    "ESTIMATOR_NAME",
+    "FAITHFUL_LOSS_AGG_MODES",
+    "PKPOAgenticGRPOLearner",
+    "PKPOEstimator",
+    "PKPOGRPOLearner",
+    "at_step",
+    "make_learner_class",
+    "register",
+    "registered",
+]
