@@ -49,8 +49,10 @@ BLOCKS = _blocks()
 def _python_shim(directory: Path) -> dict:
     """An environment whose ``python`` / ``python3`` is this interpreter."""
     directory.mkdir(exist_ok=True)
-    for name in ("python", "python3"):
-        (directory / name).symlink_to(sys.executable)
+    for name in ("python", "python3"):  # a script, not a symlink: a symlinked venv python loses its venv
+        shim = directory / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        shim.chmod(0o755)
     return {**os.environ, "PATH": f"{directory}{os.pathsep}{os.environ['PATH']}"}
 
 
