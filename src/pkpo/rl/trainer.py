@@ -56,9 +56,13 @@ import math
 import os
 import random
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (pkpo[rl] installs it)
+    import tomli as tomllib
 
 import numpy as np
 import torch
@@ -69,6 +73,7 @@ from pkpo.schedules import from_spec
 
 from .evaluation import evaluate, score_samples
 from .interfaces import Policy, Task
+from .rundir import open_run
 
 METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
 BASELINES = ("none", "loo", "loo_minus_one", "centered")
@@ -413,8 +418,20 @@ class _Batcher:
 
 
 def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
-          resume: bool = False, progress: bool = True) -> dict:
-    """Run RL on ``policy`` for ``task``; returns the final metrics (also in ``out_dir/final.json``)."""
+          resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run RL on ``policy`` for ``task``; returns the final metrics (also in ``out_dir/final.json``).
+
+    ``out_dir`` is locked for the run (:mod:`pkpo.rl.rundir`): a second process is refused. A folder
+    that already holds a run is refused unless ``resume=True`` (continue from its checkpoint.pt,
+    which must exist) or ``overwrite=True`` (delete its run files and start again).
+    """
+    cfg = config.validate()
+    with open_run(cfg.out_dir, resume=resume, overwrite=overwrite):
+        return _train(cfg, policy, task, reference=reference, resume=resume, progress=progress)
+
+
+def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
+           resume: bool = False, progress: bool = True) -> dict:
     cfg = config.validate()
     if cfg.kl_coef > 0 and reference is None:
         raise ValueError("kl_coef > 0 needs a reference policy (train(..., reference=warm_start_copy))")
