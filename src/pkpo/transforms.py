@@ -229,7 +229,14 @@ def factorize_group_ids(group_ids, n_items: int):
     Unique ids come sorted, as ``np.unique`` orders them; ids may be ints, strings or a tensor.
     """
     ids_backend = backend_of(group_ids)
-    ids = ids_backend.to_numpy(group_ids) if ids_backend.name != "numpy" else np.asarray(group_ids)
+    if isinstance(group_ids, (list, tuple)):
+        # keep each id's own type: np.asarray([1, "1"]) would turn both into the string "1"
+        ids = np.empty(len(group_ids), dtype=object)
+        ids[:] = group_ids
+    elif ids_backend.name != "numpy":
+        ids = ids_backend.to_numpy(group_ids)
+    else:
+        ids = np.asarray(group_ids)
     if ids.ndim != 1 or ids.shape[0] != n_items:
         raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
     try:
