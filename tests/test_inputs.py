@@ -122,6 +122,7 @@ def test_loo_minus_one_sums_to_zero_at_k_1(rng):
 # --- JAX jit and torch autograd, as the docs describe them --------------------------------------
 
 
+@pytest.mark.slow
 def test_jax_jit_needs_validate_false_and_says_so():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy

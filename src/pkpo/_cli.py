@@ -108,16 +108,17 @@ EXTRAS = {
 }
 
 
-def missing_extra(modules) -> str | None:
-    """A sentence naming the first of ``modules`` that is not installed and the extra to install.
+def missing_extra(modules, extra: str | None = None) -> str | None:
+    """A sentence naming those of ``modules`` that are not installed and the extra to install.
 
-    Uses ``importlib.util.find_spec``, so nothing is imported. Returns None when all are present.
+    ``extra`` names the pkpo extra that brings them all; by default it is looked up per module
+    in :data:`EXTRAS`. Uses ``importlib.util.find_spec``, so nothing is imported. Returns None when
+    all are present.
     """
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if not missing:
         return None
-    extras = sorted({EXTRAS.get(name, name) for name in missing})
-    spec = ",".join(extras)
+    spec = extra or ",".join(sorted({EXTRAS.get(name, name) for name in missing}))
     return (
         f"this command needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
         f"not installed; install it with: pip install 'pkpo[{spec}]'"

@@ -16,24 +16,24 @@ import sys
 
 from ._cli import EXTRAS, fail, missing_extra
 
-# name -> (module, function, one-line help, modules it needs beyond numpy)
+# name -> (module, function, one-line help, modules it needs beyond numpy, the extra that has them)
 COMMANDS = {
     "demo": ("pkpo.rl.cli", "demo_main", "train a small policy: pass@1 baseline vs PKPO, with a report",
-             ("torch", "tqdm", "matplotlib")),
+             ("torch", "tqdm", "matplotlib"), "rl"),
     "train": ("pkpo.rl.cli", "train_main", "one RL run from flags or a TOML config (checkpoints, --resume)",
-              ("torch", "tqdm")),
+              ("torch", "tqdm"), "rl"),
     "sweep": ("pkpo.rl.cli", "sweep_main", "a grid of RL runs over k, schedules, baselines and seeds",
-              ("torch", "tqdm", "matplotlib")),
+              ("torch", "tqdm", "matplotlib"), "rl"),
     "toy": ("pkpo.toy.cli", "main", "reproduce the paper's toy study (figures 1, 2, 4, 5 and toy training)",
-            ("scipy", "tqdm", "matplotlib")),
-    "eval": ("pkpo.evaluate", "main", "unbiased pass@k / maxg@k with confidence intervals from a JSONL file", ()),
-    "bench": ("pkpo.bench", "main", "time the reward transform against reference implementations", ()),
+            ("scipy", "tqdm", "matplotlib"), "toy"),
+    "eval": ("pkpo.evaluate", "main", "unbiased pass@k / maxg@k with confidence intervals from a JSONL file", (), None),
+    "bench": ("pkpo.bench", "main", "time the reward transform against reference implementations", (), None),
 }
 
 
 def _usage() -> str:
     lines = ["usage: pkpo COMMAND [options]", "", "Pass@K Policy Optimization toolkit.", "", "commands:"]
-    lines += [f"  {name:<7} {help_}" for name, (_, _, help_, _) in COMMANDS.items()]
+    lines += [f"  {name:<7} {help_}" for name, (_, _, help_, _, _) in COMMANDS.items()]
     lines += ["", "Run 'pkpo COMMAND --help' for the options of one command."]
     return "\n".join(lines)
 
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     if name not in COMMANDS:
         print(f"pkpo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module_name, function_name, _, needs = COMMANDS[name]
-    missing = missing_extra(needs)
+    module_name, function_name, _, needs, extra = COMMANDS[name]
+    missing = missing_extra(needs, extra)
     if missing:
         return fail(f"pkpo {name}", missing)
     try:

@@ -20,11 +20,12 @@ import numpy as np
 from . import _validation
 from ._combinatorics import EXACT_MAX_SIZE, log_factorial_table
 from ._sorted import sort_groups
+from ._typing import Array, IntLike
 
 __all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts"]
 
 
-def pass_at_k_from_counts(n, c, k):
+def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
     """Unbiased pass@k from counts: rho(n, c, k) = 1 - C(n - c, k) / C(n, k)   (eq. 3).
 
     The probability that a random size-k subset of n samples, c of them correct, contains at
@@ -126,7 +127,7 @@ def _integral(value: np.ndarray) -> bool:
     )
 
 
-def pass_at_k(correct, k, mask=None, *, validate=True):
+def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
     """Unbiased pass@k of each problem from its n binary outcomes   (eq. 3).
 
     rho(n, c, k) = 1 - C(n - c, k) / C(n, k), with c = sum_i f_i the number of correct samples:
@@ -153,7 +154,7 @@ def pass_at_k(correct, k, mask=None, *, validate=True):
     return _maxg_from_sorted(groups, k)
 
 
-def maxg_at_k(rewards, k, mask=None, *, validate=True):
+def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
     """Unbiased maxg@k = E[max of k rewards] of each group from its n rewards   (eqs. 12-14).
 
     rho^(g)(n, k) = (1 / C(n, k)) sum_{i=k}^{n} C(i - 1, k - 1) g_(i), with g_(1) <= ... <= g_(n)

@@ -41,6 +41,7 @@ import numpy as np
 from . import _validation
 from ._backend import as_array, backend_of
 from ._sorted import SortedGroups, sort_groups
+from ._typing import Array, Baseline, IntLike
 
 __all__ = ["transform", "transform_grouped", "TransformInfo"]
 
@@ -118,7 +119,8 @@ def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
 # --- public API ------------------------------------------------------------------------------
 
 
-def transform(rewards, k, baseline="loo_minus_one", mask=None, *, return_info=False, validate=True):
+def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", mask: Array | None = None, *,
+              return_info: bool = False, validate: bool = True) -> Array | tuple[Array, TransformInfo]:
     """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
 
     Binary rewards (0/1 or bool: pass@k, eq. 8) and continuous rewards (maxg@k, eq. 19) are the
@@ -171,7 +173,9 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool):
     return advantages, info
 
 
-def transform_grouped(rewards, group_ids, k, baseline="loo_minus_one", *, return_info=False, validate=True):
+def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = "loo_minus_one", *,
+                      return_info: bool = False,
+                      validate: bool = True) -> Array | tuple[Array, np.ndarray, TransformInfo]:
     """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
 
     Groups may be unsorted, interleaved and of different sizes (DAPO filtering, failed rollouts).

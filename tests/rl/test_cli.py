@@ -79,6 +79,7 @@ def test_run_spec():
     assert run_spec("tzsm", 5) == {"method": "tzsm"}
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0

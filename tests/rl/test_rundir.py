@@ -98,6 +98,7 @@ def test_cli_refuses_a_rerun_and_resume_without_checkpoint(tmp_path, capsys):
     assert train_main(TINY + cache + ["--out", str(out), "--overwrite"]) == 0
 
 
+@pytest.mark.slow
 def test_sweep_refuses_runs_made_with_other_settings(tmp_path, capsys):
     out = str(tmp_path / "sweep")
     argv = ["--preset", "quick", "--steps", "2", "--warm-steps", "2", "--eval-problems", "2", "--out", out,
