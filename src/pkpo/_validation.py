@@ -48,7 +48,8 @@ def check_baseline(baseline) -> str:
 
 
 def min_group_size(k: int, baseline: str) -> int:
-    """Smallest group size n for which ``baseline`` is defined at this k (DESIGN.md)."""
+    """Smallest group size n for which ``baseline`` is defined at this k (k = 1 with loo_minus_one is
+    leave-one-out centring, which needs a second sample)."""
     if baseline in ("loo", "centered"):
         return k + 1
     if baseline == "loo_minus_one" and k == 1:

@@ -10,15 +10,17 @@ baseline           A_i                                              needs     su
 =================  ===============================================  ========  ===============
 "none"             s_i (eqs. 8, 19)                                 k <= n    k rho_k
 "loo"              s_i - (k/(n-1)) rho_k(g without i)  (eq. 29)     n >= k+1  -k rho_k/(n-1)
-"loo_minus_one"    s_i - (k/n) rho_{k-1}(g without i)  (eq. 33)     k <= n    k(rho_k - rho_{k-1})
-"centered"         rho_k(g) - rho_k(g without i)                     n >= k+1  0
+"loo_minus_one"    s_i - (k/n) rho_{k-1}(g without i)  (eq. 33)     k <= n    k(rho_k - rho_{k-1}) *
+"centered"         rho_k(g) - rho_k(g without i)                     n >= k+1  0 (up to rounding)
 =================  ===============================================  ========  ===============
+
+* for k >= 2; at k = 1 "loo_minus_one" is leave-one-out centring (below) and sums to 0.
 
 rho_k is the unbiased maxg@k estimate of :func:`pkpo.maxg_at_k`. "loo_minus_one" is the
 paper's PKPO, used in all its LLM experiments, and the default. At k = 1 it is defined as plain
 leave-one-out centring, (g_i - mean_{j != i} g_j) / n (the paper's k_opt = 1 baseline, eq. 26, on
 the same k/n scale as s), which coincides with "centered" at k = 1. "centered" is not in the
-paper: it is the jackknife form derived in paper.md §1.5 item 4, unbiased because the subtracted
+paper: it is a jackknife form of the subset estimator (eqs. 27-28), unbiased because the subtracted
 term does not depend on sample i.
 
 Values are exactly the paper's (no extra scaling), so sum_i s_i = k rho_k holds.
@@ -58,7 +60,7 @@ class TransformInfo(NamedTuple):
 
 
 def _leave_one_out_estimate(groups: SortedGroups, w: dict):
-    """rho_k(g without the sample of rank i), for every i (paper.md §1.5 item 1).
+    """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
     in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t tail_{n-1}(t-1).
@@ -92,7 +94,8 @@ def _s(groups: SortedGroups, w: dict, k: int):
 def _loo_minus_one(groups: SortedGroups, w: dict):
     """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
 
-    The "marginal contribution" form of paper.md §1.5 item 3: a cumulative sum of non-negative
+    The "marginal contribution" form of eq. 33 (first line: each subset credits its winner with
+    the gap to the runner-up): a cumulative sum of non-negative
     terms, so the result is exactly non-negative and non-decreasing in rank. The weight
     C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
     """

@@ -29,7 +29,7 @@ from .trainer import TrainConfig
 
 # Presets: a dict of TrainConfig overrides.
 PRESETS = {
-    # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples; RL_NOTES)
+    # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples)
     "cpu": {},
     # the measured sweep setting of docs/results.md (8 prompts x 16 samples, 100 steps) and the demo
     "demo": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,

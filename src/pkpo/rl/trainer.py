@@ -30,7 +30,7 @@ policy, and an entropy bonus. Methods (``TrainConfig.method``):
 
 Advantage normalisation (``adv_norm="mean_abs"``, the default): the reward advantages of the whole
 batch are divided by their mean absolute value (when it is non-zero), so one learning rate serves
-every k (RL_NOTES: the raw scale of s shrinks or grows with k). This rescales each step's gradient
+every k (the raw scale of s shrinks or grows with k: sum_i s_i = k rho_k). This rescales each step's gradient
 by a positive constant, which changes step sizes but not directions. ``"none"`` keeps the paper's
 values.
 
@@ -480,6 +480,10 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     if progress and start_step == 0:
         print(f"{cfg.run_name()}: {bs} prompts x {n} samples = {bs * n} completions per step, "
               f"k schedule {schedule.describe()}, {cfg.steps} steps")
+        if eval_problems:
+            every = f"every {cfg.eval_every} steps from step 0 and " if cfg.eval_every else ""
+            print(f"held-out evaluation: {len(eval_problems)} problems x {cfg.eval_samples} samples, {every}at the end",
+                  flush=True)
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {
