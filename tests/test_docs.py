@@ -51,8 +51,8 @@ LANGS = {"bash": "shell", "sh": "shell", "shell": "shell", "console": "console",
          "py": "python", "toml": "toml"}
 # flags appended to each pkpo command in shell blocks (the last value of a repeated flag wins)
 SMALL = {
-    "train": ["--steps", "1", "--warm-steps", "2", "--eval-every", "0", "--eval-problems", "2",
-              "--eval-samples", "2", "--eval-ks", "1,2", "--prompts-per-step", "2", "--no-progress"],
+    "train": ["--steps", "1", "--warm-steps", "2", "--eval-every", "0", "--eval-problems", "1",
+              "--eval-samples", "2", "--eval-ks", "1,2", "--prompts-per-step", "1", "--no-progress"],
     "sweep": ["--steps", "1", "--warm-steps", "2", "--eval-problems", "2", "--seeds", "0", "--jobs", "1",
               "--no-progress"],
     "toy": ["--quick", "--no-progress"],
