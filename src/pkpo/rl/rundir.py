@@ -232,7 +232,9 @@ class RunLock:
             ) from None
         self._handle.seek(0)
         self._handle.truncate()
-        command = " ".join(["pkpo", *sys.argv[1:]]) if Path(sys.argv[0]).name == "pkpo" else what
+        launcher = Path(sys.argv[0] if sys.argv and sys.argv[0] else "python")
+        is_pkpo = launcher.name == "pkpo" or (launcher.name == "__main__.py" and launcher.parent.name == "pkpo")
+        command = " ".join(["pkpo", *sys.argv[1:]]) if is_pkpo else what
         started = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self._handle.write(f"pid {os.getpid()} ({command}, since {started})\n")
         self._handle.flush()
