@@ -340,3 +340,74 @@ def test_transform_grouped_single_group_equals_transform(rng):
     np.testing.assert_allclose(
         pkpo.transform_grouped(g, np.zeros(16, int), 4), pkpo.transform(g, 4), atol=1e-15
     )
+
+
+# --- scale -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("baseline", ["none", "loo", "loo_minus_one", "centered"])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_scale_n_over_k_is_the_constant_n_over_k(baseline, k, rng):
+    g = rng.random((7, 8))
+    np.testing.assert_allclose(
+        pkpo.transform(g, k, baseline, scale="n_over_k"), pkpo.transform(g, k, baseline) * 8 / k, rtol=1e-12
+    )
+
+
+def test_scale_n_over_k_at_k1_is_rloo(rng):
+    g = rng.random((5, 6))
+    rloo = g - (g.sum(-1, keepdims=True) - g) / 5  # g_i - mean_{j != i} g_j
+    np.testing.assert_allclose(pkpo.transform(g, 1, scale="n_over_k"), rloo, atol=1e-14)
+
+
+def test_scale_mean_abs_has_unit_mean_abs_and_keeps_signs(rng):
+    g = (rng.random((32, 16)) < 0.3).astype(float)
+    raw = pkpo.transform(g, 4, "centered")
+    scaled = pkpo.transform(g, 4, "centered", scale="mean_abs")
+    assert np.abs(scaled).mean() == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(scaled * np.abs(raw).mean(), raw, atol=1e-14)
+
+
+def test_scale_mean_abs_of_an_all_zero_batch_is_zero():
+    assert not pkpo.transform(np.ones((3, 4)), 2, scale="mean_abs").any()
+
+
+def test_scale_with_mask_uses_each_groups_n_and_only_valid_entries(rng):
+    g = rng.random((6, 9))
+    mask = rng.random((6, 9)) < 0.7
+    mask[:, :3] = True
+    raw = pkpo.transform(g, 2, mask=mask)
+    n = mask.sum(-1, keepdims=True)
+    np.testing.assert_allclose(pkpo.transform(g, 2, mask=mask, scale="n_over_k"), raw * n / 2, rtol=1e-12)
+    scaled, info = pkpo.transform(g, 2, mask=mask, scale="mean_abs", return_info=True)
+    np.testing.assert_allclose(scaled, raw / np.abs(raw[mask]).mean(), rtol=1e-12)
+    assert not scaled[~mask].any()
+    np.testing.assert_allclose(info.advantage_sum, scaled.sum(-1), atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", ["n_over_k", "mean_abs"])
+def test_scale_transform_grouped_equals_scaled_per_group(scale, rng):
+    ids = rng.integers(0, 9, size=120)
+    g = rng.random(120)
+    raw = pkpo.transform_grouped(g, ids, 2)
+    expected = raw * np.bincount(ids)[ids] / 2 if scale == "n_over_k" else raw / np.abs(raw).mean()
+    np.testing.assert_allclose(pkpo.transform_grouped(g, ids, 2, scale=scale), expected, rtol=1e-12)
+
+
+def test_scale_torch_and_jax_match_numpy(rng):
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    g = rng.random((4, 8))
+    mask = rng.random((4, 8)) < 0.8
+    mask[:, :2] = True
+    for scale in ("n_over_k", "mean_abs"):
+        expected = pkpo.transform(g, 2, mask=mask, scale=scale)
+        out_t = pkpo.transform(torch.tensor(g), 2, mask=torch.tensor(mask), scale=scale)
+        np.testing.assert_allclose(out_t.numpy(), expected, rtol=1e-12)
+        jitted = jax.jit(lambda x, m, s=scale: pkpo.transform(x, 2, mask=m, scale=s, validate=False))
+        np.testing.assert_allclose(np.asarray(jitted(g, mask)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_scale_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown scale 'unit'; expected one of none, n_over_k, mean_abs"):
+        pkpo.transform(np.ones((2, 3)), 1, scale="unit")

@@ -19,7 +19,8 @@ else:
     Array = Any
 
 Baseline = Literal["none", "loo", "loo_minus_one", "centered"]
+Scale = Literal["none", "n_over_k", "mean_abs"]
 # k: a Python or numpy int, or a 0-d integer array or tensor
 IntLike = Union[int, np.integer, Any]
 
-__all__ = ["Array", "Baseline", "IntLike"]
+__all__ = ["Array", "Baseline", "IntLike", "Scale"]

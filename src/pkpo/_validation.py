@@ -14,6 +14,7 @@ import operator
 import numpy as np
 
 BASELINES = ("none", "loo", "loo_minus_one", "centered")
+SCALES = ("none", "n_over_k", "mean_abs")
 
 
 def check_k(k) -> int:
@@ -45,6 +46,12 @@ def check_baseline(baseline) -> str:
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; expected one of {', '.join(BASELINES)}.")
     return baseline
+
+
+def check_scale(scale) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}.")
+    return scale
 
 
 def min_group_size(k: int, baseline: str) -> int:

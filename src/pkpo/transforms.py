@@ -23,7 +23,29 @@ the same k/n scale as s), which coincides with "centered" at k = 1. "centered" i
 paper: it is a jackknife form of the subset estimator (eqs. 27-28), unbiased because the subtracted
 term does not depend on sample i.
 
-Values are exactly the paper's (no extra scaling), so sum_i s_i = k rho_k holds.
+Values are exactly the paper's by default (``scale="none"``), so sum_i s_i = k rho_k holds.
+``scale`` rescales them for drop-in use in trainers tuned for GRPO-sized advantages:
+
+==============  ===========================================================  ==================
+scale           A_i becomes                                                  unbiased?
+==============  ===========================================================  ==================
+"none"          A_i (the paper's values; default of the math layer)          yes
+"n_over_k"      (n/k) A_i, with each group's own n                           yes, up to the
+                                                                             constant n/k
+"mean_abs"      A_i / mean_j |A_j| over the whole call (left as is when 0)   no: see below
+==============  ===========================================================  ==================
+
+"n_over_k" undoes the k/n factor of s (s_i = (k/n) E[max of a k-subset holding i]), a constant
+per (n, k): the estimate stays unbiased for (n/k) grad maxg@k, and at k = 1 "loo_minus_one" gives
+exactly the RLOO advantage g_i - mean_{j != i} g_j. The size of the advantages still falls as
+pass@k saturates (that is the true gradient of pass@k), so the step size still changes with k.
+
+"mean_abs" divides by a statistic of the same batch, m = mean |A| over every valid entry of the
+call (all groups together). Each batch's gradient keeps its direction, and its size no longer
+depends on k or on how saturated pass@k is, so one learning rate serves a whole k schedule (the
+engine adapters' default, and the built-in trainer's). The price is a bias: E[A / m] is not
+E[A] / E[m] because m depends on the same samples; the bias shrinks as the batch grows and m
+concentrates. A batch whose advantages are all 0 is returned unchanged.
 
 Implementation: one sort per group, then prefix/suffix sums of the gaps between consecutive
 order statistics times closed-form rank weights (see :mod:`pkpo._sorted`); O(n log n) per
@@ -36,6 +58,8 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,9 +67,9 @@ import numpy as np
 from . import _validation
 from ._backend import as_array, backend_of
 from ._sorted import SortedGroups, sort_groups
-from ._typing import Array, Baseline, IntLike
+from ._typing import Array, Baseline, IntLike, Scale
 
-__all__ = ["transform", "transform_grouped", "TransformInfo"]
+__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo"]
 
 
 class TransformInfo(NamedTuple):
@@ -123,7 +147,8 @@ def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
 
 
 def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", mask: Array | None = None, *,
-              return_info: bool = False, validate: bool = True) -> Array | tuple[Array, TransformInfo]:
+              scale: Scale = "none", return_info: bool = False,
+              validate: bool = True) -> Array | tuple[Array, TransformInfo]:
     """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
 
     Binary rewards (0/1 or bool: pass@k, eq. 8) and continuous rewards (maxg@k, eq. 19) are the
@@ -137,6 +162,9 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
         baseline: "loo_minus_one" (default, the paper's PKPO), "none", "loo" or "centered".
         mask: optional bool array of the same shape; False marks padding. Each group then uses
             its own n = mask.sum(-1), and masked entries come back as 0.
+        scale: "none" (default: the paper's values), "n_over_k" (times n/k: unbiased up to that
+            constant; k = 1 gives RLOO) or "mean_abs" (divided by the call's mean |A|: one
+            learning rate for every k, at the price of a small bias). See the module docstring.
         return_info: also return a :class:`TransformInfo` of per-group diagnostics.
         validate: check values (NaN/inf, ragged group sizes). Static checks always run. On GPU
             the value checks cost one host sync; with ``validate=False`` the call is sync-free,
@@ -148,7 +176,7 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
 
     Raises:
         ValueError: k not a positive int, k > n, a group too small for the baseline, NaN/inf
-            rewards, a mask of the wrong shape or dtype, an unknown baseline.
+            rewards, a mask of the wrong shape or dtype, an unknown baseline or scale.
 
     Examples:
         >>> g = np.array([0.0, 1.0, 0.0, 1.0])
@@ -156,14 +184,19 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
         [0.333333, 0.5, 0.333333, 0.5]
         >>> transform(g, k=2).round(6).tolist()    # s^(loo-1): failures get exactly 0
         [0.0, 0.333333, 0.0, 0.333333]
+        >>> transform(g, k=1, scale="n_over_k").round(6).tolist()  # RLOO: g_i - mean of the others
+        [-0.666667, 0.666667, -0.666667, 0.666667]
     """
     k = _validation.check_k(k)
     baseline = _validation.check_baseline(baseline)
+    scale = _validation.check_scale(scale)
     groups = sort_groups(rewards, mask, validate=validate, k=k, baseline=baseline)
-    return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info)
+    return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info, scale)
 
 
-def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool):
+def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"):
+    if scale != "none":  # padding is not part of a group: zero it before the batch statistics
+        sorted_advantages = scale_advantages(groups.without_padding(sorted_advantages), k, scale, groups.n)
     advantages = groups.finish(sorted_advantages)
     if not return_info:
         return advantages
@@ -177,7 +210,7 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool):
 
 
 def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = "loo_minus_one", *,
-                      return_info: bool = False,
+                      scale: Scale = "none", return_info: bool = False,
                       validate: bool = True) -> Array | tuple[Array, np.ndarray, TransformInfo]:
     """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
 
@@ -188,7 +221,8 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     Args:
         rewards: 1-D array [N] (numpy, torch or JAX).
         group_ids: [N] ids: ints, strings (e.g. verl's uid object array) or a tensor of ints.
-        k, baseline, validate: as in :func:`transform`; errors name the offending group id.
+        k, baseline, scale, validate: as in :func:`transform`; errors name the offending group
+            id. ``scale="mean_abs"`` divides by the mean |A| over all N rows.
         return_info: also return ``(unique_ids, TransformInfo)`` with one entry per group, in the
             order of ``unique_ids`` (sorted ids, as ``np.unique`` orders them).
 
@@ -203,6 +237,7 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     """
     k = _validation.check_k(k)
     baseline = _validation.check_baseline(baseline)
+    scale = _validation.check_scale(scale)
     backend, x = as_array(rewards)
     if len(backend.shape(x)) != 1:
         raise ValueError(f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}.")
@@ -215,7 +250,7 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
     # equal group sizes (the usual case) fill the padding: the dense path with cached weights
     mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)
-    result = transform_padded(padded, k, baseline, mask, validate=validate, labels=unique_ids,
+    result = transform_padded(padded, k, baseline, mask, scale=scale, validate=validate, labels=unique_ids,
                               return_info=return_info)
     padded_out, info = result if return_info else (result, None)
     out = backend.xp.reshape(padded_out, (size,))[index]
@@ -224,10 +259,43 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     return out
 
 
-def transform_padded(padded, k, baseline, mask, *, validate=True, labels=None, return_info=False):
+def scale_advantages(advantages, k, scale, n=None):
+    """Apply ``scale`` (module docstring) to advantages computed with ``scale="none"``.
+
+    The one definition of the scales: :func:`transform` and :func:`transform_grouped` call it, and
+    so does the built-in trainer for its non-PKPO baselines.
+
+    Args:
+        advantages: array of shape (..., N), the groups on the last axis; padding must be 0.
+        k: the k the advantages were computed for.
+        scale: "none", "n_over_k" or "mean_abs".
+        n: group size: an int (default: N) or per-group sizes of shape (..., 1) for ragged groups;
+            "mean_abs" averages |A| over the valid entries only, sum(n) of them.
+
+    Returns:
+        The scaled advantages, same kind, shape and dtype; no host sync (fine under ``jax.jit``).
+        A "mean_abs" batch whose advantages are all 0 comes back unchanged.
+    """
+    scale = _validation.check_scale(scale)
+    if scale == "none":
+        return advantages
+    backend = backend_of(advantages)
+    xp = backend.xp
+    shape = backend.shape(advantages)
+    if n is None:
+        n = shape[-1]
+    if scale == "n_over_k":
+        n_float = float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
+        return advantages * (n_float / k)  # each group's own n
+    total = xp.sum(xp.abs(advantages))
+    count = float(math.prod(shape[:-1]) * n) if isinstance(n, numbers.Integral) else xp.sum(n)
+    return advantages * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0)
+
+
+def transform_padded(padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False):
     """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``."""
     groups = sort_groups(padded, mask, validate=validate, k=k, baseline=baseline, labels=labels)
-    return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info)
+    return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info, scale)
 
 
 def factorize_group_ids(group_ids, n_items: int):

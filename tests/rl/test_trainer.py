@@ -11,8 +11,9 @@ import torch
 import pkpo
 from pkpo.rl.gpt import GPT, GPTConfig
 from pkpo.rl.interfaces import Problem
-from pkpo.rl.trainer import (TrainConfig, grpo_advantages, load_checkpoint, normalise_advantages,
-                             policy_gradient_loss, reward_advantages, train, tzsm_advantages)
+from pkpo.rl.trainer import (TrainConfig, grpo_advantages, load_checkpoint, policy_gradient_loss,
+                             reward_advantages, train, tzsm_advantages)
+from pkpo.transforms import scale_advantages
 
 torch.set_num_threads(1)
 
@@ -107,8 +108,8 @@ def test_method_advantages():
     torch.testing.assert_close(a, torch.tensor([[1.0, -1.0, -1.0, 1.0]]), atol=1e-5, rtol=0)
     torch.testing.assert_close(reward_advantages(g, "pkpo", 2, "loo_minus_one"),
                                pkpo.transform(g, 2, baseline="loo_minus_one"))
-    assert normalise_advantages(torch.tensor([[2.0, -2.0]]), "mean_abs").abs().mean().item() == pytest.approx(1.0)
-    assert torch.equal(normalise_advantages(torch.zeros(2, 3), "mean_abs"), torch.zeros(2, 3))
+    assert scale_advantages(torch.tensor([[2.0, -2.0]]), 1, "mean_abs").abs().mean().item() == pytest.approx(1.0)
+    assert torch.equal(scale_advantages(torch.zeros(2, 3), 1, "mean_abs"), torch.zeros(2, 3))
 
 
 # --- training ----------------------------------------------------------------------------------

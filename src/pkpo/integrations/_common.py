@@ -5,7 +5,7 @@ The adapters only reshape their engine's batch and call :func:`pkpo.transform` /
 the three things every adapter needs besides that:
 
 * :class:`PKPOOptions`: ``k`` or a k ``schedule`` (:func:`pkpo.schedules.from_spec`), the
-  ``baseline``, and an optional largest group size, read from a mapping (a verl DictConfig,
+  ``baseline``, the ``scale`` of the advantages, and an optional largest group size, read from a mapping (a verl DictConfig,
   environment variables, trainer arguments) with clear errors;
 * :class:`StepClock`: the training step a trainer publishes so that the estimator, which is
   called without one, can evaluate the k schedule;
@@ -27,12 +27,17 @@ from typing import Any
 import numpy as np
 
 from .. import schedules as _schedules
-from .._validation import BASELINES, check_baseline, min_group_size
+from .._validation import BASELINES, SCALES, check_baseline, check_scale, min_group_size
 from ..transforms import factorize_group_ids, transform, transform_grouped
 
 logger = logging.getLogger("pkpo.integrations")
 
-OPTION_KEYS = ("k", "baseline", "schedule", "rollout_n")
+OPTION_KEYS = ("k", "baseline", "schedule", "scale", "rollout_n")
+
+# The adapters' default scale. An engine's learning rates are tuned for GRPO's advantages (mean
+# |A| about 0.8 for binary rewards); the paper's values are 30-1000x smaller and shrink as k grows.
+# "mean_abs" gives mean |A| = 1 for every k (see pkpo.transforms for its small bias).
+DEFAULT_SCALE = "none"
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -40,10 +45,10 @@ OPTION_KEYS = ("k", "baseline", "schedule", "rollout_n")
 
 @dataclass(frozen=True)
 class PKPOOptions:
-    """PKPO settings of one adapter: a k schedule, the baseline, and an optional group-size cap.
+    """PKPO settings of one adapter: a k schedule, the baseline, the scale, a group-size cap.
 
     ``schedule(step)`` gives the k to optimise at a training step; a constant k is a constant
-    schedule. ``rollout_n`` (optional) is the number of samples the engine draws per prompt: a
+    schedule. ``scale`` is passed to :func:`pkpo.transform` (default :data:`DEFAULT_SCALE`). ``rollout_n`` (optional) is the number of samples the engine draws per prompt: a
     group larger than that means rows of several sessions share one id, which the adapter
     refuses instead of silently treating them as one larger group.
     """
@@ -51,6 +56,7 @@ class PKPOOptions:
     schedule: _schedules.Schedule
     baseline: str = "loo_minus_one"
     rollout_n: int | None = None
+    scale: str = DEFAULT_SCALE
 
     @property
     def is_constant(self) -> bool:
@@ -69,17 +75,18 @@ class PKPOOptions:
         return self.schedule(step)
 
     def describe(self) -> str:
-        text = f"{self.schedule.describe()}, baseline={self.baseline}"
+        text = f"{self.schedule.describe()}, baseline={self.baseline}, scale={self.scale}"
         return text + (f", rollout_n={self.rollout_n}" if self.rollout_n else "")
 
 
 def parse_options(
-    k=None, baseline=None, schedule=None, rollout_n=None, *, source: str = "pkpo options"
+    k=None, baseline=None, schedule=None, rollout_n=None, scale=None, *, source: str = "pkpo options"
 ) -> PKPOOptions:
     """Build :class:`PKPOOptions`; exactly one of ``k`` and ``schedule`` must be given.
 
     ``k`` may be an int or a numeric string (environment variables); ``schedule`` anything
     :func:`pkpo.schedules.from_spec` reads ("8->1@1500", "linear:8->1@0+1000", a dict).
+    ``baseline`` defaults to "loo_minus_one" and ``scale`` to :data:`DEFAULT_SCALE`.
     ``source`` names where the options came from, for the error messages.
     """
     if k is not None and schedule is not None:
@@ -99,6 +106,7 @@ def parse_options(
         baseline = "loo_minus_one"
     try:
         baseline = check_baseline(baseline)
+        scale = check_scale(DEFAULT_SCALE if scale is None else scale)
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
     if rollout_n is not None:
@@ -111,7 +119,7 @@ def parse_options(
                 f"{source}: rollout_n={rollout_n} samples per prompt is too few for "
                 f"k={parsed.max_k} with baseline {baseline!r} (needs at least {needed})."
             )
-    return PKPOOptions(parsed, baseline, rollout_n)
+    return PKPOOptions(parsed, baseline, rollout_n, scale)
 
 
 def options_from_mapping(mapping: Mapping[str, Any] | None, *, source: str) -> PKPOOptions:
@@ -220,7 +228,9 @@ def grouped_advantages(scores, group_ids, k: int, options: PKPOOptions, *, engin
         )
     labels, _, sizes = factorize_group_ids(ids, ids.shape[0])
     check_group_sizes(sizes, labels, k, options, engine=engine)
-    advantages, _, info = transform_grouped(scores, ids, k, options.baseline, return_info=True)
+    advantages, _, info = transform_grouped(
+        scores, ids, k, options.baseline, scale=options.scale, return_info=True
+    )
     return advantages, float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
 
 
@@ -252,7 +262,9 @@ def consecutive_advantages(
         options,
         engine=engine,
     )
-    advantages, info = transform(rewards, k, options.baseline, mask, return_info=True)
+    advantages, info = transform(
+        rewards, k, options.baseline, mask, scale=options.scale, return_info=True
+    )
     return advantages.reshape(-1), float(
         np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64))
     )
@@ -341,6 +353,8 @@ def when_imported(name: str, callback: Callable[[Any], None]) -> bool:
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_SCALE",
+    "SCALES",
     "PKPOOptions",
     "StepClock",
     "check_group_sizes",

@@ -28,11 +28,12 @@ policy, and an entropy bonus. Methods (``TrainConfig.method``):
 
 ``k`` is used by ``pkpo`` only; the other methods fix it (1, or n for ``tzsm``) and log the value used.
 
-Advantage normalisation (``adv_norm="mean_abs"``, the default): the reward advantages of the whole
-batch are divided by their mean absolute value (when it is non-zero), so one learning rate serves
-every k (the raw scale of s shrinks or grows with k: sum_i s_i = k rho_k). This rescales each step's gradient
-by a positive constant, which changes step sizes but not directions. ``"none"`` keeps the paper's
-values.
+Advantage scale (``scale``, :func:`pkpo.transforms.scale_advantages`): ``"mean_abs"`` (the default)
+divides the reward advantages of the whole batch by their mean absolute value (when it is non-zero),
+so one learning rate serves every k (the raw scale of s shrinks as k grows and pass@k saturates).
+This rescales each step's gradient by a positive factor, which changes step sizes but not
+directions (and biases the estimate slightly: see :mod:`pkpo.transforms`). ``"n_over_k"`` multiplies
+by the constant n/k (unbiased; k = 1 is RLOO) and ``"none"`` keeps the paper's values.
 
 Entropy bonus (``entropy_coef`` > 0): the score-function estimator of the gradient of the sequence
 entropy H = E[-log p(y)], added to the (normalised) advantages as
@@ -69,7 +70,9 @@ import torch
 from tqdm.auto import tqdm
 
 import pkpo
+from pkpo._validation import SCALES
 from pkpo.schedules import from_spec
+from pkpo.transforms import scale_advantages
 
 from .evaluation import evaluate, score_samples
 from .interfaces import Policy, Task
@@ -77,7 +80,6 @@ from .rundir import open_run
 
 METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
 BASELINES = ("none", "loo", "loo_minus_one", "centered")
-ADV_NORMS = ("mean_abs", "none")
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,8 @@ class TrainConfig:
     """entropy bonus weight (method "entropy" uses 0.05 when this is 0)"""
     grad_clip: float = 1.0
     """global gradient-norm clip (0: none)"""
-    adv_norm: str = "mean_abs"
-    """advantage normalisation: "mean_abs" (divide by the batch mean |A|) or "none\""""
+    scale: str = "mean_abs"
+    """advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none\""""
     # --- evaluation, logging, checkpoints
     eval_every: int = 50
     """held-out evaluation every this many steps (0: only at the end)"""
@@ -224,7 +226,9 @@ class TrainConfig:
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
         need(self.baseline in BASELINES, f"unknown baseline {self.baseline!r}; expected one of {BASELINES}")
-        need(self.adv_norm in ADV_NORMS, f"unknown adv_norm {self.adv_norm!r}; expected one of {ADV_NORMS}")
+        need(self.scale in SCALES, f"unknown scale {self.scale!r}; expected one of {SCALES}")
+        need(self.scale != "n_over_k" or self.method != "grpo",
+             'scale "n_over_k" undoes the k/n factor of PKPO advantages; GRPO has none (use "mean_abs" or "none")')
         need(self.n >= 2, f"n must be >= 2 (leave-one-out baselines need two samples per prompt), got {self.n}")
         try:
             sched = self.schedule()
@@ -310,14 +314,6 @@ def reward_advantages(rewards: torch.Tensor, method: str, k: int, baseline: str)
     if method == "tzsm":
         return tzsm_advantages(rewards)
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-
-
-def normalise_advantages(adv: torch.Tensor, how: str) -> torch.Tensor:
-    """Divide by the batch mean |A| ("mean_abs"; left as is when that is 0) or keep ("none")."""
-    if how == "none":
-        return adv
-    scale = adv.abs().mean()
-    return adv / scale if scale > 0 else adv
 
 
 def policy_gradient_loss(logp, old_logp, adv, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -518,7 +514,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         t_sample = time.time() - t0
         # --- pkpo reward transform
         adv_raw = reward_advantages(rewards, cfg.method, k, cfg.baseline)  # (B, n)
-        adv = normalise_advantages(adv_raw, cfg.adv_norm)
+        adv = scale_advantages(adv_raw, k, cfg.scale)
         with torch.no_grad():
             ref_logp = reference.sequence_logprobs(samples).view(bs, n) if cfg.kl_coef > 0 else None
         # --- update
