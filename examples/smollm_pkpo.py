@@ -108,7 +108,8 @@ def cmd_train(args, p: dict) -> int:
     cfg = make_config(p, name=args.name, k=args.k, baseline=args.baseline, seed=args.seed, out=args.out)
     torch.set_num_threads(cfg.threads)
     policy = load_policy(p)
-    final = train(cfg, policy, task, resume=True, progress=True)
+    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()  # continue an interrupted run, else start afresh
+    final = train(cfg, policy, task, resume=resume, overwrite=not resume, progress=True)
     print(json.dumps({k: v for k, v in final.items() if k != "config"}, indent=2))
     return 0
 

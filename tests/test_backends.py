@@ -142,6 +142,7 @@ def test_torch_compile(batch):
 # these CPUs), so most JAX checks run one jitted function per case.
 
 
+@pytest.mark.slow
 def test_jax_eager_kind_and_dtype(batch, ragged_mask):
     jax, jnp = jax_modules()
     x = jnp.asarray(batch, dtype=jnp.float32)
@@ -157,6 +158,7 @@ def test_jax_eager_kind_and_dtype(batch, ragged_mask):
     np.testing.assert_allclose(np.asarray(estimate), pkpo.maxg_at_k(exact, 4), atol=2e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 def test_jax_jit_validate_false(batch, ragged_mask, x64):
     """Inside jax.jit with validate=False, dense and ragged, every baseline, float32 and (x64) float64."""
@@ -189,6 +191,7 @@ def test_jax_jit_validate_false(batch, ragged_mask, x64):
         assert everything._cache_size() == before
 
 
+@pytest.mark.slow
 def test_jax_transform_grouped_and_bool(rng):
     jax, jnp = jax_modules()
     rewards = rng.normal(size=15).astype(np.float32)
@@ -224,6 +227,7 @@ def relative_error(got, ref):
     return np.abs(got - ref).max() / np.abs(ref).max()
 
 
+@pytest.mark.slow
 def test_float32_large_n(large_batch):
     """float32 against float64 at n = 65,536, k in {1, 16, n/2, n-1, n}: max|diff| / max|ref| <= 1e-4.
 

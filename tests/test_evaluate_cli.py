@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import pkpo.evaluate
+import pkpo.metrics
 from pkpo.cli import main as pkpo_main
 from pkpo.evaluate import read_samples
 
@@ -340,11 +341,12 @@ def test_bad_lines_are_one_line_errors_with_exit_code_2(tmp_path, capsys, lines,
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--k", "0"], "--k needs positive integers"),
-        (["--k", "1,x"], "--k needs positive integers"),
-        (["--k", ""], "--k needs positive integers"),
-        (["--bootstrap", "-5"], "expected a non-negative integer"),
-        (["--seed", "1.5"], "expected a non-negative integer"),
+        (["--k", "0"], "argument --k: expected positive integers separated by commas"),
+        (["--k", "1,x"], "argument --k: expected positive integers separated by commas"),
+        (["--k", ""], "argument --k: expected positive integers separated by commas"),
+        (["--bootstrap", "-5"], "argument --bootstrap: expected an integer >= 0; got -5"),
+        (["--seed", "1.5"], "argument --seed: expected an integer >= 0; got '1.5'"),
+        (["--evalplus-tests", "extra"], "argument --evalplus-tests: invalid choice"),
         (["--confidence", "95"], "strictly between 0 and 1"),
         (["--k", "8"], "task 'a' has 2 samples, fewer than k=8; use --skip-insufficient"),
         (
@@ -366,7 +368,7 @@ def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path, capsys, args
 
 @pytest.mark.parametrize("name", ["missing.jsonl", "bad.jsonl.gz", "latin1.jsonl", "a_dir"])
 def test_unreadable_files_are_one_line_errors(tmp_path, capsys, name):
-    (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "bad.jsonl.gz").write_bytes(b"\x1f\x8b but not gzip at all")
     (tmp_path / "latin1.jsonl").write_bytes(b'{"task_id": "\xe9", "passed": 1}\n')
     (tmp_path / "a_dir").mkdir()
     code, _, err = run_eval([tmp_path / name], capsys)
@@ -377,3 +379,176 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys, name):
         "latin1.jsonl": "not UTF-8",
         "a_dir": "not a file",
     }[name] in err
+
+
+# --- formats: gzip by content, BOM, EvalPlus, lm-evaluation-harness ----------------------------
+
+
+def test_gzip_is_recognised_by_content_also_on_stdin(tmp_path, capsys, monkeypatch):
+    records = shuffled_records(binary_tasks(seed=5), "passed")
+    plain = write_lines(tmp_path / "s.jsonl", records)
+    packed = gzip.compress(plain.read_bytes())
+    (tmp_path / "packed.jsonl").write_bytes(packed)  # gzip without the .gz suffix
+    (tmp_path / "plain.jsonl.gz").write_bytes(plain.read_bytes())  # .gz suffix, plain text
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(packed)))
+    _, from_stdin, err = run_eval(["-", "--k", "1,2"], capsys)
+    assert err == ""
+    _, from_packed, _ = run_eval([tmp_path / "packed.jsonl", "--k", "1,2"], capsys)
+    _, from_plain_gz, _ = run_eval([tmp_path / "plain.jsonl.gz", "--k", "1,2"], capsys)
+    _, from_plain, _ = run_eval([plain, "--k", "1,2"], capsys)
+    assert table_rows(from_stdin) == table_rows(from_packed) == table_rows(from_plain_gz) == table_rows(from_plain)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"task_id": "\xc3\xa9", "passed": true}\n{"task_id": "b", "passed": 0}\n')
+    code, out, err = run_eval([path, "--k", "1"], capsys)
+    assert code == 0 and err == "" and "2 tasks" in out
+
+
+def evalplus_results(tasks: dict, base_only=False) -> dict:
+    """EvalPlus (v0.2.1 and later) results, written as evalplus/evaluate.py writes them:
+    {task_id: [(base_status, plus_status), ...]} -> {"date", "hash", "eval": {...}, "pass_at_k"}."""
+    return {
+        "date": "2025-01-01 00:00",
+        "hash": "0123abcd",
+        "eval": {
+            task_id: [
+                {"task_id": task_id, "solution": "def f(): pass", "base_status": base,
+                 "plus_status": None if base_only else plus, "base_fail_tests": [],
+                 "plus_fail_tests": []}
+                for base, plus in results
+            ]
+            for task_id, results in tasks.items()
+        },
+        "pass_at_k": {"base": {"pass@1": 0.5}},
+    }
+
+
+EVALPLUS_TASKS = {
+    "HumanEval/0": [("pass", "pass"), ("pass", "fail"), ("fail", "fail"), ("pass", "timeout")],
+    "HumanEval/1": [("fail", "fail"), ("fail", None), ("timeout", "fail"), ("pass", "pass")],
+    "HumanEval/2": [("pass", "pass"), ("pass", "pass"), ("pass", "fail"), ("pass", "pass")],
+}
+
+
+@pytest.mark.parametrize("tests, passed", [
+    ("plus", [[1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 0, 1]]),  # EvalPlus: base == plus == "pass"
+    ("base", [[1, 1, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1]]),
+])
+def test_evalplus_results_json(tmp_path, capsys, tests, passed):
+    path = tmp_path / "samples_eval_results.json"
+    path.write_text(json.dumps(evalplus_results(EVALPLUS_TASKS)))  # one line, as EvalPlus writes it
+    args = [path, "--k", "1,2", "--json", tmp_path / "r.json"] + (["--evalplus-tests", tests] if tests == "base" else [])
+    code, out, err = run_eval(args, capsys)
+    assert code == 0, err
+    assert f"EvalPlus, passed = {'base and plus tests pass' if tests == 'plus' else 'base tests pass'}" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    for row in data["rows"]:
+        expected = statistics.fmean(pass_at_k_comb(4, sum(p), row["k"]) for p in passed)
+        assert row["estimate"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_legacy_evalplus_results_json(tmp_path, capsys):
+    # v0.1 / v0.2.0: {"eval": {task: {"nfiles"|"files", "base": [[status, details]], "plus": [...]}}}
+    legacy = {"eval": {
+        "HumanEval/0": {"files": ["0.py", "1.py"], "base": [["success", []], ["failed", []]],
+                        "plus": [["failed", []], ["failed", []]]},
+        "HumanEval/1": {"nfiles": 2, "base": [["success", []], ["success", []]],
+                        "plus": [["success", []], ["timed out", []]]},
+    }}
+    path = tmp_path / "eval_results.json"
+    path.write_text(json.dumps(legacy, indent=2))
+    _, out, _ = run_eval([path, "--k", "1", "--evalplus-tests", "base"], capsys)
+    assert float(table_rows(out)[1][1]) == pytest.approx((0.5 + 1.0) / 2)
+    _, out, _ = run_eval([path, "--k", "1"], capsys)
+    assert float(table_rows(out)[1][1]) == pytest.approx((0.0 + 0.5) / 2)
+
+
+def test_evalplus_status_lines_and_base_only_runs(tmp_path, capsys):
+    lines = [{"task_id": t, "base_status": b, "plus_status": p}
+             for t, results in EVALPLUS_TASKS.items() for b, p in results]
+    path = write_lines(tmp_path / "flat.jsonl", lines)
+    _, out, _ = run_eval([path, "--k", "1", "--evalplus-tests", "base"], capsys)
+    assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 1 / 4, 1]), abs=5e-5)
+    base_only = tmp_path / "base_only.json"
+    base_only.write_text(json.dumps(evalplus_results(EVALPLUS_TASKS, base_only=True)))
+    code, _, err = run_eval([base_only, "--k", "1"], capsys)
+    assert code == 2 and "base_only.json has no plus-test results" in err and "--evalplus-tests base" in err
+    code, _, _ = run_eval([base_only, "--k", "1", "--evalplus-tests", "base"], capsys)
+    assert code == 0
+
+
+def lm_eval_line(doc_id: int, n: int, estimates: dict) -> dict:
+    """One line of lm-evaluation-harness's samples_<task>_<date>.jsonl (--log_samples) for a
+    pass@k task, with the fields lm_eval/evaluator.py logs and the task's pass@k estimates."""
+    return {
+        "doc_id": doc_id,
+        "doc": {"task_id": f"HumanEval/{doc_id}", "prompt": "def f():\n"},
+        "target": "check(f)",
+        "arguments": {"gen_args_0": {"arg_0": "def f():\n", "arg_1": {"until": ["\nclass"]}}},
+        "resps": [["    return 1"] * n],
+        "filtered_resps": [["def f():\n    return 1"] * n],
+        "filter": "create_test",
+        "metrics": [f"pass@{k}" for k in estimates],
+        "doc_hash": "a", "prompt_hash": "b", "target_hash": "c",
+        **{f"pass@{k}": v for k, v in estimates.items()},
+    }
+
+
+def test_lm_eval_harness_samples_log(tmp_path, capsys):
+    # three documents of n = 8 samples with c = 1, 4, 8 correct: lm-eval logs pass@2 and pass@8
+    counts = [1, 4, 8]
+    lines = [lm_eval_line(i, 8, {2: pass_at_k_comb(8, c, 2), 8: pass_at_k_comb(8, c, 8)})
+             for i, c in enumerate(counts)]
+    path = write_lines(tmp_path / "samples_humaneval_64_2025.jsonl", lines)
+    code, out, err = run_eval([path, "--k", "2,8", "--bootstrap", "0"], capsys)
+    assert code == 0, err
+    assert "lm-evaluation-harness per-task pass@k estimates" in out and "3 tasks, 8 samples each" in out
+    rows = table_rows(out)
+    for k in (2, 8):
+        per_task = [pass_at_k_comb(8, c, k) for c in counts]
+        assert float(rows[k][1]) == pytest.approx(statistics.fmean(per_task), abs=5e-5)
+        assert float(rows[k][2]) == pytest.approx(statistics.stdev(per_task) / math.sqrt(3), abs=5e-5)
+    code, _, err = run_eval([path, "--k", "1,2"], capsys)
+    assert code == 2 and "no pass@k for k=[1]" in err and "here [2, 8]" in err
+    other = write_lines(tmp_path / "samples_gsm8k.jsonl", [{**lm_eval_line(0, 1, {}), "metrics": ["exact_match"],
+                                                            "exact_match": 1.0}])
+    code, _, err = run_eval([other], capsys)
+    assert code == 2 and "has no pass@k (metrics: ['exact_match'])" in err
+
+
+@pytest.mark.parametrize("document, match", [
+    ({"results": {"humaneval": {"pass@1,create_test": 0.1}}, "configs": {}, "versions": {}},
+     "aggregate results file; .* --log_samples"),
+    ({"task_id": "a", "passed": True, "note": "pretty-printed"}, "one JSON document, not JSON Lines"),
+])
+def test_whole_json_documents_are_named_for_what_they_are(tmp_path, capsys, document, match):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document, indent=2))
+    code, _, err = run_eval([path], capsys)
+    assert code == 2 and re.search(match, err), err
+
+
+def test_ungraded_samples_say_so(tmp_path, capsys):
+    path = write_lines(tmp_path / "samples.jsonl", [{"task_id": "HumanEval/0", "solution": "def f(): pass"}])
+    code, _, err = run_eval([path], capsys)
+    assert code == 2 and "ungraded samples" in err and "evalplus.evaluate" in err
+
+
+def test_plot_title_counts_the_tasks_behind_each_point():
+    tasks = {f"t{i}": [True, False] * (1 if i < 7 else 2) for i in range(15)}  # 7 tasks with n = 2
+    report = pkpo.metrics.pass_at_k_report(list(tasks.values()), [1, 2, 4], skip_insufficient=True)
+    title = pkpo.evaluate.plot_title(report, 15, "95% CI")
+    assert title == "pass@k vs k (tasks per point: k=1: 15, k=2: 15, k=4: 8 of 15; bars: 95% CI)"
+    full = pkpo.metrics.pass_at_k_report(list(tasks.values()), [1, 2])
+    assert pkpo.evaluate.plot_title(full, 15, "x") == "pass@k vs k (15 tasks; bars: x)"
+
+
+def test_a_closed_pipe_ends_quietly():
+    command = f"{sys.executable} -m pkpo eval {EXAMPLE} --k 1,2,4,8,16 --bootstrap 10 | head -c 10"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True,
+                            timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+    assert result.stdout == "pass@k fro"
+    assert result.stderr == ""  # no BrokenPipeError traceback
+    assert result.returncode in (0, 141)  # 141: like any tool stopped by SIGPIPE

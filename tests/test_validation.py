@@ -113,13 +113,18 @@ BAD_INPUTS = [
     ),
     (
         "mask-dtype",
-        lambda: pkpo.transform(G, 2, mask=np.ones((2, 4), int)),
-        r"mask must be a boolean array; got dtype int64",
+        lambda: pkpo.transform(G, 2, mask=np.ones((2, 4), float)),
+        r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype float64",
+    ),
+    (
+        "mask-int-values",
+        lambda: pkpo.transform(G, 2, mask=np.full((2, 4), 3)),
+        r"an integer mask must hold only 0 and 1; got \[3\]",
     ),
     (
         "mask-float",
         lambda: pkpo.maxg_at_k(G, 2, mask=np.ones((2, 4))),
-        r"mask must be a boolean array; got dtype float64",
+        r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype float64",
     ),
     # arrays
     ("scalar", lambda: pkpo.transform(np.float64(0.5), 1), r"rewards must have at least one axis"),
@@ -257,7 +262,7 @@ class TestTorch:
 
     def test_mask_dtype(self):
         with pytest.raises(
-            ValueError, match=r"mask must be a boolean array; got dtype torch.float32"
+            ValueError, match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype torch.float32"
         ):
             pkpo.transform(self.torch.tensor(G), 2, mask=self.torch.ones(2, 4))
 

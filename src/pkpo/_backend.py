@@ -371,9 +371,20 @@ def backend_of(x) -> Backend:
     return _NUMPY
 
 
-def as_array(x):
-    """``x`` itself if it is a torch/JAX array, else a numpy array."""
+def as_array(x, name: str = "rewards"):
+    """``x`` itself if it is a torch/JAX array, else a numpy array.
+
+    A nested Python list with rows of different lengths is refused with advice (numpy's own
+    message names an "inhomogeneous shape").
+    """
     backend = backend_of(x)
     if backend is _NUMPY:
-        return backend, np.asarray(x)
+        try:
+            return backend, np.asarray(x)
+        except ValueError:
+            raise ValueError(
+                f"{name} is a ragged nested list (rows of different lengths); pad it to a rectangular "
+                "array and pass mask= (True on real samples), or use transform_grouped with a group id "
+                "per reward."
+            ) from None
     return backend, x

@@ -86,7 +86,7 @@ def binomial_ratio(xp, lf: LogFactorials, a, b, m, c):
     return xp.where(valid, xp.exp((hi - hi_m) + (lo - lo_m)), 0.0)
 
 
-# --- the rank weights of paper.md, as functions of the 1-based rank t ----------------------
+# --- the rank weights of the paper (eqs. 12-13, 19-21, 29-34), as functions of the rank t ---
 
 
 def rank_weights(xp, lf, t, n, k: int) -> dict:

@@ -37,6 +37,9 @@ class SortedGroups:
     mask: Any  # None or (..., N) bool in the caller's order
     result_dtype: Any
     like: Any  # an array on the caller's device
+    scale: float = 1.0  # values = rewards * scale (a power of two < 1 for rewards near the float limit)
+    check_output: bool = False  # rewards so large that a result may not fit the output dtype
+    name: str = "rewards"
     _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
 
     @property
@@ -92,19 +95,35 @@ class SortedGroups:
         out = backend.unsort(sorted_result, self.indices)
         if self.mask is not None:
             out = backend.xp.where(self.mask, out, 0.0)
-        return backend.astype(out, self.result_dtype)
+        return self._unscale(out)
 
     def per_group(self, value):
         """Cast a per-group (..., 1) result to the result dtype and drop the last axis."""
-        return self.backend.astype(value[..., 0], self.result_dtype)
+        return self._unscale(value[..., 0])
+
+    def _unscale(self, value):
+        """Undo the power-of-two scaling (every output is linear in the rewards) and cast; a result
+        beyond the output dtype's range is an error, never inf."""
+        if self.scale != 1.0:
+            value = value * (1.0 / self.scale)
+        out = self.backend.astype(value, self.result_dtype)
+        if self.check_output and not bool(self.backend.to_numpy(self.backend.all_finite(out)).all()):
+            raise ValueError(
+                f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
+                "largest float give transformed values beyond it; rescale the rewards (every output of "
+                "pkpo is proportional to them) or pass float64."
+            )
+        return out
 
 
 def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
                 name="rewards") -> SortedGroups:
     """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
-    backend, x = as_array(rewards)
+    backend, x = as_array(rewards, name)
     _validation.check_rewards_array(backend, x, name)
-    mask = _validation.check_mask(backend, mask, x)
+    if validate:
+        _validation.check_not_traced(backend, x, name)
+    mask = _validation.check_mask(backend, mask, x, validate)
     size = backend.shape(x)[-1]
     xp = backend.xp
 
@@ -114,11 +133,16 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
         n = backend.sum(backend.astype(mask, backend.compute_dtype(x)), keepdims=True)
         n = backend.astype(n, _int_dtype(backend))
 
+    scale, check_output = 1.0, False
     if validate:
         if binary:
             _validation.check_binary(backend, x, mask, labels, name)
         elif backend.is_floating(x):
-            _validation.check_finite(backend, x, mask, labels, name)
+            # Gaps and sums reach a few times max|g|: within 1/8 of the largest float nothing
+            # overflows. Beyond, the rewards are scaled by 2^-3 (exact) and the result scaled back.
+            limits = (_max_float(backend.compute_dtype(x)) / 8, _max_float(backend.result_dtype(x)) / 8)
+            needs_scaling, check_output = _validation.check_finite(backend, x, mask, labels, name, limits)
+            scale = 0.125 if needs_scaling else 1.0
         if mask is not None and k is not None:
             _validation.check_group_sizes(n, k, baseline or "none", labels, backend)
     if mask is None and k is not None:
@@ -132,6 +156,8 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
         values = xp.where(mask, values, np.inf)
     values, indices = backend.sort(values)
     values = backend.astype(values, backend.compute_dtype(x))
+    if scale != 1.0:
+        values = values * scale
     if mask is not None:
         last = backend.take_last(values, xp.where(n > 0, n - 1, 0))
         t = backend.arange(size, x)
@@ -140,7 +166,20 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
 
     floor = values[..., :1]
     gaps = backend.concat_last([values[..., :1] * 0, values[..., 1:] - values[..., :-1]])
-    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x)
+    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output, name)
+
+
+def _max_float(dtype) -> float:
+    """The largest finite value of a numpy, torch or JAX float dtype."""
+    if type(dtype).__module__.startswith("torch"):
+        import torch
+
+        return float(torch.finfo(dtype).max)
+    return float(np.finfo(dtype).max)
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _int_dtype(backend):

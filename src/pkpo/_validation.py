@@ -9,6 +9,7 @@ loops that already trust their input.
 from __future__ import annotations
 
 import numbers
+import operator
 
 import numpy as np
 
@@ -17,9 +18,25 @@ SCALES = ("none", "n_over_k", "mean_abs")
 
 
 def check_k(k) -> int:
-    """k must be a positive integer (bool is rejected, numpy integers are accepted)."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+    """k must be a positive integer: a Python or numpy int, or a 0-d integer array or tensor.
+
+    bool (and bool arrays) are rejected. k sets the shapes of the computation, so it must be
+    concrete: a traced value inside ``jax.jit`` is rejected with advice (mark it static).
+    """
+    if isinstance(k, bool) or (getattr(k, "dtype", None) is not None and "bool" in str(k.dtype)):
         raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
+    if not isinstance(k, numbers.Integral):
+        if getattr(k, "ndim", None) != 0 or not hasattr(k, "__index__"):
+            raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
+        try:
+            k = operator.index(k)
+        except Exception as error:  # noqa: BLE001 - a 0-d float array, or a traced value under jax.jit
+            if "Tracer" in type(k).__name__ or "Tracer" in type(error).__name__:
+                raise ValueError(
+                    "k must be a concrete integer, not a traced value: inside jax.jit pass k as a static "
+                    "argument (static_argnums) or a Python int."
+                ) from None
+            raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.") from None
     if k < 1:
         raise ValueError(f"k must be >= 1; got k={k}.")
     return int(k)
@@ -38,7 +55,8 @@ def check_scale(scale) -> str:
 
 
 def min_group_size(k: int, baseline: str) -> int:
-    """Smallest group size n for which ``baseline`` is defined at this k (DESIGN.md)."""
+    """Smallest group size n for which ``baseline`` is defined at this k (k = 1 with loo_minus_one is
+    leave-one-out centring, which needs a second sample)."""
     if baseline in ("loo", "centered"):
         return k + 1
     if baseline == "loo_minus_one" and k == 1:
@@ -55,6 +73,15 @@ def describe_group(row: int, labels=None) -> str:
     return f"group {label!r}"
 
 
+def check_not_traced(backend, x, name: str = "rewards"):
+    """validate=True reads the values, which a traced JAX array (inside jax.jit) cannot give."""
+    if backend.name == "jax" and isinstance(x, backend.jax.core.Tracer):
+        raise ValueError(
+            f"validate=True reads {name} to check them, which is impossible inside jax.jit; pass "
+            "validate=False inside the jitted function (and check the inputs outside it)."
+        )
+
+
 def check_rewards_array(backend, x, name: str = "rewards"):
     if len(backend.shape(x)) < 1:
         raise ValueError(f"{name} must have at least one axis (the samples of a group, last); got a scalar.")
@@ -64,7 +91,11 @@ def check_rewards_array(backend, x, name: str = "rewards"):
         raise ValueError(f"{name} must be a real or boolean array; got dtype {x.dtype}.")
 
 
-def check_mask(backend, mask, x):
+def check_mask(backend, mask, x, validate: bool = True):
+    """The mask as a bool array: bool, or integers 0/1 like Hugging Face's ``attention_mask``.
+
+    Integer masks are compared with 0; with ``validate`` their values must be 0 or 1.
+    """
     if mask is None:
         return None
     from ._backend import as_array
@@ -74,9 +105,16 @@ def check_mask(backend, mask, x):
         raise ValueError(f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}.")
     if backend.shape(mask) != backend.shape(x):
         raise ValueError(f"mask shape {backend.shape(mask)} must equal rewards shape {backend.shape(x)}.")
-    if not backend.is_bool(mask):
-        raise ValueError(f"mask must be a boolean array; got dtype {mask.dtype}.")
-    return mask
+    if backend.is_bool(mask):
+        return mask
+    if not backend.is_integer(mask):
+        raise ValueError(f"mask must be boolean or integer 0/1 (like attention_mask); got dtype {mask.dtype}.")
+    if validate:
+        values = backend.to_numpy(mask)
+        if not np.isin(values, (0, 1)).all():
+            bad = sorted(set(np.unique(values).tolist()) - {0, 1})[:3]
+            raise ValueError(f"an integer mask must hold only 0 and 1; got {bad}.")
+    return mask != 0
 
 
 def first_bad_row(bad_rows: np.ndarray):
@@ -85,14 +123,24 @@ def first_bad_row(bad_rows: np.ndarray):
     return int(flat[0]) if flat.size else None
 
 
-def check_finite(backend, x, mask, labels=None, name="rewards"):
+def check_finite(backend, x, mask, labels=None, name="rewards", limits=(np.inf, np.inf)) -> tuple[bool, bool]:
+    """Reject NaN/inf (naming the group); report magnitudes near the float limits.
+
+    One host transfer of an int8 code per element: 3 non-finite, 2 beyond ``limits[0]`` (the
+    sums of the computation could overflow its float dtype), 1 beyond ``limits[1]`` (the result
+    could overflow the output dtype). Returns (beyond limits[0], beyond limits[1]).
+    """
+    xp = backend.xp
     finite = backend.all_finite(x)
+    size = xp.abs(xp.where(finite, x, 0))
+    code = xp.where(~finite, 3, xp.where(size > limits[0], 2, xp.where(size > limits[1], 1, 0)))
     if mask is not None:
-        finite = finite | ~mask
-    bad = backend.to_numpy(~finite).reshape(-1, backend.shape(x)[-1]).any(axis=-1)
-    row = first_bad_row(bad)
+        code = xp.where(mask, code, 0)
+    code = backend.to_numpy(code).reshape(-1, backend.shape(x)[-1])
+    row = first_bad_row((code == 3).any(axis=-1))
     if row is not None:
         raise ValueError(f"{name} contain NaN or inf in {describe_group(row, labels)}.")
+    return bool((code == 2).any()), bool((code >= 1).any())
 
 
 def check_binary(backend, x, mask, labels=None, name="correct"):

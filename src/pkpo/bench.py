@@ -31,6 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._cli import Parser, UsageError, fail, non_negative_int, positive_int
+
 SHAPES = [(16384, 16), (4096, 64), (1024, 256), (64, 4096)]
 QUICK_SHAPES = [(512, 16), (32, 256)]
 GROWTH_TOTAL = 262_144
@@ -71,7 +73,7 @@ def ratio_weights(n: int, k: int) -> tuple[list, list]:
 def loop_group(values: list, k: int, weights=comb_weights) -> list:
     """s^(loo-1) of one group (paper eq. 33) in plain Python floats, the paper's O(n) recursions.
 
-    paper.md §1.6: sort once; s by the right-to-left recursion of eq. 49,
+    Theorem 5 and eq. 49 of the paper (arXiv:2505.15201 v4): sort once; s by the right-to-left recursion,
     s_(i) = s_(i+1) + w_i (g_(i) - g_(i+1)) with w_i = C(i-1,k-1)/C(n,k) and s_(n) = w_n g_(n);
     the baseline (k/n) rho_{k-1}(g without i) by the left-to-right recursion of eqs. 31-32
     (corrected form): R_1 = rho_{k-1}(g_(2..n)), R_(i+1) = R_i + v_i (g_(i) - g_(i+1)) with
@@ -434,8 +436,8 @@ def targets(results: dict) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="pkpo bench", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="pkpo bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, no verl: a few seconds")
     parser.add_argument(
         "--device",
@@ -447,18 +449,24 @@ def main(argv=None) -> int:
     parser.add_argument("--no-verl", action="store_true", help="skip the verl comparison")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch intra-op threads (default: torch's choice; use 1 on a busy machine)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        return fail("pkpo bench", error)
     torch = _torch()
     if args.threads is not None and torch is not None:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and (torch is None or not torch.cuda.is_available()):
-        print("pkpo bench: --device cuda needs torch with a CUDA device", file=sys.stderr)
-        return 2
+        return fail("pkpo bench", "--device cuda needs torch with a CUDA device")
     rng = np.random.default_rng(args.seed)
 
     results = {"machine": machine_line(args.device), "device": args.device, "quick": args.quick}
@@ -492,8 +500,11 @@ def main(argv=None) -> int:
         print("\n## Targets\n")
         print("\n".join(lines))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+        try:
+            with open(args.json, "w") as handle:
+                json.dump(results, handle, indent=2)
+        except OSError as error:
+            return fail("pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}")
         print(f"\nwrote {args.json}")
     return 0
 

@@ -18,13 +18,14 @@ import math
 import numpy as np
 
 from . import _validation
-from ._combinatorics import EXACT_MAX_SIZE, binomial_ratio, log_factorial_table
+from ._combinatorics import EXACT_MAX_SIZE, log_factorial_table
 from ._sorted import sort_groups
+from ._typing import Array, IntLike
 
 __all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts"]
 
 
-def pass_at_k_from_counts(n, c, k):
+def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
     """Unbiased pass@k from counts: rho(n, c, k) = 1 - C(n - c, k) / C(n, k)   (eq. 3).
 
     The probability that a random size-k subset of n samples, c of them correct, contains at
@@ -37,12 +38,15 @@ def pass_at_k_from_counts(n, c, k):
         k: the pass@k size, a positive int.
 
     Returns:
-        float64 numpy array of the broadcast shape of ``n`` and ``c`` (0-d for scalars). For
-        n <= 2048 every value is the exact rational rounded correctly to float64 (integer
-        arithmetic per distinct (n, c)); beyond, it is formed in log space (about 1e-14 relative).
+        A Python float when ``n`` and ``c`` are scalars, else a float64 numpy array of their
+        broadcast shape. For n <= 2048 every value is the exact rational rounded correctly to
+        float64 (integer arithmetic per distinct (n, c)). Beyond, per distinct (n, c), it is
+        -expm1 of a log-ratio summed from its min(c, k) factors when those are few (<= 4096),
+        else taken from a log-factorial table; against exact rationals the relative error
+        measured below 1e-12 up to n = 10^6 (tests/test_estimators.py pins the bound).
 
     Examples:
-        >>> float(pass_at_k_from_counts(4, 1, 2))   # 1 - C(3,2)/C(4,2) = 1 - 3/6
+        >>> pass_at_k_from_counts(4, 1, 2)   # 1 - C(3,2)/C(4,2) = 1 - 3/6
         0.5
         >>> pass_at_k_from_counts([10, 10], [0, 10], 5).tolist()
         [0.0, 1.0]
@@ -61,9 +65,10 @@ def pass_at_k_from_counts(n, c, k):
         raise ValueError(f"pass@k needs n >= k samples per problem; got n={n.tolist()} with k={k}.")
     n, c = np.broadcast_arrays(n, c)
     if n.size and n.max() <= EXACT_MAX_SIZE:
-        return _exact_pass_at_k(n, c, k)
-    lf = log_factorial_table(int(n.max()) if n.size else 0)
-    return 1.0 - binomial_ratio(np, lf, n - c, k, n, k)
+        result = _exact_pass_at_k(n, c, k)
+    else:
+        result = _large_pass_at_k(n, c, k)
+    return float(result) if result.ndim == 0 else result
 
 
 def _exact_pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
@@ -77,13 +82,52 @@ def _exact_pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
     return np.array(values, dtype=np.float64)[inverse.reshape(-1)].reshape(n.shape)
 
 
+# Below this many factors the product form is summed term by term (see _large_pass_at_k).
+_PRODUCT_MAX_TERMS = 4096
+
+
+def _large_pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
+    """eq. 3 for n > 2048 as -expm1(L), L = log C(n-c,k) - log C(n,k) <= 0, once per (n, c).
+
+    1 - rho is tiny exactly when L is near 0, where an absolute error in L becomes a large
+    relative error in rho. L is near 0 only when c k << n, so min(c, k) is small there, and then L
+    is summed from its min(c, k) factors: C(n-c,k)/C(n,k) = prod_{j<k} (1 - c/(n-j))
+    = prod_{i<c} (1 - k/(n-i)), each log1p exact to an ulp. Otherwise L comes from the
+    log-factorial table (absolute error about 1e-12 at n = 65,536), where |L| is large enough for
+    that to stay a small relative error.
+    """
+    counts = np.stack([n.reshape(-1), c.reshape(-1)])
+    pairs, inverse = np.unique(counts, axis=1, return_inverse=True)
+    lf = log_factorial_table(int(pairs[0].max()))
+    values = np.empty(pairs.shape[1], dtype=np.float64)
+    for index, (size, correct) in enumerate(pairs.T.tolist()):
+        terms, other = (correct, k) if correct <= k else (k, correct)
+        if size - correct < k:
+            values[index] = 1.0
+        elif terms <= _PRODUCT_MAX_TERMS:
+            factors = np.log1p(-other / (size - np.arange(terms, dtype=np.float64)))
+            values[index] = -math.expm1(math.fsum(factors.tolist()))
+        else:
+            valid, hi, lo = _log_ratio(lf, size, correct, k)
+            values[index] = -math.expm1(hi + lo)
+    return values[inverse.reshape(-1)].reshape(n.shape)
+
+
+def _log_ratio(lf, size: int, correct: int, k: int):
+    """log C(size-correct, k) - log C(size, k) from the hi/lo log-factorial table."""
+    a, m = size - correct, size
+    hi = (lf.hi[a] - lf.hi[k] - lf.hi[a - k]) - (lf.hi[m] - lf.hi[k] - lf.hi[m - k])
+    lo = (lf.lo[a] - lf.lo[k] - lf.lo[a - k]) - (lf.lo[m] - lf.lo[k] - lf.lo[m - k])
+    return True, float(hi), float(lo)
+
+
 def _integral(value: np.ndarray) -> bool:
     return np.issubdtype(value.dtype, np.floating) and bool(np.all(np.isfinite(value))) and bool(
         np.all(value == np.round(value))
     )
 
 
-def pass_at_k(correct, k, mask=None, *, validate=True):
+def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
     """Unbiased pass@k of each problem from its n binary outcomes   (eq. 3).
 
     rho(n, c, k) = 1 - C(n - c, k) / C(n, k), with c = sum_i f_i the number of correct samples:
@@ -110,7 +154,7 @@ def pass_at_k(correct, k, mask=None, *, validate=True):
     return _maxg_from_sorted(groups, k)
 
 
-def maxg_at_k(rewards, k, mask=None, *, validate=True):
+def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
     """Unbiased maxg@k = E[max of k rewards] of each group from its n rewards   (eqs. 12-14).
 
     rho^(g)(n, k) = (1 / C(n, k)) sum_{i=k}^{n} C(i - 1, k - 1) g_(i), with g_(1) <= ... <= g_(n)

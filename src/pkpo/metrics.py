@@ -40,6 +40,7 @@ __all__ = [
     "EstimateAtK",
     "InsufficientSamplesError",
     "MetricReport",
+    "estimates_report",
     "maxg_at_k_report",
     "pass_at_k_report",
     "solve_rate",
@@ -320,6 +321,60 @@ def solve_rate(correct_per_problem) -> float:
     _check_binary(values, lengths, None)
     counts = np.add.reduceat(values.astype(np.int64), _starts(lengths))
     return float(np.mean(counts > 0))
+
+
+def estimates_report(
+    estimates: dict,
+    n_samples,
+    ks,
+    *,
+    metric: str = "pass@k",
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+    skip_insufficient: bool = False,
+    problem_ids: Sequence | None = None,
+) -> MetricReport:
+    """Mean, SE and bootstrap CI over problems of per-problem estimates made elsewhere.
+
+    For tools that log each problem's unbiased pass@k estimate rather than the samples'
+    results (lm-evaluation-harness's ``pass@k`` per document). The mean, SE and interval are
+    formed exactly as in :func:`pass_at_k_report`.
+
+    Args:
+        estimates: {k: 1-D float array over problems}; NaN where the tool gave no value, which
+            must be exactly where the problem has fewer than k samples.
+        n_samples: 1-D int array, the number of samples n_p of each problem.
+        ks: the k to report; each must be a key of ``estimates``.
+        metric, n_bootstrap, confidence, seed, skip_insufficient, problem_ids: as in
+            :func:`pass_at_k_report` (``metric`` only labels the report).
+
+    Examples:
+        >>> r = estimates_report({2: np.array([0.5, 1.0, np.nan])}, np.array([4, 4, 1]), [2],
+        ...                      skip_insufficient=True)
+        >>> r[2].estimate, r[2].n_problems, r[2].n_skipped
+        (0.75, 2, 1)
+    """
+    lengths = np.asarray(n_samples, dtype=np.int64).reshape(-1)
+    labels = _labels(problem_ids, len(lengths))
+    table = {}
+    for k in _check_ks(ks):
+        if k not in estimates:
+            raise ValueError(f"no estimates for k={k}; they exist for k in {sorted(estimates)}.")
+        values = np.asarray(estimates[k], dtype=np.float64).reshape(-1)
+        if values.shape != lengths.shape:
+            raise ValueError(f"estimates for k={k} have {values.size} values for {lengths.size} problems.")
+        inconsistent = np.isnan(values) != (lengths < k)
+        if inconsistent.any():
+            p = int(np.flatnonzero(inconsistent)[0])
+            state = "no estimate" if np.isnan(values[p]) else "an estimate"
+            raise ValueError(f"{_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples.")
+        table[k] = values
+
+    def per_problem(k: int, used: np.ndarray) -> np.ndarray:
+        return table[k][used]
+
+    return _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
 
 
 # --- the shared report loop ------------------------------------------------------------------

@@ -73,30 +73,30 @@ class Schedule:
         return f"{self.kind} k={self.k_start}->{self.k_end} over steps {self.start}..{self.start + self.steps}"
 
 
-def constant(k) -> Schedule:
+def constant(k: int) -> Schedule:
     """k at every step."""
     k = check_k(k)
     return Schedule("constant", k, k)
 
 
-def step(k_start, k_end, at) -> Schedule:
+def step(k_start: int, k_end: int, at: int) -> Schedule:
     """k_start for steps < ``at``, then k_end (the paper's 8 -> 1 annealing at step 1500)."""
     return Schedule("step", check_k(k_start), check_k(k_end), start=_check_step_count("at", at))
 
 
-def linear(k_start, k_end, steps, start=0) -> Schedule:
+def linear(k_start: int, k_end: int, steps: int, start: int = 0) -> Schedule:
     """k moves linearly from k_start (at ``start``) to k_end (at ``start + steps``), rounded to int."""
     return Schedule("linear", check_k(k_start), check_k(k_end), _check_step_count("start", start),
                     _check_step_count("steps", steps))
 
 
-def cosine(k_start, k_end, steps, start=0) -> Schedule:
+def cosine(k_start: int, k_end: int, steps: int, start: int = 0) -> Schedule:
     """Like :func:`linear` with a half-cosine profile (flat at both ends), rounded to int."""
     return Schedule("cosine", check_k(k_start), check_k(k_end), _check_step_count("start", start),
                     _check_step_count("steps", steps))
 
 
-def from_spec(spec) -> Schedule:
+def from_spec(spec: int | str | dict | Schedule) -> Schedule:
     """Parse a schedule from a short string or a dict (for CLIs and config files).
 
     Strings: ``"4"`` (constant), ``"8->1@1500"`` (step), ``"linear:8->1@0+1000"``,

@@ -10,15 +10,17 @@ baseline           A_i                                              needs     su
 =================  ===============================================  ========  ===============
 "none"             s_i (eqs. 8, 19)                                 k <= n    k rho_k
 "loo"              s_i - (k/(n-1)) rho_k(g without i)  (eq. 29)     n >= k+1  -k rho_k/(n-1)
-"loo_minus_one"    s_i - (k/n) rho_{k-1}(g without i)  (eq. 33)     k <= n    k(rho_k - rho_{k-1})
-"centered"         rho_k(g) - rho_k(g without i)                     n >= k+1  0
+"loo_minus_one"    s_i - (k/n) rho_{k-1}(g without i)  (eq. 33)     k <= n    k(rho_k - rho_{k-1}) *
+"centered"         rho_k(g) - rho_k(g without i)                     n >= k+1  0 (up to rounding)
 =================  ===============================================  ========  ===============
+
+* for k >= 2; at k = 1 "loo_minus_one" is leave-one-out centring (below) and sums to 0.
 
 rho_k is the unbiased maxg@k estimate of :func:`pkpo.maxg_at_k`. "loo_minus_one" is the
 paper's PKPO, used in all its LLM experiments, and the default. At k = 1 it is defined as plain
 leave-one-out centring, (g_i - mean_{j != i} g_j) / n (the paper's k_opt = 1 baseline, eq. 26, on
 the same k/n scale as s), which coincides with "centered" at k = 1. "centered" is not in the
-paper: it is the jackknife form derived in paper.md §1.5 item 4, unbiased because the subtracted
+paper: it is a jackknife form of the subset estimator (eqs. 27-28), unbiased because the subtracted
 term does not depend on sample i.
 
 Values are exactly the paper's by default (``scale="none"``), so sum_i s_i = k rho_k holds.
@@ -65,6 +67,7 @@ import numpy as np
 from . import _validation
 from ._backend import as_array, backend_of
 from ._sorted import SortedGroups, sort_groups
+from ._typing import Array, Baseline, IntLike, Scale
 
 __all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo"]
 
@@ -81,7 +84,7 @@ class TransformInfo(NamedTuple):
 
 
 def _leave_one_out_estimate(groups: SortedGroups, w: dict):
-    """rho_k(g without the sample of rank i), for every i (paper.md §1.5 item 1).
+    """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
     in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t tail_{n-1}(t-1).
@@ -115,7 +118,8 @@ def _s(groups: SortedGroups, w: dict, k: int):
 def _loo_minus_one(groups: SortedGroups, w: dict):
     """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
 
-    The "marginal contribution" form of paper.md §1.5 item 3: a cumulative sum of non-negative
+    The "marginal contribution" form of eq. 33 (first line: each subset credits its winner with
+    the gap to the runner-up): a cumulative sum of non-negative
     terms, so the result is exactly non-negative and non-decreasing in rank. The weight
     C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
     """
@@ -142,8 +146,9 @@ def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
 # --- public API ------------------------------------------------------------------------------
 
 
-def transform(rewards, k, baseline="loo_minus_one", mask=None, *, scale="none", return_info=False,
-              validate=True):
+def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", mask: Array | None = None, *,
+              scale: Scale = "none", return_info: bool = False,
+              validate: bool = True) -> Array | tuple[Array, TransformInfo]:
     """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
 
     Binary rewards (0/1 or bool: pass@k, eq. 8) and continuous rewards (maxg@k, eq. 19) are the
@@ -204,8 +209,9 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     return advantages, info
 
 
-def transform_grouped(rewards, group_ids, k, baseline="loo_minus_one", *, scale="none", return_info=False,
-                      validate=True):
+def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = "loo_minus_one", *,
+                      scale: Scale = "none", return_info: bool = False,
+                      validate: bool = True) -> Array | tuple[Array, np.ndarray, TransformInfo]:
     """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
 
     Groups may be unsorted, interleaved and of different sizes (DAPO filtering, failed rollouts).
@@ -298,7 +304,14 @@ def factorize_group_ids(group_ids, n_items: int):
     Unique ids come sorted, as ``np.unique`` orders them; ids may be ints, strings or a tensor.
     """
     ids_backend = backend_of(group_ids)
-    ids = ids_backend.to_numpy(group_ids) if ids_backend.name != "numpy" else np.asarray(group_ids)
+    if isinstance(group_ids, (list, tuple)):
+        # keep each id's own type: np.asarray([1, "1"]) would turn both into the string "1"
+        ids = np.empty(len(group_ids), dtype=object)
+        ids[:] = group_ids
+    elif ids_backend.name != "numpy":
+        ids = ids_backend.to_numpy(group_ids)
+    else:
+        ids = np.asarray(group_ids)
     if ids.ndim != 1 or ids.shape[0] != n_items:
         raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
     try:

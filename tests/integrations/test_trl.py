@@ -301,6 +301,7 @@ def _run_in_own_session(command, env, timeout):
     return process.returncode, output
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
     """Groups span processes (6 rows per rank, groups of 4): the slices must match one process."""
     script = Path(__file__).with_name("trl_two_process_run.py")

@@ -383,6 +383,7 @@ def _last_line_of_fresh_python(code: str, *, plugins: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
     code = (
         "import json, verl\n"
@@ -396,6 +397,7 @@ def test_plain_import_verl_loads_the_plugin_in_a_fresh_process():
     assert report == {"registered": True, "module": "pkpo.integrations.verl", "v1_imported": False}
 
 
+@pytest.mark.slow
 def test_plugin_is_absent_when_verl_plugins_are_disabled():
     """Control for the test above: the entry point, not something else, does the registration."""
     code = (

@@ -20,14 +20,49 @@ from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
     (train_main, ["--lr", "abc"], "invalid float value"),
     (sweep_main, ["--out", "X", "--runs", "k4,k99"], "k=99 > n=16"),
     (sweep_main, ["--out", "X", "--runs", "bogus"], "unknown run"),
-    (sweep_main, ["--out", "X", "--jobs", "0"], "--jobs must be"),
+    (sweep_main, ["--out", "X", "--jobs", "0"], "argument --jobs: expected an integer >= 1; got 0"),
+    (sweep_main, ["--out", "X", "--seeds", "0", "-1"], "argument --seeds: expected an integer >= 0; got -1"),
     (demo_main, [], "required: --out"),
+    (demo_main, ["--out", "X", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
+    (train_main, ["--tensorboard", "nope"], "argument --tensorboard: expected true or false"),
+    (train_main, ["--eval-ks", "1", "4"], "unrecognized arguments: 4"),
+    (train_main, ["--eval-ks", "1;4"], "expected positive integers separated by commas"),
+    (train_main, ["--device", "cuda:99", "--out", "X"], "device 'cuda:99' is not available"),
+    (train_main, ["--out", "/proc/nope/run"], "cannot create the --out folder '/proc/nope/run'"),
+    (sweep_main, ["--out", "/proc/nope/sweep", "--runs", "k1"], "cannot create the --out folder"),
+    (demo_main, ["--out", "/proc/nope/demo"], "cannot create the --out folder"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(capsys, tmp_path, main, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "error:" in err and message in err
     assert not (tmp_path / "X").exists()
+
+
+def test_flags_parse_strictly_and_have_one_spelling():
+    from pkpo.rl.cli import _Parser, _add_config_flags
+
+    parser = _Parser(prog="x")
+    _add_config_flags(parser)
+    args = parser.parse_args(["--eval-ks", "4,1,2,4", "--tensorboard", "OFF"])
+    assert args.eval_ks == [1, 2, 4] and args.tensorboard is False
+    assert parser.parse_args(["--tensorboard", "yes"]).tensorboard is True
+
+
+def test_help_shows_one_out_flag(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = capsys.readouterr().out
+    assert "--out DIR" in text and "--out-dir" not in text and "OUT_DIR" not in text
+    assert "--eval-ks K1,K2,..." in text and "--tensorboard {true,false}" in text
+
+
+def test_old_out_dir_spelling_still_works(tmp_path):
+    from pkpo.rl.cli import _Parser, _add_out_flag
+
+    parser = _Parser(prog="x")
+    _add_out_flag(parser, "help")
+    assert parser.parse_args(["--out-dir", "a"]).out == "a" == parser.parse_args(["--out", "a"]).out
 
 
 def test_cli_error_via_the_pkpo_command_has_no_traceback():
@@ -44,6 +79,7 @@ def test_run_spec():
     assert run_spec("tzsm", 5) == {"method": "tzsm"}
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0

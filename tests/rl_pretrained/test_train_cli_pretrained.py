@@ -19,7 +19,7 @@ def test_train_with_a_local_checkpoint_runs_and_writes_results(checkpoint, tmp_p
     out = tmp_path / "run"
     code = main(["train", "--model", str(checkpoint), "--lora-r", "0", "--task", "nl:arithmetic-d1",
                  "--steps", "2", "--prompts-per-step", "2", "--n", "4", "--k", "2", "--max-new-tokens", "4",
-                 "--eval-every", "0", "--eval-problems", "4", "--eval-samples", "4", "--eval-ks", "1", "2",
+                 "--eval-every", "0", "--eval-problems", "4", "--eval-samples", "4", "--eval-ks", "1,2",
                  "--checkpoint-every", "0", "--tensorboard", "false", "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     final = json.loads((out / "final.json").read_text())

@@ -21,6 +21,7 @@ def quick_run(tmp_path_factory):
         return out, json.load(f)
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_file(quick_run):
     out, _ = quick_run
     for name in FIGURES + ("toy.json", "report.md"):
@@ -50,6 +51,7 @@ def test_json_holds_the_numbers_behind_the_figures(quick_run):
     assert result["training"]["annealed"]["ks"] == [16, 1]
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_other_seed_other_numbers(quick_run):
     _, result = quick_run
     again = json.loads(json.dumps(study.run_study(study.StudyConfig.quick(), 3, progress=False)))
@@ -60,6 +62,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(quick_run):
     assert other["theta_star"] == result["theta_star"]  # exact, not random
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, quick_run, monkeypatch):
     _, result = quick_run
     config = study.StudyConfig.quick()

@@ -31,6 +31,7 @@ def maxg_by_density_of_the_winner(theta: float, k: int) -> float:
     return value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", KS)
 def test_theta_star_matches_a_different_quadrature_and_optimiser(k):
     best = optimize.minimize_scalar(lambda t: -maxg_by_density_of_the_winner(t, k), bounds=(0.6, 1.2),

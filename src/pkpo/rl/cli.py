@@ -18,15 +18,18 @@ import copy
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
+from .._cli import Parser, UsageError, fail, k_list, non_negative_int, positive_int, strict_bool
+from . import rundir
 from .trainer import TrainConfig
 
 # Presets: a dict of TrainConfig overrides.
 PRESETS = {
-    # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples; RL_NOTES)
+    # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples)
     "cpu": {},
     # the measured sweep setting of docs/results.md (8 prompts x 16 samples, 100 steps) and the demo
     "demo": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,
@@ -41,18 +44,12 @@ PRESETS = {
 }
 
 
-class CliError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clean line, no usage dump, no traceback
-        raise CliError(message)
+CliError = UsageError  # a bad argument: one line, exit status 2
+_Parser = Parser
 
 
 def _fail(cmd: str, exc: Exception) -> int:
-    print(f"pkpo {cmd}: error: {exc}", file=sys.stderr)
-    return 2
+    return fail(f"pkpo {cmd}", exc)
 
 
 def field_docs(cls=TrainConfig) -> dict[str, str]:
@@ -74,19 +71,56 @@ def field_docs(cls=TrainConfig) -> dict[str, str]:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One --flag per TrainConfig field (help text from the field docstrings)."""
+    """One --flag per TrainConfig field (help text from the field docstrings).
+
+    ``out_dir`` is the command's own ``--out``; lists of k are one comma-separated argument
+    (``--eval-ks 1,2,4``, as in ``pkpo eval --k``); booleans take true/false (or 1/0, yes/no, on/off).
+    """
     docs = field_docs()
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        help_ = f"{docs.get(f.name, '')} (default: {getattr(defaults, f.name)!r})".replace("%", "%%")
+        if f.name == "out_dir":
+            continue
+        default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if f.name == "eval_ks" else repr(default)
+        help_ = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")
         flag = "--" + f.name.replace("_", "-")
         if f.name == "eval_ks":
-            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_)
+            parser.add_argument(flag, type=k_list, default=None, metavar="K1,K2,...", help=help_)
         elif f.type in ("bool", bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None, help=help_)
+            parser.add_argument(flag, type=strict_bool, default=None, metavar="{true,false}", help=help_)
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            parser.add_argument(flag, type=typ, default=None, help=help_)
+            parser.add_argument(flag, type=typ, default=None, metavar=f.name.upper(), help=help_)
+
+
+def _add_out_flag(parser: argparse.ArgumentParser, help_: str, required: bool = False) -> None:
+    """``--out DIR`` (``--out-dir`` is accepted as an old spelling and not shown in --help)."""
+    parser.add_argument("--out", dest="out", metavar="DIR", required=required, help=help_)
+    parser.add_argument("--out-dir", dest="out", help=argparse.SUPPRESS)
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA device that this torch cannot use (before any work, with the reason)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ValueError(f"device {device!r} is not available: {why} (torch {torch.__version__}); use --device cpu")
+    index = device.partition(":")[2]
+    count = torch.cuda.device_count()
+    if device != "cuda" and not (device.startswith("cuda:") and index.isdigit() and int(index) < count):
+        raise ValueError(f"device {device!r} is not available; this machine has cuda:0 to cuda:{count - 1}")
+
+
+def _interrupted(out_dir: str, argv: list[str]) -> str:
+    """What an interrupted ``pkpo train`` says: where its last checkpoint is and how to go on."""
+    kept = [a for a in argv if a not in ("--overwrite", "--resume")]
+    if (Path(out_dir) / "checkpoint.pt").exists():
+        return f"{rundir.checkpoint_note(out_dir)}; continue with: {shlex.join(['pkpo', 'train', *kept, '--resume'])}"
+    return f"{rundir.checkpoint_note(out_dir)}; start again with: {shlex.join(['pkpo', 'train', *kept, '--overwrite'])}"
 
 
 def _overrides(args) -> dict:
@@ -145,8 +179,10 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--model", help="pretrained policy: 'smollm2-135m', a local HF checkpoint dir or a .gguf file")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --model (0: full fine-tuning)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--out", dest="out_dir_flag", help="output directory (= --out-dir)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _add_out_flag(parser, "output folder of the run (default: the config's out_dir, runs/train)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run already in OUT (deletes its metrics, checkpoint, final.json and tb/)")
     parser.add_argument("--cache-dir", help="warm-start cache (default $PKPO_CACHE or ~/.cache/pkpo)")
     parser.add_argument("--no-progress", action="store_true")
     _add_config_flags(parser)
@@ -154,9 +190,11 @@ def train_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[args.preset])
         changes = _overrides(args)
-        if args.out_dir_flag:
-            changes["out_dir"] = args.out_dir_flag
+        if args.out:
+            changes["out_dir"] = args.out
         cfg = TrainConfig.from_dict({**base.to_dict(), **changes}).validate()
+        check_device(cfg.device)
+        rundir.check_run(cfg.out_dir, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, TypeError) as exc:
         return _fail("train", exc)
     from .trainer import train
@@ -166,8 +204,12 @@ def train_main(argv: list[str]) -> int:
             policy, task, reference, _ = build_pretrained(cfg, args.model, args.lora_r)
         else:
             policy, task, reference, _ = build(cfg, cache_dir=args.cache_dir, progress=not args.no_progress)
-        final = train(cfg, policy, task, reference=reference, resume=args.resume, progress=not args.no_progress)
-    except (ValueError, ImportError) as exc:
+        final = train(cfg, policy, task, reference=reference, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"pkpo train: interrupted; {_interrupted(cfg.out_dir, argv)}", file=sys.stderr)
+        return 130
+    except (ValueError, ImportError, OSError) as exc:
         return _fail("train", exc)
     print(json.dumps({k: v for k, v in final.items() if k != "config"}, indent=2))
     return 0
@@ -207,7 +249,10 @@ def _worker(job: dict) -> dict:
             return done
     policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
     t0 = time.time()
-    final = train(cfg, policy, task, reference=reference, resume=True, progress=job.get("progress", False))
+    # continue from a checkpoint; a run interrupted before its first checkpoint starts again
+    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()
+    final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
+                  progress=job.get("progress", False))
     final["wall_s"] = time.time() - t0
     final_path.write_text(json.dumps(final, indent=2))
     return final
@@ -229,8 +274,29 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[
     return results
 
 
+def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
+    """Before any work: a run folder of the grid that holds a run with other settings is refused
+    (``overwrite``: deleted). Runs with the same settings are kept: finished ones are reused and
+    interrupted ones continue from their checkpoint."""
+    from .trainer import _RESUMABLE_CHANGES
+
+    for cfg in configs:
+        if not rundir.existing_run(cfg.out_dir):
+            continue
+        old = rundir.recorded_config(cfg.out_dir) or {}
+        new = cfg.to_dict()
+        diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        if not diff:
+            continue
+        if not overwrite:
+            raise rundir.RunDirError(
+                f"{cfg.out_dir!r} holds a run with other settings (differs in {diff}); pass --overwrite to "
+                "replace such runs, or choose another --out")
+        rundir.clear_run(cfg.out_dir)
+
+
 def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
-             baselines: list[str] | None = None, progress: bool = True) -> list[dict]:
+             baselines: list[str] | None = None, progress: bool = True, overwrite: bool = False) -> list[dict]:
     """Warm starts (one per seed), then every (run, baseline, seed) config; returns the final dicts."""
     configs = []
     for name in runs:
@@ -241,6 +307,7 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
                            "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
                 cfg = base.replace(**changes).validate()
                 configs.append((label, cfg))
+    check_grid_runs([cfg for _, cfg in configs], overwrite)
     warm = [{"config": base.replace(seed=s).to_dict(), "cache_dir": cache_dir, "warm_only": True} for s in seeds]
     _run_jobs(warm, min(jobs, len(warm)), "warm starts", progress)
     finals = _run_jobs([{"config": c.to_dict(), "cache_dir": cache_dir} for _, c in configs], jobs, "runs", progress)
@@ -264,12 +331,15 @@ def finished_runs(out: Path) -> list[dict]:
 
 def sweep_main(argv: list[str]) -> int:
     parser = _Parser(prog="pkpo sweep", description="A grid of RL runs, then a paper-style table and plots.")
-    parser.add_argument("--out", required=True, help="output directory")
+    _add_out_flag(parser, "output folder; the runs go to OUT/runs/<name>/seed<s>/", required=True)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace runs under OUT that were made with other settings (default: refuse)")
     parser.add_argument("--runs", default="k1,k2,k4,k8,anneal,tzsm,grpo,entropy",
                         help="comma-separated grid entries: k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm, entropy")
     parser.add_argument("--baselines", default=None, help="comma-separated PKPO baselines (default: the config's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=1, help="parallel processes (1 thread each)")
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2], metavar="SEED",
+                        help="training seeds, separated by spaces (default: 0 1 2)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (1 thread each)")
     parser.add_argument("--config", help="TOML base config")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--cache-dir", help="warm-start cache (default OUT/cache)")
@@ -288,24 +358,36 @@ def sweep_main(argv: list[str]) -> int:
         for r in runs:  # validate every grid point before any work
             for b in baselines or [base.baseline]:
                 base.replace(**run_spec(r, base.steps), baseline=b).validate()
+        check_device(base.device)
+        out = Path(args.out)
+        if args.report_only and not out.is_dir():
+            raise ValueError(f"no finished runs under {str(out / 'runs')!r}")
+        lock = rundir.RunLock(out, "pkpo sweep")  # one sweep per folder at a time
     except (ValueError, TypeError) as exc:
         return _fail("sweep", exc)
     from .report import write_sweep_report
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if args.report_only:
         finals = finished_runs(out)
         if not finals:
             return _fail("sweep", ValueError(f"no finished runs under {str(out / 'runs')!r}"))
     else:
-        finals = run_grid(base, runs, args.seeds, out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
-                          baselines=baselines, progress=not args.no_progress)
+        try:
+            finals = run_grid(base, runs, args.seeds, out, jobs=args.jobs,
+                              cache_dir=args.cache_dir or str(out / "cache"), baselines=baselines,
+                              progress=not args.no_progress, overwrite=args.overwrite)
+        except KeyboardInterrupt:
+            print(f"pkpo sweep: interrupted; finished runs and checkpoints are kept in {str(out / 'runs')!r}; "
+                  "run the same command again to continue", file=sys.stderr)
+            return 130
+        except (ValueError, OSError) as exc:
+            return _fail("sweep", exc)
     wall = sum(f.get("wall_s", 0.0) for f in finals)
     info = write_sweep_report(out, finals, title="PKPO sweep", command="pkpo sweep " + " ".join(argv),
                               wall_s=time.time() - t0 if not args.report_only else wall)
     print(info["table_md"])
+    lock.release()
     return 0
 
 
@@ -316,10 +398,12 @@ DEMO_RUNS = ["loo", "k4", "k8", "anneal"]
 
 def demo_main(argv: list[str]) -> int:
     parser = _Parser(prog="pkpo demo", description="Train a small policy from scratch: pass@1 baseline vs PKPO.")
-    parser.add_argument("--out", required=True, help="output directory (report.md, summary.json, PNGs)")
+    _add_out_flag(parser, "output folder (report.md, summary.json, PNGs)", required=True)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace runs under OUT that were made with other settings (default: refuse)")
     parser.add_argument("--quick", action="store_true", help="tiny settings (about a minute)")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (1 thread each)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=positive_int, default=2, help="parallel processes (1 thread each)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="training seed (default: 0)")
     parser.add_argument("--cache-dir", help="warm-start cache (default OUT/cache)")
     parser.add_argument("--no-progress", action="store_true")
     try:
@@ -337,10 +421,17 @@ def demo_main(argv: list[str]) -> int:
         base = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
         runs = DEMO_RUNS
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    finals = run_grid(base, runs, [args.seed], out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
-                      progress=not args.no_progress)
+    try:
+        lock = rundir.RunLock(out, "pkpo demo")  # creates OUT; one demo per folder at a time
+        t0 = time.time()
+        finals = run_grid(base, runs, [args.seed], out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
+                          progress=not args.no_progress, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"pkpo demo: interrupted; finished runs and checkpoints are kept in {str(out / 'runs')!r}; "
+              "run the same command again to continue", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        return _fail("demo", exc)
     info = write_sweep_report(out, finals, title="pkpo demo", command="pkpo demo " + " ".join(argv),
                               wall_s=time.time() - t0, report_name="report.md")
     summary = [{"name": f["label"], "k_schedule": f["k_schedule"], "method": f["method"],
@@ -351,4 +442,5 @@ def demo_main(argv: list[str]) -> int:
     print(info["table_md"])
     print(f"wrote {out / 'report.md'}, {out / 'summary.json'} and {len(info['figures'])} figures "
           f"in {time.time() - t0:.0f} s")
+    lock.release()
     return 0

@@ -63,7 +63,7 @@ class CharTokenizer:
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Model size. The defaults (d=96, 3 layers, 4 heads) are the ~0.35M-parameter policy of RL_NOTES."""
+    """Model size. The defaults (d=96, 3 layers, 4 heads) are the ~0.35M-parameter policy of docs/results.md."""
 
     d_model: int = 96  # embedding width
     n_layer: int = 3  # transformer blocks

@@ -1,6 +1,6 @@
 """Procedurally generated, verifiable tasks for the RL layer (implement :class:`pkpo.rl.interfaces.Task`).
 
-The hidden-rule string transform (RL_NOTES): the prompt is a digit string, a hint and ``>``; the
+The hidden-rule string transform: the prompt is a digit string, a hint and ``>``; the
 answer applies one of six rules to the string::
 
     381920:r>   ->   029183       (r: reverse)
@@ -21,7 +21,7 @@ policy is about to apply, then the answer (``381920:?>`` -> ``r029183``); only t
 This makes the policy's choice of strategy one discrete token, so a small model executes the rule it
 chose instead of blending rules (without it, the warm-started 0.36M-parameter policy answered ``?``
 prompts with the majority rule or an invalid blend, and no minority rule ever succeeded: see
-docs/results.md). ``plan=False`` gives the plain format of RL_NOTES.
+docs/results.md). ``plan=False`` gives the plain format without the plan character.
 
 Binary reward: 1 for an exact match (``HiddenRuleTask``). Continuous reward: the fraction of the
 positions that are correct (``binary=False``: partial credit, like a fraction of unit tests passed).
@@ -161,7 +161,7 @@ class HiddenRuleTask:
 
     # --- supervised warm start ---------------------------------------------------------------
     def warmstart_batch(self, rng: np.random.Generator, size: int) -> list[tuple[str, str]]:
-        """Supervised (prompt, completion) pairs for the warm start (RL_NOTES lesson 1).
+        """Supervised (prompt, completion) pairs for the warm start (see pkpo.rl.warmstart).
 
         Half the pairs name the rule in the hint (uniform over all six rules, so the policy learns to
         execute every rule); the other half show ``?`` and are answered by an over-confident

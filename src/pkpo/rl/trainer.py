@@ -57,9 +57,13 @@ import math
 import os
 import random
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (pkpo[rl] installs it)
+    import tomli as tomllib
 
 import numpy as np
 import torch
@@ -72,6 +76,7 @@ from pkpo.transforms import scale_advantages
 
 from .evaluation import evaluate, score_samples
 from .interfaces import Policy, Task
+from .rundir import open_run
 
 METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
 BASELINES = ("none", "loo", "loo_minus_one", "centered")
@@ -409,8 +414,20 @@ class _Batcher:
 
 
 def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
-          resume: bool = False, progress: bool = True) -> dict:
-    """Run RL on ``policy`` for ``task``; returns the final metrics (also in ``out_dir/final.json``)."""
+          resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run RL on ``policy`` for ``task``; returns the final metrics (also in ``out_dir/final.json``).
+
+    ``out_dir`` is locked for the run (:mod:`pkpo.rl.rundir`): a second process is refused. A folder
+    that already holds a run is refused unless ``resume=True`` (continue from its checkpoint.pt,
+    which must exist) or ``overwrite=True`` (delete its run files and start again).
+    """
+    cfg = config.validate()
+    with open_run(cfg.out_dir, resume=resume, overwrite=overwrite):
+        return _train(cfg, policy, task, reference=reference, resume=resume, progress=progress)
+
+
+def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
+           resume: bool = False, progress: bool = True) -> dict:
     cfg = config.validate()
     if cfg.kl_coef > 0 and reference is None:
         raise ValueError("kl_coef > 0 needs a reference policy (train(..., reference=warm_start_copy))")
@@ -459,6 +476,10 @@ def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy 
     if progress and start_step == 0:
         print(f"{cfg.run_name()}: {bs} prompts x {n} samples = {bs * n} completions per step, "
               f"k schedule {schedule.describe()}, {cfg.steps} steps")
+        if eval_problems:
+            every = f"every {cfg.eval_every} steps from step 0 and " if cfg.eval_every else ""
+            print(f"held-out evaluation: {len(eval_problems)} problems x {cfg.eval_samples} samples, {every}at the end",
+                  flush=True)
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {

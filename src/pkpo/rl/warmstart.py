@@ -1,6 +1,6 @@
 """Supervised warm start before RL, cached on disk so that sweeps do not redo it.
 
-RL_NOTES lesson 1: PKPO can only spread probability over strategies that sometimes succeed, so the
+PKPO can only spread probability over strategies that sometimes succeed (docs/results.md), so the
 warm-started policy must execute every rule correctly at least occasionally. The warm start is plain
 maximum likelihood on the task's demonstrations (``task.warmstart_batch``): loss = -mean log p(y | x),
 with the same ``sequence_logprobs`` the RL loss uses. ``rule_accuracy`` checks the result.

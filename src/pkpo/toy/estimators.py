@@ -3,10 +3,10 @@
 Every estimator has the REINFORCE form  sum_i A_i d log p(x_i | theta) / d theta  with the score
 (x_i - theta) / sigma^2 of the Gaussian policy; they differ only in the weights A_i given to the
 raw rewards g_i = g(x_i) (the "transformed rewards"). Seven are compared in the paper's
-Figure 4 (Walder & Karkhanis, arXiv:2505.15201, Appendix C; paper.md §3):
+Figure 4 (Walder & Karkhanis, arXiv:2505.15201 v4, Sec. 5.1 and Appendix C):
 
 - "s", "s_loo", "s_loo_minus_one": all-subsets estimators (eqs. 19, 29, 33), and "centered",
-  rho_k(g) - rho_k(g without i) (paper.md §1.5 item 4, not in the paper). These four come from
+  rho_k(g) - rho_k(g without i) (not in the paper; see pkpo.transforms). These four come from
   :func:`pkpo.transform` with baseline "none", "loo", "loo_minus_one" and "centered".
 - the partitioned estimators, which split the n samples into B = n/k disjoint blocks of size k
   and average one estimate per block:

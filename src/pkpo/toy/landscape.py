@@ -24,7 +24,7 @@ import functools
 import numpy as np
 from scipy import optimize, special
 
-SIGMA = 0.1  # standard deviation of the policy (paper.md §3: "N(theta, sigma = 0.1)")
+SIGMA = 0.1  # standard deviation of the policy (Sec. 5.1: "N(theta, sigma = 0.1)")
 QUADRATURE_NODES = 400
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""report.md: the figures beside a short reading of them and the paper's claims (paper.md §3).
+"""report.md: the figures beside a short reading of them and the paper's claims (Sec. 5.1, Appendix C).
 
 Every sentence that states a comparison is computed from the numbers in toy.json, so a run that
 disagrees with the paper says so instead of repeating the paper's claim.
@@ -47,17 +47,17 @@ def _landscape_section(result: dict, figures: str) -> list:
              f"![Figure 1]({figures}/fig1_landscape.png)", "",
              "Exact Gauss-Legendre quadrature of maxg@k = integral_0^1 2u (1 - F(u)^k) du (F the CDF of "
              "g(x) at u^2); the derivative is the analytic derivative of that integral.", ""]
-    lines += _table(["k", "theta*(k) (ours)", "theta*(k) (paper.md)", "maxg@k(theta*)", "P(x > 1) at theta*",
+    lines += _table(["k", "theta*(k) (ours)", "theta*(k) (independent check)", "maxg@k(theta*)", "P(x > 1) at theta*",
                      "min d maxg@k/d theta"], rows)
     lines += ["", "Paper's claim (Fig. 1): the optimal theta moves right as k grows (more risk-tolerant), and "
               "the derivative plot's y axis runs from -7 to 2.", "",
               f"- Ours: theta* {'increases' if moves_right else 'does NOT increase'} monotonically with k, "
               f"from {stars[0]:.3f} (k={ks[0]}) to {stars[-1]:.3f} (k={k_max}).",
-              f"- The largest difference from paper.md's independent quadrature is {max(diffs):.4f} "
+              f"- The largest difference from an independent quadrature (pkpo.toy.study) is {max(diffs):.4f} "
               "(the paper itself prints no theta* values, only the plot)." if diffs else "",
               f"- The steepest derivative for k={k_max} is {land['min_gradient'][k_max]:.3f}: "
               f"{'slightly below' if land['min_gradient'][k_max] < -7 else 'within'} the figure's axis "
-              "limit of -7 (paper.md reports about -7.15 from a grid).", ""]
+              "limit of -7 (an independent grid search gave about -7.15).", ""]
     return lines
 
 
@@ -67,7 +67,7 @@ def _weights_section(result: dict, figures: str) -> list:
     return (["## Figure 2: rank weights of the maxg@k estimator", "", f"![Figure 2]({figures}/fig2_weights.png)", ""]
             + _table(["k"] + [f"i={i}" for i in range(1, w["n"] + 1)], rows)
             + ["", f"Weights C(i-1,k-1)/C({w['n']},k) over ascending ranks: uniform 1/n at k=1, all weight on "
-               "the maximum at k=n, interpolating between; these are exact and equal paper.md §2.3's table.", ""])
+               "the maximum at k=n, interpolating between; these are exact (eq. 13, Figure 2 of the paper).", ""])
 
 
 def _variance_section(result: dict, figures: str) -> list:
@@ -102,7 +102,7 @@ def _variance_section(result: dict, figures: str) -> list:
     big_ns = [n for n in ns if int(n) >= 8]
     lines = [f"## Figure 4: variance of gradient estimators of d maxg@{setup['k']}/d theta at theta = "
              f"{setup['theta']:g}", "", f"![Figure 4]({figures}/fig4_variance.png)", "",
-             f"Sample variance of {setup['estimates']:,} independent estimates per n (in brackets: paper.md §3's "
+             f"Sample variance of {setup['estimates']:,} independent estimates per n (in brackets: an "
              "independent re-run with the same setup; the paper prints no numbers, only the plot).", ""]
     lines += _table(["estimator"] + [f"n={n}" for n in ns], rows)
     lines += ["", f"Sample means (z = (mean - exact) / standard error; exact derivative {exact:.4f}):", ""]
@@ -113,7 +113,7 @@ def _variance_section(result: dict, figures: str) -> list:
               + (f" At n in {{{', '.join(ties)}}} = k it is the same estimator as loo-1 partitioned ([TZSM25]), "
                  "so they tie exactly." if ties else ""),
               f"- The centred variant (not in the paper) has {min(ratio):.1f}-{max(ratio):.1f}x the variance of "
-              "s^(loo-1) here, as paper.md §2.2 found: centring alone does not lower variance." if ratio else "",
+              "s^(loo-1) here: centring alone does not lower variance." if ratio else "",
               f"- Every sample mean is within {worst:.1f} standard errors of the exact derivative: all seven "
               "estimators are unbiased, as the paper states.", ""]
     return lines
@@ -136,7 +136,7 @@ def _transformed_section(result: dict, figures: str) -> list:
              f"![Figure 5]({figures}/fig5_transformed.png)", "",
              f"Mean transformed reward per raw-reward bin over {data['batches']:,} batches. The mean sum of a "
              "batch's transformed rewards (the vertical offset; exactly k rho_k, -k rho_k/(n-1), "
-             "k(rho_k - rho_{k-1}) and 0 per batch, paper.md §1.5):", ""]
+             "k(rho_k - rho_{k-1}) and 0 per batch, summing eqs. 28, 29 and 33 over the batch):", ""]
     lines += _table(["k"] + list(BASELINE_NAMES.values()), rows)
     lines += ["", "Paper's claim (Fig. 5): s carries a vertical offset that grows with k although the raw "
               "rewards are centred; the baselined versions are more centred.", "",
@@ -148,7 +148,7 @@ def _transformed_section(result: dict, figures: str) -> list:
               f"{'falls' if loo1_falls else 'does not fall monotonically'} as k grows; at k = 2 it differs from "
               "s's only by 2 rho_1 (about 0 for these centred rewards), so there the two are about equal.",
               "- Only `centered` sums to exactly zero; s^(loo-1) is never negative (its low-reward bins sit at 0) "
-              "and s^(loo) slightly over-subtracts (negative sums), as paper.md §1.5 derives.", ""]
+              "and s^(loo) slightly over-subtracts (negative sums), as the sums above say.", ""]
     return lines
 
 
@@ -243,12 +243,12 @@ def render_report(result: dict, figures: str = ".", quick: bool = False) -> str:
         lines += section(result, figures)
     lines += ["## Where ours differs from the paper", "",
               "- The paper prints no toy numbers; comparisons are against its plots' described shapes and "
-              "against paper.md's independent re-computation (theta* and the Figure-4 variances).",
+              "against an independent re-computation (theta* and the Figure-4 variances, kept in pkpo.toy.study).",
               "- Figure 4's n values and Figure 5's k values are not legible in the paper; we use n in "
               "{4, 8, 16, 32, 64} and k in {1, 2, 4, 8, 16}. We add the centred jackknife estimator (not in the "
               "paper) to Figures 4 and 5.",
-              "- The paper's Figure 4 places the policy at \"location x = 1\"; we read it as theta = 1 (as paper.md "
-              "does). Figure 1(b) in the paper shows k in {2, 4, 8, 16}; we also draw k = 1.",
+              "- The paper's Figure 4 places the policy at \"location x = 1\"; we read it as theta = 1 (the "
+              "policy's mean). Figure 1(b) in the paper shows k in {2, 4, 8, 16}; we also draw k = 1.",
               "- The paper has no toy training runs; the training section is ours, including its step-size "
               "schedule and convergence criterion.", ""]
     return "\n".join(line for line in lines if line is not None)

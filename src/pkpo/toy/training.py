@@ -1,6 +1,6 @@
 """Toy policy-gradient ascent on theta: does each estimator drive theta to theta*(k)?
 
-Not in the paper (its toy section has no training runs; paper.md §3). The loop is plain
+Not in the paper (its toy section, Sec. 5.1 and Appendix C, has no training runs). The loop is plain
 stochastic gradient ascent on maxg@k(theta) for the Gaussian policy x ~ N(theta, sigma^2):
 
     x_1..x_n ~ N(theta_t, sigma^2)                       # one group of n samples per step
