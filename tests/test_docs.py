@@ -8,7 +8,7 @@ README.md and docs/**/*.md, so a block added later is covered without touching t
   **toml** blocks are parsed, and one whose first line is ``# name.toml`` is a ``TrainConfig``
   file (its keys are checked) written into the document's working folder before any block runs.
 - The blocks of one document run in order in one temporary working folder that links the
-  repository's ``examples/``, ``src/`` and ``tools/``; ``runs/...`` outputs land there.
+  repository's ``examples/``, ``src/``, ``tools/``, ``docs/`` and ``benchmarks/``; ``runs/...`` outputs land there.
 - Small settings: ``pkpo`` on the PATH is the real command with a few flags appended (argparse
   keeps the last value), see ``SMALL`` below: ``train``/``sweep`` run 1 step with a 2-step warm
   start and a tiny evaluation, ``toy`` and ``bench`` run ``--quick``, ``demo`` ``--quick``.
@@ -124,7 +124,7 @@ def workspaces(tmp_path_factory):
     def get(path: Path) -> tuple[Path, dict]:
         if path not in cache:
             root = tmp_path_factory.mktemp(path.stem)
-            for name in ("examples", "src", "tools", "docs"):
+            for name in ("examples", "src", "tools", "docs", "benchmarks"):
                 (root / name).symlink_to(REPO / name)
             for block in blocks_of(path):
                 if block.kind == "toml" and (name := _toml_file_name(block)):
@@ -150,8 +150,9 @@ def _environment(root: Path) -> dict:
         "sys.exit(main(argv))\n"
     )
     shim.chmod(0o755)
-    (bin_dir / "python").symlink_to(sys.executable)
-    (bin_dir / "python3").symlink_to(sys.executable)
+    for name in ("python", "python3"):  # a script, not a symlink: a symlinked venv python loses its venv
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (bin_dir / name).chmod(0o755)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
            "OMP_NUM_THREADS": "1", "PKPO_CACHE": str(root / ".cache"), "MPLBACKEND": "Agg"}
     return env
