@@ -1,13 +1,15 @@
-# Two entry points for a fresh machine:
-#   make demo   creates .venv, installs pkpo, runs the main job (pkpo demo) on its built-in default
-#   make test   creates .venv if needed, installs everything the tests need, runs the whole suite
+# Entry points for a fresh machine:
+#   make demo     creates .venv, installs pkpo, runs the main job (pkpo demo) on its built-in default
+#   make test     creates .venv if needed, installs everything the tests need, runs the whole suite
+#   make results  trains the paired multi-seed sweeps (resumable) and rewrites docs/results.md, its
+#                 figures and the README's results block from them
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --constraint constraints/cpu.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench results clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/pkpo demo --out runs/demo
+
+results: $(STAMP)
+	$(PY) -m pkpo.rl.results --out runs/results
 
 test: $(STAMP)
 	$(PY) -m pytest -q
