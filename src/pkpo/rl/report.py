@@ -350,6 +350,24 @@ def _smooth(x: np.ndarray, w: int = 10) -> np.ndarray:
     return np.concatenate([head, (c[w:] - c[:-w]) / w])
 
 
+def _final_point_on_subset(curves: dict, final: dict) -> None:
+    """Make the last point of a run's eval curve use the same problems as the points before it.
+
+    Evaluations during training use the first ``eval_problems`` problems; the final one may use more
+    (``final_eval_problems``). Its per-problem record gives the value on the first ``eval_problems``,
+    so every point of a curve is measured on the same problems (the table uses all of them)."""
+    cfg, ev = final.get("config", {}), curves.get("eval", {})
+    m = cfg.get("eval_problems")
+    detail = read_detail(final)
+    if detail is None or not m or len(detail["successes"]) <= m or not len(ev.get("step", [])):
+        return
+    for key in list(ev):
+        if key.startswith("pass@") and not key.endswith("_se"):
+            k = int(key[5:])
+            ev[key] = ev[key].astype(float).copy()
+            ev[key][-1] = per_problem_pass_at_k(detail["successes"][:m], detail["samples"], k).mean()
+
+
 def warm_reference(finals: list[dict], n: int | None = None) -> dict:
     """The warm start's values that the figures draw as reference lines (means over its seeds):
     held-out pass@k, entropy, and its pass@n on all / hard held-out problems (the solve rate an
@@ -391,6 +409,7 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
             continue
         curves = read_curves(_run_dir(f))
         if curves:
+            _final_point_on_subset(curves, f)
             by_label[f["label"]].append(curves)
     rows = aggregate(finals)
     metric = rows[0]["metric"] if rows else "pass"
@@ -408,6 +427,7 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
         return np.mean([a[:m] for a in arrays], axis=0)
 
     fig, axes = plt.subplots(1, len(K_EVAL), figsize=(4 * len(K_EVAL), 3.4), sharex=True)
+    start = {}  # the curves' common first point: the warm start on the curves' problems
     for label, cl in by_label.items():
         x = mean_curve(cl, lambda c: c["eval"].get("step"))
         for ax, k in zip(axes, K_EVAL):
@@ -415,10 +435,13 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
             if x is not None and y is not None:
                 m = min(len(x), len(y))
                 ax.plot(x[:m], 100 * y[:m], marker="o", ms=3, label=label)
+                if x[0] == 0:
+                    start.setdefault(k, y[0])
+    n_curve = (trained[0]["config"].get("eval_problems") if trained else None)
     for ax, k in zip(axes, K_EVAL):
-        if f"pass@{k}" in ref:
-            ax.axhline(100 * ref[f"pass@{k}"], label="warm start", **warm_style)
-        ax.set_title(f"held-out {metric}@{k} (%)")
+        if k in start:
+            ax.axhline(100 * start[k], label="warm start", **warm_style)
+        ax.set_title(f"held-out {metric}@{k} (%)" + (f", {n_curve} problems" if n_curve else ""))
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -509,8 +532,15 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
                                                 "wall_s": wall_s}, indent=2))
     trained = [f for f in finals if f["label"] != WARM]
     cfg = (trained or finals)[0]["config"] if finals else {}
-    lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  ",
-             _setting_line(cfg), "", table, ""]
+    lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  "]
+    cpu_warm = sum(f.get("cpu_s") or 0.0 for f in finals if f["label"] == WARM)
+    cpu_runs = sum(f.get("cpu_s") or 0.0 for f in trained)
+    if cpu_runs:  # one warm start runs alone; several, and the runs, two at a time
+        idle = (cpu_warm if sum(f["label"] == WARM for f in finals) == 1 else cpu_warm / 2) + cpu_runs / 2
+        lines.append(f"CPU time: warm start {cpu_warm:.0f} s, RL runs {cpu_runs:.0f} s in all (with two worker "
+                     f"processes, about {idle:.0f} s of wall time when nothing else runs, plus start-up and this "
+                     "report)  ")
+    lines += [_setting_line(cfg), "", table, ""]
     if claims:
         lines += ["## What the numbers show", "", "Generated from the numbers above (paired over the same "
                   "held-out problems; the interval is over " + ("seeds" if len({f['seed'] for f in finals}) > 1

@@ -125,8 +125,10 @@ def _bullets(claims: list[dict]) -> str:
 
 
 def _setting(cfg: dict) -> str:
-    return (f"`--preset {cfg['preset']}`: {cfg['steps']} RL steps of {cfg['prompts_per_step']} prompts x {cfg['n']} "
-            f"samples (lr {cfg['lr']:g}), warm start {cfg['warm_steps']} steps of {cfg['warm_batch']} demonstrations; "
+    return (f"`--preset {cfg['preset']}`: the GPT policy with d = {cfg['d_model']}, {cfg['n_layer']} layers, "
+            f"{cfg['n_head']} heads; {cfg['steps']} RL steps of {cfg['prompts_per_step']} prompts x {cfg['n']} "
+            f"samples (lr {cfg['lr']:g}, {cfg.get('lr_schedule', 'constant')}), warm start {cfg['warm_steps']} steps "
+            f"of {cfg['warm_batch']} demonstrations; "
             f"held-out evaluation {cfg['final_eval_problems'] or cfg['eval_problems']} problems x "
             f"{cfg['eval_samples']} samples.")
 

@@ -60,8 +60,8 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
 
     Loads the cached weights instead when a warm start with the same key exists. ``on_step(done,
     total)`` is called after every step (progress reporting from worker processes). Returns
-    ``{"cached": bool, "path": str, "final_nll": float | None, "wall_s": float}`` (the seconds the
-    fit took when it ran, as stored next to the weights).
+    ``{"cached": bool, "path": str, "final_nll": float | None, "wall_s": float, "cpu_s": float}`` (the
+    wall and CPU seconds the fit took when it ran, as stored next to the weights).
     """
     if steps < 0 or batch < 1 or not lr > 0:
         raise ValueError(f"warm start needs steps >= 0, batch >= 1, lr > 0; got {steps}, {batch}, {lr}")
@@ -74,7 +74,7 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
             state = torch.load(path, map_location="cpu", weights_only=True)
             policy.load_state_dict(state["model"])
             return {"cached": True, "path": str(path), "final_nll": state.get("final_nll"),
-                    "wall_s": state.get("wall_s")}
+                    "wall_s": state.get("wall_s"), "cpu_s": state.get("cpu_s")}
         except Exception:  # a broken cache file is rebuilt, not trusted
             path.unlink(missing_ok=True)
     rng = np.random.default_rng([seed, 104729])
@@ -83,7 +83,7 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
     policy.train()
-    nll, t0 = float("nan"), time.time()
+    nll, t0, c0 = float("nan"), time.time(), time.process_time()
     bar = tqdm(range(steps), desc="warm start", disable=not progress, leave=False)
     for step in bar:
         samples = teacher_samples(policy, task.warmstart_batch(rng, batch))
@@ -97,12 +97,12 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
         bar.set_postfix(nll=f"{nll:.3f}")
         if on_step is not None:
             on_step(step + 1, steps)
-    wall = time.time() - t0
+    wall, cpu = time.time() - t0, time.process_time() - c0
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"model": policy.state_dict(), "final_nll": nll, "wall_s": wall}, tmp)
+    torch.save({"model": policy.state_dict(), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}, tmp)
     os.replace(tmp, path)
-    return {"cached": False, "path": str(path), "final_nll": nll, "wall_s": wall}
+    return {"cached": False, "path": str(path), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}
 
 
 @torch.no_grad()
