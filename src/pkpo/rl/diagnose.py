@@ -183,8 +183,9 @@ def diagnosis_tables(results: dict) -> dict[str, str]:
     return tables
 
 
-def diagnosis_findings(results: dict) -> list[str]:
-    """The diagnosis in sentences, each computed from :func:`diagnose_sweep`'s results (means over seeds)."""
+def diagnosis_findings(results: dict, draws_per_problem: float | None = None) -> list[str]:
+    """The diagnosis in sentences, each computed from :func:`diagnose_sweep`'s results (means over seeds);
+    ``draws_per_problem``: steps x prompts per step / training problems of the runs."""
     from .tasks import RULE_PRIOR, RULES
 
     def m(label, getter):
@@ -214,9 +215,10 @@ def diagnosis_findings(results: dict) -> list[str]:
     gaps = {x: 100 * (m(x, lambda p: p["sets"]["train"]["pass@8"]) - m(x, lambda p: p["sets"]["fresh"]["pass@8"]))
             for x in runs}
     worst = max(gaps, key=lambda x: abs(gaps[x]))
-    out.append(f"**Memorisation.** About {results['policies'][0]['sets']['train']['problems']} training problems "
-               f"were seen about 3 times each, yet every final policy scores nearly the same pass@8 on them as on "
-               f"fresh problems (largest gap: {worst}, {gaps[worst]:+.1f} points): "
+    seen = f", each drawn {draws_per_problem:.1f} times on average," if draws_per_problem else ""
+    out.append(f"**Memorisation.** The {results['policies'][0]['sets']['train']['problems']} training problems"
+               f"{seen} score nearly the same pass@8 under every final policy as fresh problems do (largest gap: "
+               f"{worst}, {gaps[worst]:+.1f} points): "
                + ("no sign of memorisation." if max(abs(g) for g in gaps.values()) < 3 else
                   "some memorisation."))
     cls = lambda x, c: 100 * m(x, lambda p, c=c: p["sets"]["fresh"]["classes"].get(c, 0.0))  # noqa: E731

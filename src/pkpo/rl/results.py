@@ -170,7 +170,8 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
     tables = diagnosis_tables(diag)
     for name in ("splits", "memorisation", "behaviour", "categories", "training_batch"):
         blocks[f"diag-{name.replace('_', '-')}"] = tables[name]
-    blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag))
+    draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
+    blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
     blocks["command"] = (f"```bash\n{command}\n```\n" + (f"Wall time of this regeneration: {wall / 60:.0f} min."
                                                           if wall else ""))
 
