@@ -11,7 +11,7 @@ came in (numpy, torch on the same device, JAX). Bad input raises ``ValueError``.
 
 from . import metrics, schedules
 from .estimators import maxg_at_k, pass_at_k, pass_at_k_from_counts
-from .transforms import TransformInfo, transform, transform_grouped
+from .transforms import BASELINES, SCALES, TransformInfo, min_group_size, transform, transform_grouped
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,9 @@ __all__ = [
     "transform",
     "transform_grouped",
     "TransformInfo",
+    "BASELINES",
+    "SCALES",
+    "min_group_size",
     "schedules",
     "metrics",
 ]

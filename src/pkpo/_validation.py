@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import numbers
 import operator
+from typing import get_args
 
 import numpy as np
 
-BASELINES = ("none", "loo", "loo_minus_one", "centered")
-SCALES = ("none", "n_over_k", "mean_abs")
+from ._typing import Baseline, Scale
+
+BASELINES: tuple[str, ...] = get_args(Baseline)  # ("none", "loo", "loo_minus_one", "centered")
+SCALES: tuple[str, ...] = get_args(Scale)  # ("none", "n_over_k", "mean_abs")
 
 
 def check_k(k) -> int:
@@ -54,10 +57,24 @@ def check_scale(scale) -> str:
     return scale
 
 
-def min_group_size(k: int, baseline: str) -> int:
-    """Smallest group size n for which ``baseline`` is defined at this k (k = 1 with loo_minus_one is
-    leave-one-out centring, which needs a second sample)."""
-    if baseline in ("loo", "centered"):
+def min_group_size(k: int, baseline: Baseline) -> int:
+    """The smallest group size n for which ``baseline`` is defined at this k.
+
+    n >= k for "none" and "loo_minus_one"; n >= k + 1 for "loo" and "centered", which estimate
+    rho_k on the n - 1 other samples; n >= 2 for "loo_minus_one" at k = 1, which is leave-one-out
+    centring and needs another sample.
+
+    Raises:
+        ValueError: k not a positive integer, or an unknown baseline.
+
+    Examples:
+        >>> [min_group_size(4, baseline) for baseline in BASELINES]
+        [4, 5, 4, 5]
+        >>> min_group_size(1, "loo_minus_one")
+        2
+    """
+    k = check_k(k)
+    if check_baseline(baseline) in ("loo", "centered"):
         return k + 1
     if baseline == "loo_minus_one" and k == 1:
         return 2  # k = 1 is leave-one-out centring: it needs another sample

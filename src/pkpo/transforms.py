@@ -16,6 +16,9 @@ baseline           A_i                                              needs     su
 
 * for k >= 2; at k = 1 "loo_minus_one" is leave-one-out centring (below) and sums to 0.
 
+The names are :data:`BASELINES`; the "needs" column is :func:`min_group_size` (which adds n >= 2
+for "loo_minus_one" at k = 1).
+
 rho_k is the unbiased maxg@k estimate of :func:`pkpo.maxg_at_k`. "loo_minus_one" is the
 paper's PKPO, used in all its LLM experiments, and the default. At k = 1 it is defined as plain
 leave-one-out centring, (g_i - mean_{j != i} g_j) / n (the paper's k_opt = 1 baseline, eq. 26, on
@@ -24,7 +27,8 @@ paper: it is a jackknife form of the subset estimator (eqs. 27-28), unbiased bec
 term does not depend on sample i.
 
 Values are exactly the paper's by default (``scale="none"``), so sum_i s_i = k rho_k holds.
-``scale`` rescales them for drop-in use in trainers tuned for GRPO-sized advantages:
+``scale`` (one of :data:`SCALES`) rescales them for drop-in use in trainers tuned for GRPO-sized
+advantages:
 
 ==============  ===========================================================  ==================
 scale           A_i becomes                                                  unbiased?
@@ -68,8 +72,10 @@ from . import _validation
 from ._backend import as_array, backend_of
 from ._sorted import SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
+from ._validation import BASELINES, SCALES, min_group_size
 
-__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo"]
+__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo", "BASELINES", "SCALES",
+           "min_group_size"]
 
 
 class TransformInfo(NamedTuple):

@@ -26,7 +26,6 @@ _spec = importlib.util.spec_from_file_location("tunix_tiny", ROOT / "examples" /
 tunix_tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tunix_tiny)
 
-BASELINES = ("loo_minus_one", "none", "loo", "centered")
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +58,7 @@ def test_register_is_idempotent_and_replaces_on_new_options():
     assert function_registry.get_advantage_estimator("pkpo") is second
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", pkpo.BASELINES)
 @pytest.mark.parametrize("k", [1, 2, 4, 7])
 def test_scale_none_equals_transform_of_the_groups(k, baseline):
     rewards = _rewards(k, groups=3, size=8)

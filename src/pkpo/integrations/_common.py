@@ -30,8 +30,14 @@ import numpy as np
 
 from .. import metrics as _metrics
 from .. import schedules as _schedules
-from .._validation import BASELINES, SCALES, check_baseline, check_scale, min_group_size
-from ..transforms import factorize_group_ids, transform, transform_grouped
+from ..transforms import (
+    BASELINES,
+    SCALES,
+    factorize_group_ids,
+    min_group_size,
+    transform,
+    transform_grouped,
+)
 
 logger = logging.getLogger("pkpo.integrations")
 
@@ -114,13 +120,11 @@ def parse_options(
             parsed = _schedules.constant(_as_int(k, "k"))
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    if baseline is None:
-        baseline = "loo_minus_one"
-    try:
-        baseline = check_baseline(baseline)
-        scale = check_scale(DEFAULT_SCALE if scale is None else scale)
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
+    baseline = "loo_minus_one" if baseline is None else baseline
+    scale = DEFAULT_SCALE if scale is None else scale
+    for name, value, allowed in (("baseline", baseline, BASELINES), ("scale", scale, SCALES)):
+        if value not in allowed:
+            raise ValueError(f"{source}: unknown {name} {value!r}; expected one of {', '.join(allowed)}.")
     if rollout_n is not None:
         rollout_n = _as_int(rollout_n, "rollout_n", source)
         if rollout_n < 1:
@@ -441,9 +445,7 @@ def when_imported(name: str, callback: Callable[[Any], None]) -> bool:
 
 
 __all__ = [
-    "BASELINES",
     "DEFAULT_SCALE",
-    "SCALES",
     "PKPOOptions",
     "StepClock",
     "check_group_sizes",

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-from .._validation import min_group_size
+from ..transforms import min_group_size
 from ._common import (
     DEFAULT_SCALE,
     PKPOOptions,

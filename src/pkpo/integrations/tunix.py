@@ -57,8 +57,7 @@ from tunix.rl import rl_cluster as rl_cluster_lib
 from tunix.rl.agentic import agentic_grpo_learner
 from tunix.rl.grpo import grpo_learner
 
-from .._validation import min_group_size
-from ..transforms import transform
+from ..transforms import min_group_size, transform
 from ._common import PKPOOptions, check_group_sizes, parse_options
 
 logger = logging.getLogger("pkpo.integrations.tunix")
