@@ -59,12 +59,12 @@ class Backend:
     def zeros(self, shape, dtype, like):
         raise NotImplementedError
 
-    def dense_weights(self, size: int, n: int, k: int, like, dtype) -> dict:
+    def dense_weights(self, size: int, n: int, k: int, like, dtype):
         """The cached host-side rank weights of a dense batch, on ``like``'s device in ``dtype``."""
-        from ._combinatorics import dense_rank_weights
+        from ._combinatorics import RankWeights, dense_rank_weights
 
-        return {key: self.astype(self.from_numpy(value, like), dtype)
-                for key, value in dense_rank_weights(size, n, k).items()}
+        return RankWeights(*(self.astype(self.from_numpy(value, like), dtype)
+                             for value in dense_rank_weights(size, n, k)))
 
     def log_factorials(self, size: int, like, dtype):
         """The log-factorial table of :mod:`pkpo._combinatorics` on ``like``'s device in ``dtype``."""
@@ -264,10 +264,7 @@ def _torch_constant(make, args: tuple, device, dtype):
         import torch
 
         value = make(*args, torch.empty(0), dtype)
-        if isinstance(value, dict):
-            value = {name: part.to(device) for name, part in value.items()}
-        else:
-            value = type(value)(*(part.to(device) for part in value))
+        value = type(value)(*(part.to(device) for part in value))
         if len(_TORCH_CONSTANTS) >= 128:
             del _TORCH_CONSTANTS[next(iter(_TORCH_CONSTANTS))]
         _TORCH_CONSTANTS[key] = value

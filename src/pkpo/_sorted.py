@@ -16,6 +16,7 @@ contributes nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import _validation
 from ._backend import Backend, as_array
-from ._combinatorics import rank_weights
+from ._combinatorics import LazyRankWeights, RankWeights, log_space_rank_weights
 
 
 @dataclass
@@ -51,10 +52,12 @@ class SortedGroups:
     def size(self) -> int:
         return self.backend.shape(self.values)[-1]
 
-    def weights(self, k: int) -> dict:
-        """The rank weights of :func:`pkpo._combinatorics.rank_weights` on this backend/device.
+    def weights(self, k: int) -> RankWeights | LazyRankWeights:
+        """The :class:`~pkpo._combinatorics.RankWeights` of these groups on their backend/device.
 
-        Built once per k for these groups (a transform and its diagnostics share them).
+        Built once per k for these groups (a transform and its diagnostics share them). Dense
+        groups get the cached host weights; ragged groups compute the fields they use, from a
+        table over every group size when there are more groups than sizes.
         """
         if k not in self._weights:
             backend = self.backend
@@ -63,12 +66,18 @@ class SortedGroups:
             else:
                 lf = backend.log_factorials(self.size + 1, self.like, self.values.dtype)
                 t = backend.arange(self.size, self.like) + 1
-                self._weights[k] = rank_weights(backend.xp, lf, t, self.n, k)
+                if math.prod(backend.shape(self.n)) > self.size + 1:
+                    # more groups than possible sizes: the weights of every n = 0..N, a row per group
+                    table = log_space_rank_weights(backend.xp, lf, t, backend.arange(self.size + 1, self.like)[:, None], k)
+                    rows = self.n[..., 0]
+                    self._weights[k] = LazyRankWeights(lambda name: getattr(table, name)[rows])
+                else:
+                    self._weights[k] = log_space_rank_weights(backend.xp, lf, t, self.n, k)
         return self._weights[k]
 
     def maxg_estimate(self, k: int):
         """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
-        return self.floor + self.backend.sum(self.gaps * self.weights(k)["tail"], keepdims=True)
+        return self.floor + self.backend.sum(self.gaps * self.weights(k).tail, keepdims=True)
 
     # --- scans ------------------------------------------------------------------------------
     def prefix(self, v):

@@ -70,6 +70,7 @@ import numpy as np
 
 from . import _validation
 from ._backend import as_array, backend_of
+from ._combinatorics import RankWeights
 from ._sorted import SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
 from ._validation import BASELINES, SCALES, min_group_size
@@ -89,7 +90,7 @@ class TransformInfo(NamedTuple):
 # --- the four transforms on sorted groups (ranks t = 1..N, results in sorted order) ---------
 
 
-def _leave_one_out_estimate(groups: SortedGroups, w: dict):
+def _leave_one_out_estimate(groups: SortedGroups, w: RankWeights):
     """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
@@ -97,17 +98,17 @@ def _leave_one_out_estimate(groups: SortedGroups, w: dict):
     """
     return (
         groups.floor
-        + groups.prefix(groups.gaps * w["tail_drop_below"])
-        + groups.suffix_after(groups.gaps * w["tail_drop_above"])
+        + groups.prefix(groups.gaps * w.tail_drop_below)
+        + groups.suffix_after(groups.gaps * w.tail_drop_above)
     )
 
 
-def _centered(groups: SortedGroups, w: dict):
+def _centered(groups: SortedGroups, w: RankWeights):
     """A_i = rho_k(g) - rho_k(g_{-i}): the jackknife (centred) transform, as gap sums."""
-    return groups.prefix(groups.gaps * w["jack_below"]) + groups.suffix_after(groups.gaps * w["jack_above"])
+    return groups.prefix(groups.gaps * w.jack_below) + groups.suffix_after(groups.gaps * w.jack_above)
 
 
-def _s(groups: SortedGroups, w: dict, k: int):
+def _s(groups: SortedGroups, w: RankWeights, k: int):
     """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)   (eqs. 19-21).
 
     Computed in gap form: s_i = (k/n) E[max of a random k-subset holding i], and that maximum
@@ -118,10 +119,10 @@ def _s(groups: SortedGroups, w: dict, k: int):
     The sum has non-negative terms only, tied rewards get bit-identical values (the gap between
     them is 0), and k = 1 gives g_i / n exactly.
     """
-    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w["lift"])
+    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w.lift)
 
 
-def _loo_minus_one(groups: SortedGroups, w: dict):
+def _loo_minus_one(groups: SortedGroups, w: RankWeights):
     """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
 
     The "marginal contribution" form of eq. 33 (first line: each subset credits its winner with
@@ -129,10 +130,10 @@ def _loo_minus_one(groups: SortedGroups, w: dict):
     terms, so the result is exactly non-negative and non-decreasing in rank. The weight
     C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
     """
-    return groups.prefix(groups.gaps * w["top"])
+    return groups.prefix(groups.gaps * w.top)
 
 
-def _loo(groups: SortedGroups, w: dict, k: int):
+def _loo(groups: SortedGroups, w: RankWeights, k: int):
     """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
     n = groups.n_float
     return _centered(groups, w) - (k / (n * (n - 1))) * _leave_one_out_estimate(groups, w)

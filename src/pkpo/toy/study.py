@@ -17,12 +17,13 @@ import numpy as np
 from scipy import optimize, special
 from tqdm.auto import tqdm
 
+import pkpo
+
 from .estimators import ESTIMATORS, is_defined
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
 from .training import AscentConfig, ascend, curvature_at_optimum, samples_to_converge, settle_step
 from .transformed import binned_transform
 from .variance import variance_at_n
-from .weights import rank_weights
 
 __all__ = ["StudyConfig", "work_items", "run_study", "PAPER_THETA_STAR"]
 
@@ -110,8 +111,8 @@ def _min_gradient(grid: np.ndarray, k: int) -> float:
 
 
 def weights(config: StudyConfig) -> dict:
-    """Figure 2: rank weights C(i-1, k-1)/C(n, k)."""
-    return {str(k): rank_weights(config.weights_n, k).tolist() for k in config.weights_ks}
+    """Figure 2: rank weights C(i-1, k-1)/C(n, k) of the maxg@k estimator (eq. 13)."""
+    return {str(k): pkpo.maxg_at_k_weights(config.weights_n, k).tolist() for k in config.weights_ks}
 
 
 def training_run(config: StudyConfig, k: int, estimator: str, seed: int) -> dict:
