@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validation
+from ._output import markdown_table
 from .estimators import maxg_at_k, pass_at_k_from_counts
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "maxg_at_k_report",
     "pass_at_k_report",
     "solve_rate",
+    "standard_error",
 ]
 
 # Elements of one block of bootstrap indices (draws x problems): bounds memory at any P.
@@ -145,21 +147,7 @@ class MetricReport:
                 str(row.n_problems),
             ]
             body.append(cells + ([str(row.n_skipped)] if skipped else []))
-        widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-        right = [True, True, True, False, True, True]
-
-        def line(cells):
-            padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
-            return "| " + " | ".join(padded) + " |"
-
-        rule = (
-            "|"
-            + "|".join(
-                ("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1)) for w, r in zip(widths, right)
-            )
-            + "|"
-        )
-        return "\n".join([line(header), rule] + [line(cells) for cells in body])
+        return markdown_table(header, body, align="rrrlrr"[: len(header)])
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -377,6 +365,29 @@ def estimates_report(
     return _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
 
 
+def standard_error(values) -> float:
+    """The standard error of the mean of P independent values: std(ddof=1) / sqrt(P).
+
+    The one SE of pkpo: of per-problem estimates over problems (the reports' ``se``), and of
+    per-seed results over seeds. It is undefined for a single value, and the result is then NaN
+    (JSON null in :meth:`MetricReport.to_dict`, "nan" in tables), never 0: one value says
+    nothing about the spread.
+
+    Args:
+        values: a 1-D sequence of numbers (P >= 1).
+
+    Examples:
+        >>> round(standard_error([0.2, 0.4, 0.6]), 6)   # std 0.2, sqrt(3)
+        0.11547
+        >>> standard_error([0.5])
+        nan
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size < 2:
+        return math.nan
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
 # --- the shared report loop ------------------------------------------------------------------
 
 
@@ -419,7 +430,7 @@ def _report(
             EstimateAtK(
                 k=k,
                 estimate=float(estimates.mean()),
-                se=_standard_error(estimates),
+                se=standard_error(estimates),
                 ci_low=low,
                 ci_high=high,
                 n_problems=int(used.sum()),
@@ -429,11 +440,6 @@ def _report(
     return MetricReport(metric, tuple(rows), confidence, n_bootstrap, seed)
 
 
-def _standard_error(estimates: np.ndarray) -> float:
-    """std(ddof=1) / sqrt(P): the SE of a mean of P independent per-problem values; NaN at P = 1."""
-    if estimates.size < 2:
-        return math.nan
-    return float(estimates.std(ddof=1) / math.sqrt(estimates.size))
 
 
 def _percentile_bootstrap(

@@ -87,8 +87,8 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, quick_run, monk
 
 @pytest.mark.parametrize("argv,message", [
     (["--quick"], "required: --out"),
-    (["--out", "OUT", "--seed", "-1"], "--seed must be a non-negative integer"),
-    (["--out", "OUT", "--seed", "abc"], "--seed must be a non-negative integer"),
+    (["--out", "OUT", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
+    (["--out", "OUT", "--seed", "abc"], "argument --seed: expected an integer >= 0; got 'abc'"),
     (["--out", "OUT", "--k", "4"], "unrecognized arguments"),
     (["--out", "FILE"], "exists and is not a folder"),
 ])

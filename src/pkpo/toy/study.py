@@ -19,9 +19,11 @@ from tqdm.auto import tqdm
 
 import pkpo
 
+from .._output import atomic_write
 from .estimators import ESTIMATORS, is_defined
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
-from .training import AscentConfig, ascend, curvature_at_optimum, samples_to_converge, settle_step
+from .training import (AscentConfig, ascend, curvature_at_optimum, median_samples, samples_to_converge,
+                       settle_step)
 from .transformed import binned_transform
 from .variance import variance_at_n
 
@@ -136,14 +138,8 @@ def annealed_run(config: StudyConfig, seed: int) -> dict:
             "switch_samples": half * ascent.n,
             "median_theta_at_switch": float(np.median(path[half])),
             "median_theta_final": float(np.median(path[-1])),
-            "samples_to_resettle_median": _lower_median_samples(settle, ascent.n),
+            "samples_to_resettle_median": median_samples(settle, ascent.n),
             "fraction_resettled": float(np.mean(settle >= 0))}
-
-
-def _lower_median_samples(steps: np.ndarray, n: int):
-    ordered = sorted(steps, key=lambda s: np.inf if s < 0 else s)
-    middle = ordered[(len(ordered) - 1) // 2]
-    return None if middle < 0 else int(middle) * n
 
 
 def _trajectory(path: np.ndarray, config: StudyConfig, spacing: str = "log") -> dict:
@@ -196,12 +192,8 @@ def _load_checkpoint(path, settings: dict) -> dict:
 
 
 def _save_checkpoint(path, settings: dict, items: dict) -> None:
-    if path is None:
-        return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"settings": settings, "items": items}, f)
-    os.replace(tmp, path)
+    if path is not None:
+        atomic_write(path, json.dumps({"settings": settings, "items": items}))
 
 
 def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = True) -> dict:
