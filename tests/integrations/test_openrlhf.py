@@ -25,7 +25,7 @@ import torch
 
 import pkpo
 from pkpo.integrations import openrlhf as adapter
-from pkpo.launch import openrlhf as launcher
+from pkpo.integrations import openrlhf_launch as launcher
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -405,7 +405,7 @@ def test_launcher_without_openrlhf_says_what_to_install(capsys, monkeypatch):
 def test_launcher_on_a_cpu_machine_exits_with_one_line():
     """This venv has openrlhf but not its CUDA-only dependencies (no stubs on the path)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pkpo.launch.openrlhf", "--pkpo.k", "4", *BASE_ARGV],
+        [sys.executable, "-m", "pkpo.integrations.openrlhf_launch", "--pkpo.k", "4", *BASE_ARGV],
         capture_output=True,
         text=True,
         timeout=120,
@@ -414,7 +414,7 @@ def test_launcher_on_a_cpu_machine_exits_with_one_line():
     )
     assert result.returncode == 2
     message = (
-        "pkpo.launch.openrlhf: error: OpenRLHF cannot be imported here (missing: flash_attn, "
+        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: flash_attn, "
         "deepspeed, vllm); install it on a CUDA machine: pip install 'openrlhf[vllm]==0.11.2' "
         "(docs/integrations.md)."
     )
@@ -434,7 +434,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def launched(orl, stubs, tiny_model, tmp_path_factory):
-    """``python -m pkpo.launch.openrlhf`` run in this process up to ``train(args)``.
+    """``python -m pkpo.integrations.openrlhf_launch`` run in this process up to ``train(args)``.
 
     Ray is really started by the launcher with its runtime_env (the workers find the stubs and
     the harness through PYTHONPATH); train() is stopped at its first call after ray.init.
