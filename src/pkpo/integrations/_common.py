@@ -17,8 +17,6 @@ the three things every adapter needs besides that:
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import logging
 import sys
 import threading
@@ -379,68 +377,27 @@ def validation_metrics(rewards_per_prompt, ks, *, correct_per_prompt=None) -> di
 # --- run a callback once a module is imported --------------------------------------------------
 
 
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Finds ``name`` with the other finders, then runs callbacks after its module body ran."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.callbacks: list[Callable[[Any], None]] = []
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name:
-            return None
-        _remove_finder(self)  # one shot: let the ordinary finders find the module
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        original = spec.loader.exec_module
-        callbacks = list(self.callbacks)
-
-        def exec_module(module):
-            original(module)
-            for callback in callbacks:
-                _run_callback(callback, module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-_FINDERS: dict[str, _PostImportFinder] = {}
-_FINDERS_LOCK = threading.Lock()
-
-
-def _remove_finder(finder: _PostImportFinder) -> None:
-    with _FINDERS_LOCK:
-        if _FINDERS.get(finder.name) is finder:
-            del _FINDERS[finder.name]
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
-
-
-def _run_callback(callback, module) -> None:
-    try:
-        callback(module)
-    except Exception:  # a failing hook must not break the host framework's import
-        logger.exception("pkpo: post-import hook %r for %s failed", callback, module.__name__)
-
-
 def when_imported(name: str, callback: Callable[[Any], None]) -> bool:
     """Call ``callback(module)`` now if ``name`` is imported, else right after it is first imported.
 
     Returns True if it ran now. Used by the plugins so that loading them (in every process that
-    imports verl, or every Ray worker of an OpenRLHF job) does not import heavy modules.
+    imports verl, or every Ray worker of an OpenRLHF job) does not import heavy modules. The
+    deferred call is ``wrapt``'s post-import hook, with one difference: a failing callback is
+    logged, not raised, so it cannot break the host framework's import.
     """
     module = sys.modules.get(name)
     if module is not None:
         callback(module)
         return True
-    with _FINDERS_LOCK:
-        finder = _FINDERS.get(name)
-        if finder is None:
-            finder = _FINDERS[name] = _PostImportFinder(name)
-            sys.meta_path.insert(0, finder)
-        if callback not in finder.callbacks:
-            finder.callbacks.append(callback)
+    import wrapt
+
+    def logged(module) -> None:
+        try:
+            callback(module)
+        except Exception:  # a failing hook must not break the host framework's import
+            logger.exception("pkpo: post-import hook %r for %s failed", callback, name)
+
+    wrapt.register_post_import_hook(logged, name)
     return False
 
 
