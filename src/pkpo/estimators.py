@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _validation
 from ._combinatorics import EXACT_MAX_SIZE, dense_rank_weights, log_factorial_table
-from ._sorted import sort_groups
+from ._kernel import sort_groups
 from ._typing import Array, IntLike
 
 __all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts", "maxg_at_k_weights"]

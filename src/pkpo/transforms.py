@@ -52,7 +52,7 @@ E[A] / E[m] because m depends on the same samples; the bias shrinks as the batch
 concentrates. A batch whose advantages are all 0 is returned unchanged.
 
 Implementation: one sort per group, then prefix/suffix sums of the gaps between consecutive
-order statistics times closed-form rank weights (see :mod:`pkpo._sorted`); O(n log n) per
+order statistics times closed-form rank weights (see :mod:`pkpo._kernel`); O(n log n) per
 group, no Python loop over groups or samples, float64 arithmetic after the sort.
 
 References:
@@ -71,7 +71,7 @@ import numpy as np
 from . import _validation
 from ._backend import as_array, backend_of
 from ._combinatorics import RankWeights
-from ._sorted import SortedGroups, sort_groups
+from ._kernel import SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
 from ._validation import BASELINES, SCALES, min_group_size
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pkpo.toy.estimators import ESTIMATORS, is_defined, transformed_rewards
-from pkpo.toy.variance import variance_at_n
+from pkpo.toy.fig4_variance import variance_at_n
 
 
 def partition_by_loops(name, g, k):

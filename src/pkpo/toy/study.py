@@ -24,8 +24,8 @@ from .estimators import ESTIMATORS, is_defined
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
 from .training import (AscentConfig, ascend, curvature_at_optimum, median_samples, samples_to_converge,
                        settle_step)
-from .transformed import binned_transform
-from .variance import variance_at_n
+from .fig4_variance import variance_at_n
+from .fig5_transformed import binned_transform
 
 __all__ = ["StudyConfig", "work_items", "run_study", "PAPER_THETA_STAR"]
 

@@ -1,4 +1,4 @@
-"""Sort each group once and express it as a floor plus gaps: the shared first step of every estimator.
+"""The kernel every estimator and transform runs on: sort each group once, then scan its gaps.
 
 For one group with ascending order statistics g_(1) <= ... <= g_(n), write
 
