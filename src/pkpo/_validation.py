@@ -90,13 +90,12 @@ def describe_group(row: int, labels=None) -> str:
     return f"group {label!r}"
 
 
-def check_not_traced(backend, x, name: str = "rewards"):
+def traced_with_validate(name: str = "rewards"):
     """validate=True reads the values, which a traced JAX array (inside jax.jit) cannot give."""
-    if backend.name == "jax" and isinstance(x, backend.jax.core.Tracer):
-        raise ValueError(
-            f"validate=True reads {name} to check them, which is impossible inside jax.jit; pass "
-            "validate=False inside the jitted function (and check the inputs outside it)."
-        )
+    raise ValueError(
+        f"validate=True reads {name} to check them, which is impossible inside jax.jit; pass "
+        "validate=False inside the jitted function (and check the inputs outside it)."
+    )
 
 
 def check_rewards_array(backend, x, name: str = "rewards"):
@@ -148,9 +147,12 @@ def check_finite(backend, x, mask, labels=None, name="rewards", limits=(np.inf, 
     could overflow the output dtype). Returns (beyond limits[0], beyond limits[1]).
     """
     xp = backend.xp
-    finite = backend.all_finite(x)
+    finite = xp.isfinite(x)
     size = xp.abs(xp.where(finite, x, 0))
-    code = xp.where(~finite, 3, xp.where(size > limits[0], 2, xp.where(size > limits[1], 1, 0)))
+    # a limit beyond the largest value of x's dtype is never exceeded (and would overflow a cast)
+    largest = float(xp.finfo(x.dtype).max)
+    beyond, near = (limit if limit < largest else np.inf for limit in limits)
+    code = xp.where(~finite, 3, xp.where(size > beyond, 2, xp.where(size > near, 1, 0)))
     if mask is not None:
         code = xp.where(mask, code, 0)
     code = backend.to_numpy(code).reshape(-1, backend.shape(x)[-1])

@@ -210,8 +210,8 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     backend = groups.backend
     estimate = groups.maxg_estimate(k)
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
-    total = backend.sum(sorted_advantages, keepdims=True)
-    nonzero = backend.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), keepdims=True)
+    total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
+    nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
     info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total))
     return advantages, info
 
@@ -253,7 +253,7 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     index = backend.from_numpy(layout["flat_index"], x)
     size = len(unique_ids) * layout["width"]
 
-    padded = backend.zeros((size,), x.dtype, x)
+    padded = backend.xp.zeros((size,), dtype=x.dtype, device=backend.device(x))
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
     # equal group sizes (the usual case) fill the padding: the dense path with cached weights
     mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)

@@ -114,3 +114,12 @@ def test_cuda_request_without_cuda_is_an_error(capsys):
         pytest.skip("this machine has CUDA")
     assert bench.main(["--device", "cuda"]) == 2
     assert "needs torch with a CUDA device" in capsys.readouterr().err
+
+
+def test_verl_comparison_computes_the_same_advantages():
+    """The verl table's "same advantages" line holds: pkpo's verl estimator (scale "none") and the
+    bare transform both equal verl's grpo_passk at k = n."""
+    pytest.importorskip("verl", reason="the verl comparison needs the verl extra (make test installs it)")
+    result = bench.bench_verl(np.random.default_rng(0), tokens=4)
+    assert result["max_abs_diff_estimator"] < 1e-5
+    assert result["max_abs_diff_transform"] < 1e-5

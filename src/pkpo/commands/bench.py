@@ -170,7 +170,7 @@ def bench_verl(rng, tokens: int = 32) -> dict:
     uids = np.array([f"uid-{g}" for g in range(groups) for _ in range(n)], dtype=object)
     passk = core_algos.get_adv_estimator_fn("grpo_passk")
     config = _config(
-        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one"}}
+        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"}}
     )
 
     verl_adv, _ = passk(
