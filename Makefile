@@ -3,6 +3,8 @@
 #   make test       creates .venv if needed, installs everything the tests need, runs the whole suite
 #   make test-fast  the same install, runs the suite without the tests marked slow (under 2 minutes)
 #   make install    just the demo's install step; make test-deps just the tests' install step
+#   make results    trains the paired multi-seed sweeps (resumable) and rewrites docs/results.md, its
+#                   figures and the README's results block from them
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +12,7 @@ PIP    := $(PY) -m pip install --constraint constraints/cpu.txt
 BASE_STAMP := $(VENV)/.base-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: demo test test-fast install test-deps venv bench docs-api clean
+.PHONY: demo test test-fast install test-deps venv bench results docs-api clean
 
 # pkpo with what `pkpo demo` needs: torch first, from the pinned CPU wheel, so nothing later can
 # pull a CUDA build; then the rl and plot extras (numpy, matplotlib, tqdm)
@@ -42,6 +44,9 @@ venv: $(TEST_STAMP)
 
 demo: $(BASE_STAMP)
 	$(VENV)/bin/pkpo demo --out runs/demo
+
+results: $(BASE_STAMP)
+	$(PY) -m pkpo.rl.results --out runs/results
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q

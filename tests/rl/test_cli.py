@@ -85,19 +85,28 @@ def test_demo_quick_end_to_end(tmp_path):
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     names = [r["name"] for r in summary["runs"]]
-    assert names == ["loo", "k4", "anneal"]
+    assert names == ["warm_start", "k1", "k4", "k8", "anneal"]
+    assert len({tuple(r) for r in summary["runs"]}) == 1  # the warm start has the same keys as the runs
+    schedules = [r["k_schedule"] for r in summary["runs"][1:]]
+    assert schedules[:3] == ["k=1", "k=4", "k=8"] and schedules[3].startswith("k=8 until step")
     for run in summary["runs"]:
-        for key in ("k_schedule", "pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "cumulative_solve_rate",
-                    "entropy"):
+        for key in ("pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "entropy"):
             assert run[key] is not None, key
         assert 0 <= run["pass@1"] <= run["pass@4"] <= run["pass@16"] <= 1
-        assert 0 < run["cumulative_solve_rate"] <= 1
+    for run in summary["runs"][1:]:
+        assert 0 <= run["hard_solve_rate"] <= 1 and 0 <= run["cumulative_solve_rate"] <= 1
     report = (out / "report.md").read_text()
-    assert "| loo | k=1 | 1 |" in report and "pass_at_k_curves.png" in report
-    for png in ("pass_at_k_curves.png", "cumulative_solve_rate.png", "entropy.png", "final_pass_at_k.png"):
+    assert "| warm_start | none" in report and "| k1 | k=1 | 1 |" in report and "pass_at_k_curves.png" in report
+    assert "## What the numbers show" in report and "(a) PKPO with k_opt = 8" in report
+    for png in ("pass_at_k_curves.png", "solve_rate.png", "entropy.png", "final_pass_at_k.png"):
         assert (out / png).stat().st_size > 1000
-    # a second call reuses the finished runs and the cached warm start
+    evals = [json.loads(line) for line in (out / "runs" / "k4" / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert len([r for r in evals if "eval/pass@1" in r]) >= 4  # steps 0, 4, 8 and the final evaluation
+    # a second call reuses the finished runs and the cached warm start, and keeps the wall time measured first
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["wall_s"] == summary["wall_s"] and again["runs"] == summary["runs"]
+    assert "measured when the runs were trained" in (out / "report.md").read_text()
     # the sweep's report-only mode rebuilds the table from the finished runs
     (out / "table.md").unlink()
     assert sweep_main(["--out", str(out), "--report-only", "--no-progress"]) == 0

@@ -2,7 +2,7 @@
 
 ::
 
-    pkpo demo --out runs/demo                 # ~10 min on 2 CPU cores: pass@1 baseline vs PKPO, report.md
+    pkpo demo --out runs/demo                 # <= 5 min on 2 idle CPU cores: pass@1 baseline vs PKPO, report.md
     pkpo demo --out runs/demo-quick --quick   # ~1 min smoke version
     pkpo train --k 8->1@180 --steps 300 --out runs/anneal
     pkpo train --config examples/rl/pkpo_k4.toml --resume
@@ -29,14 +29,24 @@ from .trainer import TrainConfig
 
 # Presets: a dict of TrainConfig overrides.
 PRESETS = {
-    # the CPU sweep / demo setting (d=96, 3 layers; 16 prompts x 16 samples)
+    # the d=96, 3-layer GPT on the hidden-rule task; 16 prompts x 16 samples, 300 steps
     "cpu": {},
-    # the measured sweep setting of docs/results.md (8 prompts x 16 samples, 100 steps) and the demo
-    "demo": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,
-             "checkpoint_every": 50},
+    # the first demo's setting (unlearnable feature, 256 training problems, 100 steps of 8 prompts x 16 samples):
+    # kept for the diagnosis in docs/results.md of why it could not show PKPO raising pass@k
+    "sum": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,
+            "checkpoint_every": 50},
+    # the demo (docs/results.md): a d=64 GPT (0.16 M parameters) on the "mixed" task (5-digit strings), fresh
+    # training problems, stratified validation and held-out sets; 300 steps of 16 prompts x 16 samples at lr 3e-4
+    # with cosine decay; evaluation of 128 held-out problems every 60 steps and of all 512 at the end
+    "demo": {"feature": "mixed", "length": 5, "max_new_tokens": 7, "n_train": 20000, "n_validation": 512,
+             "n_heldout": 512, "d_model": 64, "warm_steps": 1200, "demo_uniform": 0.1, "steps": 300,
+             "prompts_per_step": 16, "n": 16, "lr": 3e-4, "lr_schedule": "cosine", "eval_every": 60,
+             "eval_problems": 128, "final_eval_problems": 512, "eval_samples": 16, "checkpoint_every": 60},
     # ~1 minute smoke test
-    "quick": {"warm_steps": 80, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 0,
-              "eval_problems": 16, "eval_samples": 16, "checkpoint_every": 0, "n_train": 64, "n_heldout": 16},
+    "quick": {"feature": "mixed", "length": 5, "max_new_tokens": 7, "d_model": 64, "demo_uniform": 0.1,
+              "warm_steps": 80, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 4, "eval_problems": 16,
+              "final_eval_problems": 32, "eval_samples": 16, "checkpoint_every": 0, "n_train": 256, "n_heldout": 32,
+              "n_validation": 32},
     # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
     "gpu": {"device": "cuda", "d_model": 256, "n_layer": 6, "n_head": 8, "warm_steps": 3000, "warm_batch": 256,
             "steps": 1500, "prompts_per_step": 64, "n": 16, "n_train": 4096, "n_heldout": 512,
@@ -145,7 +155,7 @@ def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
     return policy, task, reference, {}
 
 
-def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
+def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_step=None):
     """The GPT policy (warm-started, cached), the task and the optional KL reference for ``cfg``."""
     import torch
 
@@ -156,15 +166,19 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True):
     if cfg.task.startswith("nl:"):
         raise ValueError(f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)")
     torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, n_train=cfg.n_train,
-                     n_heldout=cfg.n_heldout)
+    task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, length=cfg.length,
+                     n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
+                     demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
     torch.manual_seed(cfg.seed)
     policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(cfg.device)
     info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
-                      cache_dir=cache_dir, progress=progress)
+                      cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
     if not info["cached"] and cfg.warm_steps:
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         Path(info["path"]).with_suffix(".json").write_text(json.dumps(info, indent=2))
+    elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
+        stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
+        info = {**stored, **{k: v for k, v in info.items() if v is not None}}
     reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None
     return policy, task, reference, info
 
@@ -233,44 +247,121 @@ def run_spec(name: str, steps: int) -> dict:
     raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm or entropy")
 
 
-def _worker(job: dict) -> dict:
-    """Run (or finish) one configuration in a fresh process with one thread."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+WARM_LABEL = "warm_start"  # the run label of the warm-started policy's evaluation (step 0, no RL)
+
+
+def _warm_worker(job: dict, shared=None) -> dict:
+    """The warm start of one seed (cached), then its evaluation on the final evaluation set, saved as
+    the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
     from .trainer import train
 
     cfg = TrainConfig.from_dict(job["config"]).validate()
-    if job.get("warm_only"):
-        build(cfg, cache_dir=job["cache_dir"], progress=False)
-        return {}
+    key = job["key"]
+    on_step = (lambda done, total: shared.__setitem__(key, done)) if shared is not None else None
+    policy, task, _, info = build(cfg, cache_dir=job["cache_dir"], progress=job.get("progress", False),
+                                  on_warm_step=on_step)
     final_path = Path(cfg.out_dir) / "final.json"
     if final_path.exists():
         done = json.loads(final_path.read_text())
-        if done.get("config") == cfg.to_dict():
-            return done
-    policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
-    t0 = time.time()
-    # continue from a checkpoint; a run interrupted before its first checkpoint starts again
-    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()
-    final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
-                  progress=job.get("progress", False))
-    final["wall_s"] = time.time() - t0
+        if done.get("config") == cfg.to_dict() and done.get("warm_start_path") == info.get("path"):
+            return {**done, "cached": True}
+    t0, c0 = time.time(), time.process_time()
+    # steps = 0: only the evaluation at step 0; a folder left by an interrupted evaluation is replaced
+    final = train(cfg, policy, task, overwrite=True, progress=False)
+    final.update({"name": WARM_LABEL, "method": WARM_LABEL, "k_schedule": "none (supervised warm start, no RL)",
+                  "cumulative_solve_rate": None, "hard_solve_rate": None, "warm_start_path": info.get("path"),
+                  "warm_start_wall_s": info.get("wall_s"), "wall_s": (info.get("wall_s") or 0.0) + time.time() - t0,
+                  "cpu_s": (info.get("cpu_s") or 0.0) + time.process_time() - c0})
     final_path.write_text(json.dumps(final, indent=2))
     return final
 
 
+def _worker(job: dict, shared=None) -> dict:
+    """Run (or finish) one configuration in a fresh process with one thread."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if job.get("warm"):
+        return _warm_worker(job, shared)
+    from .trainer import train
+
+    cfg = TrainConfig.from_dict(job["config"]).validate()
+    final_path = Path(cfg.out_dir) / "final.json"
+    if final_path.exists():
+        done = json.loads(final_path.read_text())
+        if done.get("config") == cfg.to_dict():
+            return {**done, "cached": True}
+    policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
+    t0, c0 = time.time(), time.process_time()
+    # continue from a checkpoint; a run interrupted before its first checkpoint starts again
+    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()
+    final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
+                  progress=job.get("progress", False))
+    final["wall_s"], final["cpu_s"] = time.time() - t0, time.process_time() - c0
+    final_path.write_text(json.dumps(final, indent=2))
+    return final
+
+
+def _steps_logged(metrics_path: Path) -> int:
+    """Training steps recorded so far in a run's metrics.jsonl (read from the end of the file)."""
+    try:
+        with open(metrics_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            lines = fh.read().decode(errors="ignore").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "k" in rec and "step" in rec:
+            return int(rec["step"]) + 1
+    return 0
+
+
+def _job_units(job: dict) -> int:
+    """The size of a job in progress units: warm-start steps, or RL steps."""
+    return job["config"]["warm_steps"] if job.get("warm") else job["config"]["steps"]
+
+
 def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
+    """Run ``jobs`` (in this process when ``n_jobs`` is 1, else in worker processes) with one progress
+    bar in steps: RL steps read from each run's metrics.jsonl, warm-start steps from a shared dict."""
     from tqdm.auto import tqdm
 
     if n_jobs <= 1:
-        return [_worker(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
+        return [_worker({**j, "progress": progress}) for j in jobs]
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager() if any(j.get("warm") for j in jobs) else None
+    shared = manager.dict() if manager is not None else None
     results: list = [None] * len(jobs)
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_worker, j): i for i, j in enumerate(jobs)}
-        for fut in tqdm(as_completed(futures), total=len(jobs), desc=desc, disable=not progress):
-            results[futures[fut]] = fut.result()
+    units = [_job_units(j) for j in jobs]
+    try:
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool, \
+                tqdm(total=sum(units), desc=desc, unit="step", disable=not progress, dynamic_ncols=True) as bar:
+            futures = {pool.submit(_worker, j, shared): i for i, j in enumerate(jobs)}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    results[futures[fut]] = fut.result()
+                progress_now = 0
+                for i, j in enumerate(jobs):
+                    if results[i] is not None:
+                        progress_now += units[i]
+                    elif j.get("warm"):
+                        progress_now += min(units[i], shared.get(j["key"], 0))
+                    else:
+                        progress_now += min(units[i], _steps_logged(Path(j["config"]["out_dir"]) / "metrics.jsonl"))
+                bar.n = progress_now
+                bar.set_postfix_str(f"{sum(r is not None for r in results)}/{len(jobs)} done")
+                bar.refresh()
+    finally:
+        if manager is not None:
+            manager.shutdown()
     return results
 
 
@@ -295,9 +386,16 @@ def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
         rundir.clear_run(cfg.out_dir)
 
 
+def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
+    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0."""
+    return base.replace(seed=seed, steps=0, method="pkpo", k="1", eval_every=0,
+                        out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}")).validate()
+
+
 def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
              baselines: list[str] | None = None, progress: bool = True, overwrite: bool = False) -> list[dict]:
-    """Warm starts (one per seed), then every (run, baseline, seed) config; returns the final dicts."""
+    """Warm starts (one per seed, each evaluated as the run ``warm_start``), then every (run, baseline,
+    seed) config; returns the final dicts, warm starts first."""
     configs = []
     for name in runs:
         for baseline in (baselines or [base.baseline]):
@@ -307,13 +405,17 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
                            "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
                 cfg = base.replace(**changes).validate()
                 configs.append((label, cfg))
-    check_grid_runs([cfg for _, cfg in configs], overwrite)
-    warm = [{"config": base.replace(seed=s).to_dict(), "cache_dir": cache_dir, "warm_only": True} for s in seeds]
-    _run_jobs(warm, min(jobs, len(warm)), "warm starts", progress)
-    finals = _run_jobs([{"config": c.to_dict(), "cache_dir": cache_dir} for _, c in configs], jobs, "runs", progress)
+    warm_configs = [warm_config(base, s, out) for s in seeds]
+    check_grid_runs(warm_configs + [cfg for _, cfg in configs], overwrite)
+    warm = [{"config": c.to_dict(), "cache_dir": cache_dir, "warm": True, "key": f"warm{c.seed}"} for c in warm_configs]
+    warm_finals = _run_jobs(warm, min(jobs, len(warm)), "warm start", progress)
+    finals = _run_jobs([{"config": c.to_dict(), "cache_dir": cache_dir} for _, c in configs], jobs, "RL runs",
+                       progress)
+    for final in warm_finals:
+        final["label"] = WARM_LABEL
     for (label, _), final in zip(configs, finals):
         final["label"] = label
-    return finals
+    return warm_finals + finals
 
 
 def finished_runs(out: Path) -> list[dict]:
@@ -324,7 +426,7 @@ def finished_runs(out: Path) -> list[dict]:
         final["label"] = path.parent.parent.name
         final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
-    order = ["loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
+    order = [WARM_LABEL, "loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
     return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
                                          f["label"], f["seed"]))
 
@@ -383,9 +485,12 @@ def sweep_main(argv: list[str]) -> int:
             return 130
         except (ValueError, OSError) as exc:
             return _fail("sweep", exc)
-    wall = sum(f.get("wall_s", 0.0) for f in finals)
+    if args.report_only:
+        wall, note = sum(f.get("wall_s") or 0.0 for f in finals), " (sum of the runs' own wall times)"
+    else:
+        wall, note = wall_time(out, finals, time.time() - t0)
     info = write_sweep_report(out, finals, title="PKPO sweep", command="pkpo sweep " + " ".join(argv),
-                              wall_s=time.time() - t0 if not args.report_only else wall)
+                              wall_s=wall, wall_note=note)
     print(info["table_md"])
     lock.release()
     return 0
@@ -393,7 +498,28 @@ def sweep_main(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------------------------------- demo
 
-DEMO_RUNS = ["loo", "k4", "k8", "anneal"]
+DEMO_RUNS = ["k1", "k4", "k8", "anneal"]
+
+
+def wall_time(out: Path, finals: list[dict], measured: float) -> tuple[float, str]:
+    """The wall time to report and a note. A call that trains something records what it measured in
+    ``OUT/wall.json``; a call that only reuses finished runs reports that recorded time instead."""
+    path = Path(out) / "wall.json"
+    if finals and all(f.get("cached") for f in finals) and path.exists():
+        recorded = json.loads(path.read_text())["wall_s"]
+        return recorded, f" (measured when the runs were trained; this call reused them in {measured:.0f} s)"
+    partly = any(f.get("cached") for f in finals)
+    path.write_text(json.dumps({"wall_s": measured, "partly_reused": partly}))
+    return measured, " (some runs were reused from an earlier call)" if partly else ""
+
+
+def summary_rows(finals: list[dict]) -> list[dict]:
+    """One entry per run of ``summary.json`` (the warm start too, as the run ``warm_start``), same keys."""
+    keys = ["pass@1", "pass@2", "pass@4", "pass@8", "pass@16"]
+    return [{"name": f["label"], "seed": f["seed"], "k_schedule": f["k_schedule"], "method": f["method"],
+             **{k: f.get(k) for k in keys}, **{f"{k}_se": f.get(f"{k}_se") for k in keys},
+             "cumulative_solve_rate": f.get("cumulative_solve_rate"), "hard_solve_rate": f.get("hard_solve_rate"),
+             "entropy": f.get("entropy"), "wall_s": f.get("wall_s"), "cpu_s": f.get("cpu_s")} for f in finals]
 
 
 def demo_main(argv: list[str]) -> int:
@@ -414,32 +540,30 @@ def demo_main(argv: list[str]) -> int:
         return _fail("demo", exc)
     from .report import write_sweep_report
 
-    if args.quick:
-        base = TrainConfig().replace(**PRESETS["quick"], tensorboard=False)
-        runs = ["loo", "k4", "anneal"]
-    else:  # sized for <= 10 minutes on 2 CPU cores
-        base = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
-        runs = DEMO_RUNS
+    base = TrainConfig().replace(**PRESETS["quick" if args.quick else "demo"], tensorboard=False)
     out = Path(args.out)
+    progress = not args.no_progress
     try:
         lock = rundir.RunLock(out, "pkpo demo")  # creates OUT; one demo per folder at a time
         t0 = time.time()
-        finals = run_grid(base, runs, [args.seed], out, jobs=args.jobs, cache_dir=args.cache_dir or str(out / "cache"),
-                          progress=not args.no_progress, overwrite=args.overwrite)
+        finals = run_grid(base, DEMO_RUNS, [args.seed], out, jobs=args.jobs,
+                          cache_dir=args.cache_dir or str(out / "cache"), progress=progress, overwrite=args.overwrite)
     except KeyboardInterrupt:
         print(f"pkpo demo: interrupted; finished runs and checkpoints are kept in {str(out / 'runs')!r}; "
               "run the same command again to continue", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:
         return _fail("demo", exc)
+    if progress:
+        print("writing report.md and figures ...", flush=True)
+    wall, note = wall_time(out, finals, time.time() - t0)
     info = write_sweep_report(out, finals, title="pkpo demo", command="pkpo demo " + " ".join(argv),
-                              wall_s=time.time() - t0, report_name="report.md")
-    summary = [{"name": f["label"], "k_schedule": f["k_schedule"], "method": f["method"],
-                **{f"pass@{k}": f.get(f"pass@{k}") for k in (1, 2, 4, 8, 16)},
-                "cumulative_solve_rate": f["cumulative_solve_rate"], "entropy": f.get("entropy")} for f in finals]
-    (out / "summary.json").write_text(json.dumps({"runs": summary, "wall_s": time.time() - t0,
-                                                  "config": base.to_dict()}, indent=2))
+                              wall_s=wall, wall_note=note, report_name="report.md")
+    (out / "summary.json").write_text(json.dumps({"runs": summary_rows(finals), "wall_s": wall,
+                                                  "findings": info["findings"], "config": base.to_dict()}, indent=2))
     print(info["table_md"])
+    for claim in info["findings"]:
+        print("-", claim["text"])
     print(f"wrote {out / 'report.md'}, {out / 'summary.json'} and {len(info['figures'])} figures "
           f"in {time.time() - t0:.0f} s")
     lock.release()

@@ -42,13 +42,19 @@ def _device_of(policy) -> torch.device:
 @torch.no_grad()
 def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples: int = 32,
              ks: Sequence[int] = (1, 2, 4, 8, 16), max_new_tokens: int = 16, temperature: float = 1.0,
-             seed: int = 0, batch_prompts: int = 16) -> dict:
+             seed: int = 0, batch_prompts: int = 16, detail: bool = False) -> dict:
     """Unbiased held-out pass@k (or maxg@k) of ``policy`` on ``problems``.
 
     Returns a dict with, for each k in ``ks``, ``"pass@k"`` and ``"pass@k_se"`` (``"maxg@k"`` for
     continuous tasks), plus ``reward_mean`` (the mean reward of a single sample), ``entropy`` (mean
     over samples of -log p(y | x): an unbiased estimate of the sequence-level entropy at temperature 1,
     in nats), ``num_problems`` and ``samples``.
+
+    ``detail=True`` adds ``"detail"``: per problem (in order) its ``uid``, the number of samples with
+    reward 1 (``successes``; pass@k for any k <= samples follows from it), and, when the task has
+    ``category(problem)``, ``rule_of(problem)`` and ``classify(problem, completion)``, the problem's
+    category and rule and how many of its samples fell in each class (``classes``: {class: [count per
+    problem]}, e.g. which rule a sample executed, or ``invalid``).
     """
     problems = list(problems)
     if not problems:
@@ -60,13 +66,17 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
     was_training = getattr(policy, "training", False)
     if hasattr(policy, "eval"):
         policy.eval()
-    rewards, neg_logp = [], []
+    rewards, neg_logp, classes = [], [], []
+    classify = getattr(task, "classify", None) if detail else None
     try:
         for start in range(0, len(problems), batch_prompts):
             chunk = problems[start:start + batch_prompts]
             s = policy.sample([policy.encode(p.prompt) for p in chunk], samples, max_new_tokens, temperature,
                               generator=gen)
             rewards.append(score_samples(task, chunk, policy, s))
+            if classify is not None:
+                texts = [policy.decode(r[m].tolist()) for r, m in zip(s.completion_ids, s.completion_mask)]
+                classes += [classify(p, texts[j * samples + i]) for j, p in enumerate(chunk) for i in range(samples)]
             neg_logp.append(-policy.sequence_logprobs(s).float().cpu().numpy())
     finally:
         if was_training and hasattr(policy, "train"):
@@ -81,4 +91,14 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
         out[f"{name}@{k}_se"] = _se(per_problem)
     out["reward_mean"] = float(g.mean())
     out["entropy"] = float(np.concatenate(neg_logp).mean())
+    if detail:
+        info: dict = {"uid": [p.uid for p in problems], "samples": samples,
+                      "successes": [int(c) for c in (g >= 1.0).sum(1)]}
+        for key in ("category", "rule_of"):
+            if hasattr(task, key):
+                info[key] = [getattr(task, key)(p) for p in problems]
+        if classify is not None:
+            labels = np.array(classes).reshape(len(problems), samples)
+            info["classes"] = {c: [int(v) for v in (labels == c).sum(1)] for c in sorted(set(classes))}
+        out["detail"] = info
     return out

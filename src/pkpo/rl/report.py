@@ -1,8 +1,20 @@
-"""Tables and plots for a set of RL runs (``pkpo sweep`` and ``pkpo demo``).
+"""Tables, paired comparisons, generated findings and plots for a set of RL runs (``pkpo sweep``/``demo``).
 
 The table follows the paper's Tables 1-8: one row per method, columns held-out pass@k_eval for
 k_eval in {1, 2, 4, 8, 16} in %, mean ± standard error over seeds (ddof = 1). With a single seed the
-± is the standard error over held-out problems of that run instead (marked in the header).
+± is the standard error over held-out problems of that run instead (marked in the header). The row
+``warm_start`` is the warm-started policy before RL (every run of a seed starts from it); it is a
+reference, drawn in every figure.
+
+Paired comparisons (:func:`paired_difference`) use the per-problem success counts every run saves
+(``eval_detail.json``): all runs and the warm start are evaluated on the same held-out problems, so the
+difference of two runs is taken problem by problem within a seed, then averaged over problems. With
+S >= 2 seeds the interval is mean ± t(0.975, S - 1) · sd / sqrt(S) over the S per-seed differences (the
+seed is the unit: it redraws the warm start, the training samples and the evaluation samples); with
+one seed it is ± 1.96 · SE over problems (evaluation noise only).
+
+The sentences of ``report.md`` (:func:`findings`) are generated from these numbers; none is written by
+hand, so they cannot disagree with the table.
 """
 
 from __future__ import annotations
@@ -14,12 +26,30 @@ from pathlib import Path
 
 import numpy as np
 
+import pkpo
+
 K_EVAL = (1, 2, 4, 8, 16)
+WARM = "warm_start"
+# two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (beyond: the normal 1.96)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 97.5 % quantile of Student's t with ``df`` degrees of freedom (1.96 beyond 30)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+
+
+def _run_dir(final: dict) -> Path:
+    return Path(final.get("run_dir") or final["config"]["out_dir"])
 
 
 def aggregate(finals: list[dict]) -> list[dict]:
@@ -29,7 +59,7 @@ def aggregate(finals: list[dict]) -> list[dict]:
         groups[f["label"]].append(f)
     rows = []
     for label, fs in groups.items():
-        metric = "pass" if any(f"pass@1" in f for f in fs) else "maxg"
+        metric = "pass" if any("pass@1" in f for f in fs) else "maxg"
         row = {"label": label, "method": fs[0]["method"], "k_schedule": fs[0]["k_schedule"],
                "baseline": fs[0]["baseline"], "seeds": sorted(f["seed"] for f in fs), "metric": metric}
         for k in K_EVAL:
@@ -40,47 +70,25 @@ def aggregate(finals: list[dict]) -> list[dict]:
                 if len(vals) == 1:
                     se = fs[0].get(f"{key}_se", float("nan"))
                 row[key], row[key + "_se"] = mean, se
-        for key in ("cumulative_solve_rate", "entropy", "reward_mean"):
-            vals = [f[key] for f in fs if key in f]
+        for key in ("cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
+            vals = [f[key] for f in fs if f.get(key) is not None]
             if vals:
                 row[key], row[key + "_se"] = _mean_se(vals)
         rows.append(row)
     return rows
 
 
-def warm_start_row(finals: list[dict]) -> dict | None:
-    """The held-out metrics at step 0 (the warm-started policy), one value per seed, as a table row.
-
-    Every run of a seed starts from the same cached warm start and evaluates step 0 with the same
-    sampling seed, so the first run of each seed is used.
-    """
-    per_seed: dict[int, dict] = {}
-    for f in finals:
-        if f["seed"] in per_seed:
-            continue
-        curves = read_curves(Path(f.get("run_dir") or f["config"]["out_dir"]))
-        ev = curves.get("eval", {}) if curves else {}
-        if len(ev.get("step", [])) and ev["step"][0] == 0:
-            per_seed[f["seed"]] = {key: float(v[0]) for key, v in ev.items() if key != "step"}
-    if not per_seed:
-        return None
-    fs = [{"label": "warm start (step 0)", "method": "-", "k_schedule": "-", "baseline": "-", "seed": s,
-           "cumulative_solve_rate": float("nan"), **vals} for s, vals in per_seed.items()]
-    row = aggregate(fs)[0]
-    row.pop("cumulative_solve_rate", None)
-    return row
-
-
 def table_markdown(rows: list[dict]) -> str:
+    """The markdown table; the best value of each pass@k column (warm start included) in bold."""
     metric = rows[0]["metric"] if rows else "pass"
     seeds = max((len(r["seeds"]) for r in rows), default=1)
     pm = "mean ± SE over seeds" if seeds > 1 else "± SE over held-out problems (1 seed)"
-    head = ["method", "k schedule", "seeds"] + [f"{metric}@{k}" for k in K_EVAL] + ["cum. solve rate",
-                                                                                   "entropy (nats)"]
-    lines = [f"Held-out {metric}@k_eval in %, {pm}; best trained run of each column in bold.", "",
+    head = ["run", "k schedule", "seeds"] + [f"{metric}@{k}" for k in K_EVAL] + [
+        "solve rate", "hard solve rate", "entropy (nats)"]
+    lines = [f"Held-out {metric}@k_eval in %, {pm}; the best value of each column in bold. Solve rates: "
+             "fraction of the training problems drawn (all; hard only) that some sample solved.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    trained = [r for r in rows if r["method"] != "-"]  # the warm-start row is a reference, not a contender
-    best = {k: max((r.get(f"{metric}@{k}", -1) for r in trained), default=-1) for k in K_EVAL}
+    best = {k: max((r.get(f"{metric}@{k}", -1) for r in rows), default=-1) for k in K_EVAL}
 
     def cell(r, key, scale=100.0, bold_at=None):
         if key not in r:
@@ -92,14 +100,229 @@ def table_markdown(rows: list[dict]) -> str:
     for r in rows:
         cells = [r["label"], r["k_schedule"], str(len(r["seeds"]))]
         cells += [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
-        cells += [cell(r, "cumulative_solve_rate"), cell(r, "entropy", scale=1.0)]
+        cells += [cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------- per problem
+
+
+def read_detail(final: dict) -> dict | None:
+    """The per-problem record of a run's final evaluation (``eval_detail.json``), or None."""
+    path = _run_dir(final) / "eval_detail.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
+    """Unbiased pass@k of each problem (paper eq. 3) from its number of successful samples out of ``samples``."""
+    successes = np.asarray(successes)
+    correct = np.arange(samples)[None, :] < successes[:, None]  # (P, samples): c successes, order irrelevant
+    return np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
+
+
+def _details_by_seed(finals: list[dict], label: str) -> dict[int, dict]:
+    out = {}
+    for f in finals:
+        if f["label"] == label:
+            detail = read_detail(f)
+            if detail is not None:
+                out[f["seed"]] = detail
+    return out
+
+
+def paired_difference(finals: list[dict], a: str, b: str, k: int) -> dict | None:
+    """Held-out pass@k of run ``a`` minus run ``b``, paired by seed and problem (module docstring).
+
+    Returns ``{"a", "b", "k", "diff", "lo", "hi", "seeds", "basis", "per_seed", "a_mean", "b_mean"}``
+    (fractions, not %), or None when either run lacks per-problem records.
+    """
+    da, db = _details_by_seed(finals, a), _details_by_seed(finals, b)
+    seeds = sorted(set(da) & set(db))
+    if not seeds:
+        return None
+    per_seed, a_means, b_means, last = [], [], [], None
+    for s in seeds:
+        if da[s]["uid"] != db[s]["uid"]:
+            raise ValueError(f"runs {a!r} and {b!r} (seed {s}) were evaluated on different problems")
+        pa = per_problem_pass_at_k(da[s]["successes"], da[s]["samples"], k)
+        pb = per_problem_pass_at_k(db[s]["successes"], db[s]["samples"], k)
+        per_seed.append(float((pa - pb).mean()))
+        a_means.append(float(pa.mean()))
+        b_means.append(float(pb.mean()))
+        last = pa - pb
+    diff = float(np.mean(per_seed))
+    if len(seeds) > 1:
+        half = t975(len(seeds) - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(len(seeds))
+        basis = f"{len(seeds)} seeds"
+    else:
+        half = 1.96 * float(last.std(ddof=1)) / math.sqrt(len(last)) if len(last) > 1 else float("nan")
+        basis = f"{len(last)} problems, 1 seed"
+    return {"a": a, "b": b, "k": k, "diff": diff, "lo": diff - half, "hi": diff + half, "seeds": len(seeds),
+            "basis": basis, "per_seed": per_seed, "a_mean": float(np.mean(a_means)),
+            "b_mean": float(np.mean(b_means))}
+
+
+def format_diff(d: dict) -> str:
+    """``+12.3 points (95% CI +8.1 to +16.5; 3 seeds)``."""
+    return (f"{100 * d['diff']:+.1f} points (95% CI {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}; "
+            f"{d['basis']})")
+
+
+def category_table(finals: list[dict], ks=(1, 8)) -> str:
+    """Held-out pass@k by problem category (majority / minority / ambiguous rule), mean over seeds."""
+    labels = list(dict.fromkeys(f["label"] for f in finals))
+    cats, rows = None, []
+    for label in labels:
+        details = _details_by_seed(finals, label)
+        if not details or "category" not in next(iter(details.values())):
+            continue
+        first = next(iter(details.values()))
+        cats = cats or sorted(set(first["category"]), key=lambda c: ("majority", "minority", "ambiguous").index(c)
+                              if c in ("majority", "minority", "ambiguous") else 9)
+        cells = []
+        for c in cats:
+            for k in ks:
+                vals = []
+                for d in details.values():
+                    mask = np.asarray(d["category"]) == c
+                    vals.append(per_problem_pass_at_k(np.asarray(d["successes"])[mask], d["samples"], k).mean())
+                cells.append(f"{100 * np.mean(vals):.1f}")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    first = next(iter(_details_by_seed(finals, labels[0]).values()))
+    share = {c: 100 * np.mean(np.asarray(first["category"]) == c) for c in cats}
+    head = "| run | " + " | ".join(f"{c} ({share[c]:.0f} %) pass@{k}" for c in cats for k in ks) + " |"
+    return "\n".join([head, "|" + "---|" * (1 + len(cats) * len(ks))] + rows)
+
+
+def behaviour_table(finals: list[dict]) -> str:
+    """What the held-out samples did: % of samples per class (rule executed, ``error``, ``invalid``)."""
+    labels = list(dict.fromkeys(f["label"] for f in finals))
+    per_label, classes = {}, set()
+    for label in labels:
+        details = _details_by_seed(finals, label)
+        if not details or "classes" not in next(iter(details.values())):
+            continue
+        acc: dict[str, list[float]] = defaultdict(list)
+        for d in details.values():
+            total = len(d["successes"]) * d["samples"]
+            for c in set(d["classes"]) | set(acc):
+                acc[c].append(100 * sum(d["classes"].get(c, [])) / total)
+        per_label[label] = {c: float(np.mean(v + [0.0] * (len(details) - len(v)))) for c, v in acc.items()}
+        classes |= set(acc)
+    if not per_label:
+        return ""
+    order = sorted(c for c in classes if len(c) == 1) + [c for c in ("error", "invalid") if c in classes]
+    lines = ["| run | " + " | ".join(order) + " |", "|" + "---|" * (1 + len(order))]
+    for label, vals in per_label.items():
+        lines.append(f"| {label} | " + " | ".join(f"{vals.get(c, 0.0):.1f}" for c in order) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- findings
+
+
+def _rows_by_label(finals):
+    return {r["label"]: r for r in aggregate(finals)}
+
+
+def findings(finals: list[dict]) -> list[dict]:
+    """The demo's claims checked against the numbers: one dict per claim with ``id``, ``holds`` and a
+    ``text`` sentence generated from the measured values (no sentence is fixed in advance).
+
+    Claims (they need the runs ``warm_start``, ``k1``, ``k4``, ``k8`` and ``anneal``; those present are checked):
+    (a) k_opt = 8 raises held-out pass@8 by >= 10 points over the warm start;
+    (b) k_opt = 1 raises held-out pass@1 over the warm start;
+    (c) for k_eval in {1, 4, 8}, the run with k_opt = k_eval has the best pass@k_eval among the constant-k
+        runs (at k_eval = 1 a higher k_opt may win by exploration; then the sentence says so);
+    (d) higher k_opt solves more of the hard training problems (hard solve rate increases with k_opt);
+    (e) annealing 8 -> 1 ends with pass@1 no more than 2 points below k_opt = 1 and pass@8 >= 10 points above it.
+    """
+    labels = {f["label"] for f in finals}
+    rows = _rows_by_label(finals)
+    out = []
+
+    def diff(a, b, k):
+        return paired_difference(finals, a, b, k) if {a, b} <= labels else None
+
+    d = diff("k8", WARM, 8)
+    if d:
+        holds = d["diff"] >= 0.10
+        out.append({"id": "a", "holds": holds, "text": (
+            f"(a) PKPO with k_opt = 8 took held-out pass@8 from {100 * d['b_mean']:.1f} % (warm start) to "
+            f"{100 * d['a_mean']:.1f} %: {format_diff(d)}; the target of +10 points "
+            f"{'holds' if holds else 'does not hold'}.")})
+    d = diff("k1", WARM, 1)
+    if d:
+        holds = d["diff"] > 0 and d["lo"] > 0
+        out.append({"id": "b", "holds": holds, "text": (
+            f"(b) k_opt = 1 took held-out pass@1 from {100 * d['b_mean']:.1f} % (warm start) to "
+            f"{100 * d['a_mean']:.1f} %: {format_diff(d)}; "
+            f"{'a gain whose interval excludes 0' if holds else 'not a gain that the interval separates from 0'}.")})
+    constant = [x for x in ("k1", "k4", "k8") if x in labels]
+    for k in (1, 4, 8):
+        own = f"k{k}"
+        if own not in constant or len(constant) < 2:
+            continue
+        metric = f"pass@{k}"
+        best = max(constant, key=lambda x: rows[x].get(metric, -1))
+        others = [x for x in constant if x != own]
+        parts = [f"{own} − {o}: {format_diff(diff(own, o, k))}" for o in others]
+        if best == own:
+            text = (f"(c) at k_eval = {k} the run trained for it (k_opt = {k}) has the best held-out pass@{k} of the "
+                    f"constant-k runs ({100 * rows[own][metric]:.1f} %); " + "; ".join(parts) + ".")
+            holds = True
+        else:
+            text = (f"(c) at k_eval = {k} the best held-out pass@{k} of the constant-k runs is {best} "
+                    f"({100 * rows[best][metric]:.1f} %), not k_opt = {k} ({100 * rows[own][metric]:.1f} %); "
+                    + "; ".join(parts) + ".")
+            holds = False
+            if k == 1 and "k1" in rows and best != "k1":
+                h1, hb = rows["k1"].get("hard_solve_rate"), rows[best].get("hard_solve_rate")
+                if h1 is not None and hb is not None:
+                    text += (f" This is the exploration effect the claim allows: {best} solved "
+                             f"{100 * hb:.1f} % of the hard training problems it drew, k_opt = 1 only {100 * h1:.1f} %,"
+                             " so pass@1 training never learned the minority rules that pass@k training found.")
+                    holds = hb > h1
+        out.append({"id": f"c{k}", "holds": holds, "text": text})
+    ordered = [x for x in ("k1", "k4", "k8") if x in rows and "hard_solve_rate" in rows[x]]
+    if len(ordered) >= 2:
+        vals = [rows[x]["hard_solve_rate"] for x in ordered]
+        holds = all(a < b for a, b in zip(vals, vals[1:]))
+        seq = " < " if holds else ", "
+        out.append({"id": "d", "holds": holds, "text": (
+            "(d) hard training problems solved (fraction of those drawn that some sample solved): "
+            + seq.join(f"{x} {100 * v:.1f} %" for x, v in zip(ordered, vals))
+            + (": higher k_opt solves more." if holds else ": not increasing in k_opt."))})
+    d1, d8 = diff("anneal", "k1", 1), diff("anneal", "k1", 8)
+    if d1 and d8:
+        holds = d1["diff"] >= -0.02 and d8["diff"] >= 0.10
+        out.append({"id": "e", "holds": holds, "text": (
+            f"(e) annealing k_opt 8 -> 1 ends with pass@1 {100 * d1['a_mean']:.1f} % against k_opt = 1's "
+            f"{100 * d1['b_mean']:.1f} % ({format_diff(d1)}) and pass@8 {100 * d8['a_mean']:.1f} % against "
+            f"{100 * d8['b_mean']:.1f} % ({format_diff(d8)}); the target (pass@1 at most 2 points below, "
+            f"pass@8 at least 10 points above) {'holds' if holds else 'does not hold'}.")})
+    if {"k1", "k8"} <= labels:  # where pass@1 and pass@k conflict
+        c1, c8 = diff("k8", "k1", 1), diff("k8", "k1", 8)
+        if c1 and c8 and c1["diff"] < 0 < c8["diff"]:
+            out.append({"id": "conflict", "holds": True, "text": (
+                f"pass@1 and pass@8 conflict: k_opt = 8 is {100 * -c1['diff']:.1f} points below k_opt = 1 at "
+                f"pass@1 and {100 * c8['diff']:.1f} points above it at pass@8.")})
+        elif c1 and c8 and c1["diff"] >= 0 and c8["diff"] > 0:
+            out.append({"id": "conflict", "holds": False, "text": (
+                f"pass@1 and pass@8 do not conflict between k_opt = 1 and 8 here: k_opt = 8 is ahead at both "
+                f"({format_diff(c1)} at pass@1, {format_diff(c8)} at pass@8).")})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- curves
+
+
 def read_curves(run_dir: Path) -> dict:
     """Per-step and eval curves of one run from its metrics.jsonl."""
-    steps, solve, ent, evals = [], [], [], defaultdict(list)
+    steps, solve, hard, ent, evals = [], [], [], [], defaultdict(list)
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return {}
@@ -108,14 +331,15 @@ def read_curves(run_dir: Path) -> dict:
         if "k" in rec and "train/cumulative_solve_rate" in rec:
             steps.append(rec["step"])
             solve.append(rec["train/cumulative_solve_rate"])
+            hard.append(rec.get("train/hard_solve_rate", np.nan))
             ent.append(rec["policy/entropy"])
         elif any(key.startswith("eval/") for key in rec):
             evals["step"].append(rec["step"])
             for key, value in rec.items():
                 if key.startswith("eval/"):
                     evals[key[5:]].append(value)
-    return {"step": np.array(steps), "solve": np.array(solve), "entropy": np.array(ent),
-            "eval": {k: np.array(v) for k, v in evals.items()}}
+    return {"step": np.array(steps), "solve": np.array(solve), "hard": np.array(hard, dtype=float),
+            "entropy": np.array(ent), "eval": {k: np.array(v) for k, v in evals.items()}}
 
 
 def _smooth(x: np.ndarray, w: int = 10) -> np.ndarray:
@@ -126,8 +350,54 @@ def _smooth(x: np.ndarray, w: int = 10) -> np.ndarray:
     return np.concatenate([head, (c[w:] - c[:-w]) / w])
 
 
+def _final_point_on_subset(curves: dict, final: dict) -> None:
+    """Make the last point of a run's eval curve use the same problems as the points before it.
+
+    Evaluations during training use the first ``eval_problems`` problems; the final one may use more
+    (``final_eval_problems``). Its per-problem record gives the value on the first ``eval_problems``,
+    so every point of a curve is measured on the same problems (the table uses all of them)."""
+    cfg, ev = final.get("config", {}), curves.get("eval", {})
+    m = cfg.get("eval_problems")
+    detail = read_detail(final)
+    if detail is None or not m or len(detail["successes"]) <= m or not len(ev.get("step", [])):
+        return
+    for key in list(ev):
+        if key.startswith("pass@") and not key.endswith("_se"):
+            k = int(key[5:])
+            ev[key] = ev[key].astype(float).copy()
+            ev[key][-1] = per_problem_pass_at_k(detail["successes"][:m], detail["samples"], k).mean()
+
+
+def warm_reference(finals: list[dict], n: int | None = None) -> dict:
+    """The warm start's values that the figures draw as reference lines (means over its seeds):
+    held-out pass@k, entropy, and its pass@n on all / hard held-out problems (the solve rate an
+    untrained policy would have on fresh problems with n samples each)."""
+    warm = [f for f in finals if f["label"] == WARM]
+    if not warm:
+        return {}
+    ref = {key: float(np.mean([f[key] for f in warm if key in f])) for key in
+           [f"pass@{k}" for k in K_EVAL] + ["entropy"] if any(key in f for f in warm)}
+    details = [read_detail(f) for f in warm]
+    details = [d for d in details if d is not None]
+    if n and details and n <= details[0]["samples"]:
+        solve, hard = [], []
+        for d in details:
+            p = per_problem_pass_at_k(d["successes"], d["samples"], n)
+            solve.append(p.mean())
+            if "rule_of" in d:
+                from .tasks import MAJORITY_RULE
+
+                mask = np.asarray(d["rule_of"]) != MAJORITY_RULE  # the hard problems (tasks.HiddenRuleTask.is_hard)
+                hard.append(p[mask].mean() if mask.any() else np.nan)
+        ref["solve"] = float(np.mean(solve))
+        if hard:
+            ref["hard"] = float(np.nanmean(hard))
+    return ref
+
+
 def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
-    """Curves (mean over seeds): held-out pass@k_eval, cumulative solve rate, entropy; final pass@k vs k."""
+    """Curves (mean over seeds): held-out pass@k_eval, solve rates, entropy; final pass@k vs k. Every
+    figure draws the warm start (dashed black) as the reference the runs start from."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,12 +405,18 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
 
     by_label: dict[str, list[dict]] = defaultdict(list)
     for f in finals:
-        curves = read_curves(Path(f.get("run_dir") or f["config"]["out_dir"]))
+        if f["label"] == WARM:
+            continue
+        curves = read_curves(_run_dir(f))
         if curves:
+            _final_point_on_subset(curves, f)
             by_label[f["label"]].append(curves)
     rows = aggregate(finals)
     metric = rows[0]["metric"] if rows else "pass"
+    trained = [f for f in finals if f["label"] != WARM]
+    ref = warm_reference(finals, n=trained[0]["config"]["n"] if trained else None)
     figures = []
+    warm_style = dict(color="black", ls="--", lw=1.2)
 
     def mean_curve(curve_list, getter):
         arrays = [getter(c) for c in curve_list]
@@ -151,6 +427,7 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
         return np.mean([a[:m] for a in arrays], axis=0)
 
     fig, axes = plt.subplots(1, len(K_EVAL), figsize=(4 * len(K_EVAL), 3.4), sharex=True)
+    start = {}  # the curves' common first point: the warm start on the curves' problems
     for label, cl in by_label.items():
         x = mean_curve(cl, lambda c: c["eval"].get("step"))
         for ax, k in zip(axes, K_EVAL):
@@ -158,38 +435,61 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
             if x is not None and y is not None:
                 m = min(len(x), len(y))
                 ax.plot(x[:m], 100 * y[:m], marker="o", ms=3, label=label)
+                if x[0] == 0:
+                    start.setdefault(k, y[0])
+    n_curve = (trained[0]["config"].get("eval_problems") if trained else None)
     for ax, k in zip(axes, K_EVAL):
-        ax.set_title(f"held-out {metric}@{k} (%)")
+        if k in start:
+            ax.axhline(100 * start[k], label="warm start", **warm_style)
+        ax.set_title(f"held-out {metric}@{k} (%)" + (f", {n_curve} problems" if n_curve else ""))
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     figures.append(_save(fig, out / f"{prefix}pass_at_k_curves.png"))
 
-    for key, title, fname, smooth in (("solve", "cumulative solve rate (train problems)", "cumulative_solve_rate.png",
-                                       False),
-                                      ("entropy", "policy entropy: mean -log p(y|x) of samples (nats)", "entropy.png",
-                                       True)):
-        fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "solve", "solve rate: training problems drawn so far"),
+                           (axes[1], "hard", "hard solve rate: hard training problems drawn so far")):
         for label, cl in by_label.items():
             x = mean_curve(cl, lambda c: c["step"])
             y = mean_curve(cl, lambda c, key=key: c[key])
-            if x is not None and y is not None:
+            if x is not None and y is not None and not np.isnan(y).all():
                 m = min(len(x), len(y))
-                ax.plot(x[:m], _smooth(y[:m]) if smooth else y[:m], label=label)
-        ax.set_title(title)
+                ax.plot(x[:m], 100 * y[:m], label=label)
+        if key in ref:
+            ax.axhline(100 * ref[key], label="warm start (its pass@n on held-out problems)", **warm_style)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("RL step")
+        ax.set_ylabel("%")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        figures.append(_save(fig, out / f"{prefix}{fname}"))
+    fig.tight_layout()
+    figures.append(_save(fig, out / f"{prefix}solve_rate.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, cl in by_label.items():
+        x = mean_curve(cl, lambda c: c["step"])
+        y = mean_curve(cl, lambda c: c["entropy"])
+        if x is not None and y is not None:
+            m = min(len(x), len(y))
+            ax.plot(x[:m], _smooth(y[:m]), label=label)
+    if "entropy" in ref:
+        ax.axhline(ref["entropy"], label="warm start", **warm_style)
+    ax.set_title("policy entropy: mean -log p(y|x) of samples (nats)")
+    ax.set_xlabel("RL step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figures.append(_save(fig, out / f"{prefix}entropy.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         ks = [k for k in K_EVAL if f"{metric}@{k}" in r]
+        style = dict(warm_style, marker="s") if r["label"] == WARM else dict(marker="o")
         ax.errorbar(ks, [100 * r[f"{metric}@{k}"] for k in ks],
-                    yerr=[100 * np.nan_to_num(r[f"{metric}@{k}_se"]) for k in ks], marker="o", ms=3, capsize=2,
-                    label=r["label"])
+                    yerr=[100 * np.nan_to_num(r[f"{metric}@{k}_se"]) for k in ks], ms=3, capsize=2,
+                    label="warm start" if r["label"] == WARM else r["label"], **style)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k_eval")
     ax.set_ylabel(f"held-out {metric}@k_eval (%)")
@@ -209,21 +509,51 @@ def _save(fig, path: Path) -> str:
     return str(path)
 
 
+def _setting_line(cfg: dict) -> str:
+    return (f"Task: {cfg.get('task')} (tier {cfg.get('tier')}, feature {cfg.get('feature')}); "
+            f"{cfg.get('steps')} RL steps of {cfg.get('prompts_per_step')} prompts x {cfg.get('n')} samples "
+            f"from a pool of {cfg.get('n_train')} training problems; evaluation on the {cfg.get('eval_split')} split: "
+            f"{cfg.get('final_eval_problems') or cfg.get('eval_problems')} problems x {cfg.get('eval_samples')} "
+            f"samples at the end, the first {cfg.get('eval_problems')} every {cfg.get('eval_every')} steps.")
+
+
 def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: str, wall_s: float,
-                       report_name: str = "report.md") -> dict:
-    """Write ``table.md``, ``table.json``, the PNGs and a short ``report.md`` into ``out``."""
+                       report_name: str = "report.md", wall_note: str = "") -> dict:
+    """Write ``table.md``, ``table.json``, the PNGs and ``report.md`` (table, generated findings,
+    per-category and per-rule tables, figures) into ``out``."""
     out = Path(out)
     rows = aggregate(finals)
-    start = warm_start_row(finals)
-    table = table_markdown(rows + ([start] if start else []))
+    rows.sort(key=lambda r: r["label"] != WARM)  # the warm start first: where every run starts
+    table = table_markdown(rows)
     figures = plot_runs(out, finals)
+    claims = findings(finals)
     (out / "table.md").write_text(table + "\n")
-    (out / "table.json").write_text(json.dumps({"rows": rows, "command": command, "wall_s": wall_s}, indent=2))
-    cfg = finals[0]["config"] if finals else {}
-    lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s  ",
-             f"Task: {cfg.get('task')} (tier {cfg.get('tier')}, feature {cfg.get('feature')}); "
-             f"{cfg.get('steps')} RL steps of {cfg.get('prompts_per_step')} prompts x {cfg.get('n')} samples; "
-             f"held-out: {cfg.get('eval_problems')} problems x {cfg.get('eval_samples')} samples.", "", table, ""]
+    (out / "table.json").write_text(json.dumps({"rows": rows, "findings": claims, "command": command,
+                                                "wall_s": wall_s}, indent=2))
+    trained = [f for f in finals if f["label"] != WARM]
+    cfg = (trained or finals)[0]["config"] if finals else {}
+    lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  "]
+    cpu_warm = sum(f.get("cpu_s") or 0.0 for f in finals if f["label"] == WARM)
+    cpu_runs = sum(f.get("cpu_s") or 0.0 for f in trained)
+    if cpu_runs:  # one warm start runs alone; several, and the runs, two at a time
+        idle = (cpu_warm if sum(f["label"] == WARM for f in finals) == 1 else cpu_warm / 2) + cpu_runs / 2
+        lines.append(f"CPU time: warm start {cpu_warm:.0f} s, RL runs {cpu_runs:.0f} s in all (with two worker "
+                     f"processes, about {idle:.0f} s of wall time when nothing else runs, plus start-up and this "
+                     "report)  ")
+    lines += [_setting_line(cfg), "", table, ""]
+    if claims:
+        lines += ["## What the numbers show", "", "Generated from the numbers above (paired over the same "
+                  "held-out problems; the interval is over " + ("seeds" if len({f['seed'] for f in finals}) > 1
+                                                              else "problems, one seed") + ").", ""]
+        lines += [f"- {c['text']}" for c in claims] + [""]
+    cats = category_table(finals)
+    if cats:
+        lines += ["## By kind of problem", "", "Held-out pass@k in % by the kind of hidden rule (share of the "
+                  "held-out problems in brackets).", "", cats, ""]
+    behaviour = behaviour_table(finals)
+    if behaviour:
+        lines += ["## What the samples did", "", "% of held-out samples by the rule whose output they wrote "
+                  "(`error`: a plan letter but no rule's output; `invalid`: no plan letter).", "", behaviour, ""]
     lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     (out / report_name).write_text("\n".join(lines) + "\n")
-    return {"table_md": table, "rows": rows, "figures": figures}
+    return {"table_md": table, "rows": rows, "figures": figures, "findings": claims}

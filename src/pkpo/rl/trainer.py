@@ -80,6 +80,7 @@ from .rundir import open_run
 
 METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
 BASELINES = ("none", "loo", "loo_minus_one", "centered")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,14 @@ class TrainConfig:
     """hard-tier difficulty: "first" (learnable hidden feature) or "sum" (not learnable)"""
     task_seed: int = 0
     """seed of the problem set (fixed across training seeds, so seeds share held-out problems)"""
+    length: int = 6
+    """hidden-rule: digits per string"""
     n_train: int = 512
     """number of training problems"""
     n_heldout: int = 128
     """number of held-out problems"""
+    n_validation: int = 128
+    """number of validation problems (for tuning; disjoint from train and held-out)"""
     d_model: int = 96
     """GPT width"""
     n_layer: int = 3
@@ -111,6 +116,10 @@ class TrainConfig:
     """warm-start batch size"""
     warm_lr: float = 2e-3
     """warm-start learning rate"""
+    demo_power: float = 2.0
+    """warm start: "?" prompts are demonstrated with rule probability proportional to prior ** demo_power"""
+    demo_uniform: float = 0.0
+    """warm start: weight of the uniform distribution over rules mixed into the "?" demonstrations"""
     # --- RL
     steps: int = 300
     """RL steps"""
@@ -126,6 +135,8 @@ class TrainConfig:
     """"pkpo", "loo", "grpo", "tzsm" or "entropy" (module docstring)"""
     lr: float = 3e-4
     """AdamW learning rate"""
+    lr_schedule: str = "constant"
+    """"constant", or "cosine": cosine decay from lr to lr / 10 over the run (``learning_rate``)"""
     weight_decay: float = 0.0
     """AdamW weight decay"""
     max_new_tokens: int = 8
@@ -149,6 +160,10 @@ class TrainConfig:
     """held-out evaluation every this many steps (0: only at the end)"""
     eval_problems: int = 128
     """held-out problems per evaluation (0: no evaluation)"""
+    final_eval_problems: int = 0
+    """held-out problems of the final evaluation (0: the same as eval_problems)"""
+    eval_split: str = "heldout"
+    """the split evaluated: "heldout" (final numbers) or "validation" (tuning)"""
     eval_samples: int = 32
     """samples per held-out problem (pass@k up to this k is unbiased)"""
     eval_ks: tuple = (1, 2, 4, 8, 16)
@@ -217,11 +232,12 @@ class TrainConfig:
             if not cond:
                 raise ValueError(msg)
 
-        for name in ("steps", "warm_steps", "eval_every", "eval_problems", "checkpoint_every", "seed", "task_seed"):
+        for name in ("steps", "warm_steps", "eval_every", "eval_problems", "final_eval_problems", "checkpoint_every",
+                     "seed", "task_seed"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
                  f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         for name in ("prompts_per_step", "n", "max_new_tokens", "ppo_epochs", "warm_batch", "eval_samples",
-                     "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout"):
+                     "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
@@ -238,6 +254,8 @@ class TrainConfig:
         if self.method == "pkpo" and self.baseline in ("loo", "centered"):
             need(sched.max_k + 1 <= self.n,
                  f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with n={self.n}")
+        need(math.isfinite(self.demo_power) and self.demo_power >= 0, f"demo_power must be >= 0, got {self.demo_power!r}")
+        need(0 <= self.demo_uniform <= 1, f"demo_uniform must be in [0, 1], got {self.demo_uniform!r}")
         for name in ("lr", "temperature", "warm_lr"):
             need(math.isfinite(getattr(self, name)) and getattr(self, name) > 0,
                  f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -249,7 +267,11 @@ class TrainConfig:
              f"every eval k in {list(self.eval_ks)} must be in [1, eval_samples={self.eval_samples}]")
         need(self.device == "cpu" or self.device.startswith("cuda"), f"device must be 'cpu' or 'cuda[:i]', got {self.device!r}")
         need(self.tier in ("easy", "hard"), f"unknown tier {self.tier!r}; expected 'easy' or 'hard'")
-        need(self.feature in ("first", "sum"), f"unknown feature {self.feature!r}; expected 'first' or 'sum'")
+        need(self.feature in ("first", "sum", "mixed"),
+             f"unknown feature {self.feature!r}; expected 'first', 'sum' or 'mixed'")
+        need(self.lr_schedule in LR_SCHEDULES, f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
+        need(self.eval_split in ("heldout", "validation"),
+             f"unknown eval_split {self.eval_split!r}; expected 'heldout' or 'validation'")
         from .tasks import TASKS  # registered task names (the CLI may also know others)
 
         need(self.task in TASKS or self.task.startswith("nl:"),
@@ -279,6 +301,13 @@ def seed_everything(seed: int, device: str = "cpu") -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed + 1_000_003)
     return gen
+
+
+def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
+    """The learning rate of ``step``: ``lr`` ("constant"), or cosine decay from lr to lr / 10 ("cosine")."""
+    if schedule == "constant" or steps <= 1:
+        return lr
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1))))
 
 
 def tzsm_advantages(rewards: torch.Tensor) -> torch.Tensor:
@@ -441,9 +470,13 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         for p in reference.parameters():
             p.requires_grad_(False)
     train_problems = task.problems("train")
-    eval_problems = task.problems("heldout")[: cfg.eval_problems]
+    eval_split = task.problems(cfg.eval_split) if cfg.eval_problems else []
+    eval_problems = eval_split[: cfg.eval_problems]
+    final_problems = eval_split[: cfg.final_eval_problems or cfg.eval_problems]
     if not train_problems:
         raise ValueError(f"task {task.name!r} has no training problems")
+    # hard problems (the task's is_hard: for hidden-rule, a rule other than the majority rule)
+    hard = np.array([bool(task.is_hard(p)) for p in train_problems]) if hasattr(task, "is_hard") else None
     schedule = cfg.schedule()
     ent_coef = cfg.effective_entropy_coef
 
@@ -452,7 +485,8 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     data_rng = np.random.default_rng([cfg.seed, 31337])
     batcher = _Batcher(len(train_problems), data_rng)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    solved = np.zeros(len(train_problems), dtype=bool)
+    solved = np.zeros(len(train_problems), dtype=bool)  # solved by some sample so far
+    seen = np.zeros(len(train_problems), dtype=bool)  # drawn so far
     start_step, last_eval = 0, {}
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
@@ -466,6 +500,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         _set_rng_state(state["rng"], gen, data_rng)
         batcher.order, batcher.pos = np.asarray(state["batcher"]["order"]), int(state["batcher"]["pos"])
         solved = np.asarray(state["solved"], dtype=bool)
+        seen = np.asarray(state["seen"], dtype=bool) if "seen" in state else np.ones_like(solved)
         start_step, last_eval = int(state["step"]), state.get("last_eval", {})
         _truncate_metrics(metrics_path, start_step)
     else:
@@ -485,14 +520,25 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         save_checkpoint(ckpt_path, {
             "step": step, "model": policy.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": _rng_state(gen, data_rng), "batcher": {"order": batcher.order.tolist(), "pos": batcher.pos},
-            "solved": solved.tolist(), "config": cfg.to_dict(), "last_eval": last_eval})
+            "solved": solved.tolist(), "seen": seen.tolist(), "config": cfg.to_dict(), "last_eval": last_eval})
 
-    def run_eval(step: int) -> dict:
-        result = evaluate(policy, eval_problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
-                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed * 7919 + step)
+    def run_eval(step: int, problems=eval_problems) -> dict:
+        detail = problems is not eval_problems  # the final evaluation keeps per-problem counts
+        result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
+                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed * 7919 + step,
+                          detail=detail)
+        if detail:
+            (out / "eval_detail.json").write_text(json.dumps(result.pop("detail")))
         record = {"step": step, **{f"eval/{key}": v for key, v in result.items()}}
         _log(metrics_path, writer, record)
         return result
+
+    def solve_rates() -> dict:
+        """Fraction of the training problems drawn so far that some sample solved (all; hard only)."""
+        rates = {"train/cumulative_solve_rate": float(solved[seen].mean()) if seen.any() else 0.0}
+        if hard is not None:
+            rates["train/hard_solve_rate"] = float(solved[seen & hard].mean()) if (seen & hard).any() else 0.0
+        return rates
 
     t_start = time.time()
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, desc=cfg.run_name()[:40],
@@ -510,6 +556,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
                                 cfg.temperature, generator=gen)
         rewards_np = score_samples(task, problems, policy, samples)  # (B, n)
         solved[idx] |= (rewards_np >= 1.0).any(axis=1)
+        seen[idx] = True
         rewards = torch.as_tensor(rewards_np, dtype=torch.float32, device=device)
         t_sample = time.time() - t0
         # --- pkpo reward transform
@@ -518,6 +565,9 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         with torch.no_grad():
             ref_logp = reference.sequence_logprobs(samples).view(bs, n) if cfg.kl_coef > 0 else None
         # --- update
+        lr_now = learning_rate(cfg.lr, cfg.lr_schedule, step, cfg.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
         for epoch in range(cfg.ppo_epochs):
             logp = policy.sequence_logprobs(samples).view(bs, n)  # (B, n)
             if epoch == 0:  # the sampling policy's log-probs (same weights, so no second forward pass)
@@ -545,8 +595,8 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
             "adv/zero_signal_frac": float((adv_raw.abs().amax(-1) == 0).float().mean()),
             "loss/policy": float(pg_loss.detach()), "loss/kl": float(kl.detach()), "loss/clip_frac": float(clip_frac),
             "policy/entropy": float((-old_logp).mean()),
-            "optim/grad_norm": float(grad_norm), "optim/lr": cfg.lr,
-            "train/cumulative_solve_rate": float(solved.mean()),
+            "optim/grad_norm": float(grad_norm), "optim/lr": lr_now,
+            **solve_rates(),
             "perf/step_s": dt, "perf/sample_s": t_sample, "perf/samples_per_s": bs * n / dt,
             "perf/tokens_per_s": tokens / max(t_sample, 1e-9),
         }
@@ -556,11 +606,13 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
             checkpoint(step + 1)
     bar.close()
 
-    final_eval = run_eval(cfg.steps) if eval_problems else {}
+    final_eval = run_eval(cfg.steps, final_problems) if final_problems else {}
     checkpoint(cfg.steps)
+    rates = solve_rates()
     final = {"name": cfg.run_name(), "method": cfg.method, "k_schedule": schedule.describe(),
              "baseline": cfg.baseline, "seed": cfg.seed, "steps": cfg.steps,
-             "cumulative_solve_rate": float(solved.mean()), **final_eval,
+             "cumulative_solve_rate": rates["train/cumulative_solve_rate"],
+             "hard_solve_rate": rates.get("train/hard_solve_rate"), "problems_seen": int(seen.sum()), **final_eval,
              "wall_s_this_session": time.time() - t_start, "config": cfg.to_dict()}
     (out / "final.json").write_text(json.dumps(final, indent=2))
     if writer is not None:

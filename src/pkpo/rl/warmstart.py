@@ -5,8 +5,9 @@ warm-started policy must execute every rule correctly at least occasionally. The
 maximum likelihood on the task's demonstrations (``task.warmstart_batch``): loss = -mean log p(y | x),
 with the same ``sequence_logprobs`` the RL loss uses. ``rule_accuracy`` checks the result.
 
-The cache key hashes the policy config, the task's warm-start spec, the number of steps, batch size,
-learning rate and seed; the file is written atomically (tmp + rename).
+The cache key hashes the policy config, the task's demonstrator (``task.warmstart_spec()``: string
+length, plan character, the rule prior and its power), the number of steps, batch size, learning rate
+and seed; the file is written atomically (tmp + rename).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .interfaces import Samples
 
-WARMSTART_VERSION = 1
+WARMSTART_VERSION = 2  # 2: the key hashes the task's demonstrator (warmstart_spec)
 
 
 def default_cache_dir() -> Path:
@@ -45,18 +47,21 @@ def teacher_samples(policy, pairs: list[tuple[str, str]]) -> Samples:
 
 
 def cache_key(policy, task, steps: int, batch: int, lr: float, seed: int) -> str:
-    spec = {"version": WARMSTART_VERSION, "policy": policy.config_dict(), "length": task.config.length,
-            "plan": getattr(task.config, "plan", False),
+    demos = (task.warmstart_spec() if hasattr(task, "warmstart_spec")
+             else {"length": task.config.length, "plan": getattr(task.config, "plan", False)})
+    spec = {"version": WARMSTART_VERSION, "policy": policy.config_dict(), "demonstrations": demos,
             "steps": steps, "batch": batch, "lr": lr, "seed": seed}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 2e-3, seed: int = 0,
-               cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+               cache_dir: str | Path | None = None, progress: bool = True, on_step=None) -> dict:
     """Fit ``policy`` to the task's demonstrations for ``steps`` AdamW steps (cosine lr decay to 10 %).
 
-    Loads the cached weights instead when a warm start with the same key exists. Returns
-    ``{"cached": bool, "path": str, "final_nll": float | None}``.
+    Loads the cached weights instead when a warm start with the same key exists. ``on_step(done,
+    total)`` is called after every step (progress reporting from worker processes). Returns
+    ``{"cached": bool, "path": str, "final_nll": float | None, "wall_s": float, "cpu_s": float}`` (the
+    wall and CPU seconds the fit took when it ran, as stored next to the weights).
     """
     if steps < 0 or batch < 1 or not lr > 0:
         raise ValueError(f"warm start needs steps >= 0, batch >= 1, lr > 0; got {steps}, {batch}, {lr}")
@@ -68,7 +73,8 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             policy.load_state_dict(state["model"])
-            return {"cached": True, "path": str(path), "final_nll": state.get("final_nll")}
+            return {"cached": True, "path": str(path), "final_nll": state.get("final_nll"),
+                    "wall_s": state.get("wall_s"), "cpu_s": state.get("cpu_s")}
         except Exception:  # a broken cache file is rebuilt, not trusted
             path.unlink(missing_ok=True)
     rng = np.random.default_rng([seed, 104729])
@@ -77,9 +83,9 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
     policy.train()
-    nll = float("nan")
+    nll, t0, c0 = float("nan"), time.time(), time.process_time()
     bar = tqdm(range(steps), desc="warm start", disable=not progress, leave=False)
-    for _ in bar:
+    for step in bar:
         samples = teacher_samples(policy, task.warmstart_batch(rng, batch))
         loss = -policy.sequence_logprobs(samples).mean()  # -mean log p(y | x)
         opt.zero_grad(set_to_none=True)
@@ -89,11 +95,14 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
         sched.step()
         nll = 0.98 * nll + 0.02 * loss.item() if nll == nll else loss.item()
         bar.set_postfix(nll=f"{nll:.3f}")
+        if on_step is not None:
+            on_step(step + 1, steps)
+    wall, cpu = time.time() - t0, time.process_time() - c0
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"model": policy.state_dict(), "final_nll": nll}, tmp)
+    torch.save({"model": policy.state_dict(), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}, tmp)
     os.replace(tmp, path)
-    return {"cached": False, "path": str(path), "final_nll": nll}
+    return {"cached": False, "path": str(path), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}
 
 
 @torch.no_grad()
