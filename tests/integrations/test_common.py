@@ -6,10 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+pytest.importorskip("torch", reason="the torch extra: make test installs it")
+import torch  # noqa: E402
 
-import pkpo
-from pkpo.integrations import _common
+import pkpo  # noqa: E402
+from pkpo.integrations import _common  # noqa: E402
 
 
 def test_parse_options_constant_and_schedule():

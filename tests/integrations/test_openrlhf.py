@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import openrlhf_harness as harness
 import pytest
-import torch
+pytest.importorskip("torch", reason="the torch extra: make test installs it")
+pytest.importorskip("openrlhf", reason="the openrlhf extra: make test installs it")
+import torch  # noqa: E402
 
-import pkpo
-from pkpo.integrations import openrlhf as adapter
-from pkpo.integrations import openrlhf_launch as launcher
+import pkpo  # noqa: E402
+from pkpo.integrations import openrlhf as adapter  # noqa: E402
+from pkpo.integrations import openrlhf_launch as launcher  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

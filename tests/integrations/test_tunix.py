@@ -15,11 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tunix.rl import function_registry
+pytest.importorskip("jax", reason="the tunix extra: make test installs it")
+pytest.importorskip("tunix", reason="the tunix extra: make test installs it")
+from tunix.rl import function_registry  # noqa: E402
 
-import pkpo
-from pkpo.integrations import _common
-from pkpo.integrations import tunix as pkpo_tunix
+import pkpo  # noqa: E402
+from pkpo.integrations import _common  # noqa: E402
+from pkpo.integrations import tunix as pkpo_tunix  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("tunix_tiny", ROOT / "examples" / "tunix_tiny.py")

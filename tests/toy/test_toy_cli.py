@@ -6,11 +6,14 @@ import json
 import os
 
 import pytest
+pytest.importorskip("scipy", reason="the toy extra: make test installs it")
+pytest.importorskip("matplotlib", reason="the toy extra: make test installs it")
+pytest.importorskip("tqdm", reason="the toy extra: make test installs it")
 
-from pkpo import cli as pkpo_cli
-from pkpo.toy import cli, study
-from pkpo.toy.estimators import ESTIMATORS
-from pkpo.toy.figures import FIGURES
+from pkpo import cli as pkpo_cli  # noqa: E402
+from pkpo.toy import cli, study  # noqa: E402
+from pkpo.toy.estimators import ESTIMATORS  # noqa: E402
+from pkpo.toy.figures import FIGURES  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
+pytest.importorskip("scipy", reason="the toy extra: make test installs it")
+from scipy import integrate, optimize, stats  # noqa: E402
 
-from pkpo.toy.landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, reward, theta_star
+from pkpo.toy.landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, reward, theta_star  # noqa: E402
 
 KS = (1, 2, 4, 8, 16)
 
