@@ -192,7 +192,7 @@ def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
     [
         (lambda a: PKPOGRPOConfig(**a), "set k"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_schedule="4->1@5"), "either k or schedule"),
-        (lambda a: PKPOGRPOConfig(**a, pkpo_k=5), "num_generations=4 is too few for k=5"),
+        (lambda a: PKPOGRPOConfig(**a, pkpo_k=5), "num_generations=4 samples per prompt is too few for k=5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=4, pkpo_baseline="loo"), "needs at least 5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_baseline="std"), "unknown baseline"),
         (

@@ -330,7 +330,7 @@ def test_learner_checks_its_config(grpo_run):
 
     cluster = grpo_run["cluster"]
     pkpo_tunix.register(k=4, baseline="loo", scale="none")
-    with pytest.raises(ValueError, match="num_generations=4 is too few for k=4"):
+    with pytest.raises(ValueError, match="num_generations=4 samples per prompt is too few for k=4"):
         pkpo_tunix.PKPOGRPOLearner(
             rl_cluster=cluster,
             algo_config=GRPOConfig(advantage_estimator="pkpo", num_generations=4, beta=0.0),

@@ -127,13 +127,21 @@ def parse_options(
         rollout_n = _as_int(rollout_n, "rollout_n", source)
         if rollout_n < 1:
             raise ValueError(f"{source}: rollout_n must be >= 1; got {rollout_n}.")
-        needed = min_group_size(parsed.max_k, baseline)
-        if rollout_n < needed:
-            raise ValueError(
-                f"{source}: rollout_n={rollout_n} samples per prompt is too few for "
-                f"k={parsed.max_k} with baseline {baseline!r} (needs at least {needed})."
-            )
-    return PKPOOptions(parsed, baseline, rollout_n, scale)
+    options = PKPOOptions(parsed, baseline, rollout_n, scale)
+    if rollout_n is not None:
+        check_samples_per_prompt(rollout_n, options, source=source)
+    return options
+
+
+def check_samples_per_prompt(n: int, options: PKPOOptions, *, source: str, name: str = "rollout_n") -> None:
+    """The engine's samples per prompt (``name``: rollout_n, num_generations, ...) must be at
+    least :func:`pkpo.min_group_size` for the largest k of the schedule."""
+    needed = min_group_size(options.schedule.max_k, options.baseline)
+    if n < needed:
+        raise ValueError(
+            f"{source}: {name}={n} samples per prompt is too few for k={options.schedule.max_k} "
+            f"with baseline {options.baseline!r} (needs at least {needed})."
+        )
 
 
 def options_from_mapping(
