@@ -20,7 +20,8 @@ from pkpo.rl.diagnose import optimal_rule_distribution, pass_at_k_of
 from pkpo.rl.results import replace_blocks
 from pkpo.rl.tasks import (AMBIGUOUS_PRIOR, MIXED_TABLE, HiddenRuleTask, apply_rule, hidden_rule, rule_law,
                            stratified_quota)
-from pkpo.rl.trainer import TrainConfig, train
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.trainer import train
 from pkpo.rl.warmstart import cache_key, warm_start
 
 torch.set_num_threads(1)

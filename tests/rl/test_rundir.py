@@ -15,7 +15,8 @@ import torch
 
 from pkpo.rl import rundir
 from pkpo.rl.cli import sweep_main, train_main
-from pkpo.rl.trainer import load_checkpoint, train
+from pkpo.rl.checkpoint import load_checkpoint
+from pkpo.rl.trainer import train
 
 from test_trainer import DigitTask, tiny_config, tiny_gpt  # noqa: E402  (tests/rl is on sys.path)
 

@@ -11,8 +11,9 @@ import torch
 import pkpo
 from pkpo.rl.gpt import GPT, GPTConfig
 from pkpo.rl.interfaces import Problem
-from pkpo.rl.trainer import (TrainConfig, grpo_advantages, load_checkpoint, policy_gradient_loss,
-                             reward_advantages, train, tzsm_advantages)
+from pkpo.rl.checkpoint import load_checkpoint
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train, tzsm_advantages
 from pkpo.transforms import scale_advantages
 
 torch.set_num_threads(1)

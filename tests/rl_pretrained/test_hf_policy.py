@@ -12,7 +12,8 @@ from pkpo.rl.hf_policy import HFPolicy, left_pad
 from pkpo.rl.interfaces import Policy, Samples
 from pkpo.rl.nl_tasks import ArithmeticWordTask
 from pkpo.rl.pretrained import apply_lora, load_pretrained
-from pkpo.rl.trainer import TrainConfig, train
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.trainer import train
 
 WORDS = (["<pad>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant"]
          + [str(i) for i in range(10)] + "the answer is has gets more what how many".split())

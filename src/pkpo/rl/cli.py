@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 from .._cli import Parser, UsageError, fail, k_list, non_negative_int, positive_int, strict_bool
+from .._output import atomic_write
 from . import rundir
-from .trainer import TrainConfig
+from .config import TrainConfig, changed_fields
 
 # Presets: a dict of TrainConfig overrides.
 PRESETS = {
@@ -175,7 +176,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
     if not info["cached"] and cfg.warm_steps:
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        Path(info["path"]).with_suffix(".json").write_text(json.dumps(info, indent=2))
+        atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
     elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
         stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
         info = {**stored, **{k: v for k, v in info.items() if v is not None}}
@@ -272,7 +273,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
                   "cumulative_solve_rate": None, "hard_solve_rate": None, "warm_start_path": info.get("path"),
                   "warm_start_wall_s": info.get("wall_s"), "wall_s": (info.get("wall_s") or 0.0) + time.time() - t0,
                   "cpu_s": (info.get("cpu_s") or 0.0) + time.process_time() - c0})
-    final_path.write_text(json.dumps(final, indent=2))
+    atomic_write(final_path, json.dumps(final, indent=2))
     return final
 
 
@@ -296,7 +297,7 @@ def _worker(job: dict, shared=None) -> dict:
     final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
                   progress=job.get("progress", False))
     final["wall_s"], final["cpu_s"] = time.time() - t0, time.process_time() - c0
-    final_path.write_text(json.dumps(final, indent=2))
+    atomic_write(final_path, json.dumps(final, indent=2))
     return final
 
 
@@ -369,14 +370,10 @@ def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
     """Before any work: a run folder of the grid that holds a run with other settings is refused
     (``overwrite``: deleted). Runs with the same settings are kept: finished ones are reused and
     interrupted ones continue from their checkpoint."""
-    from .trainer import _RESUMABLE_CHANGES
-
     for cfg in configs:
         if not rundir.existing_run(cfg.out_dir):
             continue
-        old = rundir.recorded_config(cfg.out_dir) or {}
-        new = cfg.to_dict()
-        diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        diff = changed_fields(rundir.recorded_config(cfg.out_dir) or {}, cfg.to_dict())
         if not diff:
             continue
         if not overwrite:
@@ -509,7 +506,7 @@ def wall_time(out: Path, finals: list[dict], measured: float) -> tuple[float, st
         recorded = json.loads(path.read_text())["wall_s"]
         return recorded, f" (measured when the runs were trained; this call reused them in {measured:.0f} s)"
     partly = any(f.get("cached") for f in finals)
-    path.write_text(json.dumps({"wall_s": measured, "partly_reused": partly}))
+    atomic_write(path, json.dumps({"wall_s": measured, "partly_reused": partly}))
     return measured, " (some runs were reused from an earlier call)" if partly else ""
 
 
@@ -559,8 +556,8 @@ def demo_main(argv: list[str]) -> int:
     wall, note = wall_time(out, finals, time.time() - t0)
     info = write_sweep_report(out, finals, title="pkpo demo", command="pkpo demo " + " ".join(argv),
                               wall_s=wall, wall_note=note, report_name="report.md")
-    (out / "summary.json").write_text(json.dumps({"runs": summary_rows(finals), "wall_s": wall,
-                                                  "findings": info["findings"], "config": base.to_dict()}, indent=2))
+    atomic_write(out / "summary.json", json.dumps({"runs": summary_rows(finals), "wall_s": wall,
+                                                   "findings": info["findings"], "config": base.to_dict()}, indent=2))
     print(info["table_md"])
     for claim in info["findings"]:
         print("-", claim["text"])

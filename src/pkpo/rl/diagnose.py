@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .evaluation import evaluate
 from .report import per_problem_pass_at_k
-from .trainer import TrainConfig, load_checkpoint
 
 KS = (1, 2, 4, 8, 16)
 

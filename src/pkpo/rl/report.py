@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._output import atomic_write
+
 import pkpo
 
 K_EVAL = (1, 2, 4, 8, 16)
@@ -527,9 +529,9 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
     table = table_markdown(rows)
     figures = plot_runs(out, finals)
     claims = findings(finals)
-    (out / "table.md").write_text(table + "\n")
-    (out / "table.json").write_text(json.dumps({"rows": rows, "findings": claims, "command": command,
-                                                "wall_s": wall_s}, indent=2))
+    atomic_write(out / "table.md", table + "\n")
+    atomic_write(out / "table.json", json.dumps({"rows": rows, "findings": claims, "command": command,
+                                                 "wall_s": wall_s}, indent=2))
     trained = [f for f in finals if f["label"] != WARM]
     cfg = (trained or finals)[0]["config"] if finals else {}
     lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  "]
@@ -555,5 +557,5 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
         lines += ["## What the samples did", "", "% of held-out samples by the rule whose output they wrote "
                   "(`error`: a plan letter but no rule's output; `invalid`: no plan letter).", "", behaviour, ""]
     lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    (out / report_name).write_text("\n".join(lines) + "\n")
+    atomic_write(out / report_name, "\n".join(lines) + "\n")
     return {"table_md": table, "rows": rows, "figures": figures, "findings": claims}

@@ -32,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._output import atomic_write
+
 from .cli import DEMO_RUNS, PRESETS, finished_runs, run_grid, wall_time
 from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, format_diff, \
     paired_difference, table_markdown, write_sweep_report
 from .diagnose import optimal_rule_distribution, pass_at_k_of
-from .trainer import TrainConfig
+from .config import TrainConfig
 
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
 # the headline comparisons: (run a, run b, k)
@@ -224,8 +226,8 @@ def main(argv=None) -> int:
         if not diag_path.exists():
             from .diagnose import diagnose_sweep
 
-            diag_path.write_text(json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
-        (out / "regenerate_wall.json").write_text(json.dumps({"wall_s": time.time() - t0}))
+            atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+        atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = "make results   # = python -m pkpo.rl.results --out runs/results (seeds " + \
@@ -237,9 +239,9 @@ def main(argv=None) -> int:
         for png in sorted(folder.glob("*.png")):
             shutil.copy(png, figures / f"{prefix}_{png.name}")
     results_md = Path(args.docs) / "results.md"
-    results_md.write_text(replace_blocks(results_md.read_text(), blocks, str(results_md)))
+    atomic_write(results_md, replace_blocks(results_md.read_text(), blocks, str(results_md)))
     readme = Path(args.readme)
-    readme.write_text(replace_blocks(readme.read_text(), readme_blocks, str(readme)))
+    atomic_write(readme, replace_blocks(readme.read_text(), readme_blocks, str(readme)))
     print(f"rewrote {results_md}, {readme} and the figures in {figures} ({time.time() - t0:.0f} s)")
     return 0
 
