@@ -252,3 +252,14 @@ def test_toml_config(tmp_path):
         TrainConfig.from_toml(path)
     with pytest.raises(ValueError, match="does not exist"):
         TrainConfig.from_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("text, places", [
+    ("steps = 7\n[rl]\nsteps = 9\n", "in the top level and in \\[rl\\]"),
+    ("[rl]\nlr = 0.1\n[eval]\nlr = 0.2\n", "in \\[rl\\] and in \\[eval\\]"),
+])
+def test_toml_key_in_two_places_is_an_error(tmp_path, text, places):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"sets '(steps|lr)' twice: {places}"):
+        TrainConfig.from_toml(path)

@@ -5,7 +5,7 @@
     pkpo demo --out runs/demo                 # <= 5 min on 2 idle CPU cores: pass@1 baseline vs PKPO, report.md
     pkpo demo --out runs/demo-quick --quick   # ~1 min smoke version
     pkpo train --k 8->1@180 --steps 300 --out runs/anneal
-    pkpo train --config examples/rl/pkpo_k4.toml --resume
+    pkpo train --config my_run.toml --resume
     pkpo sweep --out runs/sweep --runs k1,k4,k8,anneal,tzsm,grpo,entropy --seeds 0 1 2 --jobs 2
 
 Errors in arguments or configs print one line (``pkpo <cmd>: error: ...``) and exit with status 2.

@@ -3,7 +3,7 @@
 ::
 
     cfg = TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal").validate()
-    cfg = TrainConfig.from_toml("examples/rl/pkpo_k4.toml")      # validated
+    cfg = TrainConfig.from_toml("my_run.toml")                # validated
 
 Every field has a default and a help text (``pkpo train --help`` lists them); :meth:`TrainConfig.validate`
 checks the whole config before any work, and raises ``ValueError`` naming the field and the value.
@@ -150,7 +150,10 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path) -> "TrainConfig":
-        """Read a flat TOML file (keys are field names; tables are flattened into the top level)."""
+        """Read a TOML file whose keys are field names; tables only group them (``[eval]``, ``[rl]``).
+
+        A key given twice (at the top level and in a table, or in two tables) is an error naming both places.
+        """
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file {str(path)!r} does not exist")
@@ -158,12 +161,14 @@ class TrainConfig:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        flat: dict = {}
-        for key, value in data.items():
-            if isinstance(value, dict):
-                flat.update(value)
-            else:
-                flat[key] = value
+        flat, where = {}, {}
+        items = [(key, value, "the top level") for key, value in data.items() if not isinstance(value, dict)]
+        items += [(key, value, f"[{table}]") for table, values in data.items() if isinstance(values, dict)
+                  for key, value in values.items()]
+        for key, value, place in items:
+            if key in flat:
+                raise ValueError(f"config file {str(path)!r} sets {key!r} twice: in {where[key]} and in {place}")
+            flat[key], where[key] = value, place
         return cls.from_dict(flat).validate()
 
     def to_dict(self) -> dict:

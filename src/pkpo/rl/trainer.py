@@ -3,7 +3,7 @@
 Copy-paste::
 
     pkpo train --task hidden-rule --k 8 --steps 300 --out runs/k8            # from flags
-    pkpo train --config examples/rl/k8.toml --resume                         # from TOML, continue a run
+    pkpo train --config my_run.toml --resume                                 # from TOML, continue a run
 
 or from Python::
 
