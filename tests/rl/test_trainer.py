@@ -13,7 +13,7 @@ from pkpo.rl.gpt import GPT, GPTConfig
 from pkpo.rl.interfaces import Problem
 from pkpo.rl.checkpoint import load_checkpoint
 from pkpo.rl.config import TrainConfig
-from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train, tzsm_advantages
+from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train
 from pkpo.transforms import scale_advantages
 
 torch.set_num_threads(1)
@@ -88,17 +88,17 @@ def test_clipping_stops_gradient_beyond_the_trust_region():
 
 # --- advantages ------------------------------------------------------------------------------
 
-def test_tzsm_matches_pkpo_transform_at_k_equals_n():
-    rng = np.random.default_rng(0)
-    for rewards in (rng.integers(0, 2, (50, 6)).astype(float), rng.random((50, 6)), np.ones((3, 6))):
-        t = torch.as_tensor(rewards)
-        torch.testing.assert_close(tzsm_advantages(t), pkpo.transform(t, 6, baseline="loo_minus_one"))
-
-
-def test_tzsm_hand_checked():
+def test_tzsm_is_the_leave_one_out_max_hand_checked():
+    # [TZSM25]: A_i = max_j g_j - max_{j != i} g_j
     g = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.2, 0.9, 0.5, 0.1]])
     expected = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0]])
-    torch.testing.assert_close(tzsm_advantages(g), expected)
+    torch.testing.assert_close(reward_advantages(g, "tzsm", 1, "none"), expected)
+    rng = np.random.default_rng(0)
+    for rewards in (rng.integers(0, 2, (50, 6)).astype(float), rng.random((50, 6)), np.ones((3, 6))):
+        brute = rewards.max(-1, keepdims=True) - np.stack(
+            [np.delete(rewards, i, axis=-1).max(-1) for i in range(6)], -1)
+        np.testing.assert_allclose(reward_advantages(torch.as_tensor(rewards), "tzsm", 1, "none").numpy(), brute,
+                                   atol=1e-12)
 
 
 def test_method_advantages():

@@ -90,15 +90,6 @@ def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1))))
 
 
-def tzsm_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """[TZSM25] leave-one-out max: A_i = max_j g_j - max_{j != i} g_j over the last axis (n >= 2)."""
-    top2 = rewards.topk(2, dim=-1).values  # (B, 2)
-    is_top = rewards == top2[..., :1]
-    n_top = is_top.sum(-1, keepdim=True)
-    max_others = torch.where(is_top & (n_top == 1), top2[..., 1:2], top2[..., :1])
-    return top2[..., :1] - max_others
-
-
 def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """GRPO: (g_i - mean g) / (std g + eps) within each group (population std)."""
     mean = rewards.mean(-1, keepdim=True)
@@ -120,8 +111,8 @@ def reward_advantages(rewards: torch.Tensor, method: str, k: int, baseline: str)
         return pkpo.transform(rewards, 1, baseline="loo_minus_one")  # (g_i - mean_{j!=i} g_j) / n, eq. 26
     if method == "grpo":
         return grpo_advantages(rewards)
-    if method == "tzsm":
-        return tzsm_advantages(rewards)
+    if method == "tzsm":  # max_j g_j - max_{j!=i} g_j: the PKPO transform at k = n
+        return pkpo.transform(rewards, rewards.shape[-1], baseline="loo_minus_one")
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
@@ -304,8 +295,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
             loss = pg_loss + cfg.kl_coef * kl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = (torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip) if cfg.grad_clip > 0
-                         else torch.sqrt(sum((p.grad ** 2).sum() for p in policy.parameters() if p.grad is not None)))
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip or float("inf"))
             optimizer.step()
         # --- logging
         dt = time.time() - t0
