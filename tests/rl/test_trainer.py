@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import pkpo
-from pkpo.rl.gpt import GPT, GPTConfig
-from pkpo.rl.interfaces import Problem
+from pkpo.rl.gpt import GPT, PAD, GPTConfig
+from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask
 from pkpo.rl.checkpoint import load_checkpoint
 from pkpo.rl.config import TrainConfig
 from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train
@@ -53,10 +53,8 @@ def tiny_config(tmp_path, **changes):
 
 def digit_probability(model, task):
     """Exact probability that the first generated token is a digit, averaged over training prompts."""
-    from pkpo.rl.gpt import left_pad
-
-    ids, mask = left_pad([model.encode(p.prompt) for p in task.problems("train")])
-    pos = (mask.long().cumsum(1) - 1).clamp(min=0)
+    ids, mask = left_pad([model.encode(p.prompt) for p in task.problems("train")], PAD)
+    pos = positions_from_mask(mask)
     with torch.no_grad():
         probs = torch.softmax(model(ids, mask, pos)[:, -1], -1)
     digits = [model.tokenizer.stoi[c] for c in "0123456789"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pkpo.rl import pretrained
-from pkpo.rl.hf_policy import HFPolicy, left_pad
+from pkpo.rl.hf_policy import HFPolicy
+from pkpo.rl.interfaces import left_pad
 from pkpo.rl.interfaces import Policy, Samples
 from pkpo.rl.nl_tasks import ArithmeticWordTask
 from pkpo.rl.pretrained import apply_lora, load_pretrained
@@ -189,7 +190,9 @@ def test_bad_inputs(policy):
 
 def test_left_pad():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[True] * 3, [False, False, True]]
+    with pytest.raises(ValueError, match="at least one token"):
+        left_pad([[5], []], pad_id=0)
 
 
 # ---- load_pretrained ------------------------------------------------------------------------------
