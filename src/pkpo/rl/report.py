@@ -29,6 +29,7 @@ import numpy as np
 from .._output import atomic_write
 
 import pkpo
+from pkpo.metrics import standard_error
 
 K_EVAL = (1, 2, 4, 8, 16)
 WARM = "warm_start"
@@ -46,8 +47,7 @@ def t975(df: int) -> float:
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+    return float(np.mean(values)), standard_error(values)
 
 
 def _run_dir(final: dict) -> Path:
@@ -155,10 +155,10 @@ def paired_difference(finals: list[dict], a: str, b: str, k: int) -> dict | None
         last = pa - pb
     diff = float(np.mean(per_seed))
     if len(seeds) > 1:
-        half = t975(len(seeds) - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(len(seeds))
+        half = t975(len(seeds) - 1) * standard_error(per_seed)
         basis = f"{len(seeds)} seeds"
     else:
-        half = 1.96 * float(last.std(ddof=1)) / math.sqrt(len(last)) if len(last) > 1 else float("nan")
+        half = 1.96 * standard_error(last)
         basis = f"{len(last)} problems, 1 seed"
     return {"a": a, "b": b, "k": k, "diff": diff, "lo": diff - half, "hi": diff + half, "seeds": len(seeds),
             "basis": basis, "per_seed": per_seed, "a_mean": float(np.mean(a_means)),
