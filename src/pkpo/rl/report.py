@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._output import atomic_write
-
 import pkpo
 from pkpo.metrics import standard_error
+
+from .._output import atomic_write, markdown_table
 
 K_EVAL = (1, 2, 4, 8, 16)
 WARM = "warm_start"
@@ -87,9 +87,8 @@ def table_markdown(rows: list[dict]) -> str:
     pm = "mean ± SE over seeds" if seeds > 1 else "± SE over held-out problems (1 seed)"
     head = ["run", "k schedule", "seeds"] + [f"{metric}@{k}" for k in K_EVAL] + [
         "solve rate", "hard solve rate", "entropy (nats)"]
-    lines = [f"Held-out {metric}@k_eval in %, {pm}; the best value of each column in bold. Solve rates: "
-             "fraction of the training problems drawn (all; hard only) that some sample solved.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    intro = (f"Held-out {metric}@k_eval in %, {pm}; the best value of each column in bold. Solve rates: "
+             "fraction of the training problems drawn (all; hard only) that some sample solved.")
     best = {k: max((r.get(f"{metric}@{k}", -1) for r in rows), default=-1) for k in K_EVAL}
 
     def cell(r, key, scale=100.0, bold_at=None):
@@ -99,12 +98,11 @@ def table_markdown(rows: list[dict]) -> str:
         text = f"{scale * r[key]:.1f}" + ("" if math.isnan(se) else f" ± {scale * se:.1f}")
         return f"**{text}**" if bold_at is not None and abs(r[key] - bold_at) < 1e-12 else text
 
-    for r in rows:
-        cells = [r["label"], r["k_schedule"], str(len(r["seeds"]))]
-        cells += [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
-        cells += [cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    body = [[r["label"], r["k_schedule"], len(r["seeds"])]
+            + [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
+            + [cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
+            for r in rows]
+    return f"{intro}\n\n{markdown_table(head, body)}"
 
 
 # ------------------------------------------------------------------------------------------- per problem
@@ -190,13 +188,12 @@ def category_table(finals: list[dict], ks=(1, 8)) -> str:
                     mask = np.asarray(d["category"]) == c
                     vals.append(per_problem_pass_at_k(np.asarray(d["successes"])[mask], d["samples"], k).mean())
                 cells.append(f"{100 * np.mean(vals):.1f}")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        rows.append([label, *cells])
     if not rows:
         return ""
     first = next(iter(_details_by_seed(finals, labels[0]).values()))
     share = {c: 100 * np.mean(np.asarray(first["category"]) == c) for c in cats}
-    head = "| run | " + " | ".join(f"{c} ({share[c]:.0f} %) pass@{k}" for c in cats for k in ks) + " |"
-    return "\n".join([head, "|" + "---|" * (1 + len(cats) * len(ks))] + rows)
+    return markdown_table(["run"] + [f"{c} ({share[c]:.0f} %) pass@{k}" for c in cats for k in ks], rows)
 
 
 def behaviour_table(finals: list[dict]) -> str:
@@ -217,10 +214,8 @@ def behaviour_table(finals: list[dict]) -> str:
     if not per_label:
         return ""
     order = sorted(c for c in classes if len(c) == 1) + [c for c in ("error", "invalid") if c in classes]
-    lines = ["| run | " + " | ".join(order) + " |", "|" + "---|" * (1 + len(order))]
-    for label, vals in per_label.items():
-        lines.append(f"| {label} | " + " | ".join(f"{vals.get(c, 0.0):.1f}" for c in order) + " |")
-    return "\n".join(lines)
+    return markdown_table(["run", *order], [[label] + [f"{vals.get(c, 0.0):.1f}" for c in order]
+                                            for label, vals in per_label.items()])
 
 
 # ------------------------------------------------------------------------------------------- findings
