@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
+from pkpo.rl.config import TrainConfig
 
 
 @pytest.mark.parametrize("main, argv, message", [
@@ -25,6 +27,8 @@ from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
     (demo_main, [], "required: --out"),
     (demo_main, ["--out", "X", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
     (train_main, ["--tensorboard", "nope"], "argument --tensorboard: expected true or false"),
+    (train_main, ["--tensorboard", "flase"], "argument --tensorboard: expected true or false"),
+    (train_main, ["--steps", "2.5"], "argument --steps: invalid int value: '2.5'"),
     (train_main, ["--eval-ks", "1", "4"], "unrecognized arguments: 4"),
     (train_main, ["--eval-ks", "1;4"], "expected positive integers separated by commas"),
     (train_main, ["--device", "cuda:99", "--out", "X"], "device 'cuda:99' is not available"),
@@ -55,6 +59,15 @@ def test_help_shows_one_out_flag(capsys):
     text = capsys.readouterr().out
     assert "--out DIR" in text and "--out-dir" not in text and "OUT_DIR" not in text
     assert "--eval-ks K1,K2,..." in text and "--tensorboard {true,false}" in text
+
+
+def test_help_lists_every_config_field_with_its_help(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "out_dir":
+            assert "--" + f.name.replace("_", "-") in text and "".join(f.metadata["help"].split()) in text, f.name
 
 
 def test_old_out_dir_spelling_still_works(tmp_path):

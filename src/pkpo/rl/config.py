@@ -36,103 +36,69 @@ def changed_fields(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
 
 
+def _opt(default, help: str):
+    """A config field with its help text (``pkpo train --help`` shows it)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines one RL run. ``validate()`` checks it before any work."""
 
     # --- task and policy (used by the CLI to build them; ``train`` takes them ready-made)
-    task: str = "hidden-rule"
-    """task name (``pkpo.rl.tasks.TASKS``)"""
-    tier: str = "hard"
-    """hidden-rule tier: "easy" (hint names the rule) or "hard" (hint is "?")"""
-    feature: str = "sum"
-    """hard-tier difficulty: "first" (learnable hidden feature) or "sum" (not learnable)"""
-    task_seed: int = 0
-    """seed of the problem set (fixed across training seeds, so seeds share held-out problems)"""
-    length: int = 6
-    """hidden-rule: digits per string"""
-    n_train: int = 512
-    """number of training problems"""
-    n_heldout: int = 128
-    """number of held-out problems"""
-    n_validation: int = 128
-    """number of validation problems (for tuning; disjoint from train and held-out)"""
-    d_model: int = 96
-    """GPT width"""
-    n_layer: int = 3
-    """GPT blocks"""
-    n_head: int = 4
-    """GPT attention heads"""
-    warm_steps: int = 1200
-    """supervised warm-start steps (0: none); cached on disk per config and seed"""
-    warm_batch: int = 64
-    """warm-start batch size"""
-    warm_lr: float = 2e-3
-    """warm-start learning rate"""
-    demo_power: float = 2.0
-    """warm start: "?" prompts are demonstrated with rule probability proportional to prior ** demo_power"""
-    demo_uniform: float = 0.0
-    """warm start: weight of the uniform distribution over rules mixed into the "?" demonstrations"""
+    task: str = _opt("hidden-rule", "task name (``pkpo.rl.tasks.TASKS``)")
+    tier: str = _opt("hard", 'hidden-rule tier: "easy" (hint names the rule) or "hard" (hint is "?")')
+    feature: str = _opt("sum", 'hard-tier difficulty: "first" (learnable hidden feature) or "sum" (not learnable)')
+    task_seed: int = _opt(0, "seed of the problem set (fixed across training seeds, so seeds share held-out problems)")
+    length: int = _opt(6, "hidden-rule: digits per string")
+    n_train: int = _opt(512, "number of training problems")
+    n_heldout: int = _opt(128, "number of held-out problems")
+    n_validation: int = _opt(128, "number of validation problems (for tuning; disjoint from train and held-out)")
+    d_model: int = _opt(96, "GPT width")
+    n_layer: int = _opt(3, "GPT blocks")
+    n_head: int = _opt(4, "GPT attention heads")
+    warm_steps: int = _opt(1200, "supervised warm-start steps (0: none); cached on disk per config and seed")
+    warm_batch: int = _opt(64, "warm-start batch size")
+    warm_lr: float = _opt(2e-3, "warm-start learning rate")
+    demo_power: float = _opt(
+        2.0, 'warm start: "?" prompts are demonstrated with rule probability proportional to prior ** demo_power')
+    demo_uniform: float = _opt(
+        0.0, 'warm start: weight of the uniform distribution over rules mixed into the "?" demonstrations')
     # --- RL
-    steps: int = 300
-    """RL steps"""
-    prompts_per_step: int = 16
-    """prompts per step (B)"""
-    n: int = 16
-    """completions per prompt"""
-    k: str = "1"
-    """k schedule spec for method "pkpo" (``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300")"""
-    baseline: str = "loo_minus_one"
-    """PKPO transform variant: "none", "loo", "loo_minus_one" (the paper's PKPO) or "centered\""""
-    method: str = "pkpo"
-    """"pkpo", "loo", "grpo", "tzsm" or "entropy" (module docstring)"""
-    lr: float = 3e-4
-    """AdamW learning rate"""
-    lr_schedule: str = "constant"
-    """"constant", or "cosine": cosine decay from lr to lr / 10 over the run (``learning_rate``)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
-    max_new_tokens: int = 8
-    """longest completion in tokens (including EOS)"""
-    temperature: float = 1.0
-    """sampling temperature during training and evaluation"""
-    clip_eps: float = 0.0
-    """PPO ratio clipping epsilon (0: no clipping, plain policy gradient)"""
-    ppo_epochs: int = 1
-    """optimisation epochs per batch of samples (> 1 needs clip_eps > 0)"""
-    kl_coef: float = 0.0
-    """weight of the KL penalty to the reference policy (needs ``reference``)"""
-    entropy_coef: float = 0.0
-    """entropy bonus weight (method "entropy" uses 0.05 when this is 0)"""
-    grad_clip: float = 1.0
-    """global gradient-norm clip (0: none)"""
-    scale: str = "mean_abs"
-    """advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none\""""
+    steps: int = _opt(300, "RL steps")
+    prompts_per_step: int = _opt(16, "prompts per step (B)")
+    n: int = _opt(16, "completions per prompt")
+    k: str = _opt(
+        "1", 'k schedule spec for method "pkpo" (``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300")')
+    baseline: str = _opt(
+        "loo_minus_one", 'PKPO transform variant: "none", "loo", "loo_minus_one" (the paper\'s PKPO) or "centered"')
+    method: str = _opt("pkpo", '"pkpo", "loo", "grpo", "tzsm" or "entropy" (see ``pkpo.rl.trainer``)')
+    lr: float = _opt(3e-4, "AdamW learning rate")
+    lr_schedule: str = _opt(
+        "constant", '"constant", or "cosine": cosine decay from lr to lr / 10 over the run')
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    max_new_tokens: int = _opt(8, "longest completion in tokens (including EOS)")
+    temperature: float = _opt(1.0, "sampling temperature during training and evaluation")
+    clip_eps: float = _opt(0.0, "PPO ratio clipping epsilon (0: no clipping, plain policy gradient)")
+    ppo_epochs: int = _opt(1, "optimisation epochs per batch of samples (> 1 needs clip_eps > 0)")
+    kl_coef: float = _opt(0.0, "weight of the KL penalty to the reference policy (needs ``reference``)")
+    entropy_coef: float = _opt(0.0, 'entropy bonus weight (method "entropy" uses 0.05 when this is 0)')
+    grad_clip: float = _opt(1.0, "global gradient-norm clip (0: none)")
+    scale: str = _opt(
+        "mean_abs", 'advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none"')
     # --- evaluation, logging, checkpoints
-    eval_every: int = 50
-    """held-out evaluation every this many steps (0: only at the end)"""
-    eval_problems: int = 128
-    """held-out problems per evaluation (0: no evaluation)"""
-    final_eval_problems: int = 0
-    """held-out problems of the final evaluation (0: the same as eval_problems)"""
-    eval_split: str = "heldout"
-    """the split evaluated: "heldout" (final numbers) or "validation" (tuning)"""
-    eval_samples: int = 32
-    """samples per held-out problem (pass@k up to this k is unbiased)"""
-    eval_ks: tuple = (1, 2, 4, 8, 16)
-    """k values of the held-out pass@k"""
-    seed: int = 0
-    """training seed (model init, warm start, sampling, data order)"""
-    out_dir: str = "runs/train"
-    """output directory"""
-    device: str = "cpu"
-    """"cpu" or "cuda\""""
-    threads: int = 1
-    """torch CPU threads (never more than the cores)"""
-    checkpoint_every: int = 50
-    """checkpoint every this many steps (0: only at the end)"""
-    tensorboard: bool = True
-    """also write TensorBoard events to out_dir/tb"""
+    eval_every: int = _opt(50, "held-out evaluation every this many steps (0: only at the end)")
+    eval_problems: int = _opt(128, "held-out problems per evaluation (0: no evaluation)")
+    final_eval_problems: int = _opt(0, "held-out problems of the final evaluation (0: the same as eval_problems)")
+    eval_split: str = _opt("heldout", 'the split evaluated: "heldout" (final numbers) or "validation" (tuning)')
+    eval_samples: int = _opt(32, "samples per held-out problem (pass@k up to this k is unbiased)")
+    eval_ks: tuple[int, ...] = _opt((1, 2, 4, 8, 16), "k values of the held-out pass@k")
+    seed: int = _opt(0, "training seed (model init, warm start, sampling, data order)")
+    out_dir: str = _opt("runs/train", "output directory")
+    device: str = _opt("cpu", '"cpu" or "cuda"')
+    threads: int = _opt(1, "torch CPU threads (never more than the cores)")
+    checkpoint_every: int = _opt(50, "checkpoint every this many steps (0: only at the end)")
+    tensorboard: bool = _opt(True, "also write TensorBoard events to out_dir/tb")
 
     # ------------------------------------------------------------------------------------------
     @classmethod
