@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
-from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
+from pkpo._cli import Parser
+from pkpo.rl.cli import demo_main, sweep_main, train_main
 from pkpo.rl.config import TrainConfig
+from pkpo.rl.grid import run_spec
 
 
 @pytest.mark.parametrize("main, argv, message", [
@@ -44,9 +46,9 @@ def test_bad_arguments_give_one_line_and_exit_2(capsys, tmp_path, main, argv, me
 
 
 def test_flags_parse_strictly_and_have_one_spelling():
-    from pkpo.rl.cli import _Parser, _add_config_flags
+    from pkpo.rl.cli import _add_config_flags
 
-    parser = _Parser(prog="x")
+    parser = Parser(prog="x")
     _add_config_flags(parser)
     args = parser.parse_args(["--eval-ks", "4,1,2,4", "--tensorboard", "OFF"])
     assert args.eval_ks == [1, 2, 4] and args.tensorboard is False
@@ -71,9 +73,9 @@ def test_help_lists_every_config_field_with_its_help(capsys):
 
 
 def test_old_out_dir_spelling_still_works(tmp_path):
-    from pkpo.rl.cli import _Parser, _add_out_flag
+    from pkpo.rl.cli import _add_out_flag
 
-    parser = _Parser(prog="x")
+    parser = Parser(prog="x")
     _add_out_flag(parser, "help")
     assert parser.parse_args(["--out-dir", "a"]).out == "a" == parser.parse_args(["--out", "a"]).out
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from pkpo.rl.cli import _steps_logged, summary_rows, wall_time
+from pkpo.rl.cli import summary_rows
+from pkpo.rl.grid import _steps_logged, wall_time
 from pkpo.rl.gpt import GPT, GPTConfig
 from pkpo.rl.interfaces import Problem
 from pkpo.rl.report import (WARM, findings, paired_difference, per_problem_pass_at_k, plot_runs, t975,

@@ -91,7 +91,7 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
     from .cli import build
 
     sweep = Path(sweep)
-    run_dirs = sorted(p.parent for p in sweep.glob("runs/*/seed*/final.json") if p.parent.parent.name != "warm_start")
+    run_dirs = sorted(p.parent for p in sweep.glob("runs/*/seed*/final.json") if p.parent.parent.name != WARM)
     if not run_dirs:
         raise ValueError(f"no finished runs under {str(sweep / 'runs')!r}")
     by_seed: dict[int, list[Path]] = defaultdict(list)
@@ -107,7 +107,7 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
         policy, task, _, _ = build(cfg, cache_dir=cache_dir, progress=False)
         if run_dir is not None:
             policy.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
-        label = "warm_start" if run_dir is None else run_dir.parent.name
+        label = WARM if run_dir is None else run_dir.parent.name
         entry = {"label": label, "seed": seed, "sets": {}}
         sets = {"train": task.problems("train"), "heldout": task.problems("heldout")[: cfg.eval_problems],
                 "fresh": task.problems("validation")}
@@ -190,8 +190,8 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
 
     labels = {p["label"] for p in results["policies"]}
     runs = [x for x in ("k1", "k4", "k8", "anneal") if x in labels]
-    share = {s: 100 * m("warm_start", lambda p, s=s: p["sets"][s]["majority_share"]) for s in ("train", "heldout", "fresh")}
-    w = {(s, k): 100 * m("warm_start", lambda p, s=s, k=k: p["sets"][s][f"pass@{k}"])
+    share = {s: 100 * m(WARM, lambda p, s=s: p["sets"][s]["majority_share"]) for s in ("train", "heldout", "fresh")}
+    w = {(s, k): 100 * m(WARM, lambda p, s=s, k=k: p["sets"][s][f"pass@{k}"])
          for s in ("train", "heldout", "fresh") for k in KS}
     out = [f"**Split composition.** The held-out set has {share['heldout']:.1f} % majority-rule problems, the "
            f"training set {share['train']:.1f} % and fresh problems {share['fresh']:.1f} % (the law: "
@@ -219,7 +219,7 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
                + ("no sign of memorisation." if max(abs(g) for g in gaps.values()) < 3 else
                   "some memorisation."))
     cls = lambda x, c: 100 * m(x, lambda p, c=c: p["sets"]["fresh"]["classes"].get(c, 0.0))  # noqa: E731
-    bad = {x: cls(x, "error") + cls(x, "invalid") for x in ["warm_start"] + runs}
+    bad = {x: cls(x, "error") + cls(x, "invalid") for x in [WARM] + runs}
     out.append("**Invalid outputs and execution errors** (a sample that writes no rule's output) were "
                f"{bad['warm_start']:.1f} % of the warm start's samples and "
                + ", ".join(f"{bad[x]:.1f} % ({x})" for x in runs)

@@ -42,9 +42,9 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
     """Unbiased held-out pass@k (or maxg@k) of ``policy`` on ``problems``.
 
     Returns a dict with, for each k in ``ks``, ``"pass@k"`` and ``"pass@k_se"`` (``"maxg@k"`` for
-    continuous tasks; the SE is NaN for a single problem), plus ``reward_mean`` (the mean reward of a single sample), ``entropy`` (mean
-    over samples of -log p(y | x): an unbiased estimate of the sequence-level entropy at temperature 1,
-    in nats), ``num_problems`` and ``samples``.
+    continuous tasks; the SE is NaN for a single problem), plus ``reward_mean`` (the mean reward of a
+    single sample), ``entropy`` (mean over samples of -log p(y | x): an unbiased estimate of the
+    sequence-level entropy at temperature 1, in nats), ``num_problems`` and ``samples``.
 
     ``detail=True`` adds ``"detail"``: per problem (in order) its ``uid``, the number of samples with
     reward 1 (``successes``; pass@k for any k <= samples follows from it), and, when the task has
@@ -79,7 +79,8 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
             policy.train()
     g = np.concatenate(rewards)  # (P, samples)
     name = "pass" if task.binary else "maxg"
-    report = pass_at_k_report(g > 0.5, ks, n_bootstrap=0) if task.binary else maxg_at_k_report(g, ks, n_bootstrap=0)
+    report = (pass_at_k_report(g > 0.5, ks, n_bootstrap=0) if task.binary
+              else maxg_at_k_report(g, ks, n_bootstrap=0))
     out: dict = {"num_problems": len(problems), "samples": samples}
     for k in ks:  # in the caller's order (the report sorts them)
         out[f"{name}@{k}"], out[f"{name}@{k}_se"] = report[k].estimate, report[k].se

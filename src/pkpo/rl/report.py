@@ -30,9 +30,9 @@ import pkpo
 from pkpo.metrics import standard_error
 
 from .._output import atomic_write, markdown_table
+from .grid import WARM_LABEL as WARM  # the run label of the warm start
 
 K_EVAL = (1, 2, 4, 8, 16)
-WARM = "warm_start"
 # two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (beyond: the normal 1.96)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,

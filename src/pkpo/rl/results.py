@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from .._output import atomic_write, markdown_table
-from .cli import DEMO_RUNS, PRESETS, finished_runs, run_grid, wall_time
+from .cli import DEMO_RUNS, PRESETS
 from .config import TrainConfig
 from .diagnose import optimal_rule_distribution, pass_at_k_of
+from .grid import finished_runs, run_grid, wall_time
 from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, format_diff, \
     paired_difference, table_markdown, write_sweep_report
 
