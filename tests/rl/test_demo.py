@@ -9,22 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from pkpo.rl.cli import summary_rows
-from pkpo.rl.grid import _steps_logged, wall_time
-from pkpo.rl.gpt import GPT, GPTConfig
-from pkpo.rl.interfaces import Problem
-from pkpo.rl.plots import plot_runs
-from pkpo.rl.report import (WARM, findings, paired_difference, per_problem_pass_at_k, t975,
-                            table_markdown, aggregate)
-from pkpo.rl.diagnose import optimal_rule_distribution, pass_at_k_of
-from pkpo.rl.results import replace_blocks
-from pkpo.rl.tasks import (AMBIGUOUS_PRIOR, MIXED_TABLE, HiddenRuleTask, apply_rule, hidden_rule, rule_law,
-                           stratified_quota)
-from pkpo.rl.config import TrainConfig
-from pkpo.rl.trainer import train
-from pkpo.rl.warmstart import cache_key, warm_start
+torch = pytest.importorskip("torch")
+
+from pkpo.rl.cli import summary_rows  # noqa: E402
+from pkpo.rl.grid import _steps_logged, wall_time  # noqa: E402
+from pkpo.rl.gpt import GPT, GPTConfig  # noqa: E402
+from pkpo.rl.interfaces import Problem  # noqa: E402
+from pkpo.rl.plots import plot_runs  # noqa: E402
+from pkpo.rl.report import (  # noqa: E402
+    WARM, aggregate, findings, paired_difference, per_problem_pass_at_k, t975, table_markdown)
+from pkpo.rl.diagnose import optimal_rule_distribution, pass_at_k_of  # noqa: E402
+from pkpo.rl.results import replace_blocks  # noqa: E402
+from pkpo.rl.tasks import (  # noqa: E402
+    AMBIGUOUS_PRIOR, MIXED_TABLE, HiddenRuleTask, apply_rule, hidden_rule, rule_law, stratified_quota)
+from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.trainer import train  # noqa: E402
+from pkpo.rl.warmstart import cache_key, warm_start  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -6,15 +6,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-import pkpo
-from pkpo.rl.gpt import GPT, PAD, GPTConfig
-from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask
-from pkpo.rl.checkpoint import load_checkpoint
-from pkpo.rl.config import TrainConfig
-from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train
-from pkpo.transforms import scale_advantages
+torch = pytest.importorskip("torch")
+
+import pkpo  # noqa: E402
+from pkpo.rl.gpt import GPT, PAD, GPTConfig  # noqa: E402
+from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask  # noqa: E402
+from pkpo.rl.checkpoint import load_checkpoint  # noqa: E402
+from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train  # noqa: E402
+from pkpo.transforms import scale_advantages  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -230,11 +231,31 @@ def test_kl_needs_reference(tmp_path):
         train(tiny_config(tmp_path, kl_coef=0.1), tiny_gpt(), DigitTask(), progress=False)
 
 
-def test_kl_to_reference_runs(tmp_path):
-    ref = tiny_gpt()
-    final = train(tiny_config(tmp_path, kl_coef=0.1, clip_eps=0.2, ppo_epochs=2, steps=2), tiny_gpt(), DigitTask(),
-                  reference=ref, progress=False)
-    assert "pass@1" in final
+def _kl_run(tmp_path, name, reference, steps=1, **changes):
+    """Train a fresh tiny GPT; return it and its per-step metric records."""
+    model = tiny_gpt()
+    cfg = tiny_config(tmp_path / name, steps=steps, eval_problems=0, **changes)
+    train(cfg, model, DigitTask(), reference=reference, progress=False)
+    return model, [r for r in _records(tmp_path / name / "run" / "metrics.jsonl") if "k" in r]
+
+
+def test_kl_penalty_is_zero_at_the_reference_and_pulls_towards_it(tmp_path):
+    plain, _ = _kl_run(tmp_path, "plain", None)
+    _, same_recs = _kl_run(tmp_path, "same", tiny_gpt(), steps=2, kl_coef=0.5)  # reference = the initial policy
+    other, other_recs = _kl_run(tmp_path, "other", tiny_gpt(seed=7), kl_coef=0.5)
+    # step 0: the policy is the reference, so the k3 estimate and its gradient are 0 (the same first update)
+    assert same_recs[0]["loss/kl"] == 0.0 and same_recs[1]["loss/kl"] > 0.0
+    first_step, _ = _kl_run(tmp_path, "same1", tiny_gpt(), kl_coef=0.5)
+    for (name, a), b in zip(plain.state_dict().items(), first_step.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    # another reference: a positive KL whose gradient changes the update
+    assert other_recs[0]["loss/kl"] > 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), other.state_dict().values()))
+
+
+def test_kl_is_recomputed_in_every_ppo_epoch(tmp_path):
+    _, recs = _kl_run(tmp_path, "ppo", tiny_gpt(), kl_coef=0.1, clip_eps=0.2, ppo_epochs=2)
+    assert recs[0]["loss/kl"] > 0.0  # logged after the second epoch: the first update moved the policy
 
 
 def test_toml_config(tmp_path):

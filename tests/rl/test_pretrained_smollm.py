@@ -11,7 +11,8 @@ import json
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 pytestmark = [
     pytest.mark.slow,
