@@ -37,7 +37,7 @@ from .cli import DEMO_RUNS, PRESETS
 from .config import TrainConfig
 from .diagnose import optimal_rule_distribution, pass_at_k_of
 from .grid import finished_runs, run_grid, wall_time
-from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, format_diff, \
+from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, \
     paired_difference, table_markdown, write_sweep_report
 
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
