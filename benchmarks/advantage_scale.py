@@ -33,7 +33,7 @@ import pkpo
 NS = (8, 16, 64)
 PS = (0.1, 0.3, 0.7)
 BASELINE = "loo_minus_one"
-SCALES = ("none", "n_over_k", "mean_abs")
+SCALES = pkpo.SCALES
 CONTINUOUS_ROWS = 1 << 17  # rewards per n in the Monte Carlo rows (2^17 / n groups)
 CALL_GROUPS = 64  # groups per transform call (one training batch) for "mean_abs"
 SEED = 0

@@ -27,18 +27,6 @@ from fractions import Fraction
 
 import numpy as np
 
-BASELINES = ("none", "loo", "loo_minus_one", "centered")
-
-
-def min_n(k: int, baseline: str) -> int:
-    """Smallest n for which ``baseline`` is defined at this k (DESIGN.md)."""
-    if baseline in ("loo", "centered"):
-        return k + 1
-    if baseline == "loo_minus_one" and k == 1:
-        return 2
-    return k
-
-
 def subset_mean_max(g, k: int) -> float:
     """rho_k(g): the mean over all size-k subsets of the subset maximum (eq. 15)."""
     subsets = list(itertools.combinations(range(len(g)), k))

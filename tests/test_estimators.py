@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -12,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
-from pkpo._combinatorics import dense_rank_weights
 
 
 @pytest.mark.parametrize("n", range(1, 11))
@@ -121,43 +121,55 @@ def test_pass_at_k_from_binary_array_within_one_ulp(n, rng):
             assert oracle.ulp_distance(float(value), exact) <= 1
 
 
-def exact_weights(n: int, k: int) -> dict:
-    """The rank weights of _combinatorics.rank_weights as exact rationals, for ranks t = 1..n."""
+def step_transform_exact(n: int, k: int, t: int, baseline: str) -> tuple[Fraction, Fraction]:
+    """The transform of g = 1[rank >= t] (n - t + 1 ones) as exact rationals: (value of a 1, of a 0).
+
+    A step has one gap, at rank t, so each baseline's output there is a single rank weight:
+    s^(loo-1) gives C(t-1,k-1)/C(n,k) to the ones (eq. 12's weight of rank t); s gives k/n to the
+    ones and k/n - C(t-2,k-1)/C(n,k) to the zeros (eq. 19); centered gives rho_k - rho_k without
+    one sample, with rho_k of a step = 1 - C(t-1,k)/C(n,k) (eq. 3).
+    """
 
     def C(a, b):
         return math.comb(a, b) if 0 <= b <= a else 0
 
-    out = {
-        key: []
-        for key in ("top", "tail", "tail_drop_below", "tail_drop_above", "jack_below", "jack_above")
-    }
-    for t in range(1, n + 1):
-        out["top"].append(Fraction(C(t - 1, k - 1), C(n, k)))
-        out["tail"].append(1 - Fraction(C(t - 1, k), C(n, k)))
-        if n - 1 >= k:
-            out["tail_drop_below"].append(1 - Fraction(C(t - 1, k), C(n - 1, k)))
-            out["tail_drop_above"].append(1 - Fraction(C(t - 2, k), C(n - 1, k)))
-            out["jack_below"].append(Fraction(k, n) * Fraction(C(t - 1, k), C(n - 1, k)))
-            out["jack_above"].append(
-                Fraction(k, n) * Fraction(C(t - 2, k), C(n - 1, k))
-                - Fraction(C(t - 2, k - 1), C(n, k))
-            )
-    return {key: value for key, value in out.items() if value}
+    if baseline == "loo_minus_one":
+        return Fraction(C(t - 1, k - 1), C(n, k)), Fraction(0)
+    if baseline == "none":
+        return Fraction(k, n), Fraction(k, n) - Fraction(C(t - 2, k - 1), C(n, k))
+    rho = 1 - Fraction(C(t - 1, k), C(n, k))
+    without_one = 1 - Fraction(C(t - 1, k), C(n - 1, k))  # a 1 removed: t - 1 zeros left among n - 1
+    without_zero = 1 - Fraction(C(t - 2, k), C(n - 1, k))  # a 0 removed: t - 2 zeros left
+    return rho - without_one, rho - without_zero
 
 
 @pytest.mark.parametrize(
     "n, k", [(2, 1), (4, 2), (7, 3), (16, 4), (16, 16), (64, 16), (100, 37), (300, 150)]
 )
-def test_dense_rank_weights_within_one_ulp(n, k):
-    weights = dense_rank_weights(n, n, k)
-    for key, exact in exact_weights(n, k).items():
-        for t, (value, fraction) in enumerate(zip(weights[key], exact), start=1):
-            assert oracle.ulp_distance(float(value), float(fraction)) <= 1, (
-                key,
-                t,
-                float(value),
-                float(fraction),
-            )
+def test_transforms_of_a_step_are_exactly_rounded(n, k):
+    """Binary rewards go through one rank weight each, and those are exactly rounded (n <= 2048)."""
+    baselines = ["none"] + (["loo_minus_one"] if k >= 2 else []) + (["centered"] if n > k else [])
+    for t in range(2, n + 1):
+        g = (np.arange(n) >= t - 1).astype(float)
+        for baseline in baselines:
+            out = pkpo.transform(g, k, baseline)
+            for value, exact in zip((out[-1], out[0]), step_transform_exact(n, k, t, baseline)):
+                assert oracle.ulp_distance(float(value), float(exact)) <= 1, (baseline, t, value, exact)
+
+
+@pytest.mark.parametrize("n,k", [(8, 1), (8, 2), (8, 4), (8, 8), (6, 3)])
+def test_maxg_at_k_weights_count_subsets_whose_maximum_has_rank_i(n, k):
+    counts = np.zeros(n)
+    for subset in itertools.combinations(range(n), k):
+        counts[max(subset)] += 1
+    np.testing.assert_allclose(pkpo.maxg_at_k_weights(n, k), counts / math.comb(n, k), atol=1e-15)
+    g = np.random.default_rng(n).normal(size=n)
+    assert pkpo.maxg_at_k_weights(n, k) @ np.sort(g) == pytest.approx(float(pkpo.maxg_at_k(g, k)))
+
+
+def test_maxg_at_k_weights_reject_bad_sizes():
+    with pytest.raises(ValueError, match="n must be an integer >= k; got n=4 with k=5"):
+        pkpo.maxg_at_k_weights(4, 5)
 
 
 def test_transform_binary_small_is_exact():

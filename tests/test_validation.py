@@ -239,6 +239,21 @@ def test_nothing_is_clamped_k_equal_n_is_fine():
     pkpo.transform(np.array([[0.5, 0.1]]), 1)
 
 
+def test_group_size_rule():
+    """DESIGN.md: n >= k; n >= k + 1 for loo and centered; n >= 2 for loo_minus_one at k = 1."""
+    assert pkpo.BASELINES == ("none", "loo", "loo_minus_one", "centered")
+    assert pkpo.SCALES == ("none", "n_over_k", "mean_abs")
+    for k, sizes in {1: (1, 2, 2, 2), 3: (3, 4, 3, 4)}.items():
+        assert tuple(pkpo.min_group_size(k, baseline) for baseline in pkpo.BASELINES) == sizes
+        for baseline, n in zip(pkpo.BASELINES, sizes):
+            pkpo.transform(np.arange(n, dtype=float), k, baseline)  # the edge is accepted
+            if n > 1:
+                with pytest.raises(ValueError, match=f"has n={n - 1} samples but k={k}"):
+                    pkpo.transform(np.arange(n - 1, dtype=float), k, baseline)
+    with pytest.raises(ValueError, match="unknown baseline 'loo1'"):
+        pkpo.min_group_size(2, "loo1")
+
+
 def test_validate_false_skips_value_checks():
     """validate=False skips the checks that read values (NaN, 0/1): they are the caller's duty."""
     out = pkpo.transform(NAN_ROW1, 2, validate=False)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import numbers
 import operator
+from typing import get_args
 
 import numpy as np
 
-BASELINES = ("none", "loo", "loo_minus_one", "centered")
-SCALES = ("none", "n_over_k", "mean_abs")
+from ._typing import Baseline, Scale
+
+BASELINES: tuple[str, ...] = get_args(Baseline)  # ("none", "loo", "loo_minus_one", "centered")
+SCALES: tuple[str, ...] = get_args(Scale)  # ("none", "n_over_k", "mean_abs")
 
 
 def check_k(k) -> int:
@@ -54,10 +57,24 @@ def check_scale(scale) -> str:
     return scale
 
 
-def min_group_size(k: int, baseline: str) -> int:
-    """Smallest group size n for which ``baseline`` is defined at this k (k = 1 with loo_minus_one is
-    leave-one-out centring, which needs a second sample)."""
-    if baseline in ("loo", "centered"):
+def min_group_size(k: int, baseline: Baseline) -> int:
+    """The smallest group size n for which ``baseline`` is defined at this k.
+
+    n >= k for "none" and "loo_minus_one"; n >= k + 1 for "loo" and "centered", which estimate
+    rho_k on the n - 1 other samples; n >= 2 for "loo_minus_one" at k = 1, which is leave-one-out
+    centring and needs another sample.
+
+    Raises:
+        ValueError: k not a positive integer, or an unknown baseline.
+
+    Examples:
+        >>> [min_group_size(4, baseline) for baseline in BASELINES]
+        [4, 5, 4, 5]
+        >>> min_group_size(1, "loo_minus_one")
+        2
+    """
+    k = check_k(k)
+    if check_baseline(baseline) in ("loo", "centered"):
         return k + 1
     if baseline == "loo_minus_one" and k == 1:
         return 2  # k = 1 is leave-one-out centring: it needs another sample
@@ -73,13 +90,12 @@ def describe_group(row: int, labels=None) -> str:
     return f"group {label!r}"
 
 
-def check_not_traced(backend, x, name: str = "rewards"):
+def traced_with_validate(name: str = "rewards"):
     """validate=True reads the values, which a traced JAX array (inside jax.jit) cannot give."""
-    if backend.name == "jax" and isinstance(x, backend.jax.core.Tracer):
-        raise ValueError(
-            f"validate=True reads {name} to check them, which is impossible inside jax.jit; pass "
-            "validate=False inside the jitted function (and check the inputs outside it)."
-        )
+    raise ValueError(
+        f"validate=True reads {name} to check them, which is impossible inside jax.jit; pass "
+        "validate=False inside the jitted function (and check the inputs outside it)."
+    )
 
 
 def check_rewards_array(backend, x, name: str = "rewards"):
@@ -131,9 +147,12 @@ def check_finite(backend, x, mask, labels=None, name="rewards", limits=(np.inf, 
     could overflow the output dtype). Returns (beyond limits[0], beyond limits[1]).
     """
     xp = backend.xp
-    finite = backend.all_finite(x)
+    finite = xp.isfinite(x)
     size = xp.abs(xp.where(finite, x, 0))
-    code = xp.where(~finite, 3, xp.where(size > limits[0], 2, xp.where(size > limits[1], 1, 0)))
+    # a limit beyond the largest value of x's dtype is never exceeded (and would overflow a cast)
+    largest = float(xp.finfo(x.dtype).max)
+    beyond, near = (limit if limit < largest else np.inf for limit in limits)
+    code = xp.where(~finite, 3, xp.where(size > beyond, 2, xp.where(size > near, 1, 0)))
     if mask is not None:
         code = xp.where(mask, code, 0)
     code = backend.to_numpy(code).reshape(-1, backend.shape(x)[-1])

@@ -26,8 +26,8 @@ COMMANDS = {
               ("torch", "tqdm", "matplotlib"), "rl"),
     "toy": ("pkpo.toy.cli", "main", "reproduce the paper's toy study (figures 1, 2, 4, 5 and toy training)",
             ("scipy", "tqdm", "matplotlib"), "toy"),
-    "eval": ("pkpo.evaluate", "main", "unbiased pass@k / maxg@k with confidence intervals from a JSONL file", (), None),
-    "bench": ("pkpo.bench", "main", "time the reward transform against reference implementations", (), None),
+    "eval": ("pkpo.commands.eval", "main", "unbiased pass@k / maxg@k with confidence intervals from a JSONL file", (), None),
+    "bench": ("pkpo.commands.bench", "main", "time the reward transform, also against verl's grpo_passk", (), None),
 }
 
 

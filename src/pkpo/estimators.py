@@ -14,15 +14,16 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from . import _validation
-from ._combinatorics import EXACT_MAX_SIZE, log_factorial_table
-from ._sorted import sort_groups
+from ._combinatorics import EXACT_MAX_SIZE, dense_rank_weights, log_factorial_table
+from ._kernel import sort_groups
 from ._typing import Array, IntLike
 
-__all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts"]
+__all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts", "maxg_at_k_weights"]
 
 
 def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
@@ -180,6 +181,31 @@ def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate
     k = _validation.check_k(k)
     groups = sort_groups(rewards, mask, validate=validate, k=k)
     return _maxg_from_sorted(groups, k)
+
+
+def maxg_at_k_weights(n: int, k: IntLike) -> np.ndarray:
+    """The weight of each rank in the maxg@k estimate: w_i = C(i-1, k-1) / C(n, k)   (eq. 13).
+
+    rho^(g)(n, k) = sum_{i=1}^{n} w_i g_(i) for the ascending order statistics g_(1) <= ... <=
+    g_(n): w_i is the fraction of size-k subsets whose maximum is the sample of rank i (Figure 2
+    of the paper: uniform 1/n at k = 1, all weight on the maximum at k = n).
+
+    Args:
+        n: the group size, an int >= k.
+        k: 1 <= k <= n.
+
+    Returns:
+        float64 numpy array of shape (n,), ranks ascending; exactly rounded for n <= 2048 (the
+        ratios are formed from Python integers), from log-factorials beyond.
+
+    Examples:
+        >>> maxg_at_k_weights(4, 2).round(4).tolist()   # C(i-1, 1) / C(4, 2) = (i-1)/6
+        [0.0, 0.1667, 0.3333, 0.5]
+    """
+    k = _validation.check_k(k)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < k:
+        raise ValueError(f"n must be an integer >= k; got n={n!r} with k={k}.")
+    return dense_rank_weights(int(n), int(n), k).top.copy()
 
 
 def _maxg_from_sorted(groups, k):

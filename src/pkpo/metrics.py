@@ -26,14 +26,23 @@ interval has width zero, which is overconfident, not exact.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from . import _validation
+from ._output import markdown_table
+from ._problems import (
+    check_binary_rows,
+    check_ks,
+    check_options,
+    pad_rows,
+    problem_labels,
+    problem_name,
+    ragged_rows,
+    row_starts,
+)
 from .estimators import maxg_at_k, pass_at_k_from_counts
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "maxg_at_k_report",
     "pass_at_k_report",
     "solve_rate",
+    "standard_error",
 ]
 
 # Elements of one block of bootstrap indices (draws x problems): bounds memory at any P.
@@ -145,21 +155,7 @@ class MetricReport:
                 str(row.n_problems),
             ]
             body.append(cells + ([str(row.n_skipped)] if skipped else []))
-        widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-        right = [True, True, True, False, True, True]
-
-        def line(cells):
-            padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
-            return "| " + " | ".join(padded) + " |"
-
-        rule = (
-            "|"
-            + "|".join(
-                ("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1)) for w, r in zip(widths, right)
-            )
-            + "|"
-        )
-        return "\n".join([line(header), rule] + [line(cells) for cells in body])
+        return markdown_table(header, body, align="rrrlrr"[: len(header)])
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -227,11 +223,11 @@ def pass_at_k_report(
         >>> print(report.to_markdown(digits=3).splitlines()[0])
         | k | pass@k |    SE | 95% CI         | problems |
     """
-    values, lengths = _ragged(correct_per_problem, "correct_per_problem")
-    labels = _labels(problem_ids, len(lengths))
-    _check_binary(values, lengths, labels)
+    values, lengths = ragged_rows(correct_per_problem, "correct_per_problem")
+    labels = problem_labels(problem_ids, len(lengths))
+    check_binary_rows(values, lengths, labels)
     counts = (
-        np.add.reduceat(values.astype(np.int64), _starts(lengths))
+        np.add.reduceat(values.astype(np.int64), row_starts(lengths))
         if values.size
         else np.zeros(0, np.int64)
     )
@@ -279,8 +275,8 @@ def maxg_at_k_report(
         >>> round(report[1].se, 6)   # std of [0.8/3, 0.3] with ddof=1, over sqrt(2)
         0.016667
     """
-    values, lengths = _ragged(rewards_per_problem, "rewards_per_problem")
-    labels = _labels(problem_ids, len(lengths))
+    values, lengths = ragged_rows(rewards_per_problem, "rewards_per_problem")
+    labels = problem_labels(problem_ids, len(lengths))
     if (
         values.dtype == np.bool_
         or not np.issubdtype(values.dtype, np.number)
@@ -291,8 +287,8 @@ def maxg_at_k_report(
     finite = np.isfinite(values)
     if not finite.all():
         bad = int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(~finite)[0], side="right"))
-        raise ValueError(f"rewards_per_problem contain NaN or inf in {_name(bad, labels)}.")
-    padded, mask = _pad(values, lengths)
+        raise ValueError(f"rewards_per_problem contain NaN or inf in {problem_name(bad, labels)}.")
+    padded, mask = pad_rows(values, lengths)
 
     def per_problem(k: int, used: np.ndarray) -> np.ndarray:
         if used.all():
@@ -317,9 +313,9 @@ def solve_rate(correct_per_problem) -> float:
         >>> solve_rate([[0, 0, 1], [0, 0], [True]])
         0.6666666666666666
     """
-    values, lengths = _ragged(correct_per_problem, "correct_per_problem")
-    _check_binary(values, lengths, None)
-    counts = np.add.reduceat(values.astype(np.int64), _starts(lengths))
+    values, lengths = ragged_rows(correct_per_problem, "correct_per_problem")
+    check_binary_rows(values, lengths, None)
+    counts = np.add.reduceat(values.astype(np.int64), row_starts(lengths))
     return float(np.mean(counts > 0))
 
 
@@ -356,9 +352,9 @@ def estimates_report(
         (0.75, 2, 1)
     """
     lengths = np.asarray(n_samples, dtype=np.int64).reshape(-1)
-    labels = _labels(problem_ids, len(lengths))
+    labels = problem_labels(problem_ids, len(lengths))
     table = {}
-    for k in _check_ks(ks):
+    for k in check_ks(ks):
         if k not in estimates:
             raise ValueError(f"no estimates for k={k}; they exist for k in {sorted(estimates)}.")
         values = np.asarray(estimates[k], dtype=np.float64).reshape(-1)
@@ -368,7 +364,7 @@ def estimates_report(
         if inconsistent.any():
             p = int(np.flatnonzero(inconsistent)[0])
             state = "no estimate" if np.isnan(values[p]) else "an estimate"
-            raise ValueError(f"{_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples.")
+            raise ValueError(f"{problem_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples.")
         table[k] = values
 
     def per_problem(k: int, used: np.ndarray) -> np.ndarray:
@@ -377,19 +373,36 @@ def estimates_report(
     return _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
 
 
+def standard_error(values) -> float:
+    """The standard error of the mean of P independent values: std(ddof=1) / sqrt(P).
+
+    The one SE of pkpo: of per-problem estimates over problems (the reports' ``se``), and of
+    per-seed results over seeds. It is undefined for a single value, and the result is then NaN
+    (JSON null in :meth:`MetricReport.to_dict`, "nan" in tables), never 0: one value says
+    nothing about the spread.
+
+    Args:
+        values: a 1-D sequence of numbers (P >= 1).
+
+    Examples:
+        >>> round(standard_error([0.2, 0.4, 0.6]), 6)   # std 0.2, sqrt(3)
+        0.11547
+        >>> standard_error([0.5])
+        nan
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size < 2:
+        return math.nan
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
 # --- the shared report loop ------------------------------------------------------------------
 
 
 def _report(
     metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
 ):
-    ks = _check_ks(ks)
-    n_bootstrap = _check_n_bootstrap(n_bootstrap)
-    confidence = _check_confidence(confidence)
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
-    ):
-        raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
+    ks, n_bootstrap, confidence = check_options(ks, n_bootstrap, confidence, seed)
     # One entropy for every k: the same seed resamples the same problem sets at each k.
     entropy = np.random.SeedSequence(seed).entropy
     rows = []
@@ -398,7 +411,7 @@ def _report(
         if not used.all() and not skip_insufficient:
             bad = int(np.flatnonzero(~used)[0])
             raise InsufficientSamplesError(
-                f"{_name(bad, labels)} has {lengths[bad]} samples, fewer than k={k}; "
+                f"{problem_name(bad, labels)} has {lengths[bad]} samples, fewer than k={k}; "
                 "every problem needs at least k samples (or pass skip_insufficient=True).",
                 bad if labels is None else labels[bad],
                 int(lengths[bad]),
@@ -419,7 +432,7 @@ def _report(
             EstimateAtK(
                 k=k,
                 estimate=float(estimates.mean()),
-                se=_standard_error(estimates),
+                se=standard_error(estimates),
                 ci_low=low,
                 ci_high=high,
                 n_problems=int(used.sum()),
@@ -427,13 +440,6 @@ def _report(
             )
         )
     return MetricReport(metric, tuple(rows), confidence, n_bootstrap, seed)
-
-
-def _standard_error(estimates: np.ndarray) -> float:
-    """std(ddof=1) / sqrt(P): the SE of a mean of P independent per-problem values; NaN at P = 1."""
-    if estimates.size < 2:
-        return math.nan
-    return float(estimates.std(ddof=1) / math.sqrt(estimates.size))
 
 
 def _percentile_bootstrap(
@@ -456,110 +462,3 @@ def _percentile_bootstrap(
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
-
-
-# --- input handling ---------------------------------------------------------------------------
-
-
-def _ragged(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten a list of 1-D arrays (or a 2-D array) into (values, lengths)."""
-    if isinstance(per_problem, (list, tuple)):
-        try:
-            rows = [np.asarray(row) for row in per_problem]
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{name}: could not read problem rows as arrays ({error}).") from None
-    else:
-        array = np.asarray(per_problem)
-        if array.ndim != 2:
-            raise ValueError(
-                f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; "
-                f"got shape {array.shape}."
-            )
-        rows = list(array)
-    if not rows:
-        raise ValueError(f"{name} is empty; need at least one problem.")
-    for p, row in enumerate(rows):
-        if row.ndim != 1:
-            raise ValueError(
-                f"{name}[{p}] must be 1-D (the samples of one problem); got shape {row.shape}."
-            )
-        if row.size == 0:
-            raise ValueError(f"{name}[{p}] has no samples; every problem needs at least one.")
-        if row.dtype == object or not (
-            np.issubdtype(row.dtype, np.number) or row.dtype == np.bool_
-        ):
-            raise ValueError(f"{name}[{p}] must hold numbers or booleans; got dtype {row.dtype}.")
-    lengths = np.array([row.size for row in rows], dtype=np.int64)
-    return np.concatenate(rows), lengths
-
-
-def _starts(lengths: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(lengths)[:-1]])
-
-
-def _pad(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P, max n) values and mask from flat values; padding is 0 and masked out."""
-    width = int(lengths.max())
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    padded = np.zeros(mask.shape, dtype=values.dtype)
-    padded[mask] = values  # row-major order of the mask matches the flat order
-    return padded, mask
-
-
-def _check_binary(values: np.ndarray, lengths: np.ndarray, labels) -> None:
-    if values.dtype == np.bool_:
-        return
-    bad = np.flatnonzero((values != 0) & (values != 1))
-    if bad.size:
-        problem = int(np.searchsorted(np.cumsum(lengths), bad[0], side="right"))
-        raise ValueError(
-            "correct_per_problem must hold only 0/1 or booleans; "
-            f"{_name(problem, labels)} has {values[bad[0]].item()!r}."
-        )
-
-
-def _labels(problem_ids, count: int):
-    if problem_ids is None:
-        return None
-    labels = list(problem_ids)
-    if len(labels) != count:
-        raise ValueError(f"problem_ids has {len(labels)} names for {count} problems.")
-    return labels
-
-
-def _name(p: int, labels) -> str:
-    return f"problem {p}" if labels is None else f"problem {labels[p]!r}"
-
-
-def _check_ks(ks) -> list[int]:
-    if isinstance(ks, numbers.Integral) and not isinstance(ks, bool):
-        ks = [ks]
-    try:
-        ks = list(ks)
-    except TypeError:
-        raise ValueError(f"ks must be an int or a sequence of ints; got {ks!r}.") from None
-    if not ks:
-        raise ValueError("ks is empty; give at least one k.")
-    return sorted({_validation.check_k(k) for k in ks})
-
-
-def _check_n_bootstrap(n_bootstrap) -> int:
-    if (
-        isinstance(n_bootstrap, bool)
-        or not isinstance(n_bootstrap, numbers.Integral)
-        or n_bootstrap < 0
-    ):
-        raise ValueError(f"n_bootstrap must be a non-negative integer; got {n_bootstrap!r}.")
-    return int(n_bootstrap)
-
-
-def _check_confidence(confidence) -> float:
-    if (
-        isinstance(confidence, bool)
-        or not isinstance(confidence, numbers.Real)
-        or not 0 < confidence < 1
-    ):
-        raise ValueError(
-            f"confidence must be a number strictly between 0 and 1; got {confidence!r}."
-        )
-    return float(confidence)

@@ -16,6 +16,9 @@ baseline           A_i                                              needs     su
 
 * for k >= 2; at k = 1 "loo_minus_one" is leave-one-out centring (below) and sums to 0.
 
+The names are :data:`BASELINES`; the "needs" column is :func:`min_group_size` (which adds n >= 2
+for "loo_minus_one" at k = 1).
+
 rho_k is the unbiased maxg@k estimate of :func:`pkpo.maxg_at_k`. "loo_minus_one" is the
 paper's PKPO, used in all its LLM experiments, and the default. At k = 1 it is defined as plain
 leave-one-out centring, (g_i - mean_{j != i} g_j) / n (the paper's k_opt = 1 baseline, eq. 26, on
@@ -24,7 +27,8 @@ paper: it is a jackknife form of the subset estimator (eqs. 27-28), unbiased bec
 term does not depend on sample i.
 
 Values are exactly the paper's by default (``scale="none"``), so sum_i s_i = k rho_k holds.
-``scale`` rescales them for drop-in use in trainers tuned for GRPO-sized advantages:
+``scale`` (one of :data:`SCALES`) rescales them for drop-in use in trainers tuned for GRPO-sized
+advantages:
 
 ==============  ===========================================================  ==================
 scale           A_i becomes                                                  unbiased?
@@ -48,7 +52,7 @@ E[A] / E[m] because m depends on the same samples; the bias shrinks as the batch
 concentrates. A batch whose advantages are all 0 is returned unchanged.
 
 Implementation: one sort per group, then prefix/suffix sums of the gaps between consecutive
-order statistics times closed-form rank weights (see :mod:`pkpo._sorted`); O(n log n) per
+order statistics times closed-form rank weights (see :mod:`pkpo._kernel`); O(n log n) per
 group, no Python loop over groups or samples, float64 arithmetic after the sort.
 
 References:
@@ -66,10 +70,13 @@ import numpy as np
 
 from . import _validation
 from ._backend import as_array, backend_of
-from ._sorted import SortedGroups, sort_groups
+from ._combinatorics import RankWeights
+from ._kernel import SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
+from ._validation import BASELINES, SCALES, min_group_size
 
-__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo"]
+__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo", "BASELINES", "SCALES",
+           "min_group_size"]
 
 
 class TransformInfo(NamedTuple):
@@ -83,7 +90,7 @@ class TransformInfo(NamedTuple):
 # --- the four transforms on sorted groups (ranks t = 1..N, results in sorted order) ---------
 
 
-def _leave_one_out_estimate(groups: SortedGroups, w: dict):
+def _leave_one_out_estimate(groups: SortedGroups, w: RankWeights):
     """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
@@ -91,17 +98,17 @@ def _leave_one_out_estimate(groups: SortedGroups, w: dict):
     """
     return (
         groups.floor
-        + groups.prefix(groups.gaps * w["tail_drop_below"])
-        + groups.suffix_after(groups.gaps * w["tail_drop_above"])
+        + groups.prefix(groups.gaps * w.tail_drop_below)
+        + groups.suffix_after(groups.gaps * w.tail_drop_above)
     )
 
 
-def _centered(groups: SortedGroups, w: dict):
+def _centered(groups: SortedGroups, w: RankWeights):
     """A_i = rho_k(g) - rho_k(g_{-i}): the jackknife (centred) transform, as gap sums."""
-    return groups.prefix(groups.gaps * w["jack_below"]) + groups.suffix_after(groups.gaps * w["jack_above"])
+    return groups.prefix(groups.gaps * w.jack_below) + groups.suffix_after(groups.gaps * w.jack_above)
 
 
-def _s(groups: SortedGroups, w: dict, k: int):
+def _s(groups: SortedGroups, w: RankWeights, k: int):
     """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)   (eqs. 19-21).
 
     Computed in gap form: s_i = (k/n) E[max of a random k-subset holding i], and that maximum
@@ -112,10 +119,10 @@ def _s(groups: SortedGroups, w: dict, k: int):
     The sum has non-negative terms only, tied rewards get bit-identical values (the gap between
     them is 0), and k = 1 gives g_i / n exactly.
     """
-    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w["lift"])
+    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w.lift)
 
 
-def _loo_minus_one(groups: SortedGroups, w: dict):
+def _loo_minus_one(groups: SortedGroups, w: RankWeights):
     """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
 
     The "marginal contribution" form of eq. 33 (first line: each subset credits its winner with
@@ -123,10 +130,10 @@ def _loo_minus_one(groups: SortedGroups, w: dict):
     terms, so the result is exactly non-negative and non-decreasing in rank. The weight
     C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
     """
-    return groups.prefix(groups.gaps * w["top"])
+    return groups.prefix(groups.gaps * w.top)
 
 
-def _loo(groups: SortedGroups, w: dict, k: int):
+def _loo(groups: SortedGroups, w: RankWeights, k: int):
     """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
     n = groups.n_float
     return _centered(groups, w) - (k / (n * (n - 1))) * _leave_one_out_estimate(groups, w)
@@ -203,8 +210,8 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     backend = groups.backend
     estimate = groups.maxg_estimate(k)
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
-    total = backend.sum(sorted_advantages, keepdims=True)
-    nonzero = backend.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), keepdims=True)
+    total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
+    nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
     info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total))
     return advantages, info
 
@@ -246,7 +253,7 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     index = backend.from_numpy(layout["flat_index"], x)
     size = len(unique_ids) * layout["width"]
 
-    padded = backend.zeros((size,), x.dtype, x)
+    padded = backend.xp.zeros((size,), dtype=x.dtype, device=backend.device(x))
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
     # equal group sizes (the usual case) fill the padding: the dense path with cached weights
     mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import openrlhf_harness as harness
 import pytest
-import torch
+pytest.importorskip("torch", reason="the torch extra: make test installs it")
+pytest.importorskip("openrlhf", reason="the openrlhf extra: make test installs it")
+import torch  # noqa: E402
 
-import pkpo
-from pkpo.integrations import openrlhf as adapter
-from pkpo.launch import openrlhf as launcher
+import pkpo  # noqa: E402
+from pkpo.integrations import openrlhf as adapter  # noqa: E402
+from pkpo.integrations import openrlhf_launch as launcher  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -405,7 +407,7 @@ def test_launcher_without_openrlhf_says_what_to_install(capsys, monkeypatch):
 def test_launcher_on_a_cpu_machine_exits_with_one_line():
     """This venv has openrlhf but not its CUDA-only dependencies (no stubs on the path)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pkpo.launch.openrlhf", "--pkpo.k", "4", *BASE_ARGV],
+        [sys.executable, "-m", "pkpo.integrations.openrlhf_launch", "--pkpo.k", "4", *BASE_ARGV],
         capture_output=True,
         text=True,
         timeout=120,
@@ -414,7 +416,7 @@ def test_launcher_on_a_cpu_machine_exits_with_one_line():
     )
     assert result.returncode == 2
     message = (
-        "pkpo.launch.openrlhf: error: OpenRLHF cannot be imported here (missing: flash_attn, "
+        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: flash_attn, "
         "deepspeed, vllm); install it on a CUDA machine: pip install 'openrlhf[vllm]==0.11.2' "
         "(docs/integrations.md)."
     )
@@ -434,7 +436,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def launched(orl, stubs, tiny_model, tmp_path_factory):
-    """``python -m pkpo.launch.openrlhf`` run in this process up to ``train(args)``.
+    """``python -m pkpo.integrations.openrlhf_launch`` run in this process up to ``train(args)``.
 
     Ray is really started by the launcher with its runtime_env (the workers find the stubs and
     the harness through PYTHONPATH); train() is stopped at its first call after ray.init.

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+pytest.importorskip("torch", reason="the torch extra: make test installs it")
+pytest.importorskip("trl", reason="the trl extra: make test installs it")
+import torch  # noqa: E402
 
-import pkpo
-from pkpo.integrations.trl import PKPOGRPOConfig, PKPOGRPOTrainer, PKPORLOOConfig, PKPORLOOTrainer
+import pkpo  # noqa: E402
+from pkpo.integrations.trl import PKPOGRPOConfig, PKPOGRPOTrainer, PKPORLOOConfig, PKPORLOOTrainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("trl_tiny", ROOT / "examples" / "trl_tiny.py")
@@ -124,7 +126,10 @@ def _expected(rewards_per_func, k, baseline, scale="mean_abs"):
 )
 def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline, scale):
     extra = {} if scale is None else {"pkpo_scale": scale}
-    config = PKPOGRPOConfig(**_common_args(tmp_path), pkpo_k=2, pkpo_baseline=baseline, **extra)
+    config = PKPOGRPOConfig(
+        **_common_args(tmp_path, logging_steps=1, log_completions=True, num_completions_to_print=0),
+        pkpo_k=2, pkpo_baseline=baseline, **extra,
+    )
     # TRL's own loss_type default ("dapo"), PKPO's default scale for the adapters ("mean_abs")
     assert (config.loss_type, config.scale_rewards) == ("dapo", "none")
     assert config.pkpo_scale == (scale or "mean_abs")
@@ -142,9 +147,13 @@ def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline, scale):
     assert any(nonzero), "every advantage was zero: the test data carries no signal"
     assert any(entry.get("pkpo/k") == 2 for entry in trainer.state.log_history)
     assert any("pkpo/estimate" in entry for entry in trainer.state.log_history)
-    # the completions table shows PKPO's advantages, not TRL's (one process: all rows are local)
+    # the completions table TRL writes shows PKPO's advantages, not TRL's (one process: all rows local)
+    import pandas as pd
+
     last = trainer.records[-1]["advantages"]
-    logged = list(trainer._logs["advantages"])[-len(last) :]
+    tables = sorted((tmp_path / "out" / "completions").glob("completions_*.parquet"))
+    assert tables, "log_completions=True wrote no completions table"
+    logged = pd.read_parquet(tables[-1])["advantage"].to_numpy()[-len(last) :]
     np.testing.assert_allclose(logged, last.numpy(), rtol=1e-6)
 
 
@@ -183,7 +192,7 @@ def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
     [
         (lambda a: PKPOGRPOConfig(**a), "set k"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_schedule="4->1@5"), "either k or schedule"),
-        (lambda a: PKPOGRPOConfig(**a, pkpo_k=5), "num_generations=4 is too few for k=5"),
+        (lambda a: PKPOGRPOConfig(**a, pkpo_k=5), "num_generations=4 samples per prompt is too few for k=5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=4, pkpo_baseline="loo"), "needs at least 5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_baseline="std"), "unknown baseline"),
         (

@@ -15,18 +15,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tunix.rl import function_registry
+pytest.importorskip("jax", reason="the tunix extra: make test installs it")
+pytest.importorskip("tunix", reason="the tunix extra: make test installs it")
+from tunix.rl import function_registry  # noqa: E402
 
-import pkpo
-from pkpo.integrations import _common
-from pkpo.integrations import tunix as pkpo_tunix
+import pkpo  # noqa: E402
+from pkpo.integrations import _common  # noqa: E402
+from pkpo.integrations import tunix as pkpo_tunix  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("tunix_tiny", ROOT / "examples" / "tunix_tiny.py")
 tunix_tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tunix_tiny)
 
-BASELINES = ("loo_minus_one", "none", "loo", "centered")
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,7 @@ def test_register_is_idempotent_and_replaces_on_new_options():
     assert function_registry.get_advantage_estimator("pkpo") is second
 
 
-@pytest.mark.parametrize("baseline", BASELINES)
+@pytest.mark.parametrize("baseline", pkpo.BASELINES)
 @pytest.mark.parametrize("k", [1, 2, 4, 7])
 def test_scale_none_equals_transform_of_the_groups(k, baseline):
     rewards = _rewards(k, groups=3, size=8)
@@ -329,7 +330,7 @@ def test_learner_checks_its_config(grpo_run):
 
     cluster = grpo_run["cluster"]
     pkpo_tunix.register(k=4, baseline="loo", scale="none")
-    with pytest.raises(ValueError, match="num_generations=4 is too few for k=4"):
+    with pytest.raises(ValueError, match="num_generations=4 samples per prompt is too few for k=4"):
         pkpo_tunix.PKPOGRPOLearner(
             rl_cluster=cluster,
             algo_config=GRPOConfig(advantage_estimator="pkpo", num_generations=4, beta=0.0),

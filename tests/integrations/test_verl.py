@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from omegaconf import OmegaConf
-from verl import DataProto
-from verl.trainer.ppo import core_algos
-from verl.trainer.ppo.ray_trainer import compute_advantage
+pytest.importorskip("torch", reason="the torch extra: make test installs it")
+pytest.importorskip("verl", reason="the verl extra: make test installs it")
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from verl import DataProto  # noqa: E402
+from verl.trainer.ppo import core_algos  # noqa: E402
+from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 
-import pkpo
-from pkpo.integrations import verl as plugin
+import pkpo  # noqa: E402
+from pkpo.integrations import verl as plugin  # noqa: E402
 
 
 def _batch(scores, uids, length=5, seed=0):

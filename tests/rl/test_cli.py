@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
 
-from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
+from pkpo._cli import Parser
+from pkpo.rl.cli import demo_main, sweep_main, train_main
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.grid import run_spec
 
 
 @pytest.mark.parametrize("main, argv, message", [
@@ -25,6 +29,8 @@ from pkpo.rl.cli import demo_main, run_spec, sweep_main, train_main
     (demo_main, [], "required: --out"),
     (demo_main, ["--out", "X", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
     (train_main, ["--tensorboard", "nope"], "argument --tensorboard: expected true or false"),
+    (train_main, ["--tensorboard", "flase"], "argument --tensorboard: expected true or false"),
+    (train_main, ["--steps", "2.5"], "argument --steps: invalid int value: '2.5'"),
     (train_main, ["--eval-ks", "1", "4"], "unrecognized arguments: 4"),
     (train_main, ["--eval-ks", "1;4"], "expected positive integers separated by commas"),
     (train_main, ["--device", "cuda:99", "--out", "X"], "device 'cuda:99' is not available"),
@@ -40,9 +46,9 @@ def test_bad_arguments_give_one_line_and_exit_2(capsys, tmp_path, main, argv, me
 
 
 def test_flags_parse_strictly_and_have_one_spelling():
-    from pkpo.rl.cli import _Parser, _add_config_flags
+    from pkpo.rl.cli import _add_config_flags
 
-    parser = _Parser(prog="x")
+    parser = Parser(prog="x")
     _add_config_flags(parser)
     args = parser.parse_args(["--eval-ks", "4,1,2,4", "--tensorboard", "OFF"])
     assert args.eval_ks == [1, 2, 4] and args.tensorboard is False
@@ -57,10 +63,19 @@ def test_help_shows_one_out_flag(capsys):
     assert "--eval-ks K1,K2,..." in text and "--tensorboard {true,false}" in text
 
 
-def test_old_out_dir_spelling_still_works(tmp_path):
-    from pkpo.rl.cli import _Parser, _add_out_flag
+def test_help_lists_every_config_field_with_its_help(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "out_dir":
+            assert "--" + f.name.replace("_", "-") in text and "".join(f.metadata["help"].split()) in text, f.name
 
-    parser = _Parser(prog="x")
+
+def test_old_out_dir_spelling_still_works(tmp_path):
+    from pkpo.rl.cli import _add_out_flag
+
+    parser = Parser(prog="x")
     _add_out_flag(parser, "help")
     assert parser.parse_args(["--out-dir", "a"]).out == "a" == parser.parse_args(["--out", "a"]).out
 

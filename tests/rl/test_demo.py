@@ -9,19 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from pkpo.rl.cli import _steps_logged, summary_rows, wall_time
-from pkpo.rl.gpt import GPT, GPTConfig
-from pkpo.rl.interfaces import Problem
-from pkpo.rl.report import (WARM, findings, paired_difference, per_problem_pass_at_k, plot_runs, t975,
-                            table_markdown, aggregate)
-from pkpo.rl.diagnose import optimal_rule_distribution, pass_at_k_of
-from pkpo.rl.results import replace_blocks
-from pkpo.rl.tasks import (AMBIGUOUS_PRIOR, MIXED_TABLE, HiddenRuleTask, apply_rule, hidden_rule, rule_law,
-                           stratified_quota)
-from pkpo.rl.trainer import TrainConfig, train
-from pkpo.rl.warmstart import cache_key, warm_start
+torch = pytest.importorskip("torch")
+
+from pkpo.rl.cli import summary_rows  # noqa: E402
+from pkpo.rl.grid import _steps_logged, wall_time  # noqa: E402
+from pkpo.rl.gpt import GPT, GPTConfig  # noqa: E402
+from pkpo.rl.interfaces import Problem  # noqa: E402
+from pkpo.rl.plots import plot_runs  # noqa: E402
+from pkpo.rl.report import (  # noqa: E402
+    WARM, aggregate, findings, paired_difference, per_problem_pass_at_k, t975, table_markdown)
+from pkpo.rl.diagnose import optimal_rule_distribution, pass_at_k_of  # noqa: E402
+from pkpo.rl.results import replace_blocks  # noqa: E402
+from pkpo.rl.tasks import (  # noqa: E402
+    AMBIGUOUS_PRIOR, MIXED_TABLE, HiddenRuleTask, apply_rule, hidden_rule, rule_law, stratified_quota)
+from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.trainer import train  # noqa: E402
+from pkpo.rl.warmstart import cache_key, warm_start  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -215,16 +219,19 @@ def test_every_figure_draws_the_warm_start(tmp_path, monkeypatch):
                 {"step": 0, "k": 1, "train/cumulative_solve_rate": 0.5, "train/hard_solve_rate": 0.2,
                  "policy/entropy": 0.4}]) + "\n")
     labels = {}
-    import pkpo.rl.report as report
+    from matplotlib.figure import Figure
 
-    def capture(fig, path):
+    savefig = Figure.savefig
+
+    def capture(fig, path, **kwargs):  # what each saved figure draws
         labels[Path(path).name] = [line.get_label() for ax in fig.axes for line in ax.get_lines()] + \
             [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
-        return str(path)
+        return savefig(fig, path, **kwargs)
 
-    monkeypatch.setattr(report, "_save", capture)
-    plot_runs(tmp_path, finals)
-    assert len(labels) == 4
+    monkeypatch.setattr(Figure, "savefig", capture)
+    figures = plot_runs(tmp_path, finals)
+    assert sorted(Path(f).name for f in figures) == sorted(labels) and len(labels) == 4
+    assert all(Path(f).stat().st_size > 1000 for f in figures)
     for name, found in labels.items():
         assert any("warm start" in x for x in found), name
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from pkpo.rl.gpt import EOS, GPT, GPTConfig, PAD
-from pkpo.rl.interfaces import Policy, Samples, Task
-from pkpo.rl.tasks import RULE_PRIOR, HiddenRuleConfig, HiddenRuleTask, apply_rule, make_task, partial_credit
+torch = pytest.importorskip("torch")
+
+from pkpo.rl.gpt import EOS, GPT, GPTConfig, PAD  # noqa: E402
+from pkpo.rl.interfaces import Policy, Samples, Task, left_pad, positions_from_mask  # noqa: E402
+from pkpo.rl.tasks import RULE_PRIOR, HiddenRuleConfig, HiddenRuleTask, apply_rule, make_task, partial_credit  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -147,3 +148,11 @@ def test_logprobs_finite_with_padding_after_eos():
     # the padded row's value equals the same completion scored without trailing padding
     alone = Samples(prompt_ids=s.prompt_ids, completion_ids=ids[1:2, :2], completion_mask=mask[1:2, :2], n=1)
     torch.testing.assert_close(logp[1:2], model.sequence_logprobs(alone))
+
+
+def test_left_pad_and_positions():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[True] * 3, [False, False, True]]
+    assert positions_from_mask(mask).tolist() == [[0, 1, 2], [0, 0, 0]]  # counted from the first real token
+    with pytest.raises(ValueError, match="at least one token"):
+        left_pad([[5], []], pad_id=0)

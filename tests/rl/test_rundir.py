@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from pkpo.rl import rundir
-from pkpo.rl.cli import sweep_main, train_main
-from pkpo.rl.trainer import load_checkpoint, train
+torch = pytest.importorskip("torch")
+
+from pkpo.rl import rundir  # noqa: E402
+from pkpo.rl.cli import sweep_main, train_main  # noqa: E402
+from pkpo.rl.checkpoint import load_checkpoint  # noqa: E402
+from pkpo.rl.trainer import train  # noqa: E402
 
 from test_trainer import DigitTask, tiny_config, tiny_gpt  # noqa: E402  (tests/rl is on sys.path)
 

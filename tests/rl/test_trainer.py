@@ -6,14 +6,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-import pkpo
-from pkpo.rl.gpt import GPT, GPTConfig
-from pkpo.rl.interfaces import Problem
-from pkpo.rl.trainer import (TrainConfig, grpo_advantages, load_checkpoint, policy_gradient_loss,
-                             reward_advantages, train, tzsm_advantages)
-from pkpo.transforms import scale_advantages
+torch = pytest.importorskip("torch")
+
+import pkpo  # noqa: E402
+from pkpo.rl.gpt import GPT, PAD, GPTConfig  # noqa: E402
+from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask  # noqa: E402
+from pkpo.rl.checkpoint import load_checkpoint  # noqa: E402
+from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train  # noqa: E402
+from pkpo.transforms import scale_advantages  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -52,10 +54,8 @@ def tiny_config(tmp_path, **changes):
 
 def digit_probability(model, task):
     """Exact probability that the first generated token is a digit, averaged over training prompts."""
-    from pkpo.rl.gpt import left_pad
-
-    ids, mask = left_pad([model.encode(p.prompt) for p in task.problems("train")])
-    pos = (mask.long().cumsum(1) - 1).clamp(min=0)
+    ids, mask = left_pad([model.encode(p.prompt) for p in task.problems("train")], PAD)
+    pos = positions_from_mask(mask)
     with torch.no_grad():
         probs = torch.softmax(model(ids, mask, pos)[:, -1], -1)
     digits = [model.tokenizer.stoi[c] for c in "0123456789"]
@@ -87,17 +87,17 @@ def test_clipping_stops_gradient_beyond_the_trust_region():
 
 # --- advantages ------------------------------------------------------------------------------
 
-def test_tzsm_matches_pkpo_transform_at_k_equals_n():
-    rng = np.random.default_rng(0)
-    for rewards in (rng.integers(0, 2, (50, 6)).astype(float), rng.random((50, 6)), np.ones((3, 6))):
-        t = torch.as_tensor(rewards)
-        torch.testing.assert_close(tzsm_advantages(t), pkpo.transform(t, 6, baseline="loo_minus_one"))
-
-
-def test_tzsm_hand_checked():
+def test_tzsm_is_the_leave_one_out_max_hand_checked():
+    # [TZSM25]: A_i = max_j g_j - max_{j != i} g_j
     g = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.2, 0.9, 0.5, 0.1]])
     expected = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0]])
-    torch.testing.assert_close(tzsm_advantages(g), expected)
+    torch.testing.assert_close(reward_advantages(g, "tzsm", 1, "none"), expected)
+    rng = np.random.default_rng(0)
+    for rewards in (rng.integers(0, 2, (50, 6)).astype(float), rng.random((50, 6)), np.ones((3, 6))):
+        brute = rewards.max(-1, keepdims=True) - np.stack(
+            [np.delete(rewards, i, axis=-1).max(-1) for i in range(6)], -1)
+        np.testing.assert_allclose(reward_advantages(torch.as_tensor(rewards), "tzsm", 1, "none").numpy(), brute,
+                                   atol=1e-12)
 
 
 def test_method_advantages():
@@ -231,11 +231,31 @@ def test_kl_needs_reference(tmp_path):
         train(tiny_config(tmp_path, kl_coef=0.1), tiny_gpt(), DigitTask(), progress=False)
 
 
-def test_kl_to_reference_runs(tmp_path):
-    ref = tiny_gpt()
-    final = train(tiny_config(tmp_path, kl_coef=0.1, clip_eps=0.2, ppo_epochs=2, steps=2), tiny_gpt(), DigitTask(),
-                  reference=ref, progress=False)
-    assert "pass@1" in final
+def _kl_run(tmp_path, name, reference, steps=1, **changes):
+    """Train a fresh tiny GPT; return it and its per-step metric records."""
+    model = tiny_gpt()
+    cfg = tiny_config(tmp_path / name, steps=steps, eval_problems=0, **changes)
+    train(cfg, model, DigitTask(), reference=reference, progress=False)
+    return model, [r for r in _records(tmp_path / name / "run" / "metrics.jsonl") if "k" in r]
+
+
+def test_kl_penalty_is_zero_at_the_reference_and_pulls_towards_it(tmp_path):
+    plain, _ = _kl_run(tmp_path, "plain", None)
+    _, same_recs = _kl_run(tmp_path, "same", tiny_gpt(), steps=2, kl_coef=0.5)  # reference = the initial policy
+    other, other_recs = _kl_run(tmp_path, "other", tiny_gpt(seed=7), kl_coef=0.5)
+    # step 0: the policy is the reference, so the k3 estimate and its gradient are 0 (the same first update)
+    assert same_recs[0]["loss/kl"] == 0.0 and same_recs[1]["loss/kl"] > 0.0
+    first_step, _ = _kl_run(tmp_path, "same1", tiny_gpt(), kl_coef=0.5)
+    for (name, a), b in zip(plain.state_dict().items(), first_step.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    # another reference: a positive KL whose gradient changes the update
+    assert other_recs[0]["loss/kl"] > 0.0
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), other.state_dict().values()))
+
+
+def test_kl_is_recomputed_in_every_ppo_epoch(tmp_path):
+    _, recs = _kl_run(tmp_path, "ppo", tiny_gpt(), kl_coef=0.1, clip_eps=0.2, ppo_epochs=2)
+    assert recs[0]["loss/kl"] > 0.0  # logged after the second epoch: the first update moved the policy
 
 
 def test_toml_config(tmp_path):
@@ -251,3 +271,14 @@ def test_toml_config(tmp_path):
         TrainConfig.from_toml(path)
     with pytest.raises(ValueError, match="does not exist"):
         TrainConfig.from_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("text, places", [
+    ("steps = 7\n[rl]\nsteps = 9\n", "in the top level and in \\[rl\\]"),
+    ("[rl]\nlr = 0.1\n[eval]\nlr = 0.2\n", "in \\[rl\\] and in \\[eval\\]"),
+])
+def test_toml_key_in_two_places_is_an_error(tmp_path, text, places):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"sets '(steps|lr)' twice: {places}"):
+        TrainConfig.from_toml(path)

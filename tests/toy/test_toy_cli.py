@@ -6,11 +6,14 @@ import json
 import os
 
 import pytest
+pytest.importorskip("scipy", reason="the toy extra: make test installs it")
+pytest.importorskip("matplotlib", reason="the toy extra: make test installs it")
+pytest.importorskip("tqdm", reason="the toy extra: make test installs it")
 
-from pkpo import cli as pkpo_cli
-from pkpo.toy import cli, study
-from pkpo.toy.estimators import ESTIMATORS
-from pkpo.toy.figures import FIGURES
+from pkpo import cli as pkpo_cli  # noqa: E402
+from pkpo.toy import cli, study  # noqa: E402
+from pkpo.toy.estimators import ESTIMATORS  # noqa: E402
+from pkpo.toy.figures import FIGURES  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +90,8 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, quick_run, monk
 
 @pytest.mark.parametrize("argv,message", [
     (["--quick"], "required: --out"),
-    (["--out", "OUT", "--seed", "-1"], "--seed must be a non-negative integer"),
-    (["--out", "OUT", "--seed", "abc"], "--seed must be a non-negative integer"),
+    (["--out", "OUT", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
+    (["--out", "OUT", "--seed", "abc"], "argument --seed: expected an integer >= 0; got 'abc'"),
     (["--out", "OUT", "--k", "4"], "unrecognized arguments"),
     (["--out", "FILE"], "exists and is not a folder"),
 ])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+pytest.importorskip("scipy", reason="the toy extra: make test installs it")
+pytest.importorskip("tqdm", reason="the toy extra: make test installs it")
 
-from pkpo.toy.estimators import ESTIMATORS, is_defined, transformed_rewards
-from pkpo.toy.variance import variance_at_n
+from pkpo.toy.estimators import ESTIMATORS, is_defined, transformed_rewards  # noqa: E402
+from pkpo.toy.fig4_variance import variance_at_n  # noqa: E402
 
 
 def partition_by_loops(name, g, k):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-from math import comb
-
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
+pytest.importorskip("scipy", reason="the toy extra: make test installs it")
+from scipy import integrate, optimize, stats  # noqa: E402
 
-from pkpo.toy.landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, reward, theta_star
-from pkpo.toy.weights import rank_weights
+from pkpo.toy.landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, reward, theta_star  # noqa: E402
 
 KS = (1, 2, 4, 8, 16)
 
@@ -85,16 +82,3 @@ def test_k_one_is_the_expected_reward():
 def test_bad_k_raises(bad):
     with pytest.raises(ValueError, match="k must be a positive integer"):
         maxg_at_k_exact(0.5, bad)
-
-
-@pytest.mark.parametrize("n,k", [(8, 1), (8, 2), (8, 4), (8, 8), (6, 3)])
-def test_rank_weights_count_subsets_whose_maximum_has_rank_i(n, k):
-    counts = np.zeros(n)
-    for subset in itertools.combinations(range(n), k):
-        counts[max(subset)] += 1
-    np.testing.assert_allclose(rank_weights(n, k), counts / comb(n, k), atol=1e-15)
-
-
-def test_rank_weights_reject_bad_sizes():
-    with pytest.raises(ValueError, match="1 <= k <= n"):
-        rank_weights(4, 5)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+pytest.importorskip("scipy", reason="the toy extra: make test installs it")
 
-from pkpo.toy.landscape import theta_star
-from pkpo.toy.training import AscentConfig, ascend, samples_to_converge, settle_step
+from pkpo.toy.landscape import theta_star  # noqa: E402
+from pkpo.toy.training import AscentConfig, ascend, samples_to_converge, settle_step  # noqa: E402
 
 
 @pytest.mark.parametrize("k,estimator", [(1, "s_loo_minus_one"), (4, "s_loo_minus_one"), (4, "s_loo"),

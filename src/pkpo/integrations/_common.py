@@ -17,8 +17,6 @@ the three things every adapter needs besides that:
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import logging
 import sys
 import threading
@@ -30,8 +28,14 @@ import numpy as np
 
 from .. import metrics as _metrics
 from .. import schedules as _schedules
-from .._validation import BASELINES, SCALES, check_baseline, check_scale, min_group_size
-from ..transforms import factorize_group_ids, transform, transform_grouped
+from ..transforms import (
+    BASELINES,
+    SCALES,
+    factorize_group_ids,
+    min_group_size,
+    transform,
+    transform_grouped,
+)
 
 logger = logging.getLogger("pkpo.integrations")
 
@@ -114,24 +118,30 @@ def parse_options(
             parsed = _schedules.constant(_as_int(k, "k"))
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    if baseline is None:
-        baseline = "loo_minus_one"
-    try:
-        baseline = check_baseline(baseline)
-        scale = check_scale(DEFAULT_SCALE if scale is None else scale)
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
+    baseline = "loo_minus_one" if baseline is None else baseline
+    scale = DEFAULT_SCALE if scale is None else scale
+    for name, value, allowed in (("baseline", baseline, BASELINES), ("scale", scale, SCALES)):
+        if value not in allowed:
+            raise ValueError(f"{source}: unknown {name} {value!r}; expected one of {', '.join(allowed)}.")
     if rollout_n is not None:
         rollout_n = _as_int(rollout_n, "rollout_n", source)
         if rollout_n < 1:
             raise ValueError(f"{source}: rollout_n must be >= 1; got {rollout_n}.")
-        needed = min_group_size(parsed.max_k, baseline)
-        if rollout_n < needed:
-            raise ValueError(
-                f"{source}: rollout_n={rollout_n} samples per prompt is too few for "
-                f"k={parsed.max_k} with baseline {baseline!r} (needs at least {needed})."
-            )
-    return PKPOOptions(parsed, baseline, rollout_n, scale)
+    options = PKPOOptions(parsed, baseline, rollout_n, scale)
+    if rollout_n is not None:
+        check_samples_per_prompt(rollout_n, options, source=source)
+    return options
+
+
+def check_samples_per_prompt(n: int, options: PKPOOptions, *, source: str, name: str = "rollout_n") -> None:
+    """The engine's samples per prompt (``name``: rollout_n, num_generations, ...) must be at
+    least :func:`pkpo.min_group_size` for the largest k of the schedule."""
+    needed = min_group_size(options.schedule.max_k, options.baseline)
+    if n < needed:
+        raise ValueError(
+            f"{source}: {name}={n} samples per prompt is too few for k={options.schedule.max_k} "
+            f"with baseline {options.baseline!r} (needs at least {needed})."
+        )
 
 
 def options_from_mapping(
@@ -375,75 +385,32 @@ def validation_metrics(rewards_per_prompt, ks, *, correct_per_prompt=None) -> di
 # --- run a callback once a module is imported --------------------------------------------------
 
 
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Finds ``name`` with the other finders, then runs callbacks after its module body ran."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.callbacks: list[Callable[[Any], None]] = []
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name:
-            return None
-        _remove_finder(self)  # one shot: let the ordinary finders find the module
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        original = spec.loader.exec_module
-        callbacks = list(self.callbacks)
-
-        def exec_module(module):
-            original(module)
-            for callback in callbacks:
-                _run_callback(callback, module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-_FINDERS: dict[str, _PostImportFinder] = {}
-_FINDERS_LOCK = threading.Lock()
-
-
-def _remove_finder(finder: _PostImportFinder) -> None:
-    with _FINDERS_LOCK:
-        if _FINDERS.get(finder.name) is finder:
-            del _FINDERS[finder.name]
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
-
-
-def _run_callback(callback, module) -> None:
-    try:
-        callback(module)
-    except Exception:  # a failing hook must not break the host framework's import
-        logger.exception("pkpo: post-import hook %r for %s failed", callback, module.__name__)
-
-
 def when_imported(name: str, callback: Callable[[Any], None]) -> bool:
     """Call ``callback(module)`` now if ``name`` is imported, else right after it is first imported.
 
     Returns True if it ran now. Used by the plugins so that loading them (in every process that
-    imports verl, or every Ray worker of an OpenRLHF job) does not import heavy modules.
+    imports verl, or every Ray worker of an OpenRLHF job) does not import heavy modules. The
+    deferred call is ``wrapt``'s post-import hook, with one difference: a failing callback is
+    logged, not raised, so it cannot break the host framework's import.
     """
     module = sys.modules.get(name)
     if module is not None:
         callback(module)
         return True
-    with _FINDERS_LOCK:
-        finder = _FINDERS.get(name)
-        if finder is None:
-            finder = _FINDERS[name] = _PostImportFinder(name)
-            sys.meta_path.insert(0, finder)
-        if callback not in finder.callbacks:
-            finder.callbacks.append(callback)
+    import wrapt
+
+    def logged(module) -> None:
+        try:
+            callback(module)
+        except Exception:  # a failing hook must not break the host framework's import
+            logger.exception("pkpo: post-import hook %r for %s failed", callback, name)
+
+    wrapt.register_post_import_hook(logged, name)
     return False
 
 
 __all__ = [
-    "BASELINES",
     "DEFAULT_SCALE",
-    "SCALES",
     "PKPOOptions",
     "StepClock",
     "check_group_sizes",

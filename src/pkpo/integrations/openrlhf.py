@@ -33,8 +33,8 @@ Outside ``train_step`` (a custom loop) publish the step with ``clock.publish(ste
 
 Options come from the arguments of :func:`patch` or, when it runs as a Ray
 ``worker_process_setup_hook`` (no arguments), from the environment: ``PKPO_K`` or
-``PKPO_SCHEDULE``, ``PKPO_BASELINE`` and ``PKPO_SCALE``. ``python -m pkpo.launch.openrlhf`` sets
-both up. With ``scale="mean_abs"`` the mean |A| is taken over all rows of one
+``PKPO_SCHEDULE``, ``PKPO_BASELINE`` and ``PKPO_SCALE``. The launcher
+(``python -m pkpo.integrations.openrlhf_launch``) sets both up. With ``scale="mean_abs"`` the mean |A| is taken over all rows of one
 ``compute_advantages_and_returns`` call (one rollout batch).
 
 The patch is idempotent and lazy: if OpenRLHF is not imported yet, it is applied right after the

@@ -45,10 +45,11 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-from .._validation import min_group_size
+from ..transforms import min_group_size
 from ._common import (
     DEFAULT_SCALE,
     PKPOOptions,
+    check_samples_per_prompt,
     consecutive_advantages,
     parse_options,
     parse_val_ks,
@@ -83,13 +84,9 @@ def _options_of(config) -> PKPOOptions:
         scale=config.pkpo_scale,
         source=type(config).__name__,
     )
-    needed = min_group_size(options.schedule.max_k, options.baseline)
-    if config.num_generations < needed:
-        raise ValueError(
-            f"{type(config).__name__}: num_generations={config.num_generations} is too few for "
-            f"k={options.schedule.max_k} with baseline {options.baseline!r} (needs at least "
-            f"{needed})."
-        )
+    check_samples_per_prompt(
+        config.num_generations, options, source=type(config).__name__, name="num_generations"
+    )
     return options
 
 

@@ -57,9 +57,8 @@ from tunix.rl import rl_cluster as rl_cluster_lib
 from tunix.rl.agentic import agentic_grpo_learner
 from tunix.rl.grpo import grpo_learner
 
-from .._validation import min_group_size
 from ..transforms import transform
-from ._common import PKPOOptions, check_group_sizes, parse_options
+from ._common import PKPOOptions, check_group_sizes, check_samples_per_prompt, parse_options
 
 logger = logging.getLogger("pkpo.integrations.tunix")
 
@@ -288,13 +287,9 @@ def make_learner_class(base: type) -> type:
                 )
                 return
             options = estimator.options
-            needed = min_group_size(options.schedule.max_k, options.baseline)
-            if config.num_generations < needed:
-                raise ValueError(
-                    f"{type(self).__name__}: num_generations={config.num_generations} is too few "
-                    f"for k={options.schedule.max_k} with baseline {options.baseline!r} (needs at "
-                    f"least {needed})."
-                )
+            check_samples_per_prompt(
+                config.num_generations, options, source=type(self).__name__, name="num_generations"
+            )
             mode = getattr(config, "loss_agg_mode", None)
             if mode is not None and mode not in FAITHFUL_LOSS_AGG_MODES:
                 logger.warning(

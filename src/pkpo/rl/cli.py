@@ -5,10 +5,16 @@
     pkpo demo --out runs/demo                 # <= 5 min on 2 idle CPU cores: pass@1 baseline vs PKPO, report.md
     pkpo demo --out runs/demo-quick --quick   # ~1 min smoke version
     pkpo train --k 8->1@180 --steps 300 --out runs/anneal
-    pkpo train --config examples/rl/pkpo_k4.toml --resume
+    pkpo train --config my_run.toml --resume
     pkpo sweep --out runs/sweep --runs k1,k4,k8,anneal,tzsm,grpo,entropy --seeds 0 1 2 --jobs 2
 
 Errors in arguments or configs print one line (``pkpo <cmd>: error: ...``) and exit with status 2.
+
+The flags of ``pkpo train``/``sweep`` are made from :class:`~pkpo.rl.config.TrainConfig` by a small builder
+(``dataclasses.fields`` + ``typing.get_type_hints`` + each field's ``help`` metadata, 20 lines, nothing new
+imported). tyro 1.0.17 was measured and not adopted: its import takes about 90 ms, its errors are multi-line
+boxed panels, not one ``pkpo <cmd>: error:`` line, and its booleans are ``--flag/--no-flag`` switches
+(``--tensorboard flase`` becomes an "unrecognized option").
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
 import shlex
 import sys
 import time
+import typing
 from pathlib import Path
 
-from .._cli import Parser, UsageError, fail, k_list, non_negative_int, positive_int, strict_bool
+from .._cli import Parser, fail, k_list, non_negative_int, positive_int, strict_bool
+from .._output import atomic_write
 from . import rundir
-from .trainer import TrainConfig
+from .config import TrainConfig
+from .grid import finished_runs, run_grid, run_spec, wall_time
 
 # Presets: a dict of TrainConfig overrides.
 PRESETS = {
@@ -54,54 +62,31 @@ PRESETS = {
 }
 
 
-CliError = UsageError  # a bad argument: one line, exit status 2
-_Parser = Parser
 
 
 def _fail(cmd: str, exc: Exception) -> int:
     return fail(f"pkpo {cmd}", exc)
 
 
-def field_docs(cls=TrainConfig) -> dict[str, str]:
-    """The string literal under each dataclass field (CleanRL-style field docs) -> {field: text}."""
-    import ast
-    import inspect
-    import textwrap
-
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
-        return {}
-    body, docs = tree.body[0].body, {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(getattr(nxt, "value", None), ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = nxt.value.value.strip()
-    return docs
-
-
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One --flag per TrainConfig field (help text from the field docstrings).
+    """One --flag per TrainConfig field, typed by its annotation, with the field's ``help`` metadata.
 
-    ``out_dir`` is the command's own ``--out``; lists of k are one comma-separated argument
+    ``out_dir`` is the command's own ``--out``; a tuple of ints is one comma-separated argument
     (``--eval-ks 1,2,4``, as in ``pkpo eval --k``); booleans take true/false (or 1/0, yes/no, on/off).
     """
-    docs = field_docs()
-    defaults = TrainConfig()
+    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         if f.name == "out_dir":
             continue
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if f.name == "eval_ks" else repr(default)
-        help_ = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "eval_ks":
-            parser.add_argument(flag, type=k_list, default=None, metavar="K1,K2,...", help=help_)
-        elif f.type in ("bool", bool):
-            parser.add_argument(flag, type=strict_bool, default=None, metavar="{true,false}", help=help_)
+        kind, default = hints[f.name], getattr(defaults, f.name)
+        if kind is bool:
+            parse, metavar, shown = strict_bool, "{true,false}", str(default).lower()
+        elif typing.get_origin(kind) is tuple:
+            parse, metavar, shown = k_list, "K1,K2,...", ",".join(map(str, default))
         else:
-            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            parser.add_argument(flag, type=typ, default=None, metavar=f.name.upper(), help=help_)
+            parse, metavar, shown = kind, f.name.upper(), repr(default)
+        parser.add_argument("--" + f.name.replace("_", "-"), type=parse, default=None, metavar=metavar,
+                            help=f"{f.metadata['help']} (default: {shown})".replace("%", "%%"))
 
 
 def _add_out_flag(parser: argparse.ArgumentParser, help_: str, required: bool = False) -> None:
@@ -125,7 +110,18 @@ def check_device(device: str) -> None:
         raise ValueError(f"device {device!r} is not available; this machine has cuda:0 to cuda:{count - 1}")
 
 
-def _interrupted(out_dir: str, argv: list[str]) -> str:
+def _stopped(cmd: str, note: str) -> int:
+    """Ctrl-C: one line on stderr saying what is kept and how to go on; exit status 130."""
+    print(f"pkpo {cmd}: interrupted; {note}", file=sys.stderr)
+    return 130
+
+
+def _grid_note(out: Path) -> str:
+    """What an interrupted ``pkpo sweep`` / ``pkpo demo`` keeps."""
+    return f"finished runs and checkpoints are kept in {str(out / 'runs')!r}; run the same command again to continue"
+
+
+def _train_note(out_dir: str, argv: list[str]) -> str:
     """What an interrupted ``pkpo train`` says: where its last checkpoint is and how to go on."""
     kept = [a for a in argv if a not in ("--overwrite", "--resume")]
     if (Path(out_dir) / "checkpoint.pt").exists():
@@ -175,7 +171,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
     if not info["cached"] and cfg.warm_steps:
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        Path(info["path"]).with_suffix(".json").write_text(json.dumps(info, indent=2))
+        atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
     elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
         stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
         info = {**stored, **{k: v for k, v in info.items() if v is not None}}
@@ -187,7 +183,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
 
 
 def train_main(argv: list[str]) -> int:
-    parser = _Parser(prog="pkpo train", description="One RL run: the from-scratch GPT on a synthetic task, or a "
+    parser = Parser(prog="pkpo train", description="One RL run: the from-scratch GPT on a synthetic task, or a "
                      "pretrained model (--model) on a natural-language task (--task nl:arithmetic-d1).")
     parser.add_argument("--config", help="TOML file of TrainConfig fields (flags override it)")
     parser.add_argument("--model", help="pretrained policy: 'smollm2-135m', a local HF checkpoint dir or a .gguf file")
@@ -221,8 +217,7 @@ def train_main(argv: list[str]) -> int:
         final = train(cfg, policy, task, reference=reference, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"pkpo train: interrupted; {_interrupted(cfg.out_dir, argv)}", file=sys.stderr)
-        return 130
+        return _stopped("train", _train_note(cfg.out_dir, argv))
     except (ValueError, ImportError, OSError) as exc:
         return _fail("train", exc)
     print(json.dumps({k: v for k, v in final.items() if k != "config"}, indent=2))
@@ -231,208 +226,8 @@ def train_main(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------------------------------- sweep
 
-def run_spec(name: str, steps: int) -> dict:
-    """A grid entry name -> TrainConfig overrides: k<K>, anneal[<a>-><b>], loo, grpo, tzsm, entropy."""
-    if name in ("loo", "grpo", "tzsm", "entropy"):
-        return {"method": name}
-    if name.startswith("k") and name[1:].isdigit():
-        return {"method": "pkpo", "k": name[1:]}
-    if name.startswith("anneal"):
-        rest = name[len("anneal"):] or "8->1"
-        try:
-            a, b = (int(x) for x in rest.split("->"))
-        except ValueError:
-            raise ValueError(f"bad anneal spec {name!r}; expected e.g. 'anneal' or 'anneal8->1'") from None
-        return {"method": "pkpo", "k": f"{a}->{b}@{max(1, int(round(0.6 * steps)))}"}
-    raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm or entropy")
-
-
-WARM_LABEL = "warm_start"  # the run label of the warm-started policy's evaluation (step 0, no RL)
-
-
-def _warm_worker(job: dict, shared=None) -> dict:
-    """The warm start of one seed (cached), then its evaluation on the final evaluation set, saved as
-    the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
-    from .trainer import train
-
-    cfg = TrainConfig.from_dict(job["config"]).validate()
-    key = job["key"]
-    on_step = (lambda done, total: shared.__setitem__(key, done)) if shared is not None else None
-    policy, task, _, info = build(cfg, cache_dir=job["cache_dir"], progress=job.get("progress", False),
-                                  on_warm_step=on_step)
-    final_path = Path(cfg.out_dir) / "final.json"
-    if final_path.exists():
-        done = json.loads(final_path.read_text())
-        if done.get("config") == cfg.to_dict() and done.get("warm_start_path") == info.get("path"):
-            return {**done, "cached": True}
-    t0, c0 = time.time(), time.process_time()
-    # steps = 0: only the evaluation at step 0; a folder left by an interrupted evaluation is replaced
-    final = train(cfg, policy, task, overwrite=True, progress=False)
-    final.update({"name": WARM_LABEL, "method": WARM_LABEL, "k_schedule": "none (supervised warm start, no RL)",
-                  "cumulative_solve_rate": None, "hard_solve_rate": None, "warm_start_path": info.get("path"),
-                  "warm_start_wall_s": info.get("wall_s"), "wall_s": (info.get("wall_s") or 0.0) + time.time() - t0,
-                  "cpu_s": (info.get("cpu_s") or 0.0) + time.process_time() - c0})
-    final_path.write_text(json.dumps(final, indent=2))
-    return final
-
-
-def _worker(job: dict, shared=None) -> dict:
-    """Run (or finish) one configuration in a fresh process with one thread."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if job.get("warm"):
-        return _warm_worker(job, shared)
-    from .trainer import train
-
-    cfg = TrainConfig.from_dict(job["config"]).validate()
-    final_path = Path(cfg.out_dir) / "final.json"
-    if final_path.exists():
-        done = json.loads(final_path.read_text())
-        if done.get("config") == cfg.to_dict():
-            return {**done, "cached": True}
-    policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
-    t0, c0 = time.time(), time.process_time()
-    # continue from a checkpoint; a run interrupted before its first checkpoint starts again
-    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()
-    final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
-                  progress=job.get("progress", False))
-    final["wall_s"], final["cpu_s"] = time.time() - t0, time.process_time() - c0
-    final_path.write_text(json.dumps(final, indent=2))
-    return final
-
-
-def _steps_logged(metrics_path: Path) -> int:
-    """Training steps recorded so far in a run's metrics.jsonl (read from the end of the file)."""
-    try:
-        with open(metrics_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            lines = fh.read().decode(errors="ignore").splitlines()
-    except OSError:
-        return 0
-    for line in reversed(lines):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if "k" in rec and "step" in rec:
-            return int(rec["step"]) + 1
-    return 0
-
-
-def _job_units(job: dict) -> int:
-    """The size of a job in progress units: warm-start steps, or RL steps."""
-    return job["config"]["warm_steps"] if job.get("warm") else job["config"]["steps"]
-
-
-def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
-    """Run ``jobs`` (in this process when ``n_jobs`` is 1, else in worker processes) with one progress
-    bar in steps: RL steps read from each run's metrics.jsonl, warm-start steps from a shared dict."""
-    from tqdm.auto import tqdm
-
-    if n_jobs <= 1:
-        return [_worker({**j, "progress": progress}) for j in jobs]
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    ctx = mp.get_context("spawn")
-    manager = ctx.Manager() if any(j.get("warm") for j in jobs) else None
-    shared = manager.dict() if manager is not None else None
-    results: list = [None] * len(jobs)
-    units = [_job_units(j) for j in jobs]
-    try:
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool, \
-                tqdm(total=sum(units), desc=desc, unit="step", disable=not progress, dynamic_ncols=True) as bar:
-            futures = {pool.submit(_worker, j, shared): i for i, j in enumerate(jobs)}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    results[futures[fut]] = fut.result()
-                progress_now = 0
-                for i, j in enumerate(jobs):
-                    if results[i] is not None:
-                        progress_now += units[i]
-                    elif j.get("warm"):
-                        progress_now += min(units[i], shared.get(j["key"], 0))
-                    else:
-                        progress_now += min(units[i], _steps_logged(Path(j["config"]["out_dir"]) / "metrics.jsonl"))
-                bar.n = progress_now
-                bar.set_postfix_str(f"{sum(r is not None for r in results)}/{len(jobs)} done")
-                bar.refresh()
-    finally:
-        if manager is not None:
-            manager.shutdown()
-    return results
-
-
-def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
-    """Before any work: a run folder of the grid that holds a run with other settings is refused
-    (``overwrite``: deleted). Runs with the same settings are kept: finished ones are reused and
-    interrupted ones continue from their checkpoint."""
-    from .trainer import _RESUMABLE_CHANGES
-
-    for cfg in configs:
-        if not rundir.existing_run(cfg.out_dir):
-            continue
-        old = rundir.recorded_config(cfg.out_dir) or {}
-        new = cfg.to_dict()
-        diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
-        if not diff:
-            continue
-        if not overwrite:
-            raise rundir.RunDirError(
-                f"{cfg.out_dir!r} holds a run with other settings (differs in {diff}); pass --overwrite to "
-                "replace such runs, or choose another --out")
-        rundir.clear_run(cfg.out_dir)
-
-
-def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
-    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0."""
-    return base.replace(seed=seed, steps=0, method="pkpo", k="1", eval_every=0,
-                        out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}")).validate()
-
-
-def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
-             baselines: list[str] | None = None, progress: bool = True, overwrite: bool = False) -> list[dict]:
-    """Warm starts (one per seed, each evaluated as the run ``warm_start``), then every (run, baseline,
-    seed) config; returns the final dicts, warm starts first."""
-    configs = []
-    for name in runs:
-        for baseline in (baselines or [base.baseline]):
-            label = name if not baselines or len(baselines) == 1 else f"{name}/{baseline}"
-            for seed in seeds:
-                changes = {**run_spec(name, base.steps), "baseline": baseline, "seed": seed,
-                           "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
-                cfg = base.replace(**changes).validate()
-                configs.append((label, cfg))
-    warm_configs = [warm_config(base, s, out) for s in seeds]
-    check_grid_runs(warm_configs + [cfg for _, cfg in configs], overwrite)
-    warm = [{"config": c.to_dict(), "cache_dir": cache_dir, "warm": True, "key": f"warm{c.seed}"} for c in warm_configs]
-    warm_finals = _run_jobs(warm, min(jobs, len(warm)), "warm start", progress)
-    finals = _run_jobs([{"config": c.to_dict(), "cache_dir": cache_dir} for _, c in configs], jobs, "RL runs",
-                       progress)
-    for final in warm_finals:
-        final["label"] = WARM_LABEL
-    for (label, _), final in zip(configs, finals):
-        final["label"] = label
-    return warm_finals + finals
-
-
-def finished_runs(out: Path) -> list[dict]:
-    """The final.json of every finished run under ``out/runs/<label>/seed<s>/``, labelled by folder."""
-    finals = []
-    for path in sorted(Path(out).glob("runs/*/seed*/final.json")):
-        final = json.loads(path.read_text())
-        final["label"] = path.parent.parent.name
-        final["run_dir"] = str(path.parent)  # the folder may have moved since the run
-        finals.append(final)
-    order = [WARM_LABEL, "loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
-    return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
-                                         f["label"], f["seed"]))
-
-
 def sweep_main(argv: list[str]) -> int:
-    parser = _Parser(prog="pkpo sweep", description="A grid of RL runs, then a paper-style table and plots.")
+    parser = Parser(prog="pkpo sweep", description="A grid of RL runs, then a paper-style table and plots.")
     _add_out_flag(parser, "output folder; the runs go to OUT/runs/<name>/seed<s>/", required=True)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace runs under OUT that were made with other settings (default: refuse)")
@@ -480,9 +275,7 @@ def sweep_main(argv: list[str]) -> int:
                               cache_dir=args.cache_dir or str(out / "cache"), baselines=baselines,
                               progress=not args.no_progress, overwrite=args.overwrite)
         except KeyboardInterrupt:
-            print(f"pkpo sweep: interrupted; finished runs and checkpoints are kept in {str(out / 'runs')!r}; "
-                  "run the same command again to continue", file=sys.stderr)
-            return 130
+            return _stopped("sweep", _grid_note(out))
         except (ValueError, OSError) as exc:
             return _fail("sweep", exc)
     if args.report_only:
@@ -501,18 +294,6 @@ def sweep_main(argv: list[str]) -> int:
 DEMO_RUNS = ["k1", "k4", "k8", "anneal"]
 
 
-def wall_time(out: Path, finals: list[dict], measured: float) -> tuple[float, str]:
-    """The wall time to report and a note. A call that trains something records what it measured in
-    ``OUT/wall.json``; a call that only reuses finished runs reports that recorded time instead."""
-    path = Path(out) / "wall.json"
-    if finals and all(f.get("cached") for f in finals) and path.exists():
-        recorded = json.loads(path.read_text())["wall_s"]
-        return recorded, f" (measured when the runs were trained; this call reused them in {measured:.0f} s)"
-    partly = any(f.get("cached") for f in finals)
-    path.write_text(json.dumps({"wall_s": measured, "partly_reused": partly}))
-    return measured, " (some runs were reused from an earlier call)" if partly else ""
-
-
 def summary_rows(finals: list[dict]) -> list[dict]:
     """One entry per run of ``summary.json`` (the warm start too, as the run ``warm_start``), same keys."""
     keys = ["pass@1", "pass@2", "pass@4", "pass@8", "pass@16"]
@@ -523,7 +304,7 @@ def summary_rows(finals: list[dict]) -> list[dict]:
 
 
 def demo_main(argv: list[str]) -> int:
-    parser = _Parser(prog="pkpo demo", description="Train a small policy from scratch: pass@1 baseline vs PKPO.")
+    parser = Parser(prog="pkpo demo", description="Train a small policy from scratch: pass@1 baseline vs PKPO.")
     _add_out_flag(parser, "output folder (report.md, summary.json, PNGs)", required=True)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace runs under OUT that were made with other settings (default: refuse)")
@@ -549,9 +330,7 @@ def demo_main(argv: list[str]) -> int:
         finals = run_grid(base, DEMO_RUNS, [args.seed], out, jobs=args.jobs,
                           cache_dir=args.cache_dir or str(out / "cache"), progress=progress, overwrite=args.overwrite)
     except KeyboardInterrupt:
-        print(f"pkpo demo: interrupted; finished runs and checkpoints are kept in {str(out / 'runs')!r}; "
-              "run the same command again to continue", file=sys.stderr)
-        return 130
+        return _stopped("demo", _grid_note(out))
     except (ValueError, OSError) as exc:
         return _fail("demo", exc)
     if progress:
@@ -559,8 +338,8 @@ def demo_main(argv: list[str]) -> int:
     wall, note = wall_time(out, finals, time.time() - t0)
     info = write_sweep_report(out, finals, title="pkpo demo", command="pkpo demo " + " ".join(argv),
                               wall_s=wall, wall_note=note, report_name="report.md")
-    (out / "summary.json").write_text(json.dumps({"runs": summary_rows(finals), "wall_s": wall,
-                                                  "findings": info["findings"], "config": base.to_dict()}, indent=2))
+    atomic_write(out / "summary.json", json.dumps({"runs": summary_rows(finals), "wall_s": wall,
+                                                   "findings": info["findings"], "config": base.to_dict()}, indent=2))
     print(info["table_md"])
     for claim in info["findings"]:
         print("-", claim["text"])

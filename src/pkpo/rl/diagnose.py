@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._output import markdown_table
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .evaluation import evaluate
-from .report import per_problem_pass_at_k
-from .trainer import TrainConfig, load_checkpoint
+from .report import WARM, per_problem_pass_at_k
 
 KS = (1, 2, 4, 8, 16)
 
@@ -89,7 +91,7 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
     from .cli import build
 
     sweep = Path(sweep)
-    run_dirs = sorted(p.parent for p in sweep.glob("runs/*/seed*/final.json") if p.parent.parent.name != "warm_start")
+    run_dirs = sorted(p.parent for p in sweep.glob("runs/*/seed*/final.json") if p.parent.parent.name != WARM)
     if not run_dirs:
         raise ValueError(f"no finished runs under {str(sweep / 'runs')!r}")
     by_seed: dict[int, list[Path]] = defaultdict(list)
@@ -105,7 +107,7 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
         policy, task, _, _ = build(cfg, cache_dir=cache_dir, progress=False)
         if run_dir is not None:
             policy.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
-        label = "warm_start" if run_dir is None else run_dir.parent.name
+        label = WARM if run_dir is None else run_dir.parent.name
         entry = {"label": label, "seed": seed, "sets": {}}
         sets = {"train": task.problems("train"), "heldout": task.problems("heldout")[: cfg.eval_problems],
                 "fresh": task.problems("validation")}
@@ -132,53 +134,48 @@ def diagnosis_tables(results: dict) -> dict[str, str]:
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
     tables = {}
 
-    lines = ["| problem set | problems | majority-rule share | warm start pass@1 | pass@2 | pass@4 | pass@8 | pass@16 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name in ("train", "heldout", "fresh"):
-        g = lambda key, name=name: _mean_over_seeds(results, "warm_start", lambda p: p["sets"][name][key])  # noqa: E731
-        lines.append(f"| {name} | {int(g('problems'))} | {pct(g('majority_share'))} | "
-                     + " | ".join(pct(g(f'pass@{k}')) for k in KS) + " |")
-    tables["splits"] = "\n".join(lines)
+    def mean(label, getter):
+        return pct(_mean_over_seeds(results, label, getter))
 
-    lines = ["| policy | train pass@1 | fresh pass@1 | train pass@4 | fresh pass@4 | train pass@8 | fresh pass@8 | "
-             "held-out pass@8 |", "|---|---|---|---|---|---|---|---|"]
-    for label in labels:
-        g = lambda s, k, label=label: _mean_over_seeds(results, label, lambda p: p["sets"][s][f"pass@{k}"])  # noqa: E731
-        lines.append(f"| {label} | {pct(g('train', 1))} | {pct(g('fresh', 1))} | {pct(g('train', 4))} | "
-                     f"{pct(g('fresh', 4))} | {pct(g('train', 8))} | {pct(g('fresh', 8))} | {pct(g('heldout', 8))} |")
-    tables["memorisation"] = "\n".join(lines)
+    tables["splits"] = markdown_table(
+        ["problem set", "problems", "majority-rule share", "warm start pass@1"] + [f"pass@{k}" for k in KS[1:]],
+        [[name, int(_mean_over_seeds(results, WARM, lambda p, name=name: p["sets"][name]["problems"])),
+          mean(WARM, lambda p, name=name: p["sets"][name]["majority_share"])]
+         + [mean(WARM, lambda p, name=name, k=k: p["sets"][name][f"pass@{k}"]) for k in KS]
+         for name in ("train", "heldout", "fresh")])
+
+    columns = [("train", 1), ("fresh", 1), ("train", 4), ("fresh", 4), ("train", 8), ("fresh", 8), ("heldout", 8)]
+    tables["memorisation"] = markdown_table(
+        ["policy"] + [f"{'held-out' if s == 'heldout' else s} pass@{k}" for s, k in columns],
+        [[label] + [mean(label, lambda p, s=s, k=k: p["sets"][s][f"pass@{k}"]) for s, k in columns]
+         for label in labels])
 
     classes = sorted({c for p in results["policies"] for c in p["sets"]["fresh"]["classes"]},
                      key=lambda c: (len(c) > 1, c))
-    lines = ["| policy | " + " | ".join(classes) + " |", "|" + "---|" * (1 + len(classes))]
-    for label in labels:
-        lines.append(f"| {label} | " + " | ".join(
-            pct(_mean_over_seeds(results, label, lambda p, c=c: p["sets"]["fresh"]["classes"].get(c, 0.0)))
-            for c in classes) + " |")
-    tables["behaviour"] = "\n".join(lines)
+    tables["behaviour"] = markdown_table(
+        ["policy", *classes],
+        [[label] + [mean(label, lambda p, c=c: p["sets"]["fresh"]["classes"].get(c, 0.0)) for c in classes]
+         for label in labels])
 
     cats = sorted({key.split("/")[0] for p in results["policies"] for key in p["sets"]["fresh"] if "/" in key})
-    lines = ["| policy | " + " | ".join(f"{c} pass@{k}" for c in cats for k in (1, 8)) + " |",
-             "|" + "---|" * (1 + 2 * len(cats))]
-    for label in labels:
-        lines.append(f"| {label} | " + " | ".join(
-            pct(_mean_over_seeds(results, label, lambda p, c=c, k=k: p["sets"]["fresh"][f"{c}/pass@{k}"]))
-            for c in cats for k in (1, 8)) + " |")
-    tables["categories"] = "\n".join(lines)
+    tables["categories"] = markdown_table(
+        ["policy"] + [f"{c} pass@{k}" for c in cats for k in (1, 8)],
+        [[label] + [mean(label, lambda p, c=c, k=k: p["sets"]["fresh"][f"{c}/pass@{k}"]) for c in cats for k in (1, 8)]
+         for label in labels])
 
-    lines = ["| run | k | training-batch pass@k, first 10 steps | last 10 steps | warm start, held-out pass@k | "
-             "warm start, train-split pass@k | final, held-out pass@k |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for label in labels:
-        if label == "warm_start":
+        if label == WARM:
             continue
         k = int(_mean_over_seeds(results, label, lambda p: p.get("training_batch", {}).get("k_first")))
-        lines.append(f"| {label} | {k} | "
-                     f"{pct(_mean_over_seeds(results, label, lambda p: p['training_batch'].get('first')))} | "
-                     f"{pct(_mean_over_seeds(results, label, lambda p: p['training_batch'].get('last')))} | "
-                     f"{pct(_mean_over_seeds(results, 'warm_start', lambda p: p['sets']['heldout'][f'pass@{k}']))} | "
-                     f"{pct(_mean_over_seeds(results, 'warm_start', lambda p: p['sets']['train'][f'pass@{k}']))} | "
-                     f"{pct(_mean_over_seeds(results, label, lambda p: p['sets']['heldout'][f'pass@{k}']))} |")
-    tables["training_batch"] = "\n".join(lines)
+        rows.append([label, k, mean(label, lambda p: p["training_batch"].get("first")),
+                     mean(label, lambda p: p["training_batch"].get("last")),
+                     mean(WARM, lambda p, k=k: p["sets"]["heldout"][f"pass@{k}"]),
+                     mean(WARM, lambda p, k=k: p["sets"]["train"][f"pass@{k}"]),
+                     mean(label, lambda p, k=k: p["sets"]["heldout"][f"pass@{k}"])])
+    tables["training_batch"] = markdown_table(
+        ["run", "k", "training-batch pass@k, first 10 steps", "last 10 steps", "warm start, held-out pass@k",
+         "warm start, train-split pass@k", "final, held-out pass@k"], rows)
     tables["seeds"] = str(seeds)
     return tables
 
@@ -193,8 +190,8 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
 
     labels = {p["label"] for p in results["policies"]}
     runs = [x for x in ("k1", "k4", "k8", "anneal") if x in labels]
-    share = {s: 100 * m("warm_start", lambda p, s=s: p["sets"][s]["majority_share"]) for s in ("train", "heldout", "fresh")}
-    w = {(s, k): 100 * m("warm_start", lambda p, s=s, k=k: p["sets"][s][f"pass@{k}"])
+    share = {s: 100 * m(WARM, lambda p, s=s: p["sets"][s]["majority_share"]) for s in ("train", "heldout", "fresh")}
+    w = {(s, k): 100 * m(WARM, lambda p, s=s, k=k: p["sets"][s][f"pass@{k}"])
          for s in ("train", "heldout", "fresh") for k in KS}
     out = [f"**Split composition.** The held-out set has {share['heldout']:.1f} % majority-rule problems, the "
            f"training set {share['train']:.1f} % and fresh problems {share['fresh']:.1f} % (the law: "
@@ -222,7 +219,7 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
                + ("no sign of memorisation." if max(abs(g) for g in gaps.values()) < 3 else
                   "some memorisation."))
     cls = lambda x, c: 100 * m(x, lambda p, c=c: p["sets"]["fresh"]["classes"].get(c, 0.0))  # noqa: E731
-    bad = {x: cls(x, "error") + cls(x, "invalid") for x in ["warm_start"] + runs}
+    bad = {x: cls(x, "error") + cls(x, "invalid") for x in [WARM] + runs}
     out.append("**Invalid outputs and execution errors** (a sample that writes no rule's output) were "
                f"{bad['warm_start']:.1f} % of the warm start's samples and "
                + ", ".join(f"{bad[x]:.1f} % ({x})" for x in runs)

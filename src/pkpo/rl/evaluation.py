@@ -1,26 +1,22 @@
 """Held-out evaluation of a policy: unbiased pass@k (binary) or maxg@k (continuous), with standard errors.
 
-For each of P problems we draw ``samples`` completions and compute the per-problem unbiased estimate
-(paper eq. 3 for pass@k, eq. 12 for maxg@k, via :func:`pkpo.pass_at_k` / :func:`pkpo.maxg_at_k`);
-the reported value is the mean over problems and its standard error is std / sqrt(P) over problems
-(the spread of the per-problem estimates; it does not include seed-to-seed variation).
+For each of P problems we draw ``samples`` completions; :func:`pkpo.metrics.pass_at_k_report` (binary
+rewards, paper eq. 3) or :func:`pkpo.metrics.maxg_at_k_report` (eq. 12) gives the mean over problems of the
+per-problem unbiased estimate and its standard error std / sqrt(P) over problems
+(:func:`pkpo.metrics.standard_error`: the spread of the per-problem estimates, NaN for one problem; it does
+not include seed-to-seed variation).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 import torch
 
-import pkpo
+from pkpo.metrics import maxg_at_k_report, pass_at_k_report
 
 from .interfaces import Policy, Problem, Samples, Task
-
-
-def _se(values: np.ndarray) -> float:
-    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def score_samples(task: Task, problems: Sequence[Problem], policy: Policy, samples: Samples) -> np.ndarray:
@@ -46,9 +42,9 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
     """Unbiased held-out pass@k (or maxg@k) of ``policy`` on ``problems``.
 
     Returns a dict with, for each k in ``ks``, ``"pass@k"`` and ``"pass@k_se"`` (``"maxg@k"`` for
-    continuous tasks), plus ``reward_mean`` (the mean reward of a single sample), ``entropy`` (mean
-    over samples of -log p(y | x): an unbiased estimate of the sequence-level entropy at temperature 1,
-    in nats), ``num_problems`` and ``samples``.
+    continuous tasks; the SE is NaN for a single problem), plus ``reward_mean`` (the mean reward of a
+    single sample), ``entropy`` (mean over samples of -log p(y | x): an unbiased estimate of the
+    sequence-level entropy at temperature 1, in nats), ``num_problems`` and ``samples``.
 
     ``detail=True`` adds ``"detail"``: per problem (in order) its ``uid``, the number of samples with
     reward 1 (``successes``; pass@k for any k <= samples follows from it), and, when the task has
@@ -83,12 +79,11 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
             policy.train()
     g = np.concatenate(rewards)  # (P, samples)
     name = "pass" if task.binary else "maxg"
+    report = (pass_at_k_report(g > 0.5, ks, n_bootstrap=0) if task.binary
+              else maxg_at_k_report(g, ks, n_bootstrap=0))
     out: dict = {"num_problems": len(problems), "samples": samples}
-    for k in ks:
-        per_problem = pkpo.pass_at_k(g > 0.5, k) if task.binary else pkpo.maxg_at_k(g, k)
-        per_problem = np.asarray(per_problem, dtype=np.float64)
-        out[f"{name}@{k}"] = float(per_problem.mean())
-        out[f"{name}@{k}_se"] = _se(per_problem)
+    for k in ks:  # in the caller's order (the report sorts them)
+        out[f"{name}@{k}"], out[f"{name}@{k}_se"] = report[k].estimate, report[k].se
     out["reward_mean"] = float(g.mean())
     out["entropy"] = float(np.concatenate(neg_logp).mean())
     if detail:

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .interfaces import Samples
+from .interfaces import Samples, left_pad, positions_from_mask
 
 PAD, BOS, EOS = 0, 1, 2
 _CHARS = "".join(chr(c) for c in range(32, 127))  # printable ASCII
@@ -134,19 +134,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists: ids (B, L) and a bool mask (B, L) that is True on real tokens."""
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    L = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), L), PAD, dtype=torch.long)
-    mask = torch.zeros((len(prompts), L), dtype=torch.bool)
-    for row, p in enumerate(prompts):
-        ids[row, L - len(p):] = torch.as_tensor(p, dtype=torch.long)
-        mask[row, L - len(p):] = True
-    return ids, mask
-
-
 class GPT(nn.Module):
     """Decoder-only transformer policy (implements :class:`pkpo.rl.interfaces.Policy`)."""
 
@@ -231,11 +218,11 @@ class GPT(nn.Module):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         dev = self.device
-        ids, mask = left_pad(prompt_ids)
+        ids, mask = left_pad(prompt_ids, PAD)
         ids = ids.repeat_interleave(n, dim=0).to(dev)  # (B*n, L)
         mask = mask.repeat_interleave(n, dim=0).to(dev)
         R, L = ids.shape
-        pos = (mask.long().cumsum(1) - 1).clamp(min=0)  # (B*n, L)
+        pos = positions_from_mask(mask)  # (B*n, L)
         head_dim = self.cfg.d_model // self.cfg.n_head
         cache = KVCache(self.cfg.n_layer, R, self.cfg.n_head, L + max_new_tokens, head_dim,
                         self.head.weight.dtype, dev)
@@ -262,7 +249,7 @@ class GPT(nn.Module):
     def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask)."""
         dev = self.device
-        ids, mask = left_pad(samples.prompt_ids)
+        ids, mask = left_pad(samples.prompt_ids, PAD)
         ids = ids.repeat_interleave(samples.n, dim=0).to(dev)  # (B*n, L)
         mask = mask.repeat_interleave(samples.n, dim=0).to(dev)
         comp = samples.completion_ids.to(dev)  # (B*n, T)
@@ -272,7 +259,7 @@ class GPT(nn.Module):
         L, T = ids.shape[1], comp.shape[1]
         full = torch.cat([ids, comp], dim=1)  # (B*n, L+T)
         key_mask = torch.cat([mask, torch.ones_like(cmask)], dim=1)
-        pos = (key_mask.long().cumsum(1) - 1).clamp(min=0)
+        pos = positions_from_mask(key_mask)
         logits = self.forward(full, key_mask, pos)[:, L - 1: L + T - 1].float()  # (B*n, T, V) predicting comp
         logp_all = torch.log_softmax(logits, dim=-1)
         # PAD after EOS has log p = -inf (never generated): select, do not multiply (-inf * 0 = nan)

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from pkpo.rl.interfaces import Samples
+from pkpo.rl.interfaces import Samples, left_pad, positions_from_mask
 
 # Token strings that end an assistant turn in common chat templates (ChatML, Llama 3, Gemma).
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
@@ -50,23 +50,6 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     if not ids:
         raise ValueError("the model and tokenizer define no EOS or end-of-turn token; pass stop_ids")
     return sorted(ids)
-
-
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token id lists to one (N, L) tensor; returns (ids, attention_mask)."""
-    length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if len(seq):
-            ids[row, length - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-            mask[row, length - len(seq):] = 1
-    return ids, mask
-
-
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on each row's first real token (left padding gets 0)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def sample_next_token(logits: torch.Tensor, temperature: float,
@@ -158,7 +141,7 @@ class HFPolicy(torch.nn.Module):
         device = self.device
         # prefill each prompt once, then copy its KV cache to its n samples
         ids, mask = left_pad(prompt_ids, self.pad_id)
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = ids.to(device), mask.long().to(device)  # HF attention masks are 0/1 integers
         stops = torch.tensor(self.stop_ids, device=device)
 
         was_training = self.model.training
@@ -208,7 +191,7 @@ class HFPolicy(torch.nn.Module):
             raise ValueError(f"samples hold {completion.shape[0]} completions but {B} prompts x n={n} "
                              f"= {B * n}")
         prompt, prompt_mask = left_pad(samples.prompt_ids, self.pad_id)
-        prompt, prompt_mask = prompt.to(self.device), prompt_mask.to(self.device)
+        prompt, prompt_mask = prompt.to(self.device), prompt_mask.long().to(self.device)
         out = self.model(input_ids=prompt, attention_mask=prompt_mask,
                          position_ids=positions_from_mask(prompt_mask), use_cache=True, logits_to_keep=1)
         cache = out.past_key_values

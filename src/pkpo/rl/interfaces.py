@@ -32,6 +32,27 @@ class Samples:
         return len(self.prompt_ids)
 
 
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token id lists: ids (N, L) long and a bool mask (N, L), True on real tokens.
+
+    Every sequence needs at least one token (a policy conditions on the last prompt token).
+    """
+    if not sequences or any(len(s) == 0 for s in sequences):
+        raise ValueError("every prompt needs at least one token")
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        ids[row, length - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, length - len(seq):] = True
+    return ids, mask
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding gets 0)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 @runtime_checkable
 class Policy(Protocol):
     """A trainable language policy (a torch.nn.Module) with its own tokenizer."""

@@ -14,7 +14,7 @@ seed is the unit: it redraws the warm start, the training samples and the evalua
 one seed it is ± 1.96 · SE over problems (evaluation noise only).
 
 The sentences of ``report.md`` (:func:`findings`) are generated from these numbers; none is written by
-hand, so they cannot disagree with the table.
+hand, so they cannot disagree with the table. The figures are drawn by :mod:`pkpo.rl.plots`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from pathlib import Path
 import numpy as np
 
 import pkpo
+from pkpo.metrics import standard_error
+
+from .._output import atomic_write, markdown_table
+from .grid import WARM_LABEL as WARM  # the run label of the warm start
 
 K_EVAL = (1, 2, 4, 8, 16)
-WARM = "warm_start"
 # two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (beyond: the normal 1.96)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
@@ -44,11 +47,11 @@ def t975(df: int) -> float:
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
+    return float(np.mean(values)), standard_error(values)
 
 
-def _run_dir(final: dict) -> Path:
+def run_dir_of(final: dict) -> Path:
+    """The folder of a finished run (where it is now, or where it was trained)."""
     return Path(final.get("run_dir") or final["config"]["out_dir"])
 
 
@@ -85,9 +88,8 @@ def table_markdown(rows: list[dict]) -> str:
     pm = "mean ± SE over seeds" if seeds > 1 else "± SE over held-out problems (1 seed)"
     head = ["run", "k schedule", "seeds"] + [f"{metric}@{k}" for k in K_EVAL] + [
         "solve rate", "hard solve rate", "entropy (nats)"]
-    lines = [f"Held-out {metric}@k_eval in %, {pm}; the best value of each column in bold. Solve rates: "
-             "fraction of the training problems drawn (all; hard only) that some sample solved.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    intro = (f"Held-out {metric}@k_eval in %, {pm}; the best value of each column in bold. Solve rates: "
+             "fraction of the training problems drawn (all; hard only) that some sample solved.")
     best = {k: max((r.get(f"{metric}@{k}", -1) for r in rows), default=-1) for k in K_EVAL}
 
     def cell(r, key, scale=100.0, bold_at=None):
@@ -97,12 +99,11 @@ def table_markdown(rows: list[dict]) -> str:
         text = f"{scale * r[key]:.1f}" + ("" if math.isnan(se) else f" ± {scale * se:.1f}")
         return f"**{text}**" if bold_at is not None and abs(r[key] - bold_at) < 1e-12 else text
 
-    for r in rows:
-        cells = [r["label"], r["k_schedule"], str(len(r["seeds"]))]
-        cells += [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
-        cells += [cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    body = [[r["label"], r["k_schedule"], len(r["seeds"])]
+            + [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
+            + [cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
+            for r in rows]
+    return f"{intro}\n\n{markdown_table(head, body)}"
 
 
 # ------------------------------------------------------------------------------------------- per problem
@@ -110,7 +111,7 @@ def table_markdown(rows: list[dict]) -> str:
 
 def read_detail(final: dict) -> dict | None:
     """The per-problem record of a run's final evaluation (``eval_detail.json``), or None."""
-    path = _run_dir(final) / "eval_detail.json"
+    path = run_dir_of(final) / "eval_detail.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -153,10 +154,10 @@ def paired_difference(finals: list[dict], a: str, b: str, k: int) -> dict | None
         last = pa - pb
     diff = float(np.mean(per_seed))
     if len(seeds) > 1:
-        half = t975(len(seeds) - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(len(seeds))
+        half = t975(len(seeds) - 1) * standard_error(per_seed)
         basis = f"{len(seeds)} seeds"
     else:
-        half = 1.96 * float(last.std(ddof=1)) / math.sqrt(len(last)) if len(last) > 1 else float("nan")
+        half = 1.96 * standard_error(last)
         basis = f"{len(last)} problems, 1 seed"
     return {"a": a, "b": b, "k": k, "diff": diff, "lo": diff - half, "hi": diff + half, "seeds": len(seeds),
             "basis": basis, "per_seed": per_seed, "a_mean": float(np.mean(a_means)),
@@ -188,13 +189,12 @@ def category_table(finals: list[dict], ks=(1, 8)) -> str:
                     mask = np.asarray(d["category"]) == c
                     vals.append(per_problem_pass_at_k(np.asarray(d["successes"])[mask], d["samples"], k).mean())
                 cells.append(f"{100 * np.mean(vals):.1f}")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        rows.append([label, *cells])
     if not rows:
         return ""
     first = next(iter(_details_by_seed(finals, labels[0]).values()))
     share = {c: 100 * np.mean(np.asarray(first["category"]) == c) for c in cats}
-    head = "| run | " + " | ".join(f"{c} ({share[c]:.0f} %) pass@{k}" for c in cats for k in ks) + " |"
-    return "\n".join([head, "|" + "---|" * (1 + len(cats) * len(ks))] + rows)
+    return markdown_table(["run"] + [f"{c} ({share[c]:.0f} %) pass@{k}" for c in cats for k in ks], rows)
 
 
 def behaviour_table(finals: list[dict]) -> str:
@@ -215,10 +215,8 @@ def behaviour_table(finals: list[dict]) -> str:
     if not per_label:
         return ""
     order = sorted(c for c in classes if len(c) == 1) + [c for c in ("error", "invalid") if c in classes]
-    lines = ["| run | " + " | ".join(order) + " |", "|" + "---|" * (1 + len(order))]
-    for label, vals in per_label.items():
-        lines.append(f"| {label} | " + " | ".join(f"{vals.get(c, 0.0):.1f}" for c in order) + " |")
-    return "\n".join(lines)
+    return markdown_table(["run", *order], [[label] + [f"{vals.get(c, 0.0):.1f}" for c in order]
+                                            for label, vals in per_label.items()])
 
 
 # ------------------------------------------------------------------------------------------- findings
@@ -317,198 +315,6 @@ def findings(finals: list[dict]) -> list[dict]:
     return out
 
 
-# ------------------------------------------------------------------------------------------- curves
-
-
-def read_curves(run_dir: Path) -> dict:
-    """Per-step and eval curves of one run from its metrics.jsonl."""
-    steps, solve, hard, ent, evals = [], [], [], [], defaultdict(list)
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if "k" in rec and "train/cumulative_solve_rate" in rec:
-            steps.append(rec["step"])
-            solve.append(rec["train/cumulative_solve_rate"])
-            hard.append(rec.get("train/hard_solve_rate", np.nan))
-            ent.append(rec["policy/entropy"])
-        elif any(key.startswith("eval/") for key in rec):
-            evals["step"].append(rec["step"])
-            for key, value in rec.items():
-                if key.startswith("eval/"):
-                    evals[key[5:]].append(value)
-    return {"step": np.array(steps), "solve": np.array(solve), "hard": np.array(hard, dtype=float),
-            "entropy": np.array(ent), "eval": {k: np.array(v) for k, v in evals.items()}}
-
-
-def _smooth(x: np.ndarray, w: int = 10) -> np.ndarray:
-    if len(x) < w:
-        return x
-    c = np.cumsum(np.insert(x, 0, 0.0))
-    head = c[1:w] / np.arange(1, w)
-    return np.concatenate([head, (c[w:] - c[:-w]) / w])
-
-
-def _final_point_on_subset(curves: dict, final: dict) -> None:
-    """Make the last point of a run's eval curve use the same problems as the points before it.
-
-    Evaluations during training use the first ``eval_problems`` problems; the final one may use more
-    (``final_eval_problems``). Its per-problem record gives the value on the first ``eval_problems``,
-    so every point of a curve is measured on the same problems (the table uses all of them)."""
-    cfg, ev = final.get("config", {}), curves.get("eval", {})
-    m = cfg.get("eval_problems")
-    detail = read_detail(final)
-    if detail is None or not m or len(detail["successes"]) <= m or not len(ev.get("step", [])):
-        return
-    for key in list(ev):
-        if key.startswith("pass@") and not key.endswith("_se"):
-            k = int(key[5:])
-            ev[key] = ev[key].astype(float).copy()
-            ev[key][-1] = per_problem_pass_at_k(detail["successes"][:m], detail["samples"], k).mean()
-
-
-def warm_reference(finals: list[dict], n: int | None = None) -> dict:
-    """The warm start's values that the figures draw as reference lines (means over its seeds):
-    held-out pass@k, entropy, and its pass@n on all / hard held-out problems (the solve rate an
-    untrained policy would have on fresh problems with n samples each)."""
-    warm = [f for f in finals if f["label"] == WARM]
-    if not warm:
-        return {}
-    ref = {key: float(np.mean([f[key] for f in warm if key in f])) for key in
-           [f"pass@{k}" for k in K_EVAL] + ["entropy"] if any(key in f for f in warm)}
-    details = [read_detail(f) for f in warm]
-    details = [d for d in details if d is not None]
-    if n and details and n <= details[0]["samples"]:
-        solve, hard = [], []
-        for d in details:
-            p = per_problem_pass_at_k(d["successes"], d["samples"], n)
-            solve.append(p.mean())
-            if "rule_of" in d:
-                from .tasks import MAJORITY_RULE
-
-                mask = np.asarray(d["rule_of"]) != MAJORITY_RULE  # the hard problems (tasks.HiddenRuleTask.is_hard)
-                hard.append(p[mask].mean() if mask.any() else np.nan)
-        ref["solve"] = float(np.mean(solve))
-        if hard:
-            ref["hard"] = float(np.nanmean(hard))
-    return ref
-
-
-def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
-    """Curves (mean over seeds): held-out pass@k_eval, solve rates, entropy; final pass@k vs k. Every
-    figure draws the warm start (dashed black) as the reference the runs start from."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_label: dict[str, list[dict]] = defaultdict(list)
-    for f in finals:
-        if f["label"] == WARM:
-            continue
-        curves = read_curves(_run_dir(f))
-        if curves:
-            _final_point_on_subset(curves, f)
-            by_label[f["label"]].append(curves)
-    rows = aggregate(finals)
-    metric = rows[0]["metric"] if rows else "pass"
-    trained = [f for f in finals if f["label"] != WARM]
-    ref = warm_reference(finals, n=trained[0]["config"]["n"] if trained else None)
-    figures = []
-    warm_style = dict(color="black", ls="--", lw=1.2)
-
-    def mean_curve(curve_list, getter):
-        arrays = [getter(c) for c in curve_list]
-        arrays = [a for a in arrays if a is not None and len(a)]
-        if not arrays:
-            return None
-        m = min(len(a) for a in arrays)
-        return np.mean([a[:m] for a in arrays], axis=0)
-
-    fig, axes = plt.subplots(1, len(K_EVAL), figsize=(4 * len(K_EVAL), 3.4), sharex=True)
-    start = {}  # the curves' common first point: the warm start on the curves' problems
-    for label, cl in by_label.items():
-        x = mean_curve(cl, lambda c: c["eval"].get("step"))
-        for ax, k in zip(axes, K_EVAL):
-            y = mean_curve(cl, lambda c, k=k: c["eval"].get(f"{metric}@{k}"))
-            if x is not None and y is not None:
-                m = min(len(x), len(y))
-                ax.plot(x[:m], 100 * y[:m], marker="o", ms=3, label=label)
-                if x[0] == 0:
-                    start.setdefault(k, y[0])
-    n_curve = (trained[0]["config"].get("eval_problems") if trained else None)
-    for ax, k in zip(axes, K_EVAL):
-        if k in start:
-            ax.axhline(100 * start[k], label="warm start", **warm_style)
-        ax.set_title(f"held-out {metric}@{k} (%)" + (f", {n_curve} problems" if n_curve else ""))
-        ax.set_xlabel("RL step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    figures.append(_save(fig, out / f"{prefix}pass_at_k_curves.png"))
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((axes[0], "solve", "solve rate: training problems drawn so far"),
-                           (axes[1], "hard", "hard solve rate: hard training problems drawn so far")):
-        for label, cl in by_label.items():
-            x = mean_curve(cl, lambda c: c["step"])
-            y = mean_curve(cl, lambda c, key=key: c[key])
-            if x is not None and y is not None and not np.isnan(y).all():
-                m = min(len(x), len(y))
-                ax.plot(x[:m], 100 * y[:m], label=label)
-        if key in ref:
-            ax.axhline(100 * ref[key], label="warm start (its pass@n on held-out problems)", **warm_style)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("RL step")
-        ax.set_ylabel("%")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    figures.append(_save(fig, out / f"{prefix}solve_rate.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, cl in by_label.items():
-        x = mean_curve(cl, lambda c: c["step"])
-        y = mean_curve(cl, lambda c: c["entropy"])
-        if x is not None and y is not None:
-            m = min(len(x), len(y))
-            ax.plot(x[:m], _smooth(y[:m]), label=label)
-    if "entropy" in ref:
-        ax.axhline(ref["entropy"], label="warm start", **warm_style)
-    ax.set_title("policy entropy: mean -log p(y|x) of samples (nats)")
-    ax.set_xlabel("RL step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figures.append(_save(fig, out / f"{prefix}entropy.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        ks = [k for k in K_EVAL if f"{metric}@{k}" in r]
-        style = dict(warm_style, marker="s") if r["label"] == WARM else dict(marker="o")
-        ax.errorbar(ks, [100 * r[f"{metric}@{k}"] for k in ks],
-                    yerr=[100 * np.nan_to_num(r[f"{metric}@{k}_se"]) for k in ks], ms=3, capsize=2,
-                    label="warm start" if r["label"] == WARM else r["label"], **style)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k_eval")
-    ax.set_ylabel(f"held-out {metric}@k_eval (%)")
-    ax.set_title("final held-out pass@k_eval")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    figures.append(_save(fig, out / f"{prefix}final_pass_at_k.png"))
-    return figures
-
-
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
 def _setting_line(cfg: dict) -> str:
     return (f"Task: {cfg.get('task')} (tier {cfg.get('tier')}, feature {cfg.get('feature')}); "
             f"{cfg.get('steps')} RL steps of {cfg.get('prompts_per_step')} prompts x {cfg.get('n')} samples "
@@ -525,11 +331,13 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
     rows = aggregate(finals)
     rows.sort(key=lambda r: r["label"] != WARM)  # the warm start first: where every run starts
     table = table_markdown(rows)
+    from .plots import plot_runs  # matplotlib, only when figures are drawn
+
     figures = plot_runs(out, finals)
     claims = findings(finals)
-    (out / "table.md").write_text(table + "\n")
-    (out / "table.json").write_text(json.dumps({"rows": rows, "findings": claims, "command": command,
-                                                "wall_s": wall_s}, indent=2))
+    atomic_write(out / "table.md", table + "\n")
+    atomic_write(out / "table.json", json.dumps({"rows": rows, "findings": claims, "command": command,
+                                                 "wall_s": wall_s}, indent=2))
     trained = [f for f in finals if f["label"] != WARM]
     cfg = (trained or finals)[0]["config"] if finals else {}
     lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  "]
@@ -555,5 +363,5 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
         lines += ["## What the samples did", "", "% of held-out samples by the rule whose output they wrote "
                   "(`error`: a plan letter but no rule's output; `invalid`: no plan letter).", "", behaviour, ""]
     lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
-    (out / report_name).write_text("\n".join(lines) + "\n")
+    atomic_write(out / report_name, "\n".join(lines) + "\n")
     return {"table_md": table, "rows": rows, "figures": figures, "findings": claims}

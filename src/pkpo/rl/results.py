@@ -32,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import DEMO_RUNS, PRESETS, finished_runs, run_grid, wall_time
-from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, format_diff, \
-    paired_difference, table_markdown, write_sweep_report
+from .._output import atomic_write, markdown_table
+from .cli import DEMO_RUNS, PRESETS
+from .config import TrainConfig
 from .diagnose import optimal_rule_distribution, pass_at_k_of
-from .trainer import TrainConfig
+from .grid import finished_runs, run_grid, wall_time
+from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, \
+    paired_difference, table_markdown, write_sweep_report
 
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
 # the headline comparisons: (run a, run b, k)
@@ -44,7 +46,7 @@ HEADLINE = [("k8", WARM, 8), ("k1", WARM, 1), ("k4", "k8", 4), ("k8", "k4", 8), 
             ("anneal", "k1", 1), ("anneal", "k1", 8)]
 
 
-def ceiling_rows(feature: str) -> list[str]:
+def ceiling_table(feature: str) -> str:
     """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row per
     k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
     from .tasks import AMBIGUOUS_PRIOR, MIXED_TABLE, RULE_PRIOR, RULES
@@ -58,8 +60,8 @@ def ceiling_rows(feature: str) -> list[str]:
     for k_opt in (1, 4, 8):
         q = optimal_rule_distribution(amb, k_opt)
         vals = [(1 - share) + share * pass_at_k_of(amb, q, k) for k in K_EVAL]
-        rows.append(f"| optimum for pass@{k_opt} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + " |")
-    return ["| policy | " + " | ".join(f"pass@{k}" for k in K_EVAL) + " |", "|" + "---|" * (1 + len(K_EVAL))] + rows
+        rows.append([f"optimum for pass@{k_opt}"] + [f"{100 * v:.1f}" for v in vals])
+    return markdown_table(["policy"] + [f"pass@{k}" for k in K_EVAL], rows)
 
 
 def task_table(cfg: dict) -> str:
@@ -70,15 +72,16 @@ def task_table(cfg: dict) -> str:
     groups: dict[str, list[int]] = {}
     for d, rule in enumerate(MIXED_TABLE):
         groups.setdefault(rule, []).append(d)
-    lines = ["| first digit | share of problems | kind | hidden rule |", "|---|---|---|---|"]
+    rows = []
     for rule, digits in groups.items():
         share = f"{100 * len(digits) / len(MIXED_TABLE):.0f} %"
         if rule == "*":
             amb = ", ".join(f"`{r}` {100 * p:.0f} %" for r, p in AMBIGUOUS_PRIOR.items())
-            lines.append(f"| {', '.join(map(str, digits))} | {share} | ambiguous | drawn by a hash of the string: {amb} |")
+            rows.append([", ".join(map(str, digits)), share, "ambiguous", f"drawn by a hash of the string: {amb}"])
         else:
             kind = "majority (the trap)" if rule == "r" else "minority, learnable"
-            lines.append(f"| {', '.join(map(str, digits))} | {share} | {kind} | `{rule}` |")
+            rows.append([", ".join(map(str, digits)), share, kind, f"`{rule}`"])
+    lines = [markdown_table(["first digit", "share of problems", "kind", "hidden rule"], rows)]
     prior = rule_prior("mixed")
     task = HiddenRuleTask(feature="mixed", n_train=64, n_heldout=32, n_validation=32, length=cfg.get("length", 6),
                           demo_power=cfg["demo_power"], demo_uniform=cfg["demo_uniform"])
@@ -91,14 +94,13 @@ def task_table(cfg: dict) -> str:
 
 def headline_table(finals: list[dict]) -> str:
     """The paired differences of the headline comparisons (points, 95 % CI, per-seed values)."""
-    lines = ["| comparison | k_eval | difference (points) | 95% CI | per seed |", "|---|---|---|---|---|"]
+    rows = []
     for a, b, k in HEADLINE:
         d = paired_difference(finals, a, b, k)
-        if d is None:
-            continue
-        lines.append(f"| {a} − {b} | {k} | {100 * d['diff']:+.1f} | {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f} | "
-                     + ", ".join(f"{100 * v:+.1f}" for v in d["per_seed"]) + " |")
-    return "\n".join(lines)
+        if d is not None:
+            rows.append([f"{a} − {b}", k, f"{100 * d['diff']:+.1f}", f"{100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}",
+                         ", ".join(f"{100 * v:+.1f}" for v in d["per_seed"])])
+    return markdown_table(["comparison", "k_eval", "difference (points)", "95% CI", "per seed"], rows)
 
 
 def replace_blocks(text: str, blocks: dict[str, str], where: str) -> str:
@@ -150,7 +152,7 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
     blocks["demo-setting"] = _setting({**cfg, "preset": "demo"})
     blocks["demo-task"] = task_table(cfg)
     blocks["demo-table"] = table_markdown(sorted(aggregate(demo), key=lambda r: r["label"] != WARM))
-    blocks["demo-ceiling"] = "\n".join(ceiling_rows(cfg["feature"]))
+    blocks["demo-ceiling"] = ceiling_table(cfg["feature"])
     blocks["demo-findings"] = _bullets(findings(demo))
     blocks["demo-paired"] = headline_table(demo)
     blocks["demo-categories"] = category_table(demo)
@@ -164,7 +166,7 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
     scfg = next(f for f in sum_runs if f["label"] != WARM)["config"]
     blocks["sum-setting"] = _setting({**scfg, "preset": "sum"})
     blocks["sum-table"] = table_markdown(sorted(aggregate(sum_runs), key=lambda r: r["label"] != WARM))
-    blocks["sum-ceiling"] = "\n".join(ceiling_rows("sum"))
+    blocks["sum-ceiling"] = ceiling_table("sum")
     blocks["sum-paired"] = headline_table(sum_runs)
     diag = json.loads((out / "sum" / "diagnosis.json").read_text())
     tables = diagnosis_tables(diag)
@@ -224,8 +226,8 @@ def main(argv=None) -> int:
         if not diag_path.exists():
             from .diagnose import diagnose_sweep
 
-            diag_path.write_text(json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
-        (out / "regenerate_wall.json").write_text(json.dumps({"wall_s": time.time() - t0}))
+            atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+        atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = "make results   # = python -m pkpo.rl.results --out runs/results (seeds " + \
@@ -237,9 +239,9 @@ def main(argv=None) -> int:
         for png in sorted(folder.glob("*.png")):
             shutil.copy(png, figures / f"{prefix}_{png.name}")
     results_md = Path(args.docs) / "results.md"
-    results_md.write_text(replace_blocks(results_md.read_text(), blocks, str(results_md)))
+    atomic_write(results_md, replace_blocks(results_md.read_text(), blocks, str(results_md)))
     readme = Path(args.readme)
-    readme.write_text(replace_blocks(readme.read_text(), readme_blocks, str(readme)))
+    atomic_write(readme, replace_blocks(readme.read_text(), readme_blocks, str(readme)))
     print(f"rewrote {results_md}, {readme} and the figures in {figures} ({time.time() - t0:.0f} s)")
     return 0
 

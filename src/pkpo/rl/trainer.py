@@ -3,7 +3,7 @@
 Copy-paste::
 
     pkpo train --task hidden-rule --k 8 --steps 300 --out runs/k8            # from flags
-    pkpo train --config examples/rl/k8.toml --resume                         # from TOML, continue a run
+    pkpo train --config my_run.toml --resume                                 # from TOML, continue a run
 
 or from Python::
 
@@ -49,245 +49,25 @@ namespaced keys, and ``eval/...`` records), TensorBoard events (``tb/``), ``chec
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import io
 import json
 import math
-import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (pkpo[rl] installs it)
-    import tomli as tomllib
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import pkpo
-from pkpo._validation import SCALES
-from pkpo.schedules import from_spec
 from pkpo.transforms import scale_advantages
 
+from .._output import atomic_write
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
+from .config import METHODS, TrainConfig, changed_fields
 from .evaluation import evaluate, score_samples
 from .interfaces import Policy, Task
 from .rundir import open_run
-
-METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
-BASELINES = ("none", "loo", "loo_minus_one", "centered")
-LR_SCHEDULES = ("constant", "cosine")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines one RL run. ``validate()`` checks it before any work."""
-
-    # --- task and policy (used by the CLI to build them; ``train`` takes them ready-made)
-    task: str = "hidden-rule"
-    """task name (``pkpo.rl.tasks.TASKS``)"""
-    tier: str = "hard"
-    """hidden-rule tier: "easy" (hint names the rule) or "hard" (hint is "?")"""
-    feature: str = "sum"
-    """hard-tier difficulty: "first" (learnable hidden feature) or "sum" (not learnable)"""
-    task_seed: int = 0
-    """seed of the problem set (fixed across training seeds, so seeds share held-out problems)"""
-    length: int = 6
-    """hidden-rule: digits per string"""
-    n_train: int = 512
-    """number of training problems"""
-    n_heldout: int = 128
-    """number of held-out problems"""
-    n_validation: int = 128
-    """number of validation problems (for tuning; disjoint from train and held-out)"""
-    d_model: int = 96
-    """GPT width"""
-    n_layer: int = 3
-    """GPT blocks"""
-    n_head: int = 4
-    """GPT attention heads"""
-    warm_steps: int = 1200
-    """supervised warm-start steps (0: none); cached on disk per config and seed"""
-    warm_batch: int = 64
-    """warm-start batch size"""
-    warm_lr: float = 2e-3
-    """warm-start learning rate"""
-    demo_power: float = 2.0
-    """warm start: "?" prompts are demonstrated with rule probability proportional to prior ** demo_power"""
-    demo_uniform: float = 0.0
-    """warm start: weight of the uniform distribution over rules mixed into the "?" demonstrations"""
-    # --- RL
-    steps: int = 300
-    """RL steps"""
-    prompts_per_step: int = 16
-    """prompts per step (B)"""
-    n: int = 16
-    """completions per prompt"""
-    k: str = "1"
-    """k schedule spec for method "pkpo" (``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300")"""
-    baseline: str = "loo_minus_one"
-    """PKPO transform variant: "none", "loo", "loo_minus_one" (the paper's PKPO) or "centered\""""
-    method: str = "pkpo"
-    """"pkpo", "loo", "grpo", "tzsm" or "entropy" (module docstring)"""
-    lr: float = 3e-4
-    """AdamW learning rate"""
-    lr_schedule: str = "constant"
-    """"constant", or "cosine": cosine decay from lr to lr / 10 over the run (``learning_rate``)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
-    max_new_tokens: int = 8
-    """longest completion in tokens (including EOS)"""
-    temperature: float = 1.0
-    """sampling temperature during training and evaluation"""
-    clip_eps: float = 0.0
-    """PPO ratio clipping epsilon (0: no clipping, plain policy gradient)"""
-    ppo_epochs: int = 1
-    """optimisation epochs per batch of samples (> 1 needs clip_eps > 0)"""
-    kl_coef: float = 0.0
-    """weight of the KL penalty to the reference policy (needs ``reference``)"""
-    entropy_coef: float = 0.0
-    """entropy bonus weight (method "entropy" uses 0.05 when this is 0)"""
-    grad_clip: float = 1.0
-    """global gradient-norm clip (0: none)"""
-    scale: str = "mean_abs"
-    """advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none\""""
-    # --- evaluation, logging, checkpoints
-    eval_every: int = 50
-    """held-out evaluation every this many steps (0: only at the end)"""
-    eval_problems: int = 128
-    """held-out problems per evaluation (0: no evaluation)"""
-    final_eval_problems: int = 0
-    """held-out problems of the final evaluation (0: the same as eval_problems)"""
-    eval_split: str = "heldout"
-    """the split evaluated: "heldout" (final numbers) or "validation" (tuning)"""
-    eval_samples: int = 32
-    """samples per held-out problem (pass@k up to this k is unbiased)"""
-    eval_ks: tuple = (1, 2, 4, 8, 16)
-    """k values of the held-out pass@k"""
-    seed: int = 0
-    """training seed (model init, warm start, sampling, data order)"""
-    out_dir: str = "runs/train"
-    """output directory"""
-    device: str = "cpu"
-    """"cpu" or "cuda\""""
-    threads: int = 1
-    """torch CPU threads (never more than the cores)"""
-    checkpoint_every: int = 50
-    """checkpoint every this many steps (0: only at the end)"""
-    tensorboard: bool = True
-    """also write TensorBoard events to out_dir/tb"""
-
-    # ------------------------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
-        values = dict(values)
-        if "k" in values:
-            values["k"] = str(values["k"])
-        if "eval_ks" in values:
-            values["eval_ks"] = tuple(int(k) for k in values["eval_ks"])
-        return cls(**values)
-
-    @classmethod
-    def from_toml(cls, path) -> "TrainConfig":
-        """Read a flat TOML file (keys are field names; tables are flattened into the top level)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        flat: dict = {}
-        for key, value in data.items():
-            if isinstance(value, dict):
-                flat.update(value)
-            else:
-                flat[key] = value
-        return cls.from_dict(flat).validate()
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["eval_ks"] = list(self.eval_ks)
-        return d
-
-    def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
-
-    def schedule(self):
-        """The k schedule actually used: ``from_spec(k)`` for pkpo, 1 or n for the other methods."""
-        if self.method == "pkpo":
-            return from_spec(self.k)
-        return from_spec(str(self.n if self.method == "tzsm" else 1))
-
-    def validate(self) -> "TrainConfig":
-        def need(cond, msg):
-            if not cond:
-                raise ValueError(msg)
-
-        for name in ("steps", "warm_steps", "eval_every", "eval_problems", "final_eval_problems", "checkpoint_every",
-                     "seed", "task_seed"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
-                 f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        for name in ("prompts_per_step", "n", "max_new_tokens", "ppo_epochs", "warm_batch", "eval_samples",
-                     "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
-                 f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
-        need(self.baseline in BASELINES, f"unknown baseline {self.baseline!r}; expected one of {BASELINES}")
-        need(self.scale in SCALES, f"unknown scale {self.scale!r}; expected one of {SCALES}")
-        need(self.scale != "n_over_k" or self.method != "grpo",
-             'scale "n_over_k" undoes the k/n factor of PKPO advantages; GRPO has none (use "mean_abs" or "none")')
-        need(self.n >= 2, f"n must be >= 2 (leave-one-out baselines need two samples per prompt), got {self.n}")
-        try:
-            sched = self.schedule()
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"bad k schedule {self.k!r}: {exc}") from None
-        need(sched.max_k <= self.n, f"k schedule {self.k!r} reaches k={sched.max_k} > n={self.n}")
-        if self.method == "pkpo" and self.baseline in ("loo", "centered"):
-            need(sched.max_k + 1 <= self.n,
-                 f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with n={self.n}")
-        need(math.isfinite(self.demo_power) and self.demo_power >= 0, f"demo_power must be >= 0, got {self.demo_power!r}")
-        need(0 <= self.demo_uniform <= 1, f"demo_uniform must be in [0, 1], got {self.demo_uniform!r}")
-        for name in ("lr", "temperature", "warm_lr"):
-            need(math.isfinite(getattr(self, name)) and getattr(self, name) > 0,
-                 f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("clip_eps", "kl_coef", "entropy_coef", "grad_clip", "weight_decay"):
-            need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0,
-                 f"{name} must be >= 0, got {getattr(self, name)!r}")
-        need(self.ppo_epochs == 1 or self.clip_eps > 0, "ppo_epochs > 1 needs clip_eps > 0 (PPO ratio clipping)")
-        need(all(1 <= k <= self.eval_samples for k in self.eval_ks),
-             f"every eval k in {list(self.eval_ks)} must be in [1, eval_samples={self.eval_samples}]")
-        need(self.device == "cpu" or self.device.startswith("cuda"), f"device must be 'cpu' or 'cuda[:i]', got {self.device!r}")
-        need(self.tier in ("easy", "hard"), f"unknown tier {self.tier!r}; expected 'easy' or 'hard'")
-        need(self.feature in ("first", "sum", "mixed"),
-             f"unknown feature {self.feature!r}; expected 'first', 'sum' or 'mixed'")
-        need(self.lr_schedule in LR_SCHEDULES, f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
-        need(self.eval_split in ("heldout", "validation"),
-             f"unknown eval_split {self.eval_split!r}; expected 'heldout' or 'validation'")
-        from .tasks import TASKS  # registered task names (the CLI may also know others)
-
-        need(self.task in TASKS or self.task.startswith("nl:"),
-             f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
-        return self
-
-    @property
-    def effective_entropy_coef(self) -> float:
-        return self.entropy_coef if self.entropy_coef > 0 or self.method != "entropy" else 0.05
-
-    def run_name(self) -> str:
-        k = {"pkpo": f"k{self.k}", "tzsm": "tzsm", "grpo": "grpo", "loo": "loo", "entropy": "entropy"}[self.method]
-        # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
-        task = self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
-        return f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace("@", "at").replace(":", "-")
-
 
 # ---------------------------------------------------------------------------------------------
 # library functions of the loop (each unit-tested)
@@ -308,15 +88,6 @@ def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
     if schedule == "constant" or steps <= 1:
         return lr
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1))))
-
-
-def tzsm_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """[TZSM25] leave-one-out max: A_i = max_j g_j - max_{j != i} g_j over the last axis (n >= 2)."""
-    top2 = rewards.topk(2, dim=-1).values  # (B, 2)
-    is_top = rewards == top2[..., :1]
-    n_top = is_top.sum(-1, keepdim=True)
-    max_others = torch.where(is_top & (n_top == 1), top2[..., 1:2], top2[..., :1])
-    return top2[..., :1] - max_others
 
 
 def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -340,8 +111,8 @@ def reward_advantages(rewards: torch.Tensor, method: str, k: int, baseline: str)
         return pkpo.transform(rewards, 1, baseline="loo_minus_one")  # (g_i - mean_{j!=i} g_j) / n, eq. 26
     if method == "grpo":
         return grpo_advantages(rewards)
-    if method == "tzsm":
-        return tzsm_advantages(rewards)
+    if method == "tzsm":  # max_j g_j - max_{j!=i} g_j: the PKPO transform at k = n
+        return pkpo.transform(rewards, rewards.shape[-1], baseline="loo_minus_one")
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
@@ -365,60 +136,6 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     r = ref_logp - logp
     return (torch.exp(r) - r - 1).mean()
 
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints: sha256 header + torch payload, written to a temp file and renamed
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    payload = buf.getvalue()
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(hashlib.sha256(payload).hexdigest().encode() + b"\n")
-        fh.write(payload)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load and verify a checkpoint; a damaged or foreign file raises ValueError."""
-    raw = Path(path).read_bytes()
-    digest, _, payload = raw.partition(b"\n")
-    if len(digest) != 64 or hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise ValueError(f"checkpoint {str(path)!r} is corrupted (checksum mismatch); delete it or start without --resume")
-    try:
-        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
-    missing = {"step", "model", "optimizer", "rng", "config"} - set(state)
-    if missing:
-        raise ValueError(f"checkpoint {str(path)!r} lacks {sorted(missing)}")
-    return state
-
-
-def _rng_state(gen: torch.Generator, data_rng: np.random.Generator) -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-             "sampler": gen.get_state(), "data": data_rng.bit_generator.state}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, gen: torch.Generator, data_rng: np.random.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["sampler"])
-    data_rng.bit_generator.state = state["data"]
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# fields that may change between an interrupted run and its resumption
-_RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "out_dir", "threads", "tensorboard", "device"}
 
 
 class _Batcher:
@@ -490,22 +207,20 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     start_step, last_eval = 0, {}
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        old = {k: v for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES}
-        new = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE_CHANGES}
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        diff = changed_fields(state["config"], cfg.to_dict())
+        if diff:
             raise ValueError(f"cannot resume {str(ckpt_path)!r}: config differs in {diff}")
         policy.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], gen, data_rng)
+        set_rng_state(state["rng"], gen, data_rng)
         batcher.order, batcher.pos = np.asarray(state["batcher"]["order"]), int(state["batcher"]["pos"])
         solved = np.asarray(state["solved"], dtype=bool)
         seen = np.asarray(state["seen"], dtype=bool) if "seen" in state else np.ones_like(solved)
         start_step, last_eval = int(state["step"]), state.get("last_eval", {})
-        _truncate_metrics(metrics_path, start_step)
+        truncate_metrics(metrics_path, start_step)
     else:
-        metrics_path.write_text(json.dumps({"config": cfg.to_dict(), "task": getattr(task, "name", "?"),
-                                            "policy_params": sum(p.numel() for p in policy.parameters())}) + "\n")
+        atomic_write(metrics_path, json.dumps({"config": cfg.to_dict(), "task": getattr(task, "name", "?"),
+                                               "policy_params": sum(p.numel() for p in policy.parameters())}) + "\n")
     writer = _tensorboard(out / "tb", start_step) if cfg.tensorboard else None
     bs, n = cfg.prompts_per_step, cfg.n
     if progress and start_step == 0:
@@ -519,7 +234,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {
             "step": step, "model": policy.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": _rng_state(gen, data_rng), "batcher": {"order": batcher.order.tolist(), "pos": batcher.pos},
+            "rng": rng_state(gen, data_rng), "batcher": {"order": batcher.order.tolist(), "pos": batcher.pos},
             "solved": solved.tolist(), "seen": seen.tolist(), "config": cfg.to_dict(), "last_eval": last_eval})
 
     def run_eval(step: int, problems=eval_problems) -> dict:
@@ -528,7 +243,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
                           max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed * 7919 + step,
                           detail=detail)
         if detail:
-            (out / "eval_detail.json").write_text(json.dumps(result.pop("detail")))
+            atomic_write(out / "eval_detail.json", json.dumps(result.pop("detail")))
         record = {"step": step, **{f"eval/{key}": v for key, v in result.items()}}
         _log(metrics_path, writer, record)
         return result
@@ -580,8 +295,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
             loss = pg_loss + cfg.kl_coef * kl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = (torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip) if cfg.grad_clip > 0
-                         else torch.sqrt(sum((p.grad ** 2).sum() for p in policy.parameters() if p.grad is not None)))
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip or float("inf"))
             optimizer.step()
         # --- logging
         dt = time.time() - t0
@@ -614,22 +328,10 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
              "cumulative_solve_rate": rates["train/cumulative_solve_rate"],
              "hard_solve_rate": rates.get("train/hard_solve_rate"), "problems_seen": int(seen.sum()), **final_eval,
              "wall_s_this_session": time.time() - t_start, "config": cfg.to_dict()}
-    (out / "final.json").write_text(json.dumps(final, indent=2))
+    atomic_write(out / "final.json", json.dumps(final, indent=2))
     if writer is not None:
         writer.close()
     return final
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after the checkpoint (they will be logged again, identically)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if "config" in rec or rec.get("step", 0) < step:
-            keep.append(line)
-    path.write_text("".join(line + "\n" for line in keep))
 
 
 def _tensorboard(logdir: Path, purge_step: int):

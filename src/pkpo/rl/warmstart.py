@@ -13,6 +13,7 @@ and seed; the file is written atomically (tmp + rename).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._output import atomic_write
 from .interfaces import Samples
 
 WARMSTART_VERSION = 2  # 2: the key hashes the task's demonstrator (warmstart_spec)
@@ -99,9 +101,9 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
             on_step(step + 1, steps)
     wall, cpu = time.time() - t0, time.process_time() - c0
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"model": policy.state_dict(), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save({"model": policy.state_dict(), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}, buf)
+    atomic_write(path, buf.getvalue())
     return {"cached": False, "path": str(path), "final_nll": nll, "wall_s": wall, "cpu_s": cpu}
 
 

@@ -4,10 +4,10 @@ Policy x ~ N(theta, 0.1^2), reward g(x) = x^2 on [0, 1] and 0 above the cliff at
 objective maxg@k(theta) (eq. 11). Modules, each usable on its own:
 
 - :mod:`~pkpo.toy.landscape`: exact maxg@k(theta), its derivative and theta*(k) (Figure 1);
-- :mod:`~pkpo.toy.weights`: the rank weights C(i-1, k-1)/C(n, k) (Figure 2);
+- Figure 2, the rank weights C(i-1, k-1)/C(n, k), is :func:`pkpo.maxg_at_k_weights`;
 - :mod:`~pkpo.toy.estimators`: the seven gradient estimators compared in Figure 4;
-- :mod:`~pkpo.toy.variance`: their variance and mean at one (n, k, theta) (Figure 4);
-- :mod:`~pkpo.toy.transformed`: binned transformed rewards of uniform rewards (Figure 5);
+- :mod:`~pkpo.toy.fig4_variance`: their variance and mean at one (n, k, theta) (Figure 4);
+- :mod:`~pkpo.toy.fig5_transformed`: binned transformed rewards of uniform rewards (Figure 5);
 - :mod:`~pkpo.toy.training`: toy gradient ascent on theta with any estimator (not in the paper);
 - :mod:`~pkpo.toy.study`, :mod:`~pkpo.toy.figures`, :mod:`~pkpo.toy.report`, :mod:`~pkpo.toy.cli`:
   the ``pkpo toy`` command that runs all of it (see docs/toy.md).

@@ -17,35 +17,19 @@ import os
 import sys
 import time
 
+from .._cli import Parser, UsageError, fail, non_negative_int
+
 __all__ = ["main"]
 
 CHECKPOINT = ".toy_checkpoint.json"
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one clean line instead of usage + traceback-free exit
-        raise _UsageError(message)
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed must be a non-negative integer; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--seed must be a non-negative integer; got {value}")
-    return value
+PROG = "pkpo toy"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pkpo toy", description="Reproduce the PKPO paper's toy study (Sec. 5.1, App. C).")
+    parser = Parser(prog=PROG, description="Reproduce the PKPO paper's toy study (Sec. 5.1, App. C).")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--quick", action="store_true", help="reduced sizes for a smoke test (a few seconds)")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -53,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prepare_out(out: str) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
-        raise _UsageError(f"--out {out!r} exists and is not a folder")
+        raise UsageError(f"--out {out!r} exists and is not a folder")
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as error:
-        raise _UsageError(f"cannot create --out folder {out!r}: {error.strerror}") from None
+        raise UsageError(f"cannot create --out folder {out!r}: {error.strerror}") from None
     if not os.access(out, os.W_OK):
-        raise _UsageError(f"--out folder {out!r} is not writable")
+        raise UsageError(f"--out folder {out!r} is not writable")
 
 
 def main(argv=None) -> int:
@@ -68,9 +52,8 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         _prepare_out(args.out)
-    except _UsageError as error:
-        print(f"pkpo toy: error: {error}", file=sys.stderr)
-        return 2
+    except UsageError as error:
+        return fail(PROG, error)
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
 

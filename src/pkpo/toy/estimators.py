@@ -62,7 +62,7 @@ def is_defined(name: str, n: int, k: int) -> bool:
     if not (1 <= k <= n):
         return False
     if name in _ALL_SUBSETS_BASELINE:
-        return n >= pkpo._validation.min_group_size(k, _ALL_SUBSETS_BASELINE[name])
+        return n >= pkpo.min_group_size(k, _ALL_SUBSETS_BASELINE[name])
     if n % k:
         return False
     if name == "naive_partitioned_baselined":

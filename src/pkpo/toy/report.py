@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from .._output import markdown_table
 from .estimators import ESTIMATORS, LABELS
 
 __all__ = ["render_report"]
@@ -29,8 +30,7 @@ def _sig(value) -> str:
 
 
 def _table(header, rows) -> list:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return markdown_table(header, rows).splitlines()
 
 
 def _landscape_section(result: dict, figures: str) -> list:

@@ -17,12 +17,15 @@ import numpy as np
 from scipy import optimize, special
 from tqdm.auto import tqdm
 
+import pkpo
+
+from .._output import atomic_write
 from .estimators import ESTIMATORS, is_defined
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
-from .training import AscentConfig, ascend, curvature_at_optimum, samples_to_converge, settle_step
-from .transformed import binned_transform
-from .variance import variance_at_n
-from .weights import rank_weights
+from .training import (AscentConfig, ascend, curvature_at_optimum, median_samples, samples_to_converge,
+                       settle_step)
+from .fig4_variance import variance_at_n
+from .fig5_transformed import binned_transform
 
 __all__ = ["StudyConfig", "work_items", "run_study", "PAPER_THETA_STAR"]
 
@@ -110,8 +113,8 @@ def _min_gradient(grid: np.ndarray, k: int) -> float:
 
 
 def weights(config: StudyConfig) -> dict:
-    """Figure 2: rank weights C(i-1, k-1)/C(n, k)."""
-    return {str(k): rank_weights(config.weights_n, k).tolist() for k in config.weights_ks}
+    """Figure 2: rank weights C(i-1, k-1)/C(n, k) of the maxg@k estimator (eq. 13)."""
+    return {str(k): pkpo.maxg_at_k_weights(config.weights_n, k).tolist() for k in config.weights_ks}
 
 
 def training_run(config: StudyConfig, k: int, estimator: str, seed: int) -> dict:
@@ -135,14 +138,8 @@ def annealed_run(config: StudyConfig, seed: int) -> dict:
             "switch_samples": half * ascent.n,
             "median_theta_at_switch": float(np.median(path[half])),
             "median_theta_final": float(np.median(path[-1])),
-            "samples_to_resettle_median": _lower_median_samples(settle, ascent.n),
+            "samples_to_resettle_median": median_samples(settle, ascent.n),
             "fraction_resettled": float(np.mean(settle >= 0))}
-
-
-def _lower_median_samples(steps: np.ndarray, n: int):
-    ordered = sorted(steps, key=lambda s: np.inf if s < 0 else s)
-    middle = ordered[(len(ordered) - 1) // 2]
-    return None if middle < 0 else int(middle) * n
 
 
 def _trajectory(path: np.ndarray, config: StudyConfig, spacing: str = "log") -> dict:
@@ -195,12 +192,8 @@ def _load_checkpoint(path, settings: dict) -> dict:
 
 
 def _save_checkpoint(path, settings: dict, items: dict) -> None:
-    if path is None:
-        return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"settings": settings, "items": items}, f)
-    os.replace(tmp, path)
+    if path is not None:
+        atomic_write(path, json.dumps({"settings": settings, "items": items}))
 
 
 def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = True) -> dict:

@@ -25,7 +25,8 @@ import numpy as np
 from .estimators import gradient_estimates, is_defined
 from .landscape import SIGMA, maxg_at_k_gradient_exact, theta_star
 
-__all__ = ["AscentConfig", "curvature_at_optimum", "ascend", "settle_step", "samples_to_converge"]
+__all__ = ["AscentConfig", "curvature_at_optimum", "ascend", "settle_step", "samples_to_converge",
+           "median_samples"]
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,20 @@ def samples_to_converge(path: np.ndarray, k: int, config: AscentConfig) -> dict:
     half never settled: the median is then only known to exceed the budget).
     """
     steps = settle_step(path, theta_star(k), config.tolerance)
-    samples = [None if s < 0 else int(s) * config.n for s in steps]
-    ordered = sorted(steps, key=lambda s: np.inf if s < 0 else s)
-    median_step = ordered[(len(ordered) - 1) // 2]  # the lower median: defined when half settle
     return {
-        "per_seed": samples,
+        "per_seed": [None if s < 0 else int(s) * config.n for s in steps],
         "fraction_converged": float(np.mean(steps >= 0)),
-        "median": None if median_step < 0 else int(median_step) * config.n,
+        "median": median_samples(steps, config.n),
         "budget": config.steps * config.n,
     }
+
+
+def median_samples(steps: np.ndarray, n: int) -> int | None:
+    """The lower median over seeds of their settle steps (:func:`settle_step`), in samples (x n).
+
+    A seed that never settled (-1) counts as infinitely slow, so the lower median is defined as
+    long as half the seeds settled; None when more than half never did.
+    """
+    ordered = sorted(steps, key=lambda s: np.inf if s < 0 else s)
+    middle = ordered[(len(ordered) - 1) // 2]
+    return None if middle < 0 else int(middle) * n

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+torch = pytest.importorskip("torch")
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smollm_pkpo.py"
 
 

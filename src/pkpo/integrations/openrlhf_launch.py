@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m pkpo.launch.openrlhf (--pkpo.k K | --pkpo.schedule S) [--pkpo.baseline B] \\
+    python -m pkpo.integrations.openrlhf_launch (--pkpo.k K | --pkpo.schedule S) [--pkpo.baseline B] \\
         [--pkpo.scale none|n_over_k|mean_abs] <openrlhf.cli.train_ppo_ray arguments>
 
 Runs OpenRLHF's ``openrlhf.cli.train_ppo_ray`` with :func:`pkpo.integrations.openrlhf.patch`
@@ -33,6 +33,9 @@ import os
 import runpy
 import sys
 
+from .._cli import fail
+
+PROG = "pkpo.integrations.openrlhf_launch"
 ENTRY_MODULE = "openrlhf.cli.train_ppo_ray"
 SETUP_HOOK = "pkpo.integrations.openrlhf.patch"
 PKPO_FLAGS = {
@@ -57,8 +60,8 @@ OPENRLHF_DEFAULT_ENV = {
 }
 
 HELP = """\
-usage: python -m pkpo.launch.openrlhf (--pkpo.k K | --pkpo.schedule S) [--pkpo.baseline B]
-                                      [--pkpo.scale SCALE] [OpenRLHF train_ppo_ray arguments ...]
+usage: python -m pkpo.integrations.openrlhf_launch (--pkpo.k K | --pkpo.schedule S)
+           [--pkpo.baseline B] [--pkpo.scale SCALE] [OpenRLHF train_ppo_ray arguments ...]
 
 Run OpenRLHF's PPO (openrlhf.cli.train_ppo_ray) on PKPO transformed rewards: the PKPO patch is
 installed in every Ray worker through a runtime_env worker_process_setup_hook.
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(HELP, end="")
         return 0
-    from pkpo.integrations import openrlhf as adapter
+    from . import openrlhf as adapter
 
     try:
         pkpo_env, rest = split_argv(argv)
@@ -204,27 +207,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         rest, notes = with_pkpo_defaults(rest)
     except ValueError as error:
-        print(f"pkpo.launch.openrlhf: error: {error}", file=sys.stderr)
-        return 2
+        return fail(PROG, error)
     missing = missing_modules()
     if missing:
-        print(
-            f"pkpo.launch.openrlhf: error: OpenRLHF cannot be imported here (missing: "
-            f"{', '.join(missing)}); install it on a CUDA machine: pip install "
-            "'openrlhf[vllm]==0.11.2' (docs/integrations.md).",
-            file=sys.stderr,
+        return fail(
+            PROG,
+            f"OpenRLHF cannot be imported here (missing: {', '.join(missing)}); install it on a CUDA "
+            "machine: pip install 'openrlhf[vllm]==0.11.2' (docs/integrations.md).",
         )
-        return 2
-    print(f"pkpo.launch.openrlhf: PKPO {options.describe()}", file=sys.stderr)
+    print(f"{PROG}: PKPO {options.describe()}", file=sys.stderr)
     for note in notes:
-        print(f"pkpo.launch.openrlhf: note: {note}", file=sys.stderr)
+        print(f"{PROG}: note: {note}", file=sys.stderr)
 
     os.environ.update(pkpo_env)
     import ray
 
     if ray.is_initialized():
         print(
-            "pkpo.launch.openrlhf: warning: Ray was already initialised here; its workers get "
+            f"{PROG}: warning: Ray was already initialised here; its workers get "
             f"the PKPO patch only with runtime_env worker_process_setup_hook={SETUP_HOOK!r}.",
             file=sys.stderr,
         )

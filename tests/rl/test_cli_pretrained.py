@@ -4,10 +4,13 @@ import json
 
 import pytest
 
-from pkpo.cli import main
-from pkpo.rl.nl_tasks import nl_task_from_name
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
-from test_hf_policy import checkpoint_dir  # noqa: F401 (a fixture: a tiny local Llama checkpoint)
+from pkpo.cli import main  # noqa: E402
+from pkpo.rl.nl_tasks import nl_task_from_name  # noqa: E402
+
+from test_pretrained import checkpoint_dir  # noqa: E402, F401 (a fixture: a tiny local Llama checkpoint)
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ import re
 
 import pytest
 
-from pkpo.rl.interfaces import Task
-from pkpo.rl.nl_tasks import (
+torch = pytest.importorskip("torch")
+
+from pkpo.rl.interfaces import Task  # noqa: E402
+from pkpo.rl.nl_tasks import (  # noqa: E402
     ArithmeticWordTask,
     SortNumbersTask,
     extract_answer,

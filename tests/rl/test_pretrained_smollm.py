@@ -11,7 +11,8 @@ import json
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,7 +24,8 @@ pytestmark = [
 def test_real_model_loads_samples_and_takes_one_rl_step(tmp_path):
     from pkpo.rl.nl_tasks import ArithmeticWordTask
     from pkpo.rl.pretrained import builtin_gguf_path, load_pretrained
-    from pkpo.rl.trainer import TrainConfig, train
+    from pkpo.rl.config import TrainConfig
+    from pkpo.rl.trainer import train
 
     torch.set_num_threads(1)
     assert builtin_gguf_path().name.endswith(".gguf")

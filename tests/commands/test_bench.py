@@ -1,32 +1,48 @@
-"""pkpo bench: its per-group reference loop computes the same numbers, and its report renders.
+"""pkpo bench and benchmarks/transform.py: the per-group reference loop computes the same numbers,
+and the report renders.
 
 No wall-clock assertions: the benchmark's timings are printed, never tested.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pkpo
-from pkpo import bench
+from pkpo.commands import bench
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import reference_loop  # noqa: E402  (benchmarks/ is on sys.path)
 
 
-@pytest.mark.parametrize("weights", [bench.comb_weights, bench.ratio_weights])
+def transform_benchmark():
+    """benchmarks/transform.py as a module (its LOOPS are the references it adds to pkpo bench)."""
+    spec = importlib.util.spec_from_file_location("transform_benchmark", BENCHMARKS / "transform.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("weights", [reference_loop.comb_weights, reference_loop.ratio_weights])
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 16, 40])
 def test_loop_reference_is_the_transform(weights, n, rng):
     g = np.concatenate([rng.normal(size=(3, n)), rng.integers(0, 3, size=(2, n)) * 0.5])
     for k in sorted({1, 2, max(1, n // 4), max(1, n // 2), n - 1, n} - {0}):
         expected = pkpo.transform(g, k)
-        got = np.array([bench.loop_group(row, k, weights) for row in g.tolist()])
+        got = np.array([reference_loop.loop_group(row, k, weights) for row in g.tolist()])
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
 
 
 def test_weights_agree():
     for n, k in [(16, 4), (64, 16), (256, 64), (40, 40)]:
-        for a, b in zip(bench.comb_weights(n, k), bench.ratio_weights(n, k)):
+        for a, b in zip(reference_loop.comb_weights(n, k), reference_loop.ratio_weights(n, k)):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
 
 
@@ -70,11 +86,12 @@ def fake_results():
 
 def test_report_and_targets():
     results = fake_results()
-    table = bench.shapes_table(results["shapes"], "cpu")
+    table = bench.shapes_table(results["shapes"], "cpu", transform_benchmark().LOOPS)
     assert (
         "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms | 1.50 s (100 groups timed) | 500.00 ms | 150x | 50x |"
         in table
     )
+    assert "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n" in bench.shapes_table(results["shapes"], "cpu") + "\n"
     assert (
         "| 4 x 65536 | 32768 | 20.00 ms | 70.00 ms | 90.00 ms | 2.00 | 3.50 |"
         in bench.growth_table(results["growth"], "cpu")
@@ -97,3 +114,12 @@ def test_cuda_request_without_cuda_is_an_error(capsys):
         pytest.skip("this machine has CUDA")
     assert bench.main(["--device", "cuda"]) == 2
     assert "needs torch with a CUDA device" in capsys.readouterr().err
+
+
+def test_verl_comparison_computes_the_same_advantages():
+    """The verl table's "same advantages" line holds: pkpo's verl estimator (scale "none") and the
+    bare transform both equal verl's grpo_passk at k = n."""
+    pytest.importorskip("verl", reason="the verl comparison needs the verl extra (make test installs it)")
+    result = bench.bench_verl(np.random.default_rng(0), tokens=4)
+    assert result["max_abs_diff_estimator"] < 1e-5
+    assert result["max_abs_diff_transform"] < 1e-5

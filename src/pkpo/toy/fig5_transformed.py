@@ -16,13 +16,11 @@ import numpy as np
 
 import pkpo
 
-BASELINES = ("none", "loo", "loo_minus_one", "centered")
-
-__all__ = ["BASELINES", "binned_transform"]
+__all__ = ["binned_transform"]
 
 
 def binned_transform(n: int, k: int, batches: int, bins: int, rng: np.random.Generator,
-                     baselines=BASELINES) -> dict:
+                     baselines=pkpo.BASELINES) -> dict:
     """Mean transformed reward per raw-reward bin, for each baseline, over ``batches`` batches.
 
     Returns ``{"bin_centers": [...], baseline: {"mean": [...], "count": [...],

@@ -1,11 +1,11 @@
-"""``pkpo bench``: time the PKPO reward transform against reference implementations.
+"""``pkpo bench``: time the PKPO reward transform, on its own and against verl's ``grpo_passk``.
 
 Every ratio in the output is measured in the same run, on the same machine, on the same data:
 
 1. **Shapes** (groups x n) = 16384 x 16, 4096 x 64, 1024 x 256, 64 x 4096, at k = n/4 and k = n,
    ``pkpo.transform(rewards, k)`` (baseline ``loo_minus_one``, the paper's PKPO) on float32 numpy
-   and torch arrays, against a straightforward per-group Python loop of the paper's algorithm
-   (:func:`loop_reference`), timed on a subset of the groups and scaled to all of them.
+   and torch arrays, and against any :class:`Reference` implementations given to :func:`main`,
+   each timed on a subset of the groups and scaled to all of them.
 2. **verl** 0.9.1's ``grpo_passk`` estimator (``compute_grpo_passk_outcome_advantage``, TZSM25:
    the k = n case) at 512 groups x 16, on the same token-level inputs as pkpo's own verl
    estimator, with ``norm_adv_by_std_in_grpo=False``; the advantages are checked to be equal.
@@ -15,7 +15,8 @@ Every ratio in the output is measured in the same run, on the same machine, on t
 
 Run ``pkpo bench`` (about a minute on 2 CPU cores), ``pkpo bench --quick`` (a few seconds: small
 shapes, no verl), ``pkpo bench --device cuda``, and add ``--json PATH`` for machine-readable
-results. ``benchmarks/transform.py`` runs the same code.
+results. ``benchmarks/transform.py`` runs the same code with the paper's algorithm as a
+plain-Python per-group loop (benchmarks/reference_loop.py) as a reference in the first table.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
-from ._cli import Parser, UsageError, fail, non_negative_int, positive_int
+from .._cli import Parser, UsageError, fail, non_negative_int, positive_int
+from .._output import markdown_table
 
 SHAPES = [(16384, 16), (4096, 64), (1024, 256), (64, 4096)]
 QUICK_SHAPES = [(512, 16), (32, 256)]
@@ -41,85 +44,13 @@ QUICK_GROWTH_NS = [64, 4096]
 VERL_SHAPE = (512, 16)
 
 
-# --- the reference: one group at a time, in plain Python ------------------------------------
+class Reference(NamedTuple):
+    """A slower implementation of the transform, timed beside pkpo in the shapes table."""
 
-
-def comb_weights(n: int, k: int) -> tuple[list, list]:
-    """w_i = C(i-1,k-1)/C(n,k) for ranks 1..n and v_j = C(j-1,k-2)/C(n-1,k-1) for ranks 1..n-1,
-    each from math.comb (exact integers, one float64 division): Listing 1's way, one binomial
-    per rank and so O(n k) big-integer work per group."""
-    total = math.comb(n, k)
-    w = [math.comb(i, k - 1) / total for i in range(n)]
-    total = math.comb(n - 1, k - 1)
-    v = [math.comb(j, k - 2) / total for j in range(n - 1)] if k >= 2 else []
-    return w, v
-
-
-def ratio_weights(n: int, k: int) -> tuple[list, list]:
-    """The same weights by O(1) ratio recurrences from the top rank down (Theorem 5):
-    w_n = k/n, w_(i-1) = w_i (i-k)/(i-1); v_(n-1) = (k-1)/(n-1), v_(j-1) = v_j (j-k+1)/(j-1)."""
-    w = [0.0] * n
-    w[n - 1] = k / n
-    for i in range(n - 1, k - 1, -1):  # 0-based: w[i-1] = w[i] (i-k+1)/i
-        w[i - 1] = w[i] * (i - k + 1) / i
-    v = [0.0] * (n - 1)
-    if k >= 2:
-        v[n - 2] = (k - 1) / (n - 1)
-        for j in range(n - 2, k - 2, -1):
-            v[j - 1] = v[j] * (j - k + 2) / j
-    return w, v
-
-
-def loop_group(values: list, k: int, weights=comb_weights) -> list:
-    """s^(loo-1) of one group (paper eq. 33) in plain Python floats, the paper's O(n) recursions.
-
-    Theorem 5 and eq. 49 of the paper (arXiv:2505.15201 v4): sort once; s by the right-to-left recursion,
-    s_(i) = s_(i+1) + w_i (g_(i) - g_(i+1)) with w_i = C(i-1,k-1)/C(n,k) and s_(n) = w_n g_(n);
-    the baseline (k/n) rho_{k-1}(g without i) by the left-to-right recursion of eqs. 31-32
-    (corrected form): R_1 = rho_{k-1}(g_(2..n)), R_(i+1) = R_i + v_i (g_(i) - g_(i+1)) with
-    v_i = C(i-1,k-2)/C(n-1,k-1). k = 1 is leave-one-out centring divided by n.
-    """
-    n = len(values)
-    order = sorted(range(n), key=values.__getitem__)
-    g = [values[j] for j in order]
-    out = [0.0] * n
-    if k == 1:
-        total = math.fsum(g)
-        for rank, j in enumerate(order):
-            out[j] = (g[rank] - (total - g[rank]) / (n - 1)) / n
-        return out
-    w, v = weights(n, k)  # 0-based ranks
-    s = [0.0] * n
-    s[n - 1] = w[n - 1] * g[n - 1]
-    for i in range(n - 2, -1, -1):
-        s[i] = s[i + 1] + w[i] * (g[i] - g[i + 1])
-    rest = 0.0  # R_1 = rho_{k-1}(g_(2..n)) = sum_j v_j g_(j+1)
-    for j in range(k - 2, n - 1):
-        rest += v[j] * g[j + 1]
-    scale = k / n
-    for i in range(n):
-        out[order[i]] = s[i] - scale * rest
-        if i < n - 1:
-            rest += v[i] * (g[i] - g[i + 1])
-    return out
-
-
-def time_loop(rewards: np.ndarray, k: int, weights, budget: float) -> dict:
-    """Run :func:`loop_group` group by group until ``budget`` seconds are spent (at least one
-    group); return the time scaled to all groups, how many were timed, and the results."""
-    rows = rewards.tolist()
-    results = []
-    start = time.perf_counter()
-    for row in rows:
-        results.append(loop_group(row, k, weights))
-        if time.perf_counter() - start >= budget:
-            break
-    elapsed = time.perf_counter() - start
-    return {
-        "seconds": elapsed * len(rows) / len(results),
-        "timed": len(results),
-        "out": np.array(results),
-    }
+    key: str  # prefix of its entries in the results: "{key}_s", "{key}_groups_timed", ...
+    title: str  # its column, e.g. "loop, math.comb"
+    ratio_title: str  # the column of its time over pkpo's, e.g. "math.comb loop / pkpo"
+    run: Callable  # (float64 rewards (groups, n), k, budget in s) -> {"seconds", "timed", "out"}
 
 
 # --- timing -----------------------------------------------------------------------------------
@@ -188,7 +119,7 @@ def time_backends(rewards: np.ndarray, k: int, device: str, min_time: float) -> 
     return row
 
 
-def bench_shapes(shapes, device: str, rng, loop_budget: float = 0.5, min_time: float = 0.15):
+def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15):
     import pkpo
 
     rows = []
@@ -196,11 +127,11 @@ def bench_shapes(shapes, device: str, rng, loop_budget: float = 0.5, min_time: f
         rewards = rng.random((groups, n), dtype=np.float32)
         for k in (n // 4, n):
             row = {"groups": groups, "n": n, "k": k, **time_backends(rewards, k, device, min_time)}
-            for name, weights in (("loop", comb_weights), ("loop_ratio", ratio_weights)):
-                run = time_loop(rewards.astype(np.float64), k, weights, loop_budget)
-                row[f"{name}_s"], row[f"{name}_groups_timed"] = run["seconds"], run["timed"]
+            for reference in references:
+                run = reference.run(rewards.astype(np.float64), k, loop_budget)
+                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = run["seconds"], run["timed"]
                 expected = pkpo.transform(rewards[: run["timed"]].astype(np.float64), k)
-                row[f"{name}_max_abs_diff"] = float(np.abs(run["out"] - expected).max())
+                row[f"{reference.key}_max_abs_diff"] = float(np.abs(run["out"] - expected).max())
             rows.append(row)
     return rows
 
@@ -239,7 +170,7 @@ def bench_verl(rng, tokens: int = 32) -> dict:
     uids = np.array([f"uid-{g}" for g in range(groups) for _ in range(n)], dtype=object)
     passk = core_algos.get_adv_estimator_fn("grpo_passk")
     config = _config(
-        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one"}}
+        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"}}
     )
 
     verl_adv, _ = passk(
@@ -302,61 +233,51 @@ def machine_line(device: str) -> str:
     return ", ".join(parts)
 
 
-def _loop_cell(row: dict, name: str) -> str:
-    cell = fmt_time(row[f"{name}_s"])
-    if row[f"{name}_groups_timed"] < row["groups"]:
-        cell += f" ({row[f'{name}_groups_timed']} groups timed)"
+def _reference_cell(row: dict, key: str) -> str:
+    cell = fmt_time(row[f"{key}_s"])
+    if row[f"{key}_groups_timed"] < row["groups"]:
+        cell += f" ({row[f'{key}_groups_timed']} groups timed)"
     return cell
 
 
-def shapes_table(rows: list[dict], device: str) -> str:
-    head = (
-        "| groups x n | k | numpy f32 | torch f32 CPU | loop, math.comb | loop, ratios "
-        "| math.comb loop / pkpo | ratio loop / pkpo |"
-    )
-    line = "|---|---|---|---|---|---|---|---|"
+def shapes_table(rows: list[dict], device: str, references=()) -> str:
+    header = ["groups x n", "k", "numpy f32", "torch f32 CPU"]
+    header += [reference.title for reference in references] + [reference.ratio_title for reference in references]
     if device == "cuda":
-        head += " torch f32 CUDA | torch.sort CUDA | CUDA transform / sort |"
-        line += "---|---|---|"
-    out = [head, line]
+        header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA transform / sort"]
+    body = []
     for row in rows:
-        fastest = min(row["numpy_s"], row.get("torch_cpu_s", math.inf))
+        fastest = _fastest(row)
         quarter = row["k"] == row["n"] // 4 and row["k"] != row["n"]
         cells = [
             f"{row['groups']} x {row['n']}",
             f"{row['k']} ({'n/4' if quarter else 'n'})",
             fmt_time(row["numpy_s"]),
             fmt_time(row.get("torch_cpu_s")),
-            _loop_cell(row, "loop"),
-            _loop_cell(row, "loop_ratio"),
-            fmt_ratio(row["loop_s"] / fastest),
-            fmt_ratio(row["loop_ratio_s"] / fastest),
         ]
+        cells += [_reference_cell(row, reference.key) for reference in references]
+        cells += [fmt_ratio(row[f"{reference.key}_s"] / fastest) for reference in references]
         if device == "cuda":
             cells += [
                 fmt_time(row.get("cuda_s")),
                 fmt_time(row.get("cuda_sort_s")),
                 fmt_ratio(row["cuda_s"] / row["cuda_sort_s"]) if "cuda_s" in row else "-",
             ]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+        body.append(cells)
+    return markdown_table(header, body)
 
 
 def growth_table(rows: list[dict], device: str) -> str:
-    head = (
-        "| groups x n | k | numpy f32 | torch f32 CPU | first call (numpy, builds weights) "
-        "| numpy / n=64 | torch / n=64 |"
-    )
-    line = "|---|---|---|---|---|---|---|"
+    header = ["groups x n", "k", "numpy f32", "torch f32 CPU", "first call (numpy, builds weights)",
+              "numpy / n=64", "torch / n=64"]
     if device == "cuda":
-        head += " torch f32 CUDA | torch.sort CUDA | CUDA / n=64 |"
-        line += "---|---|---|"
-    out = [head, line]
+        header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA / n=64"]
     base = rows[0]
 
     def relative(row, key):
         return f"{row[key] / base[key]:.2f}" if key in row else "-"
 
+    body = []
     for row in rows:
         cells = [
             f"{row['groups']} x {row['n']}",
@@ -368,13 +289,9 @@ def growth_table(rows: list[dict], device: str) -> str:
             relative(row, "torch_cpu_s"),
         ]
         if device == "cuda":
-            cells += [
-                fmt_time(row.get("cuda_s")),
-                fmt_time(row.get("cuda_sort_s")),
-                relative(row, "cuda_s"),
-            ]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+            cells += [fmt_time(row.get("cuda_s")), fmt_time(row.get("cuda_sort_s")), relative(row, "cuda_s")]
+        body.append(cells)
+    return markdown_table(header, body)
 
 
 def verl_table(result: dict) -> str:
@@ -386,17 +303,17 @@ def verl_table(result: dict) -> str:
         ("pkpo verl estimator (`adv_estimator=pkpo`, same inputs)", "pkpo_estimator_s"),
         ("`pkpo.transform` on the dense (groups, n) scores", "pkpo_transform_s"),
     ]
-    rows = ["| implementation | time | verl / this |", "|---|---|---|"]
-    for label, key in entries:
-        ratio = fmt_ratio(result["verl_s"] / result[key])
-        rows.append(f"| {label} | {fmt_time(result[key])} | {ratio} |")
+    table = markdown_table(
+        ["implementation", "time", "verl / this"],
+        [[label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])] for label, key in entries],
+    )
     check = (
         f"Same advantages: max |verl - pkpo estimator| = {result['max_abs_diff_estimator']:.1e}, "
         f"max |verl - pkpo.transform| = {result['max_abs_diff_transform']:.1e} "
         "(loo_minus_one at k = n is TZSM25's max(g) - max(g without i); verl with "
         "norm_adv_by_std_in_grpo=False)."
     )
-    return f"{shape}:\n\n" + "\n".join(rows) + "\n\n" + check
+    return f"{shape}:\n\n{table}\n\n{check}"
 
 
 def _fastest(row: dict) -> float:
@@ -417,7 +334,7 @@ def targets(results: dict) -> list[str]:
             f"{verl['verl_s'] / verl['pkpo_estimator_s']:,.1f}x"
         )
     for row in results.get("shapes", []):
-        if (row["groups"], row["n"]) == (4096, 64):
+        if (row["groups"], row["n"]) == (4096, 64) and "loop_s" in row:  # benchmarks/reference_loop.py
             ratio = row["loop_s"] / _fastest(row)
             lines.append(
                 f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
@@ -457,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv=None, references=()) -> int:
+    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table."""
     try:
         args = build_parser().parse_args(argv)
     except UsageError as error:
@@ -474,18 +392,18 @@ def main(argv=None) -> int:
     timing = {"min_time": 0.03} if args.quick else {}
     loop_budget = 0.1 if args.quick else 0.5
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    results["shapes"] = bench_shapes(shapes, args.device, rng, loop_budget, **timing)
+    results["shapes"] = bench_shapes(shapes, args.device, rng, references, loop_budget, **timing)
     print("## Transform time per call (loo_minus_one, float32 input, best of repeats)\n")
-    print(shapes_table(results["shapes"], args.device))
-    worst = max(
-        max(r["loop_max_abs_diff"], r["loop_ratio_max_abs_diff"]) for r in results["shapes"]
-    )
-    print(
-        "\nThe loops are pkpo.bench.loop_group (plain Python floats, one group at a time) with the "
-        "rank weights from math.comb (Listing 1's way) or from O(1) ratio recurrences; each is "
-        f"timed on the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
-        f"pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster of numpy and torch.\n"
-    )
+    print(shapes_table(results["shapes"], args.device, references))
+    if references:
+        worst = max(r[f"{reference.key}_max_abs_diff"] for r in results["shapes"] for reference in references)
+        print(
+            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each timed on "
+            f"the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
+            f"pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster of numpy and torch.\n"
+        )
+    else:
+        print()
     results["growth"] = bench_growth(
         QUICK_GROWTH_NS if args.quick else GROWTH_NS, args.device, rng, **timing
     )

@@ -1,4 +1,4 @@
-"""Sort each group once and express it as a floor plus gaps: the shared first step of every estimator.
+"""The kernel every estimator and transform runs on: sort each group once, then scan its gaps.
 
 For one group with ascending order statistics g_(1) <= ... <= g_(n), write
 
@@ -16,6 +16,7 @@ contributes nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,13 @@ import numpy as np
 
 from . import _validation
 from ._backend import Backend, as_array
-from ._combinatorics import rank_weights
+from ._combinatorics import (
+    LazyRankWeights,
+    RankWeights,
+    dense_rank_weights,
+    log_factorial_table,
+    log_space_rank_weights,
+)
 
 
 @dataclass
@@ -51,43 +58,54 @@ class SortedGroups:
     def size(self) -> int:
         return self.backend.shape(self.values)[-1]
 
-    def weights(self, k: int) -> dict:
-        """The rank weights of :func:`pkpo._combinatorics.rank_weights` on this backend/device.
+    def weights(self, k: int) -> RankWeights | LazyRankWeights:
+        """The :class:`~pkpo._combinatorics.RankWeights` of these groups on their backend/device.
 
-        Built once per k for these groups (a transform and its diagnostics share them).
+        Built once per k for these groups (a transform and its diagnostics share them). Dense
+        groups get the cached host weights; ragged groups compute the fields they use, from a
+        table over every group size when there are more groups than sizes.
         """
         if k not in self._weights:
             backend = self.backend
+            dtype = self.values.dtype
             if isinstance(self.n, int):
-                self._weights[k] = backend.dense_weights(self.size, self.n, k, self.like, self.values.dtype)
+                self._weights[k] = backend.constant(dense_rank_weights, (self.size, self.n, k), self.like, dtype)
             else:
-                lf = backend.log_factorials(self.size + 1, self.like, self.values.dtype)
-                t = backend.arange(self.size, self.like) + 1
-                self._weights[k] = rank_weights(backend.xp, lf, t, self.n, k)
+                lf = backend.constant(log_factorial_table, (self.size + 1,), self.like, dtype)
+                t = self._arange(self.size) + 1
+                if math.prod(backend.shape(self.n)) > self.size + 1:
+                    # more groups than possible sizes: the weights of every n = 0..N, a row per group
+                    table = log_space_rank_weights(backend.xp, lf, t, self._arange(self.size + 1)[:, None], k)
+                    rows = self.n[..., 0]
+                    self._weights[k] = LazyRankWeights(lambda name: getattr(table, name)[rows])
+                else:
+                    self._weights[k] = log_space_rank_weights(backend.xp, lf, t, self.n, k)
         return self._weights[k]
 
     def maxg_estimate(self, k: int):
         """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
-        return self.floor + self.backend.sum(self.gaps * self.weights(k)["tail"], keepdims=True)
+        return self.floor + self.backend.xp.sum(self.gaps * self.weights(k).tail, axis=-1, keepdims=True)
 
     # --- scans ------------------------------------------------------------------------------
     def prefix(self, v):
         """sum_{t <= i} v_t."""
-        return self.backend.cumsum(v)
+        return self.backend.xp.cumulative_sum(v, axis=-1)
 
     def suffix_after(self, v):
         """sum_{t > i} v_t, computed from the right so non-negative terms never cancel."""
-        backend = self.backend
-        inclusive = backend.flip(backend.cumsum(backend.flip(v)))
-        zero = backend.zeros(backend.shape(v)[:-1] + (1,), v.dtype, self.like)
-        return backend.concat_last([inclusive[..., 1:], zero])
+        xp = self.backend.xp
+        inclusive = xp.flip(xp.cumulative_sum(xp.flip(v, axis=-1), axis=-1), axis=-1)
+        zero = xp.zeros(self.backend.shape(v)[:-1] + (1,), dtype=v.dtype, device=self.backend.device(self.like))
+        return xp.concat([inclusive[..., 1:], zero], axis=-1)
 
     def without_padding(self, sorted_result):
         """``sorted_result`` with the padding ranks t > n (ragged groups) set to 0."""
         if self.mask is None:
             return sorted_result
-        ranks = self.backend.arange(self.size, self.like)
-        return self.backend.xp.where(ranks < self.n, sorted_result, 0.0)
+        return self.backend.xp.where(self._arange(self.size) < self.n, sorted_result, 0.0)
+
+    def _arange(self, size: int):
+        return self.backend.xp.arange(size, device=self.backend.device(self.like))
 
     def finish(self, sorted_result):
         """Scatter a per-rank result back to the caller's order, zero the mask, cast."""
@@ -107,7 +125,7 @@ class SortedGroups:
         if self.scale != 1.0:
             value = value * (1.0 / self.scale)
         out = self.backend.astype(value, self.result_dtype)
-        if self.check_output and not bool(self.backend.to_numpy(self.backend.all_finite(out)).all()):
+        if self.check_output and not bool(self.backend.to_numpy(self.backend.xp.isfinite(out)).all()):
             raise ValueError(
                 f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
                 "largest float give transformed values beyond it; rescale the rewards (every output of "
@@ -121,8 +139,8 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
     backend, x = as_array(rewards, name)
     _validation.check_rewards_array(backend, x, name)
-    if validate:
-        _validation.check_not_traced(backend, x, name)
+    if validate and backend.is_traced(x):
+        _validation.traced_with_validate(name)
     mask = _validation.check_mask(backend, mask, x, validate)
     size = backend.shape(x)[-1]
     xp = backend.xp
@@ -130,8 +148,8 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     if mask is None:
         n = size
     else:
-        n = backend.sum(backend.astype(mask, backend.compute_dtype(x)), keepdims=True)
-        n = backend.astype(n, _int_dtype(backend))
+        n = xp.sum(backend.astype(mask, backend.compute_dtype(x)), axis=-1, keepdims=True)
+        n = backend.astype(n, xp.int32 if backend.name == "jax" else xp.int64)
 
     scale, check_output = 1.0, False
     if validate:
@@ -140,7 +158,7 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
         elif backend.is_floating(x):
             # Gaps and sums reach a few times max|g|: within 1/8 of the largest float nothing
             # overflows. Beyond, the rewards are scaled by 2^-3 (exact) and the result scaled back.
-            limits = (_max_float(backend.compute_dtype(x)) / 8, _max_float(backend.result_dtype(x)) / 8)
+            limits = (_max_float(xp, backend.compute_dtype(x)) / 8, _max_float(xp, backend.result_dtype(x)) / 8)
             needs_scaling, check_output = _validation.check_finite(backend, x, mask, labels, name, limits)
             scale = 0.125 if needs_scaling else 1.0
         if mask is not None and k is not None:
@@ -159,32 +177,20 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     if scale != 1.0:
         values = values * scale
     if mask is not None:
-        last = backend.take_last(values, xp.where(n > 0, n - 1, 0))
-        t = backend.arange(size, x)
+        last = xp.take_along_axis(values, xp.where(n > 0, n - 1, 0), axis=-1)
+        t = xp.arange(size, device=backend.device(x))
         values = xp.where(t < n, values, last)
         values = xp.where(n > 0, values, 0.0)  # an all-masked row is all zeros
 
     floor = values[..., :1]
-    gaps = backend.concat_last([values[..., :1] * 0, values[..., 1:] - values[..., :-1]])
+    gaps = xp.concat([values[..., :1] * 0, values[..., 1:] - values[..., :-1]], axis=-1)
     return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output, name)
 
 
-def _max_float(dtype) -> float:
-    """The largest finite value of a numpy, torch or JAX float dtype."""
-    if type(dtype).__module__.startswith("torch"):
-        import torch
-
-        return float(torch.finfo(dtype).max)
-    return float(np.finfo(dtype).max)
+def _max_float(xp, dtype) -> float:
+    """The largest finite value of a float dtype."""
+    return float(xp.finfo(dtype).max)
 
 
 def _dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
-
-
-def _int_dtype(backend):
-    if backend.name == "torch":
-        return backend.torch.int64
-    if backend.name == "jax":
-        return backend.xp.int32
-    return np.int64

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pkpo.evaluate
 import pkpo.metrics
 from pkpo.cli import main as pkpo_main
-from pkpo.evaluate import read_samples
+from pkpo.commands import eval as eval_command
+from pkpo.commands import graded_samples
+from pkpo.commands.graded_samples import read_samples
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "samples.jsonl"
 
 
@@ -241,7 +242,7 @@ def test_eval_imports_neither_torch_nor_jax_nor_matplotlib_without_plot():
 
 
 def test_doctests():
-    result = doctest.testmod(pkpo.evaluate)
+    result = doctest.testmod(graded_samples)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -539,10 +540,10 @@ def test_ungraded_samples_say_so(tmp_path, capsys):
 def test_plot_title_counts_the_tasks_behind_each_point():
     tasks = {f"t{i}": [True, False] * (1 if i < 7 else 2) for i in range(15)}  # 7 tasks with n = 2
     report = pkpo.metrics.pass_at_k_report(list(tasks.values()), [1, 2, 4], skip_insufficient=True)
-    title = pkpo.evaluate.plot_title(report, 15, "95% CI")
+    title = eval_command.plot_title(report, 15, "95% CI")
     assert title == "pass@k vs k (tasks per point: k=1: 15, k=2: 15, k=4: 8 of 15; bars: 95% CI)"
     full = pkpo.metrics.pass_at_k_report(list(tasks.values()), [1, 2])
-    assert pkpo.evaluate.plot_title(full, 15, "x") == "pass@k vs k (15 tasks; bars: x)"
+    assert eval_command.plot_title(full, 15, "x") == "pass@k vs k (15 tasks; bars: x)"
 
 
 def test_a_closed_pipe_ends_quietly():

@@ -1,1 +1,0 @@
-"""Launchers: a framework's own entry point with the PKPO adapter installed in every worker."""

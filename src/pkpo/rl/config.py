@@ -1,0 +1,213 @@
+"""The configuration of one RL run: :class:`TrainConfig`, read from flags, a dict or a TOML file.
+
+::
+
+    cfg = TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal").validate()
+    cfg = TrainConfig.from_toml("my_run.toml")                # validated
+
+Every field has a default and a help text (``pkpo train --help`` lists them); :meth:`TrainConfig.validate`
+checks the whole config before any work, and raises ``ValueError`` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (pkpo[rl] installs it)
+    import tomli as tomllib
+
+import pkpo
+from pkpo.schedules import from_spec
+
+METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
+LR_SCHEDULES = ("constant", "cosine")
+# fields that may change between an interrupted run and its resumption
+RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "out_dir", "threads", "tensorboard",
+                               "device"})
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    """The fields, other than :data:`RESUMABLE_CHANGES`, whose values differ between two config dicts."""
+    return sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+
+
+def _opt(default, help: str):
+    """A config field with its help text (``pkpo train --help`` shows it)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one RL run. ``validate()`` checks it before any work."""
+
+    # --- task and policy (used by the CLI to build them; ``train`` takes them ready-made)
+    task: str = _opt("hidden-rule", "task name (``pkpo.rl.tasks.TASKS``)")
+    tier: str = _opt("hard", 'hidden-rule tier: "easy" (hint names the rule) or "hard" (hint is "?")')
+    feature: str = _opt("sum", 'hard-tier difficulty: "first" (learnable hidden feature) or "sum" (not learnable)')
+    task_seed: int = _opt(0, "seed of the problem set (fixed across training seeds, so seeds share held-out problems)")
+    length: int = _opt(6, "hidden-rule: digits per string")
+    n_train: int = _opt(512, "number of training problems")
+    n_heldout: int = _opt(128, "number of held-out problems")
+    n_validation: int = _opt(128, "number of validation problems (for tuning; disjoint from train and held-out)")
+    d_model: int = _opt(96, "GPT width")
+    n_layer: int = _opt(3, "GPT blocks")
+    n_head: int = _opt(4, "GPT attention heads")
+    warm_steps: int = _opt(1200, "supervised warm-start steps (0: none); cached on disk per config and seed")
+    warm_batch: int = _opt(64, "warm-start batch size")
+    warm_lr: float = _opt(2e-3, "warm-start learning rate")
+    demo_power: float = _opt(
+        2.0, 'warm start: "?" prompts are demonstrated with rule probability proportional to prior ** demo_power')
+    demo_uniform: float = _opt(
+        0.0, 'warm start: weight of the uniform distribution over rules mixed into the "?" demonstrations')
+    # --- RL
+    steps: int = _opt(300, "RL steps")
+    prompts_per_step: int = _opt(16, "prompts per step (B)")
+    n: int = _opt(16, "completions per prompt")
+    k: str = _opt(
+        "1", 'k schedule spec for method "pkpo" (``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300")')
+    baseline: str = _opt(
+        "loo_minus_one", 'PKPO transform variant: "none", "loo", "loo_minus_one" (the paper\'s PKPO) or "centered"')
+    method: str = _opt("pkpo", '"pkpo", "loo", "grpo", "tzsm" or "entropy" (see ``pkpo.rl.trainer``)')
+    lr: float = _opt(3e-4, "AdamW learning rate")
+    lr_schedule: str = _opt(
+        "constant", '"constant", or "cosine": cosine decay from lr to lr / 10 over the run')
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    max_new_tokens: int = _opt(8, "longest completion in tokens (including EOS)")
+    temperature: float = _opt(1.0, "sampling temperature during training and evaluation")
+    clip_eps: float = _opt(0.0, "PPO ratio clipping epsilon (0: no clipping, plain policy gradient)")
+    ppo_epochs: int = _opt(1, "optimisation epochs per batch of samples (> 1 needs clip_eps > 0)")
+    kl_coef: float = _opt(0.0, "weight of the KL penalty to the reference policy (needs ``reference``)")
+    entropy_coef: float = _opt(0.0, 'entropy bonus weight (method "entropy" uses 0.05 when this is 0)')
+    grad_clip: float = _opt(1.0, "global gradient-norm clip (0: none)")
+    scale: str = _opt(
+        "mean_abs", 'advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none"')
+    # --- evaluation, logging, checkpoints
+    eval_every: int = _opt(50, "held-out evaluation every this many steps (0: only at the end)")
+    eval_problems: int = _opt(128, "held-out problems per evaluation (0: no evaluation)")
+    final_eval_problems: int = _opt(0, "held-out problems of the final evaluation (0: the same as eval_problems)")
+    eval_split: str = _opt("heldout", 'the split evaluated: "heldout" (final numbers) or "validation" (tuning)')
+    eval_samples: int = _opt(32, "samples per held-out problem (pass@k up to this k is unbiased)")
+    eval_ks: tuple[int, ...] = _opt((1, 2, 4, 8, 16), "k values of the held-out pass@k")
+    seed: int = _opt(0, "training seed (model init, warm start, sampling, data order)")
+    out_dir: str = _opt("runs/train", "output directory")
+    device: str = _opt("cpu", '"cpu" or "cuda"')
+    threads: int = _opt(1, "torch CPU threads (never more than the cores)")
+    checkpoint_every: int = _opt(50, "checkpoint every this many steps (0: only at the end)")
+    tensorboard: bool = _opt(True, "also write TensorBoard events to out_dir/tb")
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
+        values = dict(values)
+        if "k" in values:
+            values["k"] = str(values["k"])
+        if "eval_ks" in values:
+            values["eval_ks"] = tuple(int(k) for k in values["eval_ks"])
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path) -> "TrainConfig":
+        """Read a TOML file whose keys are field names; tables only group them (``[eval]``, ``[rl]``).
+
+        A key given twice (at the top level and in a table, or in two tables) is an error naming both places.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        flat, where = {}, {}
+        items = [(key, value, "the top level") for key, value in data.items() if not isinstance(value, dict)]
+        items += [(key, value, f"[{table}]") for table, values in data.items() if isinstance(values, dict)
+                  for key, value in values.items()]
+        for key, value, place in items:
+            if key in flat:
+                raise ValueError(f"config file {str(path)!r} sets {key!r} twice: in {where[key]} and in {place}")
+            flat[key], where[key] = value, place
+        return cls.from_dict(flat).validate()
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["eval_ks"] = list(self.eval_ks)
+        return d
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def schedule(self):
+        """The k schedule actually used: ``from_spec(k)`` for pkpo, 1 or n for the other methods."""
+        if self.method == "pkpo":
+            return from_spec(self.k)
+        return from_spec(str(self.n if self.method == "tzsm" else 1))
+
+    def validate(self) -> "TrainConfig":
+        def need(cond, msg):
+            if not cond:
+                raise ValueError(msg)
+
+        for name in ("steps", "warm_steps", "eval_every", "eval_problems", "final_eval_problems", "checkpoint_every",
+                     "seed", "task_seed"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
+                 f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        for name in ("prompts_per_step", "n", "max_new_tokens", "ppo_epochs", "warm_batch", "eval_samples",
+                     "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                 f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
+        need(self.baseline in pkpo.BASELINES, f"unknown baseline {self.baseline!r}; expected one of {pkpo.BASELINES}")
+        need(self.scale in pkpo.SCALES, f"unknown scale {self.scale!r}; expected one of {pkpo.SCALES}")
+        need(self.scale != "n_over_k" or self.method != "grpo",
+             'scale "n_over_k" undoes the k/n factor of PKPO advantages; GRPO has none (use "mean_abs" or "none")')
+        need(self.n >= 2, f"n must be >= 2 (leave-one-out baselines need two samples per prompt), got {self.n}")
+        try:
+            sched = self.schedule()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad k schedule {self.k!r}: {exc}") from None
+        need(sched.max_k <= self.n, f"k schedule {self.k!r} reaches k={sched.max_k} > n={self.n}")
+        if self.method == "pkpo":
+            need(self.n >= pkpo.min_group_size(sched.max_k, self.baseline),
+                 f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with n={self.n}")
+        need(math.isfinite(self.demo_power) and self.demo_power >= 0, f"demo_power must be >= 0, got {self.demo_power!r}")
+        need(0 <= self.demo_uniform <= 1, f"demo_uniform must be in [0, 1], got {self.demo_uniform!r}")
+        for name in ("lr", "temperature", "warm_lr"):
+            need(math.isfinite(getattr(self, name)) and getattr(self, name) > 0,
+                 f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("clip_eps", "kl_coef", "entropy_coef", "grad_clip", "weight_decay"):
+            need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0,
+                 f"{name} must be >= 0, got {getattr(self, name)!r}")
+        need(self.ppo_epochs == 1 or self.clip_eps > 0, "ppo_epochs > 1 needs clip_eps > 0 (PPO ratio clipping)")
+        need(all(1 <= k <= self.eval_samples for k in self.eval_ks),
+             f"every eval k in {list(self.eval_ks)} must be in [1, eval_samples={self.eval_samples}]")
+        need(self.device == "cpu" or self.device.startswith("cuda"), f"device must be 'cpu' or 'cuda[:i]', got {self.device!r}")
+        need(self.tier in ("easy", "hard"), f"unknown tier {self.tier!r}; expected 'easy' or 'hard'")
+        need(self.feature in ("first", "sum", "mixed"),
+             f"unknown feature {self.feature!r}; expected 'first', 'sum' or 'mixed'")
+        need(self.lr_schedule in LR_SCHEDULES, f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
+        need(self.eval_split in ("heldout", "validation"),
+             f"unknown eval_split {self.eval_split!r}; expected 'heldout' or 'validation'")
+        from .tasks import TASKS  # registered task names (the CLI may also know others)
+
+        need(self.task in TASKS or self.task.startswith("nl:"),
+             f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
+        return self
+
+    @property
+    def effective_entropy_coef(self) -> float:
+        return self.entropy_coef if self.entropy_coef > 0 or self.method != "entropy" else 0.05
+
+    def run_name(self) -> str:
+        k = {"pkpo": f"k{self.k}", "tzsm": "tzsm", "grpo": "grpo", "loo": "loo", "entropy": "entropy"}[self.method]
+        # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
+        task = self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
+        return f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace("@", "at").replace(":", "-")
