@@ -62,8 +62,6 @@ PRESETS = {
 }
 
 
-
-
 def _fail(cmd: str, exc: Exception) -> int:
     return fail(f"pkpo {cmd}", exc)
 
