@@ -244,8 +244,6 @@ def sweep_main(argv: list[str]) -> int:
     _add_config_flags(parser)
     try:
         args = parser.parse_args(argv)
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[args.preset])
         base = TrainConfig.from_dict({**base.to_dict(), **_overrides(args)}).validate()
         runs = [r.strip() for r in args.runs.split(",") if r.strip()]
@@ -313,8 +311,6 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument("--no-progress", action="store_true")
     try:
         args = parser.parse_args(argv)
-        if args.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     except (ValueError, TypeError) as exc:
         return _fail("demo", exc)
     from .report import write_sweep_report

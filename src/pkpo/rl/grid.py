@@ -17,6 +17,7 @@ from .._output import atomic_write
 from . import rundir
 from .config import TrainConfig, changed_fields
 
+
 def run_spec(name: str, steps: int) -> dict:
     """A grid entry name -> TrainConfig overrides: k<K>, anneal[<a>-><b>], loo, grpo, tzsm, entropy."""
     if name in ("loo", "grpo", "tzsm", "entropy"):
@@ -36,6 +37,18 @@ def run_spec(name: str, steps: int) -> dict:
 WARM_LABEL = "warm_start"  # the run label of the warm-started policy's evaluation (step 0, no RL)
 
 
+def _finished(cfg: TrainConfig, **recorded) -> dict | None:
+    """The run's final.json, marked ``cached``, if it finished with this config (and these ``recorded``
+    values); else None."""
+    path = Path(cfg.out_dir) / "final.json"
+    if not path.exists():
+        return None
+    done = json.loads(path.read_text())
+    if done.get("config") != cfg.to_dict() or any(done.get(k) != v for k, v in recorded.items()):
+        return None
+    return {**done, "cached": True}
+
+
 def _warm_worker(job: dict, shared=None) -> dict:
     """The warm start of one seed (cached), then its evaluation on the final evaluation set, saved as
     the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
@@ -47,11 +60,9 @@ def _warm_worker(job: dict, shared=None) -> dict:
     on_step = (lambda done, total: shared.__setitem__(key, done)) if shared is not None else None
     policy, task, _, info = build(cfg, cache_dir=job["cache_dir"], progress=job.get("progress", False),
                                   on_warm_step=on_step)
-    final_path = Path(cfg.out_dir) / "final.json"
-    if final_path.exists():
-        done = json.loads(final_path.read_text())
-        if done.get("config") == cfg.to_dict() and done.get("warm_start_path") == info.get("path"):
-            return {**done, "cached": True}
+    done = _finished(cfg, warm_start_path=info.get("path"))
+    if done is not None:
+        return done
     t0, c0 = time.time(), time.process_time()
     # steps = 0: only the evaluation at step 0; a folder left by an interrupted evaluation is replaced
     final = train(cfg, policy, task, overwrite=True, progress=False)
@@ -59,7 +70,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
                   "cumulative_solve_rate": None, "hard_solve_rate": None, "warm_start_path": info.get("path"),
                   "warm_start_wall_s": info.get("wall_s"), "wall_s": (info.get("wall_s") or 0.0) + time.time() - t0,
                   "cpu_s": (info.get("cpu_s") or 0.0) + time.process_time() - c0})
-    atomic_write(final_path, json.dumps(final, indent=2))
+    atomic_write(Path(cfg.out_dir) / "final.json", json.dumps(final, indent=2))
     return final
 
 
@@ -72,11 +83,9 @@ def _worker(job: dict, shared=None) -> dict:
     from .trainer import train
 
     cfg = TrainConfig.from_dict(job["config"]).validate()
-    final_path = Path(cfg.out_dir) / "final.json"
-    if final_path.exists():
-        done = json.loads(final_path.read_text())
-        if done.get("config") == cfg.to_dict():
-            return {**done, "cached": True}
+    done = _finished(cfg)
+    if done is not None:
+        return done
     policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
     t0, c0 = time.time(), time.process_time()
     # continue from a checkpoint; a run interrupted before its first checkpoint starts again
@@ -84,7 +93,7 @@ def _worker(job: dict, shared=None) -> dict:
     final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
                   progress=job.get("progress", False))
     final["wall_s"], final["cpu_s"] = time.time() - t0, time.process_time() - c0
-    atomic_write(final_path, json.dumps(final, indent=2))
+    atomic_write(Path(cfg.out_dir) / "final.json", json.dumps(final, indent=2))
     return final
 
 
