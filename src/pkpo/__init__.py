@@ -9,7 +9,7 @@ inputs are called ``correct``, real-valued ones ``rewards``. Arrays come back as
 came in (numpy, torch on the same device, JAX). Bad input raises ``ValueError``.
 """
 
-from . import metrics, schedules
+from . import advantages, metrics, schedules
 from .estimators import maxg_at_k, maxg_at_k_weights, pass_at_k, pass_at_k_from_counts
 from .transforms import BASELINES, SCALES, TransformInfo, min_group_size, transform, transform_grouped
 
@@ -28,4 +28,5 @@ __all__ = [
     "min_group_size",
     "schedules",
     "metrics",
+    "advantages",
 ]
