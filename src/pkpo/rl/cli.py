@@ -159,8 +159,9 @@ def sweep_main(argv: list[str]) -> int:
     _add_out_flag(parser, "output folder; the runs go to OUT/runs/<name>/seed<s>/", required=True)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace runs under OUT that were made with other settings (default: refuse)")
-    parser.add_argument("--runs", default="k1,k2,k4,k8,anneal,tzsm,grpo,entropy",
-                        help="comma-separated grid entries: k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm, entropy")
+    parser.add_argument("--runs", default="k1,k2,k4,k8,anneal,tzsm,grpo,maxrl,entropy",
+                        help="comma-separated grid entries: k<K>, anneal, anneal<a>-><b>, an estimator without k "
+                             "(grpo, rloo, maxrl, tzsm, ...), loo (= k1) or entropy (k1 + entropy_coef 0.05)")
     parser.add_argument("--baselines", default=None, help="comma-separated PKPO baselines (default: the config's)")
     parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2], metavar="SEED",
                         help="training seeds, separated by spaces (default: 0 1 2)")

@@ -18,15 +18,23 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package (pkpo[rl] installs it)
     import tomli as tomllib
 
 import pkpo
+from pkpo import advantages
 from pkpo.schedules import from_spec
 
-METHODS = ("pkpo", "loo", "grpo", "tzsm", "entropy")
+METHODS = advantages.names()
+# methods of the first trainer that are no longer methods: name -> what to use instead
+REMOVED_METHODS = {
+    "loo": 'method "pkpo" with k "1" (the same advantages; "rloo" is the same up to the factor n - 1)',
+    "entropy": 'method "pkpo" with k "1" and entropy_coef 0.05 (the entropy bonus is a loss term of any method)',
+}
 LR_SCHEDULES = ("constant", "cosine")
 # fields that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "out_dir", "threads", "tensorboard",
@@ -71,20 +79,25 @@ class TrainConfig:
     prompts_per_step: int = _opt(16, "prompts per step (B)")
     n: int = _opt(16, "completions per prompt")
     k: str = _opt(
-        "1", 'k schedule spec for method "pkpo" (``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300")')
+        "1", 'k schedule spec for the methods that take k ("pkpo", "passk_training", "pkpo_two_baselines"; '
+        '``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300"); the others need "1"')
     baseline: str = _opt(
         "loo_minus_one", 'PKPO transform variant: "none", "loo", "loo_minus_one" (the paper\'s PKPO) or "centered"')
-    method: str = _opt("pkpo", '"pkpo", "loo", "grpo", "tzsm" or "entropy" (see ``pkpo.rl.training.trainer``)')
+    method: str = _opt(
+        "pkpo", "advantage estimator, any name of ``pkpo.advantages.names()``: " + ", ".join(METHODS))
+    method_params: str = _opt(
+        "", 'the estimator\'s own parameters as "name=value,..." (e.g. "beta=4" for rs_grpo, "lam=0.2" for '
+        'w_reinforce, "eps=1e-4" for grpo); k and baseline are fields of their own')
     lr: float = _opt(3e-4, "AdamW learning rate")
     lr_schedule: str = _opt(
         "constant", '"constant", or "cosine": cosine decay from lr to lr / 10 over the run')
     weight_decay: float = _opt(0.0, "AdamW weight decay")
     max_new_tokens: int = _opt(8, "longest completion in tokens (including EOS)")
-    temperature: float = _opt(1.0, "sampling temperature during training and evaluation")
+    temperature: float = _opt(1.0, "sampling temperature of training (evaluation has its own)")
     clip_eps: float = _opt(0.0, "PPO ratio clipping epsilon (0: no clipping, plain policy gradient)")
     ppo_epochs: int = _opt(1, "optimisation epochs per batch of samples (> 1 needs clip_eps > 0)")
     kl_coef: float = _opt(0.0, "weight of the KL penalty to the reference policy (needs ``reference``)")
-    entropy_coef: float = _opt(0.0, 'entropy bonus weight (method "entropy" uses 0.05 when this is 0)')
+    entropy_coef: float = _opt(0.0, "entropy bonus weight: a loss term that combines with any method (0: none)")
     grad_clip: float = _opt(1.0, "global gradient-norm clip (0: none)")
     scale: str = _opt(
         "mean_abs", 'advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none"')
@@ -148,10 +161,36 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def schedule(self):
-        """The k schedule actually used: ``from_spec(k)`` for pkpo, 1 or n for the other methods."""
-        if self.method == "pkpo":
+        """The k schedule actually used: ``from_spec(k)`` for the methods that take k; for the others the
+        k they target, which the trainer logs: n for "tzsm" (pass@n), 1 for every other method."""
+        if advantages.spec(self.method).takes_k:
             return from_spec(self.k)
         return from_spec(str(self.n if self.method == "tzsm" else 1))
+
+    def method_kwargs(self) -> dict:
+        """The estimator's parameters: ``method_params`` parsed ("beta=4" -> {"beta": 4.0}), plus
+        ``baseline`` for "pkpo"; k comes from the schedule at each step. ValueError on a parameter the
+        method does not take or a value that is not a number."""
+        spec = advantages.spec(self.method)
+        own = {name for name in spec.defaults if name not in ("k", "baseline")}
+        params = {}
+        for item in filter(None, (part.strip() for part in self.method_params.split(","))):
+            name, eq, value = (s.strip() for s in item.partition("="))
+            if not eq or not name or not value:
+                raise ValueError(f'bad method_params item {item!r}; expected "name=value"')
+            if name not in own:
+                accepted = ", ".join(sorted(own)) or "none"
+                raise ValueError(f"method {self.method!r} takes no parameter {name!r} in method_params; "
+                                 f"its parameters: {accepted}")
+            if name in params:
+                raise ValueError(f"method_params sets {name!r} twice")
+            try:
+                params[name] = float(value)
+            except ValueError:
+                raise ValueError(f"method_params {name}={value!r} is not a number") from None
+        if "baseline" in spec.defaults:
+            params["baseline"] = self.baseline
+        return params
 
     def validate(self) -> "TrainConfig":
         def need(cond, msg):
@@ -166,11 +205,19 @@ class TrainConfig:
                      "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
+        need(self.method not in REMOVED_METHODS,
+             f"method {self.method!r} was folded into the estimator family: use "
+             f"{REMOVED_METHODS.get(self.method)}")
+        need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        takes_k = advantages.spec(self.method).takes_k
         need(self.baseline in pkpo.BASELINES, f"unknown baseline {self.baseline!r}; expected one of {pkpo.BASELINES}")
         need(self.scale in pkpo.SCALES, f"unknown scale {self.scale!r}; expected one of {pkpo.SCALES}")
-        need(self.scale != "n_over_k" or self.method != "grpo",
-             'scale "n_over_k" undoes the k/n factor of PKPO advantages; GRPO has none (use "mean_abs" or "none")')
+        need(self.scale != "n_over_k" or takes_k,
+             f'scale "n_over_k" multiplies by n/k, but method {self.method!r} takes no k (use "mean_abs" or "none")')
+        need(takes_k or str(self.k).strip() == "1",
+             f"method {self.method!r} takes no k schedule (got k {self.k!r}); leave k at \"1\" "
+             f"(it targets k = {'n' if self.method == 'tzsm' else 1}, which the trainer logs)")
+        self.method_kwargs()  # raises on a bad method_params
         need(self.n >= 2, f"n must be >= 2 (leave-one-out baselines need two samples per prompt), got {self.n}")
         try:
             sched = self.schedule()
@@ -180,6 +227,11 @@ class TrainConfig:
         if self.method == "pkpo":
             need(self.n >= pkpo.min_group_size(sched.max_k, self.baseline),
                  f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with n={self.n}")
+        try:  # the estimator checks its own parameter values (beta != 0, lam >= 0, ...) on one dummy group
+            k_arg = {"k": sched.max_k} if advantages.spec(self.method).takes_k else {}
+            advantages.compute(self.method, np.zeros((1, self.n)), **k_arg, **self.method_kwargs())
+        except ValueError as exc:
+            raise ValueError(f"method {self.method!r} with method_params {self.method_params!r}: {exc}") from None
         need(math.isfinite(self.demo_power) and self.demo_power >= 0, f"demo_power must be >= 0, got {self.demo_power!r}")
         need(0 <= self.demo_uniform <= 1, f"demo_uniform must be in [0, 1], got {self.demo_uniform!r}")
         for name in ("lr", "temperature", "warm_lr"):
@@ -204,12 +256,10 @@ class TrainConfig:
              f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
         return self
 
-    @property
-    def effective_entropy_coef(self) -> float:
-        return self.entropy_coef if self.entropy_coef > 0 or self.method != "entropy" else 0.05
-
     def run_name(self) -> str:
-        k = {"pkpo": f"k{self.k}", "tzsm": "tzsm", "grpo": "grpo", "loo": "loo", "entropy": "entropy"}[self.method]
+        k = f"k{self.k}" if self.method == "pkpo" else self.method
+        if advantages.spec(self.method).takes_k and self.method != "pkpo":
+            k = f"{self.method}-k{self.k}"
         # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
         task = self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
         return f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace("@", "at").replace(":", "-")
