@@ -91,7 +91,7 @@ def test_run_spec():
     assert run_spec("k4", 200) == {"method": "pkpo", "k": "4"}
     assert run_spec("anneal", 200) == {"method": "pkpo", "k": "8->1@120"}
     assert run_spec("anneal4->2", 10) == {"method": "pkpo", "k": "4->2@6"}
-    assert run_spec("tzsm", 5) == {"method": "tzsm"}
+    assert run_spec("tzsm", 5) == {"method": "tzsm", "k": "1"}
 
 
 @pytest.mark.slow
