@@ -155,9 +155,10 @@ def test_resume_equals_uninterrupted(tmp_path):
 
     cfg_b = tiny_config(tmp_path / "b", entropy_coef=0.01)
     model_b = tiny_gpt()
-    # 4 prompts x 4 samples = 16 scores per step; interrupt during step 5 (after the step-4 checkpoint)
+    # 4 prompts x 4 samples = 16 scores per step, 16 + 4 x 2 near-greedy per evaluation (steps 0 and 3);
+    # interrupt during step 5 (after the step-4 checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg_b, model_b, DigitTask(fail_after=16 * 5 + 3 + 16), progress=False)
+        train(cfg_b, model_b, DigitTask(fail_after=16 * 5 + 3 + 2 * (16 + 8)), progress=False)
     assert load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["step"] == 4
     model_b = tiny_gpt(seed=123)  # fresh process: different weights until the checkpoint is loaded
     final_b = train(cfg_b, model_b, DigitTask(), resume=True, progress=False)

@@ -190,8 +190,9 @@ def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
 
 
 def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
-    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0."""
-    return base.replace(seed=seed, steps=0, method="pkpo", k="1", eval_every=0,
+    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0
+    (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it too)."""
+    return base.replace(seed=seed, steps=0, method="pkpo", k="1", method_params="", eval_every=0, kl_coef=0.0,
                         out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}")).validate()
 
 

@@ -57,6 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 import pkpo
+import pkpo.transforms
 from pkpo import advantages
 
 from ..._output import atomic_write
@@ -100,6 +101,21 @@ def reward_advantages(rewards: torch.Tensor, cfg: TrainConfig, k: int, scale: st
     if advantages.spec(cfg.method).takes_k:
         params["k"] = k
     return advantages.compute(cfg.method, rewards, scale=scale, **params)
+
+
+def difficulty_filter(adv: torch.Tensor, rewards: torch.Tensor, max_success: float) -> torch.Tensor:
+    """Zero the advantages of every group whose success fraction mean_i [g_i >= 1] exceeds ``max_success``
+    (a prompt the policy already solves gets no update; ``max_success`` = 1 keeps every group)."""
+    easy = (rewards >= 1.0).float().mean(-1, keepdim=True) > max_success
+    return torch.where(easy, torch.zeros_like(adv), adv)
+
+
+def shape_advantages(adv: torch.Tensor, rewards: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The estimator's advantages after the difficulty filter (``max_group_success``) and, with
+    ``positive_only``, max(A, 0)."""
+    if cfg.max_group_success < 1:
+        adv = difficulty_filter(adv, rewards, cfg.max_group_success)
+    return adv.clamp(min=0) if cfg.positive_only else adv
 
 
 def policy_gradient_loss(logp, old_logp, adv, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +197,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     # hard problems (the task's is_hard: for hidden-rule, a rule other than the majority rule)
     hard = np.array([bool(task.is_hard(p)) for p in train_problems]) if hasattr(task, "is_hard") else None
     schedule = cfg.schedule()
+    takes_k = advantages.spec(cfg.method).takes_k  # scale "n_over_k" uses k (validate refuses it otherwise)
     ent_coef = cfg.entropy_coef
 
     # --- seeding, optimiser, state (TRY NOT TO MODIFY: exact resumption depends on this order)
@@ -226,8 +243,9 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     def run_eval(step: int, problems=eval_problems) -> dict:
         detail = problems is not eval_problems  # the final evaluation keeps per-problem counts
         result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
-                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed * 7919 + step,
-                          detail=detail)
+                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                          seed=cfg.seed * 7919 + step, detail=detail, greedy_temperature=cfg.greedy_temperature,
+                          greedy_samples=cfg.greedy_samples)
         if detail:
             atomic_write(out / "eval_detail.json", json.dumps(result.pop("detail")))
         record = {"step": step, **{f"eval/{key}": v for key, v in result.items()}}
@@ -260,9 +278,9 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         seen[idx] = True
         rewards = torch.as_tensor(rewards_np, dtype=torch.float32, device=device)
         t_sample = time.time() - t0
-        # --- advantages: the estimator's own values (logged), then scaled
-        adv_raw = reward_advantages(rewards, cfg, k)  # (B, n)
-        adv = reward_advantages(rewards, cfg, k, cfg.scale)
+        # --- advantages: the estimator's own values, filtered (logged), then scaled
+        adv_raw = shape_advantages(reward_advantages(rewards, cfg, k), rewards, cfg)  # (B, n)
+        adv = pkpo.transforms.scale_advantages(adv_raw, k if takes_k else 1, cfg.scale)
         with torch.no_grad():
             ref_logp = reference.sequence_logprobs(samples).view(bs, n) if cfg.kl_coef > 0 else None
         # --- update
