@@ -45,7 +45,9 @@ METHODS = {
     "k4": ({"method": "pkpo", "k": "4"}, "pass@4", {}),
     "k8": ({"method": "pkpo", "k": "8"}, "pass@8", {}),
     "anneal": ({"method": "pkpo", "k": "8->1@180"}, "pass@1", {}),
-    "filter": ({"method": "pkpo", "k": "1"}, "pass@1", {"max_group_success": [0.5, 0.75]}),
+    # the threshold of issue 18's audit (groups with more than 8 of 16 correct get no update); not tuned: at
+    # this machine's load the grid did not fit the time box (docs/results.md says so)
+    "filter": ({"method": "pkpo", "k": "1", "max_group_success": 0.5}, "pass@1", {}),
     "grpo": ({"method": "grpo", "k": "1"}, "pass@1", {"lr": [3e-4, 1e-3]}),
     "maxrl": ({"method": "maxrl", "k": "1"}, "pass@1", {}),
     "entropy": ({"method": "pkpo", "k": "1"}, "pass@1", {"entropy_coef": [0.2, 0.5]}),
@@ -155,16 +157,11 @@ def plan(out: Path) -> list[tuple[str, callable]]:
                 jobs.append((f"first {name} {label} seed {seed}",
                              lambda name=name, label=label, seed=seed: (first_config(name, label, seed, out), False)))
 
-    tune("filter")
-    for seed in REPORT_SEEDS[:3]:
+    for seed in REPORT_SEEDS:
         warm(seed)
         for label in PRIORITY[0]:
             report(label, [seed])
     first(FIRST_SEEDS[0])
-    for seed in REPORT_SEEDS[3:]:
-        warm(seed)
-        for label in PRIORITY[0]:
-            report(label, [seed])
     for label in PRIORITY[1]:
         tune(label)
         report(label, REPORT_SEEDS)
