@@ -175,7 +175,10 @@ def plan(out: Path) -> list[tuple[str, callable]]:
 
 
 def run(out: Path, until: dt.datetime | None, log) -> None:
-    """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after ``until``."""
+    """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after ``until``;
+    ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "plan.json", json.dumps([d for d, _ in plan(out)], indent=1))
     cache = str(out / "cache")
     for desc, make in plan(out):
         if until is not None and dt.datetime.now(dt.timezone.utc) >= until:
@@ -217,8 +220,6 @@ def main(argv=None) -> int:
         def log(msg):
             print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
 
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "plan.json", json.dumps([d for d, _ in plan(out)], indent=1))
         run(out, until, log)
         log("done")
         return 0
