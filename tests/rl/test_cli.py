@@ -101,10 +101,10 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     names = [r["name"] for r in summary["runs"]]
-    assert names == ["warm_start", "k1", "k4", "k8", "anneal"]
+    assert names == ["warm_start", "k1", "grpo", "k8", "anneal"]  # a non-PKPO baseline beside k1
     assert len({tuple(r) for r in summary["runs"]}) == 1  # the warm start has the same keys as the runs
     schedules = [r["k_schedule"] for r in summary["runs"][1:]]
-    assert schedules[:3] == ["k=1", "k=4", "k=8"] and schedules[3].startswith("k=8 until step")
+    assert schedules[:3] == ["k=1", "k=1", "k=8"] and schedules[3].startswith("k=8 until step")
     for run in summary["runs"]:
         for key in ("pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "greedy_pass@1", "entropy"):
             assert run[key] is not None, key
@@ -121,7 +121,7 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "warmstart").glob("*.pt")) and not (out / "cache").exists()
     for png in ("pass_at_k_curves.png", "solve_rate.png", "entropy.png", "final_pass_at_k.png"):
         assert (out / png).stat().st_size > 1000
-    evals = [json.loads(line) for line in (out / "runs" / "k4" / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    evals = [json.loads(line) for line in (out / "runs" / "k8" / "seed0" / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in evals if "eval/pass@1" in r]) >= 4  # steps 0, 4, 8 and the final evaluation
     # a second call reuses the finished runs and the cached warm start, and keeps the wall time measured first
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
@@ -131,5 +131,5 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     # the sweep's report-only mode rebuilds the table from the finished runs
     (out / "table.md").unlink()
     assert sweep_main(["--out", str(out), "--report-only", "--no-progress"]) == 0
-    assert "| k4 | k=4 | 1 |" in (out / "table.md").read_text()
+    assert "| grpo | k=1 | 1 |" in (out / "table.md").read_text()
     assert sweep_main(["--out", str(tmp_path / "empty"), "--report-only"]) == 2

@@ -32,7 +32,7 @@ def finished_runs(out: Path) -> list[dict]:
         final["label"] = path.parent.parent.name
         final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
-    order = [WARM_LABEL, "loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo", "maxrl"]
+    order = [WARM_LABEL, "loo", "k1", "grpo", "maxrl", "entropy", "k2", "k4", "k8", "k16", "anneal", "tzsm"]
     return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
                                          f["label"], f["seed"]))
 
