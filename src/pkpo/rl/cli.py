@@ -51,8 +51,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
     ``out_dir`` is the command's own ``--out``; a tuple of ints is one comma-separated argument
     (``--eval-ks 1,2,4``, as in ``pkpo eval --k``); booleans take true/false (or 1/0, yes/no, on/off).
+    The defaults shown are those of the default preset (``DEFAULT_PRESET``).
     """
-    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig()
+    hints, defaults = typing.get_type_hints(TrainConfig), TrainConfig().replace(**PRESETS[DEFAULT_PRESET])
     for f in dataclasses.fields(TrainConfig):
         if f.name == "out_dir":
             continue
@@ -65,6 +66,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parse, metavar, shown = kind, f.name.upper(), repr(default)
         parser.add_argument("--" + f.name.replace("_", "-"), type=parse, default=None, metavar=metavar,
                             help=f"{f.metadata['help']} (default: {shown})".replace("%", "%%"))
+
+
+DEFAULT_PRESET = "demo"  # of pkpo train and pkpo sweep: the demo's learnable setting
 
 
 def _add_out_flag(parser: argparse.ArgumentParser, help_: str, required: bool = False) -> None:
@@ -121,7 +125,7 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--config", help="TOML file of TrainConfig fields (flags override it)")
     parser.add_argument("--model", help="pretrained policy: 'smollm2-135m', a local HF checkpoint dir or a .gguf file")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --model (0: full fine-tuning)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                         help="named settings that flags override (default: demo, the setting of pkpo demo)")
     _add_out_flag(parser, "output folder of the run (default: the config's out_dir, runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoint.pt")
@@ -173,7 +177,8 @@ def sweep_main(argv: list[str]) -> int:
                         help="training seeds, separated by spaces (default: 0 1 2)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="parallel processes (1 thread each)")
     parser.add_argument("--config", help="TOML base config")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                        help="named settings that flags override (default: demo, the setting of pkpo demo)")
     parser.add_argument("--cache-dir", help=CACHE_HELP)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--report-only", action="store_true",
