@@ -210,6 +210,10 @@ def greedy_auc(run_dir: Path, final: dict) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
 def first_task(out: Path) -> tuple[str, list[str]]:
     """The table of the first task (AUC of near-greedy pass@1, final values) and rule 3's words."""
     rows, words, helps = [], [], {}
@@ -222,16 +226,14 @@ def first_task(out: Path) -> tuple[str, list[str]]:
             if f["label"] != WARM:
                 auc.setdefault(f["label"], {})[f["seed"]] = greedy_auc(Path(f["run_dir"]), f)
         by = {r["label"]: r for r in aggregate(finals)}
+        def finals_of(r):
+            return [_pct(r.get(key)) for key in ("greedy_pass@1", "pass@1", "pass@8")]
+
+        if WARM in by:
+            rows.append([warm, "warm start", len(by[WARM]["seeds"]), "-", *finals_of(by[WARM])])
         for label, per_seed in auc.items():
             vals = [v for v in per_seed.values() if v is not None]
-            r = by[label]
-            rows.append([warm, label, len(vals), f"{100 * np.mean(vals):.1f}" if vals else "-",
-                         f"{100 * r.get('greedy_pass@1', float('nan')):.1f}", f"{100 * r.get('pass@1', float('nan')):.1f}",
-                         f"{100 * r.get('pass@8', float('nan')):.1f}"])
-        if WARM in by:
-            w = by[WARM]
-            rows.append([warm, "warm start", len(w["seeds"]), "-", f"{100 * w.get('greedy_pass@1', float('nan')):.1f}",
-                         f"{100 * w.get('pass@1', float('nan')):.1f}", f"{100 * w.get('pass@8', float('nan')):.1f}"])
+            rows.append([warm, label, len(vals), _pct(np.mean(vals) if vals else None), *finals_of(by[label])])
         seeds = sorted(set(auc.get("k8", {})) & set(auc.get("k1", {})))
         diffs = [auc["k8"][s] - auc["k1"][s] for s in seeds]
         if len(diffs) >= 2:
