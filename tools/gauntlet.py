@@ -204,6 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--until", help="HH:MM (UTC): start no run after this time today")
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--command", help="docs: the command that trained the runs, as the docs should show it")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.command == "plan":
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
         return 0
     from gauntlet_report import write_docs  # tools/gauntlet_report.py, next to this file
 
-    write_docs(out, Path(args.docs), Path(args.readme))
+    write_docs(out, Path(args.docs), Path(args.readme), args.command)
     return 0
 
 

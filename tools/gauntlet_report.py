@@ -269,8 +269,9 @@ def first_task(out: Path) -> tuple[str, list[str]]:
 # --------------------------------------------------------------------------------- the blocks
 
 
-def blocks(out: Path) -> tuple[str, str]:
-    """(the docs/results.md block, the README block) from the runs under ``out``."""
+def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tuple[str, str]:
+    """(the docs/results.md block, the README block) from the runs under ``out``; ``command`` is the one
+    that trained them, ``figures`` the paths (relative to docs/) of the figures to show."""
     import gauntlet  # tools/gauntlet.py: the plan, the methods and their tuning
 
     finals = finished_runs(out / "report")
@@ -299,7 +300,8 @@ def blocks(out: Path) -> tuple[str, str]:
         lines.append("No report run has finished yet.")
     else:
         seeds = sorted({f["seed"] for f in finals})
-        lines += [f"**What ran** (`python tools/gauntlet.py run`, one process, one thread; "
+        lines += [f"**What ran** (`{command or 'python tools/gauntlet.py run --out ' + str(out)}`, one process, "
+                  "one thread; "
                   f"{len([f for f in finals if f['label'] != WARM])} report runs on held-out seeds "
                   f"{', '.join(map(str, seeds))}). "
                   + (f"Planned but not run in the time box: {len(missing)} report runs ("
@@ -311,6 +313,7 @@ def blocks(out: Path) -> tuple[str, str]:
                   family_table(results) if results else "(no comparison has two finished seeds yet)", "",
                   "**What the numbers say** (generated from the rules above):", ""]
         lines += [f"- {w}" for w in rule_words(results, finals)]
+        lines += [""] + [f"![gauntlet: {Path(f).stem}]({f})" for f in figures]
     table, words = first_task(out)
     lines += ["", "**The `first` task** (pass@1 and pass@k share one optimum; area under the near-greedy "
               "pass@1 curve, evaluations every 30 steps on 128 held-out problems):", ""]
@@ -325,11 +328,31 @@ def blocks(out: Path) -> tuple[str, str]:
     return "\n".join(lines), readme_text
 
 
-def write_docs(out: Path, docs: Path, readme: Path) -> None:
+def write_figures(out: Path, docs: Path) -> list[str]:
+    """The report runs' figures (pkpo.rl.sweeps.plots: curves with near-greedy pass@1, final pass@k with the
+    near-greedy diamonds), copied to docs/figures/rl/gauntlet_*.png; their paths relative to ``docs``."""
+    import shutil
+
+    from pkpo.rl.sweeps.plots import plot_runs
+
+    finals = finished_runs(out / "report")
+    if not finals:
+        return []
+    target = docs / "figures" / "rl"
+    target.mkdir(parents=True, exist_ok=True)
+    shown = []
+    for path in plot_runs(out / "report", finals):
+        if Path(path).name in ("final_pass_at_k.png", "pass_at_k_curves.png"):
+            shutil.copy(path, target / f"gauntlet_{Path(path).name}")
+            shown.append(f"figures/rl/gauntlet_{Path(path).name}")
+    return shown
+
+
+def write_docs(out: Path, docs: Path, readme: Path, command: str | None = None) -> None:
     """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of README.md."""
     from results import replace_blocks  # tools/results.py
 
-    text, readme_text = blocks(out)
+    text, readme_text = blocks(out, command, write_figures(out, docs))
     results_md = docs / "results.md"
     atomic_write(results_md, replace_only(results_md.read_text(), "gauntlet", text, replace_blocks))
     atomic_write(readme, replace_only(readme.read_text(), "readme-gauntlet", readme_text, replace_blocks))

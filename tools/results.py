@@ -150,7 +150,8 @@ def _walls(finals: list[dict]) -> str:
     return ", ".join(f"{label} {np.nanmean(v):.0f} s" for label, v in by.items())
 
 
-def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -> tuple[dict, dict]:
+def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None,
+                docs: Path = Path("docs")) -> tuple[dict, dict]:
     """(results.md blocks, README blocks) from the finished runs under ``out``."""
     demo = finished_runs(out / "demo")
     blocks = {}
@@ -184,7 +185,8 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
                          f"```bash\n{command}\n```\n" + (f"Wall time of this regeneration: {wall / 60:.0f} min."
                                                           if wall else ""))
 
-    blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(out / "gauntlet")
+    blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(
+        out / "gauntlet", "make results", gauntlet_report.write_figures(out / "gauntlet", docs))
     readme = {"readme-results": _readme(demo), "readme-gauntlet": gauntlet_readme}
     return blocks, readme
 
@@ -239,7 +241,7 @@ def main(argv=None) -> int:
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = "make results   # = python tools/results.py --out runs/results (seeds " + \
         " ".join(map(str, args.seeds)) + "; feature-sum seeds " + " ".join(map(str, args.sum_seeds)) + ")"
-    blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall)
+    blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall, Path(args.docs))
     figures = Path(args.docs) / "figures" / "rl"
     figures.mkdir(parents=True, exist_ok=True)
     for prefix, folder in (("demo", out / "demo"), ("sum", out / "sum")):
