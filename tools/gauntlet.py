@@ -110,7 +110,7 @@ def tuned_point(label: str, out: Path) -> tuple[dict, str]:
     if any(v is None for v in scores.values()):
         return points[0], f"untuned: tuning grid unfinished, its first point {point_name(points[0])}"
     best = max(points, key=lambda p: scores[point_name(p)])
-    shown = ", ".join(f"{name}: {100 * v:.1f}" for name, v in scores.items())
+    shown = ", ".join(f"{name}: {100 * v:.2f}" for name, v in scores.items())
     return best, f"validation {target} in % ({shown})"
 
 

@@ -324,7 +324,8 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
               "of this study did not allow it."]
     claims = (rule_words(results, finals) if finals else []) + words
     readme = [f"- {w}" for w in claims if w.startswith("**")]
-    readme_text = ("**The gauntlet** (docs/results.md: tuned baselines, fresh seeds, Holm-corrected):\n"
+    readme_text = ("**The gauntlet** (docs/results.md: baselines on fresh seeds 5-9, Holm-corrected; what was "
+                   "tuned and what did not run is listed there):\n"
                    + ("\n".join(readme) if readme else "- No decision rule of the gauntlet holds on the finished "
                       "runs, so no gauntlet claim is made."))
     return "\n".join(lines), readme_text
