@@ -355,8 +355,8 @@ def exemplar_prompt(problem_text: str, exemplar) -> str:
     from pkpo.rl.nl_tasks import ANSWER_INSTRUCTION
 
     strip = lambda text: text.replace(" " + ANSWER_INSTRUCTION, "")  # noqa: E731
-    return (f"{ANSWER_INSTRUCTION}\n\nExample problem: {strip(exemplar.prompt)}\nExample reply: {exemplar.answer}"
-            f"\n\nProblem: {strip(problem_text)}")
+    return (f"Question: {strip(exemplar.prompt)}\nAnswer: {exemplar.answer}\n\nQuestion: {strip(problem_text)}\n"
+            f"Answer with only the final number, as in the example.")
 
 
 def cmd_smollm(args) -> int:
@@ -426,6 +426,18 @@ def cmd_smollm(args) -> int:
     return 0
 
 
+def load_weights(path) -> dict:
+    """The model state of a trainer checkpoint (checksummed, :mod:`pkpo.rl.checkpoint`) or a warm-start file."""
+    import torch
+
+    from pkpo.rl.checkpoint import load_checkpoint
+
+    with open(path, "rb") as f:
+        trainer_file = len(f.readline()) == 65  # a sha256 hex line, then the torch.save payload
+    state = load_checkpoint(path) if trainer_file else torch.load(path, map_location="cpu", weights_only=True)
+    return state["model"]
+
+
 def cmd_gpt(args) -> int:
     """Per-sample gradients of a from-scratch GPT (all parameters) at one checkpoint of a ``pkpo train`` run."""
     import torch
@@ -444,7 +456,7 @@ def cmd_gpt(args) -> int:
                      n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
                      demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
     policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head))
-    policy.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True)["model"])
+    policy.load_state_dict(load_weights(args.weights))
     policy.eval()
     params = [p for p in policy.parameters() if p.requires_grad]
     T = cfg.temperature
