@@ -104,7 +104,7 @@ def test_invalid_rows_leave_their_group():
     advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
     assert advantages[1] == 0
     torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
-    with pytest.raises(ValueError, match=r"has 1 sample\(s\)"):  # rows 0..1 keep one valid row
+    with pytest.raises(ValueError, match=r"^t: group 0 has n=1 samples but k=2"):  # rows 0..1 keep one valid row
         _common.consecutive_advantages(rewards, 2, 2, options, valid=valid, engine="t")
 
 
@@ -116,7 +116,7 @@ def test_parse_val_ks():
         _common.parse_val_ks([1, 16], source="val", largest_n=8, n_name="n_eval")
     with pytest.raises(ValueError, match="^val: every k must be >= 1"):
         _common.parse_val_ks([0], source="val")
-    with pytest.raises(ValueError, match="^val: k must be an integer"):
+    with pytest.raises(ValueError, match="^val: every k must be an integer"):
         _common.parse_val_ks(["four"], source="val")
 
 
@@ -204,3 +204,66 @@ def test_consecutive_advantages_accept_low_precision_and_integer_rewards(dtype):
     expected = pkpo.transform(correct.astype(np.float64), 2)
     np.testing.assert_allclose(advantages.float().numpy(), expected.reshape(-1), atol=2e-3)
     assert estimate == pytest.approx(float(np.mean(pkpo.pass_at_k(correct, 2))), abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "scores, group_size, valid, message",
+    [
+        ([1.0, 0.0, 1.0, 0.0], 2, None, "scores must be a 1-D torch tensor or numpy array"),
+        (torch.zeros(2, 2), 2, None, r"scores must be 1-D .*got shape \(2, 2\)"),
+        (torch.zeros(4), 2.0, None, "the group size must be an integer; got 2.0"),
+        (torch.zeros(4), 0, None, "the group size must be >= 1; got 0"),
+        (torch.zeros(4), 2, torch.tensor([1, 0, 1, 1]), "valid must be a boolean Tensor"),
+        (torch.zeros(4), 2, torch.ones(3, dtype=torch.bool), r"valid has shape \(3,\)"),
+        (torch.zeros(4), 2, np.ones(4, dtype=bool), "valid must be a boolean Tensor"),
+        (np.zeros(4), 2, [True] * 4, "valid must be a boolean ndarray"),
+    ],
+)
+def test_consecutive_advantages_refuse_bad_input_with_one_clear_error(
+    scores, group_size, valid, message
+):
+    options = _common.parse_options(k=2, scale="none")
+    with pytest.raises(ValueError, match=message) as error:
+        _common.consecutive_advantages(scores, group_size, 2, options, valid=valid, engine="E")
+    assert str(error.value).startswith("E: ") and "\n" not in str(error.value)
+
+
+def test_grouped_advantages_refuse_ids_of_mixed_types_as_transform_grouped_does():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    options = _common.parse_options(k=1, scale="none")
+    for ids in ([1, "1", 1, "1"], np.array([1, "1", 1, "1"], dtype=object)):
+        with pytest.raises(ValueError) as adapter_error:
+            _common.grouped_advantages(rewards, ids, 1, options, engine="E")
+        with pytest.raises(ValueError) as math_error:
+            pkpo.transform_grouped(rewards, ids, 1)
+        assert str(adapter_error.value) == f"E: {math_error.value}"
+    # ids of one type still group as before: two groups of 2
+    advantages, _ = _common.grouped_advantages(rewards, [1, 2, 1, 2], 1, options, engine="E")
+    torch.testing.assert_close(advantages, pkpo.transform_grouped(rewards, [1, 2, 1, 2], 1))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(3, 3), (np.int64(3), 3), ("3", 3), (" 3 ", 3), (np.array(3), 3), (torch.tensor(3), 3)],
+)
+def test_as_int_accepts_integers_and_decimal_strings(value, expected):
+    assert _common.as_int(value, "n") == expected
+
+
+@pytest.mark.parametrize("value", [True, 2.0, 2.5, "2.0", "two", None, np.array(2.0), [2]])
+def test_as_int_refuses_everything_else(value):
+    with pytest.raises(ValueError, match=r"^src: n must be an integer"):
+        _common.as_int(value, "n", source="src")
+
+
+def test_step_clock_scoped_step_wins_and_ends_with_its_block():
+    clock = _common.StepClock()
+    clock.publish(3)
+    with clock.at(7):
+        assert clock.step == 7
+        with clock.at(None):  # no step: the enclosing one stays
+            assert clock.step == 7
+    assert clock.step == 3
+    with pytest.raises(ValueError, match="the training step must be >= 0"):
+        with clock.at(-1):
+            pass

@@ -279,7 +279,7 @@ def test_transform_experience_rewards_layouts():
         )
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
-    with pytest.raises(ValueError, match="fewer than the 4"):
+    with pytest.raises(ValueError, match=r"^OpenRLHF: every group has n=2 samples but k=3; n >= k \+ 1"):
         adapter.transform_experience_rewards(
             [torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, adapter.parse_options(k=3, baseline="loo")
         )
@@ -378,7 +378,8 @@ def test_runtime_env_carries_the_hook_and_openrlhf_defaults():
         (["--rollout.n_samples_per_prompt", "8"], "set k"),
         (["--pkpo.k", "0"], "k must be >= 1"),
         (["--pkpo.k", "4", "--pkpo.scale", "std"], "unknown scale"),
-        (["--pkpo.k", "4"], "--rollout.n_samples_per_prompt 1: "),
+        (["--pkpo.k", "4"], "--rollout.n_samples_per_prompt=1 samples per prompt is too few"),
+        (["--pkpo.k", "4", "--rollout.n_samples_per_prompt", "4.5"], "must be an integer"),
         (["--pkpo.k", "4", *BASE_ARGV, "--algo.advantage.estimator", "rloo"], "would reshape"),
     ],
 )

@@ -124,9 +124,9 @@ def test_estimator_traces_under_jit_without_host_transfers():
 @pytest.mark.parametrize(
     "options, size, message",
     [
-        ({"k": 4}, 3, r"group 'rows 0\.\.2' has 3 sample\(s\), fewer than the 4 that k=4"),
-        ({"k": 4, "baseline": "loo"}, 4, "fewer than the 5 that k=4 with baseline 'loo'"),
-        ({"k": 1}, 1, "fewer than the 2 that k=1"),
+        ({"k": 4}, 3, r"every group has n=3 samples but k=4"),
+        ({"k": 4, "baseline": "loo"}, 4, r"n=4 samples but k=4; n >= k \+ 1 with baseline='loo'"),
+        ({"k": 1}, 1, r"n=1 samples but k=1; n >= 2"),
     ],
 )
 def test_too_small_groups_give_the_shared_error(options, size, message):
@@ -140,7 +140,7 @@ def test_bad_calls_and_options():
     estimator = pkpo_tunix.register(k=2, scale="none")
     with pytest.raises(ValueError, match="do not split into groups of num_generations=4"):
         estimator(rewards=np.zeros(6), num_generations=4)
-    with pytest.raises(ValueError, match="num_generations must be a positive integer"):
+    with pytest.raises(ValueError, match="num_generations must be >= 1; got 0"):
         estimator(rewards=np.zeros(6), num_generations=0)
     with pytest.raises(ValueError, match="give either k or schedule"):
         pkpo_tunix.register(k=2, schedule="4->2@2")
@@ -194,7 +194,7 @@ def test_step_sources():
     from_callable(rewards=rewards, num_generations=8)
     from_callable(rewards=rewards, num_generations=8)
     assert from_callable.last_stats == {"k": 2, "step": 5}
-    with pytest.raises(ValueError, match="non-negative integer"), pkpo_tunix.at_step(-1):
+    with pytest.raises(ValueError, match="the training step must be >= 0"), pkpo_tunix.at_step(-1):
         pass
 
 

@@ -1,14 +1,21 @@
-"""What the verl, TRL and OpenRLHF adapters share: options, the k schedule, group checks, hooks.
+"""What the adapters share: options, the one integer check, the step clock, the two batch layouts.
 
 The adapters only reshape their engine's batch and call :func:`pkpo.transform` /
 :func:`pkpo.transform_grouped`; all reward maths stays in the math layer. This module holds
-the three things every adapter needs besides that:
+what every adapter needs besides that, each written once:
 
 * :class:`PKPOOptions`: ``k`` or a k ``schedule`` (:func:`pkpo.schedules.from_spec`), the
-  ``baseline``, the ``scale`` of the advantages, and an optional largest group size, read from
-  a mapping (a verl DictConfig, environment variables, trainer arguments) with clear errors;
-* :class:`StepClock`: the training step a trainer publishes so that the estimator, which is
-  called without one, can evaluate the k schedule;
+  ``baseline``, the ``scale`` of the advantages (:data:`DEFAULT_SCALE`, the one engine default),
+  and an optional largest group size, parsed once by :func:`parse_options` from a mapping (a verl
+  DictConfig, environment variables, trainer arguments) with errors that name the source;
+* :func:`as_int`: the one integer check (options, group sizes, training steps);
+* :class:`StepClock`: the one way a training step reaches an adapter whose engine calls it
+  without one: the adapter's trainer or learner sets it around the advantage step
+  (``with clock.at(step)``), a custom loop publishes it (``clock.publish(step)``), and the
+  adapter evaluates its k schedule at ``clock.step``;
+* :func:`consecutive_advantages` (TRL, OpenRLHF, Tunix: groups of consecutive rows) and
+  :func:`grouped_advantages` (verl: a group id per row), which check the batch and put the
+  engine's name into the math layer's errors;
 * :func:`when_imported`: run a callback once a module has been imported, so that a plugin can
   patch or extend a framework module without importing it (and its heavy dependencies) itself;
 * :func:`validation_metrics`: unbiased pass@k / maxg@k and their standard errors over the
@@ -17,10 +24,14 @@ the three things every adapter needs besides that:
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import contextvars
 import logging
+import numbers
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +39,7 @@ import numpy as np
 
 from .. import metrics as _metrics
 from .. import schedules as _schedules
-from ..transforms import (
-    BASELINES,
-    SCALES,
-    factorize_group_ids,
-    min_group_size,
-    transform,
-    transform_grouped,
-)
+from ..transforms import BASELINES, SCALES, min_group_size, transform, transform_grouped
 
 logger = logging.getLogger("pkpo.integrations")
 
@@ -47,6 +51,34 @@ OPTION_KEYS = ("k", "baseline", "schedule", "scale", "rollout_n")
 # GRPO user keeps their lr and one lr serves every k of a schedule; the price is a bias that
 # shrinks as the batch grows (pkpo.transforms). "none" gives the paper's values exactly.
 DEFAULT_SCALE = "mean_abs"
+DEFAULT_BASELINE = "loo_minus_one"
+
+
+# --- one integer check -------------------------------------------------------------------------
+
+
+def as_int(value, name: str, *, source: str | None = None, minimum: int | None = None) -> int:
+    """``value`` as an int: a Python or numpy integer, a 0-d integer array or tensor, or a decimal
+    string (environment variables); at least ``minimum`` if given.
+
+    bool, floats (also 2.0) and anything else raise ``ValueError`` naming ``name`` (and
+    ``source``, where the value came from).
+    """
+    where = f"{source}: " if source else ""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    elif not isinstance(value, numbers.Integral) and getattr(value, "ndim", None) == 0:
+        dtype = str(getattr(value, "dtype", ""))
+        number = value.item() if "int" in dtype else None  # 0-d numpy / torch / JAX integers
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+        raise ValueError(f"{where}{name} must be an integer; got {value!r}.")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{where}{name} must be >= {minimum}; got {int(number)}.")
+    return int(number)
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -64,7 +96,7 @@ class PKPOOptions:
     """
 
     schedule: _schedules.Schedule
-    baseline: str = "loo_minus_one"
+    baseline: str = DEFAULT_BASELINE
     rollout_n: int | None = None
     scale: str = DEFAULT_SCALE
 
@@ -102,8 +134,9 @@ def parse_options(
 
     ``k`` may be an int or a numeric string (environment variables); ``schedule`` anything
     :func:`pkpo.schedules.from_spec` reads ("8->1@1500", "linear:8->1@0+1000", a dict).
-    ``baseline`` defaults to "loo_minus_one" and ``scale`` to :data:`DEFAULT_SCALE`.
-    ``source`` names where the options came from, for the error messages.
+    ``baseline`` defaults to :data:`DEFAULT_BASELINE` and ``scale`` to :data:`DEFAULT_SCALE`.
+    ``source`` names where the options came from, for the error messages. The options are
+    checked here, once; the adapters trust them afterwards.
     """
     if k is not None and schedule is not None:
         raise ValueError(
@@ -115,25 +148,27 @@ def parse_options(
         if schedule is not None:
             parsed = _schedules.from_spec(_plain(schedule))
         else:
-            parsed = _schedules.constant(_as_int(k, "k"))
+            parsed = _schedules.constant(as_int(k, "k"))
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    baseline = "loo_minus_one" if baseline is None else baseline
+    baseline = DEFAULT_BASELINE if baseline is None else baseline
     scale = DEFAULT_SCALE if scale is None else scale
     for name, value, allowed in (("baseline", baseline, BASELINES), ("scale", scale, SCALES)):
         if value not in allowed:
-            raise ValueError(f"{source}: unknown {name} {value!r}; expected one of {', '.join(allowed)}.")
+            raise ValueError(
+                f"{source}: unknown {name} {value!r}; expected one of {', '.join(allowed)}."
+            )
     if rollout_n is not None:
-        rollout_n = _as_int(rollout_n, "rollout_n", source)
-        if rollout_n < 1:
-            raise ValueError(f"{source}: rollout_n must be >= 1; got {rollout_n}.")
+        rollout_n = as_int(rollout_n, "rollout_n", source=source, minimum=1)
     options = PKPOOptions(parsed, baseline, rollout_n, scale)
     if rollout_n is not None:
         check_samples_per_prompt(rollout_n, options, source=source)
     return options
 
 
-def check_samples_per_prompt(n: int, options: PKPOOptions, *, source: str, name: str = "rollout_n") -> None:
+def check_samples_per_prompt(
+    n: int, options: PKPOOptions, *, source: str, name: str = "rollout_n"
+) -> None:
     """The engine's samples per prompt (``name``: rollout_n, num_generations, ...) must be at
     least :func:`pkpo.min_group_size` for the largest k of the schedule."""
     needed = min_group_size(options.schedule.max_k, options.baseline)
@@ -174,92 +209,106 @@ def _plain(value):
     return value
 
 
-def _as_int(value, name: str, source: str | None = None) -> int:
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            where = f"{source}: " if source else ""
-            raise ValueError(f"{where}{name} must be an integer; got {value!r}.") from None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        where = f"{source}: " if source else ""
-        raise ValueError(f"{where}{name} must be an integer; got {value!r}.")  # noqa: TRY004
-    return int(value)
-
-
-# --- the published training step -------------------------------------------------------------
+# --- the training step -------------------------------------------------------------------------
 
 
 class StepClock:
-    """The latest training step a trainer published (thread-safe; ``None`` until the first)."""
+    """The training step an adapter evaluates its k schedule at: ``clock.step``.
+
+    Two ways in, the first found wins:
+
+    1. ``with clock.at(step):`` around the engine's advantage step, by the adapter's trainer or
+       learner (per thread and asyncio task, so concurrent steps do not mix);
+    2. ``clock.publish(step)``: the latest step a custom training loop announced (all threads).
+
+    ``clock.step`` is None when neither gave one; a constant k needs no step.
+    """
 
     def __init__(self) -> None:
-        self._step: int | None = None
+        self._scoped: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            "pkpo_step", default=None
+        )
+        self._published: int | None = None
         self._lock = threading.Lock()
 
+    @contextlib.contextmanager
+    def at(self, step) -> Iterator[None]:
+        """Within this block (this thread / asyncio task), ``clock.step`` is ``step``.
+
+        ``step=None`` sets nothing (the published step, if any, stays in force).
+        """
+        if step is None:
+            yield
+            return
+        token = self._scoped.set(as_int(step, "the training step", minimum=0))
+        try:
+            yield
+        finally:
+            self._scoped.reset(token)
+
     def publish(self, step) -> None:
-        step = _as_int(step, "the training step")
-        if step < 0:
-            raise ValueError(f"the training step must be >= 0; got {step}.")
+        step = as_int(step, "the training step", minimum=0)
         with self._lock:
-            self._step = step
+            self._published = step
 
     @property
     def step(self) -> int | None:
+        scoped = self._scoped.get()
+        if scoped is not None:
+            return scoped
         with self._lock:
-            return self._step
+            return self._published
 
     def reset(self) -> None:
+        """Forget the published step (a scoped step ends with its block)."""
         with self._lock:
-            self._step = None
+            self._published = None
 
 
-# --- group checks and the two batch layouts ----------------------------------------------------
+# --- the two batch layouts -------------------------------------------------------------------
 
 
-def check_group_sizes(sizes, labels, k: int, options: PKPOOptions, *, engine: str) -> None:
-    """Every group must hold enough samples for (k, baseline) and, if set, at most ``rollout_n``."""
-    sizes = np.asarray(sizes)
-    needed = min_group_size(k, options.baseline)
-    small = np.flatnonzero(sizes < needed)
-    if small.size:
-        row = small[0]
+@contextlib.contextmanager
+def engine_errors(engine: str, group_label: Callable[[int], str] | None = None) -> Iterator[None]:
+    """Put the engine's name into the math layer's ``ValueError``s raised in this block.
+
+    ``group_label(group)`` names a group of the engine's layout (e.g. "rows 8..15" for groups of
+    consecutive rows) in place of the math layer's group number.
+    """
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(f"{engine}: {error}") from None
+
+
+def check_rollout_n(label, size: int, options: PKPOOptions, *, engine: str) -> None:
+    """With ``rollout_n`` set, no group may hold more rows than the engine samples per prompt."""
+    if options.rollout_n is not None and size > options.rollout_n:
         raise ValueError(
-            f"{engine}: group {labels[row]!r} has {sizes[row]} sample(s), fewer than the {needed} "
-            f"that k={k} with baseline {options.baseline!r} needs ({small.size} such group(s)). "
-            "Lower k, draw more samples per prompt, or filter such groups out before the "
-            "advantage step."
+            f"{engine}: group {label!r} has {size} rows but rollout_n={options.rollout_n}: rows "
+            "of several sessions or turns share one group id. PKPO needs one row per sampled "
+            "attempt; give each session its own id or fold sessions into one row per attempt "
+            "before the advantage step."
         )
-    if options.rollout_n is not None:
-        large = np.flatnonzero(sizes > options.rollout_n)
-        if large.size:
-            row = large[0]
-            raise ValueError(
-                f"{engine}: group {labels[row]!r} has {sizes[row]} rows but "
-                f"rollout_n={options.rollout_n}: rows of several sessions or turns share one group "
-                "id. PKPO needs one row per sampled attempt; give each session its own id or fold "
-                "sessions into one row per attempt before the advantage step."
-            )
 
 
 def grouped_advantages(scores, group_ids, k: int, options: PKPOOptions, *, engine: str):
     """PKPO advantages for a flat batch with a group id per row (verl's uid layout).
 
     Returns ``(advantages [N], mean per-group pass@k / maxg@k estimate)``. Groups may be
-    ragged and interleaved; sizes are checked by :func:`check_group_sizes` first.
+    ragged and interleaved. The ids go to :func:`pkpo.transform_grouped` as they are, so its
+    rules hold here too (mixed ids such as ``1`` and ``"1"`` are refused, not merged).
     """
-    ids = np.asarray(group_ids)
-    if ids.ndim != 1 or ids.shape[0] != scores.shape[0]:
-        raise ValueError(
-            f"{engine}: need one group id per row ({scores.shape[0]}); got ids of shape "
-            f"{ids.shape}."
+    _check_scores(scores, engine)
+    with engine_errors(engine):
+        advantages, _, info = transform_grouped(
+            scores, group_ids, k, options.baseline, scale=options.scale, return_info=True
         )
-    labels, _, sizes = factorize_group_ids(ids, ids.shape[0])
-    check_group_sizes(sizes, labels, k, options, engine=engine)
-    advantages, _, info = transform_grouped(
-        scores, ids, k, options.baseline, scale=options.scale, return_info=True
-    )
-    return advantages, float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
+    if options.rollout_n is not None:
+        ids = group_ids.tolist() if hasattr(group_ids, "tolist") else list(group_ids)
+        label, size = collections.Counter(ids).most_common(1)[0]
+        check_rollout_n(label, size, options, engine=engine)
+    return advantages, _mean_estimate(info)
 
 
 def consecutive_advantages(
@@ -267,35 +316,67 @@ def consecutive_advantages(
 ):
     """PKPO advantages for groups of ``group_size`` consecutive rows (TRL / OpenRLHF layout).
 
-    ``valid`` (bool [N], optional) marks rows that have a reward; the others are left out of
-    their group (its n shrinks) and get advantage 0. Returns ``(advantages [N], mean estimate)``.
+    ``scores``: a 1-D torch tensor or numpy array, one score per row. ``valid`` (bool [N],
+    optional, the same kind) marks rows that have a reward; the others are left out of their
+    group (its n shrinks) and get advantage 0. Returns ``(advantages [N], mean estimate)``.
     """
-    n_rows = scores.shape[0]
-    if group_size < 1 or n_rows % group_size:
+    n_rows = _check_scores(scores, engine)
+    group_size = as_int(group_size, "the group size", source=engine, minimum=1)
+    if n_rows % group_size:
         raise ValueError(
             f"{engine}: {n_rows} rows do not split into groups of {group_size} consecutive rows."
         )
+    check_rollout_n(rows_of_group(group_size)(0), group_size, options, engine=engine)
     rewards = scores.reshape(-1, group_size)
     mask = None
     if valid is not None:
+        _check_valid(valid, scores, engine)
         mask = valid.reshape(-1, group_size)
         rewards = _where_zero(rewards, mask)
-        sizes = _to_numpy(mask).sum(axis=1)
-    else:
-        sizes = np.full(rewards.shape[0], group_size)
-    check_group_sizes(
-        sizes,
-        [f"rows {i * group_size}..{(i + 1) * group_size - 1}" for i in range(len(sizes))],
-        k,
-        options,
-        engine=engine,
-    )
-    advantages, info = transform(
-        rewards, k, options.baseline, mask, scale=options.scale, return_info=True
-    )
-    return advantages.reshape(-1), float(
-        np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64))
-    )
+    with engine_errors(engine, rows_of_group(group_size)):
+        advantages, info = transform(
+            rewards, k, options.baseline, mask, scale=options.scale, return_info=True
+        )
+    return advantages.reshape(-1), _mean_estimate(info)
+
+
+def rows_of_group(group_size: int) -> Callable[[int], str]:
+    """Group i of ``group_size`` consecutive rows, named by its rows: "rows 8..15"."""
+    return lambda i: f"rows {i * group_size}..{(i + 1) * group_size - 1}"
+
+
+def _check_scores(scores, engine: str) -> int:
+    """Scores must be a 1-D torch tensor or numpy array; returns the number of rows."""
+    if not (hasattr(scores, "detach") or isinstance(scores, np.ndarray)):
+        raise ValueError(
+            f"{engine}: scores must be a 1-D torch tensor or numpy array (one score per row); "
+            f"got {type(scores).__name__}."
+        )
+    if scores.ndim != 1:
+        raise ValueError(
+            f"{engine}: scores must be 1-D (one score per row); got shape {tuple(scores.shape)}."
+        )
+    return int(scores.shape[0])
+
+
+def _check_valid(valid, scores, engine: str) -> None:
+    """The mask of scorable rows: bool, the same kind and length as the scores."""
+    same_kind = hasattr(valid, "detach") == hasattr(scores, "detach")
+    is_bool = str(getattr(valid, "dtype", "")) in ("torch.bool", "bool")
+    if not (same_kind and is_bool and hasattr(valid, "shape")):
+        raise ValueError(
+            f"{engine}: valid must be a boolean {type(scores).__name__} like the scores; got "
+            f"{type(valid).__name__} of dtype {getattr(valid, 'dtype', None)}."
+        )
+    if tuple(valid.shape) != tuple(scores.shape):
+        raise ValueError(
+            f"{engine}: valid has shape {tuple(valid.shape)} but the scores have shape "
+            f"{tuple(scores.shape)}; give one flag per row."
+        )
+
+
+def _mean_estimate(info) -> float:
+    return float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
 
 
 def _where_zero(values, mask):
@@ -328,10 +409,8 @@ def parse_val_ks(value, *, source: str, largest_n: int | None = None, n_name: st
         return ()
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         value = [value]
-    ks = sorted({_as_int(k, "k", source) for k in value})
+    ks = sorted({as_int(k, "every k", source=source, minimum=1) for k in value})
     for k in ks:
-        if k < 1:
-            raise ValueError(f"{source}: every k must be >= 1; got {k}.")
         if largest_n is not None and k > largest_n:
             raise ValueError(
                 f"{source}: k={k} exceeds the {largest_n} samples drawn per validation prompt "
@@ -410,15 +489,20 @@ def when_imported(name: str, callback: Callable[[Any], None]) -> bool:
 
 
 __all__ = [
+    "DEFAULT_BASELINE",
     "DEFAULT_SCALE",
     "PKPOOptions",
     "StepClock",
-    "check_group_sizes",
+    "as_int",
+    "check_rollout_n",
+    "check_samples_per_prompt",
     "consecutive_advantages",
+    "engine_errors",
     "grouped_advantages",
     "options_from_mapping",
     "parse_options",
     "parse_val_ks",
+    "rows_of_group",
     "validation_metrics",
     "when_imported",
 ]

@@ -29,7 +29,8 @@ The training step for a k schedule: OpenRLHF calls ``compute_advantages_and_retu
 one whose ``self.experience_maker`` is the maker being run. Wrapping ``train_step`` instead does
 not work: ``@ray.remote class PPOTrainer`` copies the methods (Ray's tracing wrapper) while its
 module loads, before any post-import patch can run, so the actor would keep the unwrapped one.
-Outside ``train_step`` (a custom loop) publish the step with ``clock.publish(step)``.
+That step is set on :data:`clock` for the call (``clock.at``), as the other adapters' trainers
+do; outside ``train_step`` (a custom loop) publish the step with ``clock.publish(step)``.
 
 Options come from the arguments of :func:`patch` or, when it runs as a Ray
 ``worker_process_setup_hook`` (no arguments), from the environment: ``PKPO_K`` or
@@ -64,7 +65,7 @@ ENV_K, ENV_SCHEDULE, ENV_BASELINE, ENV_SCALE = (
 )
 REQUIRED_ESTIMATOR = "reinforce"
 
-#: a step published by hand, for calls of compute_advantages_and_returns outside train_step
+#: the training step: the running train_step's, or one published by hand (custom loops)
 clock = StepClock()
 _state: dict = {"options": None}
 _active = threading.local()  # the compute_advantages_and_returns call running in this thread
@@ -189,8 +190,8 @@ def _wrap_compute_advantages(original):
                 "'reinforce' (with --algo.advantage.no_std_norm) so that OpenRLHF does not "
                 "reshape the PKPO rewards again."
             )
-        step = training_step_of(self)
-        call = _Call(options.k_at(step if step is not None else clock.step), options)
+        with clock.at(training_step_of(self)):
+            call = _Call(options.k_at(clock.step), options)
         outer, _active.call = getattr(_active, "call", None), call
         try:
             result = original(self, experiences, *args, **kwargs)

@@ -34,6 +34,7 @@ import runpy
 import sys
 
 from .._cli import fail
+from ._common import as_int, check_samples_per_prompt
 
 PROG = "pkpo.integrations.openrlhf_launch"
 ENTRY_MODULE = "openrlhf.cli.train_ppo_ray"
@@ -202,9 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         pkpo_env, rest = split_argv(argv)
         options = adapter.options_from_env(pkpo_env, source="--pkpo flags")
         n_samples = flag_value(rest, N_SAMPLES_FLAG) or str(OPENRLHF_DEFAULT_N_SAMPLES)
-        adapter.options_from_env(
-            pkpo_env, rollout_n=n_samples, source=f"{N_SAMPLES_FLAG} {n_samples}"
-        )
+        n_samples = as_int(n_samples, N_SAMPLES_FLAG, minimum=1)
+        check_samples_per_prompt(n_samples, options, source="--pkpo flags", name=N_SAMPLES_FLAG)
         rest, notes = with_pkpo_defaults(rest)
     except ValueError as error:
         return fail(PROG, error)

@@ -41,12 +41,8 @@ a sort and a few scans, 1-3 s on a busy 2-core CPU. A schedule compiles once per
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import logging
-import numbers
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -58,7 +54,16 @@ from tunix.rl.agentic import agentic_grpo_learner
 from tunix.rl.grpo import grpo_learner
 
 from ..transforms import transform
-from ._common import PKPOOptions, check_group_sizes, check_samples_per_prompt, parse_options
+from ._common import (
+    PKPOOptions,
+    StepClock,
+    as_int,
+    check_rollout_n,
+    check_samples_per_prompt,
+    engine_errors,
+    parse_options,
+    rows_of_group,
+)
 
 logger = logging.getLogger("pkpo.integrations.tunix")
 
@@ -71,25 +76,17 @@ FAITHFUL_LOSS_AGG_MODES = (
     "sequence-mean-token-scale",
 )
 
-_STEP: contextvars.ContextVar[int | None] = contextvars.ContextVar("pkpo_tunix_step", default=None)
+#: the training step: set by the PKPO learners around each advantage step (per thread and asyncio
+#: task), or published by hand
+clock = StepClock()
 
 
-@contextlib.contextmanager
-def at_step(step) -> Iterator[None]:
-    """Within this block (this thread / asyncio task), PKPO estimators read ``step`` as the step."""
-    token = _STEP.set(_as_step(step))
-    try:
-        yield
-    finally:
-        _STEP.reset(token)
+def at_step(step):
+    """Within this block (this thread / asyncio task), PKPO estimators read ``step`` as the step.
 
-
-def _as_step(step) -> int:
-    if hasattr(step, "item") and not isinstance(step, numbers.Integral):
-        step = step.item()  # a 0-d numpy / JAX integer
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"the training step must be a non-negative integer; got {step!r}.")
-    return int(step)
+    The same as ``clock.at(step)`` (:class:`pkpo.integrations._common.StepClock`).
+    """
+    return clock.at(step)
 
 
 # --- the estimator ---------------------------------------------------------------------------
@@ -122,13 +119,15 @@ class PKPOEstimator:
         self.last_stats: dict[str, Any] = {}
 
     def current_step(self) -> int | None:
-        """The step published by a PKPO learner or :func:`at_step`, else the ``step_source``'s."""
-        step = _STEP.get()
+        """The step on :data:`clock` (a PKPO learner, :func:`at_step`), else the ``step_source``'s."""
+        step = clock.step
         if step is not None or self.step_source is None:
             return step
         if hasattr(self.step_source, "global_steps"):
-            return _as_step(self.step_source.global_steps)
-        return _as_step(self.step_source())
+            step = self.step_source.global_steps
+        else:
+            step = self.step_source()
+        return as_int(step, "the training step", source=ENGINE, minimum=0)
 
     def k_at(self, step: int | None) -> int:
         try:
@@ -141,7 +140,7 @@ class PKPOEstimator:
 
     def __call__(self, rewards, num_generations):
         """PKPO advantages [B*G] of the rewards [B*G] (B groups of ``num_generations`` rows)."""
-        group_size = _as_group_size(num_generations)
+        group_size = as_int(num_generations, "num_generations", source=ENGINE, minimum=1)
         step = self.current_step()
         k = self.k_at(step)
         rewards = jnp.asarray(rewards)
@@ -150,17 +149,15 @@ class PKPOEstimator:
                 f"{ENGINE}: rewards of shape {rewards.shape} do not split into groups of "
                 f"num_generations={group_size} consecutive rows."
             )
-        num_groups = rewards.shape[0] // group_size
-        check_group_sizes(
-            np.full(num_groups, group_size), _RowLabels(group_size), k, self.options, engine=ENGINE
-        )
-        advantages = _advantages(
-            rewards,
-            group_size=group_size,
-            k=k,
-            baseline=self.options.baseline,
-            scale=self.options.scale,
-        )
+        check_rollout_n(rows_of_group(group_size)(0), group_size, self.options, engine=ENGINE)
+        with engine_errors(ENGINE, rows_of_group(group_size)):
+            advantages = _advantages(
+                rewards,
+                group_size=group_size,
+                k=k,
+                baseline=self.options.baseline,
+                scale=self.options.scale,
+            )
         self.last_stats = {"k": k, "step": step}
         return advantages
 
@@ -174,28 +171,6 @@ class PKPOEstimator:
 
     def __repr__(self) -> str:
         return f"PKPOEstimator({self.options.describe()})"
-
-
-class _RowLabels:
-    """Group i's label for error messages, "rows {i*G}..{i*G+G-1}", made only when needed."""
-
-    def __init__(self, group_size: int):
-        self.group_size = group_size
-
-    def __getitem__(self, i) -> str:
-        return f"rows {i * self.group_size}..{(i + 1) * self.group_size - 1}"
-
-
-def _as_group_size(num_generations) -> int:
-    if (
-        isinstance(num_generations, bool)
-        or not isinstance(num_generations, numbers.Integral)
-        or num_generations < 1
-    ):
-        raise ValueError(
-            f"{ENGINE}: num_generations must be a positive integer; got {num_generations!r}."
-        )
-    return int(num_generations)
 
 
 def register(
@@ -358,6 +333,7 @@ __all__ = [
     "PKPOEstimator",
     "PKPOGRPOLearner",
     "at_step",
+    "clock",
     "make_learner_class",
     "register",
     "registered",
