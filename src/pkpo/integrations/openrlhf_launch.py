@@ -34,7 +34,7 @@ import runpy
 import sys
 
 from .._cli import fail
-from ._common import as_int, check_samples_per_prompt
+from ._common import DEFAULT_SCALE, as_int, check_samples_per_prompt
 
 PROG = "pkpo.integrations.openrlhf_launch"
 ENTRY_MODULE = "openrlhf.cli.train_ppo_ray"
@@ -60,7 +60,7 @@ OPENRLHF_DEFAULT_ENV = {
     "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
 }
 
-HELP = """\
+HELP = f"""\
 usage: python -m pkpo.integrations.openrlhf_launch (--pkpo.k K | --pkpo.schedule S)
            [--pkpo.baseline B] [--pkpo.scale SCALE] [OpenRLHF train_ppo_ray arguments ...]
 
@@ -74,7 +74,7 @@ PKPO flags (also --flag=value):
   --pkpo.baseline B      loo_minus_one (default; the paper's PKPO), loo, centered or none
   --pkpo.scale SCALE     none (the paper's values), n_over_k or mean_abs (mean |A| = 1 over the
                          rollout batch of one advantage computation; slightly biased);
-                         default: the adapters' default, printed at start
+                         default: {DEFAULT_SCALE}
   -h, --help             show this help and exit
 
 Every other argument passes through to openrlhf.cli.train_ppo_ray unchanged; see
