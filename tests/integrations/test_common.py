@@ -267,3 +267,86 @@ def test_step_clock_scoped_step_wins_and_ends_with_its_block():
     with pytest.raises(ValueError, match="the training step must be >= 0"):
         with clock.at(-1):
             pass
+
+
+# --- any estimator of pkpo.advantages by name ------------------------------------------------------
+
+
+def test_parse_options_select_any_estimator_by_name():
+    assert _common.parse_options(k=2).method == "pkpo"
+    for name in pkpo.advantages.names():
+        spec = pkpo.advantages.spec(name)
+        options = _common.parse_options(**({"k": 2} if spec.takes_k else {}), method=name)
+        assert options.method == name and options.scale == _common.DEFAULT_SCALE
+        assert (options.k_at(None) == 2) if spec.takes_k else (options.k_at(None) is None)
+    rs = _common.parse_options(method="rs_grpo", params="beta=3")
+    assert rs.params == (("beta", 3.0),) and rs.method_params(None) == {"beta": 3.0}
+    assert _common.parse_options(method="rs_grpo", params={"beta": 1}).params == (("beta", 1.0),)
+    assert _common.parse_options(k=4, baseline="loo").method_params(4) == {"k": 4, "baseline": "loo"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "nope"}, "unknown advantage estimator 'nope'; expected one of pkpo, grpo"),
+        ({"method": "grpo", "k": 2}, "method 'grpo' takes no k"),
+        ({"method": "maxrl", "schedule": "4->2@5"}, "method 'maxrl' takes no k"),
+        ({"method": "passk_training"}, "set k"),
+        ({"method": "rloo", "baseline": "loo"}, "baseline applies to method 'pkpo' only"),
+        ({"method": "rloo", "scale": "n_over_k"}, "scale 'n_over_k' multiplies by n/k"),
+        ({"method": "rs_grpo", "params": "gamma=1"}, "has no parameter 'gamma'; its parameters: beta"),
+        ({"method": "rs_grpo", "params": "beta=x"}, "beta must be a finite number"),
+        ({"method": "rs_grpo", "params": "beta"}, "params must read 'name=value,...'"),
+        ({"k": 2, "params": "beta=1"}, "method 'pkpo' has no parameter 'beta'"),
+        ({"method": "passk_training", "k": 4, "rollout_n": 3}, "needs at least 4"),
+    ],
+)
+def test_bad_method_options_give_one_line_naming_the_source(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        _common.parse_options(**kwargs, source="src")
+    assert str(error.value).startswith("src: ") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("method, k", [("grpo", None), ("rloo", None), ("maxrl", None),
+                                       ("rs_grpo", None), ("passk_training", 2)])
+@pytest.mark.parametrize("scale", ["none", "mean_abs"])
+def test_both_layouts_give_the_selected_methods_advantages(method, k, scale):
+    rng = np.random.default_rng(4)
+    rewards = torch.tensor(rng.integers(0, 2, 12), dtype=torch.float64)
+    options = _common.parse_options(**({"k": k} if k else {}), method=method, scale=scale)
+    params = {"k": k} if k else {}
+    expected = pkpo.advantages.compute(method, rewards.view(3, 4), scale=scale, **params).reshape(-1)
+    consecutive, estimate = _common.consecutive_advantages(rewards, 4, k, options, engine="E")
+    torch.testing.assert_close(consecutive, expected)
+    assert estimate is None  # the pass@k / maxg@k estimate comes with PKPO only
+    pkpo_advantages, _ = _common.consecutive_advantages(
+        rewards, 4, 2, _common.parse_options(k=2, scale=scale), engine="E"
+    )
+    assert not torch.allclose(consecutive, pkpo_advantages)  # the method changed them
+
+    ids = np.repeat(np.array(["x", "y", "z"], dtype=object), 4)
+    order = rng.permutation(12)
+    grouped, _ = _common.grouped_advantages(rewards[order], ids[order], k, options, engine="E")
+    torch.testing.assert_close(grouped, expected[order])
+
+
+def test_grouped_layout_of_other_methods_keeps_ragged_groups_and_refuses_mixed_ids():
+    rewards = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    ids = ["a", "b", "a", "b", "a", "b", "b"]  # a: 3 rows, b: 4 rows
+    options = _common.parse_options(method="rloo", scale="none")
+    got, _ = _common.grouped_advantages(rewards, ids, None, options, engine="E")
+    a, b = rewards[[0, 2, 4]], rewards[[1, 3, 5, 6]]
+    np.testing.assert_allclose(got[[0, 2, 4]], pkpo.advantages.compute("rloo", a))
+    np.testing.assert_allclose(got[[1, 3, 5, 6]], pkpo.advantages.compute("rloo", b))
+    with pytest.raises(ValueError, match="^E: group ids mix types"):
+        _common.grouped_advantages(rewards[:4], [1, "1", 1, "1"], None, options, engine="E")
+    capped = _common.parse_options(method="rloo", rollout_n=3)
+    with pytest.raises(ValueError, match="group 'b' has 4 rows but rollout_n=3"):
+        _common.grouped_advantages(rewards, ids, None, capped, engine="E")
+
+
+def test_binary_only_methods_refuse_other_rewards_with_the_engines_name():
+    options = _common.parse_options(method="maxrl")
+    with pytest.raises(ValueError, match="^E: 'maxrl' takes binary rewards only") as error:
+        _common.consecutive_advantages(torch.tensor([0.5, 1.0, 0.0, 1.0]), 4, None, options, engine="E")
+    assert "\n" not in str(error.value)

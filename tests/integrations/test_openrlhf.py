@@ -527,3 +527,42 @@ def test_k_schedule_follows_train_step_in_the_ray_actors(orl, launched, tiny_mod
     finally:
         for trainer in trainers.values():
             ray.kill(trainer)
+
+
+# --- --pkpo.method: any estimator of pkpo.advantages ---------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["grpo", "maxrl", "w_reinforce"])
+def test_method_selects_that_estimator_in_the_experience_maker(orl, method):
+    options = adapter.patch(method=method, scale="none")
+    batches = micro_batches(orl, REWARDS, sizes=[5, 11])
+    make_maker(orl, parse()).compute_advantages_and_returns(batches)
+    groups = np.asarray(REWARDS, dtype=np.float64).reshape(-1, N)
+    wanted = pkpo.advantages.compute(method, groups).reshape(-1)
+    np.testing.assert_allclose(first_returns(batches), wanted, rtol=1e-5, atol=1e-6)
+    assert options.method == method
+    assert not any("pkpo_k" in batch.info or "pkpo_estimate" in batch.info for batch in batches)
+    assert not np.allclose(wanted, expected(REWARDS, 2, adapter.parse_options(k=2, scale="none")))
+
+
+def test_method_from_the_environment_and_the_launcher_flags():
+    options = adapter.options_from_env(
+        {"PKPO_METHOD": "rs_grpo", "PKPO_PARAMS": "beta=0.5", "PKPO_SCALE": "none"}
+    )
+    assert (options.method, options.params, options.k_at(None)) == ("rs_grpo", (("beta", 0.5),), None)
+    env, rest = launcher.split_argv(["--pkpo.method", "passk_training", "--pkpo.k=2", "--x", "1"])
+    assert env == {"PKPO_METHOD": "passk_training", "PKPO_K": "2"} and rest == ["--x", "1"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--pkpo.method", "nope", *BASE_ARGV], "unknown advantage estimator 'nope'"),
+        (["--pkpo.method", "grpo", "--pkpo.k", "2", *BASE_ARGV], "method 'grpo' takes no k"),
+        (["--pkpo.method", "rs_grpo", "--pkpo.params", "beta=x", *BASE_ARGV], "beta must be a finite"),
+    ],
+)
+def test_launcher_refuses_bad_methods_with_one_line(argv, message, capsys):
+    assert launcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -37,13 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import advantages as _advantages
 from .. import metrics as _metrics
 from .. import schedules as _schedules
 from ..transforms import BASELINES, SCALES, min_group_size, transform, transform_grouped
 
 logger = logging.getLogger("pkpo.integrations")
 
-OPTION_KEYS = ("k", "baseline", "schedule", "scale", "rollout_n")
+OPTION_KEYS = ("method", "k", "baseline", "schedule", "scale", "rollout_n", "params")
 
 # The adapters' default scale. An engine's learning rate is tuned for GRPO's advantages (mean |A|
 # 0.4-0.9, benchmarks/advantage_scale.py); the paper's values are 8-600x smaller at p <= 0.3 and
@@ -52,6 +53,7 @@ OPTION_KEYS = ("k", "baseline", "schedule", "scale", "rollout_n")
 # shrinks as the batch grows (pkpo.transforms). "none" gives the paper's values exactly.
 DEFAULT_SCALE = "mean_abs"
 DEFAULT_BASELINE = "loo_minus_one"
+DEFAULT_METHOD = "pkpo"
 
 
 # --- one integer check -------------------------------------------------------------------------
@@ -86,26 +88,34 @@ def as_int(value, name: str, *, source: str | None = None, minimum: int | None =
 
 @dataclass(frozen=True)
 class PKPOOptions:
-    """PKPO settings of one adapter: a k schedule, the baseline, the scale, a group-size cap.
+    """An adapter's settings: the estimator, its k schedule, baseline and scale, a group-size cap.
 
-    ``schedule(step)`` gives the k to optimise at a training step; a constant k is a constant
-    schedule. ``scale`` is passed to :func:`pkpo.transform` (default :data:`DEFAULT_SCALE`).
-    ``rollout_n`` (optional) is the number of samples the engine draws per prompt: a group
-    larger than that means rows of several sessions share one id, which the adapter refuses
-    instead of silently treating them as one larger group.
+    ``method`` names an estimator of :mod:`pkpo.advantages` ("pkpo", the default, or "grpo",
+    "rloo", "maxrl", ...; :func:`pkpo.advantages.names`). ``schedule(step)`` gives the k to optimise
+    at a training step for a method that takes k (a constant k is a constant schedule); it is None
+    for the others. ``baseline`` is PKPO's. ``params`` holds the method's other parameters (e.g.
+    ``(("beta", 2.0),)`` for "rs_grpo"), as pairs so that the options stay hashable. ``scale``
+    rescales every method's advantages (default :data:`DEFAULT_SCALE`). ``rollout_n`` (optional)
+    is the number of samples the engine draws per prompt: a group larger than that means rows of
+    several sessions share one id, which the adapter refuses instead of silently treating them as
+    one larger group.
     """
 
-    schedule: _schedules.Schedule
+    schedule: _schedules.Schedule | None
     baseline: str = DEFAULT_BASELINE
     rollout_n: int | None = None
     scale: str = DEFAULT_SCALE
+    method: str = DEFAULT_METHOD
+    params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def is_constant(self) -> bool:
-        return self.schedule.kind == "constant"
+        return self.schedule is None or self.schedule.kind == "constant"
 
-    def k_at(self, step: int | None) -> int:
-        """k at ``step``; ``step=None`` is allowed only for a constant schedule."""
+    def k_at(self, step: int | None) -> int | None:
+        """k at ``step`` (None for a method without k); ``step=None`` needs a constant k."""
+        if self.schedule is None:
+            return None
         if step is None:
             if not self.is_constant:
                 raise ValueError(
@@ -116,9 +126,33 @@ class PKPOOptions:
             return self.schedule.k_start
         return self.schedule(step)
 
+    def min_group_size(self, k: int | None) -> int:
+        """The fewest samples a group needs at ``k``: :func:`pkpo.min_group_size` for PKPO, k for
+        the other methods that take k, 1 for the rest."""
+        if k is None:
+            return 1
+        return min_group_size(k, self.baseline) if self.method == DEFAULT_METHOD else k
+
+    def method_params(self, k: int | None) -> dict[str, Any]:
+        """The keyword arguments of :func:`pkpo.advantages.compute` for ``self.method`` at ``k``."""
+        params = dict(self.params)
+        if self.schedule is not None:
+            params["k"] = k
+        if self.method == DEFAULT_METHOD:
+            params["baseline"] = self.baseline
+        return params
+
     def describe(self) -> str:
-        text = f"{self.schedule.describe()}, baseline={self.baseline}, scale={self.scale}"
-        return text + (f", rollout_n={self.rollout_n}" if self.rollout_n else "")
+        parts = [f"method={self.method}"]
+        if self.schedule is not None:
+            parts.append(self.schedule.describe())
+        if self.method == DEFAULT_METHOD:
+            parts.append(f"baseline={self.baseline}")
+        parts += [f"{name}={value}" for name, value in self.params]
+        parts.append(f"scale={self.scale}")
+        if self.rollout_n:
+            parts.append(f"rollout_n={self.rollout_n}")
+        return ", ".join(parts)
 
 
 def parse_options(
@@ -127,17 +161,60 @@ def parse_options(
     schedule=None,
     rollout_n=None,
     scale=None,
+    method=None,
+    params=None,
     *,
     source: str = "pkpo options",
 ) -> PKPOOptions:
-    """Build :class:`PKPOOptions`; exactly one of ``k`` and ``schedule`` must be given.
+    """Build :class:`PKPOOptions`, checked here, once; the adapters trust them afterwards.
 
-    ``k`` may be an int or a numeric string (environment variables); ``schedule`` anything
-    :func:`pkpo.schedules.from_spec` reads ("8->1@1500", "linear:8->1@0+1000", a dict).
-    ``baseline`` defaults to :data:`DEFAULT_BASELINE` and ``scale`` to :data:`DEFAULT_SCALE`.
-    ``source`` names where the options came from, for the error messages. The options are
-    checked here, once; the adapters trust them afterwards.
+    ``method`` (default "pkpo") is any name of :func:`pkpo.advantages.names`. A method that takes
+    k (``pkpo.advantages.spec(method).takes_k``) needs exactly one of ``k`` and ``schedule``; the
+    others take neither. ``k`` may be an int or a numeric string (environment variables);
+    ``schedule`` anything :func:`pkpo.schedules.from_spec` reads ("8->1@1500",
+    "linear:8->1@0+1000", a dict). ``baseline`` (PKPO's only) defaults to
+    :data:`DEFAULT_BASELINE`, ``scale`` to :data:`DEFAULT_SCALE`. ``params``: the method's other
+    parameters, a mapping or a string "beta=2,eps=1e-6". ``source`` names where the options came
+    from, for the error messages.
     """
+    method = DEFAULT_METHOD if method is None else method
+    try:
+        spec = _advantages.spec(method)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    parsed = _parse_k(k, schedule, method, spec.takes_k, source)
+    if baseline is not None and "baseline" not in spec.defaults:
+        raise ValueError(f"{source}: baseline applies to method 'pkpo' only; got method={method!r}.")
+    baseline = DEFAULT_BASELINE if baseline is None else baseline
+    scale = DEFAULT_SCALE if scale is None else scale
+    for name, value, allowed in (("baseline", baseline, BASELINES), ("scale", scale, SCALES)):
+        if value not in allowed:
+            raise ValueError(
+                f"{source}: unknown {name} {value!r}; expected one of {', '.join(allowed)}."
+            )
+    if scale == "n_over_k" and not spec.takes_k:
+        raise ValueError(
+            f"{source}: scale 'n_over_k' multiplies by n/k, but method {method!r} takes no k; "
+            "use 'mean_abs' or 'none'."
+        )
+    if rollout_n is not None:
+        rollout_n = as_int(rollout_n, "rollout_n", source=source, minimum=1)
+    method_params = _parse_params(params, method, spec.defaults, source)
+    options = PKPOOptions(parsed, baseline, rollout_n, scale, method, method_params)
+    if rollout_n is not None:
+        check_samples_per_prompt(rollout_n, options, source=source)
+    return options
+
+
+def _parse_k(k, schedule, method: str, takes_k: bool, source: str):
+    """The k schedule of a method that takes k (exactly one of k and schedule), else None."""
+    if not takes_k:
+        if k is not None or schedule is not None:
+            raise ValueError(
+                f"{source}: method {method!r} takes no k; leave out k and schedule (got "
+                f"k={k!r}, schedule={schedule!r})."
+            )
+        return None
     if k is not None and schedule is not None:
         raise ValueError(
             f"{source}: give either k or schedule, not both (got k={k!r}, schedule={schedule!r})."
@@ -146,36 +223,58 @@ def parse_options(
         raise ValueError(f"{source}: set k (e.g. k=8) or a k schedule (e.g. schedule='8->1@1500').")
     try:
         if schedule is not None:
-            parsed = _schedules.from_spec(_plain(schedule))
-        else:
-            parsed = _schedules.constant(as_int(k, "k"))
+            return _schedules.from_spec(_plain(schedule))
+        return _schedules.constant(as_int(k, "k"))
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    baseline = DEFAULT_BASELINE if baseline is None else baseline
-    scale = DEFAULT_SCALE if scale is None else scale
-    for name, value, allowed in (("baseline", baseline, BASELINES), ("scale", scale, SCALES)):
-        if value not in allowed:
+
+
+def _parse_params(params, method: str, defaults: Mapping[str, Any], source: str):
+    """The method's own parameters (not k or baseline) as sorted (name, float) pairs."""
+    if params is None or params == "":
+        return ()
+    if isinstance(params, str):
+        pairs = [item.partition("=") for item in params.split(",") if item.strip()]
+        if any(not equals for _, equals, _ in pairs):
+            raise ValueError(f"{source}: params must read 'name=value,...'; got {params!r}.")
+        params = {name.strip(): value.strip() for name, _, value in pairs}
+    if not hasattr(params, "items"):
+        raise ValueError(f"{source}: params must be a mapping or 'name=value,...'; got {params!r}.")
+    allowed = [name for name in defaults if name not in ("k", "baseline")]
+    parsed = []
+    for name, value in sorted(_plain(params).items()):
+        if name not in allowed:
             raise ValueError(
-                f"{source}: unknown {name} {value!r}; expected one of {', '.join(allowed)}."
+                f"{source}: method {method!r} has no parameter {name!r}; its parameters: "
+                f"{', '.join(allowed) or 'none'}."
             )
-    if rollout_n is not None:
-        rollout_n = as_int(rollout_n, "rollout_n", source=source, minimum=1)
-    options = PKPOOptions(parsed, baseline, rollout_n, scale)
-    if rollout_n is not None:
-        check_samples_per_prompt(rollout_n, options, source=source)
-    return options
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or not np.isfinite(number):
+            raise ValueError(f"{source}: {name} must be a finite number; got {value!r}.")
+        parsed.append((name, number))
+    return tuple(parsed)
 
 
 def check_samples_per_prompt(
     n: int, options: PKPOOptions, *, source: str, name: str = "rollout_n"
 ) -> None:
     """The engine's samples per prompt (``name``: rollout_n, num_generations, ...) must be at
-    least :func:`pkpo.min_group_size` for the largest k of the schedule."""
-    needed = min_group_size(options.schedule.max_k, options.baseline)
+    least what the method needs at the largest k of the schedule (:func:`pkpo.min_group_size`
+    for PKPO, k for the other methods that take k)."""
+    if options.schedule is None:
+        return
+    k = options.schedule.max_k
+    needed = options.min_group_size(k)
     if n < needed:
+        what = f"baseline {options.baseline!r}" if options.method == DEFAULT_METHOD else (
+            f"method {options.method!r}"
+        )
         raise ValueError(
-            f"{source}: {name}={n} samples per prompt is too few for k={options.schedule.max_k} "
-            f"with baseline {options.baseline!r} (needs at least {needed})."
+            f"{source}: {name}={n} samples per prompt is too few for k={k} with {what} (needs at "
+            f"least {needed})."
         )
 
 
@@ -292,33 +391,126 @@ def check_rollout_n(label, size: int, options: PKPOOptions, *, engine: str) -> N
         )
 
 
-def grouped_advantages(scores, group_ids, k: int, options: PKPOOptions, *, engine: str):
-    """PKPO advantages for a flat batch with a group id per row (verl's uid layout).
+def grouped_advantages(scores, group_ids, k, options: PKPOOptions, *, engine: str):
+    """Advantages for a flat batch with a group id per row (verl's uid layout).
 
-    Returns ``(advantages [N], mean per-group pass@k / maxg@k estimate)``. Groups may be
-    ragged and interleaved. The ids go to :func:`pkpo.transform_grouped` as they are, so its
-    rules hold here too (mixed ids such as ``1`` and ``"1"`` are refused, not merged).
+    Returns ``(advantages [N], mean per-group pass@k / maxg@k estimate, or None for a method
+    other than PKPO)``. Groups may be ragged and interleaved. PKPO goes through
+    :func:`pkpo.transform_grouped`, which gets the ids as they are, so its rules hold here too
+    (mixed ids such as ``1`` and ``"1"`` are refused, not merged); the other methods get the same
+    groups padded into rows (:func:`_padded_groups`).
     """
     _check_scores(scores, engine)
-    with engine_errors(engine):
-        advantages, _, info = transform_grouped(
-            scores, group_ids, k, options.baseline, scale=options.scale, return_info=True
-        )
-    if options.rollout_n is not None:
+    if options.method == DEFAULT_METHOD:
+        with engine_errors(engine):
+            advantages, _, info = transform_grouped(
+                scores, group_ids, k, options.baseline, scale=options.scale, return_info=True
+            )
+        estimate = _mean_estimate(info)
         ids = group_ids.tolist() if hasattr(group_ids, "tolist") else list(group_ids)
         label, size = collections.Counter(ids).most_common(1)[0]
-        check_rollout_n(label, size, options, engine=engine)
-    return advantages, _mean_estimate(info)
+    else:
+        layout = _padded_groups(group_ids, scores.shape[0], engine)
+        padded, mask = _scatter_rows(scores, layout)
+        with engine_errors(engine, lambda group: repr(layout.labels[group])):
+            advantages = _method_advantages(padded, mask, k, options)[0]
+        advantages, estimate = advantages.reshape(-1)[_like(scores, layout.slots)], None
+        largest = int(np.argmax(layout.sizes))
+        label, size = layout.labels[largest], int(layout.sizes[largest])
+    check_rollout_n(label, size, options, engine=engine)
+    return advantages, estimate
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Groups of a flat batch as rows of a (G, width) array: row g holds group ``labels[g]``."""
+
+    labels: np.ndarray  # the distinct ids, sorted
+    sizes: np.ndarray  # rows per group
+    width: int  # the largest group
+    slots: np.ndarray  # where each row of the batch goes in the flattened (G, width) array
+
+
+def _padded_groups(group_ids, n_rows: int, engine: str) -> _Layout:
+    """The padded layout of ``group_ids``; ids of mixed types (1 and "1") are refused."""
+    ids = _as_id_array(group_ids)
+    if ids.ndim != 1 or ids.shape[0] != n_rows:
+        raise ValueError(f"{engine}: need one group id per row ({n_rows}); got ids of shape {ids.shape}.")
+    if ids.dtype == object:
+        kinds = {type(value.item() if isinstance(value, np.generic) else value) for value in ids}
+        if len(kinds) > 1:
+            names = ", ".join(sorted(kind.__name__ for kind in kinds))
+            raise ValueError(f"{engine}: group ids mix types ({names}); give every row one type.")
+    labels, inverse, sizes = np.unique(ids, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")  # the rows group by group
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    position = np.empty_like(inverse)
+    position[order] = np.arange(n_rows) - starts[inverse[order]]
+    width = int(sizes.max()) if sizes.size else 0
+    return _Layout(labels, sizes, width, inverse * width + position)
+
+
+def _as_id_array(group_ids) -> np.ndarray:
+    """The ids as a 1-D numpy array, each keeping its type (no [1, "1"] -> ["1", "1"])."""
+    if isinstance(group_ids, (list, tuple)):
+        ids = np.empty(len(group_ids), dtype=object)
+        ids[:] = group_ids
+        return ids
+    if hasattr(group_ids, "detach"):
+        return group_ids.detach().cpu().numpy()
+    return np.asarray(group_ids)
+
+
+def _scatter_rows(scores, layout: _Layout):
+    """(padded (G, width) scores, bool mask of the filled slots), the kind of ``scores``."""
+    size = len(layout.labels) * layout.width
+    slots = _like(scores, layout.slots)
+    if hasattr(scores, "detach"):
+        padded = scores.new_zeros(size).index_put((slots,), scores)
+        mask = scores.new_zeros(size, dtype=bool).index_put((slots,), scores.new_ones((), dtype=bool))
+    else:
+        padded, mask = np.zeros(size, dtype=scores.dtype), np.zeros(size, dtype=bool)
+        padded[slots], mask[slots] = scores, True
+    shape = (len(layout.labels), layout.width)
+    return padded.reshape(shape), mask.reshape(shape)
+
+
+def _like(values, array: np.ndarray):
+    """``array`` as the kind of ``values`` (a torch tensor on its device, or numpy)."""
+    if hasattr(values, "detach"):
+        import torch
+
+        return torch.as_tensor(array, device=values.device)
+    return array
+
+
+def _method_advantages(rewards, mask, k, options: PKPOOptions):
+    """(advantages of the groups on the last axis, mean pass@k / maxg@k estimate or None).
+
+    PKPO through :func:`pkpo.transform` (whose per-group estimates come for free), every other
+    method through :func:`pkpo.advantages.compute`; ``options.scale`` for all.
+    """
+    if options.method == DEFAULT_METHOD:
+        advantages, info = transform(
+            rewards, k, options.baseline, mask, scale=options.scale, return_info=True
+        )
+        return advantages, _mean_estimate(info)
+    advantages = _advantages.compute(
+        options.method, rewards, mask=mask, scale=options.scale, **options.method_params(k)
+    )
+    return advantages, None
 
 
 def consecutive_advantages(
-    scores, group_size: int, k: int, options: PKPOOptions, *, valid=None, engine: str
+    scores, group_size: int, k, options: PKPOOptions, *, valid=None, engine: str
 ):
-    """PKPO advantages for groups of ``group_size`` consecutive rows (TRL / OpenRLHF layout).
+    """Advantages for groups of ``group_size`` consecutive rows (TRL / OpenRLHF layout).
 
     ``scores``: a 1-D torch tensor or numpy array, one score per row. ``valid`` (bool [N],
     optional, the same kind) marks rows that have a reward; the others are left out of their
-    group (its n shrinks) and get advantage 0. Returns ``(advantages [N], mean estimate)``.
+    group (its n shrinks) and get advantage 0. ``k`` is None for a method without k. Returns
+    ``(advantages [N], mean pass@k / maxg@k estimate, or None for a method other than PKPO)``.
     """
     n_rows = _check_scores(scores, engine)
     group_size = as_int(group_size, "the group size", source=engine, minimum=1)
@@ -334,10 +526,8 @@ def consecutive_advantages(
         mask = valid.reshape(-1, group_size)
         rewards = _where_zero(rewards, mask)
     with engine_errors(engine, rows_of_group(group_size)):
-        advantages, info = transform(
-            rewards, k, options.baseline, mask, scale=options.scale, return_info=True
-        )
-    return advantages.reshape(-1), _mean_estimate(info)
+        advantages, estimate = _method_advantages(rewards, mask, k, options)
+    return advantages.reshape(-1), estimate
 
 
 def rows_of_group(group_size: int) -> Callable[[int], str]:

@@ -18,6 +18,11 @@ also ``reward_clip_range``). k comes from ``pkpo_k`` or the ``pkpo_schedule`` ev
 ``trainer.state.global_step``; ``pkpo/k`` and ``pkpo/estimate`` (the mean per-group unbiased
 pass@k / maxg@k estimate) are logged.
 
+Method: ``pkpo_method`` (default ``"pkpo"``) selects any estimator of :mod:`pkpo.advantages` by
+name (``"grpo"``, ``"rloo"``, ``"maxrl"``, ...), on the same path: the same groups, masks and
+scale, ``pkpo_k`` / ``pkpo_schedule`` for the methods that take k, ``pkpo_params`` for the
+method's other parameters (``"beta=2.0"`` for ``"rs_grpo"``).
+
 Scale: ``pkpo_scale`` (default ``"mean_abs"``) is :func:`pkpo.transform`'s ``scale``, applied to
 the gathered batch of all processes before the local slice, so every process divides by the
 same mean |A| and a GRPO learning rate carries over. ``"none"`` gives the paper's values.
@@ -45,9 +50,8 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-from ..transforms import min_group_size
 from ._common import (
-    DEFAULT_BASELINE,
+    DEFAULT_METHOD,
     DEFAULT_SCALE,
     PKPOOptions,
     check_samples_per_prompt,
@@ -59,8 +63,16 @@ from ._common import (
 
 logger = logging.getLogger("pkpo.integrations.trl")
 
-_K_HELP = "k of pass@k to optimise (constant). Give this or pkpo_schedule."
-_BASELINE_HELP = "PKPO baseline: loo_minus_one (paper's PKPO, default), none, loo or centered."
+_METHOD_HELP = (
+    "Advantage estimator of pkpo.advantages: pkpo (default), grpo, dr_grpo, rloo, maxrl, tailrl, "
+    "rs_grpo, w_reinforce, tzsm, passk_training, ... (pkpo.advantages.names())."
+)
+_PARAMS_HELP = "The method's other parameters, e.g. {'beta': 2.0} or 'beta=2.0' for rs_grpo."
+_K_HELP = "k of pass@k to optimise (constant), for methods that take k. Or pkpo_schedule."
+_BASELINE_HELP = (
+    "PKPO's baseline (method pkpo only): loo_minus_one (the paper's PKPO, default), none, loo or "
+    "centered."
+)
 _SCHEDULE_HELP = "k schedule by global step, e.g. '8->1@1500' (see pkpo.schedules.from_spec)."
 _SCALE_HELP = (
     f"Advantage scale: mean_abs (divided by the batch's mean |A|, so GRPO's lr carries over; "
@@ -87,11 +99,13 @@ class PKPOFields:
     what the trainers read; the raw fields stay as given, for TRL's config printing and saving.
     """
 
+    pkpo_method: str = field(default=DEFAULT_METHOD, metadata={"help": _METHOD_HELP})
     pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
-    pkpo_baseline: str = field(default=DEFAULT_BASELINE, metadata={"help": _BASELINE_HELP})
+    pkpo_baseline: str | None = field(default=None, metadata={"help": _BASELINE_HELP})
     pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
     pkpo_scale: str = field(default=DEFAULT_SCALE, metadata={"help": _SCALE_HELP})
     pkpo_eval_ks: list[int] | None = field(default=None, metadata={"help": _EVAL_KS_HELP})
+    pkpo_params: str | None = field(default=None, metadata={"help": _PARAMS_HELP})
 
     def __post_init__(self):
         super().__post_init__()
@@ -101,6 +115,8 @@ class PKPOFields:
             baseline=self.pkpo_baseline,
             schedule=self.pkpo_schedule,
             scale=self.pkpo_scale,
+            method=self.pkpo_method,
+            params=self.pkpo_params,
             source=source,
         )
         check_samples_per_prompt(
@@ -198,8 +214,9 @@ class _PKPOAdvantages:
         """The options parsed once by the config (:class:`PKPOFields`)."""
         return self.args.pkpo_options
 
-    def pkpo_k(self) -> int:
-        """The k optimised at the current ``state.global_step`` (the trainer's own step)."""
+    def pkpo_k(self) -> int | None:
+        """The k optimised at the current ``state.global_step`` (the trainer's own step); None for
+        a method without k."""
         return self.pkpo_options.k_at(self.state.global_step)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -230,7 +247,7 @@ class _PKPOAdvantages:
             self._pkpo_collect_eval_groups(rewards, scorable, group_size)
         options = self.pkpo_options
         k = self.pkpo_k()
-        if mode == "eval" and group_size < min_group_size(k, options.baseline):
+        if mode == "eval" and group_size < options.min_group_size(k):
             if not self._pkpo_eval_warned:
                 logger.warning(
                     "pkpo: num_generations_eval=%d < k=%d; eval loss uses TRL's advantages.",
@@ -252,8 +269,10 @@ class _PKPOAdvantages:
         for _ in range(min(len(advantages), len(logged))):
             logged.pop()
         logged.extend(advantages.tolist())
-        self._metrics[mode]["pkpo/k"].append(float(k))
-        self._metrics[mode]["pkpo/estimate"].append(estimate)
+        if k is not None:  # None: a method without k (and without a pass@k estimate)
+            self._metrics[mode]["pkpo/k"].append(float(k))
+        if estimate is not None:
+            self._metrics[mode]["pkpo/estimate"].append(estimate)
         return output
 
     # --- unbiased pass@k / maxg@k in evaluation

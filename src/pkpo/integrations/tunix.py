@@ -5,7 +5,7 @@ Register the estimator, name it in Tunix's GRPO config, train with a learner bel
     from pkpo.integrations import tunix as pkpo_tunix
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    pkpo_tunix.register(k=4)                        # or schedule="8->1@150"
+    pkpo_tunix.register(k=4)                        # or schedule="8->1@150", method="maxrl"
     config = GRPOConfig(advantage_estimator="pkpo", num_generations=8,
                         loss_agg_mode="seq-mean-token-sum", beta=0.0)
     learner = pkpo_tunix.PKPOGRPOLearner(rl_cluster=cluster, algo_config=config,
@@ -53,8 +53,10 @@ from tunix.rl import rl_cluster as rl_cluster_lib
 from tunix.rl.agentic import agentic_grpo_learner
 from tunix.rl.grpo import grpo_learner
 
+from ..advantages import compute
 from ..transforms import transform
 from ._common import (
+    DEFAULT_METHOD,
     PKPOOptions,
     StepClock,
     as_int,
@@ -92,11 +94,19 @@ def at_step(step):
 # --- the estimator ---------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("group_size", "k", "baseline", "scale"))
-def _advantages(rewards, *, group_size: int, k: int, baseline: str, scale: str):
-    """[B*G] rewards -> [B*G] PKPO advantages of each group of ``group_size`` consecutive rows."""
+@functools.partial(jax.jit, static_argnames=("group_size", "k", "options"))
+def _advantages(rewards, *, group_size: int, k: int | None, options: PKPOOptions):
+    """[B*G] rewards -> [B*G] advantages of each group of ``group_size`` consecutive rows: PKPO's
+    (:func:`pkpo.transform`) or those of ``options.method`` (:func:`pkpo.advantages.compute`)."""
     groups = rewards.reshape(-1, group_size)
-    return transform(groups, k, baseline, scale=scale, validate=False).reshape(-1)
+    if options.method == DEFAULT_METHOD:
+        advantages = transform(groups, k, options.baseline, scale=options.scale, validate=False)
+    else:
+        advantages = compute(
+            options.method, groups, scale=options.scale, validate=False,
+            **options.method_params(k),
+        )
+    return advantages.reshape(-1)
 
 
 class PKPOEstimator:
@@ -151,13 +161,7 @@ class PKPOEstimator:
             )
         check_rollout_n(rows_of_group(group_size)(0), group_size, self.options, engine=ENGINE)
         with engine_errors(ENGINE, rows_of_group(group_size)):
-            advantages = _advantages(
-                rewards,
-                group_size=group_size,
-                k=k,
-                baseline=self.options.baseline,
-                scale=self.options.scale,
-            )
+            advantages = _advantages(rewards, group_size=group_size, k=k, options=self.options)
         self.last_stats = {"k": k, "step": step}
         return advantages
 
@@ -180,14 +184,19 @@ def register(
     scale=None,
     rollout_n=None,
     *,
+    method=None,
+    params=None,
     step_source=None,
     name: str = ESTIMATOR_NAME,
 ) -> PKPOEstimator:
     """Register a :class:`PKPOEstimator` in Tunix's function registry under ``name``; return it.
 
-    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``k`` or a k
-    ``schedule`` (``"8->1@150"``, ...), ``baseline`` (default "loo_minus_one"), ``scale``
-    (default ``_common.DEFAULT_SCALE``) and an optional ``rollout_n`` (largest group allowed).
+    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``method``
+    (default "pkpo"; any name of :func:`pkpo.advantages.names`), ``k`` or a k ``schedule``
+    (``"8->1@150"``, ...) for the methods that take k, ``baseline`` (PKPO's, default
+    "loo_minus_one"), ``params`` (the method's other parameters, e.g. ``{"beta": 2.0}``),
+    ``scale`` (default ``_common.DEFAULT_SCALE``) and an optional ``rollout_n`` (largest group
+    allowed).
     ``step_source``: an ``RLCluster`` (its ``global_steps``) or a callable returning the step,
     for a schedule used without a PKPO learner. Idempotent: if ``name`` already holds an
     estimator with the same options and step source, that one is kept and returned.
@@ -198,6 +207,8 @@ def register(
         schedule=schedule,
         rollout_n=rollout_n,
         scale=scale,
+        method=method,
+        params=params,
         source="pkpo.integrations.tunix.register",
     )
     estimator = PKPOEstimator(options, step_source, name)
@@ -283,7 +294,7 @@ def make_learner_class(base: type) -> type:
         def _pkpo_log_k(self, mode, step: int, *, at_group_step: bool = False) -> None:
             """Log the k of ``step`` (not ``last_stats``: groups of other steps may run too)."""
             estimator = self._pkpo_estimator()
-            if estimator is None:
+            if estimator is None or estimator.options.schedule is None:  # no estimator or no k
                 return
             metrics = {"pkpo/k": (estimator.k_at(step), np.mean)}
             if at_group_step:

@@ -3,6 +3,8 @@
 Select it with ``algorithm.adv_estimator=pkpo`` and options under ``algorithm.pkpo``::
 
     algorithm.adv_estimator=pkpo +algorithm.pkpo.k=8 +algorithm.pkpo.baseline=loo_minus_one
+    # any estimator of pkpo.advantages by name, on the same path (scale and validation alike):
+    algorithm.adv_estimator=pkpo +algorithm.pkpo.method=maxrl
     # or anneal k (needs the trainer below):
     algorithm.adv_estimator=pkpo +algorithm.pkpo.schedule='8->1@1500' \
         trainer.v1.trainer_mode=pkpo_sync
@@ -59,7 +61,8 @@ VAL_KS_KEY = "val_ks"
 
 #: the global step: set by the ``pkpo_sync`` trainer around its advantage step, or published
 clock = StepClock()
-#: diagnostics of the latest estimator call: {"k": ..., "estimate": ..., "step": ...}
+#: diagnostics of the latest estimator call: {"k": ..., "estimate": ..., "step": ...} (k and the
+#: mean pass@k / maxg@k estimate are None for a method without them)
 last_stats: dict[str, Any] = {}
 #: samples per prompt of the running ``pkpo_sync`` trainer (``actor_rollout_ref.rollout.n``)
 trainer_rollout_n: dict[str, int | None] = {"n": None}
@@ -68,9 +71,12 @@ trainer_rollout_n: dict[str, int | None] = {"n": None}
 def read_options(config) -> PKPOOptions:
     """PKPO options from verl's ``config.algorithm`` (a DictConfig, a dict or None).
 
-    Reads ``config.get("pkpo", {})`` with keys ``k`` or ``schedule``, ``baseline`` (default
-    ``"loo_minus_one"``), ``scale`` (default ``"mean_abs"``) and an optional ``rollout_n`` (the
-    largest allowed group); ``val_ks`` belongs to the trainer's validation (:func:`read_val_ks`).
+    Reads ``config.get("pkpo", {})`` with keys ``method`` (default ``"pkpo"``; any name of
+    :func:`pkpo.advantages.names`), ``k`` or ``schedule`` (for the methods that take k),
+    ``baseline`` (PKPO's, default ``"loo_minus_one"``), ``params`` (the method's other
+    parameters, e.g. ``{beta: 2.0}``), ``scale`` (default ``"mean_abs"``) and an optional
+    ``rollout_n`` (the largest allowed group); ``val_ks`` belongs to the trainer's validation
+    (:func:`read_val_ks`).
     verl hands the same section to every call: it is parsed once and the result reused.
     """
     section = config.get("pkpo", None) if config is not None and hasattr(config, "get") else None
@@ -124,11 +130,12 @@ def read_val_ks(config) -> tuple[int, ...]:
 
 
 def compute_pkpo_advantage(token_level_rewards, response_mask, index=None, config=None, **kwargs):
-    """verl advantage estimator ``pkpo``: PKPO transformed rewards, one per response, on its tokens.
+    """verl advantage estimator ``pkpo``: one advantage per response, on its tokens.
 
     A_i = transform(scores of the group of i)_i with scores s_i = sum_t token_level_rewards[i, t]
-    (s^(loo-1) of paper eq. 33 by default), returned as ``(A[:, None] * response_mask, same)``,
-    verl's contract for outcome-reward estimators (advantages, returns).
+    (s^(loo-1) of paper eq. 33 by default; with ``algorithm.pkpo.method`` set, that estimator of
+    :mod:`pkpo.advantages`), returned as ``(A[:, None] * response_mask, same)``, verl's contract
+    for outcome-reward estimators (advantages, returns).
 
     Args:
         token_level_rewards: (bs, T) tensor.
@@ -254,8 +261,9 @@ def make_trainer_class(base):
             with clock.at(self.global_steps):
                 result = super()._compute_advantage(batch, metrics)
             if self.config.algorithm.get("adv_estimator") == ESTIMATOR_NAME and last_stats:
-                metrics["pkpo/k"] = last_stats["k"]
-                metrics["pkpo/estimate_mean"] = last_stats["estimate"]
+                for name, key in (("pkpo/k", "k"), ("pkpo/estimate_mean", "estimate")):
+                    if last_stats[key] is not None:  # None: a method without k or estimate
+                        metrics[name] = last_stats[key]
             return result
 
         def _val_metrics_update(
