@@ -32,6 +32,7 @@ class Groups:
     n: Any  # group size: a Python float (dense) or a (..., 1) array in the compute dtype
     result_dtype: Any
     validate: bool
+    binary: bool = False  # 0/1 rewards: every estimator's advantages are then bounded by n
 
     @property
     def xp(self):
@@ -56,6 +57,14 @@ class Groups:
         """The 0/1 rewards of a binary-only estimator as a bool array."""
         return self.x > 0.5
 
+    def from_counts(self, per_correct, per_wrong, method: str):
+        """A binary estimator's advantages: ``per_correct`` for a correct sample, ``per_wrong``
+        for a wrong one (per-group (..., 1) arrays or numbers), rounded once to the output dtype."""
+        ones = self.xp.ones_like(self.x[..., :1])
+        correct, wrong = (self.backend.astype(value * ones, self.result_dtype)
+                          for value in (per_correct, per_wrong))
+        return self.finish(self.xp.where(self.is_correct(), correct, wrong), method)
+
     def n_array(self, dtype=None):
         """n as a (..., 1) array (dense groups too): for integer indexing and ``where``."""
         xp = self.xp
@@ -71,13 +80,22 @@ class Groups:
         if self.mask is not None:
             values = xp.where(self.mask, values, 0.0)
         out = self.backend.astype(values, self.result_dtype)
-        if self.validate and not bool(self.backend.to_numpy(xp.all(xp.isfinite(out)))):
+        if self.validate and not self.binary and not all_finite(self.backend, out):
             dtype = str(self.result_dtype).replace("torch.", "")
             raise ValueError(
                 f"{method!r}: the advantages do not fit in {dtype}; the rewards are too close to "
                 "the largest float: rescale them or pass float64."
             )
         return out
+
+
+def all_finite(backend: Backend, x) -> bool:
+    """Whether every entry of x is finite: one sum (finite only if every term is), and the
+    elementwise test only when the sum is not finite (it may overflow on its own)."""
+    xp = backend.xp
+    if bool(backend.to_numpy(xp.isfinite(xp.sum(x)))):
+        return True
+    return bool(backend.to_numpy(xp.all(xp.isfinite(x))))
 
 
 def at_least_one(xp, n):
@@ -115,12 +133,12 @@ def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = F
         n = xp.sum(backend.astype(mask, compute), axis=-1, keepdims=True)
         if validate:
             check_group_sizes(backend, n, min_n, method, why)
-    return Groups(backend, values, mask, n, backend.result_dtype(x), validate)
+    return Groups(backend, values, mask, n, backend.result_dtype(x), validate, binary)
 
 
 def _check_values(backend: Backend, x, mask, method: str, binary: bool):
-    if backend.is_floating(x):
-        _validation.check_finite(backend, x, mask)
+    if backend.is_floating(x) and not all_finite(backend, x):
+        _validation.check_finite(backend, x, mask)  # names the group; NaN in padding is fine
     if binary:
         try:
             _validation.check_binary(backend, x, mask, name="rewards")

@@ -114,5 +114,4 @@ def w_reinforce(rewards: Array, *, mask: Array | None = None, lam: float = 0.1,
     """
     lam = check_real("lam", lam, nonnegative=True)
     g = prepare(rewards, mask, validate=validate, method="w_reinforce", binary=True)
-    xp = g.xp
-    return g.finish(xp.where(g.is_correct(), xp.full_like(g.x, lam), -1.0), "w_reinforce")
+    return g.from_counts(lam, -1.0, "w_reinforce")

@@ -78,13 +78,16 @@ def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
     g = prepare(rewards, mask, validate=validate, method="passk_training", binary=True, min_n=k,
                 why=f"k={k} <= n")
     xp = g.xp
-    ratio, n, c = _count_ratios(g)
-    rho = 1.0 - ratio(n - c, k, n, k)
-    all_fail = ratio(n - c - 1, k - 1, n - 1, k - 1)  # P(a wrong sample's k-1 companions all fail)
-    variance = rho * (1.0 - rho)
-    sigma = xp.sqrt(xp.where(variance > 0, variance, 0.0))
-    advantages = xp.where(g.is_correct(), 1.0 - rho, 1.0 - rho - all_fail) / (sigma + 1e-6)
-    return g.finish(_where_defined(g, advantages, k), "passk_training")
+
+    def per_count(ratio, n, c):
+        rho = 1.0 - ratio(n - c, k, n, k)
+        all_fail = ratio(n - c - 1, k - 1, n - 1, k - 1)  # P(a wrong sample's k-1 companions fail)
+        variance = rho * (1.0 - rho)
+        divisor = xp.sqrt(xp.where(variance > 0, variance, 0.0)) + 1e-6
+        return (1.0 - rho) / divisor, (1.0 - rho - all_fail) / divisor
+
+    per_correct, per_wrong = (_where_defined(g, v, k) for v in _by_count(g, per_count))
+    return g.from_counts(per_correct, per_wrong, "passk_training")
 
 
 def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
@@ -108,33 +111,44 @@ def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
     - n = 1 (so k = 1): r. All-equal rewards: 0. Negative rewards: refused (binary only).
     """
     k = _validation.check_k(k)
-    g = prepare(rewards, mask, validate=validate, method="pkpo_two_baselines", binary=True, min_n=k,
-                why=f"k={k} <= n")
+    g = prepare(rewards, mask, validate=validate, method="pkpo_two_baselines", binary=True,
+                min_n=k, why=f"k={k} <= n")
     xp = g.xp
-    ratio, n, c = _count_ratios(g)
-    credit = ratio(n - c, k - 1, n - 1, k - 1)  # v of a correct sample
-    v = xp.where(g.is_correct(), credit, 0.0)
-    n_float = g.n_array()
-    total = g.backend.astype(c, v.dtype) * credit  # sum_j v_j
-    second = (n_float * v - total) / at_least_one(xp, n_float - 1.0)
-    advantages = xp.where(n_float > 1, second, v) * (k / n_float)
-    return g.finish(_where_defined(g, advantages, k), "pkpo_two_baselines")
+
+    def per_count(ratio, n, c):
+        credit = ratio(n - c, k - 1, n - 1, k - 1)  # v of a correct sample; a wrong one has v = 0
+        n, c = (g.backend.astype(v, credit.dtype) for v in (n, c))
+        total = c * credit  # sum_j v_j
+        several = n > 1  # n = 1: the repository keeps v
+        divisor = at_least_one(xp, n - 1.0)
+        per_correct = xp.where(several, (n * credit - total) / divisor, credit)
+        per_wrong = xp.where(several, -total / divisor, 0.0)
+        return per_correct * (k / n), per_wrong * (k / n)  # on the paper's scale
+
+    per_correct, per_wrong = (_where_defined(g, v, k) for v in _by_count(g, per_count))
+    return g.from_counts(per_correct, per_wrong, "pkpo_two_baselines")
 
 
-def _count_ratios(g: Groups):
-    """(ratio, n, c): ``ratio(a, b, m, c) = C(a, b)/C(m, c)`` on integer arrays, and each group's
-    size n and count of correct samples c as (..., 1) integer arrays."""
+def _by_count(g: Groups, formula):
+    """``formula(ratio, n, c)`` for each group's size n and count c of correct samples: a tuple
+    of (..., 1) arrays. ``ratio(a, b, m, d) = C(a, b)/C(m, d)`` on integer arrays.
+
+    Dense groups have only n + 1 possible counts: the formula runs on those, and every group
+    looks its values up. Ragged groups evaluate it on their own (n, c).
+    """
     backend, xp = g.backend, g.xp
     size = backend.shape(g.x)[-1]
     lf = backend.constant(log_factorial_table, (size + 1,), g.x, g.x.dtype)
     int_dtype = g.int_dtype()
-    n = backend.astype(g.n_array(), int_dtype)
     c = backend.astype(xp.round(g.total(g.x)), int_dtype)
 
     def ratio(a, b, m, d):
         return binomial_ratio(xp, lf, a, xp.zeros_like(a) + b, m, xp.zeros_like(m) + d)
 
-    return ratio, n, c
+    if not isinstance(g.n, float):
+        return formula(ratio, backend.astype(g.n, int_dtype), c)
+    counts = backend.astype(xp.arange(size + 1, device=backend.device(g.x)), int_dtype)
+    return tuple(values[c] for values in formula(ratio, xp.zeros_like(counts) + size, counts))
 
 
 def _where_defined(g: Groups, advantages, k: int):
