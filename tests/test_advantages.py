@@ -24,7 +24,6 @@ from test_unbiasedness import REWARDS, THETA, maxg_gradient, softmax
 
 PS = (0.1, 0.3, 0.7)
 BINARY = tuple(name for name in adv.names() if adv.spec(name).rewards == "binary")
-ANY = tuple(name for name in adv.names() if adv.spec(name).rewards == "any")
 MIN_N = {"rloo": 2, "tzsm": 2}  # the estimators that need a second sample
 
 
@@ -56,6 +55,7 @@ EXACT = {
 def exact_cases(n_max: int):
     for name in EXACT:
         takes_k = adv.spec(name).takes_k
+        # pkpo_two_baselines' closed form divides by n - 1 (at n = 1 it is r: tested below)
         smallest = 2 if name in ("rloo", "tzsm", "pkpo_two_baselines") else 1
         for n in range(smallest, n_max + 1):
             for k in range(1, n + 1) if takes_k else [None]:

@@ -72,3 +72,15 @@ def test_which_one_should_i_use_claims():
     assert 1 < two[0] < two[1] < two[2]
     # rs_grpo: biased at n = 16
     assert all(abs(ratio_to_target("rs_grpo", p) - 1) > 1e-3 for p in ps)
+
+
+def test_the_speed_benchmark_prints_a_row_per_estimator(monkeypatch):
+    """benchmarks/advantages.py on tiny shapes runs and lists every estimator (times unchecked)."""
+    path = ROOT / "benchmarks" / "advantages.py"
+    spec = importlib.util.spec_from_file_location("advantages_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "SHAPES", ((8, 16), (4, 64)))
+    table = bench.table(bench.measure(rounds=1, budget=1e-4))
+    for name in advantages.names():
+        assert f"| `{name}` |" in table

@@ -65,12 +65,6 @@ class Groups:
                           for value in (per_correct, per_wrong))
         return self.finish(self.xp.where(self.is_correct(), correct, wrong), method)
 
-    def n_array(self, dtype=None):
-        """n as a (..., 1) array (dense groups too): for integer indexing and ``where``."""
-        xp = self.xp
-        n = self.n if not isinstance(self.n, float) else xp.zeros_like(self.x[..., :1]) + self.n
-        return n if dtype is None else self.backend.astype(n, dtype)
-
     def int_dtype(self):
         return self.xp.int32 if self.backend.name == "jax" else self.xp.int64
 
