@@ -20,7 +20,8 @@ def grpo(rewards: Array, *, mask: Array | None = None, eps: float = 1e-6,
     - Rewards: any real.
     - Expected update: biased for every fixed multiple of grad E[r]; the division by a statistic of
       the same group reweights groups by 1/std. For 0/1 rewards it is g_n(p) grad p with g_n
-      depending on p (docs/advantages.md gives it against grad E[r] by enumeration).
+      depending on p for n >= 4 (docs/advantages.md gives it against grad E[r] by enumeration);
+      at n = 2 and 3 every group with signal has the same std, and it is a constant times RLOO.
     - n = 1: 0 (r - mean = 0). verl instead sets mean 0 and std 1 for a singleton (A = r/(1+eps));
       TRL refuses groups of one.
     - All-equal rewards: 0. Negative rewards: fine (shift- and scale-invariant up to eps).
