@@ -134,6 +134,45 @@ def test_torch_compile(batch):
     )
 
 
+@pytest.mark.slow
+def test_torch_compile_fullgraph_validate_false(batch, ragged_mask):
+    """With validate=False nothing breaks the graph (fullgraph=True), for a new shape too (dynamic
+    shapes), dense or ragged: the rank weights are then computed in the graph from lgamma."""
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda x, mask: pkpo.transform(x, 3, mask=mask, validate=False), fullgraph=True
+    )
+    for x in (torch.tensor(batch), torch.tensor(batch[:, :10]), torch.tensor(batch[:6, :11])):
+        torch.testing.assert_close(compiled(x, None), pkpo.transform(x, 3), rtol=1e-12, atol=1e-13)
+    x, mask = torch.tensor(batch), torch.tensor(ragged_mask)
+    torch.testing.assert_close(
+        compiled(x, mask), pkpo.transform(x, 3, mask=mask), rtol=1e-12, atol=1e-13
+    )
+    estimates = torch.compile(lambda x: pkpo.maxg_at_k(x, 5, validate=False), fullgraph=True)
+    torch.testing.assert_close(estimates(x), pkpo.maxg_at_k(x, 5), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_pass_all_k_matches_numpy(device, rng):
+    f = rng.integers(0, 2, size=(9, 12))
+    mask = rng.random((9, 12)) < 0.8
+    mask[:, :5] = True
+    for k in (1, 3, 5):
+        expected = pkpo.pass_all_k(f, k, mask=mask)
+        for dtype in (torch.bool, torch.int64, torch.float64):
+            got = pkpo.pass_all_k(
+                torch.tensor(f, dtype=dtype, device=device),
+                k,
+                mask=torch.tensor(mask, device=device),
+            )
+            assert got.device.type == device
+            assert got.dtype == (
+                torch.float64 if dtype == torch.float64 else torch.get_default_dtype()
+            )
+            rtol = 1e-13 if got.dtype == torch.float64 else 1e-7  # bool/int: torch's default float
+            np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=rtol, atol=0)
+
+
 # --- JAX ----------------------------------------------------------------------------------------
 
 

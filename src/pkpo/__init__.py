@@ -10,7 +10,14 @@ came in (numpy, torch on the same device, JAX). Bad input raises ``ValueError``.
 """
 
 from . import metrics, schedules
-from .estimators import maxg_at_k, maxg_at_k_weights, pass_at_k, pass_at_k_from_counts
+from .estimators import (
+    maxg_at_k,
+    maxg_at_k_weights,
+    pass_all_k,
+    pass_all_k_from_counts,
+    pass_at_k,
+    pass_at_k_from_counts,
+)
 from .transforms import BASELINES, SCALES, TransformInfo, min_group_size, transform, transform_grouped
 
 __version__ = "0.1.0"
@@ -18,6 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "pass_at_k",
     "pass_at_k_from_counts",
+    "pass_all_k",
+    "pass_all_k_from_counts",
     "maxg_at_k",
     "maxg_at_k_weights",
     "transform",

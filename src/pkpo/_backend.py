@@ -97,7 +97,16 @@ class Backend:
         if self.name == "numpy":
             host = make(*args)
             return host if dtype == np.float64 else type(host)(*(part.astype(dtype) for part in host))
-        return _device_constant_of(self.name)(make, args, self.name, self.device(like), dtype)
+        return _device_constant(make, args, self.name, self.device(like), dtype)
+
+    def is_compiling(self) -> bool:
+        """Whether torch.compile is tracing this call: host code (such as :meth:`constant`) cannot
+        run there without breaking the graph, so callers compute such values with array ops."""
+        if self.name != "torch":
+            return False
+        import torch
+
+        return torch.compiler.is_compiling()
 
     # --- the sort -------------------------------------------------------------------------------
     def sort(self, x):
@@ -203,23 +212,6 @@ def _device_constant(make, args: tuple, library: str, device, dtype):
 
     with jax.ensure_compile_time_eval():  # a concrete array, also when first built inside jax.jit
         return type(host)(*(jnp.asarray(part.astype(np.dtype(dtype))) for part in host))
-
-
-_COMPILE_SAFE: dict[str, Any] = {}
-
-
-def _device_constant_of(library: str):
-    """:func:`_device_constant`, for torch kept out of ``torch.compile`` graphs (it is host code
-    and a cache, which Dynamo would trace through)."""
-    fetch = _COMPILE_SAFE.get(library)
-    if fetch is None:
-        fetch = _device_constant
-        if library == "torch":
-            import torch
-
-            fetch = torch.compiler.disable(_device_constant)
-        fetch = _COMPILE_SAFE.setdefault(library, fetch)
-    return fetch
 
 
 class _TorchAPI:
