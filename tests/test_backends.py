@@ -173,6 +173,47 @@ def test_torch_pass_all_k_matches_numpy(device, rng):
             np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=rtol, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_function_accepts_half_precision_tensors(dtype, batch):
+    """bf16/fp16 in, the same dtype out, computed wider: each result is the float64 result rounded
+    once to the half dtype (the input itself being exactly representable in float64)."""
+    from pkpo import metrics
+    from pkpo.transforms import scale_advantages
+
+    x = torch.tensor(batch).to(dtype)
+    wide = x.double()
+    f = (x > 0).to(dtype)
+    ids = np.repeat(np.arange(x.shape[0]), x.shape[1])
+    pairs = [
+        (pkpo.transform(x, 3), pkpo.transform(wide, 3)),
+        (pkpo.transform(x, 3, "loo", scale="mean_abs"), pkpo.transform(wide, 3, "loo", scale="mean_abs")),
+        (pkpo.transform_grouped(x.reshape(-1), ids, 2), pkpo.transform_grouped(wide.reshape(-1), ids, 2)),
+        (pkpo.maxg_at_k(x, 4), pkpo.maxg_at_k(wide, 4)),
+        (pkpo.pass_at_k(f, 4), pkpo.pass_at_k(f.double(), 4)),
+        (pkpo.pass_all_k(f, 2), pkpo.pass_all_k(f.double(), 2)),
+        (scale_advantages(x, 2, "mean_abs"), scale_advantages(wide, 2, "mean_abs")),
+    ]
+    for got, expected in pairs:
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, expected.to(dtype), rtol=0, atol=0)
+    for report, function in ((metrics.pass_at_k_report, f), (metrics.maxg_at_k_report, x)):
+        assert report(function, [1, 4])[4].estimate == report(function.double(), [1, 4])[4].estimate
+    assert metrics.cover(list(f), 0.5) == metrics.cover(f.double().numpy(), 0.5)
+
+
+@pytest.mark.parametrize(
+    "n, k, documented", [(256, 4, 4.6), (256, 8, 21.8), (65_536, 4, 21.0), (65_536, 8, 45.9)]
+)
+def test_float16_flushes_as_documented(n, k, documented):
+    """The numbers in pkpo._backend's docstring: the share (%) of nonzero advantages that float16
+    returns as 0 (uniform rewards, default baseline, scale="none", 2^20 rewards, seed 0)."""
+    rewards = np.random.default_rng(0).random((2**20 // n, n)).astype(np.float16)
+    exact = pkpo.transform(rewards.astype(np.float64), k)
+    half = pkpo.transform(torch.from_numpy(rewards), k).numpy()
+    nonzero = exact != 0
+    assert round(100 * float(np.mean(half[nonzero] == 0)), 1) == documented
+
+
 # --- JAX ----------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,16 @@ from .estimators import (
     pass_at_k,
     pass_at_k_from_counts,
 )
-from .transforms import BASELINES, SCALES, TransformInfo, min_group_size, transform, transform_grouped
+from .transforms import (
+    BASELINES,
+    DEFAULT_BASELINE,
+    SCALES,
+    GroupSizeError,
+    TransformInfo,
+    min_group_size,
+    transform,
+    transform_grouped,
+)
 
 __version__ = "0.1.0"
 
@@ -33,6 +42,8 @@ __all__ = [
     "transform_grouped",
     "TransformInfo",
     "BASELINES",
+    "DEFAULT_BASELINE",
+    "GroupSizeError",
     "SCALES",
     "min_group_size",
     "schedules",

@@ -57,8 +57,7 @@ def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float |
         [0.0, 1.0]
     """
     k = _validation.check_k(k)
-    n, c = _check_counts(n, c, k, "pass@k")
-    return _from_counts(n, n - c, k, complement=True)
+    return pass_at_k_of_counts(*_check_counts(n, c, k), k)
 
 
 def pass_all_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
@@ -86,24 +85,23 @@ def pass_all_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float 
         [0.0, 0.003968253968253968, 1.0]
     """
     k = _validation.check_k(k)
-    n, c = _check_counts(n, c, k, "pass^k")
-    return _from_counts(n, c, k, complement=False)
+    return pass_all_k_of_counts(*_check_counts(n, c, k), k)
 
 
 # The largest n of a count: counts are int64 on the way through.
 _MAX_COUNT = 2**63 - 1
 
 
-def _check_counts(n, c, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_counts(n, c, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, c) as broadcast int64 arrays, or a ValueError naming the problem."""
     n, c = _count_array(n, "n"), _count_array(c, "c")
     if n.size == 0 or c.size == 0:
         raise ValueError(f"n and c must hold at least one count each; got n={n.tolist()}, c={c.tolist()}.")
     if np.any(c < 0) or np.any(c > n):
         raise ValueError(f"every count c must satisfy 0 <= c <= n; got n={n.tolist()}, c={c.tolist()}.")
-    if np.any(n < k):
-        raise ValueError(f"{metric} needs n >= k samples per problem; got n={n.tolist()} with k={k}.")
-    return np.broadcast_arrays(n, c)
+    n, c = np.broadcast_arrays(n, c)
+    _validation.check_group_sizes(n, k, "none")
+    return n, c
 
 
 def _count_array(value, name: str) -> np.ndarray:
@@ -121,6 +119,16 @@ def _count_array(value, name: str) -> np.ndarray:
     if value.dtype.kind == "f" and value.size and np.abs(value).max() > _MAX_COUNT:
         raise ValueError(f"{name} must be below 2**63; got {np.abs(value).max()!r}.")
     return value.astype(np.int64)
+
+
+def pass_at_k_of_counts(n: np.ndarray, c: np.ndarray, k: int):
+    """:func:`pass_at_k_from_counts` for checked int64 counts (no second validation)."""
+    return _from_counts(n, n - c, k, complement=True)
+
+
+def pass_all_k_of_counts(n: np.ndarray, c: np.ndarray, k: int):
+    """:func:`pass_all_k_from_counts` for checked int64 counts (no second validation)."""
+    return _from_counts(n, c, k, complement=False)
 
 
 def _from_counts(n: np.ndarray, m: np.ndarray, k: int, complement: bool):
@@ -226,7 +234,7 @@ def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate
     k = _validation.check_k(k)
     groups = sort_groups(correct, mask, validate=validate, binary=True, k=k, name="correct")
     # For 0/1 values the tail form of eq. 12 is exactly eq. 3: the only gap is at the first 1.
-    return _maxg_from_sorted(groups, k)
+    return maxg_from_sorted(groups, k)
 
 
 def pass_all_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
@@ -266,7 +274,7 @@ def pass_all_k(correct: Array, k: IntLike, mask: Array | None = None, *, validat
         valid = sizes >= k  # False only for ragged groups with validate=False
         value = np.zeros(c.shape)
         if valid.any():
-            value[valid] = _from_counts(sizes[valid], c[valid], k, complement=False)
+            value[valid] = pass_all_k_of_counts(sizes[valid], c[valid], k)
         return value.astype(backend.result_dtype(x), copy=False)
     like = backend.astype(x[..., :1], backend.compute_dtype(x))
     index_dtype = xp.int32 if backend.name == "jax" else xp.int64
@@ -303,7 +311,7 @@ def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate
     """
     k = _validation.check_k(k)
     groups = sort_groups(rewards, mask, validate=validate, k=k)
-    return _maxg_from_sorted(groups, k)
+    return maxg_from_sorted(groups, k)
 
 
 def maxg_at_k_weights(n: int, k: IntLike) -> np.ndarray:
@@ -331,5 +339,6 @@ def maxg_at_k_weights(n: int, k: IntLike) -> np.ndarray:
     return dense_rank_weights(int(n), int(n), k).top.copy()
 
 
-def _maxg_from_sorted(groups, k):
+def maxg_from_sorted(groups, k: int):
+    """maxg@k of sorted groups (:func:`pkpo._kernel.sort_groups`), for a checked k."""
     return groups.per_group(groups.maxg_estimate(k))

@@ -43,7 +43,8 @@ from ._problems import (
     ragged_rows,
     row_starts,
 )
-from .estimators import maxg_at_k, pass_all_k_from_counts, pass_at_k_from_counts
+from ._kernel import sort_groups
+from .estimators import maxg_from_sorted, pass_all_k_of_counts, pass_at_k_of_counts
 
 __all__ = [
     "EstimateAtK",
@@ -246,7 +247,7 @@ def pass_at_k_report(
         | k | pass@k |    SE | 95% CI         | problems |
     """
     return _counts_report(
-        "pass@k", pass_at_k_from_counts, correct_per_problem, ks, n_bootstrap, confidence, seed,
+        "pass@k", pass_at_k_of_counts, correct_per_problem, ks, n_bootstrap, confidence, seed,
         skip_insufficient, problem_ids,
     )
 
@@ -275,7 +276,7 @@ def pass_all_k_report(
         0.277778
     """
     return _counts_report(
-        "pass^k", pass_all_k_from_counts, correct_per_problem, ks, n_bootstrap, confidence, seed,
+        "pass^k", pass_all_k_of_counts, correct_per_problem, ks, n_bootstrap, confidence, seed,
         skip_insufficient, problem_ids,
     )
 
@@ -360,7 +361,8 @@ def maxg_at_k_report(
         else:
             rows, row_mask = padded[used], mask[used]
         ragged_mask = None if row_mask.all() else row_mask
-        return np.asarray(maxg_at_k(rows, k, mask=ragged_mask, validate=False), dtype=np.float64)
+        groups = sort_groups(rows, ragged_mask, validate=False)  # checked above: finite, n >= k
+        return np.asarray(maxg_from_sorted(groups, k), dtype=np.float64)
 
     return _report(
         "maxg@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
