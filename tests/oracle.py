@@ -10,6 +10,7 @@ Definitions, for one group g_1..g_n and the k-subsets I of [n] = {1..n}:
 
 - maxg@k (eq. 15):   rho_k(g) = mean_{|I|=k} max_{j in I} g_j.
 - pass@k (eq. 3 via Thm 1): the same mean of 1 - prod_{j in I} (1 - f_j) for 0/1 f.
+- pass^k: the same mean of prod_{j in I} f_j (all k correct).
 - s (eq. 27):        s_i = S(i, k, [n]) = (1/C(n,k)) sum_{|I|=k, i in I} max_{j in I} g_j.
 - s^(loo) (eq. 29):  s_i - (1/(n-1)) sum_{j != i} S(j, k, [n] minus {i}), where S on a pool of
                      size m is normalised by C(m, k).
@@ -39,6 +40,12 @@ def subset_pass_at_k(f, k: int) -> float:
     return math.fsum(1.0 - math.prod(1.0 - f[j] for j in subset) for subset in subsets) / len(
         subsets
     )
+
+
+def subset_pass_all_k(f, k: int) -> float:
+    """pass^k of 0/1 outcomes: mean over size-k subsets of prod(f_j), "all k are correct"."""
+    subsets = list(itertools.combinations(range(len(f)), k))
+    return math.fsum(math.prod(f[j] for j in subset) for subset in subsets) / len(subsets)
 
 
 def subset_credit(g, k: int, pool) -> dict:
@@ -124,6 +131,17 @@ def pass_at_k(correct, k: int) -> np.ndarray:
     correct = np.asarray(correct, dtype=np.float64)
     rows = correct.reshape(-1, correct.shape[-1])
     return np.array([subset_pass_at_k(list(row), k) for row in rows]).reshape(correct.shape[:-1])
+
+
+def pass_all_k(correct, k: int) -> np.ndarray:
+    correct = np.asarray(correct, dtype=np.float64)
+    rows = correct.reshape(-1, correct.shape[-1])
+    return np.array([subset_pass_all_k(list(row), k) for row in rows]).reshape(correct.shape[:-1])
+
+
+def exact_pass_all_k(n: int, c: int, k: int) -> Fraction:
+    """C(c, k) / C(n, k) as an exact rational."""
+    return Fraction(math.comb(c, k), math.comb(n, k))
 
 
 def pass_at_k_from_counts(n: int, c: int, k: int) -> float:
