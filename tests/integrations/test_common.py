@@ -104,7 +104,7 @@ def test_invalid_rows_leave_their_group():
     advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
     assert advantages[1] == 0
     torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
-    with pytest.raises(ValueError, match=r"^t: group 0 has n=1 samples but k=2"):  # rows 0..1 keep one valid row
+    with pytest.raises(ValueError, match=r"^t: the group of rows 0\.\.1 has 1 sample\(s\), fewer than the 2 that k=2"):  # rows 0..1 keep one valid row
         _common.consecutive_advantages(rewards, 2, 2, options, valid=valid, engine="t")
 
 

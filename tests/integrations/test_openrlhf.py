@@ -279,7 +279,7 @@ def test_transform_experience_rewards_layouts():
         )
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
-    with pytest.raises(ValueError, match=r"^OpenRLHF: every group has n=2 samples but k=3; n >= k \+ 1"):
+    with pytest.raises(ValueError, match=r"^OpenRLHF: every group has 2 sample\(s\), fewer than the 4 that k=3 with baseline 'loo'"):
         adapter.transform_experience_rewards(
             [torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, adapter.parse_options(k=3, baseline="loo")
         )

@@ -124,9 +124,9 @@ def test_estimator_traces_under_jit_without_host_transfers():
 @pytest.mark.parametrize(
     "options, size, message",
     [
-        ({"k": 4}, 3, r"every group has n=3 samples but k=4"),
-        ({"k": 4, "baseline": "loo"}, 4, r"n=4 samples but k=4; n >= k \+ 1 with baseline='loo'"),
-        ({"k": 1}, 1, r"n=1 samples but k=1; n >= 2"),
+        ({"k": 4}, 3, r"every group has 3 sample\(s\), fewer than the 4 that k=4"),
+        ({"k": 4, "baseline": "loo"}, 4, "fewer than the 5 that k=4 with baseline 'loo'"),
+        ({"k": 1}, 1, "fewer than the 2 that k=1"),
     ],
 )
 def test_too_small_groups_give_the_shared_error(options, size, message):

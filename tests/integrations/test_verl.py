@@ -162,7 +162,7 @@ def test_bad_configs_raise_clear_errors(config, message):
 
 def test_group_smaller_than_k_is_an_error_naming_the_group():
     data = _batch([1.0, 0.0, 1.0, 0.0, 1.0], ["a", "a", "a", "b", "b"])
-    with pytest.raises(ValueError, match=r"^verl adv_estimator=pkpo: group 'b' has n=2 samples but k=3"):
+    with pytest.raises(ValueError, match=r"^verl adv_estimator=pkpo: group 'b' has 2 sample\(s\), fewer than the 3 that k=3"):
         compute_advantage(data, adv_estimator="pkpo", config=_config(k=3))
 
 

@@ -40,7 +40,16 @@ import numpy as np
 from .. import advantages as _advantages
 from .. import metrics as _metrics
 from .. import schedules as _schedules
-from ..transforms import BASELINES, SCALES, min_group_size, transform, transform_grouped
+from .._backend import to_numpy
+from ..transforms import (
+    BASELINES,
+    DEFAULT_BASELINE,
+    SCALES,
+    GroupSizeError,
+    min_group_size,
+    transform,
+    transform_grouped,
+)
 
 logger = logging.getLogger("pkpo.integrations")
 
@@ -52,7 +61,6 @@ OPTION_KEYS = ("method", "k", "baseline", "schedule", "scale", "rollout_n", "par
 # GRPO user keeps their lr and one lr serves every k of a schedule; the price is a bias that
 # shrinks as the batch grows (pkpo.transforms). "none" gives the paper's values exactly.
 DEFAULT_SCALE = "mean_abs"
-DEFAULT_BASELINE = "loo_minus_one"
 DEFAULT_METHOD = "pkpo"
 
 
@@ -371,13 +379,30 @@ class StepClock:
 def engine_errors(engine: str, group_label: Callable[[int], str] | None = None) -> Iterator[None]:
     """Put the engine's name into the math layer's ``ValueError``s raised in this block.
 
+    A :class:`pkpo.GroupSizeError` is re-worded with what an engine user can do about it;
     ``group_label(group)`` names a group of the engine's layout (e.g. "rows 8..15" for groups of
-    consecutive rows) in place of the math layer's group number.
+    consecutive rows) in place of the math layer's group index.
     """
     try:
         yield
+    except GroupSizeError as error:
+        raise ValueError(f"{engine}: {_group_size_message(error, group_label)}") from None
     except ValueError as error:
         raise ValueError(f"{engine}: {error}") from None
+
+
+def _group_size_message(error: GroupSizeError, group_label) -> str:
+    if error.group is None:
+        where = "every group"
+    elif group_label is not None and isinstance(error.group, numbers.Integral):
+        where = f"the group of {group_label(int(error.group))}"
+    else:
+        where = f"group {error.group!r}"
+    return (
+        f"{where} has {error.n} sample(s), fewer than the {error.need} that k={error.k} with "
+        f"baseline {error.baseline!r} needs. Lower k, draw more samples per prompt, or filter "
+        "such groups out before the advantage step."
+    )
 
 
 def check_rollout_n(label, size: int, options: PKPOOptions, *, engine: str) -> None:
@@ -566,7 +591,7 @@ def _check_valid(valid, scores, engine: str) -> None:
 
 
 def _mean_estimate(info) -> float:
-    return float(np.mean(np.asarray(_to_numpy(info.estimate), dtype=np.float64)))
+    return float(np.mean(to_numpy(info.estimate).astype(np.float64)))
 
 
 def _where_zero(values, mask):
@@ -574,15 +599,6 @@ def _where_zero(values, mask):
     if hasattr(values, "masked_fill"):
         return values.masked_fill(~mask, 0.0)
     return np.where(mask, values, 0.0)
-
-
-def _to_numpy(values):
-    if hasattr(values, "detach"):
-        values = values.detach().cpu()
-        if values.dtype.is_floating_point and values.dtype.itemsize < 4:
-            values = values.float()  # numpy has no bfloat16 (fp16 is widened alike)
-        return values.numpy()
-    return np.asarray(values)
 
 
 # --- validation metrics ----------------------------------------------------------------------
