@@ -2,7 +2,7 @@
 
 TRL has no advantage hook; its maintainers' advice (huggingface/trl#4525) is to subclass and
 override ``_generate_and_score_completions``. These trainers do exactly that, using two private
-methods of trl 1.16.0 (pin ``trl==1.16.0``, the ``pkpo[trl]`` extra):
+methods of trl 1.16.0 (the version the tests pin; the ``trl`` extra asks for ``trl>=1.16``):
 
 1. ``_calculate_rewards`` is wrapped to keep the rewards it returns. They are already gathered
    from all processes, (N_global, n_reward_funcs), so every group of ``num_generations``
