@@ -62,9 +62,7 @@ def test_the_wheel_check_finds_what_differs(wheel, tmp_path, change, problem):
 
 
 def test_extras_take_ranges_and_the_tests_pin_versions_inside_them():
-    import tomllib
-
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = check_wheel.tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     pins = check_wheel.pinned_versions(check_wheel.CONSTRAINTS)
     for package in ("trl", "verl", "google-tunix", "tensorboard", "torch", "ruff"):
         assert package in pins, f"constraints/*.txt pins no {package}"

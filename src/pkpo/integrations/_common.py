@@ -192,7 +192,9 @@ def parse_options(
         raise ValueError(f"{source}: {error}") from None
     parsed = _parse_k(k, schedule, method, spec.takes_k, source)
     if baseline is not None and "baseline" not in spec.defaults:
-        raise ValueError(f"{source}: baseline applies to method 'pkpo' only; got method={method!r}.")
+        raise ValueError(
+            f"{source}: baseline applies to method 'pkpo' only; got method={method!r}."
+        )
     baseline = DEFAULT_BASELINE if baseline is None else baseline
     scale = DEFAULT_SCALE if scale is None else scale
     for name, value, allowed in (("baseline", baseline, BASELINES), ("scale", scale, SCALES)):
@@ -432,17 +434,16 @@ def grouped_advantages(scores, group_ids, k, options: PKPOOptions, *, engine: st
                 scores, group_ids, k, options.baseline, scale=options.scale, return_info=True
             )
         estimate = _mean_estimate(info)
-        ids = group_ids.tolist() if hasattr(group_ids, "tolist") else list(group_ids)
-        label, size = collections.Counter(ids).most_common(1)[0]
     else:
         layout = _padded_groups(group_ids, scores.shape[0], engine)
         padded, mask = _scatter_rows(scores, layout)
-        with engine_errors(engine, lambda group: repr(layout.labels[group])):
+        with engine_errors(engine):
             advantages = _method_advantages(padded, mask, k, options)[0]
         advantages, estimate = advantages.reshape(-1)[_like(scores, layout.slots)], None
-        largest = int(np.argmax(layout.sizes))
-        label, size = layout.labels[largest], int(layout.sizes[largest])
-    check_rollout_n(label, size, options, engine=engine)
+    if options.rollout_n is not None:
+        ids = group_ids.tolist() if hasattr(group_ids, "tolist") else list(group_ids)
+        label, size = collections.Counter(ids).most_common(1)[0]  # the largest group
+        check_rollout_n(label, size, options, engine=engine)
     return advantages, estimate
 
 
@@ -460,7 +461,9 @@ def _padded_groups(group_ids, n_rows: int, engine: str) -> _Layout:
     """The padded layout of ``group_ids``; ids of mixed types (1 and "1") are refused."""
     ids = _as_id_array(group_ids)
     if ids.ndim != 1 or ids.shape[0] != n_rows:
-        raise ValueError(f"{engine}: need one group id per row ({n_rows}); got ids of shape {ids.shape}.")
+        raise ValueError(
+            f"{engine}: need one group id per row ({n_rows}); got ids of shape {ids.shape}."
+        )
     if ids.dtype == object:
         kinds = {type(value.item() if isinstance(value, np.generic) else value) for value in ids}
         if len(kinds) > 1:
@@ -493,7 +496,8 @@ def _scatter_rows(scores, layout: _Layout):
     slots = _like(scores, layout.slots)
     if hasattr(scores, "detach"):
         padded = scores.new_zeros(size).index_put((slots,), scores)
-        mask = scores.new_zeros(size, dtype=bool).index_put((slots,), scores.new_ones((), dtype=bool))
+        filled = scores.new_ones((), dtype=bool)
+        mask = scores.new_zeros(size, dtype=bool).index_put((slots,), filled)
     else:
         padded, mask = np.zeros(size, dtype=scores.dtype), np.zeros(size, dtype=bool)
         padded[slots], mask[slots] = scores, True

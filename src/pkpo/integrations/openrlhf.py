@@ -295,7 +295,9 @@ def patch(
     :mod:`pkpo.advantages` (default "pkpo"). Idempotent; a later call may change the options.
     Returns the options in force.
     """
-    given = dict(k=k, baseline=baseline, schedule=schedule, scale=scale, method=method, params=params)
+    given = dict(
+        k=k, baseline=baseline, schedule=schedule, scale=scale, method=method, params=params
+    )
     if all(value is None for value in given.values()):
         options = options_from_env()
     else:

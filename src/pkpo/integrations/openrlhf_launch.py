@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m pkpo.integrations.openrlhf_launch [--pkpo.method M] [--pkpo.k K | --pkpo.schedule S] \\
-        [--pkpo.baseline B] [--pkpo.scale none|n_over_k|mean_abs] [--pkpo.params P] \\
-        <openrlhf.cli.train_ppo_ray arguments>
+    python -m pkpo.integrations.openrlhf_launch [--pkpo.method M] \\
+        [--pkpo.k K | --pkpo.schedule S] [--pkpo.baseline B] \\
+        [--pkpo.scale none|n_over_k|mean_abs] [--pkpo.params P] <openrlhf.cli.train_ppo_ray arguments>
 
 Runs OpenRLHF's ``openrlhf.cli.train_ppo_ray`` with :func:`pkpo.integrations.openrlhf.patch`
 applied in every Ray worker process:

@@ -129,7 +129,7 @@ class PKPOEstimator:
         self.last_stats: dict[str, Any] = {}
 
     def current_step(self) -> int | None:
-        """The step on :data:`clock` (a PKPO learner, :func:`at_step`), else the ``step_source``'s."""
+        """The step on :data:`clock` (a PKPO learner, :func:`at_step`), else the step source's."""
         step = clock.step
         if step is not None or self.step_source is None:
             return step

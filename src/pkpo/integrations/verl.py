@@ -250,7 +250,8 @@ def _register_estimator() -> bool:
 
 
 def make_trainer_class(base):
-    """A subclass of verl's sync V1 trainer whose advantage step runs at ``clock.at(global_steps)``."""
+    """A subclass of verl's sync V1 trainer whose advantage step runs at the global step
+    (``clock.at(global_steps)``)."""
 
     class PKPOTrainerSync(base):
         """``trainer.v1.trainer_mode=pkpo_sync``: verl's sync trainer, plus the step for k
