@@ -21,7 +21,7 @@ import pkpo.metrics
 from pkpo.cli import main as pkpo_main
 from pkpo.commands import eval as eval_command
 from pkpo.commands import graded_samples
-from pkpo.commands.graded_samples import read_samples
+from pkpo.commands.graded_samples import read_graded
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "samples.jsonl"
@@ -80,14 +80,14 @@ def run_eval(args, capsys):
 def test_pass_at_k_table_and_json_match_math_comb(tmp_path, capsys):
     tasks = binary_tasks()
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(tasks, "passed"))
-    code, out, err = run_eval([path, "--k", "4,1,2", "--json", tmp_path / "out" / "r.json"], capsys)
+    code, out, err = run_eval([path, "--k", "4,1,2", "--json", tmp_path / "r.json"], capsys)
     assert code == 0 and err == ""
     rows = table_rows(out)
     assert sorted(rows) == [1, 2, 4]
-    data = json.loads((tmp_path / "out" / "r.json").read_text())
-    assert data["metric"] == "pass@k" and data["input"]["n_tasks"] == 10
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["reports"][0]["metric"] == "pass@k" and data["input"]["n_tasks"] == 10
     assert data["input"]["n_samples"] == sum(len(v) for v in tasks.values())
-    for k, json_row in zip([1, 2, 4], data["rows"]):
+    for k, json_row in zip([1, 2, 4], data["reports"][0]["rows"]):
         per_task = [pass_at_k_comb(len(v), sum(v), k) for v in tasks.values()]
         mean = statistics.fmean(per_task)
         se = statistics.stdev(per_task) / math.sqrt(len(per_task))
@@ -113,7 +113,7 @@ def test_reward_file_gives_maxg_at_k(tmp_path, capsys):
     assert code == 0
     assert "maxg@k" in out
     data = json.loads((tmp_path / "r.json").read_text())
-    for json_row in data["rows"]:
+    for json_row in data["reports"][0]["rows"]:
         k = json_row["k"]
         expected = statistics.fmean(maxg_at_k_brute(v, k) for v in tasks.values())
         assert json_row["estimate"] == pytest.approx(expected, abs=1e-12)
@@ -140,7 +140,7 @@ def test_options_change_the_interval_as_documented(tmp_path, capsys):
     low50, high50 = (float(x) for x in outs["conf"][3].strip("[]").split(","))
     low95, high95 = (float(x) for x in outs["base"][3].strip("[]").split(","))
     assert low95 < low50 < high50 < high95
-    assert outs["none"][3] == "[nan, nan]"
+    assert outs["none"][3] == "30" and "CI" not in "".join(outs["none"])  # --bootstrap 0: no CI column, the tasks column follows the SE
 
 
 def test_stdin_and_gzip_give_the_same_numbers_as_a_file(tmp_path, capsys, monkeypatch):
@@ -170,9 +170,9 @@ def test_skip_insufficient(tmp_path, capsys):
 
 def test_plot_writes_a_png(tmp_path, capsys):
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(seed=4), "passed"))
-    code, out, _ = run_eval([path, "--k", "1,2,4", "--plot", tmp_path / "fig" / "p.png"], capsys)
+    code, out, _ = run_eval([path, "--k", "1,2,4", "--plot", tmp_path / "p.png"], capsys)
     assert code == 0 and "wrote" in out
-    assert (tmp_path / "fig" / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_help_exits_zero(capsys):
@@ -180,16 +180,16 @@ def test_help_exits_zero(capsys):
     assert code == 0 and "--skip-insufficient" in out
 
 
-def test_read_samples_groups_by_task_in_first_seen_order():
+def test_read_graded_groups_by_task_in_first_seen_order():
     lines = [
-        '{"task_id": 2, "passed": 1}',
+        '{"task_id": "b", "passed": 1}',
         "",
         '{"task_id": "x", "passed": false}',
-        '{"task_id": 2, "passed": 0.0}',
+        '{"task_id": "b", "passed": 0.0}',
     ]
-    samples = read_samples(lines)
-    assert samples.task_ids == [2, "x"] and samples.n_lines == 3
-    assert [v.tolist() for v in samples.values] == [[True, False], [False]]
+    tasks = read_graded(io.BytesIO("\n".join(lines).encode()))
+    assert tasks.task_ids == ["b", "x"] and tasks.n_lines == 3
+    assert tasks.n.tolist() == [2, 1] and tasks.passed.tolist() == [1, 0]
 
 
 def test_subprocess_on_the_example_file(tmp_path):
@@ -355,7 +355,7 @@ def test_bad_lines_are_one_line_errors_with_exit_code_2(tmp_path, capsys, lines,
             "no task has at least k=8 samples \\(the largest has 2\\)",
         ),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-        (["--json", "{dir}"], "could not write output"),
+        (["--json", "{dir}"], "is a folder; give a file name"),
     ],
 )
 def test_bad_options_are_one_line_errors_with_exit_code_2(tmp_path, capsys, args, match):
@@ -445,7 +445,7 @@ def test_evalplus_results_json(tmp_path, capsys, tests, passed):
     assert code == 0, err
     assert f"EvalPlus, passed = {'base and plus tests pass' if tests == 'plus' else 'base tests pass'}" in out
     data = json.loads((tmp_path / "r.json").read_text())
-    for row in data["rows"]:
+    for row in data["reports"][0]["rows"]:
         expected = statistics.fmean(pass_at_k_comb(4, sum(p), row["k"]) for p in passed)
         assert row["estimate"] == pytest.approx(expected, abs=1e-12)
 
@@ -505,7 +505,7 @@ def test_lm_eval_harness_samples_log(tmp_path, capsys):
     path = write_lines(tmp_path / "samples_humaneval_64_2025.jsonl", lines)
     code, out, err = run_eval([path, "--k", "2,8", "--bootstrap", "0"], capsys)
     assert code == 0, err
-    assert "lm-evaluation-harness per-task pass@k estimates" in out and "3 tasks, 8 samples each" in out
+    assert "lm-evaluation-harness, filter 'create_test', per-task pass@k estimates" in out and "3 tasks, 8 samples each" in out
     rows = table_rows(out)
     for k in (2, 8):
         per_task = [pass_at_k_comb(8, c, k) for c in counts]
@@ -513,10 +513,10 @@ def test_lm_eval_harness_samples_log(tmp_path, capsys):
         assert float(rows[k][2]) == pytest.approx(statistics.stdev(per_task) / math.sqrt(3), abs=5e-5)
     code, _, err = run_eval([path, "--k", "1,2"], capsys)
     assert code == 2 and "no pass@k for k=[1]" in err and "here [2, 8]" in err
-    other = write_lines(tmp_path / "samples_gsm8k.jsonl", [{**lm_eval_line(0, 1, {}), "metrics": ["exact_match"],
-                                                            "exact_match": 1.0}])
+    other = write_lines(tmp_path / "samples_other.jsonl", [{**lm_eval_line(0, 1, {}), "metrics": ["bleu"],
+                                                            "bleu": 0.3}])
     code, _, err = run_eval([other], capsys)
-    assert code == 2 and "has no pass@k (metrics: ['exact_match'])" in err
+    assert code == 2 and "has no score pkpo eval reads (metrics: ['bleu'])" in err
 
 
 @pytest.mark.parametrize("document, match", [
@@ -540,10 +540,10 @@ def test_ungraded_samples_say_so(tmp_path, capsys):
 def test_plot_title_counts_the_tasks_behind_each_point():
     tasks = {f"t{i}": [True, False] * (1 if i < 7 else 2) for i in range(15)}  # 7 tasks with n = 2
     report = pkpo.metrics.pass_at_k_report(list(tasks.values()), [1, 2, 4], skip_insufficient=True)
-    title = eval_command.plot_title(report, 15, "95% CI")
+    title = eval_command.plot_title([report], 15, "95% CI")
     assert title == "pass@k vs k (tasks per point: k=1: 15, k=2: 15, k=4: 8 of 15; bars: 95% CI)"
     full = pkpo.metrics.pass_at_k_report(list(tasks.values()), [1, 2])
-    assert eval_command.plot_title(full, 15, "x") == "pass@k vs k (15 tasks; bars: x)"
+    assert eval_command.plot_title([full], 15, "x") == "pass@k vs k (15 tasks; bars: x)"
 
 
 def test_a_closed_pipe_ends_quietly():
@@ -553,3 +553,165 @@ def test_a_closed_pipe_ends_quietly():
     assert result.stdout == "pass@k fro"
     assert result.stderr == ""  # no BrokenPipeError traceback
     assert result.returncode in (0, 141)  # 141: like any tool stopped by SIGPIPE
+
+
+# --- outputs: --overwrite, inputs, links, folders, plot formats ------------------------------------
+
+
+def one_line_error(code, out, err, match):
+    assert code == 2 and out == "", (code, out, err)
+    assert err.startswith("pkpo eval: error: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert re.search(match, err), err
+
+
+def test_an_existing_output_needs_overwrite(tmp_path, capsys):
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    out = tmp_path / "r.json"
+    out.write_text("keep")
+    one_line_error(*run_eval([path, "--json", out], capsys), r"r.json' exists; pass --overwrite")
+    assert out.read_text() == "keep"
+    code, _, _ = run_eval([path, "--json", out, "--overwrite"], capsys)
+    assert code == 0 and json.loads(out.read_text())["input"]["n_tasks"] == 10
+
+
+def test_an_output_that_is_the_input_is_refused_even_with_overwrite(tmp_path, capsys):
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    before = path.read_bytes()
+    for flag, name in (("--json", path), ("--plot", path.with_suffix(".png"))):
+        if flag == "--plot":
+            path.with_suffix(".png").hardlink_to(path)
+        one_line_error(*run_eval([path, flag, name, "--overwrite"], capsys), "is also an input")
+    assert path.read_bytes() == before
+
+
+def test_outputs_are_never_written_through_a_symlink(tmp_path, capsys):
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep")
+    (tmp_path / "r.json").symlink_to(precious)
+    one_line_error(*run_eval([path, "--json", tmp_path / "r.json", "--overwrite"], capsys), "symbolic link")
+    assert precious.read_text() == "keep"
+
+
+def test_json_into_a_missing_folder_is_refused_and_creates_nothing(tmp_path, capsys):
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    one_line_error(*run_eval([path, "--json", tmp_path / "nonexistent" / "x.json"], capsys),
+                   "the folder .*nonexistent' does not exist")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize("name, match", [
+    ("p.txt", r"must end in \.png, \.svg, \.pdf"),
+    ("noext", r"must end in \.png, \.svg, \.pdf"),
+    ("a_dir", "is a folder; give a file name"),
+])
+def test_bad_plot_names_are_one_line_errors_and_write_nothing(tmp_path, capsys, name, match):
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    (tmp_path / "a_dir").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    one_line_error(*run_eval([path, "--k", "1,2", "--plot", tmp_path / name], capsys), match)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_the_plot_is_written_where_the_message_says_in_its_format(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    code, out, _ = run_eval([path, "--k", "1,2", "--plot", tmp_path / "p.svg"], capsys)
+    assert code == 0 and f"wrote {tmp_path / 'p.svg'}" in out
+    assert b"<svg" in (tmp_path / "p.svg").read_bytes()[:400]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.svg", "s.jsonl"]
+
+
+# --- streaming and hostile inputs --------------------------------------------------------------------
+
+
+def test_memory_grows_with_tasks_not_with_bytes(tmp_path):
+    """10 MB of samples of 5 tasks: the reader's peak Python allocation stays far below the file size
+    (it holds one 1 MiB block and the per-task counts), where reading the whole file costs several times it."""
+    import tracemalloc
+
+    line = '{"task_id": "T/%d", "passed": %s, "completion": "%s"}\n'
+    filler = "x" * 200
+    path = tmp_path / "big.jsonl"
+    with open(path, "w") as handle:
+        for i in range(40_000):
+            handle.write(line % (i % 5, "true" if i % 3 else "false", filler))
+    size = path.stat().st_size
+    assert size > 9e6
+    tracemalloc.start()
+    tasks = graded_samples.read_path(str(path), graded_samples.ReadOptions(keep_rewards=False))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert tasks.n.tolist() == [8_000] * 5 and int(tasks.passed.sum()) == 26_666
+    assert peak < size / 4, (peak, size)
+
+
+def test_a_gzip_of_only_newlines_is_one_line_error_not_memory_error(tmp_path, capsys):
+    path = tmp_path / "bomb.jsonl.gz"
+    block = b"\n" * (1 << 20)
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        for _ in range(64):  # 64 MiB of newlines in a file of about 64 KB
+            handle.write(block)
+    assert path.stat().st_size < 200_000
+    one_line_error(*run_eval([path], capsys), "bomb.jsonl.gz contains no samples")
+
+
+def test_a_line_longer_than_the_limit_is_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(graded_samples, "MAX_RECORD_BYTES", 1 << 16)
+    path = tmp_path / "long.jsonl.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(b'{"task_id": "a", "passed": true}\n' + b"a" * (1 << 18))
+    one_line_error(*run_eval([path], capsys), r"long.jsonl.gz line 2 is longer than 0 MiB")
+
+
+def test_lines_split_only_on_newline_u2028_and_u0085_are_text(tmp_path, capsys):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes('{"task_id": "a", "passed": true, "completion": "x\u2028y\u0085z"}\n'
+                     '{"task_id": "a", "passed": false}\n'.encode("utf-8"))
+    code, out, err = run_eval([path, "--k", "1"], capsys)
+    assert code == 0, err
+    assert "1 tasks, 2 samples each" in out and float(table_rows(out)[1][1]) == 0.5
+
+
+@pytest.mark.parametrize("lines, match", [
+    ([GOOD, '{"task_id": "a", "passed": true, "x": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+     r"s.jsonl line 2: the JSON is nested too deeply"),
+    (['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": 1' + "0" * 400 + "}"],
+     r"s.jsonl line 2: 'reward' is too large for a float"),
+    (['{"task_id": 1, "passed": true}', '{"task_id": "1", "passed": false}'],
+     r"line 2: task id '1' is a string, but line 1 has an integer id; a file must use one type"),
+])
+def test_hostile_lines_are_one_line_errors(tmp_path, capsys, lines, match):
+    path = write_lines(tmp_path / "s.jsonl", lines)
+    one_line_error(*run_eval([path], capsys), match)
+
+
+def test_a_truncated_last_line_names_the_file_and_line(tmp_path, capsys):
+    path = tmp_path / "s.jsonl"
+    path.write_text(GOOD + "\n" + GOOD + "\n" + '{"task_id": "a", "completion": "def f():\\n    ret')
+    one_line_error(*run_eval([path], capsys),
+                   r"s.jsonl line 3: invalid JSON \(Unterminated string.*\); it is the last line and has no "
+                   r"newline, so the file looks truncated")
+
+
+def test_an_evalplus_task_with_no_results_is_an_error_naming_it(tmp_path, capsys):
+    results = evalplus_results(EVALPLUS_TASKS)
+    results["eval"]["HumanEval/9"] = []
+    path = tmp_path / "r_eval_results.json"
+    path.write_text(json.dumps(results))
+    one_line_error(*run_eval([path], capsys), r"task 'HumanEval/9' has no results \(an empty list\)")
+
+
+def test_skip_insufficient_prints_the_task_counts_behind_each_k(tmp_path, capsys):
+    tasks = {"a": [True] * 5, "b": [False, True, False], "c": [True, False]}
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(tasks, "passed"))
+    code, out, _ = run_eval([path, "--k", "1,3,5", "--skip-insufficient", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0
+    note = ("note: --skip-insufficient left out tasks with fewer than k samples, so the rows average over "
+            "different tasks (k=1: 3 of 3 tasks, k=3: 2 of 3 tasks, k=5: 1 of 3 tasks); compare rows across k "
+            "with care.")
+    assert note in out.splitlines()
+    assert json.loads((tmp_path / "r.json").read_text())["notes"] == [note.removeprefix("note: ")]
+    code, out, _ = run_eval([path, "--k", "1,2", "--skip-insufficient"], capsys)
+    assert code == 0 and "note:" not in out  # every task is used at every k
