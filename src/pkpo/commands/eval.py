@@ -290,6 +290,8 @@ def _check_supported(metric: Metric, tasks: GradedTasks) -> None:
 
 def _per_task(metric: Metric, n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
     """Each task's unbiased estimate at k from its counts; NaN where it has fewer than k samples."""
+    if metric.name != "pass@k":
+        raise EvalInputError(f"{metric.label} is not available in this version of pkpo.")
     values = np.full(n.shape, np.nan)
     used = n >= k
     if used.any():
