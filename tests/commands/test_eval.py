@@ -715,3 +715,179 @@ def test_skip_insufficient_prints_the_task_counts_behind_each_k(tmp_path, capsys
     assert json.loads((tmp_path / "r.json").read_text())["notes"] == [note.removeprefix("note: ")]
     code, out, _ = run_eval([path, "--k", "1,2", "--skip-insufficient"], capsys)
     assert code == 0 and "note:" not in out  # every task is used at every k
+
+
+# --- verifiers, tinker-cookbook, lm-evaluation-harness per-response scores ------------------------
+# Fixtures follow the writers' source: verifiers/legacy/utils/save_utils.py (state_to_output,
+# save_metadata) and metric_utils.PassAtKMetric; tinker_cookbook/eval/benchmarks/_runner.py
+# (_trajectory_to_stored, _compute_pass_at_k); lm_eval/evaluator.py (the logged sample) and
+# lm_eval/api/task.py (process_results scores filtered_resps[0]).
+
+
+def verifiers_row(example_id: int, reward: float) -> dict:
+    """One line of verifiers' results.jsonl (state_to_output, metrics flattened to the top level)."""
+    return {
+        "example_id": example_id,
+        "prompt": [{"role": "user", "content": f"What is {example_id} + 1?"}],
+        "completion": [{"role": "assistant", "content": "<answer>2</answer>"}],
+        "answer": str(example_id + 1),
+        "reward": reward,
+        "error": None,
+        "timing": {"generation_ms": 812.0, "scoring_ms": 3.1, "total_ms": 815.1},
+        "is_completed": True,
+        "is_truncated": False,
+        "stop_condition": "max_turns_reached",
+        "metrics": {"correct_answer": reward},
+        "tool_defs": None,
+        "token_usage": {"input_tokens": 31.0, "output_tokens": 12.0},
+        "correct_answer": reward,
+    }
+
+
+def verifiers_metadata(rewards: dict, threshold: float) -> dict:
+    """metadata.json as verifiers writes it; pass_at_k / pass_all_k as PassAtKMetric computes them
+    (k = powers of 2 up to n, correct = reward >= pass_threshold)."""
+    n = len(next(iter(rewards.values())))
+    ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+    counts = [sum(r >= threshold for r in values) for values in rewards.values()]
+    at_k = {str(k): statistics.fmean(pass_at_k_comb(n, c, k) for c in counts) for k in ks}
+    all_k = {str(k): statistics.fmean(math.comb(c, k) / math.comb(n, k) for c in counts) for k in ks}
+    return {"env_id": "vf-math", "model": "m", "num_examples": len(rewards), "rollouts_per_example": n,
+            "avg_reward": 0.5, "pass_at_k": at_k, "pass_all_k": all_k, "pass_threshold": threshold}
+
+
+VERIFIERS_REWARDS = {0: [1.0, 0.0, 0.6, 1.0], 1: [0.0, 0.3, 0.0, 0.0], 2: [1.0, 1.0, 0.7, 0.5],
+                     3: [0.2, 0.0, 0.4, 0.55]}
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.65])
+def test_verifiers_results_match_their_own_pass_at_k(tmp_path, capsys, threshold):
+    rows = [verifiers_row(e, r) for e, values in VERIFIERS_REWARDS.items() for r in values]
+    path = write_lines(tmp_path / "results.jsonl", [rows[i] for i in np.random.default_rng(0).permutation(16)])
+    metadata = verifiers_metadata(VERIFIERS_REWARDS, threshold)
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    code, out, err = run_eval([path, "--k", "1,2,4", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    assert f"verifiers results, passed = reward >= {threshold:g} (pass_threshold of metadata.json)" in out
+    rows_out = json.loads((tmp_path / "r.json").read_text())["reports"][0]["rows"]
+    for row in rows_out:
+        assert row["estimate"] == pytest.approx(metadata["pass_at_k"][str(row["k"])], abs=1e-12)
+
+
+def test_verifiers_threshold_default_and_override(tmp_path, capsys):
+    rows = [verifiers_row(e, r) for e, values in VERIFIERS_REWARDS.items() for r in values]
+    path = write_lines(tmp_path / "results.jsonl", rows)
+    code, out, _ = run_eval([path, "--k", "1"], capsys)  # no metadata.json: verifiers' default 0.5
+    assert code == 0 and "passed = reward >= 0.5 (verifiers' default pass_threshold)" in out
+    assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 0, 1, 1 / 4]), abs=5e-5)
+    code, out, _ = run_eval([path, "--k", "1", "--pass-threshold", "0.25"], capsys)
+    assert "passed = reward >= 0.25 (--pass-threshold)" in out
+    assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 1 / 4, 1, 2 / 4]), abs=5e-5)
+    code, out, _ = run_eval([path, "--k", "1,2", "--metric", "maxg@k"], capsys)  # the raw rewards
+    expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in VERIFIERS_REWARDS.values())
+    assert code == 0 and float(table_rows(out)[2][1]) == pytest.approx(expected, abs=5e-5)
+    (tmp_path / "metadata.json").write_text('{"pass_threshold": "high"}')
+    one_line_error(*run_eval([path], capsys), "metadata.json has no readable 'pass_threshold'")
+
+
+def tinker_trajectory(idx: int, example_id: str, reward: float, error: str | None = None) -> dict:
+    """One line of tinker-cookbook's <benchmark>/trajectories.jsonl (StoredTrajectory.to_dict)."""
+    turns = [] if error else [
+        {"role": "user", "content": "Question: 2 + 2?", "token_count": 9, "metadata": {}},
+        {"role": "assistant", "content": "4", "token_count": 1, "metadata": {}},
+    ]
+    return {"idx": idx, "benchmark": "gsm8k", "example_id": example_id, "turns": turns, "reward": reward,
+            "metrics": {"correct": reward, "_eval_turns": 1}, "logs": {"expected": "4", "extracted": "4"},
+            "error": error, "time_seconds": 1.5}
+
+
+def test_tinker_cookbook_trajectories_count_reward_above_zero(tmp_path, capsys):
+    # pass@k mode: num_samples rounds, each appending one trajectory per example; an error is a
+    # scored failure with reward 0
+    rewards = {"gsm8k_3f2a": [1.0, 0.0, 1.0, 1.0, 0.0], "gsm8k_91bc": [0.0, 0.0, 0.0, 0.0, 0.0],
+               "gsm8k_07d4": [0.5, 1.0, 1.0, 1.0, 1.0]}
+    lines = []
+    for round_ in range(5):
+        for idx, (example_id, values) in enumerate(rewards.items()):
+            error = "timeout (600s)" if (round_, idx) == (2, 1) else None
+            lines.append(tinker_trajectory(idx, example_id, values[round_], error))
+    path = write_lines(tmp_path / "trajectories.jsonl", lines)
+    code, out, err = run_eval([path, "--k", "1,5"], capsys)
+    assert code == 0, err
+    assert "tinker-cookbook trajectories, passed = reward > 0 (as its runner counts)" in out
+    assert "3 tasks, 5 samples each" in out
+    for k in (1, 5):  # the runner's _compute_pass_at_k: c = number of rewards > 0
+        expected = statistics.fmean(pass_at_k_comb(5, sum(r > 0 for r in v), k) for v in rewards.values())
+        assert float(table_rows(out)[k][1]) == pytest.approx(expected, abs=5e-5)
+
+
+def lm_eval_scored_line(doc_id, responses: list, graded, score_name: str, score: float, filter_name: str) -> dict:
+    """A logged sample of a task scored per response (lm_eval/evaluator.py, current layout):
+    ``graded`` is filtered_resps[0], a list when the filter keeps every response, one string when
+    it takes the first."""
+    return {
+        "doc_id": doc_id,
+        "doc": {"task_id": 11, "text": "Write a function ...", "test_list": ["assert f(1) == 2"]},
+        "target": "assert f(1) == 2",
+        "arguments": [[f"prompt {doc_id}", {"until": ["[DONE]"], "do_sample": True}]],
+        "resps": [responses],
+        "filtered_resps": [graded],
+        "filter": filter_name,
+        "metrics": [score_name],
+        "doc_hash": "h1", "prompt_hash": "h2", "target_hash": "h3",
+        score_name: score,
+    }
+
+
+def test_lm_eval_mbpp_instruct_with_repeats_gives_counts_for_every_k(tmp_path, capsys):
+    # mbpp_instruct's extract_code filter keeps all 4 responses; pass_at_1 is code_eval's c / n
+    counts = [0, 1, 3, 4, 2]
+    lines = [lm_eval_scored_line(d, [f"r{i}" for i in range(4)], [f"code{i}" for i in range(4)],
+                                 "pass_at_1", c / 4, "extract_code") for d, c in enumerate(counts)]
+    path = write_lines(tmp_path / "samples_mbpp_instruct_2026-01-01.jsonl", lines)
+    code, out, err = run_eval([path, "--k", "1,2,4"], capsys)
+    assert code == 0, err
+    assert "lm-evaluation-harness, filter 'extract_code', passed from 'pass_at_1'" in out
+    assert "5 tasks, 4 samples each (20 samples)" in out
+    for k in (1, 2, 4):
+        expected = statistics.fmean(pass_at_k_comb(4, c, k) for c in counts)
+        assert float(table_rows(out)[k][1]) == pytest.approx(expected, abs=5e-5)
+
+
+def test_lm_eval_mbpp_scores_only_the_first_response_and_says_so(tmp_path, capsys):
+    # mbpp has no filter_list: lm-eval's default take_first filter grades the first of the repeats
+    lines = [lm_eval_scored_line(d, ["a", "b", "c"], "a", "pass_at_1", float(d % 2), "none") for d in range(6)]
+    path = write_lines(tmp_path / "samples_mbpp_2026-01-01.jsonl", lines)
+    code, out, err = run_eval([path, "--k", "1"], capsys)
+    assert code == 0, err
+    assert "6 tasks, 1 samples each" in out and float(table_rows(out)[1][1]) == 0.5
+    assert "note: lm-evaluation-harness graded only some of the responses of 6 documents" in out
+    one_line_error(*run_eval([path, "--k", "2"], capsys), "task 0 has 1 samples, fewer than k=2")
+
+
+def test_lm_eval_gsm8k_needs_one_filter(tmp_path, capsys):
+    lines = []
+    for d in range(4):
+        lines.append(lm_eval_scored_line(d, ["The answer is 72"], "72", "exact_match", float(d < 3), "strict-match"))
+        lines.append(lm_eval_scored_line(d, ["The answer is 72"], "72", "exact_match", float(d < 1), "flexible-extract"))
+    path = write_lines(tmp_path / "samples_gsm8k_2026-01-01.jsonl", lines)
+    one_line_error(*run_eval([path], capsys),
+                   r"line 2 has filter 'flexible-extract' but line 1 has 'strict-match'.*--filter NAME")
+    for name, expected in (("strict-match", 0.75), ("flexible-extract", 0.25)):
+        code, out, err = run_eval([path, "--filter", name], capsys)
+        assert code == 0, err
+        assert f"filter '{name}', passed from 'exact_match'" in out and float(table_rows(out)[1][1]) == expected
+    one_line_error(*run_eval([path, "--filter", "maj@64"], capsys),
+                   r"has no line with filter 'maj@64' \(filters: \['flexible-extract', 'strict-match'\]\)")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"doc_id": [1, 2]}, r"line 1: 'doc_id' must be an integer \(or a string\); got \[1, 2\]"),
+    ({"pass_at_1": 0.3}, r"line 1: 'pass_at_1' = 0.3 is not a fraction of its 4 graded responses"),
+    ({"pass_at_1": 1.5}, r"line 1: 'pass_at_1' must be a number in \[0, 1\]; got 1.5"),
+    ({"filtered_resps": []}, r"line 1: an lm-evaluation-harness sample needs 'filtered_resps'"),
+])
+def test_lm_eval_bad_lines_are_one_line_errors(tmp_path, capsys, change, match):
+    line = {**lm_eval_scored_line(0, ["a"] * 4, ["a"] * 4, "pass_at_1", 0.25, "extract_code"), **change}
+    path = write_lines(tmp_path / "samples_x.jsonl", [line])
+    one_line_error(*run_eval([path], capsys), match)
