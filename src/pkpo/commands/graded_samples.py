@@ -72,6 +72,34 @@ class EvalInputError(ValueError):
     """The samples file is malformed; the message names the file and the line (or the task)."""
 
 
+class _Line:
+    """Where a record is: ``str()`` gives "<file> line <n>", ``ref`` "line <n>". Formatted only
+    when a message needs it (one object per line is cheaper than two strings)."""
+
+    __slots__ = ("source", "number")
+
+    def __init__(self, source: str, number: int):
+        self.source, self.number = source, number
+
+    def __str__(self) -> str:
+        return f"{self.source} line {self.number}"
+
+    @property
+    def ref(self) -> str:
+        return f"line {self.number}"
+
+
+class _Task(_Line):
+    """Where a task of a whole-document file is: "<file>: task <id>", ``ref`` "task <id>"."""
+
+    def __str__(self) -> str:
+        return f"{self.source}: task {self.number!r}"
+
+    @property
+    def ref(self) -> str:
+        return f"task {self.number!r}"
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """How to read a file (the flags of ``pkpo eval`` that concern its input).
@@ -204,7 +232,7 @@ def _lines(chunks, source: str):
             yield number, line, False
 
 
-def _json_value(text: bytes, where: str, complete: bool = True):
+def _json_value(text: bytes, where, complete: bool = True):
     """The JSON value of one line (or document); every failure is one EvalInputError."""
     try:
         decoded = text.decode("utf-8")
@@ -226,7 +254,7 @@ def _json_value(text: bytes, where: str, complete: bool = True):
         raise EvalInputError(f"{where}: invalid JSON ({detail}).") from None
 
 
-def _record(text: bytes, where: str, complete: bool = True) -> dict:
+def _record(text: bytes, where, complete: bool = True) -> dict:
     record = _json_value(text, where, complete)
     if not isinstance(record, dict):
         raise EvalInputError(f"{where}: expected a JSON object, got {type(record).__name__}.")
@@ -263,7 +291,7 @@ def read_graded(stream, source: str = "<input>", options: ReadOptions = ReadOpti
     if first is None:
         raise EvalInputError(f"{source} contains no samples.")
     number, text, complete = first
-    where = f"{source} line {number}"
+    where = _Line(source, number)
     try:
         record = _record(text, where, complete)
     except EvalInputError:
@@ -276,15 +304,17 @@ def read_graded(stream, source: str = "<input>", options: ReadOptions = ReadOpti
         if next(lines, None) is not None:
             raise EvalInputError(f"{where} is a whole results file, but more lines follow it.")
         return _read_document(record, source, options)
-    records = itertools.chain([(number, record)], _records(lines, source))
+    records = itertools.chain([(where, record)], _records(lines, source))
     if "doc_id" in record and "resps" in record:
         return _read_lm_eval(records, source, options)
     return _read_samples(records, source, options)
 
 
 def _records(lines, source: str):
+    """(where, record) for each line; where is a :class:`_Line`."""
     for number, text, complete in lines:
-        yield number, _record(text, f"{source} line {number}", complete)
+        where = _Line(source, number)
+        yield where, _record(text, where, complete)
 
 
 def _whole_document(first: bytes, lines, source: str):
@@ -321,15 +351,14 @@ class _Tally:
         self.id_type = None
         self.id_where = ""
 
-    def slot(self, task_id, where: str, ref: str) -> int:
-        """The index of ``task_id`` (a new one for a new task); ``where`` / ``ref`` name its line
-        in full (with the file) and short (for a later message)."""
+    def slot(self, task_id, where: _Line) -> int:
+        """The index of ``task_id`` (a new one for a new task) read at ``where``."""
         slot = self.index.get(task_id)
         if slot is not None:
             return slot
         kind = str if isinstance(task_id, str) else int
         if self.id_type is None:
-            self.id_type, self.id_where = kind, ref
+            self.id_type, self.id_where = kind, where.ref
         elif kind is not self.id_type:
             def name(t):
                 return "a string" if t is str else "an integer"
@@ -345,8 +374,8 @@ class _Tally:
             self.rewards.append(array("d"))
         return slot
 
-    def add(self, task_id, where: str, ref: str, passed: bool | None, reward: float | None) -> None:
-        slot = self.slot(task_id, where, ref)
+    def add(self, task_id, where: _Line, passed: bool | None, reward: float | None) -> None:
+        slot = self.slot(task_id, where)
         self.n[slot] += 1
         self.passed[slot] += bool(passed)
         if self.rewards is not None and reward is not None:
@@ -370,7 +399,7 @@ _FIELD_OF_KIND = {"passed": "passed", "evalplus": "passed", "reward": "reward", 
 _WRITER = {"verifiers": "verifiers results", "tinker": "tinker-cookbook trajectories"}
 
 
-def _kind(record: dict, where: str) -> str:
+def _kind(record: dict, where) -> str:
     """Which sample line this is: passed, evalplus, reward, verifiers or tinker."""
     if "task_id" in record:
         present = [name for name in ("passed", "reward") if name in record]
@@ -391,7 +420,7 @@ def _kind(record: dict, where: str) -> str:
     raise EvalInputError(f"{where}: missing 'task_id'.")
 
 
-def _sample_id(record: dict, kind: str, where: str):
+def _sample_id(record: dict, kind: str, where):
     if kind == "tinker":  # as the runner keys it: example_id, else the position idx
         task_id = record.get("example_id") or str(record.get("idx", ""))
     else:
@@ -441,12 +470,10 @@ def _read_samples(records, source: str, options: ReadOptions) -> GradedTasks:
     tally = _Tally(options.keep_rewards)
     n_lines = evalplus_lines = 0
     has_plus = False
-    for number, record in records:
-        ref = f"line {number}"
-        where = f"{source} {ref}"
+    for where, record in records:
         line_kind = _kind(record, where)
         if kind is None:
-            kind, kind_where = line_kind, ref
+            kind, kind_where = line_kind, where.ref
             rule, description = _threshold_rule(kind, options)
         elif _FIELD_OF_KIND[line_kind] != _FIELD_OF_KIND[kind]:
             first, this = _FIELD_OF_KIND[kind], _FIELD_OF_KIND[line_kind]
@@ -466,7 +493,7 @@ def _read_samples(records, source: str, options: ReadOptions) -> GradedTasks:
         else:
             reward = _reward(record["reward"], where)
             passed = rule(reward) if rule else None
-        tally.add(task_id, where, ref, passed, reward)
+        tally.add(task_id, where, passed, reward)
         n_lines += 1
     if kind is None:
         raise EvalInputError(f"{source} contains no samples.")
@@ -479,7 +506,7 @@ def _read_samples(records, source: str, options: ReadOptions) -> GradedTasks:
                         has_rewards=field == "reward", description=description)
 
 
-def _passed(value, where: str) -> bool:
+def _passed(value, where) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
@@ -487,7 +514,7 @@ def _passed(value, where: str) -> bool:
     raise EvalInputError(f"{where}: 'passed' must be true/false or 0/1; got {_short(value)}.")
 
 
-def _reward(value, where: str) -> float:
+def _reward(value, where) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EvalInputError(f"{where}: 'reward' must be a number; got {_short(value)}.")
     try:
@@ -548,7 +575,7 @@ def _read_evalplus(results: dict, source: str, evalplus_tests: str) -> GradedTas
     or {task_id: {"base": [[status, details], ...], "plus": [...], "nfiles" | "files": ...}}."""
     tally, has_plus = _Tally(keep_rewards=False), False
     for task_id, entry in results.items():
-        where = f"{source}: task {task_id!r}"
+        where = _Task(source, task_id)
         if isinstance(entry, list):
             passed = [_evalplus_passed(r, evalplus_tests, where) for r in entry]
             has_plus = has_plus or any(isinstance(r, dict) and r.get("plus_status") is not None for r in entry)
@@ -573,7 +600,7 @@ def _read_evalplus(results: dict, source: str, evalplus_tests: str) -> GradedTas
                 "so the file is incomplete. Remove the task to leave it out of the denominator on purpose."
             )
         for value in passed:
-            tally.add(task_id, where, f"task {task_id!r}", value, None)
+            tally.add(task_id, where, value, None)
     if not tally.index:
         raise EvalInputError(f"{source} contains no samples.")
     if evalplus_tests == "plus" and not has_plus:
@@ -581,7 +608,7 @@ def _read_evalplus(results: dict, source: str, evalplus_tests: str) -> GradedTas
     return tally.result(int(sum(tally.n)), True, False, _evalplus_description(evalplus_tests))
 
 
-def _evalplus_passed(record, evalplus_tests: str, where: str) -> bool:
+def _evalplus_passed(record, evalplus_tests: str, where) -> bool:
     if not isinstance(record, dict) or "base_status" not in record:
         raise EvalInputError(f"{where}: an EvalPlus result needs 'base_status' ('pass', 'fail' or 'timeout').")
     base = record["base_status"] in _EVALPLUS_PASS
@@ -591,7 +618,7 @@ def _evalplus_passed(record, evalplus_tests: str, where: str) -> bool:
     return base and record.get("plus_status") in _EVALPLUS_PASS
 
 
-def _status_of(result, where: str) -> str:
+def _status_of(result, where) -> str:
     if isinstance(result, list) and result and isinstance(result[0], str):
         return result[0]
     raise EvalInputError(f"{where}: an EvalPlus result must be [status, details]; got {_short(result)}.")
@@ -610,7 +637,7 @@ def _evalplus_description(evalplus_tests: str) -> str:
 # --- lm-evaluation-harness --------------------------------------------------------------------
 
 
-def _graded_responses(record: dict, where: str) -> int:
+def _graded_responses(record: dict, where) -> int:
     """How many responses lm-evaluation-harness scored for this document.
 
     Its metrics see ``filtered_resps[0]``: a list of n responses when the task's filter keeps
@@ -628,14 +655,14 @@ def _graded_responses(record: dict, where: str) -> int:
     return 1
 
 
-def _lm_eval_doc_id(record: dict, where: str):
+def _lm_eval_doc_id(record: dict, where):
     doc_id = record["doc_id"]
     if isinstance(doc_id, bool) or not isinstance(doc_id, (int, str)):
         raise EvalInputError(f"{where}: 'doc_id' must be an integer (or a string); got {_short(doc_id)}.")
     return doc_id
 
 
-def _score_in_unit(value, name: str, where: str) -> float:
+def _score_in_unit(value, name: str, where) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise EvalInputError(f"{where}: '{name}' must be a number in [0, 1]; got {_short(value)}.")
     return float(value)
@@ -651,9 +678,8 @@ def _read_lm_eval(records, source: str, options: ReadOptions) -> GradedTasks:
     filters_seen: dict = {}
     first_filter = None
     ungraded = 0
-    for number, record in records:
-        ref = f"line {number}"
-        where = f"{source} {ref}"
+    for where, record in records:
+        ref = where.ref
         resps = record.get("resps")
         if "doc_id" not in record or not isinstance(resps, list):
             raise EvalInputError(f"{where}: not an lm-evaluation-harness sample (needs 'doc_id' and 'resps').")
@@ -693,13 +719,13 @@ def _read_lm_eval(records, source: str, options: ReadOptions) -> GradedTasks:
                 raise EvalInputError(
                     f"{where}: '{score_name}' = {score!r} is not a fraction of its {graded} graded responses."
                 )
-            slot = tally.slot(doc_id, where, ref)
+            slot = tally.slot(doc_id, where)
             tally.n[slot], tally.passed[slot] = graded, int(round(correct))
             if isinstance(resps[0] if resps else None, list) and len(resps[0]) > graded:
                 ungraded += 1
         else:
             values = {k: _score_in_unit(record[key], key, where) for k, key in per_k.items()}
-            slot = tally.slot(doc_id, where, ref)
+            slot = tally.slot(doc_id, where)
             tally.n[slot] = graded
             estimates.append(values)
     if not tally.index:
