@@ -134,3 +134,17 @@ def test_no_output_is_written_through_a_planted_symlink(tmp_path, capsys, name):
     err = capsys.readouterr().err
     assert f"{name}' is a symbolic link" in err and err.count("\n") == 1
     assert precious.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[1, 2, 3]", "not a checkpoint of pkpo toy (a JSON list)"),
+    ('{"settings": {}, "items": [1]}', "not a checkpoint of pkpo toy (its items are a JSON list)"),
+    ('{"settings": ', "unreadable (JSONDecodeError)"),
+])
+def test_a_damaged_toy_checkpoint_is_recomputed_with_a_note(tmp_path, capsys, content, why):
+    path = tmp_path / cli.CHECKPOINT
+    path.write_text(content)
+    settings = study._settings(study.StudyConfig.quick(), 0)
+    assert study._load_checkpoint(str(path), settings) == {}
+    err = capsys.readouterr().err
+    assert err == f"pkpo toy: note: ignoring {path}: {why}; recomputing\n"
