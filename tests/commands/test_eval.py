@@ -324,7 +324,7 @@ GOOD = '{"task_id": "a", "passed": true}'
         (["", "  "], "contains no samples"),
         (
             [GOOD, GOOD, '{"task_id": "HumanEval/3", "passed": 0}'],
-            "task 'HumanEval/3' has 1 samples, fewer than k=2",
+            "task 'HumanEval/3' has 1 sample, fewer than k=2",
         ),
     ],
 )
@@ -671,7 +671,7 @@ def test_lines_split_only_on_newline_u2028_and_u0085_are_text(tmp_path, capsys):
                      '{"task_id": "a", "passed": false}\n'.encode("utf-8"))
     code, out, err = run_eval([path, "--k", "1"], capsys)
     assert code == 0, err
-    assert "1 tasks, 2 samples each" in out and float(table_rows(out)[1][1]) == 0.5
+    assert "1 task, 2 samples each (2 samples)" in out and float(table_rows(out)[1][1]) == 0.5
 
 
 @pytest.mark.parametrize("lines, match", [
@@ -768,7 +768,7 @@ def test_verifiers_results_match_their_own_pass_at_k(tmp_path, capsys, threshold
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     code, out, err = run_eval([path, "--k", "1,2,4", "--json", tmp_path / "r.json"], capsys)
     assert code == 0, err
-    assert f"verifiers results, passed = reward >= {threshold:g} (pass_threshold of metadata.json)" in out
+    assert f"verifiers results, passed = reward >= {threshold:g}, the pass_threshold of metadata.json" in out
     rows_out = json.loads((tmp_path / "r.json").read_text())["reports"][0]["rows"]
     for row in rows_out:
         assert row["estimate"] == pytest.approx(metadata["pass_at_k"][str(row["k"])], abs=1e-12)
@@ -778,10 +778,10 @@ def test_verifiers_threshold_default_and_override(tmp_path, capsys):
     rows = [verifiers_row(e, r) for e, values in VERIFIERS_REWARDS.items() for r in values]
     path = write_lines(tmp_path / "results.jsonl", rows)
     code, out, _ = run_eval([path, "--k", "1"], capsys)  # no metadata.json: verifiers' default 0.5
-    assert code == 0 and "passed = reward >= 0.5 (verifiers' default pass_threshold)" in out
+    assert code == 0 and "passed = reward >= 0.5, verifiers' default pass_threshold" in out
     assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 0, 1, 1 / 4]), abs=5e-5)
     code, out, _ = run_eval([path, "--k", "1", "--pass-threshold", "0.25"], capsys)
-    assert "passed = reward >= 0.25 (--pass-threshold)" in out
+    assert "passed = reward >= 0.25, from --pass-threshold" in out
     assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 1 / 4, 1, 2 / 4]), abs=5e-5)
     code, out, _ = run_eval([path, "--k", "1,2", "--metric", "maxg@k"], capsys)  # the raw rewards
     expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in VERIFIERS_REWARDS.values())
@@ -814,7 +814,7 @@ def test_tinker_cookbook_trajectories_count_reward_above_zero(tmp_path, capsys):
     path = write_lines(tmp_path / "trajectories.jsonl", lines)
     code, out, err = run_eval([path, "--k", "1,5"], capsys)
     assert code == 0, err
-    assert "tinker-cookbook trajectories, passed = reward > 0 (as its runner counts)" in out
+    assert "tinker-cookbook trajectories, passed = reward > 0, its runner's rule" in out
     assert "3 tasks, 5 samples each" in out
     for k in (1, 5):  # the runner's _compute_pass_at_k: c = number of rewards > 0
         expected = statistics.fmean(pass_at_k_comb(5, sum(r > 0 for r in v), k) for v in rewards.values())
@@ -860,9 +860,9 @@ def test_lm_eval_mbpp_scores_only_the_first_response_and_says_so(tmp_path, capsy
     path = write_lines(tmp_path / "samples_mbpp_2026-01-01.jsonl", lines)
     code, out, err = run_eval([path, "--k", "1"], capsys)
     assert code == 0, err
-    assert "6 tasks, 1 samples each" in out and float(table_rows(out)[1][1]) == 0.5
+    assert "6 tasks, 1 sample each (6 samples)" in out and float(table_rows(out)[1][1]) == 0.5
     assert "note: lm-evaluation-harness graded only some of the responses of 6 documents" in out
-    one_line_error(*run_eval([path, "--k", "2"], capsys), "task 0 has 1 samples, fewer than k=2")
+    one_line_error(*run_eval([path, "--k", "2"], capsys), "task 0 has 1 sample, fewer than k=2")
 
 
 def test_lm_eval_gsm8k_needs_one_filter(tmp_path, capsys):
@@ -891,3 +891,19 @@ def test_lm_eval_bad_lines_are_one_line_errors(tmp_path, capsys, change, match):
     line = {**lm_eval_scored_line(0, ["a"] * 4, ["a"] * 4, "pass_at_1", 0.25, "extract_code"), **change}
     path = write_lines(tmp_path / "samples_x.jsonl", [line])
     one_line_error(*run_eval([path], capsys), match)
+
+
+def test_plain_rewards_give_pass_at_k_only_with_a_threshold(tmp_path, capsys):
+    tasks = {"a": [0.2, 0.9, 0.5], "b": [0.1, 0.0, 0.6]}
+    path = write_lines(tmp_path / "r.jsonl", shuffled_records(tasks, "reward"))
+    one_line_error(*run_eval([path, "--metric", "pass@k"], capsys),
+                   r"pass@k needs pass/fail results, and this file holds rewards: give --pass-threshold T")
+    code, out, _ = run_eval([path, "--k", "1,2", "--pass-threshold", "0.5", "--metric", "pass@k,maxg@k"], capsys)
+    assert code == 0 and "passed = reward >= 0.5, from --pass-threshold" in out
+    pass_table, maxg_table = (next(t for t in out.split("\n\n") if f"| {m} |" in t) for m in ("pass@k", "maxg@k"))
+    assert out.index(pass_table) < out.index(maxg_table)  # in the order asked for
+    assert float(table_rows(pass_table)[1][1]) == pytest.approx((2 / 3 + 1 / 3) / 2, abs=5e-5)
+    expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in tasks.values())
+    assert float(table_rows(maxg_table)[2][1]) == pytest.approx(expected, abs=5e-5)
+    one_line_error(*run_eval([path, "--pass-threshold", "nan"], capsys), "expected a finite number")
+    one_line_error(*run_eval([path, "--metric", "pass@2"], capsys), "expected metrics separated by commas")

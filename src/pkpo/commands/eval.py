@@ -268,7 +268,7 @@ def _evaluate(metric: Metric, tasks: GradedTasks, args) -> metrics.MetricReport:
         if error.problem is None:
             raise EvalInputError(f"no task has at least k={error.k} samples (the largest has {error.n}).") from None
         raise EvalInputError(
-            f"task {error.problem!r} has {error.n} samples, fewer than k={error.k}; "
+            f"task {error.problem!r} has {_count(error.n, 'sample')}, fewer than k={error.k}; "
             "use --skip-insufficient to leave such tasks out at that k."
         ) from None
 
@@ -335,9 +335,14 @@ def _table(report: metrics.MetricReport) -> str:
     return markdown_table(header, rows, align=align)
 
 
+def _count(number: int, noun: str) -> str:
+    """``3 tasks``, ``1 task``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _sizes(tasks: GradedTasks) -> str:
     low, high = int(tasks.n.min()), int(tasks.n.max())
-    return f"{low} samples each" if low == high else f"{low} to {high} samples per task"
+    return f"{_count(low, 'sample')} each" if low == high else f"{low} to {high} samples per task"
 
 
 def _summary(tasks: GradedTasks, args, reports) -> str:
@@ -352,8 +357,8 @@ def _summary(tasks: GradedTasks, args, reports) -> str:
         else "no interval (--bootstrap 0)"
     )
     return (
-        f"{labels} from {source}{origin}: {len(tasks.task_ids)} tasks, {_sizes(tasks)} "
-        f"({int(tasks.n.sum())} samples)\n{interval}\n"
+        f"{labels} from {source}{origin}: {_count(len(tasks.task_ids), 'task')}, {_sizes(tasks)} "
+        f"({_count(int(tasks.n.sum()), 'sample')})\n{interval}\n"
     )
 
 

@@ -436,12 +436,12 @@ def _threshold_rule(kind: str, options: ReadOptions):
     threshold = options.pass_threshold
     if threshold is not None:
         writer = f"{_WRITER[kind]}, " if kind in _WRITER else ""
-        return (lambda r: r >= threshold), f"{writer}passed = reward >= {threshold:g} (--pass-threshold)"
+        return (lambda r: r >= threshold), f"{writer}passed = reward >= {threshold:g}, from --pass-threshold"
     if kind == "verifiers":
         threshold, origin = _verifiers_threshold(options.metadata_dir)
-        return (lambda r: r >= threshold), f"verifiers results, passed = reward >= {threshold:g} ({origin})"
+        return (lambda r: r >= threshold), f"verifiers results, passed = reward >= {threshold:g}, {origin}"
     if kind == "tinker":
-        return (lambda r: r > 0), "tinker-cookbook trajectories, passed = reward > 0 (as its runner counts)"
+        return (lambda r: r > 0), "tinker-cookbook trajectories, passed = reward > 0, its runner's rule"
     return None, ""
 
 
@@ -460,7 +460,7 @@ def _verifiers_threshold(folder: Path | None) -> tuple[float, str]:
         raise EvalInputError(
             f"{path} has no readable 'pass_threshold'; give the threshold with --pass-threshold."
         ) from None
-    return float(value), "pass_threshold of metadata.json"
+    return float(value), "the pass_threshold of metadata.json"
 
 
 def _read_samples(records, source: str, options: ReadOptions) -> GradedTasks:
