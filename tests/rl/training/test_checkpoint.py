@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from pkpo.rl.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 STATE = {"step": 3, "model": {"w": torch.arange(1000.0)}, "optimizer": {}, "rng": {}, "config": {"seed": 0}}
 

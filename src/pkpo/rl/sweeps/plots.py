@@ -6,35 +6,13 @@ starts from: held-out pass@k_eval during training, solve rates, policy entropy, 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .report import K_EVAL, WARM, aggregate, per_problem_pass_at_k, read_detail, run_dir_of
-
-
-def read_curves(run_dir: Path) -> dict:
-    """Per-step and eval curves of one run from its metrics.jsonl."""
-    steps, solve, hard, ent, evals = [], [], [], [], defaultdict(list)
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        if "k" in rec and "train/cumulative_solve_rate" in rec:
-            steps.append(rec["step"])
-            solve.append(rec["train/cumulative_solve_rate"])
-            hard.append(rec.get("train/hard_solve_rate", np.nan))
-            ent.append(rec["policy/entropy"])
-        elif any(key.startswith("eval/") for key in rec):
-            evals["step"].append(rec["step"])
-            for key, value in rec.items():
-                if key.startswith("eval/"):
-                    evals[key[5:]].append(value)
-    return {"step": np.array(steps), "solve": np.array(solve), "hard": np.array(hard, dtype=float),
-            "entropy": np.array(ent), "eval": {k: np.array(v) for k, v in evals.items()}}
+from .runs import K_EVAL, aggregate, per_problem_pass_at_k, read_curves, read_detail, run_dir_of
+from .runs import WARM_LABEL as WARM
 
 
 def _smooth(x: np.ndarray, w: int = 10) -> np.ndarray:
@@ -80,7 +58,7 @@ def warm_reference(finals: list[dict], n: int | None = None) -> dict:
             p = per_problem_pass_at_k(d["successes"], d["samples"], n)
             solve.append(p.mean())
             if "rule_of" in d:
-                from .tasks import MAJORITY_RULE
+                from ..tasks.hidden_rule import MAJORITY_RULE
 
                 mask = np.asarray(d["rule_of"]) != MAJORITY_RULE  # the hard problems (tasks.HiddenRuleTask.is_hard)
                 hard.append(p[mask].mean() if mask.any() else np.nan)

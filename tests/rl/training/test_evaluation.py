@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import pkpo  # noqa: E402
 from pkpo.metrics import standard_error  # noqa: E402
-from pkpo.rl.evaluation import evaluate  # noqa: E402
+from pkpo.rl.training.evaluation import evaluate  # noqa: E402
 
 from test_trainer import DigitTask, tiny_gpt  # noqa: E402  (tests/rl is on sys.path)
 

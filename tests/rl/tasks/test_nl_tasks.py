@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pkpo.rl.interfaces import Task  # noqa: E402
-from pkpo.rl.nl_tasks import (  # noqa: E402
+from pkpo.rl.tasks.nl_tasks import (  # noqa: E402
     ArithmeticWordTask,
     SortNumbersTask,
     extract_answer,

@@ -14,15 +14,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl import rundir  # noqa: E402
+from pkpo.rl.training import rundir  # noqa: E402
 from pkpo.rl.cli import sweep_main, train_main  # noqa: E402
-from pkpo.rl.checkpoint import load_checkpoint  # noqa: E402
-from pkpo.rl.trainer import train  # noqa: E402
+from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
+from pkpo.rl.training.trainer import train  # noqa: E402
 
 from test_trainer import DigitTask, tiny_config, tiny_gpt  # noqa: E402  (tests/rl is on sys.path)
 
 torch.set_num_threads(1)
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 # the smallest pkpo train command line that runs end to end in a few seconds
 TINY = ["--preset", "quick", "--steps", "2", "--warm-steps", "2", "--eval-problems", "2", "--no-progress"]
 
@@ -60,7 +60,7 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 def test_a_locked_folder_is_refused_naming_the_holder(tmp_path):
     cfg = tiny_config(tmp_path, steps=1, eval_problems=0)
-    code = f"from pkpo.rl.rundir import RunLock; import time; lock = RunLock({cfg.out_dir!r}); print('held', flush=True); time.sleep(60)"
+    code = f"from pkpo.rl.training.rundir import RunLock; import time; lock = RunLock({cfg.out_dir!r}); print('held', flush=True); time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": SRC})
     try:

@@ -7,9 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl.gpt import EOS, GPT, GPTConfig, PAD  # noqa: E402
+from pkpo.rl.policies.gpt import EOS, GPT, GPTConfig, PAD  # noqa: E402
 from pkpo.rl.interfaces import Policy, Samples, Task, left_pad, positions_from_mask  # noqa: E402
-from pkpo.rl.tasks import RULE_PRIOR, HiddenRuleConfig, HiddenRuleTask, apply_rule, make_task, partial_credit  # noqa: E402
+from pkpo.rl.tasks import make_task  # noqa: E402
+from pkpo.rl.tasks.hidden_rule import RULE_PRIOR, HiddenRuleConfig, HiddenRuleTask, apply_rule, partial_credit  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -30,7 +31,7 @@ def test_kv_cache_logits_equal_full_forward():
     mask = torch.ones_like(ids, dtype=torch.bool)
     pos = torch.arange(10).expand(3, 10)
     full = model(ids, mask, pos)  # (3, 10, V)
-    from pkpo.rl.gpt import KVCache
+    from pkpo.rl.policies.gpt import KVCache
 
     cache = KVCache(2, 3, 2, 10, 16, torch.float32, "cpu")
     step_logits = [model(ids[:, :4], mask[:, :4], pos[:, :4], cache)]

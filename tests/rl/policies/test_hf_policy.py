@@ -7,9 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pkpo.rl.hf_policy import HFPolicy  # noqa: E402
+from pkpo.rl.policies.hf_policy import HFPolicy  # noqa: E402
 from pkpo.rl.interfaces import Policy, Samples  # noqa: E402
-from pkpo.rl.pretrained import apply_lora  # noqa: E402
+from pkpo.rl.policies.pretrained import apply_lora  # noqa: E402
 
 WORDS = (["<pad>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant"]
          + [str(i) for i in range(10)] + "the answer is has gets more what how many".split())

@@ -16,7 +16,7 @@ import torch
 
 from pkpo.metrics import maxg_at_k_report, pass_at_k_report
 
-from .interfaces import Policy, Problem, Samples, Task
+from ..interfaces import Policy, Problem, Samples, Task
 
 
 def score_samples(task: Task, problems: Sequence[Problem], policy: Policy, samples: Samples) -> np.ndarray:

@@ -13,9 +13,11 @@ import os
 import time
 from pathlib import Path
 
-from .._output import atomic_write
-from . import rundir
-from .config import TrainConfig, changed_fields
+from ..._output import atomic_write
+from ..build import build
+from ..config import TrainConfig, changed_fields
+from ..training import rundir
+from .runs import WARM_LABEL
 
 
 def run_spec(name: str, steps: int) -> dict:
@@ -34,9 +36,6 @@ def run_spec(name: str, steps: int) -> dict:
     raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm or entropy")
 
 
-WARM_LABEL = "warm_start"  # the run label of the warm-started policy's evaluation (step 0, no RL)
-
-
 def _finished(cfg: TrainConfig, **recorded) -> dict | None:
     """The run's final.json, marked ``cached``, if it finished with this config (and these ``recorded``
     values); else None."""
@@ -52,8 +51,7 @@ def _finished(cfg: TrainConfig, **recorded) -> dict | None:
 def _warm_worker(job: dict, shared=None) -> dict:
     """The warm start of one seed (cached), then its evaluation on the final evaluation set, saved as
     the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
-    from .cli import build  # the policy and task of a config (cli imports this module)
-    from .trainer import train
+    from ..training.trainer import train
 
     cfg = TrainConfig.from_dict(job["config"]).validate()
     key = job["key"]
@@ -79,8 +77,7 @@ def _worker(job: dict, shared=None) -> dict:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if job.get("warm"):
         return _warm_worker(job, shared)
-    from .cli import build  # the policy and task of a config (cli imports this module)
-    from .trainer import train
+    from ..training.trainer import train
 
     cfg = TrainConfig.from_dict(job["config"]).validate()
     done = _finished(cfg)
@@ -209,19 +206,6 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
     for (label, _), final in zip(configs, finals):
         final["label"] = label
     return warm_finals + finals
-
-
-def finished_runs(out: Path) -> list[dict]:
-    """The final.json of every finished run under ``out/runs/<label>/seed<s>/``, labelled by folder."""
-    finals = []
-    for path in sorted(Path(out).glob("runs/*/seed*/final.json")):
-        final = json.loads(path.read_text())
-        final["label"] = path.parent.parent.name
-        final["run_dir"] = str(path.parent)  # the folder may have moved since the run
-        finals.append(final)
-    order = [WARM_LABEL, "loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
-    return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
-                                         f["label"], f["seed"]))
 
 
 def wall_time(out: Path, finals: list[dict], measured: float) -> tuple[float, str]:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._output import atomic_write
-from .interfaces import Samples
+from ..._output import atomic_write
+from ..interfaces import Samples
 
 WARMSTART_VERSION = 2  # 2: the key hashes the task's demonstrator (warmstart_spec)
 

@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .._output import markdown_table
-from .checkpoint import load_checkpoint
-from .config import TrainConfig
-from .evaluation import evaluate
-from .report import WARM, per_problem_pass_at_k
+from pkpo._output import markdown_table
+from pkpo.rl.build import build
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
+from pkpo.rl.sweeps.runs import per_problem_pass_at_k
+from pkpo.rl.training.checkpoint import load_checkpoint
+from pkpo.rl.training.evaluation import evaluate
 
 KS = (1, 2, 4, 8, 16)
 
@@ -87,8 +89,6 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
                    progress: bool = True) -> dict:
     """Evaluate the warm start and every final policy of ``sweep`` on train / heldout / fresh problems."""
     from tqdm.auto import tqdm
-
-    from .cli import build
 
     sweep = Path(sweep)
     run_dirs = sorted(p.parent for p in sweep.glob("runs/*/seed*/final.json") if p.parent.parent.name != WARM)
@@ -183,7 +183,7 @@ def diagnosis_tables(results: dict) -> dict[str, str]:
 def diagnosis_findings(results: dict, draws_per_problem: float | None = None) -> list[str]:
     """The diagnosis in sentences, each computed from :func:`diagnose_sweep`'s results (means over seeds);
     ``draws_per_problem``: steps x prompts per step / training problems of the runs."""
-    from .tasks import RULE_PRIOR, RULES
+    from pkpo.rl.tasks.hidden_rule import RULE_PRIOR, RULES
 
     def m(label, getter):
         return _mean_over_seeds(results, label, getter)

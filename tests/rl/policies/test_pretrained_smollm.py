@@ -22,10 +22,10 @@ pytestmark = [
 
 
 def test_real_model_loads_samples_and_takes_one_rl_step(tmp_path):
-    from pkpo.rl.nl_tasks import ArithmeticWordTask
-    from pkpo.rl.pretrained import builtin_gguf_path, load_pretrained
+    from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask
+    from pkpo.rl.policies.pretrained import builtin_gguf_path, load_pretrained
     from pkpo.rl.config import TrainConfig
-    from pkpo.rl.trainer import train
+    from pkpo.rl.training.trainer import train
 
     torch.set_num_threads(1)
     assert builtin_gguf_path().name.endswith(".gguf")

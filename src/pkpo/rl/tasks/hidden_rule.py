@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .interfaces import Problem, build_task
+from ..interfaces import Problem
 
 RULES = ("r", "s", "i", "o", "d", "w")
 RULE_NAMES = {"r": "reverse", "s": "sort ascending", "i": "add 1 mod 10", "o": "rotate left",
@@ -333,7 +333,7 @@ class HiddenRuleTask:
 
     # --- supervised warm start ---------------------------------------------------------------
     def warmstart_batch(self, rng: np.random.Generator, size: int) -> list[tuple[str, str]]:
-        """Supervised (prompt, completion) pairs for the warm start (see pkpo.rl.warmstart).
+        """Supervised (prompt, completion) pairs for the warm start (see pkpo.rl.training.warmstart).
 
         Half the pairs name the rule in the hint (uniform over all six rules, so the policy learns to
         execute every rule); the other half show ``?`` and are answered by an over-confident
@@ -365,14 +365,3 @@ class HiddenRuleTask:
                 probs.append(Problem(uid=f"{rule}-{j}", prompt=f"{digits}:{rule}>", answer=apply_rule(rule, digits)))
             out[rule] = probs
         return out
-
-
-TASKS = {
-    "hidden-rule": lambda **kw: HiddenRuleTask(HiddenRuleConfig(binary=True, **kw)),
-    "hidden-rule-partial": lambda **kw: HiddenRuleTask(HiddenRuleConfig(binary=False, **kw)),
-}
-
-
-def make_task(name: str, **kwargs):
-    """Build a registered task by name (``hidden-rule``, ``hidden-rule-partial``)."""
-    return build_task(TASKS, name, **kwargs)

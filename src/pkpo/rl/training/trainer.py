@@ -7,7 +7,7 @@ Copy-paste::
 
 or from Python::
 
-    from pkpo.rl.trainer import TrainConfig, train
+    from pkpo.rl.training.trainer import TrainConfig, train
     final = train(TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal"), policy, task)
 
 Every step: draw ``prompts_per_step`` training problems, sample ``n`` completions each, score them,
@@ -62,11 +62,11 @@ from tqdm.auto import tqdm
 import pkpo
 from pkpo.transforms import scale_advantages
 
-from .._output import atomic_write
+from ..._output import atomic_write
+from ..config import METHODS, TrainConfig, changed_fields
+from ..interfaces import Policy, Task
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
-from .config import METHODS, TrainConfig, changed_fields
 from .evaluation import evaluate, score_samples
-from .interfaces import Policy, Task
 from .rundir import open_run
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy 
           resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Run RL on ``policy`` for ``task``; returns the final metrics (also in ``out_dir/final.json``).
 
-    ``out_dir`` is locked for the run (:mod:`pkpo.rl.rundir`): a second process is refused. A folder
+    ``out_dir`` is locked for the run (:mod:`pkpo.rl.training.rundir`): a second process is refused. A folder
     that already holds a run is refused unless ``resume=True`` (continue from its checkpoint.pt,
     which must exist) or ``overwrite=True`` (delete its run files and start again).
     """

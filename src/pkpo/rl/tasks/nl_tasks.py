@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .interfaces import Problem, build_task
+from ..interfaces import Problem, build_task
 
 NAMES = ("Mia", "Tom", "Ava", "Leo", "Zoe", "Sam", "Ivy", "Max", "Eva", "Ben", "Lily", "Noah", "Emma", "Jack")
 ITEMS = ("apples", "marbles", "stickers", "books", "coins", "cookies", "pencils", "shells", "cards", "stamps")

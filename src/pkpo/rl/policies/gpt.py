@@ -12,7 +12,7 @@ unpadded one (tested).
 Example::
 
     >>> import torch
-    >>> from pkpo.rl.gpt import GPT, GPTConfig
+    >>> from pkpo.rl.policies.gpt import GPT, GPTConfig
     >>> policy = GPT(GPTConfig(d_model=32, n_layer=1, n_head=2))
     >>> samples = policy.sample([policy.encode("12:r>")], n=4, max_new_tokens=5,
     ...                         generator=torch.Generator().manual_seed(0))
@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .interfaces import Samples, left_pad, positions_from_mask
+from ..interfaces import Samples, left_pad, positions_from_mask
 
 PAD, BOS, EOS = 0, 1, 2
 _CHARS = "".join(chr(c) for c in range(32, 127))  # printable ASCII

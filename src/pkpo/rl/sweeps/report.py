@@ -14,7 +14,8 @@ seed is the unit: it redraws the warm start, the training samples and the evalua
 one seed it is ± 1.96 · SE over problems (evaluation noise only).
 
 The sentences of ``report.md`` (:func:`findings`) are generated from these numbers; none is written by
-hand, so they cannot disagree with the table. The figures are drawn by :mod:`pkpo.rl.plots`.
+hand, so they cannot disagree with the table. The figures are drawn by :mod:`pkpo.rl.sweeps.plots`;
+the runs are read by :mod:`pkpo.rl.sweeps.runs`.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-import pkpo
 from pkpo.metrics import standard_error
 
-from .._output import atomic_write, markdown_table
-from .grid import WARM_LABEL as WARM  # the run label of the warm start
+from ..._output import atomic_write, markdown_table
+from .runs import K_EVAL, aggregate, per_problem_pass_at_k, read_detail
+from .runs import WARM_LABEL as WARM  # the run label of the warm start
 
-K_EVAL = (1, 2, 4, 8, 16)
 # two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (beyond: the normal 1.96)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
@@ -44,41 +44,6 @@ def t975(df: int) -> float:
     if df < 1:
         raise ValueError(f"df must be >= 1, got {df}")
     return _T975[df - 1] if df <= len(_T975) else 1.96
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), standard_error(values)
-
-
-def run_dir_of(final: dict) -> Path:
-    """The folder of a finished run (where it is now, or where it was trained)."""
-    return Path(final.get("run_dir") or final["config"]["out_dir"])
-
-
-def aggregate(finals: list[dict]) -> list[dict]:
-    """Group final metrics by run label; mean and SE over seeds for each column."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for f in finals:
-        groups[f["label"]].append(f)
-    rows = []
-    for label, fs in groups.items():
-        metric = "pass" if any("pass@1" in f for f in fs) else "maxg"
-        row = {"label": label, "method": fs[0]["method"], "k_schedule": fs[0]["k_schedule"],
-               "baseline": fs[0]["baseline"], "seeds": sorted(f["seed"] for f in fs), "metric": metric}
-        for k in K_EVAL:
-            key = f"{metric}@{k}"
-            vals = [f[key] for f in fs if key in f]
-            if vals:
-                mean, se = _mean_se(vals)
-                if len(vals) == 1:
-                    se = fs[0].get(f"{key}_se", float("nan"))
-                row[key], row[key + "_se"] = mean, se
-        for key in ("cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
-            vals = [f[key] for f in fs if f.get(key) is not None]
-            if vals:
-                row[key], row[key + "_se"] = _mean_se(vals)
-        rows.append(row)
-    return rows
 
 
 def table_markdown(rows: list[dict]) -> str:
@@ -107,19 +72,6 @@ def table_markdown(rows: list[dict]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- per problem
-
-
-def read_detail(final: dict) -> dict | None:
-    """The per-problem record of a run's final evaluation (``eval_detail.json``), or None."""
-    path = run_dir_of(final) / "eval_detail.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
-    """Unbiased pass@k of each problem (paper eq. 3) from its number of successful samples out of ``samples``."""
-    successes = np.asarray(successes)
-    correct = np.arange(samples)[None, :] < successes[:, None]  # (P, samples): c successes, order irrelevant
-    return np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
 
 
 def _details_by_seed(finals: list[dict], label: str) -> dict[int, dict]:

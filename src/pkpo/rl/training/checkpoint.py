@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._output import atomic_write
+from ..._output import atomic_write
 
 REQUIRED = ("step", "model", "optimizer", "rng", "config")
 
