@@ -60,3 +60,98 @@ def test_leftovers_of_killed_writes_are_removed_under_the_lock(tmp_path):
     (folder / "data.txt").write_text("mine")
     with rundir.open_run(folder):
         assert sorted(p.name for p in folder.iterdir()) == [".pkpo.lock", "data.txt", "notes.tmp"]
+
+
+# --- checkpoints: weights only, an allow-list, one-line errors -------------------------------------
+
+
+class _TouchMarker:
+    """Pickles as a call of os.system: what a tampered checkpoint would carry (here a harmless touch)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _rewrite(path: Path, state: dict) -> None:
+    """Save ``state`` as a checkpoint with a valid hash, as anyone who can write the file can."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    path.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny run of 4 steps with checkpoints; returns its config and checkpoint state."""
+    cfg = tiny_config(tmp_path_factory.mktemp("ck"), steps=4, eval_problems=0)
+    train(cfg, tiny_gpt(), DigitTask(), progress=False)
+    path = Path(cfg.out_dir) / "checkpoint.pt"
+    return cfg, path.read_bytes(), load_checkpoint(path)
+
+
+def _resume_from(tmp_path, finished_run, state=None, raw=None):
+    cfg, good, _ = finished_run
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("metrics.jsonl",):
+        (folder / name).write_bytes((Path(cfg.out_dir) / name).read_bytes())
+    path = folder / "checkpoint.pt"
+    if state is not None:
+        _rewrite(path, state)
+    else:
+        path.write_bytes(raw or good)
+    return cfg.replace(out_dir=str(folder), steps=6), path
+
+
+def test_a_real_checkpoint_loads_with_weights_only(finished_run):
+    _, _, state = finished_run
+    assert state["step"] == 4 and state["rng"]["numpy"][1].dtype == "uint32"
+
+
+def test_a_crafted_checkpoint_runs_nothing(tmp_path, finished_run):
+    marker = tmp_path / "ran"
+    _, _, state = finished_run
+    cfg, path = _resume_from(tmp_path, finished_run, state={**state, "extra": _TouchMarker(marker)})
+    with pytest.raises(ValueError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert "holds more than tensors and plain data (it asks for posix.system, which is not allowed)" in message
+    assert "nothing in it ran" in message and "\n" not in message
+    with pytest.raises(ValueError, match="it asks for posix.system"):
+        train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda s: [1, 2], r"is not a pkpo checkpoint \(it holds a list\)"),
+    (lambda s: {**s, "step": "4"}, r"has step '4'; expected an integer >= 0"),
+    (lambda s: {**s, "model": [1.0]}, r"'model' is not a state dict of named tensors"),
+    (lambda s: {**s, "rng": None}, r"'rng' is a NoneType, not a dict"),
+    (lambda s: {**s, "model": {k: torch.empty(v.shape, device="meta") for k, v in s["model"].items()}},
+     r"holds tensors without data \(on the meta device\)"),
+])
+def test_a_checkpoint_of_unexpected_content_is_one_line(tmp_path, finished_run, change, match):
+    _, _, state = finished_run
+    cfg, path = _resume_from(tmp_path, finished_run, state=change(state))
+    with pytest.raises(ValueError, match=match) as caught:
+        train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda s: {**s, "model": {**s["model"], "extra.weight": torch.zeros(2)}}, r"Unexpected key"),
+    (lambda s: {**s, "model": {k: torch.zeros(3) for k in s["model"]}}, r"size mismatch"),
+    (lambda s: {**s, "batcher": {"order": [0, 1], "pos": 0}}, r"not an order of the 8 training problems"),
+    (lambda s: {**s, "solved": [True]}, r"solved/seen flags have 1/8 entries for 8 problems"),
+    (lambda s: {**s, "rng": {**s["rng"], "numpy": "x"}}, r"does not fit this run"),
+])
+def test_a_checkpoint_that_does_not_fit_the_run_is_one_line(tmp_path, finished_run, change, match):
+    _, _, state = finished_run
+    cfg, path = _resume_from(tmp_path, finished_run, state=change(state))
+    with pytest.raises(ValueError, match=match) as caught:
+        train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {str(path)!r} does not fit this run (") and "\n" not in message
