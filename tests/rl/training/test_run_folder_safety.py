@@ -155,3 +155,28 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_one_line(tmp_path, finished_r
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
     message = str(caught.value)
     assert message.startswith(f"checkpoint {str(path)!r} does not fit this run (") and "\n" not in message
+
+
+# --- metrics.jsonl ---------------------------------------------------------------------------------
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_note_and_resume_goes_on(tmp_path, finished_run, capsys):
+    cfg, path = _resume_from(tmp_path, finished_run)
+    metrics = path.parent / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines) + '\n{"step": 4, "train/loss": 0.1, "train/rew')  # cut mid-record
+    train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert f"pkpo: note: dropped line {len(lines) + 1} of {str(metrics)!r}, cut short by an interrupted write" in err
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records[1:] if "loss/policy" in r] == list(range(6))
+
+
+def test_a_damaged_metrics_line_before_the_last_is_one_line_error(tmp_path, finished_run):
+    cfg, path = _resume_from(tmp_path, finished_run)
+    metrics = path.parent / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[2] = lines[2][:10]
+    metrics.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl' line 3 is not a metrics record \(.*\); the file is damaged"):
+        train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
