@@ -26,7 +26,7 @@ COMMANDS = {
               ("torch", "tqdm", "matplotlib"), "rl"),
     "toy": ("pkpo.toy.cli", "main", "reproduce the paper's toy study (figures 1, 2, 4, 5 and toy training)",
             ("scipy", "tqdm", "matplotlib"), "toy"),
-    "eval": ("pkpo.commands.eval", "main", "unbiased pass@k / maxg@k with confidence intervals from a JSONL file", (), None),
+    "eval": ("pkpo.commands.eval", "main", "pass@k, pass^k, maxg@k and Cover@tau with confidence intervals from graded samples", (), None),
     "bench": ("pkpo.commands.bench", "main", "time the reward transform, also against verl's grpo_passk", (), None),
 }
 

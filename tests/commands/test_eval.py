@@ -907,3 +907,61 @@ def test_plain_rewards_give_pass_at_k_only_with_a_threshold(tmp_path, capsys):
     assert float(table_rows(maxg_table)[2][1]) == pytest.approx(expected, abs=5e-5)
     one_line_error(*run_eval([path, "--pass-threshold", "nan"], capsys), "expected a finite number")
     one_line_error(*run_eval([path, "--metric", "pass@2"], capsys), "expected metrics separated by commas")
+
+
+# --- pass^k and Cover@tau ---------------------------------------------------------------------------
+
+
+def test_pass_all_k_and_cover_against_direct_formulas(tmp_path, capsys):
+    tasks = binary_tasks(seed=11, tasks=12, low=4, high=9)
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(tasks, "passed"))
+    code, out, err = run_eval([path, "--k", "1,2,4", "--metric", "pass^k,cover@0.5,pass@k,cover@0.25",
+                               "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    reports = json.loads((tmp_path / "r.json").read_text())["reports"]
+    assert [r["metric"] for r in reports] == ["pass^k", "cover@tau", "pass@k"]  # in the order asked
+    counts = [(len(v), sum(v)) for v in tasks.values()]
+    for row in reports[0]["rows"]:
+        per_task = [math.comb(c, row["k"]) / math.comb(n, row["k"]) for n, c in counts]
+        assert row["estimate"] == pytest.approx(statistics.fmean(per_task), abs=1e-12)
+        assert row["se"] == pytest.approx(statistics.stdev(per_task) / math.sqrt(12), abs=1e-12)
+    assert [row["tau"] for row in reports[1]["rows"]] == [0.25, 0.5]
+    for row in reports[1]["rows"]:
+        covered = [float(c / n >= row["tau"]) for n, c in counts]
+        assert row["estimate"] == pytest.approx(statistics.fmean(covered), abs=1e-12)
+        assert row["ci_low"] <= row["estimate"] <= row["ci_high"]
+    for row in reports[2]["rows"]:
+        per_task = [pass_at_k_comb(n, c, row["k"]) for n, c in counts]
+        assert row["estimate"] == pytest.approx(statistics.fmean(per_task), abs=1e-12)
+    cover_lines = [line.split("|")[1:3] for line in out.splitlines() if "cover@tau |" in line or "| 0.25 |" in line]
+    assert [[cell.strip() for cell in cells] for cells in cover_lines] == [["tau", "cover@tau"], ["0.25", f"{reports[1]['rows'][0]['estimate']:.4f}"]]
+
+
+def test_verifiers_pass_all_k_matches_its_metadata(tmp_path, capsys):
+    rows = [verifiers_row(e, r) for e, values in VERIFIERS_REWARDS.items() for r in values]
+    path = write_lines(tmp_path / "results.jsonl", rows)
+    metadata = verifiers_metadata(VERIFIERS_REWARDS, 0.5)
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    code, _, err = run_eval([path, "--k", "1,2,4", "--metric", "pass^k", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    for row in json.loads((tmp_path / "r.json").read_text())["reports"][0]["rows"]:
+        assert row["estimate"] == pytest.approx(metadata["pass_all_k"][str(row["k"])], abs=1e-12)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--metric", "cover@0"], r"cover@TAU needs 0 < TAU <= 1; got 'cover@0'"),
+    (["--metric", "cover@x"], r"cover@TAU needs 0 < TAU <= 1; got 'cover@x'"),
+    (["--metric", "cover@0.5", "--plot", "{tmp}/c.png"], r"--plot draws metrics against k; cover@TAU has no k"),
+])
+def test_metric_errors(tmp_path, capsys, args, match):
+    path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    one_line_error(*run_eval([path, *args], capsys), match)
+
+
+def test_an_lm_eval_pass_at_k_log_has_no_pass_all_k(tmp_path, capsys):
+    lines = [lm_eval_line(i, 8, {2: pass_at_k_comb(8, c, 2)}) for i, c in enumerate([1, 4])]
+    path = write_lines(tmp_path / "samples_humaneval_64.jsonl", lines)
+    one_line_error(*run_eval([path, "--k", "2", "--metric", "pass^k"], capsys),
+                   r"pass\^k needs the samples' results; this lm-evaluation-harness log holds only per-task "
+                   r"pass@k estimates for k in \[2\]")

@@ -34,7 +34,7 @@ import numpy as np
 from .. import metrics
 from .._cli import Parser, UsageError, fail, k_list, missing_extra, non_negative_int
 from .._output import OutputPathError, atomic_write, check_output_path, markdown_table
-from ..estimators import pass_at_k_from_counts
+from ..estimators import pass_all_k_from_counts, pass_at_k_from_counts
 from .graded_samples import (
     EVALPLUS_TESTS,
     EvalInputError,
@@ -178,12 +178,12 @@ def main(argv: list[str]) -> int:
         _check_outputs(args)
         tasks = _load(args)
         chosen = args.metric or [Metric("pass@k" if _has_results(tasks) else "maxg@k")]
-        reports = [(metric, _evaluate(metric, tasks, args)) for metric in chosen]
+        reports = [_evaluate(group, tasks, args) for group in _grouped(chosen)]
     except (EvalInputError, OutputPathError, ValueError, OSError) as error:
         return fail(PROG, error)
     notes = list(tasks.notes) + _skip_notes(tasks, args, chosen)
     print(_summary(tasks, args, reports))
-    print("\n\n".join(_table(report) for _, report in reports))
+    print("\n\n".join(_table(report) for report in reports))
     for note in notes:
         print(f"note: {note}")
     try:
@@ -244,12 +244,31 @@ def _has_results(tasks: GradedTasks) -> bool:
     return tasks.passed is not None or tasks.estimates is not None
 
 
-def _evaluate(metric: Metric, tasks: GradedTasks, args) -> metrics.MetricReport:
+def _grouped(chosen: list[Metric]) -> list[list[Metric]]:
+    """One group per report, in the order asked: each metric of k alone, every cover@TAU together
+    (one table with a row per TAU, where the first cover was asked)."""
+    groups: list[list[Metric]] = []
+    for metric in chosen:
+        cover_group = next((g for g in groups if g[0].name == "cover"), None)
+        if metric.name == "cover" and cover_group is not None:
+            cover_group.append(metric)
+        else:
+            groups.append([metric])
+    return groups
+
+
+def _evaluate(group: list[Metric], tasks: GradedTasks, args) -> metrics.MetricReport:
+    metric = group[0]
+    _check_supported(metric, tasks)
+    if metric.name == "cover":
+        return metrics.cover_report(
+            _outcome_rows(tasks.n, tasks.passed), [m.tau for m in group],
+            n_bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
+        )
     options = dict(
         n_bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
         skip_insufficient=args.skip_insufficient, problem_ids=tasks.task_ids,
     )
-    _check_supported(metric, tasks)
     try:
         if metric.name == "maxg@k":
             return metrics.maxg_at_k_report(tasks.rewards, args.k, **options)
@@ -288,15 +307,23 @@ def _check_supported(metric: Metric, tasks: GradedTasks) -> None:
         )
 
 
+_FROM_COUNTS = {"pass@k": pass_at_k_from_counts, "pass^k": pass_all_k_from_counts}
+
+
 def _per_task(metric: Metric, n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
-    """Each task's unbiased estimate at k from its counts; NaN where it has fewer than k samples."""
-    if metric.name != "pass@k":
-        raise EvalInputError(f"{metric.label} is not available in this version of pkpo.")
+    """Each task's unbiased pass@k or pass^k from its counts (eq. 3; C(c, k) / C(n, k)); NaN where
+    it has fewer than k samples."""
     values = np.full(n.shape, np.nan)
     used = n >= k
     if used.any():
-        values[used] = pass_at_k_from_counts(n[used], c[used], k)
+        values[used] = _FROM_COUNTS[metric.name](n[used], c[used], k)
     return values
+
+
+def _outcome_rows(n: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+    """Per task, n outcomes of which the first c passed: what the counts say, as rows for
+    :func:`pkpo.metrics.cover_report` (the order of outcomes does not matter to it)."""
+    return [np.arange(size) < passed for size, passed in zip(n.tolist(), c.tolist())]
 
 
 def _skip_notes(tasks: GradedTasks, args, chosen) -> list[str]:
@@ -320,14 +347,15 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 
 def _table(report: metrics.MetricReport) -> str:
-    """The markdown table of one metric; no CI column with --bootstrap 0, no skipped column unless used."""
+    """The markdown table of one metric (rows by k, or by tau for Cover@tau); no CI column with
+    --bootstrap 0, no skipped column unless tasks were skipped."""
     with_ci = report.n_bootstrap > 0
     skipped = any(row.n_skipped for row in report)
-    header = ["k", report.metric, "SE"] + ([f"{100 * report.confidence:g}% CI"] if with_ci else [])
+    header = [report.parameter, report.metric, "SE"] + ([f"{100 * report.confidence:g}% CI"] if with_ci else [])
     header += ["tasks"] + (["skipped"] if skipped else [])
     rows = []
     for row in report:
-        cells = [str(row.k), _fmt(row.estimate), _fmt(row.se)]
+        cells = [f"{row[0]:g}", _fmt(row.estimate), _fmt(row.se)]
         cells += [f"[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"] if with_ci else []
         cells += [str(row.n_problems)] + ([str(row.n_skipped)] if skipped else [])
         rows.append(cells)
@@ -348,8 +376,8 @@ def _sizes(tasks: GradedTasks) -> str:
 def _summary(tasks: GradedTasks, args, reports) -> str:
     source = "<stdin>" if args.samples == "-" else args.samples
     origin = f" ({tasks.description})" if tasks.description else ""
-    labels = ", ".join(report.metric for _, report in reports)
-    first = reports[0][1]
+    labels = ", ".join(report.metric for report in reports)
+    first = reports[0]
     interval = (
         f"{100 * first.confidence:g}% CI: percentile bootstrap over tasks "
         f"({first.n_bootstrap} resamples, seed {first.seed})"
@@ -364,7 +392,7 @@ def _summary(tasks: GradedTasks, args, reports) -> str:
 
 def _payload(tasks: GradedTasks, args, reports, notes) -> dict:
     return {
-        "reports": [report.to_dict() for _, report in reports],
+        "reports": [report.to_dict() for report in reports],
         "input": {
             "file": "<stdin>" if args.samples == "-" else args.samples,
             "format": tasks.description or "jsonl",
@@ -397,7 +425,7 @@ def _figure(tasks: GradedTasks, reports, fmt: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [report for metric, report in reports if metric.name != "cover"]
+    curves = [report for report in reports if report.parameter == "k"]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     has_ci = False
     for report in curves:
