@@ -180,3 +180,31 @@ def test_a_damaged_metrics_line_before_the_last_is_one_line_error(tmp_path, fini
     metrics.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl' line 3 is not a metrics record \(.*\); the file is damaged"):
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
+
+
+def test_a_warm_start_cache_of_meta_tensors_is_rebuilt_from_the_initial_weights(tmp_path):
+    from pkpo.rl.policies.gpt import GPT, GPTConfig
+    from pkpo.rl.tasks.hidden_rule import HiddenRuleTask
+    from pkpo.rl.training.warmstart import warm_start
+
+    task = HiddenRuleTask(feature="sum", n_train=16, n_heldout=8, n_validation=8)
+
+    def fresh():
+        torch.manual_seed(0)
+        return GPT(GPTConfig(d_model=32, n_layer=1, n_head=2))
+
+    reference = fresh()
+    info = warm_start(reference, task, steps=2, batch=4, cache_dir=tmp_path / "a", progress=False)
+    cache = Path(info["path"])
+    state = torch.load(cache, weights_only=True)
+    names = list(state["model"])  # the first tensor fits, the rest have no data
+    state["model"] = {n: (v + 1 if i == 0 else torch.empty(v.shape, device="meta"))
+                      for i, (n, v) in enumerate(state["model"].items())}
+    damaged = tmp_path / "b" / cache.name
+    damaged.parent.mkdir()
+    torch.save(state, damaged)
+    policy = fresh()
+    again = warm_start(policy, task, steps=2, batch=4, cache_dir=tmp_path / "b", progress=False)
+    assert not again["cached"] and names
+    for (name, a), b in zip(reference.state_dict().items(), policy.state_dict().values()):
+        assert torch.equal(a, b), name
