@@ -20,7 +20,9 @@ from pathlib import Path
 __all__ = ["OutputPathError", "atomic_write", "check_output_path", "markdown_table"]
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence], align: str | None = None
+) -> str:
     """A markdown table of ``rows`` under ``header``; cells are formatted with ``str``.
 
     Args:
@@ -52,17 +54,15 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str |
         padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "|".join("-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right))
+    rule = "|".join(
+        "-" * (w + 1) + ":" if r else ":" + "-" * (w + 1) for w, r in zip(widths, right)
+    )
     rule = f"|{rule}|"
     return "\n".join([line(lines[0]), rule] + [line(cells) for cells in lines[1:]])
 
 
 class OutputPathError(ValueError):
     """An output path that pkpo refuses to write; the message is one line naming the path."""
-
-
-def _is_link(path: Path) -> bool:
-    return path.is_symlink()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -72,7 +72,9 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output_path(path, *, overwrite: bool = False, inputs: Iterable = (), what: str = "") -> Path:
+def check_output_path(
+    path, *, overwrite: bool = False, inputs: Iterable = (), what: str = ""
+) -> Path:
     """The output ``path`` as a Path, once it is safe to write there; else :class:`OutputPathError`.
 
     Refused: a symbolic link; a path that is one of ``inputs`` (the same file, also by a hard
@@ -87,11 +89,13 @@ def check_output_path(path, *, overwrite: bool = False, inputs: Iterable = (), w
     """
     path = Path(path)
     name = f"{what} {str(path)!r}" if what else repr(str(path))
-    if _is_link(path):
+    if path.is_symlink():
         raise OutputPathError(f"{name} is a symbolic link; pkpo does not write through links.")
     for source in inputs:
         if str(source) != "-" and _same_file(path, Path(source)):
-            raise OutputPathError(f"{name} is also an input ({source}); choose another output file.")
+            raise OutputPathError(
+                f"{name} is also an input ({source}); choose another output file."
+            )
     if path.is_dir():
         raise OutputPathError(f"{name} is a folder; give a file name.")
     parent = path.parent
@@ -109,7 +113,8 @@ def _create_exclusive(path: Path):
     one planted there) makes the open fail instead of being written through. Such a leftover is
     removed (unlinking a link does not touch its target) and the open is tried once more.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o666)
     except FileExistsError:
@@ -130,7 +135,7 @@ def atomic_write(path, data: str | bytes) -> None:
             the usual OSErrors of a full disk or a missing folder.
     """
     path = Path(path)
-    if _is_link(path):
+    if path.is_symlink():
         raise OSError(errno.ELOOP, "refusing to write through a symbolic link", str(path))
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -142,7 +147,7 @@ def atomic_write(path, data: str | bytes) -> None:
         os.replace(tmp, path)  # replaces a link swapped in meanwhile; never writes through it
     except BaseException:
         try:
-            if _is_link(tmp) or tmp.is_file():
+            if tmp.is_symlink() or tmp.is_file():
                 tmp.unlink()
         except OSError:
             pass

@@ -140,7 +140,8 @@ def test_options_change_the_interval_as_documented(tmp_path, capsys):
     low50, high50 = (float(x) for x in outs["conf"][3].strip("[]").split(","))
     low95, high95 = (float(x) for x in outs["base"][3].strip("[]").split(","))
     assert low95 < low50 < high50 < high95
-    assert outs["none"][3] == "30" and "CI" not in "".join(outs["none"])  # --bootstrap 0: no CI column, the tasks column follows the SE
+    # --bootstrap 0: no CI column, the tasks column follows the SE
+    assert outs["none"][3] == "30" and "CI" not in "".join(outs["none"])
 
 
 def test_stdin_and_gzip_give_the_same_numbers_as_a_file(tmp_path, capsys, monkeypatch):
@@ -505,7 +506,8 @@ def test_lm_eval_harness_samples_log(tmp_path, capsys):
     path = write_lines(tmp_path / "samples_humaneval_64_2025.jsonl", lines)
     code, out, err = run_eval([path, "--k", "2,8", "--bootstrap", "0"], capsys)
     assert code == 0, err
-    assert "lm-evaluation-harness, filter 'create_test', per-task pass@k estimates" in out and "3 tasks, 8 samples each" in out
+    assert "lm-evaluation-harness, filter 'create_test', per-task pass@k estimates" in out
+    assert "3 tasks, 8 samples each" in out
     rows = table_rows(out)
     for k in (2, 8):
         per_task = [pass_at_k_comb(8, c, k) for c in counts]
@@ -821,7 +823,8 @@ def test_tinker_cookbook_trajectories_count_reward_above_zero(tmp_path, capsys):
         assert float(table_rows(out)[k][1]) == pytest.approx(expected, abs=5e-5)
 
 
-def lm_eval_scored_line(doc_id, responses: list, graded, score_name: str, score: float, filter_name: str) -> dict:
+def lm_eval_scored_line(doc_id, responses: list, graded, score_name: str, score: float,
+                        filter_name: str) -> dict:
     """A logged sample of a task scored per response (lm_eval/evaluator.py, current layout):
     ``graded`` is filtered_resps[0], a list when the filter keeps every response, one string when
     it takes the first."""
@@ -868,8 +871,8 @@ def test_lm_eval_mbpp_scores_only_the_first_response_and_says_so(tmp_path, capsy
 def test_lm_eval_gsm8k_needs_one_filter(tmp_path, capsys):
     lines = []
     for d in range(4):
-        lines.append(lm_eval_scored_line(d, ["The answer is 72"], "72", "exact_match", float(d < 3), "strict-match"))
-        lines.append(lm_eval_scored_line(d, ["The answer is 72"], "72", "exact_match", float(d < 1), "flexible-extract"))
+        for name, right in (("strict-match", d < 3), ("flexible-extract", d < 1)):
+            lines.append(lm_eval_scored_line(d, ["The answer is 72"], "72", "exact_match", float(right), name))
     path = write_lines(tmp_path / "samples_gsm8k_2026-01-01.jsonl", lines)
     one_line_error(*run_eval([path], capsys),
                    r"line 2 has filter 'flexible-extract' but line 1 has 'strict-match'.*--filter NAME")
@@ -900,7 +903,8 @@ def test_plain_rewards_give_pass_at_k_only_with_a_threshold(tmp_path, capsys):
                    r"pass@k needs pass/fail results, and this file holds rewards: give --pass-threshold T")
     code, out, _ = run_eval([path, "--k", "1,2", "--pass-threshold", "0.5", "--metric", "pass@k,maxg@k"], capsys)
     assert code == 0 and "passed = reward >= 0.5, from --pass-threshold" in out
-    pass_table, maxg_table = (next(t for t in out.split("\n\n") if f"| {m} |" in t) for m in ("pass@k", "maxg@k"))
+    tables = out.split("\n\n")
+    pass_table, maxg_table = (next(t for t in tables if f"| {m} |" in t) for m in ("pass@k", "maxg@k"))
     assert out.index(pass_table) < out.index(maxg_table)  # in the order asked for
     assert float(table_rows(pass_table)[1][1]) == pytest.approx((2 / 3 + 1 / 3) / 2, abs=5e-5)
     expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in tasks.values())
@@ -933,8 +937,10 @@ def test_pass_all_k_and_cover_against_direct_formulas(tmp_path, capsys):
     for row in reports[2]["rows"]:
         per_task = [pass_at_k_comb(n, c, row["k"]) for n, c in counts]
         assert row["estimate"] == pytest.approx(statistics.fmean(per_task), abs=1e-12)
-    cover_lines = [line.split("|")[1:3] for line in out.splitlines() if "cover@tau |" in line or "| 0.25 |" in line]
-    assert [[cell.strip() for cell in cells] for cells in cover_lines] == [["tau", "cover@tau"], ["0.25", f"{reports[1]['rows'][0]['estimate']:.4f}"]]
+    cover_lines = [[cell.strip() for cell in line.split("|")[1:3]] for line in out.splitlines()
+                   if "cover@tau |" in line or "| 0.25 |" in line]
+    first = f"{reports[1]['rows'][0]['estimate']:.4f}"
+    assert cover_lines == [["tau", "cover@tau"], ["0.25", first]]
 
 
 def test_verifiers_pass_all_k_matches_its_metadata(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""TrainConfig from TOML: values of the wrong type and sizes no machine could run are one-line errors."""
+"""TrainConfig from TOML: values of the wrong type and sizes no machine could run: one line each."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def test_good_toml_values_keep_their_types(tmp_path):
 
 
 def test_the_flags_are_bounded_too(capsys, tmp_path):
-    assert train_main(["--n", "100000", "--prompts-per-step", "100000", "--out", str(tmp_path / "r")]) == 2
+    argv = ["--n", "100000", "--prompts-per-step", "100000", "--out", str(tmp_path / "r")]
+    assert train_main(argv) == 2
     assert "n must be at most 65,536" in capsys.readouterr().err
     assert set(SIZE_LIMITS) <= set(TrainConfig.__dataclass_fields__)

@@ -54,7 +54,7 @@ METRICS = ("pass@k", "pass^k", "maxg@k", "cover@TAU")
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric of ``--metric``: ``name`` is pass@k, pass^k, maxg@k or cover; ``tau`` for cover."""
+    """One metric of ``--metric``: ``name`` is pass@k, pass^k, maxg@k or cover (with ``tau``)."""
 
     name: str
     tau: float | None = None
@@ -70,7 +70,7 @@ class Metric:
 
 
 def metric_list(text: str) -> list[Metric]:
-    """Metrics as one comma-separated argument, e.g. ``pass@k,pass^k,cover@0.5``; duplicates dropped."""
+    """Metrics as one comma-separated argument (``pass@k,pass^k,cover@0.5``); duplicates dropped."""
     chosen: list[Metric] = []
     for part in text.split(","):
         part = part.strip()
@@ -99,7 +99,9 @@ def _confidence(text: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a number strictly between 0 and 1; got {text!r}"
+        )
     return value
 
 
@@ -117,41 +119,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Unbiased pass@k, pass^k, maxg@k and Cover@tau with standard errors and "
-        "percentile bootstrap confidence intervals over tasks, from human-eval style JSONL, EvalPlus "
-        "results, verifiers or tinker-cookbook results, or lm-evaluation-harness per-sample logs.",
+        "percentile bootstrap confidence intervals over tasks, from human-eval style JSONL, "
+        "EvalPlus results, verifiers or tinker-cookbook results, or lm-evaluation-harness "
+        "per-sample logs.",
     )
     parser.add_argument(
         "samples",
-        help="JSONL file (gzip-compressed or not), EvalPlus eval_results.json, verifiers results.jsonl, "
-        "tinker-cookbook trajectories.jsonl or an lm-evaluation-harness samples_*.jsonl; '-' reads stdin",
+        help="JSONL file (gzip-compressed or not), EvalPlus eval_results.json, verifiers "
+        "results.jsonl, tinker-cookbook trajectories.jsonl or an lm-evaluation-harness "
+        "samples_*.jsonl; '-' reads stdin",
     )
-    parser.add_argument("--k", type=k_list, default=[1], metavar="K1,K2,...", help="values of k (default: 1)")
+    parser.add_argument(
+        "--k", type=k_list, default=[1], metavar="K1,K2,...", help="values of k (default: 1)"
+    )
     parser.add_argument(
         "--metric", type=metric_list, default=None, metavar="M1,M2,...",
-        help="among pass@k, pass^k (all k samples pass), maxg@k (best reward of k) and cover@TAU "
-        "(fraction of tasks with success rate >= TAU); default: pass@k for pass/fail results, maxg@k "
-        "for rewards",
+        help="among pass@k, pass^k (all k samples pass), maxg@k (best reward of k) and "
+        "cover@TAU (fraction of tasks with success rate >= TAU); default: pass@k for pass/fail "
+        "results, maxg@k for rewards",
     )
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the numbers as JSON")
     parser.add_argument(
         "--plot", type=Path, metavar="OUT.png",
-        help="write a figure (.png, .svg or .pdf) of each metric vs k with CI bars (needs matplotlib: pkpo[plot])",
+        help="write a figure (.png, .svg or .pdf) of each metric vs k with CI bars (needs "
+        "matplotlib: pkpo[plot])",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace --json / --plot files that exist")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --json / --plot files that exist"
+    )
     parser.add_argument(
         "--bootstrap", type=non_negative_int, default=1000, metavar="N",
         help="bootstrap resamples of the tasks (default: 1000; 0: no interval)",
     )
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval coverage (default: 0.95)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--confidence", type=_confidence, default=0.95, help="interval coverage (default: 0.95)"
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="bootstrap seed (default: 0)"
+    )
     parser.add_argument(
         "--skip-insufficient", action="store_true",
         help="leave out, at each k, tasks with fewer than k samples (default: error)",
     )
     parser.add_argument(
         "--pass-threshold", type=_threshold, default=None, metavar="T",
-        help="a sample with a reward passes when reward >= T (default: the writer's rule: verifiers' "
-        "pass_threshold, tinker-cookbook's reward > 0; plain reward files give maxg@k only)",
+        help="a sample with a reward passes when reward >= T (default: the writer's rule: "
+        "verifiers' pass_threshold, tinker-cookbook's reward > 0; plain reward files give maxg@k "
+        "only)",
     )
     parser.add_argument(
         "--evalplus-tests", choices=EVALPLUS_TESTS, default="plus",
@@ -188,10 +202,11 @@ def main(argv: list[str]) -> int:
         print(f"note: {note}")
     try:
         if args.json is not None:
-            atomic_write(args.json, json.dumps(_payload(tasks, args, reports, notes), indent=2) + "\n")
+            payload = _payload(tasks, args, reports, notes)
+            atomic_write(args.json, json.dumps(payload, indent=2) + "\n")
             print(f"wrote {args.json}")
         if args.plot is not None:
-            atomic_write(args.plot, _figure(tasks, reports, args.plot.suffix[1:]))
+            atomic_write(args.plot, _figure(tasks, reports, args.plot.suffix[1:].lower()))
             print(f"wrote {args.plot}")
     except OSError as error:
         return fail(PROG, f"could not write output: {error}")
@@ -215,10 +230,13 @@ def _check_outputs(args) -> None:
         check_output_path(args.plot, overwrite=args.overwrite, inputs=inputs, what="--plot")
         if args.json is not None and args.json.resolve() == args.plot.resolve():
             raise OutputPathError("--json and --plot name the same file.")
-        if missing_extra(["matplotlib"]):
-            raise OutputPathError("--plot " + missing_extra(["matplotlib"]).replace("this command", "", 1).strip())
+        missing = missing_extra(["matplotlib"])
+        if missing:
+            raise OutputPathError("--plot " + missing.replace("this command", "", 1).strip())
     if args.metric and args.plot is not None and all(m.name == "cover" for m in args.metric):
-        raise OutputPathError("--plot draws metrics against k; cover@TAU has no k (add pass@k, pass^k or maxg@k).")
+        raise OutputPathError(
+            "--plot draws metrics against k; cover@TAU has no k (add pass@k, pass^k or maxg@k)."
+        )
 
 
 def _load(args) -> GradedTasks:
@@ -276,16 +294,19 @@ def _evaluate(group: list[Metric], tasks: GradedTasks, args) -> metrics.MetricRe
             missing = [k for k in args.k if k not in tasks.estimates]
             if missing:
                 raise EvalInputError(
-                    f"the file has no pass@k for k={missing}: lm-evaluation-harness logs each task's "
-                    f"pass@k only for the k of its metric list (here {sorted(tasks.estimates)}), not "
-                    "the samples' own results; choose --k among those."
+                    f"the file has no pass@k for k={missing}: lm-evaluation-harness logs each "
+                    "task's pass@k only for the k of its metric list (here "
+                    f"{sorted(tasks.estimates)}), not the samples' own results; choose --k among "
+                    "those."
                 )
             return metrics.estimates_report(tasks.estimates, tasks.n, args.k, **options)
         per_task = {k: _per_task(metric, tasks.n, tasks.passed, k) for k in args.k}
         return metrics.estimates_report(per_task, tasks.n, args.k, metric=metric.label, **options)
     except metrics.InsufficientSamplesError as error:
         if error.problem is None:
-            raise EvalInputError(f"no task has at least k={error.k} samples (the largest has {error.n}).") from None
+            raise EvalInputError(
+                f"no task has at least k={error.k} samples (the largest has {error.n})."
+            ) from None
         raise EvalInputError(
             f"task {error.problem!r} has {_count(error.n, 'sample')}, fewer than k={error.k}; "
             "use --skip-insufficient to leave such tasks out at that k."
@@ -294,16 +315,18 @@ def _evaluate(group: list[Metric], tasks: GradedTasks, args) -> metrics.MetricRe
 
 def _check_supported(metric: Metric, tasks: GradedTasks) -> None:
     if metric.name == "maxg@k" and tasks.rewards is None:
-        raise EvalInputError("maxg@k needs rewards; this file holds pass/fail results (use pass@k).")
+        raise EvalInputError(
+            "maxg@k needs rewards; this file holds pass/fail results (use pass@k)."
+        )
     if metric.needs_results and not _has_results(tasks):
         raise EvalInputError(
-            f"{metric.label} needs pass/fail results, and this file holds rewards: give --pass-threshold T "
-            "(a sample passes when reward >= T), or use maxg@k."
+            f"{metric.label} needs pass/fail results, and this file holds rewards: give "
+            "--pass-threshold T (a sample passes when reward >= T), or use maxg@k."
         )
     if metric.name != "pass@k" and tasks.estimates is not None:
         raise EvalInputError(
-            f"{metric.label} needs the samples' results; this lm-evaluation-harness log holds only per-task "
-            f"pass@k estimates for k in {sorted(tasks.estimates)}."
+            f"{metric.label} needs the samples' results; this lm-evaluation-harness log holds "
+            f"only per-task pass@k estimates for k in {sorted(tasks.estimates)}."
         )
 
 
@@ -335,8 +358,10 @@ def _skip_notes(tasks: GradedTasks, args, chosen) -> list[str]:
     if all(count == total for count in used.values()):
         return []
     counts = ", ".join(f"k={k}: {count} of {total} tasks" for k, count in used.items())
-    return [f"--skip-insufficient left out tasks with fewer than k samples, so the rows average over "
-            f"different tasks ({counts}); compare rows across k with care."]
+    return [
+        "--skip-insufficient left out tasks with fewer than k samples, so the rows average over "
+        f"different tasks ({counts}); compare rows across k with care."
+    ]
 
 
 # --- what is printed and written --------------------------------------------------------------
@@ -351,7 +376,8 @@ def _table(report: metrics.MetricReport) -> str:
     --bootstrap 0, no skipped column unless tasks were skipped."""
     with_ci = report.n_bootstrap > 0
     skipped = any(row.n_skipped for row in report)
-    header = [report.parameter, report.metric, "SE"] + ([f"{100 * report.confidence:g}% CI"] if with_ci else [])
+    header = [report.parameter, report.metric, "SE"]
+    header += [f"{100 * report.confidence:g}% CI"] if with_ci else []
     header += ["tasks"] + (["skipped"] if skipped else [])
     rows = []
     for row in report:
@@ -406,13 +432,14 @@ def _payload(tasks: GradedTasks, args, reports, notes) -> dict:
 
 
 def plot_title(reports, n_tasks: int, bars: str) -> str:
-    """The plot's title: the metrics and how many tasks stand behind the points (per k when they differ)."""
+    """The plot's title: the metrics and the tasks behind the points (per k when they differ)."""
     reports = list(reports)
     counts = [row.n_problems for row in reports[0]]
     if len(set(counts)) == 1:
         tasks = f"{counts[0]} tasks"
     else:
-        tasks = "tasks per point: " + ", ".join(f"k={row.k}: {row.n_problems}" for row in reports[0])
+        per_k = ", ".join(f"k={row.k}: {row.n_problems}" for row in reports[0])
+        tasks = f"tasks per point: {per_k}"
         tasks += f" of {n_tasks}"
     names = ", ".join(report.metric for report in reports)
     return f"{names} vs k ({tasks}; bars: {bars})"

@@ -164,7 +164,9 @@ class _Rejoined:
     def read(self, size: int = -1) -> bytes:
         if self.head:
             head, self.head = self.head, b""
-            return head if size < 0 or len(head) >= size else head + self.rest.read(size - len(head))
+            if 0 <= size <= len(head):
+                return head
+            return head + self.rest.read(size - len(head) if size >= 0 else -1)
         return self.rest.read(size)
 
 
@@ -245,7 +247,10 @@ def _json_value(text: bytes, where, complete: bool = True):
     except RecursionError:
         raise EvalInputError(f"{where}: the JSON is nested too deeply to read.") from None
     except ValueError as error:  # JSONDecodeError, or an integer of more than 4300 digits
-        detail = f"{error.msg} at column {error.colno}" if isinstance(error, json.JSONDecodeError) else str(error)
+        if isinstance(error, json.JSONDecodeError):
+            detail = f"{error.msg} at column {error.colno}"
+        else:
+            detail = str(error)
         if not complete:
             raise EvalInputError(
                 f"{where}: invalid JSON ({detail}); it is the last line and has no newline, so the "
@@ -264,7 +269,9 @@ def _record(text: bytes, where, complete: bool = True) -> dict:
 # --- the entry point --------------------------------------------------------------------------
 
 
-def read_graded(stream, source: str = "<input>", options: ReadOptions = ReadOptions()) -> GradedTasks:
+def read_graded(
+    stream, source: str = "<input>", options: ReadOptions = ReadOptions()
+) -> GradedTasks:
     """Read one input (any format of the module docstring) as per-task counts.
 
     Args:
@@ -278,13 +285,16 @@ def read_graded(stream, source: str = "<input>", options: ReadOptions = ReadOpti
 
     Examples:
         >>> import io
-        >>> data = b'{"task_id": "a", "passed": true}\\n{"task_id": "b", "passed": 0}\\n{"task_id": "a", "passed": false}\\n'
-        >>> tasks = read_graded(io.BytesIO(data), "s.jsonl")
+        >>> lines = [b'{"task_id": "a", "passed": true}', b'{"task_id": "b", "passed": 0}',
+        ...          b'{"task_id": "a", "passed": false}']
+        >>> tasks = read_graded(io.BytesIO(b"\\n".join(lines)), "s.jsonl")
         >>> tasks.task_ids, tasks.n.tolist(), tasks.passed.tolist()
         (['a', 'b'], [2, 1], [1, 0])
     """
     if options.evalplus_tests not in EVALPLUS_TESTS:
-        raise ValueError(f"evalplus_tests must be 'plus' or 'base'; got {options.evalplus_tests!r}.")
+        raise ValueError(
+            f"evalplus_tests must be 'plus' or 'base'; got {options.evalplus_tests!r}."
+        )
     chunks = _chunks(stream, source) if hasattr(stream, "read") else iter(stream)
     lines = _lines(chunks, source)
     first = next(lines, None)
@@ -318,13 +328,15 @@ def _records(lines, source: str):
 
 
 def _whole_document(first: bytes, lines, source: str):
-    """The JSON value of the whole input when it is one JSON document over several lines, else None."""
+    """The JSON value of the whole input when it is one JSON document over several lines, else
+    None."""
     parts, size = [first], len(first)
     for _, text, _ in lines:
         size += len(text) + 1
         if size > MAX_RECORD_BYTES:
             raise EvalInputError(
-                f"{source} starts like one JSON document but is longer than {MAX_RECORD_BYTES >> 20} MiB."
+                f"{source} starts like one JSON document but is longer than "
+                f"{MAX_RECORD_BYTES >> 20} MiB."
             )
         parts.append(text)
     try:
@@ -365,7 +377,8 @@ class _Tally:
 
             raise EvalInputError(
                 f"{where}: task id {task_id!r} is {name(kind)}, but {self.id_where} has "
-                f"{name(self.id_type)} id; a file must use one type (1 and \"1\" would count as two tasks)."
+                f"{name(self.id_type)} id; a file must use one type (1 and \"1\" would count as "
+                "two tasks)."
             )
         slot = self.index[task_id] = len(self.n)
         self.n.append(0)
@@ -381,7 +394,9 @@ class _Tally:
         if self.rewards is not None and reward is not None:
             self.rewards[slot].append(reward)
 
-    def result(self, n_lines: int, has_passed: bool, has_rewards: bool, description: str, notes=()) -> GradedTasks:
+    def result(
+        self, n_lines: int, has_passed: bool, has_rewards: bool, description: str, notes=()
+    ) -> GradedTasks:
         rewards = None
         if self.rewards is not None and has_rewards:
             rewards = [np.frombuffer(r, dtype=np.float64) for r in self.rewards]
@@ -394,8 +409,10 @@ class _Tally:
 
 # --- sample lines: human-eval, EvalPlus status lines, verifiers, tinker-cookbook --------------
 
-_FIELD_OF_KIND = {"passed": "passed", "evalplus": "passed", "reward": "reward", "verifiers": "reward",
-                  "tinker": "reward"}
+_FIELD_OF_KIND = {
+    "passed": "passed", "evalplus": "passed", "reward": "reward", "verifiers": "reward",
+    "tinker": "reward",
+}
 _WRITER = {"verifiers": "verifiers results", "tinker": "tinker-cookbook trajectories"}
 
 
@@ -404,7 +421,9 @@ def _kind(record: dict, where) -> str:
     if "task_id" in record:
         present = [name for name in ("passed", "reward") if name in record]
         if len(present) == 2:
-            raise EvalInputError(f"{where}: has both 'passed' and 'reward'; each file must use one of them.")
+            raise EvalInputError(
+                f"{where}: has both 'passed' and 'reward'; each file must use one of them."
+            )
         if present:
             return present[0]
         if "base_status" in record or "plus_status" in record:
@@ -427,7 +446,9 @@ def _sample_id(record: dict, kind: str, where):
         task_id = record["example_id" if kind == "verifiers" else "task_id"]
     if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):
         name = "example_id" if kind in _WRITER else "task_id"
-        raise EvalInputError(f"{where}: {name} must be a string or an integer; got {json.dumps(task_id)}.")
+        raise EvalInputError(
+            f"{where}: {name} must be a string or an integer; got {json.dumps(task_id)}."
+        )
     return task_id
 
 
@@ -436,12 +457,15 @@ def _threshold_rule(kind: str, options: ReadOptions):
     threshold = options.pass_threshold
     if threshold is not None:
         writer = f"{_WRITER[kind]}, " if kind in _WRITER else ""
-        return (lambda r: r >= threshold), f"{writer}passed = reward >= {threshold:g}, from --pass-threshold"
+        rule = f"{writer}passed = reward >= {threshold:g}, from --pass-threshold"
+        return (lambda r: r >= threshold), rule
     if kind == "verifiers":
         threshold, origin = _verifiers_threshold(options.metadata_dir)
-        return (lambda r: r >= threshold), f"verifiers results, passed = reward >= {threshold:g}, {origin}"
+        rule = f"verifiers results, passed = reward >= {threshold:g}, {origin}"
+        return (lambda r: r >= threshold), rule
     if kind == "tinker":
-        return (lambda r: r > 0), "tinker-cookbook trajectories, passed = reward > 0, its runner's rule"
+        rule = "tinker-cookbook trajectories, passed = reward > 0, its runner's rule"
+        return (lambda r: r > 0), rule
     return None, ""
 
 
@@ -454,7 +478,9 @@ def _verifiers_threshold(folder: Path | None) -> tuple[float, str]:
         with open(path, "rb") as handle:
             metadata = json.loads(handle.read(MAX_RECORD_BYTES))
         value = metadata["pass_threshold"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(value)
+        if not math.isfinite(value):
             raise ValueError(value)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise EvalInputError(
@@ -478,8 +504,8 @@ def _read_samples(records, source: str, options: ReadOptions) -> GradedTasks:
         elif _FIELD_OF_KIND[line_kind] != _FIELD_OF_KIND[kind]:
             first, this = _FIELD_OF_KIND[kind], _FIELD_OF_KIND[line_kind]
             raise EvalInputError(
-                f"{where}: has '{this}' but {kind_where} has '{first}'; a file must not mix pass/fail "
-                "and reward samples."
+                f"{where}: has '{this}' but {kind_where} has '{first}'; a file must not mix "
+                "pass/fail and reward samples."
             )
         elif line_kind != kind and _FIELD_OF_KIND[kind] == "reward":
             raise EvalInputError(f"{where}: a {line_kind} line, but {kind_where} is a {kind} line.")
@@ -520,7 +546,9 @@ def _reward(value, where) -> float:
     try:
         value = float(value)
     except OverflowError:
-        raise EvalInputError(f"{where}: 'reward' is too large for a float ({_short(value)}).") from None
+        raise EvalInputError(
+            f"{where}: 'reward' is too large for a float ({_short(value)})."
+        ) from None
     if math.isnan(value):
         raise EvalInputError(f"{where}: 'reward' is NaN.")
     if math.isinf(value):
@@ -540,8 +568,8 @@ def _short(value, limit: int = 60) -> str:
 def _missing_result(record: dict) -> str:
     if "solution" in record or "completion" in record:
         return ("missing 'passed' (for pass@k) or 'reward' (for maxg@k): this looks like ungraded "
-                "samples (a completion without a result); grade them first, e.g. with evalplus.evaluate, "
-                "and pass its eval_results.json.")
+                "samples (a completion without a result); grade them first, e.g. with "
+                "evalplus.evaluate, and pass its eval_results.json.")
     return "missing 'passed' (for pass@k) or 'reward' (for maxg@k)."
 
 
@@ -558,15 +586,16 @@ def _is_results_file(document) -> bool:
 def _read_document(document, source: str, options: ReadOptions) -> GradedTasks:
     if isinstance(document, dict) and isinstance(document.get("eval"), dict):
         return _read_evalplus(document["eval"], source, options.evalplus_tests)
-    if isinstance(document, dict) and "results" in document and ("configs" in document or "versions" in document):
+    if _is_results_file(document):
         raise EvalInputError(
-            f"{source} is lm-evaluation-harness's aggregate results file; pkpo eval reads its per-sample "
-            "log instead: run lm_eval with --log_samples and pass samples_<task>_<date>.jsonl."
+            f"{source} is lm-evaluation-harness's aggregate results file; pkpo eval reads its "
+            "per-sample log instead: run lm_eval with --log_samples and pass "
+            "samples_<task>_<date>.jsonl."
         )
     raise EvalInputError(
         f"{source} is one JSON document, not JSON Lines: pkpo eval reads one sample per line "
-        "(human-eval style), EvalPlus's eval_results.json ({\"eval\": ...}) or an lm-evaluation-harness "
-        "samples_*.jsonl log."
+        "(human-eval style), EvalPlus's eval_results.json ({\"eval\": ...}) or an "
+        "lm-evaluation-harness samples_*.jsonl log."
     )
 
 
@@ -578,7 +607,9 @@ def _read_evalplus(results: dict, source: str, evalplus_tests: str) -> GradedTas
         where = _Task(source, task_id)
         if isinstance(entry, list):
             passed = [_evalplus_passed(r, evalplus_tests, where) for r in entry]
-            has_plus = has_plus or any(isinstance(r, dict) and r.get("plus_status") is not None for r in entry)
+            has_plus = has_plus or any(
+                isinstance(r, dict) and r.get("plus_status") is not None for r in entry
+            )
         elif isinstance(entry, dict) and isinstance(entry.get("base"), list):
             base = [_status_of(r, where) in _EVALPLUS_PASS for r in entry["base"]]
             plus = entry.get("plus") or []
@@ -596,8 +627,9 @@ def _read_evalplus(results: dict, source: str, evalplus_tests: str) -> GradedTas
             )
         if not passed:
             raise EvalInputError(
-                f"{where} has no results (an empty list); evalplus.evaluate writes every task's samples, "
-                "so the file is incomplete. Remove the task to leave it out of the denominator on purpose."
+                f"{where} has no results (an empty list); evalplus.evaluate writes every task's "
+                "samples, so the file is incomplete. Remove the task to leave it out of the "
+                "denominator on purpose."
             )
         for value in passed:
             tally.add(task_id, where, value, None)
@@ -610,7 +642,9 @@ def _read_evalplus(results: dict, source: str, evalplus_tests: str) -> GradedTas
 
 def _evalplus_passed(record, evalplus_tests: str, where) -> bool:
     if not isinstance(record, dict) or "base_status" not in record:
-        raise EvalInputError(f"{where}: an EvalPlus result needs 'base_status' ('pass', 'fail' or 'timeout').")
+        raise EvalInputError(
+            f"{where}: an EvalPlus result needs 'base_status' ('pass', 'fail' or 'timeout')."
+        )
     base = record["base_status"] in _EVALPLUS_PASS
     if evalplus_tests == "base":
         return base
@@ -621,7 +655,9 @@ def _evalplus_passed(record, evalplus_tests: str, where) -> bool:
 def _status_of(result, where) -> str:
     if isinstance(result, list) and result and isinstance(result[0], str):
         return result[0]
-    raise EvalInputError(f"{where}: an EvalPlus result must be [status, details]; got {_short(result)}.")
+    raise EvalInputError(
+        f"{where}: an EvalPlus result must be [status, details]; got {_short(result)}."
+    )
 
 
 def _no_plus(where: str) -> str:
@@ -646,7 +682,9 @@ def _graded_responses(record: dict, where) -> int:
     """
     filtered = record.get("filtered_resps")
     if not isinstance(filtered, list) or not filtered:
-        raise EvalInputError(f"{where}: an lm-evaluation-harness sample needs 'filtered_resps' (a non-empty list).")
+        raise EvalInputError(
+            f"{where}: an lm-evaluation-harness sample needs 'filtered_resps' (a non-empty list)."
+        )
     first = filtered[0]
     if isinstance(first, list):
         if not first:
@@ -658,7 +696,9 @@ def _graded_responses(record: dict, where) -> int:
 def _lm_eval_doc_id(record: dict, where):
     doc_id = record["doc_id"]
     if isinstance(doc_id, bool) or not isinstance(doc_id, (int, str)):
-        raise EvalInputError(f"{where}: 'doc_id' must be an integer (or a string); got {_short(doc_id)}.")
+        raise EvalInputError(
+            f"{where}: 'doc_id' must be an integer (or a string); got {_short(doc_id)}."
+        )
     return doc_id
 
 
@@ -682,7 +722,9 @@ def _read_lm_eval(records, source: str, options: ReadOptions) -> GradedTasks:
         ref = where.ref
         resps = record.get("resps")
         if "doc_id" not in record or not isinstance(resps, list):
-            raise EvalInputError(f"{where}: not an lm-evaluation-harness sample (needs 'doc_id' and 'resps').")
+            raise EvalInputError(
+                f"{where}: not an lm-evaluation-harness sample (needs 'doc_id' and 'resps')."
+            )
         name = record.get("filter")
         filters_seen.setdefault(str(name), ref)
         if wanted is not None and str(name) != wanted:
@@ -692,32 +734,40 @@ def _read_lm_eval(records, source: str, options: ReadOptions) -> GradedTasks:
                 first_filter = (name, ref)
             elif name != first_filter[0]:
                 raise EvalInputError(
-                    f"{where} has filter {name!r} but {first_filter[1]} has {first_filter[0]!r}: the file holds "
-                    "the results of several filters; choose one with --filter NAME."
+                    f"{where} has filter {name!r} but {first_filter[1]} has "
+                    f"{first_filter[0]!r}: the file holds the results of several filters; choose "
+                    "one with --filter NAME."
                 )
         doc_id = _lm_eval_doc_id(record, where)
         if doc_id in tally.index:
-            raise EvalInputError(f"{where}: doc_id {doc_id!r} appears twice; pass one task's log at a time.")
+            raise EvalInputError(
+                f"{where}: doc_id {doc_id!r} appears twice; pass one task's log at a time."
+            )
         graded = _graded_responses(record, where)
         per_k = {int(m.group(1)): key for key in record if (m := re.fullmatch(r"pass@(\d+)", key))}
         score_name = next((key for key in _LM_EVAL_PER_RESPONSE if key in record), None)
         line_mode = "counts" if score_name else ("estimates" if per_k else None)
         if line_mode is None:
-            names = record.get("metrics") or sorted(set(record) - {"doc", "arguments", "resps", "filtered_resps"})
+            logged = {"doc", "arguments", "resps", "filtered_resps"}
+            names = record.get("metrics") or sorted(set(record) - logged)
             raise EvalInputError(
-                f"{where}: this lm-evaluation-harness sample has no score pkpo eval reads (metrics: {names}); "
-                f"it reads a per-response score ({', '.join(_LM_EVAL_PER_RESPONSE)}) or pass@k estimates."
+                f"{where}: this lm-evaluation-harness sample has no score pkpo eval reads "
+                f"(metrics: {names}); it reads a per-response score "
+                f"({', '.join(_LM_EVAL_PER_RESPONSE)}) or pass@k estimates."
             )
         if mode is None:
             mode, mode_where, metric_name = line_mode, ref, score_name
         elif line_mode != mode or score_name != metric_name:
-            raise EvalInputError(f"{where} is scored differently from {mode_where}; pass one task's log at a time.")
+            raise EvalInputError(
+                f"{where} is scored differently from {mode_where}; pass one task's log at a time."
+            )
         if mode == "counts":
             score = _score_in_unit(record[score_name], score_name, where)
             correct = score * graded
             if abs(correct - round(correct)) > 1e-6 * graded:
                 raise EvalInputError(
-                    f"{where}: '{score_name}' = {score!r} is not a fraction of its {graded} graded responses."
+                    f"{where}: '{score_name}' = {score!r} is not a fraction of its {graded} "
+                    "graded responses."
                 )
             slot = tally.slot(doc_id, where)
             tally.n[slot], tally.passed[slot] = graded, int(round(correct))
@@ -730,20 +780,26 @@ def _read_lm_eval(records, source: str, options: ReadOptions) -> GradedTasks:
             estimates.append(values)
     if not tally.index:
         if wanted is not None:
-            raise EvalInputError(f"{source} has no line with filter {wanted!r} (filters: {sorted(filters_seen)}).")
+            raise EvalInputError(
+                f"{source} has no line with filter {wanted!r} (filters: {sorted(filters_seen)})."
+            )
         raise EvalInputError(f"{source} contains no samples.")
     chosen = wanted if wanted is not None else first_filter[0]
     label = f"lm-evaluation-harness, filter {chosen!r}"
     notes = []
     if ungraded:
-        notes.append(f"lm-evaluation-harness graded only some of the responses of {ungraded} documents "
-                     "(its filter takes the first); only the graded ones count.")
+        notes.append(
+            f"lm-evaluation-harness graded only some of the responses of {ungraded} documents "
+            "(its filter takes the first); only the graded ones count."
+        )
     n_docs = len(tally.index)
     if mode == "counts":
         return tally.result(n_docs, True, False, f"{label}, passed from '{metric_name}'", notes)
     ks = sorted({k for values in estimates for k in values})
     result = tally.result(n_docs, False, False, f"{label}, per-task pass@k estimates", notes)
-    result.estimates = {k: np.array([v.get(k, np.nan) for v in estimates], dtype=np.float64) for k in ks}
+    result.estimates = {
+        k: np.array([v.get(k, np.nan) for v in estimates], dtype=np.float64) for k in ks
+    }
     return result
 
 

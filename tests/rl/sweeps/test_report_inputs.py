@@ -1,4 +1,4 @@
-"""The sweep report on what a sweep folder may hold: few evaluation samples, damaged final.json files."""
+"""The sweep report on what a sweep folder may hold: few evaluation samples, damaged final.json."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from pkpo.rl.sweeps.runs import WARM_LABEL, finished_runs, per_problem_pass_at_k
 
 
 def fake_sweep(out, successes: dict, samples: int) -> None:
-    """Finished runs under out/runs/<label>/seed0 with final.json and eval_detail.json, as the grid writes them."""
+    """Finished runs under out/runs/<label>/seed0 (final.json, eval_detail.json), as the grid
+    writes them."""
     for label, succ in successes.items():
         run = out / "runs" / label / "seed0"
         run.mkdir(parents=True)
         (run / "eval_detail.json").write_text(json.dumps(
             {"uid": [f"p{i}" for i in range(len(succ))], "samples": samples, "successes": succ}))
-        final = {"name": label, "method": "pkpo", "k_schedule": label, "baseline": "loo_minus_one", "seed": 0,
-                 "config": {"out_dir": str(run), "eval_samples": samples, "task": "hidden-rule", "n": 8}}
+        config = {"out_dir": str(run), "eval_samples": samples, "task": "hidden-rule", "n": 8}
+        final = {"name": label, "method": "pkpo", "k_schedule": label,
+                 "baseline": "loo_minus_one", "seed": 0, "config": config}
         for k in (1, 2, 4, 8):
             if k <= samples:
                 final[f"pass@{k}"] = float(per_problem_pass_at_k(succ, samples, k).mean())
@@ -30,7 +32,8 @@ def fake_sweep(out, successes: dict, samples: int) -> None:
 
 
 def test_a_sweep_evaluated_with_4_samples_gets_its_report(tmp_path):
-    fake_sweep(tmp_path, {WARM_LABEL: [1, 0, 2], "k1": [2, 1, 2], "k4": [3, 0, 4], "k8": [4, 1, 3]}, samples=4)
+    successes = {WARM_LABEL: [1, 0, 2], "k1": [2, 1, 2], "k4": [3, 0, 4], "k8": [4, 1, 3]}
+    fake_sweep(tmp_path, successes, samples=4)
     info = write_sweep_report(tmp_path, finished_runs(tmp_path), title="t", command="c", wall_s=1.0)
     report = (tmp_path / "report.md").read_text()
     assert "The final evaluation drew 4 samples per problem, so the claims at k_eval = 8" in report
@@ -46,13 +49,15 @@ def test_a_sweep_evaluated_with_4_samples_gets_its_report(tmp_path):
     ("[1, 2]", "a JSON list, not an object"),
     ('{"seed": 0, "method": "pkpo"}', "'config' is missing or not an object"),
     ('{"seed": "0"}', "'seed' is missing or not an integer"),
-    ('{"seed": 0, "method": "m", "k_schedule": "k", "baseline": "b", "config": {}}', "its config has no group size"),
+    ('{"seed": 0, "method": "m", "k_schedule": "k", "baseline": "b", "config": {}}',
+     "its config has no group size"),
 ])
 def test_report_only_with_a_damaged_final_json_is_one_line(tmp_path, capsys, content, why):
     fake_sweep(tmp_path, {WARM_LABEL: [1, 0], "k1": [2, 1]}, samples=4)
     damaged = tmp_path / "runs" / "k1" / "seed0" / "final.json"
     damaged.write_text(content)
-    assert sweep_main(["--out", str(tmp_path), "--report-only", "--eval-ks", "1,2,4", "--eval-samples", "4"]) == 2
+    argv = ["--out", str(tmp_path), "--report-only", "--eval-ks", "1,2,4", "--eval-samples", "4"]
+    assert sweep_main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("pkpo sweep: error: ") and err.count("\n") == 1
     assert f"{str(damaged)!r} is not a finished run's final.json ({why}" in err

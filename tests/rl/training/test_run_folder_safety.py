@@ -1,5 +1,6 @@
-"""What a run folder may hold and what pkpo does with it: links are not followed, leftovers of killed
-writes are cleaned, a torn metrics line does not block --resume, a crafted checkpoint runs nothing."""
+"""What a run folder may hold and what pkpo does with it: links are not followed, leftovers of
+killed writes are cleaned, a torn metrics line does not block --resume, a crafted checkpoint runs
+nothing."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_kept(tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / rundir.LOCK_NAME).symlink_to(precious)
-    with pytest.raises(rundir.RunDirError, match=r"\.pkpo\.lock' is a symbolic link; pkpo does not write"):
+    with pytest.raises(rundir.RunDirError, match=r"\.pkpo\.lock' is a symbolic link"):
         rundir.RunLock(folder)
     assert train_main(["--out", str(folder), "--steps", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -62,11 +63,11 @@ def test_leftovers_of_killed_writes_are_removed_under_the_lock(tmp_path):
         assert sorted(p.name for p in folder.iterdir()) == [".pkpo.lock", "data.txt", "notes.tmp"]
 
 
-# --- checkpoints: weights only, an allow-list, one-line errors -------------------------------------
+# --- checkpoints: weights only, an allow-list, one-line errors ---------------------------------
 
 
 class _TouchMarker:
-    """Pickles as a call of os.system: what a tampered checkpoint would carry (here a harmless touch)."""
+    """Pickles as a call of os.system, as in a tampered checkpoint (here a harmless touch)."""
 
     def __init__(self, marker: Path):
         self.marker = marker
@@ -118,7 +119,8 @@ def test_a_crafted_checkpoint_runs_nothing(tmp_path, finished_run):
     with pytest.raises(ValueError) as caught:
         load_checkpoint(path)
     message = str(caught.value)
-    assert "holds more than tensors and plain data (it asks for posix.system, which is not allowed)" in message
+    assert ("holds more than tensors and plain data (it asks for posix.system, which is not "
+            "allowed)") in message
     assert "nothing in it ran" in message and "\n" not in message
     with pytest.raises(ValueError, match="it asks for posix.system"):
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
@@ -130,7 +132,8 @@ def test_a_crafted_checkpoint_runs_nothing(tmp_path, finished_run):
     (lambda s: {**s, "step": "4"}, r"has step '4'; expected an integer >= 0"),
     (lambda s: {**s, "model": [1.0]}, r"'model' is not a state dict of named tensors"),
     (lambda s: {**s, "rng": None}, r"'rng' is a NoneType, not a dict"),
-    (lambda s: {**s, "model": {k: torch.empty(v.shape, device="meta") for k, v in s["model"].items()}},
+    (lambda s: {**s, "model": {k: torch.empty(v.shape, device="meta")
+                               for k, v in s["model"].items()}},
      r"holds tensors without data \(on the meta device\)"),
 ])
 def test_a_checkpoint_of_unexpected_content_is_one_line(tmp_path, finished_run, change, match):
@@ -144,7 +147,8 @@ def test_a_checkpoint_of_unexpected_content_is_one_line(tmp_path, finished_run, 
 @pytest.mark.parametrize("change, match", [
     (lambda s: {**s, "model": {**s["model"], "extra.weight": torch.zeros(2)}}, r"Unexpected key"),
     (lambda s: {**s, "model": {k: torch.zeros(3) for k in s["model"]}}, r"size mismatch"),
-    (lambda s: {**s, "batcher": {"order": [0, 1], "pos": 0}}, r"not an order of the 8 training problems"),
+    (lambda s: {**s, "batcher": {"order": [0, 1], "pos": 0}},
+     r"not an order of the 8 training problems"),
     (lambda s: {**s, "solved": [True]}, r"solved/seen flags have 1/8 entries for 8 problems"),
     (lambda s: {**s, "rng": {**s["rng"], "numpy": "x"}}, r"does not fit this run"),
 ])
@@ -154,20 +158,23 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_one_line(tmp_path, finished_r
     with pytest.raises(ValueError, match=match) as caught:
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
     message = str(caught.value)
-    assert message.startswith(f"checkpoint {str(path)!r} does not fit this run (") and "\n" not in message
+    assert message.startswith(f"checkpoint {str(path)!r} does not fit this run (")
+    assert "\n" not in message
 
 
-# --- metrics.jsonl ---------------------------------------------------------------------------------
+# --- metrics.jsonl -----------------------------------------------------------------------------
 
 
-def test_a_torn_last_metrics_line_is_dropped_with_a_note_and_resume_goes_on(tmp_path, finished_run, capsys):
+def test_a_torn_last_metrics_line_is_dropped_with_a_note(tmp_path, finished_run, capsys):
     cfg, path = _resume_from(tmp_path, finished_run)
     metrics = path.parent / "metrics.jsonl"
     lines = metrics.read_text().splitlines()
-    metrics.write_text("\n".join(lines) + '\n{"step": 4, "train/loss": 0.1, "train/rew')  # cut mid-record
+    torn = '{"step": 4, "train/loss": 0.1, "train/rew'  # a record cut short by a kill
+    metrics.write_text("\n".join(lines) + "\n" + torn)
     train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
     err = capsys.readouterr().err
-    assert f"pkpo: note: dropped line {len(lines) + 1} of {str(metrics)!r}, cut short by an interrupted write" in err
+    assert (f"pkpo: note: dropped line {len(lines) + 1} of {str(metrics)!r}, cut short by an "
+            "interrupted write") in err
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["step"] for r in records[1:] if "loss/policy" in r] == list(range(6))
 
@@ -178,7 +185,8 @@ def test_a_damaged_metrics_line_before_the_last_is_one_line_error(tmp_path, fini
     lines = metrics.read_text().splitlines()
     lines[2] = lines[2][:10]
     metrics.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"metrics.jsonl' line 3 is not a metrics record \(.*\); the file is damaged"):
+    damaged = r"metrics.jsonl' line 3 is not a metrics record \(.*\); the file is damaged"
+    with pytest.raises(ValueError, match=damaged):
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
 
 
