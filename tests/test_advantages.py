@@ -409,8 +409,9 @@ def test_k_is_checked(name):
             adv.compute(name, rewards, k=k)
     with pytest.raises(ValueError, match="needs k"):
         adv.compute(name, rewards)
-    with pytest.raises(ValueError, match="group 1 has n=2"):
+    with pytest.raises(pkpo.GroupSizeError, match="group 1 has n=2") as error:
         adv.compute(name, rewards, k=3, mask=np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=bool))
+    assert (error.value.group, error.value.n, error.value.need, error.value.k) == (1, 2, 3, 3)
     # with validate=False a ragged group smaller than k gets zeros
     ragged = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])  # an integer mask, like attention_mask
     out = adv.compute(name, rewards, k=3, validate=False, mask=ragged)

@@ -77,7 +77,7 @@ def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
     """
     k = _validation.check_k(k)
     g = prepare(rewards, mask, validate=validate, method="passk_training", binary=True, min_n=k,
-                why=f"k={k} <= n")
+                why=f"k={k} <= n", k=k)
     xp = g.xp
 
     def per_count(ratio, n, c):
@@ -116,7 +116,7 @@ def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
     """
     k = _validation.check_k(k)
     g = prepare(rewards, mask, validate=validate, method="pkpo_two_baselines", binary=True,
-                min_n=k, why=f"k={k} <= n")
+                min_n=k, why=f"k={k} <= n", k=k)
     xp = g.xp
 
     def per_count(ratio, n, c):
