@@ -660,7 +660,7 @@ def test_a_gzip_of_only_newlines_is_one_line_error_not_memory_error(tmp_path, ca
 
 
 def test_a_line_longer_than_the_limit_is_one_line_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(readers, "MAX_RECORD_BYTES", 1 << 16)
+    monkeypatch.setattr(readers._lines, "MAX_RECORD_BYTES", 1 << 16)
     path = tmp_path / "long.jsonl.gz"
     with gzip.open(path, "wb") as handle:
         handle.write(b'{"task_id": "a", "passed": true}\n' + b"a" * (1 << 18))
