@@ -788,8 +788,9 @@ def test_verifiers_threshold_default_and_override(tmp_path, capsys):
     code, out, _ = run_eval([path, "--k", "1,2", "--metric", "maxg@k"], capsys)  # the raw rewards
     expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in VERIFIERS_REWARDS.values())
     assert code == 0 and float(table_rows(out)[2][1]) == pytest.approx(expected, abs=5e-5)
-    (tmp_path / "metadata.json").write_text('{"pass_threshold": "high"}')
-    one_line_error(*run_eval([path], capsys), "metadata.json has no readable 'pass_threshold'")
+    for bad in ('"high"', "1" + "0" * 400):  # a string; an integer too large for a float
+        (tmp_path / "metadata.json").write_text('{"pass_threshold": %s}' % bad)
+        one_line_error(*run_eval([path], capsys), "metadata.json has no readable 'pass_threshold'")
 
 
 def tinker_trajectory(idx: int, example_id: str, reward: float, error: str | None = None) -> dict:

@@ -137,7 +137,7 @@ def _verifiers_threshold(folder: Path | None) -> tuple[float, str]:
         value = read_json_file(path)["pass_threshold"]
         if not is_number(value) or not math.isfinite(value):
             raise ValueError(value)
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError):
         raise EvalInputError(
             f"{path} has no readable 'pass_threshold'; give the threshold with --pass-threshold."
         ) from None
