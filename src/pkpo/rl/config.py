@@ -7,12 +7,16 @@
 
 Every field has a default and a help text (``pkpo train --help`` lists them); :meth:`TrainConfig.validate`
 checks the whole config before any work, and raises ``ValueError`` naming the field and the value.
+:data:`PRESETS` are the named settings of ``pkpo train --preset`` (``pkpo demo`` runs ``demo`` or
+``quick``, with the runs :data:`DEMO_RUNS`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,61 @@ RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "out_d
 def changed_fields(old: dict, new: dict) -> list[str]:
     """The fields, other than :data:`RESUMABLE_CHANGES`, whose values differ between two config dicts."""
     return sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+
+
+def _typed(key: str, value, hint):
+    """``value`` as the type of field ``key``, or a ValueError: no bool for a number, no number for a
+    string or a bool, no float for an integer (the k schedule ``k`` may also be an integer)."""
+    def refuse(what: str) -> ValueError:  # the value as TOML and JSON write it: true, "false", 1.5
+        return ValueError(f"config key {key!r} must be {what}; got {json.dumps(value, default=repr)}")
+
+    def integer(item) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool)
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if hint is int:
+        if not integer(value):
+            raise refuse("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse("a number")
+        return float(value)
+    if hint is str:
+        if key == "k" and integer(value):
+            return str(value)
+        if not isinstance(value, str):
+            raise refuse("a string")
+        return value
+    if typing.get_origin(hint) is tuple:  # eval_ks: integers
+        if not isinstance(value, (list, tuple)) or not all(integer(item) for item in value):
+            raise refuse("a list of integers")
+        return tuple(value)
+    return value
+
+
+# The largest sizes accepted: far beyond any run that fits a machine, small enough that a typo is
+# refused before anything is allocated (n = prompts_per_step = 100000 asks for 10^10 completions a step).
+SIZE_LIMITS = {"n": 1 << 16, "prompts_per_step": 1 << 16, "eval_samples": 1 << 16, "warm_batch": 1 << 16,
+               "max_new_tokens": 1 << 16, "length": 1 << 12, "d_model": 1 << 16, "n_layer": 1 << 10,
+               "n_head": 1 << 10, "threads": 1 << 10, "n_train": 10**8, "n_heldout": 10**8,
+               "n_validation": 10**8, "eval_problems": 10**8, "final_eval_problems": 10**8}
+MAX_COMPLETIONS_PER_STEP = 1 << 20  # prompts_per_step * n
+
+
+def check_sizes(cfg) -> None:
+    """Refuse sizes no machine could run (:data:`SIZE_LIMITS`), before anything is allocated."""
+    for name, limit in SIZE_LIMITS.items():
+        value = getattr(cfg, name)
+        if isinstance(value, int) and value > limit:
+            raise ValueError(f"{name} must be at most {limit:,}, got {value:,}")
+    completions = cfg.prompts_per_step * cfg.n
+    if completions > MAX_COMPLETIONS_PER_STEP:
+        raise ValueError(f"prompts_per_step x n = {completions:,} completions per step; at most "
+                         f"{MAX_COMPLETIONS_PER_STEP:,} are accepted")
 
 
 def _opt(default, help: str):
@@ -72,7 +131,7 @@ class TrainConfig:
         "1", 'k schedule spec for method "pkpo" (``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300")')
     baseline: str = _opt(
         "loo_minus_one", 'PKPO transform variant: "none", "loo", "loo_minus_one" (the paper\'s PKPO) or "centered"')
-    method: str = _opt("pkpo", '"pkpo", "loo", "grpo", "tzsm" or "entropy" (see ``pkpo.rl.trainer``)')
+    method: str = _opt("pkpo", '"pkpo", "loo", "grpo", "tzsm" or "entropy" (see ``pkpo.rl.training.trainer``)')
     lr: float = _opt(3e-4, "AdamW learning rate")
     lr_schedule: str = _opt(
         "constant", '"constant", or "cosine": cosine decay from lr to lr / 10 over the run')
@@ -103,16 +162,15 @@ class TrainConfig:
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from a dict of field values (a TOML file, a saved config), each checked against
+        its field's type as strictly as the flag of ``pkpo train``: ``steps = true``,
+        ``tensorboard = "false"``, ``eval_ks = [1.5, 2]`` or ``device = 0`` is a ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
-        values = dict(values)
-        if "k" in values:
-            values["k"] = str(values["k"])
-        if "eval_ks" in values:
-            values["eval_ks"] = tuple(int(k) for k in values["eval_ks"])
-        return cls(**values)
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: _typed(key, value, hints[key]) for key, value in values.items()})
 
     @classmethod
     def from_toml(cls, path) -> "TrainConfig":
@@ -164,6 +222,7 @@ class TrainConfig:
                      "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        check_sizes(self)
         need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
         need(self.baseline in pkpo.BASELINES, f"unknown baseline {self.baseline!r}; expected one of {pkpo.BASELINES}")
         need(self.scale in pkpo.SCALES, f"unknown scale {self.scale!r}; expected one of {pkpo.SCALES}")
@@ -211,3 +270,33 @@ class TrainConfig:
         # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
         task = self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
         return f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace("@", "at").replace(":", "-")
+
+
+# Presets: a dict of TrainConfig overrides.
+PRESETS = {
+    # the d=96, 3-layer GPT on the hidden-rule task; 16 prompts x 16 samples, 300 steps
+    "cpu": {},
+    # the first demo's setting (unlearnable feature, 256 training problems, 100 steps of 8 prompts x 16 samples):
+    # kept for the diagnosis in docs/results.md of why it could not show PKPO raising pass@k
+    "sum": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,
+            "checkpoint_every": 50},
+    # the demo (docs/results.md): a d=64 GPT (0.16 M parameters) on the "mixed" task (5-digit strings), fresh
+    # training problems, stratified validation and held-out sets; 300 steps of 16 prompts x 16 samples at lr 3e-4
+    # with cosine decay; evaluation of 128 held-out problems every 60 steps and of all 512 at the end
+    "demo": {"feature": "mixed", "length": 5, "max_new_tokens": 7, "n_train": 20000, "n_validation": 512,
+             "n_heldout": 512, "d_model": 64, "warm_steps": 1200, "demo_uniform": 0.1, "steps": 300,
+             "prompts_per_step": 16, "n": 16, "lr": 3e-4, "lr_schedule": "cosine", "eval_every": 60,
+             "eval_problems": 128, "final_eval_problems": 512, "eval_samples": 16, "checkpoint_every": 60},
+    # ~1 minute smoke test
+    "quick": {"feature": "mixed", "length": 5, "max_new_tokens": 7, "d_model": 64, "demo_uniform": 0.1,
+              "warm_steps": 80, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 4, "eval_problems": 16,
+              "final_eval_problems": 32, "eval_samples": 16, "checkpoint_every": 0, "n_train": 256, "n_heldout": 32,
+              "n_validation": 32},
+    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
+    "gpu": {"device": "cuda", "d_model": 256, "n_layer": 6, "n_head": 8, "warm_steps": 3000, "warm_batch": 256,
+            "steps": 1500, "prompts_per_step": 64, "n": 16, "n_train": 4096, "n_heldout": 512,
+            "eval_problems": 512, "eval_every": 100, "checkpoint_every": 100, "threads": 4},
+}
+
+# the runs of `pkpo demo` (and of the demo setting of tools/results.py)
+DEMO_RUNS = ["k1", "k4", "k8", "anneal"]
