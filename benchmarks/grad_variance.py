@@ -114,15 +114,38 @@ def trace_covariance(W: np.ndarray, K: np.ndarray) -> float:
     return float(np.einsum("mi,mi->", D @ K, D) / (W.shape[0] - 1))
 
 
-def squared_norm_of_mean(mean_w: np.ndarray, K: np.ndarray, tr_cov: float, m: int) -> float:
-    """||E X||^2, estimated without bias from the mean of m draws: ||Xbar||^2 - tr Cov / m."""
-    return float(mean_w @ K @ mean_w) - tr_cov / m
+class Groups:
+    """m groups of one prompt's pool, with the Gram entries that every estimator's moments need.
+
+    :meth:`moments` gives the same numbers as :func:`trace_covariance` of :func:`sample_weights`
+    (tested) in O(m n^2), without forming W (m, N): with W_m = S_m - a_m u (S_m the group's n
+    advantages scattered over the pool, a_m = sum_j A_mj, u the pool probabilities),
+    W_m K W_m = S_m K S_m - 2 a_m S_m K u + a_m^2 u K u, and S_m K S_m sums the n x n entries of K
+    between the group's samples (gathered once here, shared by all estimators).
+    """
+
+    def __init__(self, idx: np.ndarray, pool_probs: np.ndarray, K: np.ndarray):
+        self.idx, self.probs, self.K = idx, pool_probs, K
+        Ku = K @ pool_probs
+        self.pair_K = K[idx[:, :, None], idx[:, None, :]]  # (m, n, n)
+        self.Ku = Ku[idx]  # (m, n)
+        self.uKu = float(pool_probs @ Ku)
+
+    def moments(self, adv: np.ndarray) -> tuple[float, np.ndarray]:
+        """(tr Cov of the m centred group gradients, their mean weights over the pool (N,))."""
+        m, N = self.idx.shape[0], self.probs.shape[0]
+        a = adv.sum(axis=1)
+        pairs = float((adv * (self.pair_K @ adv[:, :, None])[..., 0]).sum())  # sum_m S_m K S_m
+        second = pairs - 2 * (a * (adv * self.Ku).sum(axis=1)).sum() + (a ** 2).sum() * self.uKu
+        mean_w = np.bincount(self.idx.ravel(), weights=adv.ravel(), minlength=N) / m - a.mean() * self.probs
+        return float((second - m * (mean_w @ self.K @ mean_w)) / (m - 1)), mean_w
 
 
-def cosine(a: np.ndarray, b: np.ndarray, K: np.ndarray) -> float:
-    """cos(a G, b G) = a K b / sqrt(a K a * b K b) for weight vectors a, b over the samples."""
-    ab, aa, bb = a @ K @ b, a @ K @ a, b @ K @ b
-    return float(ab / np.sqrt(aa * bb)) if aa > 0 and bb > 0 else float("nan")
+def cosine_to_mean(C: np.ndarray, i: int, members: list[int]) -> float:
+    """cos(x_i, mean of x_j over ``members``) from the Gram matrix C[i, j] = <x_i, x_j> of the vectors."""
+    inner = C[i, members].mean()
+    norm_sq = C[np.ix_(members, members)].mean()
+    return float(inner / np.sqrt(C[i, i] * norm_sq)) if C[i, i] > 0 and norm_sq > 0 else float("nan")
 
 
 def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
@@ -138,8 +161,9 @@ def measure(K: np.ndarray, rewards: list[np.ndarray], estimators: list[Estimator
     ``K`` is the Gram matrix of all samples, prompt after prompt (``rewards[p]`` holds prompt p's
     pool, in the same order). A batch gradient is one group of ``n`` per prompt; its tr Cov is the
     sum of the prompts' (their groups are independent). Replicate 0 uses the pools as they are,
-    replicates 1.. resample each pool with replacement (the bootstrap). Returns arrays indexed
-    [replicate, estimator]: ``tr_cov``, ``mean_sq`` (||E X||^2) and ``mean_w`` (replicates, E, N).
+    replicates 1.. resample each pool with replacement (the bootstrap). Returns ``tr_cov``
+    (replicates, E) and ``mean_gram`` (replicates, E, E), the inner products <Xbar_e, Xbar_f> of the
+    estimators' mean gradients (from ``mean_w K mean_w^T``).
     """
     if n < 1 or groups < 2 or replicates < 1:
         raise ValueError(f"need n >= 1, groups >= 2 and replicates >= 1; got {n}, {groups}, {replicates}")
@@ -147,35 +171,41 @@ def measure(K: np.ndarray, rewards: list[np.ndarray], estimators: list[Estimator
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     if K.shape != (offsets[-1], offsets[-1]):
         raise ValueError(f"Gram matrix is {K.shape} but the pools hold {offsets[-1]} samples")
+    blocks = [K[offsets[p]:offsets[p + 1], offsets[p]:offsets[p + 1]] for p in range(len(rewards))]
     rng = np.random.default_rng(seed)
     E = len(estimators)
     tr_cov = np.zeros((replicates, E))
-    mean_w = np.zeros((replicates, E, offsets[-1]))
+    mean_gram = np.zeros((replicates, E, E))
     for b in range(replicates):
+        drawn, group_rewards = [], []
         for p, pool_rewards in enumerate(rewards):
-            N, block = sizes[p], slice(offsets[p], offsets[p + 1])
+            N = sizes[p]
             pool = np.arange(N) if b == 0 else rng.integers(N, size=N)  # bootstrap resample of the pool
-            probs = np.bincount(pool, minlength=N) / N
             idx = pool[rng.integers(N, size=(groups, n))]  # groups drawn with replacement from the pool
-            group_rewards = pool_rewards[idx]
-            for e, est in enumerate(estimators):
-                W = sample_weights(idx, np.asarray(est.fn(group_rewards), dtype=float), probs)
-                tr_cov[b, e] += trace_covariance(W, K[block, block])
-                mean_w[b, e, block] = W.mean(axis=0)
-    mean_sq = np.array([[squared_norm_of_mean(mean_w[b, e], K, tr_cov[b, e], groups) for e in range(E)]
-                        for b in range(replicates)])
-    return {"tr_cov": tr_cov, "mean_sq": mean_sq, "mean_w": mean_w}
+            drawn.append(Groups(idx, np.bincount(pool, minlength=N) / N, blocks[p]))
+            group_rewards.append(pool_rewards[idx])
+        group_rewards = np.stack(group_rewards)  # (prompts, groups, n): one call per estimator
+        mean_w = np.zeros((E, offsets[-1]))
+        for e, est in enumerate(estimators):
+            adv = np.asarray(est.fn(group_rewards), dtype=float)
+            for p, g in enumerate(drawn):
+                cov, mean_w[e, offsets[p]:offsets[p + 1]] = g.moments(adv[p])
+                tr_cov[b, e] += cov
+        mean_gram[b] = mean_w @ K @ mean_w.T
+    return {"tr_cov": tr_cov, "mean_gram": mean_gram, "groups": groups}
 
 
-def summarise(result: dict, estimators: list[Estimator], K: np.ndarray, level: float = 0.95) -> list[dict]:
+def summarise(result: dict, estimators: list[Estimator], level: float = 0.95) -> list[dict]:
     """One row per estimator: tr Cov, its ratio to s^(loo-1) at the same k, the relative variance
     tr Cov / ||E X||^2, and cosines of its mean to the pooled mean of the unbiased estimators at each k
     (point value = replicate 0, intervals over replicates 1..)."""
     labels = [e.label for e in estimators]
     ks = sorted({e.k for e in estimators if e.k is not None})
-    tr_cov, mean_sq, mean_w = result["tr_cov"], result["mean_sq"], result["mean_w"]
+    tr_cov, mean_gram = result["tr_cov"], result["mean_gram"]
+    # ||E X||^2 without the bias of the Monte Carlo mean: ||Xbar||^2 - tr Cov / (number of groups)
+    mean_sq = np.diagonal(mean_gram, axis1=1, axis2=2) - tr_cov / result["groups"]
     boot = slice(1, None) if tr_cov.shape[0] > 1 else slice(0, 1)
-    pooled = {k: mean_w[:, [i for i, e in enumerate(estimators) if e.k == k]].mean(axis=1) for k in ks}
+    members = {k: [i for i, e in enumerate(estimators) if e.k == k] for k in ks}
 
     def stat(values: np.ndarray) -> dict:
         return {"value": float(values[0]), "interval": percentile_interval(values[boot], level)}
@@ -187,8 +217,8 @@ def summarise(result: dict, estimators: list[Estimator], K: np.ndarray, level: f
         ref = f"{REFERENCE} k={est.k}"
         if est.k is not None and ref in labels:
             row["ratio_to_loo_minus_one"] = stat(tr_cov[:, i] / tr_cov[:, labels.index(ref)])
-        row["cosine_to_pooled"] = {str(k): stat(np.array([cosine(mean_w[b, i], pooled[k][b], K)
-                                                          for b in range(tr_cov.shape[0])])) for k in ks}
+        row["cosine_to_pooled"] = {str(k): stat(np.array([cosine_to_mean(C, i, members[k]) for C in mean_gram]))
+                                   for k in ks}
         rows.append(row)
     return rows
 
@@ -265,7 +295,7 @@ class SmolLMGradients:
         import torch
         from peft import LoraConfig, get_peft_model
 
-        from pkpo.rl.pretrained import load_pretrained
+        from pkpo.rl.policies.pretrained import load_pretrained
 
         base = load_pretrained("smollm2-135m")  # HFPolicy without LoRA: frozen weights, tokenizer, sampling
         layers = base.model.config.num_hidden_layers
@@ -352,7 +382,7 @@ def _save_pool(path: Path, rewards, grads, meta: dict) -> None:
 
 def exemplar_prompt(problem_text: str, exemplar) -> str:
     """The task's prompt with a one-shot answer-format exemplar (a training problem and its bare answer)."""
-    from pkpo.rl.nl_tasks import ANSWER_INSTRUCTION
+    from pkpo.rl.tasks.nl_tasks import ANSWER_INSTRUCTION
 
     strip = lambda text: text.replace(" " + ANSWER_INSTRUCTION, "")  # noqa: E731
     return (f"Question: {strip(exemplar.prompt)}\nAnswer: {exemplar.answer}\n\nQuestion: {strip(problem_text)}\n"
@@ -363,7 +393,7 @@ def cmd_smollm(args) -> int:
     """Screen arithmetic prompts, then store rewards and per-sample LoRA gradients of the chosen ones."""
     import torch
 
-    from pkpo.rl.nl_tasks import ArithmeticWordTask
+    from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask
 
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
@@ -427,10 +457,10 @@ def cmd_smollm(args) -> int:
 
 
 def load_weights(path) -> dict:
-    """The model state of a trainer checkpoint (checksummed, :mod:`pkpo.rl.checkpoint`) or a warm-start file."""
+    """The model state of a trainer checkpoint (checksummed, :mod:`pkpo.rl.training.checkpoint`) or a warm-start file."""
     import torch
 
-    from pkpo.rl.checkpoint import load_checkpoint
+    from pkpo.rl.training.checkpoint import load_checkpoint
 
     with open(path, "rb") as f:
         trainer_file = len(f.readline()) == 65  # a sha256 hex line, then the torch.save payload
@@ -443,8 +473,8 @@ def cmd_gpt(args) -> int:
     import torch
 
     from pkpo.rl.config import TrainConfig
-    from pkpo.rl.evaluation import score_samples
-    from pkpo.rl.gpt import GPT, GPTConfig
+    from pkpo.rl.training.evaluation import score_samples
+    from pkpo.rl.policies.gpt import GPT, GPTConfig
     from pkpo.rl.interfaces import Samples
     from pkpo.rl.tasks import make_task
 
@@ -531,7 +561,7 @@ def cmd_analyse(args) -> int:
     t0 = time.time()
     result = measure(K, rewards, estimators, n=args.n, groups=args.groups, replicates=args.replicates + 1,
                      seed=args.seed)
-    rows = summarise(result, estimators, K)
+    rows = summarise(result, estimators)
     decision = verdict(rows)
     tables = markdown_tables(rows)
     pools = "; ".join(f"{m['key']} pass@1 {m['pass@1']:.3f}" for m in metas)
@@ -579,8 +609,8 @@ def main(argv: list[str] | None = None) -> int:
     analyse = sub.add_parser("analyse")
     analyse.add_argument("--cache", required=True)
     analyse.add_argument("--ks", type=_ints, default=[1, 2, 4, 8])
-    analyse.add_argument("--family", type=lambda s: [x for x in s.split(",") if x], default=[],
-                         help="pkpo.advantages estimators to add, e.g. grpo,maxrl,tzsm")
+    analyse.add_argument("--family", type=lambda s: [x for x in s.split(",") if x], default=["grpo", "maxrl", "tzsm"],
+                         help="pkpo.advantages estimators to add (comma-separated; empty: none)")
     analyse.add_argument("--n", type=int, default=16, help="group size")
     analyse.add_argument("--groups", type=int, default=1024, help="random groups per prompt and replicate")
     analyse.add_argument("--replicates", type=int, default=200, help="bootstrap replicates")

@@ -56,7 +56,12 @@ def test_unbiased_baselines_share_the_exact_expectation_in_the_pool_world(rng):
     raw = {e.label: gv.sample_weights(idx, e.fn(rewards[idx]), np.zeros(4)).mean(axis=0)
            for e in gv.pkpo_estimators([2], ["none", "loo"])}
     assert not np.allclose(raw["none k=2"] @ G, raw["loo k=2"] @ G)
-    assert np.isfinite(gv.cosine(raw["none k=2"], raw["loo k=2"], K))
+    # the Gram matrix of the means gives their cosines: 1 between equal means
+    M = np.array([means["none k=2"], means["centered k=2"], raw["none k=2"] @ G])
+    C = M @ M.T
+    assert gv.cosine_to_mean(C, 0, [1]) == pytest.approx(1.0)
+    assert gv.cosine_to_mean(C, 2, [0, 1]) < 1.0
+    del K
 
 
 def test_measure_known_variance_of_a_single_draw():
@@ -66,7 +71,7 @@ def test_measure_known_variance_of_a_single_draw():
     est = gv.pkpo_estimators([1], ["none"])
     out = gv.measure(G @ G.T, [np.array([1.0, 0.0])], est, n=1, groups=40000, replicates=1, seed=3)
     assert out["tr_cov"][0, 0] == pytest.approx(0.25, rel=0.02)
-    assert out["mean_sq"][0, 0] == pytest.approx(0.25, rel=0.02)
+    assert out["mean_gram"][0, 0, 0] == pytest.approx(0.25, rel=0.02)
 
 
 def test_measure_scaled_estimator_ratio_and_cosine(rng):
@@ -76,7 +81,7 @@ def test_measure_scaled_estimator_ratio_and_cosine(rng):
     doubled = gv.Estimator("double", None, lambda r: 2.0 * base.fn(r))
     out = gv.measure(G @ G.T, rewards, [base, doubled], n=8, groups=200, replicates=5, seed=1)
     np.testing.assert_allclose(out["tr_cov"][:, 1] / out["tr_cov"][:, 0], 4.0, rtol=1e-9)
-    rows = gv.summarise(out, [base, doubled], G @ G.T)
+    rows = gv.summarise(out, [base, doubled])
     assert rows[1]["cosine_to_pooled"]["4"]["value"] == pytest.approx(1.0, abs=1e-9)
     assert rows[0]["ratio_to_loo_minus_one"]["value"] == pytest.approx(1.0)
     assert rows[0]["ratio_to_loo_minus_one"]["interval"] == pytest.approx((1.0, 1.0))
@@ -144,3 +149,15 @@ def test_select_prompts():
 def test_analyse_without_pools_is_a_one_line_error(tmp_path, capsys):
     assert gv.main(["analyse", "--cache", str(tmp_path)]) == 2
     assert "no prompt-*.npz" in capsys.readouterr().err
+
+
+def test_group_moments_equal_the_dense_definition(rng):
+    G = rng.normal(size=(12, 7))
+    K = G @ G.T
+    idx = rng.integers(12, size=(40, 5))
+    adv = rng.normal(size=(40, 5))
+    probs = rng.dirichlet(np.ones(12))
+    W = gv.sample_weights(idx, adv, probs)
+    cov, mean_w = gv.Groups(idx, probs, K).moments(adv)
+    assert cov == pytest.approx(gv.trace_covariance(W, K), rel=1e-10)
+    np.testing.assert_allclose(mean_w, W.mean(axis=0), atol=1e-12)
