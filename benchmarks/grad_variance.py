@@ -50,12 +50,16 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 import pkpo
+
+if TYPE_CHECKING:
+    import torch
 
 PKPO_BASELINES = ("none", "loo", "loo_minus_one", "centered")
 REFERENCE = "loo_minus_one"
@@ -68,14 +72,19 @@ class Estimator(NamedTuple):
     """One group-advantage estimator: ``fn(rewards (m, n)) -> advantages (m, n)``."""
 
     label: str
-    k: int | None  # the k whose pass@k gradient it estimates without bias (None: not such an estimator)
+    k: (
+        int | None
+    )  # the k whose pass@k gradient it estimates without bias (None: not such an estimator)
     fn: Callable[[np.ndarray], np.ndarray]
 
 
 def pkpo_estimators(ks, baselines=PKPO_BASELINES) -> list[Estimator]:
     """``pkpo.transform(rewards, k, baseline)`` for every k and baseline: all unbiased for grad pass@k."""
-    return [Estimator(f"{b} k={k}", int(k), lambda r, k=int(k), b=b: pkpo.transform(r, k, baseline=b))
-            for k in ks for b in baselines]
+    return [
+        Estimator(f"{b} k={k}", int(k), lambda r, k=int(k), b=b: pkpo.transform(r, k, baseline=b))
+        for k in ks
+        for b in baselines
+    ]
 
 
 def family_estimators(names) -> list[Estimator]:
@@ -85,8 +94,12 @@ def family_estimators(names) -> list[Estimator]:
     try:
         from pkpo import advantages
     except ImportError as exc:
-        raise ValueError(f"--family {','.join(names)} needs the pkpo.advantages module ({exc})") from None
-    return [Estimator(name, None, lambda r, name=name: advantages.compute(name, r)) for name in names]
+        raise ValueError(
+            f"--family {','.join(names)} needs the pkpo.advantages module ({exc})"
+        ) from None
+    return [
+        Estimator(name, None, lambda r, name=name: advantages.compute(name, r)) for name in names
+    ]
 
 
 # ---- groups, weights and moments (pure numpy; tests/benchmarks/test_grad_variance.py) ---------------
@@ -136,8 +149,11 @@ class Groups:
         m, N = self.idx.shape[0], self.probs.shape[0]
         a = adv.sum(axis=1)
         pairs = float((adv * (self.pair_K @ adv[:, :, None])[..., 0]).sum())  # sum_m S_m K S_m
-        second = pairs - 2 * (a * (adv * self.Ku).sum(axis=1)).sum() + (a ** 2).sum() * self.uKu
-        mean_w = np.bincount(self.idx.ravel(), weights=adv.ravel(), minlength=N) / m - a.mean() * self.probs
+        second = pairs - 2 * (a * (adv * self.Ku).sum(axis=1)).sum() + (a**2).sum() * self.uKu
+        mean_w = (
+            np.bincount(self.idx.ravel(), weights=adv.ravel(), minlength=N) / m
+            - a.mean() * self.probs
+        )
         return float((second - m * (mean_w @ self.K @ mean_w)) / (m - 1)), mean_w
 
 
@@ -145,7 +161,9 @@ def cosine_to_mean(C: np.ndarray, i: int, members: list[int]) -> float:
     """cos(x_i, mean of x_j over ``members``) from the Gram matrix C[i, j] = <x_i, x_j> of the vectors."""
     inner = C[i, members].mean()
     norm_sq = C[np.ix_(members, members)].mean()
-    return float(inner / np.sqrt(C[i, i] * norm_sq)) if C[i, i] > 0 and norm_sq > 0 else float("nan")
+    return (
+        float(inner / np.sqrt(C[i, i] * norm_sq)) if C[i, i] > 0 and norm_sq > 0 else float("nan")
+    )
 
 
 def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
@@ -154,24 +172,40 @@ def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def measure(K: np.ndarray, rewards: list[np.ndarray], estimators: list[Estimator], *, n: int = 16,
-            groups: int = 1024, replicates: int = 200, seed: int = 0) -> dict:
+def measure(
+    K: np.ndarray,
+    rewards: list[np.ndarray],
+    estimators: list[Estimator],
+    *,
+    n: int = 16,
+    groups: int = 1024,
+    replicates: int = 200,
+    seed: int = 0,
+    point_groups: int | None = None,
+) -> dict:
     """tr Cov, ||E X||^2 and mean weights of every estimator's batch gradient, for each replicate.
 
     ``K`` is the Gram matrix of all samples, prompt after prompt (``rewards[p]`` holds prompt p's
     pool, in the same order). A batch gradient is one group of ``n`` per prompt; its tr Cov is the
     sum of the prompts' (their groups are independent). Replicate 0 uses the pools as they are,
-    replicates 1.. resample each pool with replacement (the bootstrap). Returns ``tr_cov``
+    replicates 1.. resample each pool with replacement (the bootstrap). Replicate 0 draws
+    ``point_groups`` groups (default ``groups``): more groups there make the point estimate's Monte
+    Carlo error smaller than the replicates'. Returns ``groups`` (per replicate), ``tr_cov``
     (replicates, E) and ``mean_gram`` (replicates, E, E), the inner products <Xbar_e, Xbar_f> of the
     estimators' mean gradients (from ``mean_w K mean_w^T``).
     """
-    if n < 1 or groups < 2 or replicates < 1:
-        raise ValueError(f"need n >= 1, groups >= 2 and replicates >= 1; got {n}, {groups}, {replicates}")
+    point_groups = groups if point_groups is None else point_groups
+    if n < 1 or min(groups, point_groups) < 2 or replicates < 1:
+        raise ValueError(
+            f"need n >= 1, groups >= 2 and replicates >= 1; got {n}, {groups}, {replicates}"
+        )
     sizes = [len(r) for r in rewards]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     if K.shape != (offsets[-1], offsets[-1]):
         raise ValueError(f"Gram matrix is {K.shape} but the pools hold {offsets[-1]} samples")
-    blocks = [K[offsets[p]:offsets[p + 1], offsets[p]:offsets[p + 1]] for p in range(len(rewards))]
+    blocks = [
+        K[offsets[p] : offsets[p + 1], offsets[p] : offsets[p + 1]] for p in range(len(rewards))
+    ]
     rng = np.random.default_rng(seed)
     E = len(estimators)
     tr_cov = np.zeros((replicates, E))
@@ -180,8 +214,11 @@ def measure(K: np.ndarray, rewards: list[np.ndarray], estimators: list[Estimator
         drawn, group_rewards = [], []
         for p, pool_rewards in enumerate(rewards):
             N = sizes[p]
-            pool = np.arange(N) if b == 0 else rng.integers(N, size=N)  # bootstrap resample of the pool
-            idx = pool[rng.integers(N, size=(groups, n))]  # groups drawn with replacement from the pool
+            pool = (
+                np.arange(N) if b == 0 else rng.integers(N, size=N)
+            )  # bootstrap resample of the pool
+            m = point_groups if b == 0 else groups
+            idx = pool[rng.integers(N, size=(m, n))]  # groups drawn with replacement from the pool
             drawn.append(Groups(idx, np.bincount(pool, minlength=N) / N, blocks[p]))
             group_rewards.append(pool_rewards[idx])
         group_rewards = np.stack(group_rewards)  # (prompts, groups, n): one call per estimator
@@ -189,10 +226,11 @@ def measure(K: np.ndarray, rewards: list[np.ndarray], estimators: list[Estimator
         for e, est in enumerate(estimators):
             adv = np.asarray(est.fn(group_rewards), dtype=float)
             for p, g in enumerate(drawn):
-                cov, mean_w[e, offsets[p]:offsets[p + 1]] = g.moments(adv[p])
+                cov, mean_w[e, offsets[p] : offsets[p + 1]] = g.moments(adv[p])
                 tr_cov[b, e] += cov
         mean_gram[b] = mean_w @ K @ mean_w.T
-    return {"tr_cov": tr_cov, "mean_gram": mean_gram, "groups": groups}
+    counts = np.array([point_groups] + [groups] * (replicates - 1))
+    return {"tr_cov": tr_cov, "mean_gram": mean_gram, "groups": counts}
 
 
 def summarise(result: dict, estimators: list[Estimator], level: float = 0.95) -> list[dict]:
@@ -203,7 +241,9 @@ def summarise(result: dict, estimators: list[Estimator], level: float = 0.95) ->
     ks = sorted({e.k for e in estimators if e.k is not None})
     tr_cov, mean_gram = result["tr_cov"], result["mean_gram"]
     # ||E X||^2 without the bias of the Monte Carlo mean: ||Xbar||^2 - tr Cov / (number of groups)
-    mean_sq = np.diagonal(mean_gram, axis1=1, axis2=2) - tr_cov / result["groups"]
+    mean_sq = (
+        np.diagonal(mean_gram, axis1=1, axis2=2) - tr_cov / np.asarray(result["groups"])[:, None]
+    )
     boot = slice(1, None) if tr_cov.shape[0] > 1 else slice(0, 1)
     members = {k: [i for i, e in enumerate(estimators) if e.k == k] for k in ks}
 
@@ -212,13 +252,19 @@ def summarise(result: dict, estimators: list[Estimator], level: float = 0.95) ->
 
     rows = []
     for i, est in enumerate(estimators):
-        row = {"estimator": est.label, "k": est.k, "tr_cov": stat(tr_cov[:, i]),
-               "relative_variance": stat(tr_cov[:, i] / mean_sq[:, i])}
+        row = {
+            "estimator": est.label,
+            "k": est.k,
+            "tr_cov": stat(tr_cov[:, i]),
+            "relative_variance": stat(tr_cov[:, i] / mean_sq[:, i]),
+        }
         ref = f"{REFERENCE} k={est.k}"
         if est.k is not None and ref in labels:
             row["ratio_to_loo_minus_one"] = stat(tr_cov[:, i] / tr_cov[:, labels.index(ref)])
-        row["cosine_to_pooled"] = {str(k): stat(np.array([cosine_to_mean(C, i, members[k]) for C in mean_gram]))
-                                   for k in ks}
+        row["cosine_to_pooled"] = {
+            str(k): stat(np.array([cosine_to_mean(C, i, members[k]) for C in mean_gram]))
+            for k in ks
+        }
         rows.append(row)
     return rows
 
@@ -230,15 +276,20 @@ def verdict(rows: list[dict], ks=(4, 8)) -> dict:
     lies above 1 for every other baseline X; ``centered_not_worse`` is True if the interval of
     centered's ratio reaches down to 1 or below at some k in ``ks``.
     """
-    by = {(r["estimator"].split(" k=")[0], r["k"]): r for r in rows if "ratio_to_loo_minus_one" in r}
+    by = {
+        (r["estimator"].split(" k=")[0], r["k"]): r for r in rows if "ratio_to_loo_minus_one" in r
+    }
     above = {}
     for k in ks:
         for b in PKPO_BASELINES:
             if b != REFERENCE and (b, k) in by:
                 above[f"{b} k={k}"] = by[(b, k)]["ratio_to_loo_minus_one"]["interval"][0] > 1.0
     centered = [above[f"centered k={k}"] for k in ks if f"centered k={k}" in above]
-    return {"paper_choice_holds": bool(above) and all(above.values()), "interval_above_1": above,
-            "centered_not_worse": bool(centered) and not all(centered)}
+    return {
+        "paper_choice_holds": bool(above) and all(above.values()),
+        "interval_above_1": above,
+        "centered_not_worse": bool(centered) and not all(centered),
+    }
 
 
 # ---- tables ----------------------------------------------------------------------------------------
@@ -252,23 +303,36 @@ def _fmt(stat: dict, digits: int = 2) -> str:
 def markdown_tables(rows: list[dict]) -> str:
     """Two tables: the PKPO baselines against s^(loo-1); every estimator's relative variance and cosines."""
     ks = sorted({int(k) for r in rows for k in r["cosine_to_pooled"]})
-    out = ["| k | baseline | tr Cov / tr Cov(loo-1) | cos(mean, pooled unbiased mean) |", "|---|---|---|---|"]
+    out = [
+        "| k | baseline | tr Cov / tr Cov(loo-1) | cos(mean, pooled unbiased mean) |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         if "ratio_to_loo_minus_one" in r:
-            out.append(f"| {r['k']} | {r['estimator'].split(' k=')[0]} | {_fmt(r['ratio_to_loo_minus_one'])} | "
-                       f"{_fmt(r['cosine_to_pooled'][str(r['k'])], 3)} |")
-    out += ["", "| estimator | tr Cov / ||E X||^2 | " + " | ".join(f"cos to pooled k={k}" for k in ks) + " |",
-            "|---|---|" + "---|" * len(ks)]
+            out.append(
+                f"| {r['k']} | {r['estimator'].split(' k=')[0]} | {_fmt(r['ratio_to_loo_minus_one'])} | "
+                f"{_fmt(r['cosine_to_pooled'][str(r['k'])], 3)} |"
+            )
+    out += [
+        "",
+        "| estimator | tr Cov / ||E X||^2 | "
+        + " | ".join(f"cos to pooled k={k}" for k in ks)
+        + " |",
+        "|---|---|" + "---|" * len(ks),
+    ]
     for r in rows:
-        out.append(f"| {r['estimator']} | {_fmt(r['relative_variance'], 1)} | "
-                   + " | ".join(_fmt(r["cosine_to_pooled"][str(k)], 3) for k in ks) + " |")
+        out.append(
+            f"| {r['estimator']} | {_fmt(r['relative_variance'], 1)} | "
+            + " | ".join(_fmt(r["cosine_to_pooled"][str(k)], 3) for k in ks)
+            + " |"
+        )
     return "\n".join(out)
 
 
 # ---- per-sample gradients (torch; imported only by the model commands) -------------------------------
 
 
-def per_sample_gradients(logp_of: Callable[[int], "torch.Tensor"], count: int, params) -> np.ndarray:
+def per_sample_gradients(logp_of: Callable[[int], torch.Tensor], count: int, params) -> np.ndarray:
     """(count, D) float32: row i = grad of ``logp_of(i)`` (a scalar) w.r.t. ``params``, flattened."""
     import torch
 
@@ -297,37 +361,55 @@ class SmolLMGradients:
 
         from pkpo.rl.policies.pretrained import load_pretrained
 
-        base = load_pretrained("smollm2-135m")  # HFPolicy without LoRA: frozen weights, tokenizer, sampling
+        base = load_pretrained(
+            "smollm2-135m"
+        )  # HFPolicy without LoRA: frozen weights, tokenizer, sampling
         layers = base.model.config.num_hidden_layers
         if not 1 <= lora_layers <= layers:
             raise ValueError(f"--lora-layers must be in 1..{layers}, got {lora_layers}")
         self.first = layers - lora_layers
-        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                            layers_to_transform=list(range(self.first, layers)))
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            lora_dropout=0.0,
+            bias="none",
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            layers_to_transform=list(range(self.first, layers)),
+        )
         torch.manual_seed(0)  # peft draws LoRA's A when it builds the adapters: a fixed projection
         base.model = get_peft_model(base.model, config)
         self.policy, self.temperature = base, float(temperature)
         self.lm = base.model.base_model.model  # LlamaForCausalLM with LoRA layers inside
         self.params = [p for p in base.model.parameters() if p.requires_grad]
 
-    def hidden_below(self, prompt: list[int], completions) -> "torch.Tensor":
+    def hidden_below(self, prompt: list[int], completions) -> torch.Tensor:
         """Inputs of the first LoRA layer for prompt + completion[:-1], (b, L + T - 1, d), no autograd."""
         import torch
 
         with torch.no_grad():
             ids = torch.tensor([prompt])
-            out = self.lm(input_ids=ids, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+            out = self.lm(
+                input_ids=ids, use_cache=True, output_hidden_states=True, logits_to_keep=1
+            )
             h_prompt = out.hidden_states[self.first]
             b = completions.shape[0]
             cache = out.past_key_values
             cache.batch_repeat_interleave(b)
-            positions = torch.arange(len(prompt), len(prompt) + completions.shape[1] - 1)[None].expand(b, -1)
-            rest = self.lm(input_ids=completions[:, :-1], past_key_values=cache, position_ids=positions,
-                           use_cache=True, output_hidden_states=True, logits_to_keep=1)
+            positions = torch.arange(len(prompt), len(prompt) + completions.shape[1] - 1)[
+                None
+            ].expand(b, -1)
+            rest = self.lm(
+                input_ids=completions[:, :-1],
+                past_key_values=cache,
+                position_ids=positions,
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=1,
+            )
             return torch.cat([h_prompt.expand(b, -1, -1), rest.hidden_states[self.first]], dim=1)
 
-    def top_logprob(self, hidden: "torch.Tensor", completion, mask, prompt_len: int) -> "torch.Tensor":
+    def top_logprob(self, hidden: torch.Tensor, completion, mask, prompt_len: int) -> torch.Tensor:
         """log pi_T(y | x) of one sample from its hidden states below the LoRA layers (autograd on)."""
         import torch
 
@@ -336,19 +418,28 @@ class SmolLMGradients:
         positions = torch.arange(T)[None]
         causal = torch.full((T, T), float("-inf")).triu(1)[None, None]
         position_embeddings = self.lm.model.rotary_emb(h, position_ids=positions)
-        for layer in self.lm.model.layers[self.first:]:
-            h = layer(h, attention_mask=causal, position_ids=positions, position_embeddings=position_embeddings)
-        logits = self.lm.lm_head(self.lm.model.norm(h[0, prompt_len - 1:]))  # predicts completion tokens
+        for layer in self.lm.model.layers[self.first :]:
+            h = layer(
+                h,
+                attention_mask=causal,
+                position_ids=positions,
+                position_embeddings=position_embeddings,
+            )
+        logits = self.lm.lm_head(
+            self.lm.model.norm(h[0, prompt_len - 1 :])
+        )  # predicts completion tokens
         logp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
         return logp.gather(-1, completion[:, None]).squeeze(-1)[mask].sum()
 
-    def full_logprobs(self, prompt: list[int], completions, masks) -> "torch.Tensor":
+    def full_logprobs(self, prompt: list[int], completions, masks) -> torch.Tensor:
         """The same log-probs from one ordinary forward pass of the whole model (for the check)."""
         import torch
 
         with torch.no_grad():
-            ids = torch.cat([torch.tensor([prompt]).expand(completions.shape[0], -1), completions], dim=1)
-            logits = self.lm(input_ids=ids).logits[:, len(prompt) - 1:-1]
+            ids = torch.cat(
+                [torch.tensor([prompt]).expand(completions.shape[0], -1), completions], dim=1
+            )
+            logits = self.lm(input_ids=ids).logits[:, len(prompt) - 1 : -1]
             logp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
             return (logp.gather(-1, completions[..., None]).squeeze(-1) * masks).sum(-1)
 
@@ -358,14 +449,26 @@ def _sample(policy, prompt_ids, count, max_new_tokens, temperature, seed, chunk=
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    parts = [policy.sample([prompt_ids], min(chunk, count - done), max_new_tokens, temperature, generator=gen)
-             for done in range(0, count, chunk)]
+    parts = [
+        policy.sample(
+            [prompt_ids], min(chunk, count - done), max_new_tokens, temperature, generator=gen
+        )
+        for done in range(0, count, chunk)
+    ]
     T = max(s.completion_ids.shape[1] for s in parts)
     pad = getattr(policy, "pad_id", 0)
-    ids = torch.cat([torch.nn.functional.pad(s.completion_ids, (0, T - s.completion_ids.shape[1]), value=pad)
-                     for s in parts])
-    masks = torch.cat([torch.nn.functional.pad(s.completion_mask, (0, T - s.completion_mask.shape[1]))
-                       for s in parts])
+    ids = torch.cat(
+        [
+            torch.nn.functional.pad(s.completion_ids, (0, T - s.completion_ids.shape[1]), value=pad)
+            for s in parts
+        ]
+    )
+    masks = torch.cat(
+        [
+            torch.nn.functional.pad(s.completion_mask, (0, T - s.completion_mask.shape[1]))
+            for s in parts
+        ]
+    )
     return ids, masks
 
 
@@ -384,9 +487,13 @@ def exemplar_prompt(problem_text: str, exemplar) -> str:
     """The task's prompt with a one-shot answer-format exemplar (a training problem and its bare answer)."""
     from pkpo.rl.tasks.nl_tasks import ANSWER_INSTRUCTION
 
-    strip = lambda text: text.replace(" " + ANSWER_INSTRUCTION, "")  # noqa: E731
-    return (f"Question: {strip(exemplar.prompt)}\nAnswer: {exemplar.answer}\n\nQuestion: {strip(problem_text)}\n"
-            f"Answer with only the final number, as in the example.")
+    question, example = (
+        text.replace(" " + ANSWER_INSTRUCTION, "") for text in (problem_text, exemplar.prompt)
+    )
+    return (
+        f"Question: {example}\nAnswer: {exemplar.answer}\n\nQuestion: {question}\n"
+        f"Answer with only the final number, as in the example."
+    )
 
 
 def cmd_smollm(args) -> int:
@@ -401,8 +508,11 @@ def cmd_smollm(args) -> int:
     t0 = time.time()
     model = SmolLMGradients(args.lora_layers, args.rank, args.temperature)
     policy = model.policy
-    print(f"loaded SmolLM2 in {time.time() - t0:.0f} s; {sum(p.numel() for p in model.params)} LoRA values on "
-          f"layers {model.first}..{model.lm.config.num_hidden_layers - 1}", flush=True)
+    print(
+        f"loaded SmolLM2 in {time.time() - t0:.0f} s; {sum(p.numel() for p in model.params)} LoRA values on "
+        f"layers {model.first}..{model.lm.config.num_hidden_layers - 1}",
+        flush=True,
+    )
     candidates = []  # interleave the difficulties: d1 #0, d2 #0, d1 #1, ...
     tasks = {d: ArithmeticWordTask(difficulty=d) for d in args.difficulties}
     for j in range(args.candidates):
@@ -415,8 +525,16 @@ def cmd_smollm(args) -> int:
         key = f"d{d}-{problem.uid}"
         prompt_ids = policy.encode(exemplar_prompt(problem.prompt, exemplar))
         if key not in screen:
-            rate = _pass_at_1(policy, task, problem, prompt_ids, args.screen_samples, args.max_new_tokens,
-                              args.temperature, seed=args.seed * 1000 + c)[0]
+            rate = _pass_at_1(
+                policy,
+                task,
+                problem,
+                prompt_ids,
+                args.screen_samples,
+                args.max_new_tokens,
+                args.temperature,
+                seed=args.seed * 1000 + c,
+            )[0]
             screen[key] = rate
             screen_path.write_text(json.dumps(screen, indent=1))
             print(f"screen {key}: pass@1 {rate:.3f} ({args.screen_samples} samples)", flush=True)
@@ -425,34 +543,65 @@ def cmd_smollm(args) -> int:
         if len(chosen) == args.prompts:
             break
     if len(chosen) < args.prompts:
-        print(f"only {len(chosen)} of {len(candidates)} candidates have pass@1 in [{args.low}, {args.high}]")
+        print(
+            f"only {len(chosen)} of {len(candidates)} candidates have pass@1 in [{args.low}, {args.high}]"
+        )
     for p, (key, d, task, problem, prompt_ids) in enumerate(chosen):
         path = cache / f"prompt-{p:02d}.npz"
         if path.exists():
             continue
         t1 = time.time()
-        rate, ids, masks, texts = _pass_at_1(policy, task, problem, prompt_ids, args.samples, args.max_new_tokens,
-                                             args.temperature, seed=args.seed * 1000 + 500 + p)
+        rate, ids, masks, texts = _pass_at_1(
+            policy,
+            task,
+            problem,
+            prompt_ids,
+            args.samples,
+            args.max_new_tokens,
+            args.temperature,
+            seed=args.seed * 1000 + 500 + p,
+        )
         rewards = [task.score(problem, t) for t in texts]
         t2 = time.time()
         hidden = model.hidden_below(prompt_ids, ids)
         L = len(prompt_ids)
         check = model.full_logprobs(prompt_ids, ids[:8], masks[:8])
-        split = torch.stack([model.top_logprob(hidden[i], ids[i], masks[i], L).detach() for i in range(8)])
+        split = torch.stack(
+            [model.top_logprob(hidden[i], ids[i], masks[i], L).detach() for i in range(8)]
+        )
         err = float((check - split).abs().max())
         if err > 1e-3:
             raise RuntimeError(f"split forward disagrees with the full model by {err:.2e} nats")
-        grads = per_sample_gradients(lambda i: model.top_logprob(hidden[i], ids[i], masks[i], L), len(texts),
-                                     model.params)
-        meta = {"key": key, "difficulty": d, "prompt": problem.prompt, "answer": problem.answer, "pass@1": rate,
-                "samples": len(texts), "screen_pass@1": screen[key], "prompt_tokens": L,
-                "split_check_max_abs_err": err, "sample_s": t2 - t1, "grad_s": time.time() - t2,
-                "model": "SmolLM2-135M-Instruct", "lora_layers": args.lora_layers, "rank": args.rank,
-                "temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
-                "completions": texts[:32]}
+
+        def logp_of(i, hidden=hidden, ids=ids, masks=masks, L=L):
+            return model.top_logprob(hidden[i], ids[i], masks[i], L)
+
+        grads = per_sample_gradients(logp_of, len(texts), model.params)
+        meta = {
+            "key": key,
+            "difficulty": d,
+            "prompt": problem.prompt,
+            "answer": problem.answer,
+            "pass@1": rate,
+            "samples": len(texts),
+            "screen_pass@1": screen[key],
+            "prompt_tokens": L,
+            "split_check_max_abs_err": err,
+            "sample_s": t2 - t1,
+            "grad_s": time.time() - t2,
+            "model": "SmolLM2-135M-Instruct",
+            "lora_layers": args.lora_layers,
+            "rank": args.rank,
+            "temperature": args.temperature,
+            "max_new_tokens": args.max_new_tokens,
+            "completions": texts[:32],
+        }
         _save_pool(path, rewards, grads, meta)
-        print(f"prompt {p} ({key}): pass@1 {rate:.3f} over {len(texts)}, sampled in {t2 - t1:.0f} s, gradients "
-              f"in {time.time() - t2:.0f} s, split check {err:.1e}", flush=True)
+        print(
+            f"prompt {p} ({key}): pass@1 {rate:.3f} over {len(texts)}, sampled in {t2 - t1:.0f} s, gradients "
+            f"in {time.time() - t2:.0f} s, split check {err:.1e}",
+            flush=True,
+        )
     return 0
 
 
@@ -464,7 +613,11 @@ def load_weights(path) -> dict:
 
     with open(path, "rb") as f:
         trainer_file = len(f.readline()) == 65  # a sha256 hex line, then the torch.save payload
-    state = load_checkpoint(path) if trainer_file else torch.load(path, map_location="cpu", weights_only=True)
+    state = (
+        load_checkpoint(path)
+        if trainer_file
+        else torch.load(path, map_location="cpu", weights_only=True)
+    )
     return state["model"]
 
 
@@ -473,18 +626,27 @@ def cmd_gpt(args) -> int:
     import torch
 
     from pkpo.rl.config import TrainConfig
-    from pkpo.rl.training.evaluation import score_samples
-    from pkpo.rl.policies.gpt import GPT, GPTConfig
     from pkpo.rl.interfaces import Samples
+    from pkpo.rl.policies.gpt import GPT, GPTConfig
     from pkpo.rl.tasks import make_task
+    from pkpo.rl.training.evaluation import score_samples
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     cfg = TrainConfig.from_dict(first["config"])
-    task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, length=cfg.length,
-                     n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
-                     demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
+    task = make_task(
+        cfg.task,
+        tier=cfg.tier,
+        feature=cfg.feature,
+        seed=cfg.task_seed,
+        length=cfg.length,
+        n_train=cfg.n_train,
+        n_heldout=cfg.n_heldout,
+        n_validation=cfg.n_validation,
+        demo_power=cfg.demo_power,
+        demo_uniform=cfg.demo_uniform,
+    )
     policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head))
     policy.load_state_dict(load_weights(args.weights))
     policy.eval()
@@ -496,12 +658,20 @@ def cmd_gpt(args) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     problems = task.problems("heldout")[: args.candidates]
     gen = torch.Generator().manual_seed(args.seed)
-    screen = policy.sample([policy.encode(p.prompt) for p in problems], args.screen_samples, cfg.max_new_tokens, T,
-                           generator=gen)
+    screen = policy.sample(
+        [policy.encode(p.prompt) for p in problems],
+        args.screen_samples,
+        cfg.max_new_tokens,
+        T,
+        generator=gen,
+    )
     rates = score_samples(task, problems, policy, screen).mean(axis=1).tolist()
     chosen = select_prompts(rates, args.low, args.high, args.prompts)
-    print(f"{len(chosen)} of {len(problems)} held-out problems have pass@1 in [{args.low}, {args.high}] "
-          f"({args.screen_samples} samples each)", flush=True)
+    print(
+        f"{len(chosen)} of {len(problems)} held-out problems have pass@1 in [{args.low}, {args.high}] "
+        f"({args.screen_samples} samples each)",
+        flush=True,
+    )
     for p, j in enumerate(chosen):
         path = cache / f"prompt-{p:02d}.npz"
         if path.exists():
@@ -512,16 +682,31 @@ def cmd_gpt(args) -> int:
         rewards = score_samples(task, [problems[j]], policy, s)[0]
 
         def logp_of(i, s=s, prompt_ids=prompt_ids):
-            one = Samples(prompt_ids=[prompt_ids], completion_ids=s.completion_ids[i:i + 1],
-                          completion_mask=s.completion_mask[i:i + 1], n=1)
+            one = Samples(
+                prompt_ids=[prompt_ids],
+                completion_ids=s.completion_ids[i : i + 1],
+                completion_mask=s.completion_mask[i : i + 1],
+                n=1,
+            )
             return policy.sequence_logprobs(one)[0]
 
         grads = per_sample_gradients(logp_of, args.samples, params)
-        meta = {"key": problems[j].uid, "prompt": problems[j].prompt, "pass@1": float(rewards.mean()),
-                "samples": args.samples, "screen_pass@1": rates[j], "weights": str(args.weights),
-                "run": str(run), "grad_s": time.time() - t1, "model": f"GPT d={cfg.d_model}"}
+        meta = {
+            "key": problems[j].uid,
+            "prompt": problems[j].prompt,
+            "pass@1": float(rewards.mean()),
+            "samples": args.samples,
+            "screen_pass@1": rates[j],
+            "weights": str(args.weights),
+            "run": str(run),
+            "grad_s": time.time() - t1,
+            "model": f"GPT d={cfg.d_model}",
+        }
         _save_pool(path, rewards, grads, meta)
-        print(f"prompt {p} ({problems[j].uid}): pass@1 {rewards.mean():.3f}, {time.time() - t1:.0f} s", flush=True)
+        print(
+            f"prompt {p} ({problems[j].uid}): pass@1 {rewards.mean():.3f}, {time.time() - t1:.0f} s",
+            flush=True,
+        )
     return 0
 
 
@@ -538,8 +723,8 @@ def gram_matrix(paths: list[Path]) -> np.ndarray:
         for b in range(a, len(paths)):
             Gb = Ga if b == a else np.load(paths[b])["grads"]
             block = (Ga @ Gb.T).astype(np.float64)
-            K[offsets[a]:offsets[a + 1], offsets[b]:offsets[b + 1]] = block
-            K[offsets[b]:offsets[b + 1], offsets[a]:offsets[a + 1]] = block.T
+            K[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = block
+            K[offsets[b] : offsets[b + 1], offsets[a] : offsets[a + 1]] = block.T
     return K
 
 
@@ -555,24 +740,54 @@ def cmd_analyse(args) -> int:
     else:
         K = gram_matrix(paths)
         np.savez(gram_path, K=K, names=np.array(names))
+    chosen = list(range(len(paths))) if args.pools is None else args.pools
+    if not chosen or min(chosen) < 0 or max(chosen) >= len(paths):
+        raise ValueError(f"--pools must name pools 0..{len(paths) - 1}, got {args.pools}")
+    sizes = [int(np.load(p)["rewards"].shape[0]) for p in paths]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    keep = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
+    K = K[np.ix_(keep, keep)]
+    paths = [paths[i] for i in chosen]
     rewards = [np.load(p)["rewards"] for p in paths]
     metas = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
     estimators = pkpo_estimators(args.ks) + family_estimators(args.family)
     t0 = time.time()
-    result = measure(K, rewards, estimators, n=args.n, groups=args.groups, replicates=args.replicates + 1,
-                     seed=args.seed)
+    result = measure(
+        K,
+        rewards,
+        estimators,
+        n=args.n,
+        groups=args.groups,
+        replicates=args.replicates + 1,
+        seed=args.seed,
+        point_groups=args.point_groups,
+    )
     rows = summarise(result, estimators)
     decision = verdict(rows)
     tables = markdown_tables(rows)
     pools = "; ".join(f"{m['key']} pass@1 {m['pass@1']:.3f}" for m in metas)
-    summary = {"cache": str(cache), "prompts": [{k: m[k] for k in m if k != "completions"} for m in metas],
-               "n": args.n, "groups": args.groups, "replicates": args.replicates, "seed": args.seed,
-               "rows": rows, "verdict": decision, "analysis_s": time.time() - t0}
-    (cache / "results.json").write_text(json.dumps(summary, indent=1))
-    (cache / "results.md").write_text(tables + "\n")
-    print(f"{len(paths)} prompts x {[len(r) for r in rewards]} samples ({pools}); n = {args.n}, "
-          f"{args.groups} groups per replicate, {args.replicates} bootstrap replicates, "
-          f"{time.time() - t0:.0f} s\n")
+    summary = {
+        "cache": str(cache),
+        "prompts": [{k: m[k] for k in m if k != "completions"} for m in metas],
+        "pools": chosen,
+        "n": args.n,
+        "groups": args.groups,
+        "point_groups": args.point_groups,
+        "replicates": args.replicates,
+        "seed": args.seed,
+        "rows": rows,
+        "verdict": decision,
+        "analysis_s": time.time() - t0,
+    }
+    name = "results" if args.pools is None else "results-pools-" + "-".join(map(str, chosen))
+    (cache / f"{name}.json").write_text(json.dumps(summary, indent=1))
+    (cache / f"{name}.md").write_text(tables + "\n")
+    print(
+        f"{len(paths)} prompts x {[len(r) for r in rewards]} samples ({pools}); n = {args.n}, "
+        f"{args.point_groups} groups for the point estimate, {args.groups} per bootstrap replicate, "
+        f"{args.replicates} replicates, "
+        f"{time.time() - t0:.0f} s\n"
+    )
     print(tables)
     print("\nverdict:", json.dumps(decision))
     return 0
@@ -587,11 +802,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("smollm", "gpt"):
         p = sub.add_parser(name)
-        p.add_argument("--cache", required=True, help="folder for the per-prompt .npz files (resumable)")
+        p.add_argument(
+            "--cache", required=True, help="folder for the per-prompt .npz files (resumable)"
+        )
         p.add_argument("--prompts", type=int, default=4 if name == "smollm" else 8)
         p.add_argument("--samples", type=int, default=256, help="samples per prompt (the pool)")
-        p.add_argument("--candidates", type=int, default=8 if name == "smollm" else 128,
-                       help="held-out problems to screen (per difficulty for smollm)")
+        p.add_argument(
+            "--candidates",
+            type=int,
+            default=8 if name == "smollm" else 128,
+            help="held-out problems to screen (per difficulty for smollm)",
+        )
         p.add_argument("--screen-samples", type=int, default=32 if name == "smollm" else 64)
         p.add_argument("--low", type=float, default=0.05, help="lowest screened pass@1 kept")
         p.add_argument("--high", type=float, default=0.40, help="highest screened pass@1 kept")
@@ -599,20 +820,46 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threads", type=int, default=1)
     smollm = sub.choices["smollm"]
     smollm.add_argument("--difficulties", type=_ints, default=[1, 2])
-    smollm.add_argument("--lora-layers", type=int, default=4, help="LoRA on the top L decoder layers")
+    smollm.add_argument(
+        "--lora-layers", type=int, default=4, help="LoRA on the top L decoder layers"
+    )
     smollm.add_argument("--rank", type=int, default=8)
     smollm.add_argument("--temperature", type=float, default=0.7)
     smollm.add_argument("--max-new-tokens", type=int, default=12)
     gpt = sub.choices["gpt"]
-    gpt.add_argument("--run", required=True, help="a `pkpo train` output folder (its metrics.jsonl has the config)")
-    gpt.add_argument("--weights", required=True, help="a checkpoint.pt of that run, or its warm-start cache file")
+    gpt.add_argument(
+        "--run",
+        required=True,
+        help="a `pkpo train` output folder (its metrics.jsonl has the config)",
+    )
+    gpt.add_argument(
+        "--weights", required=True, help="a checkpoint.pt of that run, or its warm-start cache file"
+    )
     analyse = sub.add_parser("analyse")
     analyse.add_argument("--cache", required=True)
     analyse.add_argument("--ks", type=_ints, default=[1, 2, 4, 8])
-    analyse.add_argument("--family", type=lambda s: [x for x in s.split(",") if x], default=["grpo", "maxrl", "tzsm"],
-                         help="pkpo.advantages estimators to add (comma-separated; empty: none)")
+    analyse.add_argument(
+        "--family",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["grpo", "maxrl", "tzsm"],
+        help="pkpo.advantages estimators to add (comma-separated; empty: none)",
+    )
+    analyse.add_argument(
+        "--pools",
+        type=_ints,
+        default=None,
+        help="analyse only these pools (prompt-XX indices, comma-separated; default all)",
+    )
     analyse.add_argument("--n", type=int, default=16, help="group size")
-    analyse.add_argument("--groups", type=int, default=1024, help="random groups per prompt and replicate")
+    analyse.add_argument(
+        "--groups", type=int, default=1024, help="random groups per prompt and bootstrap replicate"
+    )
+    analyse.add_argument(
+        "--point-groups",
+        type=int,
+        default=8192,
+        help="random groups per prompt for the point estimate",
+    )
     analyse.add_argument("--replicates", type=int, default=200, help="bootstrap replicates")
     analyse.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

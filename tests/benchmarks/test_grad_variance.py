@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +48,18 @@ def test_unbiased_baselines_share_the_exact_expectation_in_the_pool_world(rng):
     K = G @ G.T
     idx = np.array(list(itertools.product(range(4), repeat=3)))
     uniform = np.full(4, 0.25)
-    means = {e.label: gv.sample_weights(idx, e.fn(rewards[idx]), uniform).mean(axis=0) @ G
-             for e in gv.pkpo_estimators([2])}
+    means = {
+        e.label: gv.sample_weights(idx, e.fn(rewards[idx]), uniform).mean(axis=0) @ G
+        for e in gv.pkpo_estimators([2])
+    }
     first = means["none k=2"]
     for label, mean in means.items():
         np.testing.assert_allclose(mean, first, atol=1e-12, err_msg=label)
     # without the centring of g on the pool mean, "none" and "loo" differ (sum_i A_i differs)
-    raw = {e.label: gv.sample_weights(idx, e.fn(rewards[idx]), np.zeros(4)).mean(axis=0)
-           for e in gv.pkpo_estimators([2], ["none", "loo"])}
+    raw = {
+        e.label: gv.sample_weights(idx, e.fn(rewards[idx]), np.zeros(4)).mean(axis=0)
+        for e in gv.pkpo_estimators([2], ["none", "loo"])
+    }
     assert not np.allclose(raw["none k=2"] @ G, raw["loo k=2"] @ G)
     # the Gram matrix of the means gives their cosines: 1 between equal means
     M = np.array([means["none k=2"], means["centered k=2"], raw["none k=2"] @ G])
@@ -79,24 +84,33 @@ def test_measure_scaled_estimator_ratio_and_cosine(rng):
     rewards = [(rng.random(32) < 0.3).astype(float), (rng.random(32) < 0.2).astype(float)]
     base = gv.pkpo_estimators([4], ["loo_minus_one"])[0]
     doubled = gv.Estimator("double", None, lambda r: 2.0 * base.fn(r))
-    out = gv.measure(G @ G.T, rewards, [base, doubled], n=8, groups=200, replicates=5, seed=1)
+    out = gv.measure(
+        G @ G.T, rewards, [base, doubled], n=8, groups=200, replicates=5, seed=1, point_groups=300
+    )
+    assert out["groups"].tolist() == [300, 200, 200, 200, 200]
     np.testing.assert_allclose(out["tr_cov"][:, 1] / out["tr_cov"][:, 0], 4.0, rtol=1e-9)
     rows = gv.summarise(out, [base, doubled])
     assert rows[1]["cosine_to_pooled"]["4"]["value"] == pytest.approx(1.0, abs=1e-9)
     assert rows[0]["ratio_to_loo_minus_one"]["value"] == pytest.approx(1.0)
     assert rows[0]["ratio_to_loo_minus_one"]["interval"] == pytest.approx((1.0, 1.0))
     # the relative variance is scale-free
-    assert rows[1]["relative_variance"]["value"] == pytest.approx(rows[0]["relative_variance"]["value"], rel=1e-6)
+    assert rows[1]["relative_variance"]["value"] == pytest.approx(
+        rows[0]["relative_variance"]["value"], rel=1e-6
+    )
 
 
 def test_bootstrap_replicates_differ_and_sum_over_prompts(rng):
     G = rng.normal(size=(40, 6))
     r = (rng.random(40) < 0.3).astype(float)
     est = gv.pkpo_estimators([2], ["none"])
-    both = gv.measure(G @ G.T, [r[:20], r[20:]], est, n=4, groups=100, replicates=4, seed=0)["tr_cov"][:, 0]
+    both = gv.measure(G @ G.T, [r[:20], r[20:]], est, n=4, groups=100, replicates=4, seed=0)[
+        "tr_cov"
+    ][:, 0]
     assert len(set(np.round(both, 12))) == 4  # each replicate resamples the pools
     K = G @ G.T
-    one = gv.measure(K[:20, :20], [r[:20]], est, n=4, groups=100, replicates=1, seed=0)["tr_cov"][0, 0]
+    one = gv.measure(K[:20, :20], [r[:20]], est, n=4, groups=100, replicates=1, seed=0)["tr_cov"][
+        0, 0
+    ]
     assert 0 < one < both[0]
 
 
@@ -110,16 +124,23 @@ def test_percentile_interval():
 
 
 def _row(label, k, lo, hi):
-    return {"estimator": f"{label} k={k}", "k": k, "ratio_to_loo_minus_one": {"value": (lo + hi) / 2,
-                                                                            "interval": (lo, hi)}}
+    return {
+        "estimator": f"{label} k={k}",
+        "k": k,
+        "ratio_to_loo_minus_one": {"value": (lo + hi) / 2, "interval": (lo, hi)},
+    }
 
 
 def test_verdict_rule():
     rows = [_row(b, k, 1.2, 1.5) for k in (4, 8) for b in ("none", "loo", "centered")]
     rows += [_row("loo_minus_one", k, 1.0, 1.0) for k in (4, 8)]
-    assert gv.verdict(rows) == {"paper_choice_holds": True, "centered_not_worse": False,
-                                "interval_above_1": {f"{b} k={k}": True for k in (4, 8)
-                                                     for b in ("none", "loo", "centered")}}
+    assert gv.verdict(rows) == {
+        "paper_choice_holds": True,
+        "centered_not_worse": False,
+        "interval_above_1": {
+            f"{b} k={k}": True for k in (4, 8) for b in ("none", "loo", "centered")
+        },
+    }
     rows[-3] = _row("centered", 8, 0.9, 1.1)  # centered at k = 8 overlaps 1
     out = gv.verdict(rows)
     assert out["paper_choice_holds"] is False and out["centered_not_worse"] is True
@@ -138,7 +159,7 @@ def test_per_sample_gradients_of_a_linear_score():
     torch = pytest.importorskip("torch")
     w = torch.zeros(3, requires_grad=True)
     x = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]])
-    rows = gv.per_sample_gradients(lambda i: (w * x[i]).sum() + 0.5 * (w ** 2).sum(), 2, [w])
+    rows = gv.per_sample_gradients(lambda i: (w * x[i]).sum() + 0.5 * (w**2).sum(), 2, [w])
     np.testing.assert_allclose(rows, x.numpy())
 
 
@@ -161,3 +182,37 @@ def test_group_moments_equal_the_dense_definition(rng):
     cov, mean_w = gv.Groups(idx, probs, K).moments(adv)
     assert cov == pytest.approx(gv.trace_covariance(W, K), rel=1e-10)
     np.testing.assert_allclose(mean_w, W.mean(axis=0), atol=1e-12)
+
+
+def test_analyse_a_subset_of_pools_end_to_end(tmp_path, rng):
+    for i, rate in enumerate((0.3, 0.1, 0.5)):
+        np.savez(
+            tmp_path / f"prompt-{i:02d}.npz",
+            rewards=(rng.random(24) < rate).astype(float),
+            grads=rng.normal(size=(24, 6)).astype(np.float32),
+        )
+        (tmp_path / f"prompt-{i:02d}.json").write_text(f'{{"key": "p{i}", "pass@1": {rate}}}')
+    argv = [
+        "analyse",
+        "--cache",
+        str(tmp_path),
+        "--ks",
+        "2,4",
+        "--family",
+        "",
+        "--n",
+        "6",
+        "--groups",
+        "50",
+        "--point-groups",
+        "80",
+        "--replicates",
+        "3",
+    ]
+    assert gv.main(argv + ["--pools", "0,2"]) == 0
+    out = json.loads((tmp_path / "results-pools-0-2.json").read_text())
+    assert [p["key"] for p in out["prompts"]] == ["p0", "p2"]
+    assert {r["estimator"] for r in out["rows"]} == {
+        f"{b} k={k}" for b in gv.PKPO_BASELINES for k in (2, 4)
+    }
+    assert gv.main(argv + ["--pools", "3"]) == 2
