@@ -172,6 +172,17 @@ def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def draw_groups(rng: np.random.Generator, pool_size: int, m: int, n: int, replace: bool = True):
+    """(m, n) positions in a pool: i.i.d. draws (``replace``), or n distinct positions per group."""
+    if replace:
+        return rng.integers(pool_size, size=(m, n))
+    if n >= pool_size:
+        raise ValueError(
+            f"groups of n = {n} without replacement need a pool larger than n, got {pool_size}"
+        )
+    return rng.random((m, pool_size)).argpartition(n, axis=1)[:, :n]
+
+
 def measure(
     K: np.ndarray,
     rewards: list[np.ndarray],
@@ -182,6 +193,7 @@ def measure(
     replicates: int = 200,
     seed: int = 0,
     point_groups: int | None = None,
+    replace: bool = True,
 ) -> dict:
     """tr Cov, ||E X||^2 and mean weights of every estimator's batch gradient, for each replicate.
 
@@ -190,7 +202,9 @@ def measure(
     sum of the prompts' (their groups are independent). Replicate 0 uses the pools as they are,
     replicates 1.. resample each pool with replacement (the bootstrap). Replicate 0 draws
     ``point_groups`` groups (default ``groups``): more groups there make the point estimate's Monte
-    Carlo error smaller than the replicates'. Returns ``groups`` (per replicate), ``tr_cov``
+    Carlo error smaller than the replicates'. ``replace=False`` draws each group's n samples without
+    replacement (a sensitivity check: then the unbiased estimators' expectations agree only up to
+    O(n / N) in the pool world). Returns ``groups`` (per replicate), ``tr_cov``
     (replicates, E) and ``mean_gram`` (replicates, E, E), the inner products <Xbar_e, Xbar_f> of the
     estimators' mean gradients (from ``mean_w K mean_w^T``).
     """
@@ -218,7 +232,7 @@ def measure(
                 np.arange(N) if b == 0 else rng.integers(N, size=N)
             )  # bootstrap resample of the pool
             m = point_groups if b == 0 else groups
-            idx = pool[rng.integers(N, size=(m, n))]  # groups drawn with replacement from the pool
+            idx = pool[draw_groups(rng, N, m, n, replace)]
             drawn.append(Groups(idx, np.bincount(pool, minlength=N) / N, blocks[p]))
             group_rewards.append(pool_rewards[idx])
         group_rewards = np.stack(group_rewards)  # (prompts, groups, n): one call per estimator
@@ -761,6 +775,7 @@ def cmd_analyse(args) -> int:
         replicates=args.replicates + 1,
         seed=args.seed,
         point_groups=args.point_groups,
+        replace=args.replace,
     )
     rows = summarise(result, estimators)
     decision = verdict(rows)
@@ -773,6 +788,7 @@ def cmd_analyse(args) -> int:
         "n": args.n,
         "groups": args.groups,
         "point_groups": args.point_groups,
+        "groups_with_replacement": args.replace,
         "replicates": args.replicates,
         "seed": args.seed,
         "rows": rows,
@@ -780,6 +796,7 @@ def cmd_analyse(args) -> int:
         "analysis_s": time.time() - t0,
     }
     name = "results" if args.pools is None else "results-pools-" + "-".join(map(str, chosen))
+    name += "" if args.replace else "-without-replacement"
     (cache / f"{name}.json").write_text(json.dumps(summary, indent=1))
     (cache / f"{name}.md").write_text(tables + "\n")
     print(
@@ -853,6 +870,12 @@ def main(argv: list[str] | None = None) -> int:
     analyse.add_argument("--n", type=int, default=16, help="group size")
     analyse.add_argument(
         "--groups", type=int, default=1024, help="random groups per prompt and bootstrap replicate"
+    )
+    analyse.add_argument(
+        "--without-replacement",
+        dest="replace",
+        action="store_false",
+        help="draw each group's samples without replacement from the pool (a sensitivity check)",
     )
     analyse.add_argument(
         "--point-groups",

@@ -216,3 +216,14 @@ def test_analyse_a_subset_of_pools_end_to_end(tmp_path, rng):
         f"{b} k={k}" for b in gv.PKPO_BASELINES for k in (2, 4)
     }
     assert gv.main(argv + ["--pools", "3"]) == 2
+
+
+def test_draw_groups_without_replacement_has_distinct_members(rng):
+    idx = gv.draw_groups(rng, 20, 500, 6, replace=False)
+    assert idx.shape == (500, 6) and idx.min() >= 0 and idx.max() < 20
+    assert all(len(set(row)) == 6 for row in idx.tolist())
+    assert np.bincount(idx.ravel(), minlength=20).min() > 0
+    with_repl = gv.draw_groups(rng, 20, 500, 6)
+    assert any(len(set(row)) < 6 for row in with_repl.tolist())
+    with pytest.raises(ValueError, match="larger than n"):
+        gv.draw_groups(rng, 6, 5, 6, replace=False)
