@@ -130,11 +130,13 @@ def trace_covariance(W: np.ndarray, K: np.ndarray) -> float:
 class Groups:
     """m groups of one prompt's pool, with the Gram entries that every estimator's moments need.
 
-    :meth:`moments` gives the same numbers as :func:`trace_covariance` of :func:`sample_weights`
-    (tested) in O(m n^2), without forming W (m, N): with W_m = S_m - a_m u (S_m the group's n
-    advantages scattered over the pool, a_m = sum_j A_mj, u the pool probabilities),
-    W_m K W_m = S_m K S_m - 2 a_m S_m K u + a_m^2 u K u, and S_m K S_m sums the n x n entries of K
-    between the group's samples (gathered once here, shared by all estimators).
+    :meth:`moments` gives, for E estimators at once, the (E, E) matrix of trace covariances
+    C_ef = (1 / (m - 1)) sum_m (W_e,m - Wbar_e) K (W_f,m - Wbar_f)^T (its diagonal is
+    :func:`trace_covariance` of :func:`sample_weights`; tested) in O(m n^2 E), without forming W:
+    with W_m = S_m - a_m u (S_m the group's n advantages scattered over the pool, a_m = sum_j A_mj,
+    u the pool probabilities), W_e,m K W_f,m = S_e,m K S_f,m - a_e,m S_f,m K u - a_f,m S_e,m K u
+    + a_e,m a_f,m u K u, and S_e,m K S_f,m sums over the n x n entries of K between the group's
+    samples (gathered once here).
     """
 
     def __init__(self, idx: np.ndarray, pool_probs: np.ndarray, K: np.ndarray):
@@ -144,17 +146,20 @@ class Groups:
         self.Ku = Ku[idx]  # (m, n)
         self.uKu = float(pool_probs @ Ku)
 
-    def moments(self, adv: np.ndarray) -> tuple[float, np.ndarray]:
-        """(tr Cov of the m centred group gradients, their mean weights over the pool (N,))."""
+    def moments(self, adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """adv (E, m, n) -> (C (E, E) as above, mean weights over the pool (E, N))."""
         m, N = self.idx.shape[0], self.probs.shape[0]
-        a = adv.sum(axis=1)
-        pairs = float((adv * (self.pair_K @ adv[:, :, None])[..., 0]).sum())  # sum_m S_m K S_m
-        second = pairs - 2 * (a * (adv * self.Ku).sum(axis=1)).sum() + (a**2).sum() * self.uKu
+        a = adv.sum(axis=2)  # (E, m)
+        pairs = np.einsum("emj,mjf->ef", adv, self.pair_K @ adv.transpose(1, 2, 0))
+        cross = a @ (adv * self.Ku).sum(axis=2).T  # sum_m a_e,m S_f,m K u
+        second = pairs - cross - cross.T + (a @ a.T) * self.uKu
         mean_w = (
-            np.bincount(self.idx.ravel(), weights=adv.ravel(), minlength=N) / m
-            - a.mean() * self.probs
+            np.stack(
+                [np.bincount(self.idx.ravel(), weights=x.ravel(), minlength=N) / m for x in adv]
+            )
+            - a.mean(axis=1)[:, None] * self.probs
         )
-        return float((second - m * (mean_w @ self.K @ mean_w)) / (m - 1)), mean_w
+        return (second - m * (mean_w @ self.K @ mean_w.T)) / (m - 1), mean_w
 
 
 def cosine_to_mean(C: np.ndarray, i: int, members: list[int]) -> float:
@@ -205,8 +210,9 @@ def measure(
     Carlo error smaller than the replicates'. ``replace=False`` draws each group's n samples without
     replacement (a sensitivity check: then the unbiased estimators' expectations agree only up to
     O(n / N) in the pool world). Returns ``groups`` (per replicate), ``tr_cov``
-    (replicates, E) and ``mean_gram`` (replicates, E, E), the inner products <Xbar_e, Xbar_f> of the
-    estimators' mean gradients (from ``mean_w K mean_w^T``).
+    (replicates, E) and ``mean_gram`` (replicates, E, E), unbiased estimates of the inner products
+    <E X_e, E X_f> of the estimators' expected gradients (the Monte Carlo means' inner products
+    minus their covariance over the number of groups).
     """
     point_groups = groups if point_groups is None else point_groups
     if n < 1 or min(groups, point_groups) < 2 or replicates < 1:
@@ -236,13 +242,14 @@ def measure(
             drawn.append(Groups(idx, np.bincount(pool, minlength=N) / N, blocks[p]))
             group_rewards.append(pool_rewards[idx])
         group_rewards = np.stack(group_rewards)  # (prompts, groups, n): one call per estimator
-        mean_w = np.zeros((E, offsets[-1]))
-        for e, est in enumerate(estimators):
-            adv = np.asarray(est.fn(group_rewards), dtype=float)
-            for p, g in enumerate(drawn):
-                cov, mean_w[e, offsets[p] : offsets[p + 1]] = g.moments(adv[p])
-                tr_cov[b, e] += cov
-        mean_gram[b] = mean_w @ K @ mean_w.T
+        advs = np.stack([np.asarray(est.fn(group_rewards), dtype=float) for est in estimators])
+        mean_w, cov = np.zeros((E, offsets[-1])), np.zeros((E, E))
+        for p, g in enumerate(drawn):  # the batch's covariance is the sum of the prompts'
+            cov_p, mean_w[:, offsets[p] : offsets[p + 1]] = g.moments(advs[:, p])
+            cov += cov_p
+        tr_cov[b] = np.diagonal(cov)
+        # <E X_e, E X_f> without the Monte Carlo bias of the means: <Xbar_e, Xbar_f> - Cov_ef / m
+        mean_gram[b] = mean_w @ K @ mean_w.T - cov / (point_groups if b == 0 else groups)
     counts = np.array([point_groups] + [groups] * (replicates - 1))
     return {"tr_cov": tr_cov, "mean_gram": mean_gram, "groups": counts}
 
@@ -254,10 +261,7 @@ def summarise(result: dict, estimators: list[Estimator], level: float = 0.95) ->
     labels = [e.label for e in estimators]
     ks = sorted({e.k for e in estimators if e.k is not None})
     tr_cov, mean_gram = result["tr_cov"], result["mean_gram"]
-    # ||E X||^2 without the bias of the Monte Carlo mean: ||Xbar||^2 - tr Cov / (number of groups)
-    mean_sq = (
-        np.diagonal(mean_gram, axis1=1, axis2=2) - tr_cov / np.asarray(result["groups"])[:, None]
-    )
+    mean_sq = np.diagonal(mean_gram, axis1=1, axis2=2)  # ||E X||^2
     boot = slice(1, None) if tr_cov.shape[0] > 1 else slice(0, 1)
     members = {k: [i for i, e in enumerate(estimators) if e.k == k] for k in ks}
 

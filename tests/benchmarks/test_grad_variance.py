@@ -76,7 +76,22 @@ def test_measure_known_variance_of_a_single_draw():
     est = gv.pkpo_estimators([1], ["none"])
     out = gv.measure(G @ G.T, [np.array([1.0, 0.0])], est, n=1, groups=40000, replicates=1, seed=3)
     assert out["tr_cov"][0, 0] == pytest.approx(0.25, rel=0.02)
-    assert out["mean_gram"][0, 0, 0] == pytest.approx(0.25, rel=0.02)
+    assert out["mean_gram"][0, 0, 0] == pytest.approx(0.25, rel=0.02)  # ||E X||^2, bias-corrected
+
+
+def test_mean_gram_is_corrected_for_monte_carlo_noise(rng):
+    # with few groups the raw ||Xbar||^2 is inflated by tr Cov / m; the corrected one is not
+    G = rng.normal(size=(64, 200))
+    r = (rng.random(64) < 0.3).astype(float)
+    est = gv.pkpo_estimators([2], ["loo_minus_one"])
+    many = gv.measure(G @ G.T, [r], est, n=8, groups=20000, replicates=1, seed=0)["mean_gram"][
+        0, 0, 0
+    ]
+    few = [
+        gv.measure(G @ G.T, [r], est, n=8, groups=20, replicates=1, seed=s)["mean_gram"][0, 0, 0]
+        for s in range(200)
+    ]
+    assert np.mean(few) == pytest.approx(many, rel=0.15)
 
 
 def test_measure_scaled_estimator_ratio_and_cosine(rng):
@@ -176,12 +191,18 @@ def test_group_moments_equal_the_dense_definition(rng):
     G = rng.normal(size=(12, 7))
     K = G @ G.T
     idx = rng.integers(12, size=(40, 5))
-    adv = rng.normal(size=(40, 5))
+    advs = rng.normal(size=(3, 40, 5))  # three estimators on the same groups
     probs = rng.dirichlet(np.ones(12))
-    W = gv.sample_weights(idx, adv, probs)
-    cov, mean_w = gv.Groups(idx, probs, K).moments(adv)
-    assert cov == pytest.approx(gv.trace_covariance(W, K), rel=1e-10)
-    np.testing.assert_allclose(mean_w, W.mean(axis=0), atol=1e-12)
+    C, mean_w = gv.Groups(idx, probs, K).moments(advs)
+    W = [gv.sample_weights(idx, adv, probs) for adv in advs]
+    D = [w - w.mean(axis=0) for w in W]
+    for e in range(3):
+        assert C[e, e] == pytest.approx(gv.trace_covariance(W[e], K), rel=1e-10)
+        np.testing.assert_allclose(mean_w[e], W[e].mean(axis=0), atol=1e-12)
+        for f in range(3):  # cross terms: (1 / (m - 1)) sum_m <X_e,m - Xbar_e, X_f,m - Xbar_f>
+            assert C[e, f] == pytest.approx(
+                np.sum((D[e] @ G) * (D[f] @ G)) / 39, rel=1e-9, abs=1e-9
+            )
 
 
 def test_analyse_a_subset_of_pools_end_to_end(tmp_path, rng):
