@@ -333,9 +333,7 @@ def markdown_tables(rows: list[dict]) -> str:
             )
     out += [
         "",
-        "| estimator | tr Cov / ||E X||^2 | "
-        + " | ".join(f"cos to pooled k={k}" for k in ks)
-        + " |",
+        "| estimator | tr Cov / ‖E X‖² | " + " | ".join(f"cos to pooled k={k}" for k in ks) + " |",
         "|---|---|" + "---|" * len(ks),
     ]
     for r in rows:
@@ -746,6 +744,78 @@ def gram_matrix(paths: list[Path]) -> np.ndarray:
     return K
 
 
+def comparison_tables(results: dict[str, dict]) -> str:
+    """The tables of docs/results_pretrained.md from several ``results.json`` (label -> summary).
+
+    1. tr Cov(X) / tr Cov(s^(loo-1)) for X = none, loo, centered at k = 2, 4, 8, one column per
+       policy, with the verdict of the decision rule; 2. the relative variance tr Cov / ||E X||^2 of
+       s^(loo-1) and of the other estimators; 3. the cosines of their means to the pooled unbiased
+       means at k = 1 and k = 8.
+    """
+    labels = list(results)
+    by = {lab: {r["estimator"]: r for r in results[lab]["rows"]} for lab in labels}
+    head = "| | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
+    out = [
+        head,
+        "| pool pass@1 (%) | "
+        + " | ".join(
+            ", ".join(f"{100 * p['pass@1']:.1f}" for p in results[lab]["prompts"]) for lab in labels
+        )
+        + " |",
+    ]
+    for k in (2, 4, 8):
+        for b in ("none", "loo", "centered"):
+            cells = [_fmt(by[lab][f"{b} k={k}"]["ratio_to_loo_minus_one"]) for lab in labels]
+            out.append(f"| {b}, k = {k} | " + " | ".join(cells) + " |")
+    out.append(
+        "| **paper's choice holds** | "
+        + " | ".join(
+            ("yes" if results[lab]["verdict"]["paper_choice_holds"] else "no") for lab in labels
+        )
+        + " |"
+    )
+    out.append(
+        "| **centered not worse** | "
+        + " | ".join(
+            ("yes" if results[lab]["verdict"]["centered_not_worse"] else "no") for lab in labels
+        )
+        + " |"
+    )
+    others = [f"loo_minus_one k={k}" for k in (1, 2, 4, 8)] + ["grpo", "maxrl", "tzsm"]
+    out += ["", "tr Cov / ‖E X‖² (relative variance):", "", head]
+    for name in others:
+        if all(name in by[lab] for lab in labels):
+            out.append(
+                f"| {name} | "
+                + " | ".join(_fmt(by[lab][name]["relative_variance"], 1) for lab in labels)
+                + " |"
+            )
+    out += ["", "cosine of the mean to the pooled unbiased mean at k = 1 / at k = 8:", "", head]
+    for name in others:
+        if all(name in by[lab] for lab in labels):
+            out.append(
+                f"| {name} | "
+                + " | ".join(
+                    f"{by[lab][name]['cosine_to_pooled']['1']['value']:.3f} / "
+                    f"{by[lab][name]['cosine_to_pooled']['8']['value']:.3f}"
+                    for lab in labels
+                )
+                + " |"
+            )
+    return "\n".join(out)
+
+
+def cmd_report(args) -> int:
+    results = {}
+    for item in args.results:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise ValueError(f"expected LABEL=PATH to a results .json, got {item!r}")
+        results[label] = json.loads(Path(path).read_text())
+    print(comparison_tables(results))
+    return 0
+
+
 def cmd_analyse(args) -> int:
     cache = Path(args.cache)
     paths = sorted(cache.glob("prompt-*.npz"))
@@ -889,9 +959,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     analyse.add_argument("--replicates", type=int, default=200, help="bootstrap replicates")
     analyse.add_argument("--seed", type=int, default=0)
+    report = sub.add_parser("report", help="combined markdown tables of several analyses")
+    report.add_argument(
+        "results", nargs="+", help="LABEL=PATH of a results .json written by analyse"
+    )
     args = parser.parse_args(argv)
+    commands = {"smollm": cmd_smollm, "gpt": cmd_gpt, "analyse": cmd_analyse, "report": cmd_report}
     try:
-        return {"smollm": cmd_smollm, "gpt": cmd_gpt, "analyse": cmd_analyse}[args.command](args)
+        return commands[args.command](args)
     except ValueError as exc:
         print(f"grad_variance.py: error: {exc}", file=sys.stderr)
         return 2

@@ -248,3 +248,36 @@ def test_draw_groups_without_replacement_has_distinct_members(rng):
     assert any(len(set(row)) < 6 for row in with_repl.tolist())
     with pytest.raises(ValueError, match="larger than n"):
         gv.draw_groups(rng, 6, 5, 6, replace=False)
+
+
+def test_report_combines_analyses(tmp_path, rng):
+    for i, rate in enumerate((0.3, 0.2)):
+        np.savez(
+            tmp_path / f"prompt-{i:02d}.npz",
+            rewards=(rng.random(24) < rate).astype(float),
+            grads=rng.normal(size=(24, 6)).astype(np.float32),
+        )
+        (tmp_path / f"prompt-{i:02d}.json").write_text(f'{{"key": "p{i}", "pass@1": {rate}}}')
+    argv = [
+        "analyse",
+        "--cache",
+        str(tmp_path),
+        "--family",
+        "grpo,maxrl,tzsm",
+        "--n",
+        "9",
+        "--groups",
+        "40",
+        "--point-groups",
+        "60",
+        "--replicates",
+        "2",
+    ]
+    assert gv.main(argv) == 0
+    path = tmp_path / "results.json"
+    tables = gv.comparison_tables(
+        {"a": json.loads(path.read_text()), "b": json.loads(path.read_text())}
+    )
+    assert "| pool pass@1 (%) | 30.0, 20.0 | 30.0, 20.0 |" in tables
+    assert tables.count("| centered, k = 8 |") == 1 and "| grpo |" in tables
+    assert gv.main(["report", f"x={tmp_path / 'missing.json'}"]) == 2
