@@ -750,7 +750,7 @@ def comparison_tables(results: dict[str, dict]) -> str:
     1. tr Cov(X) / tr Cov(s^(loo-1)) for X = none, loo, centered at k = 2, 4, 8, one column per
        policy, with the verdict of the decision rule; 2. the relative variance tr Cov / ||E X||^2 of
        s^(loo-1) and of the other estimators; 3. the cosines of their means to the pooled unbiased
-       means at k = 1 and k = 8.
+       means at k = 1, 2, 4 and 8.
     """
     labels = list(results)
     by = {lab: {r["estimator"]: r for r in results[lab]["rows"]} for lab in labels}
@@ -787,17 +787,18 @@ def comparison_tables(results: dict[str, dict]) -> str:
         if all(name in by[lab] for lab in labels):
             out.append(
                 f"| {name} | "
-                + " | ".join(_fmt(by[lab][name]["relative_variance"], 1) for lab in labels)
+                + " | ".join(_fmt(by[lab][name]["relative_variance"], 2) for lab in labels)
                 + " |"
             )
-    out += ["", "cosine of the mean to the pooled unbiased mean at k = 1 / at k = 8:", "", head]
+    out += ["", "cosine of the mean to the pooled unbiased mean at k = 1 / 2 / 4 / 8:", "", head]
     for name in others:
         if all(name in by[lab] for lab in labels):
             out.append(
                 f"| {name} | "
                 + " | ".join(
-                    f"{by[lab][name]['cosine_to_pooled']['1']['value']:.3f} / "
-                    f"{by[lab][name]['cosine_to_pooled']['8']['value']:.3f}"
+                    " / ".join(
+                        f"{by[lab][name]['cosine_to_pooled'][k]['value']:.2f}" for k in "1248"
+                    )
                     for lab in labels
                 )
                 + " |"
