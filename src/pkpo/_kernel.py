@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,10 +26,12 @@ from . import _validation
 from ._backend import Backend, as_array
 from ._combinatorics import (
     LazyRankWeights,
+    LogFactorials,
     RankWeights,
     dense_rank_weights,
     log_factorial_table,
     log_space_rank_weights,
+    traced_log_factorial_table,
 )
 
 
@@ -68,10 +70,14 @@ class SortedGroups:
         if k not in self._weights:
             backend = self.backend
             dtype = self.values.dtype
-            if isinstance(self.n, int):
+            if backend.is_compiling():  # inside torch.compile: no host tables, all in the graph
+                lf = log_factorials(backend, self.size + 1, self.values)
+                n = self._arange(1) + self.n if isinstance(self.n, int) else self.n  # as an array
+                self._weights[k] = log_space_rank_weights(backend.xp, lf, self._arange(self.size) + 1, n, k)
+            elif isinstance(self.n, int):
                 self._weights[k] = backend.constant(dense_rank_weights, (self.size, self.n, k), self.like, dtype)
             else:
-                lf = backend.constant(log_factorial_table, (self.size + 1,), self.like, dtype)
+                lf = log_factorials(backend, self.size + 1, self.values)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
                     # more groups than possible sizes: the weights of every n = 0..N, a row per group
@@ -134,19 +140,28 @@ class SortedGroups:
         return out
 
 
-def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
-                name="rewards") -> SortedGroups:
-    """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
+class CheckedInput(NamedTuple):
+    """Rewards that passed the checks of :func:`check_input`, with what the checks found."""
+
+    backend: Backend
+    x: Any  # the caller's array (numpy for lists)
+    mask: Any  # None or a bool array of x's shape
+    n: Any  # int (dense) or (..., 1) integer array (ragged)
+    scale: float  # 1, or 2^-3 for rewards within 1/8 of the largest float of the compute dtype
+    check_output: bool  # rewards so large that a result may not fit the output dtype
+
+
+def check_input(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
+                name="rewards") -> CheckedInput:
+    """Validate ``rewards`` (and ``mask``): the one set of input checks of the math layer."""
     backend, x = as_array(rewards, name)
     _validation.check_rewards_array(backend, x, name)
     if validate and backend.is_traced(x):
         _validation.traced_with_validate(name)
     mask = _validation.check_mask(backend, mask, x, validate)
-    size = backend.shape(x)[-1]
     xp = backend.xp
-
     if mask is None:
-        n = size
+        n = backend.shape(x)[-1]
     else:
         n = xp.sum(backend.astype(mask, backend.compute_dtype(x)), axis=-1, keepdims=True)
         n = backend.astype(n, xp.int32 if backend.name == "jax" else xp.int64)
@@ -165,6 +180,17 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
             _validation.check_group_sizes(n, k, baseline or "none", labels, backend)
     if mask is None and k is not None:
         _validation.check_group_sizes(n, k, baseline or "none", labels)
+    return CheckedInput(backend, x, mask, n, scale, check_output)
+
+
+def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
+                name="rewards") -> SortedGroups:
+    """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
+    checked = check_input(rewards, mask, validate=validate, binary=binary, labels=labels, k=k,
+                          baseline=baseline, name=name)
+    backend, x, mask, n, scale = checked.backend, checked.x, checked.mask, checked.n, checked.scale
+    size = backend.shape(x)[-1]
+    xp = backend.xp
 
     result_dtype = backend.result_dtype(x)
     # Sort in the input's own float dtype (faster on GPUs), then do the scans in float64.
@@ -184,7 +210,17 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
 
     floor = values[..., :1]
     gaps = xp.concat([values[..., :1] * 0, values[..., 1:] - values[..., :-1]], axis=-1)
-    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output, name)
+    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale,
+                        checked.check_output, name)
+
+
+def log_factorials(backend: Backend, size: int, like) -> LogFactorials:
+    """The log-factorial table for m = 0 .. size on ``like``'s device and dtype: the cached host
+    table, or (inside torch.compile, where host code would break the graph) one made by array
+    operations in the graph."""
+    if backend.is_compiling():
+        return traced_log_factorial_table(backend.xp, size, like)
+    return backend.constant(log_factorial_table, (size,), like, like.dtype)
 
 
 def _max_float(xp, dtype) -> float:

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from ._backend import to_numpy
 from ._validation import check_k
 
 
@@ -18,11 +19,11 @@ def ragged_rows(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Flatten a list of 1-D arrays (or a 2-D array) into (values, lengths)."""
     if isinstance(per_problem, (list, tuple)):
         try:
-            rows = [np.asarray(row) for row in per_problem]
+            rows = [to_numpy(row) for row in per_problem]
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name}: could not read problem rows as arrays ({error}).") from None
     else:
-        array = np.asarray(per_problem)
+        array = to_numpy(per_problem)
         if array.ndim != 2:
             raise ValueError(
                 f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; "
