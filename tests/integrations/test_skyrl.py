@@ -213,8 +213,9 @@ def test_without_the_trainer_skyrls_padding_is_named_in_the_error():
     plain = object.__new__(RayPPOTrainer)
     plain.cfg = _trainer(1).cfg
     plain.all_metrics = {}
-    with pytest.raises(ValueError, match="'pad0'.*PKPOTrainer"):
+    with pytest.raises(pkpo.GroupSizeError, match="'pad0'.*PKPOTrainer") as error:
         plain.compute_advantages_and_returns(_training_batch(rewards_T, mask_T, UIDS, 2))
+    assert (error.value.group, error.value.n, error.value.need) == ("pad0", 1, 2)
 
 
 def test_a_schedule_needs_the_trainer_or_a_published_step():
@@ -230,8 +231,9 @@ def test_a_schedule_needs_the_trainer_or_a_published_step():
 def test_errors_name_the_engine():
     pkpo_skyrl.register(k=5)
     _, rewards_T, mask_T = _rewards(UIDS, seed=7)
-    with pytest.raises(ValueError, match="skyrl advantage_estimator='pkpo'"):
+    with pytest.raises(pkpo.GroupSizeError, match="skyrl advantage_estimator='pkpo'.*'a'") as error:
         _dispatch(rewards_T, mask_T, UIDS)  # groups a, b, c have 4 responses
+    assert (error.value.group, error.value.n, error.value.k) == ("a", 4, 5)
     with pytest.raises(ValueError, match="uid group index"):
         Registry.get("pkpo")(rewards_T, mask_T, index=None)
     with pytest.raises(ValueError, match="pkpo.integrations.skyrl.register.*takes no k"):

@@ -251,8 +251,9 @@ def test_a_schedule_without_a_published_step_is_refused():
 
 def test_a_group_too_small_for_k_names_the_engine():
     pkpo_tinker.patch(k=4)
-    with pytest.raises(ValueError, match="tinker-cookbook"):
+    with pytest.raises(pkpo.GroupSizeError, match="tinker-cookbook.*group 1 has 3") as error:
         train.compute_advantages(_groups([5, 3]))
+    assert (error.value.group, error.value.n, error.value.need) == (1, 3, 4)
 
 
 def test_binary_only_estimators_refuse_continuous_rewards():

@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from .. import schedules as _schedules
-from ..transforms import SCALES, _padded_layout, factorize_group_ids, min_group_size
+from ..transforms import (
+    BASELINES,
+    DEFAULT_BASELINE,
+    SCALES,
+    GroupSizeError,
+    _padded_layout,
+    factorize_group_ids,
+    min_group_size,
+)
 from ._common import DEFAULT_SCALE
 
 DEFAULT_METHOD = "pkpo"
@@ -68,11 +76,12 @@ class MethodOptions:
             settings.insert(0, self.schedule.describe())
         return f"method={self.method!r} ({', '.join(settings + [f'scale={self.scale}'])})"
 
-    def advantages(self, rewards, mask, step: int | None, *, engine: str):
+    def advantages(self, rewards, mask, step: int | None, *, engine: str, labels=None):
         """``(advantages, k)`` of the groups ``rewards`` (G, n_max), ``mask`` marking real rows.
 
         The estimator's errors (a group too small for k, non-binary rewards for a binary-only
-        estimator, NaN) come back as ``ValueError`` naming the engine.
+        estimator, NaN) come back as ``ValueError`` naming the engine; a group too small for k
+        as a :class:`pkpo.GroupSizeError` naming the group by ``labels[row]`` (the engine's id).
         """
         k = self.k_at(step)
         params = dict(self.params) if k is None else {**self.params, "k": k}
@@ -80,6 +89,8 @@ class MethodOptions:
             values = _advantages_module().compute(
                 self.method, rewards, mask=mask, scale=self.scale, **params
             )
+        except GroupSizeError as error:
+            raise _reworded(error, engine, labels) from None
         except ValueError as error:
             raise ValueError(f"{engine}: {error}") from None
         return values, k
@@ -89,13 +100,27 @@ class MethodOptions:
         if self.schedule is None:
             return
         k = self.schedule.max_k
-        baseline = self.params.get("baseline", "loo_minus_one")
+        baseline = self.params.get("baseline", DEFAULT_BASELINE)
         needed = min_group_size(k, baseline) if self.method == "pkpo" else k
         if n < needed:
             raise ValueError(
                 f"{source}: {name}={n} samples per prompt is too few for method "
                 f"{self.method!r} at k={k} (needs at least {needed})."
             )
+
+
+def _reworded(error: GroupSizeError, engine: str, labels) -> GroupSizeError:
+    """The math layer's group-size error in the engine's words, the group named by its label."""
+    group = error.group
+    if labels is not None and group is not None:
+        group = labels[group]
+    where = "a group" if group is None else f"group {group!r}"
+    message = (
+        f"{engine}: {where} has {error.n} sample(s), fewer than the {error.need} that k={error.k} "
+        f"with baseline {error.baseline!r} needs. Lower k, draw more samples per prompt, or "
+        "filter such groups out before the advantage step."
+    )
+    return GroupSizeError(message, group, error.n, error.need, error.k, error.baseline)
 
 
 def parse_method(method=None, *, k=None, schedule=None, scale=None, source: str, **params):
@@ -171,8 +196,6 @@ def _as_k(k):
 
 
 def _check_baseline(baseline, source):
-    from ..transforms import BASELINES
-
     if baseline not in BASELINES:
         raise ValueError(
             f"{source}: unknown baseline {baseline!r}; expected one of {', '.join(BASELINES)}."

@@ -148,9 +148,11 @@ class PKPOGRPOTrainer(GRPOTrainer):
         scorable = ~torch.isnan(rewards_per_func).all(dim=1)
         weights = self.reward_weights.to(rewards_per_func.device)
         rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        labels = [f"rows {start}..{start + group_size - 1}"
+                  for start in range(0, rewards.shape[0], group_size)]
         advantages, k = options.advantages(
             rewards.view(-1, group_size), scorable.view(-1, group_size), self.state.global_step,
-            engine=ENGINE,
+            engine=ENGINE, labels=labels,
         )
         if k is not None:
             self._metrics[mode]["pkpo/k"].append(float(k))

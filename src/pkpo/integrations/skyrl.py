@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..transforms import GroupSizeError
 from ._common import StepClock
 from ._method import MethodOptions, pad_groups, parse_method
 
@@ -97,9 +98,11 @@ class PKPOEstimator:
             values = scores[:real].detach().double().cpu().numpy()
             padded, mask, position, labels = pad_groups(values, ids[:real])
             try:
-                advantages, k = self.options.advantages(padded, mask, step, engine=engine)
+                advantages, k = self.options.advantages(
+                    padded, mask, step, engine=engine, labels=labels
+                )
             except ValueError as error:
-                raise ValueError(_with_padding_hint(str(error), labels)) from None
+                raise _with_padding_hint(error, labels) from None
             per_row = torch.zeros_like(scores)
             per_row[:real] = torch.from_numpy(np.asarray(advantages).reshape(-1)[position]).to(
                 per_row
@@ -109,13 +112,17 @@ class PKPOEstimator:
         return result, result
 
 
-def _with_padding_hint(message: str, labels) -> str:
-    if any(str(label).startswith("pad") for label in labels):
-        message += (
-            " (SkyRL pads a batch with rows 'pad0', 'pad1', ... for data parallelism: train "
-            "with pkpo.integrations.skyrl.PKPOTrainer / PKPOExp, which leaves them out.)"
-        )
-    return message
+def _with_padding_hint(error: ValueError, labels) -> ValueError:
+    """``error``, with a hint when SkyRL's padding rows are among the groups (same type)."""
+    if not any(str(label).startswith("pad") for label in labels):
+        return error
+    message = str(error) + (
+        " (SkyRL pads a batch with rows 'pad0', 'pad1', ... for data parallelism: train with "
+        "pkpo.integrations.skyrl.PKPOTrainer / PKPOExp, which leaves them out.)"
+    )
+    if isinstance(error, GroupSizeError):
+        return GroupSizeError(message, error.group, error.n, error.need, error.k, error.baseline)
+    return ValueError(message)
 
 
 def register(method=None, *, k=None, schedule=None, scale=None, name: str = ESTIMATOR_NAME,
