@@ -9,47 +9,28 @@ Ray placement groups and inference engines); that method reads only its config a
 Not run here: a SkyRL training run (it needs GPUs and vLLM), and the Ray-actor sync of the
 registry.
 
-skyrl 0.3.0 says it supports Python 3.11, but ``skyrl.backends`` (which holds the registry)
-builds pydantic models on ``typing.TypedDict``, which pydantic accepts only from Python 3.12.
-On 3.11 the import below lends ``typing_extensions.TypedDict`` to ``typing`` while SkyRL's
-modules load (and then puts ``typing.TypedDict`` back); nothing else of SkyRL is changed.
+SkyRL's modules are imported with ``pkpo.integrations.skyrl.import_skyrl``, as the adapter
+does: skyrl 0.3.0 needs ``typing_extensions.TypedDict`` in place of ``typing``'s on Python 3.11
+while its pydantic models load (see its docstring); nothing else of SkyRL is changed.
 """
 
 from __future__ import annotations
 
-import sys
-import typing
-
 import numpy as np
 import pytest
 import torch
-import typing_extensions
 
 import pkpo
 from pkpo import advantages
 from pkpo.integrations import skyrl as pkpo_skyrl
 
 
-def _import_skyrl():
-    saved = typing.TypedDict
-    if sys.version_info < (3, 12):
-        typing.TypedDict = typing_extensions.TypedDict
-    try:
-        from skyrl.backends.skyrl_train.training_batch import (
-            TrainingInputBatch,
-            pad_training_input_batch,
-        )
-        from skyrl.backends.skyrl_train.utils import ppo_utils
-        from skyrl.train.config import SkyRLTrainConfig
-        from skyrl.train.trainer import RayPPOTrainer
-    finally:
-        typing.TypedDict = saved
-    return ppo_utils, SkyRLTrainConfig, RayPPOTrainer, TrainingInputBatch, pad_training_input_batch
-
-
-ppo_utils, SkyRLTrainConfig, RayPPOTrainer, TrainingInputBatch, pad_training_input_batch = (
-    _import_skyrl()
-)
+ppo_utils = pkpo_skyrl.import_skyrl("skyrl.backends.skyrl_train.utils.ppo_utils")
+training_batch = pkpo_skyrl.import_skyrl("skyrl.backends.skyrl_train.training_batch")
+TrainingInputBatch = training_batch.TrainingInputBatch
+pad_training_input_batch = training_batch.pad_training_input_batch
+SkyRLTrainConfig = pkpo_skyrl.import_skyrl("skyrl.train.config").SkyRLTrainConfig
+RayPPOTrainer = pkpo_skyrl.import_skyrl("skyrl.train.trainer").RayPPOTrainer
 Registry = ppo_utils.AdvantageEstimatorRegistry
 
 
@@ -129,6 +110,13 @@ def test_any_estimator_by_name(method, params, binary):
         rows = [i for i, u in enumerate(UIDS) if u == uid]
         np.testing.assert_allclose(got[rows], advantages.compute(method, scores[rows], **params),
                                    rtol=1e-5, atol=1e-7)
+
+
+def test_skyrls_import_leaves_typing_as_it_was():
+    import typing
+
+    assert typing.TypedDict.__module__ == "typing"
+    assert pkpo_skyrl.import_skyrl("skyrl.tinker.types").MultiModalKwargs  # the TypedDict model
 
 
 def test_register_replaces_its_own_estimator_and_refuses_skyrls():

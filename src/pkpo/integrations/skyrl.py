@@ -32,6 +32,11 @@ which the estimator leaves out of every group (advantage 0; their loss mask is 0
 Without the trainer, a constant k works as is; publish the step of a custom loop with
 ``clock.publish(step)``.
 
+Python 3.11: skyrl 0.3.0 declares it, but its registry's package does not import there
+(pydantic refuses its ``typing.TypedDict`` models before 3.12); the adapter imports SkyRL's
+modules through :func:`import_skyrl`, which lends them ``typing_extensions.TypedDict`` while
+they load. Import SkyRL's modules the same way before the adapter on 3.11.
+
 Scale: ``scale="mean_abs"`` (the default) divides by the mean |A| over the whole batch of the
 call (the trainer's training batch). Loss: SkyRL's ``loss_reduction="token_mean"`` weights each
 sequence by its length over the batch's token count; ``"sequence_mean"`` gives every sequence
@@ -41,7 +46,10 @@ the same weight, the estimator's own expected update.
 from __future__ import annotations
 
 import contextvars
+import importlib
 import logging
+import sys
+import typing
 from typing import Any
 
 import numpy as np
@@ -62,6 +70,30 @@ clock = StepClock()
 _batch: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "pkpo_skyrl_batch", default=None
 )
+
+
+def import_skyrl(name: str):
+    """Import SkyRL's module ``name`` (e.g. ``skyrl.train.trainer``), also on Python 3.11.
+
+    skyrl 0.3.0 declares Python >= 3.11, but ``skyrl.backends`` (which holds the registry) and
+    the trainer build pydantic models on ``typing.TypedDict``, which pydantic accepts only from
+    Python 3.12. On 3.11 this lends ``typing_extensions.TypedDict`` to ``typing`` while SkyRL's
+    modules load, then puts ``typing.TypedDict`` back; nothing else is changed.
+    """
+    if sys.version_info >= (3, 12) or name in sys.modules:
+        return importlib.import_module(name)
+    import typing_extensions
+
+    saved = typing.TypedDict
+    typing.TypedDict = typing_extensions.TypedDict
+    try:
+        return importlib.import_module(name)
+    finally:
+        typing.TypedDict = saved
+
+
+def _registry():
+    return import_skyrl(PPO_UTILS).AdvantageEstimatorRegistry
 
 
 class PKPOEstimator:
@@ -144,8 +176,7 @@ def register(method=None, *, k=None, schedule=None, scale=None, name: str = ESTI
         method, k=k, schedule=schedule, scale=scale, source="pkpo.integrations.skyrl.register",
         **params,
     )
-    from skyrl.backends.skyrl_train.utils.ppo_utils import AdvantageEstimatorRegistry
-
+    AdvantageEstimatorRegistry = _registry()
     if name in AdvantageEstimatorRegistry.list_available():
         existing = AdvantageEstimatorRegistry.get(name)
         if type(existing).__qualname__ != PKPOEstimator.__qualname__:
@@ -184,14 +215,12 @@ def make_trainer_class(base):
 
 
 def _registered_estimator(name) -> PKPOEstimator | None:
-    from skyrl.backends.skyrl_train.utils.ppo_utils import AdvantageEstimatorRegistry
-
-    estimator = AdvantageEstimatorRegistry.get(name)
+    estimator = _registry().get(name)
     return estimator if isinstance(estimator, PKPOEstimator) else None
 
 
 def _experiment_class(trainer_class):
-    from skyrl.train.entrypoints.main_base import BasePPOExp
+    BasePPOExp = import_skyrl("skyrl.train.entrypoints.main_base").BasePPOExp
 
     class PKPOExp(BasePPOExp):
         """SkyRL's ``BasePPOExp`` training with :class:`PKPOTrainer`."""
@@ -222,9 +251,7 @@ def __getattr__(name: str):
     if name not in ("PKPOTrainer", "PKPOExp"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if "PKPOTrainer" not in _lazy:
-        from skyrl.train.trainer import RayPPOTrainer
-
-        _lazy["PKPOTrainer"] = make_trainer_class(RayPPOTrainer)
+        _lazy["PKPOTrainer"] = make_trainer_class(import_skyrl("skyrl.train.trainer").RayPPOTrainer)
     if name == "PKPOExp" and "PKPOExp" not in _lazy:
         _lazy["PKPOExp"] = _experiment_class(_lazy["PKPOTrainer"])
     return _lazy[name]
@@ -235,6 +262,7 @@ __all__ = [
     "PKPOExp",
     "PKPOTrainer",
     "clock",
+    "import_skyrl",
     "make_trainer_class",
     "register",
 ]
