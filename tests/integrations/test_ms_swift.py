@@ -120,16 +120,23 @@ def records(monkeypatch):
     return seen
 
 
+def _cpu_args(tmp_path):
+    """What a CPU run on the tiny model needs besides the usual GRPO arguments."""
+    return {
+        "model_type": "llama", "template": "dummy", "max_completion_length": 3,
+        "learning_rate": 1e-2, "temperature": 1.0, "save_strategy": "no", "report_to": [],
+        "output_dir": str(tmp_path / "out"), "tuner_type": "full", "torch_dtype": "float32",
+        "split_dataset_ratio": 0, "eval_strategy": "no", "use_cpu": True, "logging_steps": 1,
+        "seed": 0, "check_model": False, "dataloader_num_workers": 0,
+    }
+
+
 def _args(model_dir, dataset, tmp_path, **overrides):
     args = {
-        "rlhf_type": "grpo", "model": model_dir, "model_type": "llama", "template": "dummy",
-        "dataset": [dataset], "reward_funcs": ["pkpo_test_contains", "pkpo_test_share"],
-        "num_generations": G, "per_device_train_batch_size": 8, "max_completion_length": 3,
-        "max_steps": 2, "learning_rate": 1e-2, "loss_type": "dapo", "temperature": 1.0,
-        "save_strategy": "no", "report_to": [], "output_dir": str(tmp_path / "out"),
-        "tuner_type": "full", "torch_dtype": "float32", "split_dataset_ratio": 0,
-        "eval_strategy": "no", "use_cpu": True, "logging_steps": 1, "seed": 0,
-        "check_model": False, "dataloader_num_workers": 0,
+        "rlhf_type": "grpo", "model": model_dir, "dataset": [dataset],
+        "reward_funcs": ["pkpo_test_contains", "pkpo_test_share"], "num_generations": G,
+        "per_device_train_batch_size": 8, "max_steps": 2, "loss_type": "dapo",
+        **_cpu_args(tmp_path),
     }
     args.update(overrides)
     return RLHFArguments(**args)
@@ -183,6 +190,33 @@ def test_any_estimator_by_name_binary_maxrl(model_dir, dataset, tmp_path, record
     np.testing.assert_allclose(record["advantages"].numpy(),
                                _expected(record, "maxrl", "none").numpy(), rtol=1e-5)
     assert set(record["rewards"].nan_to_num(0.0).unique().tolist()) <= {0.0, 1.0}
+
+
+def _docs_block() -> str:
+    """The Python block of the ms-swift section of docs/integrations.md."""
+    text = (ROOT / "docs" / "integrations.md").read_text()
+    section = text[text.index("## ms-swift"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("```", start)]
+
+
+def test_the_docs_python_block_runs_on_the_tiny_model(model_dir, dataset, tmp_path, records):
+    code = _docs_block()
+    for old, new in {
+        '"Qwen/Qwen2.5-0.5B-Instruct", "AI-MO/NuminaMath-TIR#1000"': f"{model_dir!r}, {dataset!r}",
+        'schedule="8->2@200"': 'schedule="3->2@1"',
+        'reward_funcs=["accuracy"]': 'reward_funcs=["pkpo_test_contains", "pkpo_test_share"]',
+        "num_generations=8": f"num_generations={G}",
+        "max_steps=400,": "max_steps=2, **CPU_ARGS,",
+    }.items():
+        assert old in code, old
+        code = code.replace(old, new)
+    exec(compile(code, "docs/integrations.md", "exec"), {"CPU_ARGS": _cpu_args(tmp_path)})
+    assert [record["k"] for record in records] == [3, 2]
+    for record in records:
+        np.testing.assert_allclose(record["advantages"].numpy(),
+                                   _expected(record, "pkpo", "mean_abs").numpy(),
+                                   rtol=1e-5, atol=1e-7)
 
 
 def test_kl_in_reward_and_too_few_samples_are_refused(model_dir, dataset, tmp_path):

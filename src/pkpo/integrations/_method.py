@@ -96,7 +96,8 @@ class MethodOptions:
         return values, k
 
     def check_samples_per_prompt(self, n: int, *, source: str, name: str) -> None:
-        """The engine draws ``n`` samples per prompt (its ``name`` option): enough for the largest k?"""
+        """Refuse ``n`` samples per prompt (the engine's ``name`` option) if too few for the largest
+        k of the schedule: n >= pkpo.min_group_size(k, baseline) for PKPO, n >= k otherwise."""
         if self.schedule is None:
             return
         k = self.schedule.max_k
