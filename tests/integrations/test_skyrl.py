@@ -130,6 +130,20 @@ def test_register_replaces_its_own_estimator_and_refuses_skyrls():
         pkpo_skyrl.register(k=2, name="grpo")
 
 
+def test_the_estimator_survives_cloudpickle_as_skyrls_ray_registry_sends_it():
+    """With Ray up, SkyRL ships registered functions to a named actor with cloudpickle."""
+    import cloudpickle
+
+    estimator = pkpo_skyrl.register(schedule="4->2@3", scale="none")
+    copy = cloudpickle.loads(cloudpickle.dumps(estimator))
+    assert type(copy) is pkpo_skyrl.PKPOEstimator and copy.options == estimator.options
+    _, rewards_T, mask_T = _rewards(UIDS, seed=8)
+    pkpo_skyrl.clock.publish(3)  # the module's clock, as a trainer in the Ray worker publishes it
+    assert torch.equal(copy(rewards_T, mask_T, index=UIDS)[0],
+                       estimator(rewards_T, mask_T, index=UIDS)[0])
+    assert copy.last_stats["k"] == 2
+
+
 # --- the trainer's advantage step ---------------------------------------------------------------
 
 
