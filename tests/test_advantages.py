@@ -337,13 +337,36 @@ def test_jax_matches_numpy_also_under_jit(name, rng):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", adv.names())
 def test_torch_compile_with_validate_false(name, rng):
+    """One graph (fullgraph=True: no host code, no graph break), dense and ragged."""
     torch = pytest.importorskip("torch")
+    torch._dynamo.reset()  # a fresh recompilation budget for each estimator
     rewards, mask = random_groups(rng, "binary" if name in BINARY else "continuous", rows=8)
     params = params_for(name, k=3)
-    compiled = torch.compile(lambda r, m: adv.compute(name, r, mask=m, validate=False, **params))
+    compiled = torch.compile(lambda r, m: adv.compute(name, r, mask=m, validate=False, **params),
+                             fullgraph=True)
     x, m = torch.from_numpy(rewards), torch.from_numpy(mask)
     want = adv.compute(name, rewards, mask=mask, **params)
     np.testing.assert_allclose(compiled(x, m).numpy(), want, rtol=1e-12, atol=1e-12)
+    dense = torch.compile(lambda r: adv.compute(name, r, validate=False, **params), fullgraph=True)
+    want = adv.compute(name, rewards, **params)
+    np.testing.assert_allclose(dense(x).numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", adv.names())
+def test_half_precision_keeps_its_dtype(name, rng):
+    """float16 (numpy) and bfloat16 (torch) in, the same dtype out; the arithmetic is wider."""
+    torch = pytest.importorskip("torch")
+    rewards, mask = random_groups(rng, "binary" if name in BINARY else "continuous", rows=20)
+    rewards = rewards / 4.0 if name not in BINARY else rewards  # well inside float16's range
+    params = params_for(name, k=3)
+    want = adv.compute(name, rewards.astype(np.float16).astype(np.float64), mask=mask, **params)
+    half = adv.compute(name, rewards.astype(np.float16), mask=mask, **params)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, want, rtol=2e-3, atol=2e-3)
+    x16 = torch.from_numpy(rewards).to(torch.bfloat16)
+    brain = adv.compute(name, x16, mask=torch.from_numpy(mask), **params)
+    assert brain.dtype == torch.bfloat16
+    assert np.all(np.isfinite(brain.float().numpy()))
 
 
 # --- bad input and the registry --------------------------------------------------------------
@@ -386,8 +409,9 @@ def test_k_is_checked(name):
             adv.compute(name, rewards, k=k)
     with pytest.raises(ValueError, match="needs k"):
         adv.compute(name, rewards)
-    with pytest.raises(ValueError, match="group 1 has n=2"):
+    with pytest.raises(pkpo.GroupSizeError, match="group 1 has n=2") as error:
         adv.compute(name, rewards, k=3, mask=np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=bool))
+    assert (error.value.group, error.value.n, error.value.need, error.value.k) == (1, 2, 3, 3)
     # with validate=False a ragged group smaller than k gets zeros
     ragged = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])  # an integer mask, like attention_mask
     out = adv.compute(name, rewards, k=3, validate=False, mask=ragged)

@@ -340,7 +340,7 @@ def test_public_functions_validate_once(call, monkeypatch):
     from pkpo import _validation
 
     counts = {}
-    for name in ("check_k", "check_baseline", "check_scale", "check_group_sizes", "check_finite"):
+    for name in ("check_k", "check_baseline", "check_scale", "check_group_sizes", "check_mask"):
         original = getattr(_validation, name)
 
         def counted(*args, _name=name, _original=original, **kwargs):
@@ -356,6 +356,8 @@ def test_reports_do_not_revalidate_per_k(monkeypatch):
     from pkpo import _validation, metrics
 
     calls = []
-    monkeypatch.setattr(_validation, "check_finite", lambda *a, **k: calls.append(1) or (False, False))
+    original = _validation.check_group_sizes
+    monkeypatch.setattr(_validation, "check_group_sizes", lambda *a, **k: calls.append(1) or original(*a, **k))
     metrics.maxg_at_k_report([[0.1, 0.5, 0.2], [0.3, 0.3, 0.9]], ks=[1, 2, 3])
-    assert calls == []  # the report checks its rows once itself
+    metrics.pass_at_k_report([[1, 0, 0], [1, 1, 0]], ks=[1, 2, 3])
+    assert calls == []  # the reports check their rows once themselves

@@ -151,6 +151,15 @@ class Backend:
         # JAX: the inverse permutation by a second argsort of integer indices (scatter-free, jit-safe)
         return self.xp.take_along_axis(values, self.xp.argsort(indices, axis=-1), axis=-1)
 
+    def reads_cheaply(self, x) -> bool:
+        """Whether reading a few values of ``x`` on the host costs no device synchronisation and
+        works at all: numpy, torch on the CPU outside torch.compile, concrete JAX arrays on the CPU."""
+        if self.name == "numpy":
+            return True
+        if self.name == "torch":
+            return x.device.type == "cpu" and not self.is_compiling()
+        return not self.is_traced(x) and all(device.platform == "cpu" for device in x.devices())
+
     def is_traced(self, x) -> bool:
         """Whether ``x`` is a value being traced by ``jax.jit`` (its values cannot be read)."""
         if self.name != "jax":
@@ -196,6 +205,7 @@ def as_array(x, name: str = "rewards"):
     backend = backend_of(x)
     if backend.name != "numpy":
         return backend, x
+    reject_masked_array(x, name)
     try:
         return backend, np.asarray(x)
     except ValueError:
@@ -204,6 +214,17 @@ def as_array(x, name: str = "rewards"):
             "array and pass mask= (True on real samples), or use transform_grouped with a group id "
             "per reward."
         ) from None
+
+
+def reject_masked_array(x, name: str) -> None:
+    """A numpy masked array is refused: ``np.asarray`` would silently drop its mask, and masked
+    input has no single right output kind. The message says how to pass the same data."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise ValueError(
+            f"{name} is a numpy masked array, whose mask pkpo does not read; pass plain arrays: "
+            f"the data ({name}.filled(0)) with mask=~np.ma.getmaskarray({name}) for the array "
+            "functions, or each problem's valid samples (np.ma.compressed(row)) for the reports."
+        )
 
 
 def to_numpy(x) -> np.ndarray:

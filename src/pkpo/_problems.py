@@ -11,13 +11,16 @@ import numbers
 
 import numpy as np
 
-from ._backend import to_numpy
+from ._backend import reject_masked_array, to_numpy
 from ._validation import check_k
 
 
 def ragged_rows(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Flatten a list of 1-D arrays (or a 2-D array) into (values, lengths)."""
+    reject_masked_array(per_problem, name)
     if isinstance(per_problem, (list, tuple)):
+        for row in per_problem:
+            reject_masked_array(row, name)
         try:
             rows = [to_numpy(row) for row in per_problem]
         except (TypeError, ValueError) as error:

@@ -138,7 +138,7 @@ def check_mask(backend, mask, x, validate: bool = True):
         return None
     from ._backend import as_array
 
-    mask_backend, mask = as_array(mask)
+    mask_backend, mask = as_array(mask, "mask")
     if mask_backend.name != backend.name:
         raise ValueError(f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}.")
     if backend.shape(mask) != backend.shape(x):
@@ -159,29 +159,6 @@ def first_bad_row(bad_rows: np.ndarray):
     """Index of the first True in a flattened per-group boolean array, or None."""
     flat = np.flatnonzero(np.asarray(bad_rows).reshape(-1))
     return int(flat[0]) if flat.size else None
-
-
-def check_finite(backend, x, mask, labels=None, name="rewards", limits=(np.inf, np.inf)) -> tuple[bool, bool]:
-    """Reject NaN/inf (naming the group); report magnitudes near the float limits.
-
-    One host transfer of an int8 code per element: 3 non-finite, 2 beyond ``limits[0]`` (the
-    sums of the computation could overflow its float dtype), 1 beyond ``limits[1]`` (the result
-    could overflow the output dtype). Returns (beyond limits[0], beyond limits[1]).
-    """
-    xp = backend.xp
-    finite = xp.isfinite(x)
-    size = xp.abs(xp.where(finite, x, 0))
-    # a limit beyond the largest value of x's dtype is never exceeded (and would overflow a cast)
-    largest = float(xp.finfo(x.dtype).max)
-    beyond, near = (limit if limit < largest else np.inf for limit in limits)
-    code = xp.where(~finite, 3, xp.where(size > beyond, 2, xp.where(size > near, 1, 0)))
-    if mask is not None:
-        code = xp.where(mask, code, 0)
-    code = backend.to_numpy(code).reshape(-1, backend.shape(x)[-1])
-    row = first_bad_row((code == 3).any(axis=-1))
-    if row is not None:
-        raise ValueError(f"{name} contain NaN or inf in {describe_group(row, labels)}.")
-    return bool((code == 2).any()), bool((code >= 1).any())
 
 
 def check_binary(backend, x, mask, labels=None, name="correct"):

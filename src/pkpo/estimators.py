@@ -19,6 +19,7 @@ import numbers
 import numpy as np
 
 from . import _validation
+from ._backend import reject_masked_array
 from ._combinatorics import EXACT_MAX_SIZE, binomial_ratio, dense_rank_weights, log_factorial_table
 from ._kernel import check_input, log_factorials, sort_groups
 from ._typing import Array, IntLike
@@ -107,6 +108,7 @@ def _check_counts(n, c, k: int) -> tuple[np.ndarray, np.ndarray]:
 def _count_array(value, name: str) -> np.ndarray:
     """Integer counts as int64, refusing bools, fractions, NaN and values beyond int64 (numpy
     keeps Python ints from 2**63 on as uint64 or object, which a plain cast would wrap)."""
+    reject_masked_array(value, name)
     value = np.asarray(value)
     if value.dtype == object or value.dtype == np.uint64:
         items = value.reshape(-1).tolist()

@@ -43,6 +43,7 @@ from ._problems import (
     ragged_rows,
     row_starts,
 )
+from ._backend import reject_masked_array
 from ._kernel import sort_groups
 from .estimators import maxg_from_sorted, pass_all_k_of_counts, pass_at_k_of_counts
 
@@ -478,6 +479,8 @@ def _success_rates(correct, mask) -> np.ndarray:
     if mask is None:
         lengths, counts, _ = _binary_counts(correct)
         return counts / lengths
+    reject_masked_array(correct, "correct")
+    reject_masked_array(mask, "mask")
     values = np.asarray(correct)
     mask = np.asarray(mask)
     if values.ndim != 2:
@@ -574,7 +577,17 @@ def standard_error(values) -> float:
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if values.size < 2:
         return math.nan
-    return float(values.std(ddof=1) / math.sqrt(values.size))
+    scale = _power_of_two_below(values)  # squares of values above ~1e154 would overflow
+    return float((values / scale).std(ddof=1) / math.sqrt(values.size)) * scale
+
+
+def _power_of_two_below(values: np.ndarray) -> float:
+    """A power of two near max |values| (1 for none, 0 or non-finite ones): dividing by it is exact
+    and brings the values to order 1, so that sums and squares of them cannot overflow."""
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if largest == 0 or not math.isfinite(largest):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(largest)[1] - 1)  # <= largest: finite, also at the limit
 
 
 # --- the shared report loop ------------------------------------------------------------------
@@ -615,9 +628,14 @@ def _report(
 
 
 def _summary(estimates: np.ndarray, n_bootstrap: int, confidence: float, entropy):
-    """(mean, SE, CI low, CI high) of per-problem estimates, the bootstrap seeded by ``entropy``."""
-    low, high = _percentile_bootstrap(estimates, n_bootstrap, confidence, np.random.default_rng(entropy))
-    return float(estimates.mean()), standard_error(estimates), low, high
+    """(mean, SE, CI low, CI high) of per-problem estimates, the bootstrap seeded by ``entropy``.
+
+    Computed on the estimates divided by a power of two near their largest magnitude (exact), so
+    that the sums of maxg@k estimates near the largest float do not overflow."""
+    scale = _power_of_two_below(estimates)
+    unit = estimates / scale
+    low, high = _percentile_bootstrap(unit, n_bootstrap, confidence, np.random.default_rng(entropy))
+    return float(unit.mean()) * scale, standard_error(estimates), low * scale, high * scale
 
 
 def _percentile_bootstrap(

@@ -69,7 +69,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _validation
-from ._backend import as_array, backend_of
+from ._backend import as_array, backend_of, reject_masked_array
 from ._combinatorics import RankWeights
 from ._kernel import SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
@@ -206,7 +206,9 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = DEFAULT_BASELINE,
 def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"):
     if scale != "none":  # padding is not part of a group: zero it before the batch statistics
         sorted_advantages = _scale(groups.without_padding(sorted_advantages), k, scale, groups.n)
-    advantages = groups.finish(sorted_advantages)
+    # mean_abs results do not depend on the rewards' scale: the power of two of sort_groups cancels
+    rescale = scale != "mean_abs"
+    advantages = groups.finish(sorted_advantages, rescale)
     if not return_info:
         return advantages
     backend = groups.backend
@@ -214,7 +216,7 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
     total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
     nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
-    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total))
+    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total, rescale))
     return advantages, info
 
 
@@ -302,9 +304,15 @@ def _scale(advantages, k: int, scale: str, n=None):
     if scale == "n_over_k":
         n_float = float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
         return backend.astype(advantages * (n_float / k), dtype)  # each group's own n
-    total = xp.sum(xp.abs(advantages))
+    if math.prod(shape) == 0:
+        return backend.astype(advantages, dtype)
+    # Divide by max |A| first: |unit| <= 1, so the sum cannot overflow even for advantages near the
+    # largest float, and subnormal ones come to order 1 before count / total is formed.
+    largest = xp.max(xp.abs(advantages))
+    unit = advantages / xp.where(largest > 0, largest, 1.0)
+    total = xp.sum(xp.abs(unit))
     count = float(math.prod(shape[:-1]) * n) if isinstance(n, numbers.Integral) else xp.sum(n)
-    return backend.astype(advantages * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0), dtype)
+    return backend.astype(unit * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0), dtype)
 
 
 def _transform_padded(padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False):
@@ -320,6 +328,7 @@ def factorize_group_ids(group_ids, n_items: int):
     Unique ids come sorted, as ``np.unique`` orders them; ids may be ints, strings or a tensor.
     """
     ids_backend = backend_of(group_ids)
+    reject_masked_array(group_ids, "group_ids")
     if isinstance(group_ids, (list, tuple)):
         # keep each id's own type: np.asarray([1, "1"]) would turn both into the string "1"
         ids = np.empty(len(group_ids), dtype=object)
@@ -332,11 +341,31 @@ def factorize_group_ids(group_ids, n_items: int):
         raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
     try:
         if ids.dtype == object:
+            _check_one_kind(ids)
             return _factorize_objects(ids)
         unique_ids, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     except TypeError as error:
         raise ValueError(f"group_ids must be mutually comparable (all ints or all strings): {error}") from None
     return unique_ids, inverse.reshape(-1), counts
+
+
+def _check_one_kind(ids: np.ndarray) -> None:
+    """Group ids must all be of one kind (ints, strings, bools, floats, bytes, ...): equal values of
+    different kinds, such as 1 and True or 1 and 1.0, would otherwise silently share a group."""
+    kinds = {_id_kind(kind) for kind in set(map(type, ids.tolist()))}  # the distinct types only
+    if len(kinds) > 1:
+        raise ValueError(
+            f"group_ids must be mutually comparable and of one type; they mix {' and '.join(sorted(kinds))} "
+            "(ids such as 1 and True, or 1 and 1.0, would merge into one group)."
+        )
+
+
+def _id_kind(kind: type) -> str:
+    for name, base in (("bool", (bool, np.bool_)), ("int", numbers.Integral), ("float", numbers.Real),
+                       ("str", str), ("bytes", bytes)):
+        if issubclass(kind, base):
+            return name
+    return kind.__name__
 
 
 def _factorize_objects(ids: np.ndarray):

@@ -100,12 +100,13 @@ def at_least_one(xp, n):
 
 
 def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = False,
-            min_n: int = 1, why: str = "") -> Groups:
+            min_n: int = 1, why: str = "", k: int | None = None) -> Groups:
     """Check ``rewards`` (and ``mask``) for estimator ``method`` and return its :class:`Groups`.
 
     Static checks always run: an array of at least one axis, a real or bool dtype, a mask of the
     same shape, and (dense groups) n >= ``min_n``. With ``validate`` also: no NaN/inf, only 0/1
-    for a ``binary`` estimator, every ragged group of size >= ``min_n`` (``why`` says why).
+    for a ``binary`` estimator, every ragged group of size >= ``min_n`` (``why`` says why; a
+    too-small group is the math layer's :class:`~pkpo.GroupSizeError`, with ``k`` where taken).
     """
     backend, x = as_array(rewards)
     _validation.check_rewards_array(backend, x)
@@ -114,7 +115,7 @@ def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = F
     mask = _validation.check_mask(backend, mask, x, validate)
     size = backend.shape(x)[-1]
     if mask is None and size < min_n:
-        raise ValueError(_too_small(method, min_n, size, "every group", why))
+        raise _too_small(method, min_n, size, None, why, k)
     if validate:
         _check_values(backend, x, mask, method, binary)
 
@@ -126,7 +127,7 @@ def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = F
         values = xp.where(mask, values, 0.0)
         n = xp.sum(backend.astype(mask, compute), axis=-1, keepdims=True)
         if validate:
-            check_group_sizes(backend, n, min_n, method, why)
+            check_group_sizes(backend, n, min_n, method, why, k)
     return Groups(backend, values, mask, n, backend.result_dtype(x), validate, binary)
 
 
@@ -140,18 +141,21 @@ def _check_values(backend: Backend, x, mask, method: str, binary: bool):
             raise ValueError(f"{method!r} takes binary rewards only (0/1): {error}") from None
 
 
-def check_group_sizes(backend: Backend, n, min_n: int, method: str, why: str = ""):
+def check_group_sizes(backend: Backend, n, min_n: int, method: str, why: str = "",
+                      k: int | None = None):
     """Every ragged group (sizes ``n``, (..., 1)) must hold at least ``min_n`` valid samples."""
     sizes = backend.to_numpy(n).reshape(-1)
     row = _validation.first_bad_row(sizes < min_n)
     if row is not None:
-        where = _validation.describe_group(row)
-        raise ValueError(_too_small(method, min_n, int(sizes[row]), where, why))
+        raise _too_small(method, min_n, int(sizes[row]), row, why, k)
 
 
-def _too_small(method: str, min_n: int, n: int, where: str, why: str) -> str:
+def _too_small(method: str, min_n: int, n: int, row, why: str, k) -> _validation.GroupSizeError:
+    """The error for a group of n < min_n samples (``row`` None: every group of a dense batch)."""
+    where = "every group" if row is None else _validation.describe_group(row)
     reason = f" ({why})" if why else ""
-    return f"{where} has n={n} samples; {method!r} needs n >= {min_n}{reason}."
+    message = f"{where} has n={n} samples; {method!r} needs n >= {min_n}{reason}."
+    return _validation.GroupSizeError(message, row, n, min_n, k, None)
 
 
 # --- parameter checks (static: they never read the rewards) -----------------------------------

@@ -8,7 +8,8 @@ exactly 0 where C(a, b) = 0 and exactly 1 where the two coefficients coincide).
 from __future__ import annotations
 
 from .. import _validation
-from .._combinatorics import binomial_ratio, log_factorial_table
+from .._combinatorics import binomial_ratio
+from .._kernel import log_factorials
 from .._typing import Array, Baseline, IntLike
 from ..transforms import transform
 from ._groups import Groups, at_least_one, prepare
@@ -76,15 +77,18 @@ def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
     """
     k = _validation.check_k(k)
     g = prepare(rewards, mask, validate=validate, method="passk_training", binary=True, min_n=k,
-                why=f"k={k} <= n")
+                why=f"k={k} <= n", k=k)
     xp = g.xp
 
     def per_count(ratio, n, c):
-        rho = 1.0 - ratio(n - c, k, n, k)
+        # c = 0 is set apart: there 1 - rho - all_fail is 1 - 0 - 1, and a rounding error in a
+        # compiled graph would be multiplied by 1/eps = 1e6
+        some = c > 0
+        rho = xp.where(some, 1.0 - ratio(n - c, k, n, k), 0.0)
         all_fail = ratio(n - c - 1, k - 1, n - 1, k - 1)  # P(a wrong sample's k-1 companions fail)
         variance = rho * (1.0 - rho)
         divisor = xp.sqrt(xp.where(variance > 0, variance, 0.0)) + 1e-6
-        return (1.0 - rho) / divisor, (1.0 - rho - all_fail) / divisor
+        return (1.0 - rho) / divisor, xp.where(some, 1.0 - rho - all_fail, 0.0) / divisor
 
     per_correct, per_wrong = (_where_defined(g, v, k) for v in _by_count(g, per_count))
     return g.from_counts(per_correct, per_wrong, "passk_training")
@@ -112,7 +116,7 @@ def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
     """
     k = _validation.check_k(k)
     g = prepare(rewards, mask, validate=validate, method="pkpo_two_baselines", binary=True,
-                min_n=k, why=f"k={k} <= n")
+                min_n=k, why=f"k={k} <= n", k=k)
     xp = g.xp
 
     def per_count(ratio, n, c):
@@ -138,7 +142,7 @@ def _by_count(g: Groups, formula):
     """
     backend, xp = g.backend, g.xp
     size = backend.shape(g.x)[-1]
-    lf = backend.constant(log_factorial_table, (size + 1,), g.x, g.x.dtype)
+    lf = log_factorials(backend, size + 1, g.x)
     int_dtype = g.int_dtype()
     c = backend.astype(xp.round(g.total(g.x)), int_dtype)
 
