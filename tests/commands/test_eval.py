@@ -20,8 +20,8 @@ import pytest
 import pkpo.metrics
 from pkpo.cli import main as pkpo_main
 from pkpo.commands import eval as eval_command
-from pkpo.commands import graded_samples
-from pkpo.commands.graded_samples import read_graded
+from pkpo.commands import readers
+from pkpo.commands.readers import read_graded
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "samples.jsonl"
@@ -243,7 +243,7 @@ def test_eval_imports_neither_torch_nor_jax_nor_matplotlib_without_plot():
 
 
 def test_doctests():
-    result = doctest.testmod(graded_samples)
+    result = doctest.testmod(readers)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -642,7 +642,7 @@ def test_memory_grows_with_tasks_not_with_bytes(tmp_path):
     size = path.stat().st_size
     assert size > 9e6
     tracemalloc.start()
-    tasks = graded_samples.read_path(str(path), graded_samples.ReadOptions(keep_rewards=False))
+    tasks = readers.read_path(str(path), readers.ReadOptions(keep_rewards=False))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert tasks.n.tolist() == [8_000] * 5 and int(tasks.passed.sum()) == 26_666
@@ -660,7 +660,7 @@ def test_a_gzip_of_only_newlines_is_one_line_error_not_memory_error(tmp_path, ca
 
 
 def test_a_line_longer_than_the_limit_is_one_line_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(graded_samples, "MAX_RECORD_BYTES", 1 << 16)
+    monkeypatch.setattr(readers._lines, "MAX_RECORD_BYTES", 1 << 16)
     path = tmp_path / "long.jsonl.gz"
     with gzip.open(path, "wb") as handle:
         handle.write(b'{"task_id": "a", "passed": true}\n' + b"a" * (1 << 18))
@@ -788,8 +788,9 @@ def test_verifiers_threshold_default_and_override(tmp_path, capsys):
     code, out, _ = run_eval([path, "--k", "1,2", "--metric", "maxg@k"], capsys)  # the raw rewards
     expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in VERIFIERS_REWARDS.values())
     assert code == 0 and float(table_rows(out)[2][1]) == pytest.approx(expected, abs=5e-5)
-    (tmp_path / "metadata.json").write_text('{"pass_threshold": "high"}')
-    one_line_error(*run_eval([path], capsys), "metadata.json has no readable 'pass_threshold'")
+    for bad in ('"high"', "1" + "0" * 400):  # a string; an integer too large for a float
+        (tmp_path / "metadata.json").write_text('{"pass_threshold": %s}' % bad)
+        one_line_error(*run_eval([path], capsys), "metadata.json has no readable 'pass_threshold'")
 
 
 def tinker_trajectory(idx: int, example_id: str, reward: float, error: str | None = None) -> dict:

@@ -6,7 +6,7 @@
     cat samples.jsonl | pkpo eval - --k 1,4
     pkpo eval samples_eval_results.json --k 1,10 --evalplus-tests base
 
-Inputs, recognised from the content (:mod:`pkpo.commands.graded_samples` describes each):
+Inputs, recognised from the content (:mod:`pkpo.commands.readers` describes each):
 human-eval style JSONL (``passed`` or ``reward`` per line), EvalPlus's eval_results.json,
 verifiers' results.jsonl, tinker-cookbook's trajectories.jsonl, lm-evaluation-harness per-sample
 logs. gzip and stdin (``-``) work too; the input is streamed.
@@ -35,7 +35,7 @@ from .. import metrics
 from .._cli import Parser, UsageError, fail, k_list, missing_extra, non_negative_int
 from .._output import OutputPathError, atomic_write, check_output_path, markdown_table
 from ..estimators import pass_all_k_from_counts, pass_at_k_from_counts
-from .graded_samples import (
+from .readers import (
     EVALPLUS_TESTS,
     EvalInputError,
     GradedTasks,
