@@ -27,7 +27,6 @@ from swift.pipelines import rlhf_main
 from swift.rewards import ORM, orms
 from swift.trainers import TrainerFactory
 
-import pkpo
 from pkpo import advantages
 from pkpo.integrations import ms_swift
 
@@ -76,10 +75,17 @@ def model_dir(tmp_path_factory):
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -93,8 +99,10 @@ def model_dir(tmp_path_factory):
 def dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "letters.jsonl"
     with open(path, "w") as out:
-        for letter in trl_tiny.LETTERS * 2:
-            out.write(json.dumps({"messages": [{"role": "user", "content": f"{letter}:"}]}) + "\n")
+        out.writelines(
+            json.dumps({"messages": [{"role": "user", "content": f"{letter}:"}]}) + "\n"
+            for letter in trl_tiny.LETTERS * 2
+        )
     return str(path)
 
 
@@ -112,8 +120,14 @@ def records(monkeypatch):
 
     def recording(self, samples, rewards_per_func, batch_encoded_inputs):
         result = original(self, samples, rewards_per_func, batch_encoded_inputs)
-        seen.append({"trainer": self, "rewards": rewards_per_func.clone(), "k": self.pkpo_k(),
-                     "advantages": result.clone()})
+        seen.append(
+            {
+                "trainer": self,
+                "rewards": rewards_per_func.clone(),
+                "k": self.pkpo_k(),
+                "advantages": result.clone(),
+            }
+        )
         return result
 
     monkeypatch.setattr(ms_swift.PKPOGRPOTrainer, "_compute_advantages", recording)
@@ -123,19 +137,36 @@ def records(monkeypatch):
 def _cpu_args(tmp_path):
     """What a CPU run on the tiny model needs besides the usual GRPO arguments."""
     return {
-        "model_type": "llama", "template": "dummy", "max_completion_length": 3,
-        "learning_rate": 1e-2, "temperature": 1.0, "save_strategy": "no", "report_to": [],
-        "output_dir": str(tmp_path / "out"), "tuner_type": "full", "torch_dtype": "float32",
-        "split_dataset_ratio": 0, "eval_strategy": "no", "use_cpu": True, "logging_steps": 1,
-        "seed": 0, "check_model": False, "dataloader_num_workers": 0,
+        "model_type": "llama",
+        "template": "dummy",
+        "max_completion_length": 3,
+        "learning_rate": 1e-2,
+        "temperature": 1.0,
+        "save_strategy": "no",
+        "report_to": [],
+        "output_dir": str(tmp_path / "out"),
+        "tuner_type": "full",
+        "torch_dtype": "float32",
+        "split_dataset_ratio": 0,
+        "eval_strategy": "no",
+        "use_cpu": True,
+        "logging_steps": 1,
+        "seed": 0,
+        "check_model": False,
+        "dataloader_num_workers": 0,
     }
 
 
 def _args(model_dir, dataset, tmp_path, **overrides):
     args = {
-        "rlhf_type": "grpo", "model": model_dir, "dataset": [dataset],
-        "reward_funcs": ["pkpo_test_contains", "pkpo_test_share"], "num_generations": G,
-        "per_device_train_batch_size": 8, "max_steps": 2, "loss_type": "dapo",
+        "rlhf_type": "grpo",
+        "model": model_dir,
+        "dataset": [dataset],
+        "reward_funcs": ["pkpo_test_contains", "pkpo_test_share"],
+        "num_generations": G,
+        "per_device_train_batch_size": 8,
+        "max_steps": 2,
+        "loss_type": "dapo",
         **_cpu_args(tmp_path),
     }
     args.update(overrides)
@@ -150,8 +181,9 @@ def _expected(record, method, scale, **params):
     rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1)  # reward_weights are 1
     if record["k"] is not None:
         params["k"] = record["k"]
-    return advantages.compute(method, rewards.view(-1, G), mask=scorable.view(-1, G),
-                              scale=scale, **params).reshape(-1)
+    return advantages.compute(
+        method, rewards.view(-1, G), mask=scorable.view(-1, G), scale=scale, **params
+    ).reshape(-1)
 
 
 def test_grpo_trains_on_pkpo_with_a_k_schedule(model_dir, dataset, tmp_path, records):
@@ -167,9 +199,12 @@ def test_grpo_trains_on_pkpo_with_a_k_schedule(model_dir, dataset, tmp_path, rec
     assert trainer.state.global_step == 2
     for record in records:
         assert record["rewards"].shape == (8, 2)
-        np.testing.assert_allclose(record["advantages"].numpy(),
-                                   _expected(record, "pkpo", "mean_abs").numpy(),
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            record["advantages"].numpy(),
+            _expected(record, "pkpo", "mean_abs").numpy(),
+            rtol=1e-5,
+            atol=1e-7,
+        )
     unscorable = torch.cat([torch.isnan(r["rewards"]).all(dim=1) for r in records])
     assert unscorable.any()  # the None rewards were exercised ...
     assert not torch.cat([r["advantages"] for r in records])[unscorable].any()  # ... and got 0
@@ -182,22 +217,22 @@ def test_grpo_trains_on_pkpo_with_a_k_schedule(model_dir, dataset, tmp_path, rec
 
 
 def test_any_estimator_by_name_binary_maxrl(model_dir, dataset, tmp_path, records):
-    ms_swift.patch("maxrl", scale="none")
-    rlhf_main(_args(model_dir, dataset, tmp_path, reward_funcs=["pkpo_test_contains"],
-                    max_steps=1))
+    ms_swift.patch(method="maxrl", scale="none")
+    rlhf_main(_args(model_dir, dataset, tmp_path, reward_funcs=["pkpo_test_contains"], max_steps=1))
     (record,) = records
     assert record["k"] is None
-    np.testing.assert_allclose(record["advantages"].numpy(),
-                               _expected(record, "maxrl", "none").numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        record["advantages"].numpy(), _expected(record, "maxrl", "none").numpy(), rtol=1e-5
+    )
     assert set(record["rewards"].nan_to_num(0.0).unique().tolist()) <= {0.0, 1.0}
 
 
 def _docs_block() -> str:
     """The Python block of the ms-swift section of docs/integrations.md."""
     text = (ROOT / "docs" / "integrations.md").read_text()
-    section = text[text.index("## ms-swift"):]
+    section = text[text.index("## ms-swift") :]
     start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("```", start)]
+    return section[start : section.index("```", start)]
 
 
 def test_the_docs_python_block_runs_on_the_tiny_model(model_dir, dataset, tmp_path, records):
@@ -211,12 +246,16 @@ def test_the_docs_python_block_runs_on_the_tiny_model(model_dir, dataset, tmp_pa
     }.items():
         assert old in code, old
         code = code.replace(old, new)
-    exec(compile(code, "docs/integrations.md", "exec"), {"CPU_ARGS": _cpu_args(tmp_path)})
+    namespace = {"CPU_ARGS": _cpu_args(tmp_path)}
+    exec(compile(code, "docs/integrations.md", "exec"), namespace)  # noqa: S102 - the docs block
     assert [record["k"] for record in records] == [3, 2]
     for record in records:
-        np.testing.assert_allclose(record["advantages"].numpy(),
-                                   _expected(record, "pkpo", "mean_abs").numpy(),
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            record["advantages"].numpy(),
+            _expected(record, "pkpo", "mean_abs").numpy(),
+            rtol=1e-5,
+            atol=1e-7,
+        )
 
 
 def test_kl_in_reward_and_too_few_samples_are_refused(model_dir, dataset, tmp_path):
@@ -241,8 +280,12 @@ def test_patch_points_the_trainer_table_at_the_subclass_and_unpatch_restores_it(
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"method": "nope"}, "unknown advantage estimator"), ({}, "needs k"),
-     ({"method": "rloo", "k": 2}, "takes no k"), ({"k": 2, "scale": "big"}, "unknown scale")],
+    [
+        ({"method": "nope"}, "unknown advantage estimator"),
+        ({}, "set k"),
+        ({"method": "rloo", "k": 2}, "takes no k"),
+        ({"k": 2, "scale": "big"}, "unknown scale"),
+    ],
 )
 def test_bad_options_are_refused(kwargs, message):
     original = TrainerFactory.TRAINER_MAPPING["grpo"]

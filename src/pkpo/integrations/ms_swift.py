@@ -29,6 +29,8 @@ Refused, because the replaced advantages would silently drop them: ``kl_in_rewar
 ``beta != 0`` (use the KL loss instead), request-aware grouping of multi-turn rollouts with a
 varying number of samples per prompt (``dynamic_num_samples``), and an evaluation with fewer
 samples per prompt than k needs (its advantages stay ms-swift's, with a warning).
+``pkpo/k`` and, for PKPO, ``pkpo/estimate`` (the mean per-group unbiased pass@k / maxg@k) are
+logged with ms-swift's metrics.
 ms-swift's ``advantage_estimator`` and ``scale_rewards`` have no effect.
 
 Loss: ms-swift's default ``loss_type="grpo"`` divides each sequence's loss by its own length,
@@ -44,7 +46,12 @@ from typing import Any
 import torch
 from swift.rlhf_trainers import GRPOTrainer
 
-from ._method import MethodOptions, parse_method
+from ._common import (
+    PKPOOptions,
+    check_samples_per_prompt,
+    consecutive_advantages,
+    parse_options,
+)
 
 logger = logging.getLogger("pkpo.integrations.ms_swift")
 
@@ -59,21 +66,27 @@ _RE_WEIGHTING_LOSS_TYPES = {
 _state: dict[str, Any] = {"options": None, "original_trainer": None}
 
 
-def patch(method=None, *, k=None, schedule=None, scale=None, **params) -> MethodOptions:
-    """Train ms-swift's GRPO on the estimator ``method`` of :mod:`pkpo.advantages`.
+def patch(
+    k=None, schedule=None, baseline=None, scale=None, *, method=None, params=None
+) -> PKPOOptions:
+    """Train ms-swift's GRPO on an estimator of :mod:`pkpo.advantages`.
 
-    Args:
-        method: an estimator name (default "pkpo"; :func:`pkpo.advantages.names`).
-        k, schedule: for estimators that take k (PKPO), a constant k or a k schedule
-            ("8->1@300") evaluated at the trainer's ``state.global_step``.
-        scale: "mean_abs" (default), "none" or "n_over_k".
-        **params: the estimator's other parameters, e.g. ``baseline="loo"`` for PKPO.
+    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``method``
+    (default "pkpo"; any name of :func:`pkpo.advantages.names`), ``k`` or a k ``schedule``
+    ("8->1@300", evaluated at the trainer's ``state.global_step``) for the methods that take k,
+    ``baseline`` (PKPO's), ``params`` (the method's other parameters, e.g. ``{"beta": 2.0}``)
+    and ``scale`` (default "mean_abs").
 
     Returns the parsed options. Calling it again changes the options; :func:`unpatch` undoes it.
     """
-    options = parse_method(
-        method, k=k, schedule=schedule, scale=scale, source="pkpo.integrations.ms_swift.patch",
-        **params,
+    options = parse_options(
+        k=k,
+        baseline=baseline,
+        schedule=schedule,
+        scale=scale,
+        method=method,
+        params=params,
+        source="pkpo.integrations.ms_swift.patch",
     )
     from swift.trainers import TrainerFactory
 
@@ -95,7 +108,7 @@ def unpatch() -> None:
     _state["options"] = None
 
 
-def _options() -> MethodOptions:
+def _options() -> PKPOOptions:
     options = _state["options"]
     if options is None:
         raise ValueError(
@@ -111,8 +124,9 @@ class PKPOGRPOTrainer(GRPOTrainer):
         options = _options()
         super().__init__(*args, **kwargs)
         source = type(self).__name__
-        options.check_samples_per_prompt(self.num_generations, source=source,
-                                         name="num_generations")
+        check_samples_per_prompt(
+            self.num_generations, options, source=source, name="num_generations"
+        )
         if self.kl_in_reward and self.beta != 0.0:
             raise ValueError(
                 f"{source}: kl_in_reward=True with beta={self.beta} subtracts the KL from the "
@@ -133,8 +147,9 @@ class PKPOGRPOTrainer(GRPOTrainer):
         return _options().k_at(self.state.global_step)
 
     def _compute_advantages(self, samples, rewards_per_func, batch_encoded_inputs):
-        swift_advantages = super()._compute_advantages(samples, rewards_per_func,
-                                                       batch_encoded_inputs)
+        swift_advantages = super()._compute_advantages(
+            samples, rewards_per_func, batch_encoded_inputs
+        )
         if self.dynamic_num_samples:
             raise ValueError(
                 f"{ENGINE}: this batch has a varying number of samples per prompt (multi-turn "
@@ -143,32 +158,28 @@ class PKPOGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         options = _options()
-        if mode == "eval" and not self._pkpo_fits(options, group_size):
+        k = self.pkpo_k()
+        if mode == "eval" and group_size < options.min_group_size(k):
+            if not self._pkpo_eval_warned:
+                logger.warning(
+                    "pkpo: num_generations_eval=%d is too few for k=%s; the eval loss uses "
+                    "ms-swift's advantages.",
+                    group_size,
+                    k,
+                )
+                self._pkpo_eval_warned = True
             return swift_advantages
         scorable = ~torch.isnan(rewards_per_func).all(dim=1)
         weights = self.reward_weights.to(rewards_per_func.device)
         rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
-        labels = [f"rows {start}..{start + group_size - 1}"
-                  for start in range(0, rewards.shape[0], group_size)]
-        advantages, k = options.advantages(
-            rewards.view(-1, group_size), scorable.view(-1, group_size), self.state.global_step,
-            engine=ENGINE, labels=labels,
+        advantages, estimate = consecutive_advantages(
+            rewards, group_size, k, options, valid=scorable, engine=ENGINE
         )
         if k is not None:
             self._metrics[mode]["pkpo/k"].append(float(k))
-        return advantages.reshape(-1).to(swift_advantages.dtype)
-
-    def _pkpo_fits(self, options: MethodOptions, group_size: int) -> bool:
-        """Evaluation with too few samples per prompt for k keeps ms-swift's advantages."""
-        try:
-            options.check_samples_per_prompt(group_size, source=ENGINE,
-                                             name="num_generations_eval")
-        except ValueError as error:
-            if not self._pkpo_eval_warned:
-                logger.warning("pkpo: %s; the eval loss uses ms-swift's advantages.", error)
-                self._pkpo_eval_warned = True
-            return False
-        return True
+        if estimate is not None:
+            self._metrics[mode]["pkpo/estimate"].append(estimate)
+        return advantages.to(swift_advantages.dtype)
 
 
 __all__ = ["PKPOGRPOTrainer", "patch", "unpatch"]

@@ -52,11 +52,7 @@ import sys
 import typing
 from typing import Any
 
-import numpy as np
-
-from ..transforms import GroupSizeError
-from ._common import StepClock
-from ._method import MethodOptions, pad_groups, parse_method
+from ._common import PKPOOptions, StepClock, grouped_advantages, parse_options
 
 logger = logging.getLogger("pkpo.integrations.skyrl")
 
@@ -64,12 +60,11 @@ ESTIMATOR_NAME = "pkpo"
 ENGINE = "skyrl advantage_estimator"
 PPO_UTILS = "skyrl.backends.skyrl_train.utils.ppo_utils"
 
-#: a training step published by hand (custom loops); PKPOTrainer publishes its own per call
+#: the training step: PKPOTrainer sets it around its advantage step (``clock.at``); a custom
+#: loop publishes it (``clock.publish``)
 clock = StepClock()
-#: (step, pad_size) of the trainer's advantage step running in this thread / task
-_batch: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
-    "pkpo_skyrl_batch", default=None
-)
+#: rows SkyRL appended to the batch of the advantage step running in this thread / task
+_pad_size: contextvars.ContextVar[int] = contextvars.ContextVar("pkpo_skyrl_pad_size", default=0)
 
 
 def import_skyrl(name: str):
@@ -99,10 +94,11 @@ def _registry():
 class PKPOEstimator:
     """SkyRL advantage estimator: a :mod:`pkpo.advantages` estimator over each uid's responses.
 
-    ``last_stats`` holds ``{"k", "step", "method"}`` of the latest call (in this process).
+    ``last_stats`` holds ``{"k", "step", "method", "estimate"}`` of the latest call (in this
+    process; ``estimate``: the mean per-group unbiased pass@k / maxg@k for PKPO, else None).
     """
 
-    def __init__(self, options: MethodOptions, name: str = ESTIMATOR_NAME):
+    def __init__(self, options: PKPOOptions, name: str = ESTIMATOR_NAME):
         self.options = options
         self.name = name
         self.last_stats: dict[str, Any] = {}
@@ -121,60 +117,70 @@ class PKPOEstimator:
         engine = f"{ENGINE}={self.name!r}"
         if index is None:
             raise ValueError(f"{engine} needs the uid group index of each row; none was passed.")
-        batch = _batch.get()
-        step, pad_size = batch if batch is not None else (clock.step, 0)
+        step = clock.step
         ids = list(index)
-        real = len(ids) - pad_size
+        real = len(ids) - _pad_size.get()
+        k = self.options.k_at(step)
         with torch.no_grad():
             scores = token_level_rewards.sum(dim=-1)
-            values = scores[:real].detach().double().cpu().numpy()
-            padded, mask, position, labels = pad_groups(values, ids[:real])
             try:
-                advantages, k = self.options.advantages(
-                    padded, mask, step, engine=engine, labels=labels
+                advantages, estimate = grouped_advantages(
+                    scores[:real], ids[:real], k, self.options, engine=engine
                 )
             except ValueError as error:
-                raise _with_padding_hint(error, labels) from None
+                raise _with_padding_hint(error, ids[:real]) from None
             per_row = torch.zeros_like(scores)
-            per_row[:real] = torch.from_numpy(np.asarray(advantages).reshape(-1)[position]).to(
-                per_row
-            )
+            per_row[:real] = advantages.to(per_row.dtype)
             result = per_row[:, None] * response_mask
-        self.last_stats = {"k": k, "step": step, "method": self.options.method}
+        self.last_stats = {
+            "k": k,
+            "step": step,
+            "method": self.options.method,
+            "estimate": estimate,
+        }
         return result, result
 
 
-def _with_padding_hint(error: ValueError, labels) -> ValueError:
-    """``error``, with a hint when SkyRL's padding rows are among the groups (same type)."""
-    if not any(str(label).startswith("pad") for label in labels):
+def _with_padding_hint(error: ValueError, ids) -> ValueError:
+    """``error``, with a hint when SkyRL's padding rows are among the groups."""
+    if not any(str(uid).startswith("pad") for uid in ids):
         return error
-    message = str(error) + (
-        " (SkyRL pads a batch with rows 'pad0', 'pad1', ... for data parallelism: train with "
-        "pkpo.integrations.skyrl.PKPOTrainer / PKPOExp, which leaves them out.)"
+    return ValueError(
+        f"{error} (SkyRL pads a batch with rows 'pad0', 'pad1', ... for data parallelism: train "
+        "with pkpo.integrations.skyrl.PKPOTrainer / PKPOExp, which leaves them out.)"
     )
-    if isinstance(error, GroupSizeError):
-        return GroupSizeError(message, error.group, error.n, error.need, error.k, error.baseline)
-    return ValueError(message)
 
 
-def register(method=None, *, k=None, schedule=None, scale=None, name: str = ESTIMATOR_NAME,
-             **params) -> PKPOEstimator:
-    """Register ``method`` of :mod:`pkpo.advantages` as SkyRL advantage estimator ``name``.
+def register(
+    k=None,
+    schedule=None,
+    baseline=None,
+    scale=None,
+    *,
+    method=None,
+    params=None,
+    name: str = ESTIMATOR_NAME,
+) -> PKPOEstimator:
+    """Register an estimator of :mod:`pkpo.advantages` as SkyRL advantage estimator ``name``.
 
-    Args:
-        method: an estimator name (default "pkpo"; :func:`pkpo.advantages.names`).
-        k, schedule: for estimators that take k (PKPO), a constant k or a k schedule
-            ("8->1@200") evaluated at the trainer's ``global_step`` (needs :class:`PKPOTrainer`).
-        scale: "mean_abs" (default), "none" or "n_over_k".
-        name: the registry name to set in ``trainer.algorithm.advantage_estimator``.
-        **params: the estimator's other parameters, e.g. ``baseline="loo"`` for PKPO.
+    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``method``
+    (default "pkpo"; any name of :func:`pkpo.advantages.names`), ``k`` or a k ``schedule``
+    ("8->1@200", evaluated at the trainer's ``global_step``: needs :class:`PKPOTrainer`) for the
+    methods that take k, ``baseline`` (PKPO's), ``params`` (the method's other parameters, e.g.
+    ``{"beta": 2.0}``) and ``scale`` (default "mean_abs"). ``name`` is what to set in
+    ``trainer.algorithm.advantage_estimator``.
 
     Returns the registered estimator. Registering under a name that holds a PKPO estimator
     replaces it; a name that holds another function (SkyRL's "grpo", ...) is refused.
     """
-    options = parse_method(
-        method, k=k, schedule=schedule, scale=scale, source="pkpo.integrations.skyrl.register",
-        **params,
+    options = parse_options(
+        k=k,
+        baseline=baseline,
+        schedule=schedule,
+        scale=scale,
+        method=method,
+        params=params,
+        source="pkpo.integrations.skyrl.register",
     )
     AdvantageEstimatorRegistry = _registry()
     if name in AdvantageEstimatorRegistry.list_available():
@@ -198,15 +204,17 @@ def make_trainer_class(base):
         """SkyRL's trainer; the advantage step publishes ``global_step`` and the padding."""
 
         def compute_advantages_and_returns(self, data):
-            pad_size = int((data.metadata or {}).get("pad_size", 0))
-            token = _batch.set((int(self.global_step), pad_size))
+            token = _pad_size.set(int((data.metadata or {}).get("pad_size", 0)))
             try:
-                result = super().compute_advantages_and_returns(data)
+                with clock.at(self.global_step):
+                    result = super().compute_advantages_and_returns(data)
             finally:
-                _batch.reset(token)
+                _pad_size.reset(token)
             estimator = _registered_estimator(self.cfg.trainer.algorithm.advantage_estimator)
-            if estimator is not None and estimator.last_stats.get("k") is not None:
-                self.all_metrics["pkpo/k"] = estimator.last_stats["k"]
+            stats = estimator.last_stats if estimator is not None else {}
+            for stat in ("k", "estimate"):
+                if stats.get(stat) is not None:
+                    self.all_metrics[f"pkpo/{stat}"] = stats[stat]
             return result
 
     PKPOTrainer.__module__ = __name__
@@ -225,8 +233,17 @@ def _experiment_class(trainer_class):
     class PKPOExp(BasePPOExp):
         """SkyRL's ``BasePPOExp`` training with :class:`PKPOTrainer`."""
 
-        def get_trainer(self, cfg, tracker, tokenizer, train_dataset, eval_dataset,
-                        inference_engine_client, generator, colocate_pg):
+        def get_trainer(
+            self,
+            cfg,
+            tracker,
+            tokenizer,
+            train_dataset,
+            eval_dataset,
+            inference_engine_client,
+            generator,
+            colocate_pg,
+        ):
             return trainer_class(
                 cfg=cfg,
                 tracker=tracker,
@@ -259,8 +276,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "PKPOEstimator",
-    "PKPOExp",
-    "PKPOTrainer",
     "clock",
     "import_skyrl",
     "make_trainer_class",

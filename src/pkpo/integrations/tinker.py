@@ -23,8 +23,9 @@ groups): each uses its own n, and a group too small for k raises a ``ValueError`
 The step: both of ``train.py``'s step functions, ``do_train_step_and_get_sampling_client`` and
 ``do_train_step_streaming_and_get_sampling_client``, take ``i_batch``, the training iteration
 (0-based, continued on resume, the step the cookbook logs). :func:`patch` wraps both in
-``tinker_cookbook.rl.train`` so that ``i_batch`` is published to :data:`clock` before their
-advantage step runs; sync, streaming and async training all go through them. Elsewhere (your own
+``tinker_cookbook.rl.train`` so that their advantage step runs with ``i_batch`` as the step of
+:data:`clock` (``clock.at``, per asyncio task); sync, streaming and async training all go through
+them. Elsewhere (your own
 loop calling ``prepare_minibatch``) publish the step yourself: ``clock.publish(step)``.
 
 Scale: ``scale="mean_abs"`` (the default, :data:`pkpo.integrations._common.DEFAULT_SCALE`)
@@ -37,8 +38,9 @@ on each of its action tokens and sum over tokens, with no length normalisation, 
 sum_i A_i grad log pi(y_i): the estimator's own expected update (paper eq. 33 gives an unbiased
 pass@k gradient).
 
-``pkpo/k`` (the k of the latest advantage step) is added to the metrics of ``prepare_minibatch``,
-which the cookbook logs.
+``pkpo/k`` (the k of the latest advantage step) and, for PKPO, ``pkpo/estimate`` (the mean
+per-group unbiased pass@k / maxg@k) are added to the metrics of ``prepare_minibatch``, which the
+cookbook logs.
 """
 
 from __future__ import annotations
@@ -50,8 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import StepClock
-from ._method import MethodOptions, pad_lists, parse_method
+from ._common import PKPOOptions, StepClock, grouped_advantages, parse_options
 
 logger = logging.getLogger("pkpo.integrations.tinker")
 
@@ -65,7 +66,8 @@ STEP_FUNCTIONS = (
 
 #: the training step published by the patched step functions (or by you)
 clock = StepClock()
-#: ``{"k", "step", "method"}`` of the latest advantage step
+#: ``{"k", "step", "method", "estimate"}`` of the latest advantage step (``estimate``: the mean
+#: per-group unbiased pass@k / maxg@k for PKPO, else None)
 last_stats: dict[str, Any] = {}
 _state: dict[str, Any] = {"options": None, "originals": {}}
 
@@ -79,40 +81,48 @@ def compute_advantages(trajectory_groups_P) -> list:
     """
     import torch
 
-    options: MethodOptions | None = _state["options"]
+    options: PKPOOptions | None = _state["options"]
     if options is None:
         raise ValueError(f"{ENGINE}: call pkpo.integrations.tinker.patch(...) first.")
     rewards = [traj_group.get_total_rewards() for traj_group in trajectory_groups_P]
     if not rewards:
         return []
-    empty = [i for i, row in enumerate(rewards) if not row]
-    if empty:
-        raise ValueError(f"{ENGINE}: trajectory group {empty[0]} has no trajectories.")
-    padded, mask = pad_lists(rewards)
+    sizes = [len(row) for row in rewards]
+    if 0 in sizes:
+        raise ValueError(f"{ENGINE}: trajectory group {sizes.index(0)} has no trajectories.")
+    flat = np.concatenate([np.asarray(row, dtype=np.float64) for row in rewards])
+    group_of_row = np.repeat(np.arange(len(rewards)), sizes)
     step = clock.step
-    advantages, k = options.advantages(padded, mask, step, engine=ENGINE)
-    last_stats.update({"k": k, "step": step, "method": options.method})
+    k = options.k_at(step)
+    advantages, estimate = grouped_advantages(flat, group_of_row, k, options, engine=ENGINE)
+    last_stats.update({"k": k, "step": step, "method": options.method, "estimate": estimate})
     values = torch.from_numpy(np.asarray(advantages, dtype=np.float32))
-    return [values[i, : len(row)].clone() for i, row in enumerate(rewards)]
+    return [group.clone() for group in torch.split(values, sizes)]
 
 
-def patch(method=None, *, k=None, schedule=None, scale=None, **params) -> MethodOptions:
-    """Train tinker-cookbook's RL loop on the estimator ``method`` of :mod:`pkpo.advantages`.
+def patch(
+    k=None, schedule=None, baseline=None, scale=None, *, method=None, params=None
+) -> PKPOOptions:
+    """Train tinker-cookbook's RL loop on an estimator of :mod:`pkpo.advantages`.
 
-    Args:
-        method: an estimator name (default "pkpo"; :func:`pkpo.advantages.names`).
-        k, schedule: for estimators that take k (PKPO), a constant k or a k schedule
-            ("8->1@100"), evaluated at the cookbook's ``i_batch``.
-        scale: "mean_abs" (default), "none" or "n_over_k" (see the module docstring).
-        **params: the estimator's other parameters, e.g. ``baseline="loo"`` for PKPO.
+    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``method``
+    (default "pkpo"; any name of :func:`pkpo.advantages.names`), ``k`` or a k ``schedule``
+    ("8->1@100", evaluated at the cookbook's ``i_batch``) for the methods that take k,
+    ``baseline`` (PKPO's), ``params`` (the method's other parameters, e.g. ``{"beta": 2.0}``)
+    and ``scale`` (default "mean_abs"; see the module docstring).
 
     Returns the parsed options. Calling it again changes the options; :func:`unpatch` undoes it.
     """
-    options = parse_method(
-        method, k=k, schedule=schedule, scale=scale, source="pkpo.integrations.tinker.patch",
-        **params,
+    options = parse_options(
+        k=k,
+        baseline=baseline,
+        schedule=schedule,
+        scale=scale,
+        method=method,
+        params=params,
+        source="pkpo.integrations.tinker.patch",
     )
-    import tinker_cookbook.rl.train as train
+    from tinker_cookbook.rl import train
 
     originals = _state["originals"]
     if not originals:
@@ -131,7 +141,7 @@ def patch(method=None, *, k=None, schedule=None, scale=None, **params) -> Method
 
 def unpatch() -> None:
     """Restore tinker-cookbook's own advantage step (and forget the options)."""
-    import tinker_cookbook.rl.train as train
+    from tinker_cookbook.rl import train
 
     for name, original in _state["originals"].items():
         setattr(train, name, original)
@@ -141,25 +151,26 @@ def unpatch() -> None:
 
 
 def _publishing_step(step_function):
-    """``step_function(config, i_batch, ...)`` that publishes ``i_batch`` to :data:`clock` first."""
+    """``step_function(config, i_batch, ...)`` run with ``i_batch`` as :data:`clock`'s step."""
     signature = inspect.signature(step_function)
 
     @functools.wraps(step_function)
     async def wrapper(*args, **kwargs):
-        clock.publish(signature.bind_partial(*args, **kwargs).arguments["i_batch"])
-        return await step_function(*args, **kwargs)
+        with clock.at(signature.bind_partial(*args, **kwargs).arguments["i_batch"]):
+            return await step_function(*args, **kwargs)
 
     return wrapper
 
 
 def _logging_k(prepare_minibatch):
-    """``prepare_minibatch`` whose metrics also hold ``pkpo/k`` (estimators with k)."""
+    """``prepare_minibatch`` whose metrics also hold ``pkpo/k`` and ``pkpo/estimate``."""
 
     @functools.wraps(prepare_minibatch)
     async def wrapper(*args, **kwargs):
         data_D, metrics, usage = await prepare_minibatch(*args, **kwargs)
-        if last_stats.get("k") is not None:
-            metrics["pkpo/k"] = last_stats["k"]
+        for name in ("k", "estimate"):
+            if last_stats.get(name) is not None:
+                metrics[f"pkpo/{name}"] = last_stats[name]
         return data_D, metrics, usage
 
     return wrapper
