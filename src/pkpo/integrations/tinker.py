@@ -56,7 +56,6 @@ from ._common import PKPOOptions, StepClock, grouped_advantages, parse_options
 
 logger = logging.getLogger("pkpo.integrations.tinker")
 
-TRAIN_MODULE = "tinker_cookbook.rl.train"
 ENGINE = "tinker-cookbook compute_advantages"
 #: the functions of ``tinker_cookbook.rl.train`` whose ``i_batch`` is the training step
 STEP_FUNCTIONS = (
@@ -131,7 +130,7 @@ def patch(
         for name in STEP_FUNCTIONS:
             originals[name] = getattr(train, name)
         train.compute_advantages = compute_advantages
-        train.prepare_minibatch = _logging_k(originals["prepare_minibatch"])
+        train.prepare_minibatch = _logging_stats(originals["prepare_minibatch"])
         for name in STEP_FUNCTIONS:
             setattr(train, name, _publishing_step(originals[name]))
     _state["options"] = options
@@ -162,7 +161,7 @@ def _publishing_step(step_function):
     return wrapper
 
 
-def _logging_k(prepare_minibatch):
+def _logging_stats(prepare_minibatch):
     """``prepare_minibatch`` whose metrics also hold ``pkpo/k`` and ``pkpo/estimate``."""
 
     @functools.wraps(prepare_minibatch)
