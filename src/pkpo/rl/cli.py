@@ -192,7 +192,10 @@ def sweep_main(argv: list[str]) -> int:
 
     t0 = time.time()
     if args.report_only:
-        finals = finished_runs(out)
+        try:
+            finals = finished_runs(out)
+        except ValueError as exc:
+            return _fail("sweep", exc)
         if not finals:
             return _fail("sweep", ValueError(f"no finished runs under {str(out / 'runs')!r}"))
     else:

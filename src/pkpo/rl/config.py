@@ -14,7 +14,9 @@ checks the whole config before any work, and raises ``ValueError`` naming the fi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,61 @@ RESUMABLE_CHANGES = frozenset({"steps", "eval_every", "checkpoint_every", "out_d
 def changed_fields(old: dict, new: dict) -> list[str]:
     """The fields, other than :data:`RESUMABLE_CHANGES`, whose values differ between two config dicts."""
     return sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+
+
+def _typed(key: str, value, hint):
+    """``value`` as the type of field ``key``, or a ValueError: no bool for a number, no number for a
+    string or a bool, no float for an integer (the k schedule ``k`` may also be an integer)."""
+    def refuse(what: str) -> ValueError:  # the value as TOML and JSON write it: true, "false", 1.5
+        return ValueError(f"config key {key!r} must be {what}; got {json.dumps(value, default=repr)}")
+
+    def integer(item) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool)
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if hint is int:
+        if not integer(value):
+            raise refuse("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse("a number")
+        return float(value)
+    if hint is str:
+        if key == "k" and integer(value):
+            return str(value)
+        if not isinstance(value, str):
+            raise refuse("a string")
+        return value
+    if typing.get_origin(hint) is tuple:  # eval_ks: integers
+        if not isinstance(value, (list, tuple)) or not all(integer(item) for item in value):
+            raise refuse("a list of integers")
+        return tuple(value)
+    return value
+
+
+# The largest sizes accepted: far beyond any run that fits a machine, small enough that a typo is
+# refused before anything is allocated (n = prompts_per_step = 100000 asks for 10^10 completions a step).
+SIZE_LIMITS = {"n": 1 << 16, "prompts_per_step": 1 << 16, "eval_samples": 1 << 16, "warm_batch": 1 << 16,
+               "max_new_tokens": 1 << 16, "length": 1 << 12, "d_model": 1 << 16, "n_layer": 1 << 10,
+               "n_head": 1 << 10, "threads": 1 << 10, "n_train": 10**8, "n_heldout": 10**8,
+               "n_validation": 10**8, "eval_problems": 10**8, "final_eval_problems": 10**8}
+MAX_COMPLETIONS_PER_STEP = 1 << 20  # prompts_per_step * n
+
+
+def check_sizes(cfg) -> None:
+    """Refuse sizes no machine could run (:data:`SIZE_LIMITS`), before anything is allocated."""
+    for name, limit in SIZE_LIMITS.items():
+        value = getattr(cfg, name)
+        if isinstance(value, int) and value > limit:
+            raise ValueError(f"{name} must be at most {limit:,}, got {value:,}")
+    completions = cfg.prompts_per_step * cfg.n
+    if completions > MAX_COMPLETIONS_PER_STEP:
+        raise ValueError(f"prompts_per_step x n = {completions:,} completions per step; at most "
+                         f"{MAX_COMPLETIONS_PER_STEP:,} are accepted")
 
 
 def _opt(default, help: str):
@@ -105,16 +162,15 @@ class TrainConfig:
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """A config from a dict of field values (a TOML file, a saved config), each checked against
+        its field's type as strictly as the flag of ``pkpo train``: ``steps = true``,
+        ``tensorboard = "false"``, ``eval_ks = [1.5, 2]`` or ``device = 0`` is a ValueError."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(names)}")
-        values = dict(values)
-        if "k" in values:
-            values["k"] = str(values["k"])
-        if "eval_ks" in values:
-            values["eval_ks"] = tuple(int(k) for k in values["eval_ks"])
-        return cls(**values)
+        hints = typing.get_type_hints(cls)
+        return cls(**{key: _typed(key, value, hints[key]) for key, value in values.items()})
 
     @classmethod
     def from_toml(cls, path) -> "TrainConfig":
@@ -166,6 +222,7 @@ class TrainConfig:
                      "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        check_sizes(self)
         need(self.method in METHODS, f"unknown method {self.method!r}; expected one of {METHODS}")
         need(self.baseline in pkpo.BASELINES, f"unknown baseline {self.baseline!r}; expected one of {pkpo.BASELINES}")
         need(self.scale in pkpo.SCALES, f"unknown scale {self.scale!r}; expected one of {pkpo.SCALES}")

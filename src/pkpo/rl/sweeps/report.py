@@ -88,11 +88,12 @@ def paired_difference(finals: list[dict], a: str, b: str, k: int) -> dict | None
     """Held-out pass@k of run ``a`` minus run ``b``, paired by seed and problem (module docstring).
 
     Returns ``{"a", "b", "k", "diff", "lo", "hi", "seeds", "basis", "per_seed", "a_mean", "b_mean"}``
-    (fractions, not %), or None when either run lacks per-problem records.
+    (fractions, not %), or None when either run lacks per-problem records or was evaluated with fewer
+    than k samples per problem (pass@k is then not estimable).
     """
     da, db = _details_by_seed(finals, a), _details_by_seed(finals, b)
     seeds = sorted(set(da) & set(db))
-    if not seeds:
+    if not seeds or any(d[s]["samples"] < k for d in (da, db) for s in seeds):
         return None
     per_seed, a_means, b_means, last = [], [], [], None
     for s in seeds:
@@ -122,8 +123,18 @@ def format_diff(d: dict) -> str:
             f"{d['basis']})")
 
 
+def evaluation_samples(finals: list[dict]) -> int | None:
+    """The fewest samples per held-out problem among the runs' final evaluations (None without records)."""
+    counts = [d["samples"] for label in dict.fromkeys(f["label"] for f in finals)
+              for d in _details_by_seed(finals, label).values()]
+    return min(counts) if counts else None
+
+
 def category_table(finals: list[dict], ks=(1, 8)) -> str:
-    """Held-out pass@k by problem category (majority / minority / ambiguous rule), mean over seeds."""
+    """Held-out pass@k by problem category (majority / minority / ambiguous rule), mean over seeds;
+    the k above the evaluation's samples per problem are left out."""
+    samples = evaluation_samples(finals)
+    ks = [k for k in ks if samples is None or k <= samples]
     labels = list(dict.fromkeys(f["label"] for f in finals))
     cats, rows = None, []
     for label in labels:
@@ -219,7 +230,10 @@ def findings(finals: list[dict]) -> list[dict]:
         metric = f"pass@{k}"
         best = max(constant, key=lambda x: rows[x].get(metric, -1))
         others = [x for x in constant if x != own]
-        parts = [f"{own} − {o}: {format_diff(diff(own, o, k))}" for o in others]
+        diffs = [diff(own, o, k) for o in others]
+        if None in diffs:  # no per-problem records, or fewer than k evaluation samples
+            continue
+        parts = [f"{own} − {o}: {format_diff(d)}" for o, d in zip(others, diffs)]
         if best == own:
             text = (f"(c) at k_eval = {k} the run trained for it (k_opt = {k}) has the best held-out pass@{k} of the "
                     f"constant-k runs ({100 * rows[own][metric]:.1f} %); " + "; ".join(parts) + ".")
@@ -301,10 +315,14 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
                      f"processes, about {idle:.0f} s of wall time when nothing else runs, plus start-up and this "
                      "report)  ")
     lines += [_setting_line(cfg), "", table, ""]
-    if claims:
+    samples = evaluation_samples(finals)
+    if claims or (samples is not None and samples < 8):
         lines += ["## What the numbers show", "", "Generated from the numbers above (paired over the same "
                   "held-out problems; the interval is over " + ("seeds" if len({f['seed'] for f in finals}) > 1
                                                               else "problems, one seed") + ").", ""]
+        if samples is not None and samples < 8:
+            lines += [f"The final evaluation drew {samples} samples per problem, so the claims at k_eval = 8 "
+                      "(pass@8 needs at least 8) are not checked.", ""]
         lines += [f"- {c['text']}" for c in claims] + [""]
     cats = category_table(finals)
     if cats:

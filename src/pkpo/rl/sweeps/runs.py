@@ -12,6 +12,7 @@ tables (:mod:`pkpo.rl.sweeps.report`) and figures (:mod:`pkpo.rl.sweeps.plots`) 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,10 +26,15 @@ K_EVAL = (1, 2, 4, 8, 16)  # the k_eval of the tables' and figures' pass@k colum
 
 
 def finished_runs(out: Path) -> list[dict]:
-    """The final.json of every finished run under ``out/runs/<label>/seed<s>/``, labelled by folder."""
+    """The final.json of every finished run under ``out/runs/<label>/seed<s>/``, labelled by folder.
+
+    Raises:
+        ValueError: a final.json that is not a finished run's record (damaged, cut short, edited),
+            naming the file.
+    """
     finals = []
     for path in sorted(Path(out).glob("runs/*/seed*/final.json")):
-        final = json.loads(path.read_text())
+        final = read_final(path)
         final["label"] = path.parent.parent.name
         final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
@@ -39,6 +45,37 @@ def finished_runs(out: Path) -> list[dict]:
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), standard_error(values)
+
+
+# what the tables and figures read from every final.json: field -> (type, how a message names it)
+_FINAL_FIELDS = {"seed": (int, "an integer"), "config": (dict, "an object"), "method": (str, "a string"),
+                 "k_schedule": (str, "a string"), "baseline": (str, "a string")}
+_ESTIMATE = re.compile(r"(pass|maxg)@\d+")
+
+
+def read_final(path: Path) -> dict:
+    """One run's final.json, checked for the fields the report reads; else a one-line ValueError."""
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"{str(path)!r} is not a finished run's final.json ({why}); re-run that run "
+                          "or remove its folder")
+
+    try:
+        final = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise refuse("not UTF-8 text") from None
+    except (ValueError, RecursionError) as error:
+        raise refuse(f"invalid JSON: {' '.join(str(error).split())[:120]}") from None
+    if not isinstance(final, dict):
+        raise refuse(f"a JSON {type(final).__name__}, not an object")
+    for key, (kind, name) in _FINAL_FIELDS.items():
+        if not isinstance(final.get(key), kind) or isinstance(final.get(key), bool):
+            raise refuse(f"{key!r} is missing or not {name}")
+    if isinstance(final["config"].get("n"), bool) or not isinstance(final["config"].get("n"), int):
+        raise refuse("its config has no group size 'n'")
+    for key, value in final.items():
+        if _ESTIMATE.fullmatch(key) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise refuse(f"{key!r} is {json.dumps(value)[:40]}, not a number")
+    return final
 
 
 def run_dir_of(final: dict) -> Path:

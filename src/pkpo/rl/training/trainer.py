@@ -65,7 +65,7 @@ from pkpo.transforms import scale_advantages
 from ..._output import atomic_write
 from ..config import METHODS, TrainConfig, changed_fields
 from ..interfaces import Policy, Task
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
+from .checkpoint import load_checkpoint, one_line, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from .evaluation import evaluate, score_samples
 from .rundir import open_run
 
@@ -172,6 +172,18 @@ def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy 
         return _train(cfg, policy, task, reference=reference, resume=resume, progress=progress)
 
 
+def _check_restored(batcher, solved: np.ndarray, seen: np.ndarray, n_problems: int) -> None:
+    """The data order and the per-problem flags of a checkpoint fit the task's training problems."""
+    order = batcher.order
+    if order.shape != (n_problems,) or not np.issubdtype(order.dtype, np.integer) \
+            or not ((0 <= order) & (order < n_problems)).all():
+        raise ValueError(f"its data order is not an order of the {n_problems} training problems")
+    if not 0 <= batcher.pos <= order.size:
+        raise ValueError(f"its position {batcher.pos} is outside the data order")
+    if solved.shape != (n_problems,) or seen.shape != (n_problems,):
+        raise ValueError(f"its solved/seen flags have {solved.size}/{seen.size} entries for {n_problems} problems")
+
+
 def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
            resume: bool = False, progress: bool = True) -> dict:
     cfg = config.validate()
@@ -210,12 +222,17 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         diff = changed_fields(state["config"], cfg.to_dict())
         if diff:
             raise ValueError(f"cannot resume {str(ckpt_path)!r}: config differs in {diff}")
-        policy.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"], gen, data_rng)
-        batcher.order, batcher.pos = np.asarray(state["batcher"]["order"]), int(state["batcher"]["pos"])
-        solved = np.asarray(state["solved"], dtype=bool)
-        seen = np.asarray(state["seen"], dtype=bool) if "seen" in state else np.ones_like(solved)
+        try:  # a checkpoint with a valid hash may still not fit this run: one line, not a traceback
+            policy.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], gen, data_rng)
+            batcher.order, batcher.pos = np.asarray(state["batcher"]["order"]), int(state["batcher"]["pos"])
+            solved = np.asarray(state["solved"], dtype=bool)
+            seen = np.asarray(state["seen"], dtype=bool) if "seen" in state else np.ones_like(solved)
+            _check_restored(batcher, solved, seen, len(train_problems))
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, NotImplementedError) as error:
+            raise ValueError(f"checkpoint {str(ckpt_path)!r} does not fit this run ({one_line(error)}); delete it or "
+                             "start without --resume") from None
         start_step, last_eval = int(state["step"]), state.get("last_eval", {})
         truncate_metrics(metrics_path, start_step)
     else:

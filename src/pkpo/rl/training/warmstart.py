@@ -72,12 +72,14 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"warmstart-{cache_key(policy, task, steps, batch, lr, seed)}.pt"
     if path.exists():
+        initial = {name: value.detach().clone() for name, value in policy.state_dict().items()}
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             policy.load_state_dict(state["model"])
             return {"cached": True, "path": str(path), "final_nll": state.get("final_nll"),
                     "wall_s": state.get("wall_s"), "cpu_s": state.get("cpu_s")}
-        except Exception:  # a broken cache file is rebuilt, not trusted
+        except Exception:  # a broken cache file (meta tensors, wrong shapes, ...) is rebuilt, not trusted:
+            policy.load_state_dict(initial)  # the fit starts from the initial weights, not a half-loaded state
             path.unlink(missing_ok=True)
     rng = np.random.default_rng([seed, 104729])
     torch.manual_seed(seed)
