@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+from ... import advantages
 from ..._output import atomic_write
 from ..build import build
 from ..config import TrainConfig, changed_fields
@@ -21,9 +22,19 @@ from .runs import WARM_LABEL
 
 
 def run_spec(name: str, steps: int) -> dict:
-    """A grid entry name -> TrainConfig overrides: k<K>, anneal[<a>-><b>], loo, grpo, tzsm, entropy."""
-    if name in ("loo", "grpo", "tzsm", "entropy"):
-        return {"method": name}
+    """A grid entry name -> TrainConfig overrides.
+
+    ``k<K>`` (PKPO at k = K), ``anneal`` / ``anneal<a>-><b>`` (PKPO with k from a to b at 60 % of the
+    steps), any estimator name of :func:`pkpo.advantages.names` without k (``grpo``, ``rloo``, ``maxrl``,
+    ``tzsm``, ...), and two names kept from the first trainer: ``loo`` (PKPO at k = 1, the same runs
+    as ``k1``) and ``entropy`` (``loo`` with entropy_coef 0.05).
+    """
+    if name == "loo":
+        return {"method": "pkpo", "k": "1"}
+    if name == "entropy":
+        return {"method": "pkpo", "k": "1", "entropy_coef": 0.05}
+    if name in advantages.names() and not advantages.spec(name).takes_k:
+        return {"method": name, "k": "1"}
     if name.startswith("k") and name[1:].isdigit():
         return {"method": "pkpo", "k": name[1:]}
     if name.startswith("anneal"):
@@ -33,7 +44,9 @@ def run_spec(name: str, steps: int) -> dict:
         except ValueError:
             raise ValueError(f"bad anneal spec {name!r}; expected e.g. 'anneal' or 'anneal8->1'") from None
         return {"method": "pkpo", "k": f"{a}->{b}@{max(1, int(round(0.6 * steps)))}"}
-    raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm or entropy")
+    methods = ", ".join(m for m in advantages.names() if not advantages.spec(m).takes_k)
+    raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, entropy or an estimator "
+                     f"without k ({methods})")
 
 
 def _finished(cfg: TrainConfig, **recorded) -> dict | None:
@@ -177,8 +190,9 @@ def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
 
 
 def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
-    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0."""
-    return base.replace(seed=seed, steps=0, method="pkpo", k="1", eval_every=0,
+    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0
+    (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it too)."""
+    return base.replace(seed=seed, steps=0, method="pkpo", k="1", method_params="", eval_every=0, kl_coef=0.0,
                         out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}")).validate()
 
 

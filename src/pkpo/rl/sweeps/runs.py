@@ -38,7 +38,7 @@ def finished_runs(out: Path) -> list[dict]:
         final["label"] = path.parent.parent.name
         final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
-    order = [WARM_LABEL, "loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
+    order = [WARM_LABEL, "loo", "k1", "grpo", "maxrl", "entropy", "k2", "k4", "k8", "k16", "anneal", "tzsm"]
     return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
                                          f["label"], f["seed"]))
 
@@ -101,10 +101,12 @@ def aggregate(finals: list[dict]) -> list[dict]:
                 if len(vals) == 1:
                     se = fs[0].get(f"{key}_se", float("nan"))
                 row[key], row[key + "_se"] = mean, se
-        for key in ("cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
+        for key in (f"greedy_{metric}@1", "cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
             vals = [f[key] for f in fs if f.get(key) is not None]
             if vals:
                 row[key], row[key + "_se"] = _mean_se(vals)
+                if len(vals) == 1 and key.startswith("greedy_"):  # one seed: the SE over problems
+                    row[key + "_se"] = fs[0].get(f"{key}_se", float("nan"))
         rows.append(row)
     return rows
 
@@ -120,6 +122,14 @@ def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
     successes = np.asarray(successes)
     correct = np.arange(samples)[None, :] < successes[:, None]  # (P, samples): c successes, order irrelevant
     return np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
+
+
+def per_problem_greedy(detail: dict) -> np.ndarray | None:
+    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded), or
+    None for a run evaluated before near-greedy decoding was measured."""
+    if "greedy_successes" not in detail:
+        return None
+    return np.asarray(detail["greedy_successes"], dtype=float) / detail["greedy_samples"]
 
 
 def read_curves(run_dir: Path) -> dict:

@@ -11,22 +11,19 @@ or from Python::
     final = train(TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal"), policy, task)
 
 Every step: draw ``prompts_per_step`` training problems, sample ``n`` completions each, score them,
-turn the (B, n) rewards into advantages (the PKPO transform of :func:`pkpo.transform` with k from the
-schedule, or one of the baselines below), and minimise the sequence-level policy-gradient loss
+turn the (B, n) rewards into advantages with the estimator ``TrainConfig.method`` of
+:mod:`pkpo.advantages` (``"pkpo"``: pkpo.transform(g, k, baseline), paper eq. 33 for the default
+``loo_minus_one``; ``"grpo"``, ``"rloo"``, ``"maxrl"``, ``"tzsm"``, ... : see ``pkpo.advantages.names()``),
+and minimise the sequence-level policy-gradient loss
 
     L = -(1 / (B n)) sum_i A_i log p(y_i | x)       (the unbiased form: grad L = -mean_i A_i grad log p(y_i))
 
 optionally with PPO ratio clipping over several epochs, a KL penalty to a reference (warm-start)
-policy, and an entropy bonus. Methods (``TrainConfig.method``):
-
-- ``pkpo``: s = pkpo.transform(g, k, baseline) (paper eq. 33 for the default ``loo_minus_one``).
-- ``loo``: k = 1 leave-one-out, (g_i - mean_{j!=i} g_j) / n (eq. 26, the paper's k_opt = 1 baseline).
-- ``grpo``: (g_i - mean g) / (std g + 1e-6) per group (Shao et al. 2024).
-- ``tzsm``: k = n, A_i = max_j g_j - max_{j!=i} g_j (the leave-one-out max-of-n of [TZSM25]; the same
-  values as pkpo.transform(g, n, "loo_minus_one")).
-- ``entropy``: ``loo`` plus an entropy bonus (the paper's EntropyReg baseline).
-
-``k`` is used by ``pkpo`` only; the other methods fix it (1, or n for ``tzsm``) and log the value used.
+policy, and an entropy bonus (any method). ``k`` (a schedule) applies to the methods that take k
+(``pkpo.advantages.spec(name).takes_k``); the others need k "1" and the trainer logs the k they
+target (n for ``"tzsm"``, the max-of-n; 1 for the rest). The estimator's own parameters (``beta`` of
+``"rs_grpo"``, ``lam`` of ``"w_reinforce"``, ``eps`` of ``"grpo"``) are ``method_params``. The first
+trainer's ``"loo"`` is ``"pkpo"`` with k = 1, its ``"entropy"`` is that plus ``entropy_coef`` 0.05.
 
 Advantage scale (``scale``, :func:`pkpo.transforms.scale_advantages`): ``"mean_abs"`` (the default)
 divides the reward advantages of the whole batch by their mean absolute value (when it is non-zero),
@@ -60,10 +57,11 @@ import torch
 from tqdm.auto import tqdm
 
 import pkpo
-from pkpo.transforms import scale_advantages
+import pkpo.transforms
+from pkpo import advantages
 
 from ..._output import atomic_write
-from ..config import METHODS, TrainConfig, changed_fields
+from ..config import TrainConfig, changed_fields
 from ..interfaces import Policy, Task
 from .checkpoint import load_checkpoint, one_line, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from .evaluation import evaluate, score_samples
@@ -90,30 +88,34 @@ def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1))))
 
 
-def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """GRPO: (g_i - mean g) / (std g + eps) within each group (population std)."""
-    mean = rewards.mean(-1, keepdim=True)
-    std = rewards.std(-1, unbiased=False, keepdim=True)
-    return (rewards - mean) / (std + eps)
-
-
 def leave_one_out_mean(x: torch.Tensor) -> torch.Tensor:
     """mean_{j != i} x_j over the last axis."""
     n = x.shape[-1]
     return (x.sum(-1, keepdim=True) - x) / (n - 1)
 
 
-def reward_advantages(rewards: torch.Tensor, method: str, k: int, baseline: str) -> torch.Tensor:
-    """(B, n) rewards -> (B, n) advantages for one of :data:`METHODS` (before normalisation)."""
-    if method == "pkpo":
-        return pkpo.transform(rewards, k, baseline=baseline)
-    if method in ("loo", "entropy"):
-        return pkpo.transform(rewards, 1, baseline="loo_minus_one")  # (g_i - mean_{j!=i} g_j) / n, eq. 26
-    if method == "grpo":
-        return grpo_advantages(rewards)
-    if method == "tzsm":  # max_j g_j - max_{j!=i} g_j: the PKPO transform at k = n
-        return pkpo.transform(rewards, rewards.shape[-1], baseline="loo_minus_one")
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+def reward_advantages(rewards: torch.Tensor, cfg: TrainConfig, k: int, scale: str = "none") -> torch.Tensor:
+    """(B, n) rewards -> (B, n) advantages of the estimator ``cfg.method`` (:mod:`pkpo.advantages`)
+    with its parameters (:meth:`TrainConfig.method_kwargs`), k for the methods that take it, and ``scale``."""
+    params = cfg.method_kwargs()
+    if advantages.spec(cfg.method).takes_k:
+        params["k"] = k
+    return advantages.compute(cfg.method, rewards, scale=scale, **params)
+
+
+def difficulty_filter(adv: torch.Tensor, rewards: torch.Tensor, max_success: float) -> torch.Tensor:
+    """Zero the advantages of every group whose success fraction mean_i [g_i >= 1] exceeds ``max_success``
+    (a prompt the policy already solves gets no update; ``max_success`` = 1 keeps every group)."""
+    easy = (rewards >= 1.0).float().mean(-1, keepdim=True) > max_success
+    return torch.where(easy, torch.zeros_like(adv), adv)
+
+
+def shape_advantages(adv: torch.Tensor, rewards: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The estimator's advantages after the difficulty filter (``max_group_success``) and, with
+    ``positive_only``, max(A, 0)."""
+    if cfg.max_group_success < 1:
+        adv = difficulty_filter(adv, rewards, cfg.max_group_success)
+    return adv.clamp(min=0) if cfg.positive_only else adv
 
 
 def policy_gradient_loss(logp, old_logp, adv, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +209,8 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     # hard problems (the task's is_hard: for hidden-rule, a rule other than the majority rule)
     hard = np.array([bool(task.is_hard(p)) for p in train_problems]) if hasattr(task, "is_hard") else None
     schedule = cfg.schedule()
-    ent_coef = cfg.effective_entropy_coef
+    takes_k = advantages.spec(cfg.method).takes_k  # scale "n_over_k" uses k (validate refuses it otherwise)
+    ent_coef = cfg.entropy_coef
 
     # --- seeding, optimiser, state (TRY NOT TO MODIFY: exact resumption depends on this order)
     gen = seed_everything(cfg.seed, device.type)
@@ -257,8 +260,9 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     def run_eval(step: int, problems=eval_problems) -> dict:
         detail = problems is not eval_problems  # the final evaluation keeps per-problem counts
         result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
-                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed * 7919 + step,
-                          detail=detail)
+                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                          seed=cfg.seed * 7919 + step, detail=detail, greedy_temperature=cfg.greedy_temperature,
+                          greedy_samples=cfg.greedy_samples)
         if detail:
             atomic_write(out / "eval_detail.json", json.dumps(result.pop("detail")))
         record = {"step": step, **{f"eval/{key}": v for key, v in result.items()}}
@@ -291,9 +295,9 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         seen[idx] = True
         rewards = torch.as_tensor(rewards_np, dtype=torch.float32, device=device)
         t_sample = time.time() - t0
-        # --- pkpo reward transform
-        adv_raw = reward_advantages(rewards, cfg.method, k, cfg.baseline)  # (B, n)
-        adv = scale_advantages(adv_raw, k, cfg.scale)
+        # --- advantages: the estimator's own values, filtered (logged), then scaled
+        adv_raw = shape_advantages(reward_advantages(rewards, cfg, k), rewards, cfg)  # (B, n)
+        adv = pkpo.transforms.scale_advantages(adv_raw, k if takes_k else 1, cfg.scale)
         with torch.no_grad():
             ref_logp = reference.sequence_logprobs(samples).view(bs, n) if cfg.kl_coef > 0 else None
         # --- update
