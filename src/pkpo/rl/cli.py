@@ -140,7 +140,7 @@ def train_main(argv: list[str]) -> int:
         changes = _overrides(args)
         if args.out:
             changes["out_dir"] = args.out
-        cfg = TrainConfig.from_dict({**base.to_dict(), **changes}).validate()
+        cfg = TrainConfig.from_dict({**base.to_dict(), **changes})
         check_device(cfg.device)
         rundir.check_run(cfg.out_dir, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, TypeError) as exc:
@@ -187,12 +187,12 @@ def sweep_main(argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
         base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[args.preset])
-        base = TrainConfig.from_dict({**base.to_dict(), **_overrides(args)}).validate()
+        base = TrainConfig.from_dict({**base.to_dict(), **_overrides(args)})
         runs = [r.strip() for r in args.runs.split(",") if r.strip()]
         baselines = [b.strip() for b in args.baselines.split(",")] if args.baselines else None
-        for r in runs:  # validate every grid point before any work
+        for r in runs:  # make (and so check) every grid point before any work
             for b in baselines or [base.baseline]:
-                base.replace(**run_spec(r, base.steps), baseline=b).validate()
+                base.replace(**run_spec(r, base.steps), baseline=b)
         check_device(base.device)
         out = Path(args.out)
         if args.report_only and not out.is_dir():

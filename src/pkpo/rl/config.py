@@ -2,11 +2,12 @@
 
 ::
 
-    cfg = TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal").validate()
-    cfg = TrainConfig.from_toml("my_run.toml")                # validated
+    cfg = TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal")
+    cfg = TrainConfig.from_toml("my_run.toml")
 
-Every field has a default and a help text (``pkpo train --help`` lists them); :meth:`TrainConfig.validate`
-checks the whole config before any work, and raises ``ValueError`` naming the field and the value.
+Every field has a default and a help text (``pkpo train --help`` lists them). A config is checked
+once, when it is made (also by ``replace``, ``from_dict`` and ``from_toml``): a bad value raises
+``ValueError`` naming the field and the value, so a config that exists is valid and is trusted.
 :data:`PRESETS` are the named settings of ``pkpo train --preset`` (``pkpo demo`` runs ``demo`` or
 ``quick``, with the runs :data:`DEMO_RUNS`).
 """
@@ -110,7 +111,7 @@ def _opt(default, help: str):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines one RL run. ``validate()`` checks it before any work."""
+    """Everything that defines one RL run; checked when it is made (a bad value is a ValueError)."""
 
     # --- task and policy (used by the CLI to build them; ``train`` takes them ready-made)
     task: str = _opt("hidden-rule", "task name (``pkpo.rl.tasks.TASKS``)")
@@ -217,7 +218,7 @@ class TrainConfig:
             if key in flat:
                 raise ValueError(f"config file {str(path)!r} sets {key!r} twice: in {where[key]} and in {place}")
             flat[key], where[key] = value, place
-        return cls.from_dict(flat).validate()
+        return cls.from_dict(flat)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -259,7 +260,8 @@ class TrainConfig:
             params["baseline"] = self.baseline
         return params
 
-    def validate(self) -> "TrainConfig":
+    def __post_init__(self) -> None:
+        """Check every field, once: whoever holds a TrainConfig holds a valid one."""
         def need(cond, msg):
             if not cond:
                 raise ValueError(msg)
@@ -326,7 +328,6 @@ class TrainConfig:
 
         need(self.task in TASKS or self.task.startswith("nl:"),
              f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
-        return self
 
     def run_name(self) -> str:
         k = f"k{self.k}" if self.method == "pkpo" else self.method

@@ -73,7 +73,7 @@ def test_evaluation_temperature_is_its_own(tmp_path):
 ])
 def test_bad_evaluation_and_shaping_configs(changes, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig().replace(**changes).validate()
+        TrainConfig().replace(**changes)
 
 
 def test_difficulty_filter_zeroes_groups_that_are_mostly_solved():

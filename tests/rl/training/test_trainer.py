@@ -221,11 +221,11 @@ def test_outputs_and_metric_keys(tmp_path):
     ({"n": 1}, "n must be"),
 ])
 def test_bad_configs_raise_before_any_work(tmp_path, changes, message):
-    cfg = TrainConfig(out_dir=str(tmp_path / "never")).replace(**changes)
+    base = TrainConfig(out_dir=str(tmp_path / "never"))
+    with pytest.raises(ValueError, match=message):  # no bad config exists to be trained
+        base.replace(**changes)
     with pytest.raises(ValueError, match=message):
-        cfg.validate()
-    with pytest.raises(ValueError, match=message):
-        train(cfg, tiny_gpt(), DigitTask(), progress=False)
+        TrainConfig.from_dict({**base.to_dict(), **changes})
     assert not (tmp_path / "never").exists()
 
 

@@ -66,7 +66,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
     the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
     from ..training.trainer import train
 
-    cfg = TrainConfig.from_dict(job["config"]).validate()
+    cfg = TrainConfig.from_dict(job["config"])
     key = job["key"]
     on_step = (lambda done, total: shared.__setitem__(key, done)) if shared is not None else None
     policy, task, _, info = build(cfg, cache_dir=job["cache_dir"], progress=job.get("progress", False),
@@ -92,7 +92,7 @@ def _worker(job: dict, shared=None) -> dict:
         return _warm_worker(job, shared)
     from ..training.trainer import train
 
-    cfg = TrainConfig.from_dict(job["config"]).validate()
+    cfg = TrainConfig.from_dict(job["config"])
     done = _finished(cfg)
     if done is not None:
         return done
@@ -193,7 +193,7 @@ def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
     """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0
     (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it too)."""
     return base.replace(seed=seed, steps=0, method="pkpo", k="1", method_params="", eval_every=0, kl_coef=0.0,
-                        out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}")).validate()
+                        out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}"))
 
 
 def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
@@ -207,7 +207,7 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
             for seed in seeds:
                 changes = {**run_spec(name, base.steps), "baseline": baseline, "seed": seed,
                            "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
-                cfg = base.replace(**changes).validate()
+                cfg = base.replace(**changes)
                 configs.append((label, cfg))
     warm_configs = [warm_config(base, s, out) for s in seeds]
     check_grid_runs(warm_configs + [cfg for _, cfg in configs], overwrite)

@@ -169,9 +169,8 @@ def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy 
     that already holds a run is refused unless ``resume=True`` (continue from its checkpoint.pt,
     which must exist) or ``overwrite=True`` (delete its run files and start again).
     """
-    cfg = config.validate()
-    with open_run(cfg.out_dir, resume=resume, overwrite=overwrite):
-        return _train(cfg, policy, task, reference=reference, resume=resume, progress=progress)
+    with open_run(config.out_dir, resume=resume, overwrite=overwrite):  # config: checked when made
+        return _train(config, policy, task, reference=reference, resume=resume, progress=progress)
 
 
 def _check_restored(batcher, solved: np.ndarray, seen: np.ndarray, n_problems: int) -> None:
@@ -186,9 +185,8 @@ def _check_restored(batcher, solved: np.ndarray, seen: np.ndarray, n_problems: i
         raise ValueError(f"its solved/seen flags have {solved.size}/{seen.size} entries for {n_problems} problems")
 
 
-def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
+def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
            resume: bool = False, progress: bool = True) -> dict:
-    cfg = config.validate()
     if cfg.kl_coef > 0 and reference is None:
         raise ValueError("kl_coef > 0 needs a reference policy (train(..., reference=warm_start_copy))")
     out = Path(cfg.out_dir)
