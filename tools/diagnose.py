@@ -27,6 +27,7 @@ import numpy as np
 from pkpo._output import markdown_table
 from pkpo.rl.build import build
 from pkpo.rl.config import TrainConfig
+from pkpo.rl.seeding import eval_seed
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 from pkpo.rl.sweeps.runs import per_problem_pass_at_k
 from pkpo.rl.training.checkpoint import load_checkpoint
@@ -113,7 +114,7 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
                 "fresh": task.problems("validation")}
         for name, problems in sets.items():
             result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=KS, max_new_tokens=cfg.max_new_tokens,
-                              temperature=cfg.temperature, seed=seed * 7919 + seed_offset, detail=True)
+                              temperature=cfg.temperature, seed=eval_seed(seed, seed_offset), detail=True)
             entry["sets"][name] = summarize(result["detail"])
         if run_dir is not None:
             entry["training_batch"] = training_batch_pass_at_k(run_dir)

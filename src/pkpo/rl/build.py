@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from .._output import atomic_write
+from . import seeding
 from .config import TrainConfig
 
 
@@ -50,7 +51,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
     task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, length=cfg.length,
                      n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
                      demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
-    torch.manual_seed(cfg.seed)
+    seeding.seed_globals(cfg.seed)  # model initialisation
     policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(cfg.device)
     info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)

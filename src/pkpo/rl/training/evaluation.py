@@ -16,6 +16,7 @@ import torch
 
 from pkpo.metrics import maxg_at_k_report, pass_at_k_report, standard_error
 
+from .. import seeding
 from ..interfaces import Policy, Problem, Samples, Task
 
 
@@ -81,7 +82,7 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
         raise ValueError(f"greedy_temperature must be in (0, 0.1], got {greedy_temperature}")
     if greedy_temperature is not None and greedy_samples < 1:
         raise ValueError(f"greedy_samples must be >= 1, got {greedy_samples}")
-    gen = torch.Generator(device=_device_of(policy)).manual_seed(int(seed))
+    gen = seeding.torch_stream(seed, "eval", _device_of(policy))
     was_training = getattr(policy, "training", False)
     if hasattr(policy, "eval"):
         policy.eval()
@@ -98,7 +99,7 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
     try:
         g = _rewards(policy, problems, task, samples, max_new_tokens, temperature, gen, batch_prompts, observe)
         if greedy_temperature is not None:
-            greedy_gen = torch.Generator(device=_device_of(policy)).manual_seed(int(seed) + 104_729)
+            greedy_gen = seeding.torch_stream(seed, "greedy_eval", _device_of(policy))
             greedy = _rewards(policy, problems, task, greedy_samples, max_new_tokens, greedy_temperature,
                               greedy_gen, batch_prompts)
     finally:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from pathlib import Path
 
@@ -61,6 +60,7 @@ import pkpo.transforms
 from pkpo import advantages
 
 from ..._output import atomic_write
+from .. import seeding
 from ..config import TrainConfig, changed_fields
 from ..interfaces import Policy, Task
 from .checkpoint import load_checkpoint, one_line, rng_state, save_checkpoint, set_rng_state, truncate_metrics
@@ -69,16 +69,6 @@ from .rundir import open_run
 
 # ---------------------------------------------------------------------------------------------
 # library functions of the loop (each unit-tested)
-
-
-def seed_everything(seed: int, device: str = "cpu") -> torch.Generator:
-    """Seed python, numpy and torch; return the explicit generator used for sampling."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed + 1_000_003)
-    return gen
 
 
 def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
@@ -211,8 +201,9 @@ def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | 
     ent_coef = cfg.entropy_coef
 
     # --- seeding, optimiser, state (TRY NOT TO MODIFY: exact resumption depends on this order)
-    gen = seed_everything(cfg.seed, device.type)
-    data_rng = np.random.default_rng([cfg.seed, 31337])
+    seeding.seed_globals(cfg.seed)
+    gen = seeding.torch_stream(cfg.seed, "sampling", device.type)
+    data_rng = seeding.stream(cfg.seed, "data_order")
     batcher = _Batcher(len(train_problems), data_rng)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     solved = np.zeros(len(train_problems), dtype=bool)  # solved by some sample so far
@@ -259,7 +250,7 @@ def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | 
         detail = problems is not eval_problems  # the final evaluation keeps per-problem counts
         result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
                           max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
-                          seed=cfg.seed * 7919 + step, detail=detail, greedy_temperature=cfg.greedy_temperature,
+                          seed=seeding.eval_seed(cfg.seed, step), detail=detail, greedy_temperature=cfg.greedy_temperature,
                           greedy_samples=cfg.greedy_samples)
         if detail:
             atomic_write(out / "eval_detail.json", json.dumps(result.pop("detail")))
