@@ -32,7 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from pkpo._output import atomic_write
+from pkpo._output import write_json
+from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import _worker, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
@@ -94,7 +95,7 @@ def tuning_config(label: str, point: dict, out: Path) -> TrainConfig:
 
 
 def _final(cfg: TrainConfig) -> dict | None:
-    path = Path(cfg.out_dir) / "final.json"
+    path = RunFiles(cfg.out_dir).final
     if not path.exists():
         return None
     final = json.loads(path.read_text())
@@ -119,12 +120,13 @@ def report_config(label: str, seed: int, out: Path) -> TrainConfig:
     overrides, _, _ = METHODS[label]
     point, _ = tuned_point(label, out)
     return demo_base().replace(**overrides, **point, seed=seed,
-                               out_dir=str(out / "report" / "runs" / label / f"seed{seed}"))
+                               out_dir=str(SweepFiles(out / "report").run(label, seed).folder))
 
 
 def first_config(warm: str, label: str, seed: int, out: Path) -> TrainConfig:
+    folder = SweepFiles(out / "first" / warm).run(label, seed).folder
     return demo_base().replace(**FIRST_BASE, **FIRST_WARM[warm], **FIRST_RUNS[label], seed=seed,
-                               out_dir=str(out / "first" / warm / "runs" / label / f"seed{seed}"))
+                               out_dir=str(folder))
 
 
 def plan(out: Path) -> list[tuple[str, callable]]:
@@ -178,7 +180,7 @@ def run(out: Path, until: dt.datetime | None, log) -> None:
     """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after ``until``;
     ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "plan.json", json.dumps([d for d, _ in plan(out)], indent=1))
+    write_json(out / "plan.json", [d for d, _ in plan(out)], indent=1)
     cache = str(out / "cache")
     for desc, make in plan(out):
         if until is not None and dt.datetime.now(dt.timezone.utc) >= until:

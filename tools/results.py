@@ -39,7 +39,7 @@ import gauntlet_report
 from diagnose import (  # tools/diagnose.py, next to this file
     diagnose_sweep, diagnosis_findings, diagnosis_tables, optimal_rule_distribution, pass_at_k_of)
 
-from pkpo._output import atomic_write, markdown_table
+from pkpo._output import atomic_write, markdown_table, write_json
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import run_grid, wall_time
 from pkpo.rl.sweeps.report import behaviour_table, category_table, findings, paired_difference, \
@@ -231,10 +231,10 @@ def main(argv=None) -> int:
                            wall_s=wall, wall_note=note)
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
-            atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+            write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
         # the baseline gauntlet (tools/gauntlet.py): one process, resumable; the longest part
         gauntlet.run(out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None)
-        atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
+        write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = "make results   # = python tools/results.py --out runs/results (seeds " + \

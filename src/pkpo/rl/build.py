@@ -15,7 +15,7 @@ import copy
 import json
 from pathlib import Path
 
-from .._output import atomic_write
+from .._output import write_json
 from . import seeding
 from .config import TrainConfig
 
@@ -57,7 +57,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
     if not info["cached"] and cfg.warm_steps:
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
+        write_json(Path(info["path"]).with_suffix(".json"), info, indent=2)
     elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
         stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
         info = {**stored, **{k: v for k, v in info.items() if v is not None}}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 import sys
 import time
@@ -29,12 +28,13 @@ import typing
 from pathlib import Path
 
 from .._cli import Parser, fail, k_list, non_negative_int, positive_int, strict_bool
-from .._output import atomic_write
+from .._output import json_text, write_json
 from .build import build, build_pretrained
 from .config import DEMO_RUNS, PRESETS, TrainConfig
 from .sweeps.grid import run_grid, run_spec, wall_time
 from .sweeps.runs import finished_runs
 from .training import rundir
+from .training.runfiles import RunFiles, SweepFiles
 
 
 # one warm-start cache for train, sweep and demo: a warm start is keyed by its config and seed, so every
@@ -106,7 +106,7 @@ def _grid_note(out: Path) -> str:
 def _train_note(out_dir: str, argv: list[str]) -> str:
     """What an interrupted ``pkpo train`` says: where its last checkpoint is and how to go on."""
     kept = [a for a in argv if a not in ("--overwrite", "--resume")]
-    if (Path(out_dir) / "checkpoint.pt").exists():
+    if RunFiles(out_dir).checkpoint.exists():
         return f"{rundir.checkpoint_note(out_dir)}; continue with: {shlex.join(['pkpo', 'train', *kept, '--resume'])}"
     return f"{rundir.checkpoint_note(out_dir)}; start again with: {shlex.join(['pkpo', 'train', *kept, '--overwrite'])}"
 
@@ -158,7 +158,7 @@ def train_main(argv: list[str]) -> int:
         return _stopped("train", _train_note(cfg.out_dir, argv))
     except (ValueError, ImportError, OSError) as exc:
         return _fail("train", exc)
-    print(json.dumps({k: v for k, v in final.items() if k != "config"}, indent=2))
+    print(json_text({k: v for k, v in final.items() if k != "config"}, indent=2))
     return 0
 
 
@@ -275,17 +275,19 @@ def demo_main(argv: list[str]) -> int:
         print("writing report.md and figures ...", flush=True)
     wall, note = wall_time(out, finals, time.time() - t0)
     info = write_sweep_report(out, finals, title="pkpo demo", command="pkpo demo " + " ".join(argv),
-                              wall_s=wall, wall_note=note, report_name="report.md", smoke=args.quick)
+                              wall_s=wall, wall_note=note, report_name=SweepFiles.REPORT,
+                              smoke=args.quick)
     summary = {"runs": summary_rows(finals), "wall_s": wall, "findings": info["findings"], "config": base.to_dict()}
     if args.quick:
         from .sweeps.report import SMOKE_NOTE
 
         summary = {"smoke_test": True, "note": SMOKE_NOTE, **summary}
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2))
+    files = SweepFiles(out)
+    write_json(files.summary, summary, indent=2)
     print(info["table_md"])
     for claim in info["findings"]:
         print("-", claim["text"])
-    print(f"wrote {out / 'report.md'}, {out / 'summary.json'} and {len(info['figures'])} figures "
+    print(f"wrote {files.report}, {files.summary} and {len(info['figures'])} figures "
           f"in {time.time() - t0:.0f} s")
     lock.release()
     return 0

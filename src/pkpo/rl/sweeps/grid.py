@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from ... import advantages
-from ..._output import atomic_write
+from ..._output import write_json
 from ..build import build
 from ..config import TrainConfig, changed_fields
 from ..training import rundir
+from ..training.runfiles import RunFiles, SweepFiles, read_metrics
 from .runs import WARM_LABEL
 
 
@@ -52,7 +53,7 @@ def run_spec(name: str, steps: int) -> dict:
 def _finished(cfg: TrainConfig, **recorded) -> dict | None:
     """The run's final.json, marked ``cached``, if it finished with this config (and these ``recorded``
     values); else None."""
-    path = Path(cfg.out_dir) / "final.json"
+    path = RunFiles(cfg.out_dir).final
     if not path.exists():
         return None
     done = json.loads(path.read_text())
@@ -81,7 +82,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
                   "cumulative_solve_rate": None, "hard_solve_rate": None, "warm_start_path": info.get("path"),
                   "warm_start_wall_s": info.get("wall_s"), "wall_s": (info.get("wall_s") or 0.0) + time.time() - t0,
                   "cpu_s": (info.get("cpu_s") or 0.0) + time.process_time() - c0})
-    atomic_write(Path(cfg.out_dir) / "final.json", json.dumps(final, indent=2))
+    write_json(RunFiles(cfg.out_dir).final, final, indent=2)
     return final
 
 
@@ -99,28 +100,21 @@ def _worker(job: dict, shared=None) -> dict:
     policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
     t0, c0 = time.time(), time.process_time()
     # continue from a checkpoint; a run interrupted before its first checkpoint starts again
-    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()
+    resume = RunFiles(cfg.out_dir).checkpoint.exists()
     final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
                   progress=job.get("progress", False))
     final["wall_s"], final["cpu_s"] = time.time() - t0, time.process_time() - c0
-    atomic_write(Path(cfg.out_dir) / "final.json", json.dumps(final, indent=2))
+    write_json(RunFiles(cfg.out_dir).final, final, indent=2)
     return final
 
 
 def _steps_logged(metrics_path: Path) -> int:
     """Training steps recorded so far in a run's metrics.jsonl (read from the end of the file)."""
     try:
-        with open(metrics_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            lines = fh.read().decode(errors="ignore").splitlines()
-    except OSError:
+        records = read_metrics(metrics_path, tail_bytes=8192)
+    except (OSError, ValueError):
         return 0
-    for line in reversed(lines):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in reversed(records):
         if "k" in rec and "step" in rec:
             return int(rec["step"]) + 1
     return 0
@@ -162,7 +156,8 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[
                     elif j.get("warm"):
                         progress_now += min(units[i], shared.get(j["key"], 0))
                     else:
-                        progress_now += min(units[i], _steps_logged(Path(j["config"]["out_dir"]) / "metrics.jsonl"))
+                        logged = _steps_logged(RunFiles(j["config"]["out_dir"]).metrics)
+                        progress_now += min(units[i], logged)
                 bar.n = progress_now
                 bar.set_postfix_str(f"{sum(r is not None for r in results)}/{len(jobs)} done")
                 bar.refresh()
@@ -193,7 +188,12 @@ def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
     """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0
     (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it too)."""
     return base.replace(seed=seed, steps=0, method="pkpo", k="1", method_params="", eval_every=0, kl_coef=0.0,
-                        out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}"))
+                        out_dir=str(SweepFiles(out).run(WARM_LABEL, seed).folder))
+
+
+def folder_label(label: str) -> str:
+    """The folder name of run ``label`` ("k4/loo" -> "k4_loo", "anneal8->1" -> "anneal81")."""
+    return label.replace("/", "_").replace(">", "")
 
 
 def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
@@ -206,7 +206,7 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
             label = name if not baselines or len(baselines) == 1 else f"{name}/{baseline}"
             for seed in seeds:
                 changes = {**run_spec(name, base.steps), "baseline": baseline, "seed": seed,
-                           "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
+                           "out_dir": str(SweepFiles(out).run(folder_label(label), seed).folder)}
                 cfg = base.replace(**changes)
                 configs.append((label, cfg))
     warm_configs = [warm_config(base, s, out) for s in seeds]
@@ -225,10 +225,10 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
 def wall_time(out: Path, finals: list[dict], measured: float) -> tuple[float, str]:
     """The wall time to report and a note. A call that trains something records what it measured in
     ``OUT/wall.json``; a call that only reuses finished runs reports that recorded time instead."""
-    path = Path(out) / "wall.json"
+    path = SweepFiles(out).wall
     if finals and all(f.get("cached") for f in finals) and path.exists():
         recorded = json.loads(path.read_text())["wall_s"]
         return recorded, f" (measured when the runs were trained; this call reused them in {measured:.0f} s)"
     partly = any(f.get("cached") for f in finals)
-    atomic_write(path, json.dumps({"wall_s": measured, "partly_reused": partly}))
+    write_json(path, {"wall_s": measured, "partly_reused": partly})
     return measured, " (some runs were reused from an earlier call)" if partly else ""

@@ -20,7 +20,6 @@ the runs are read by :mod:`pkpo.rl.sweeps.runs`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +28,8 @@ import numpy as np
 
 from pkpo.metrics import standard_error
 
-from ..._output import atomic_write, markdown_table
+from ..._output import atomic_write, markdown_table, write_json
+from ..training.runfiles import SweepFiles
 from .runs import K_EVAL, aggregate, per_problem_greedy, per_problem_pass_at_k, read_detail
 from .runs import WARM_LABEL as WARM  # the run label of the warm start
 
@@ -365,9 +365,10 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
 
     figures = plot_runs(out, finals, note="smoke test, no findings" if smoke else None)
     claims = [] if smoke else findings(finals)
-    atomic_write(out / "table.md", table + "\n")
-    atomic_write(out / "table.json", json.dumps({"rows": rows, "findings": claims, "command": command,
-                                                 "wall_s": wall_s, "smoke_test": smoke}, indent=2))
+    files = SweepFiles(out)
+    atomic_write(files.table_md, table + "\n")
+    write_json(files.table_json, {"rows": rows, "findings": claims, "command": command,
+                                  "wall_s": wall_s, "smoke_test": smoke}, indent=2)
     lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  "]
     cpu_warm = sum(f.get("cpu_s") or 0.0 for f in finals if f["label"] == WARM)
     cpu_runs = sum(f.get("cpu_s") or 0.0 for f in trained)

@@ -46,7 +46,6 @@ namespaced keys, and ``eval/...`` records), TensorBoard events (``tb/``), ``chec
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -59,13 +58,14 @@ import pkpo
 import pkpo.transforms
 from pkpo import advantages
 
-from ..._output import atomic_write
+from ..._output import atomic_write, json_text, write_json
 from .. import seeding
 from ..config import TrainConfig, changed_fields
 from ..interfaces import Policy, Task
 from .checkpoint import load_checkpoint, one_line, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from .evaluation import evaluate, score_samples
 from .rundir import open_run
+from .runfiles import RunFiles
 
 # ---------------------------------------------------------------------------------------------
 # library functions of the loop (each unit-tested)
@@ -181,7 +181,8 @@ def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | 
         raise ValueError("kl_coef > 0 needs a reference policy (train(..., reference=warm_start_copy))")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    files = RunFiles(out)
+    ckpt_path, metrics_path = files.checkpoint, files.metrics
     device = torch.device(cfg.device)
     policy.to(device)
     if reference is not None:
@@ -228,9 +229,10 @@ def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | 
         start_step, last_eval = int(state["step"]), state.get("last_eval", {})
         truncate_metrics(metrics_path, start_step)
     else:
-        atomic_write(metrics_path, json.dumps({"config": cfg.to_dict(), "task": getattr(task, "name", "?"),
-                                               "policy_params": sum(p.numel() for p in policy.parameters())}) + "\n")
-    writer = _tensorboard(out / "tb", start_step) if cfg.tensorboard else None
+        first = {"config": cfg.to_dict(), "task": getattr(task, "name", "?"),
+                 "policy_params": sum(p.numel() for p in policy.parameters())}
+        atomic_write(metrics_path, json_text(first) + "\n")
+    writer = _tensorboard(files.tensorboard, start_step) if cfg.tensorboard else None
     bs, n = cfg.prompts_per_step, cfg.n
     if progress and start_step == 0:
         print(f"{cfg.run_name()}: {bs} prompts x {n} samples = {bs * n} completions per step, "
@@ -250,10 +252,11 @@ def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | 
         detail = problems is not eval_problems  # the final evaluation keeps per-problem counts
         result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
                           max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
-                          seed=seeding.eval_seed(cfg.seed, step), detail=detail, greedy_temperature=cfg.greedy_temperature,
+                          seed=seeding.eval_seed(cfg.seed, step), detail=detail,
+                          greedy_temperature=cfg.greedy_temperature,
                           greedy_samples=cfg.greedy_samples)
         if detail:
-            atomic_write(out / "eval_detail.json", json.dumps(result.pop("detail")))
+            write_json(files.eval_detail, result.pop("detail"))
         record = {"step": step, **{f"eval/{key}": v for key, v in result.items()}}
         _log(metrics_path, writer, record)
         return result
@@ -338,7 +341,7 @@ def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | 
              "cumulative_solve_rate": rates["train/cumulative_solve_rate"],
              "hard_solve_rate": rates.get("train/hard_solve_rate"), "problems_seen": int(seen.sum()), **final_eval,
              "wall_s_this_session": time.time() - t_start, "config": cfg.to_dict()}
-    atomic_write(out / "final.json", json.dumps(final, indent=2))
+    write_json(files.final, final, indent=2)
     if writer is not None:
         writer.close()
     return final
@@ -354,7 +357,7 @@ def _tensorboard(logdir: Path, purge_step: int):
 
 def _log(path: Path, writer, record: dict) -> None:
     with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json_text(record) + "\n")
     if writer is not None:
         step = record["step"]
         for key, value in record.items():
