@@ -110,7 +110,7 @@ def tuned_point(label: str, out: Path) -> tuple[dict, str]:
         return points[0], "no knob tuned"
     scores = {point_name(p): (_final(tuning_config(label, p, out)) or {}).get(target) for p in points}
     if any(v is None for v in scores.values()):
-        return points[0], f"untuned (tuning grid unfinished; first point {point_name(points[0])})"
+        return points[0], f"untuned: tuning grid unfinished, its first point {point_name(points[0])}"
     best = max(points, key=lambda p: scores[point_name(p)])
     shown = ", ".join(f"{name}: {100 * v:.1f}" for name, v in scores.items())
     return best, f"validation {target} in % ({shown})"

@@ -140,7 +140,10 @@ def method_table(finals: list[dict], tuning: dict[str, str]) -> str:
     rows = []
     for r in sorted(aggregate(finals), key=lambda r: r["label"] != WARM):
         def cell(key):
-            return f"{100 * r[key]:.1f} ± {100 * r[key + '_se']:.1f}" if key in r else "-"
+            if key not in r:
+                return "-"
+            se = r.get(key + "_se", float("nan"))
+            return f"{100 * r[key]:.1f}" + ("" if math.isnan(se) else f" ± {100 * se:.1f}")
         rows.append([r["label"], len(r["seeds"]), cell("pass@1"), cell("greedy_pass@1"), cell("pass@4"),
                      cell("pass@8"), cell("hard_solve_rate"), tuning.get(r["label"], "-")])
     return markdown_table(["run", "seeds", "pass@1 (T = 1)", "near-greedy pass@1", "pass@4", "pass@8",
@@ -210,6 +213,10 @@ def greedy_auc(run_dir: Path, final: dict) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
 def first_task(out: Path) -> tuple[str, list[str]]:
     """The table of the first task (AUC of near-greedy pass@1, final values) and rule 3's words."""
     rows, words, helps = [], [], {}
@@ -222,16 +229,14 @@ def first_task(out: Path) -> tuple[str, list[str]]:
             if f["label"] != WARM:
                 auc.setdefault(f["label"], {})[f["seed"]] = greedy_auc(Path(f["run_dir"]), f)
         by = {r["label"]: r for r in aggregate(finals)}
+        def finals_of(r):
+            return [_pct(r.get(key)) for key in ("greedy_pass@1", "pass@1", "pass@8")]
+
+        if WARM in by:
+            rows.append([warm, "warm start", len(by[WARM]["seeds"]), "-", *finals_of(by[WARM])])
         for label, per_seed in auc.items():
             vals = [v for v in per_seed.values() if v is not None]
-            r = by[label]
-            rows.append([warm, label, len(vals), f"{100 * np.mean(vals):.1f}" if vals else "-",
-                         f"{100 * r.get('greedy_pass@1', float('nan')):.1f}", f"{100 * r.get('pass@1', float('nan')):.1f}",
-                         f"{100 * r.get('pass@8', float('nan')):.1f}"])
-        if WARM in by:
-            w = by[WARM]
-            rows.append([warm, "warm start", len(w["seeds"]), "-", f"{100 * w.get('greedy_pass@1', float('nan')):.1f}",
-                         f"{100 * w.get('pass@1', float('nan')):.1f}", f"{100 * w.get('pass@8', float('nan')):.1f}"])
+            rows.append([warm, label, len(vals), _pct(np.mean(vals) if vals else None), *finals_of(by[label])])
         seeds = sorted(set(auc.get("k8", {})) & set(auc.get("k1", {})))
         diffs = [auc["k8"][s] - auc["k1"][s] for s in seeds]
         if len(diffs) >= 2:
@@ -274,12 +279,22 @@ def blocks(out: Path) -> tuple[str, str]:
     for label in {f["label"] for f in finals if f["label"] != WARM}:
         point, how = gauntlet.tuned_point(label, out)
         overrides = {**gauntlet.METHODS[label][0], **point}
-        tuning[label] = ", ".join(f"{k} {v}" for k, v in overrides.items()) + f" ({how})"
+        tuning[label] = ", ".join(f"{k} {v}" for k, v in overrides.items()) + f"; {how}"
     done = {f"{f['label']} seed {f['seed']}" for f in finals}
     planned_report = [d for d in plan if d.startswith("report ")]
     missing = [d[len("report "):] for d in planned_report if d[len("report "):] not in done]
     results = family_results(finals)
     lines = []
+    tuned = sorted(out.glob("tune/*/*/seed*/final.json"))
+    if tuned:
+        lines += ["**Tuning runs that finished** (validation split, seed "
+                  f"{gauntlet.TUNING_SEED}; in %):", ""]
+        for path in tuned:
+            f = json.loads(path.read_text())
+            lines.append(f"- {path.parent.parent.parent.name} {path.parent.parent.name}: pass@1 "
+                         f"{_pct(f.get('pass@1'))}, near-greedy pass@1 {_pct(f.get('greedy_pass@1'))}, pass@8 "
+                         f"{_pct(f.get('pass@8'))}")
+        lines.append("")
     if not finals:
         lines.append("No report run has finished yet.")
     else:

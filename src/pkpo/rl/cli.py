@@ -125,8 +125,9 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--config", help="TOML file of TrainConfig fields (flags override it)")
     parser.add_argument("--model", help="pretrained policy: 'smollm2-135m', a local HF checkpoint dir or a .gguf file")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --model (0: full fine-tuning)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                        help="named settings that flags override (default: demo, the setting of pkpo demo)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="named settings that flags override (default: demo, the setting of pkpo demo; with "
+                             "--model: cpu, the TrainConfig defaults, sized for the nl: tasks)")
     _add_out_flag(parser, "output folder of the run (default: the config's out_dir, runs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoint.pt")
     parser.add_argument("--overwrite", action="store_true",
@@ -136,7 +137,8 @@ def train_main(argv: list[str]) -> int:
     _add_config_flags(parser)
     try:
         args = parser.parse_args(argv)
-        base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[args.preset])
+        preset = args.preset or ("cpu" if args.model else DEFAULT_PRESET)
+        base = TrainConfig.from_toml(args.config) if args.config else TrainConfig().replace(**PRESETS[preset])
         changes = _overrides(args)
         if args.out:
             changes["out_dir"] = args.out

@@ -270,7 +270,8 @@ class TrainConfig:
                      "seed", "task_seed"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0,
                  f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        for name in ("prompts_per_step", "n", "max_new_tokens", "ppo_epochs", "warm_batch", "eval_samples", "greedy_samples",
+        for name in ("prompts_per_step", "n", "max_new_tokens", "ppo_epochs", "warm_batch", "eval_samples",
+                     "greedy_samples",
                      "threads", "d_model", "n_layer", "n_head", "n_train", "n_heldout", "n_validation", "length"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
                  f"{name} must be an integer >= 1, got {getattr(self, name)!r}")

@@ -112,3 +112,29 @@ def test_replace_only_keeps_the_other_blocks():
     text = "<!-- generated:a -->\nold a\n<!-- /generated:a -->\n<!-- generated:b -->\nold b\n<!-- /generated:b -->\n"
     out = gr.replace_only(text, "b", "new b", replace_blocks)
     assert "old a" in out and "new b" in out and "old b" not in out
+
+
+def _first_run(root: Path, warm: str, label: str, seed: int, curve: list[float]):
+    run = root / "first" / warm / "runs" / label / f"seed{seed}"
+    run.mkdir(parents=True)
+    recs = [{"config": {}}] + [{"step": 30 * i, "eval/greedy_pass@1": v} for i, v in enumerate(curve)]
+    (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, recs)) + "\n")
+    (run / "eval_detail.json").write_text(json.dumps({"uid": ["a", "b"], "samples": 2, "successes": [0, 0],
+                                                      "greedy_samples": 2, "greedy_successes": [2, 2]}))
+    final = {"name": label, "method": "pkpo", "k_schedule": label, "baseline": "loo_minus_one", "seed": seed,
+             "pass@1": 0.5, "pass@8": 0.9, "greedy_pass@1": 1.0, "config": {"eval_problems": 2, "out_dir": str(run)}}
+    (run / "final.json").write_text(json.dumps(final))
+
+
+def test_rule_3_says_where_the_effect_lives(tmp_path):
+    """k8 learns faster (a larger area under the near-greedy curve) only from the over-confident warm start."""
+    for seed, jitter in ((5, 0.0), (6, 0.02)):
+        for warm in ("calibrated", "overconfident"):
+            fast = [0.2 + jitter, 0.8, 0.9, 1.0]
+            slow = [0.2 + jitter, 0.3, 0.5, 1.0]
+            _first_run(tmp_path, warm, "k8", seed, fast if warm == "overconfident" else slow)
+            _first_run(tmp_path, warm, "k1", seed, [0.2 + jitter, 0.3 + jitter, 0.5, 1.0])
+    table, words = gr.first_task(tmp_path)
+    # seeds: mean(0.2, 0.8, 0.9, 1.0) and mean(0.22, 0.8, 0.9, 1.0) (final point: 2/2), then their mean
+    assert "| overconfident | k8 | 2 | 72.8 |" in table
+    assert any(w.startswith("**Rule 3: the effect needs an over-confident prior") for w in words)

@@ -146,10 +146,10 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None 
                     label="warm start" if r["label"] == WARM else r["label"], **style)
     colours = iter(f"C{i}" for i in range(len(rows)))  # the cycle the lines above took (the warm start is black)
     first = True
-    for r in rows:  # near-greedy pass@1: hollow diamonds just left of k = 1, in the run's colour
+    for i, r in enumerate(rows):  # near-greedy pass@1: hollow diamonds left of k = 1, side by side, in the run's colour
         colour = "black" if r["label"] == WARM else next(colours)
         if f"greedy_{metric}@1" in r:
-            ax.errorbar([0.8], [100 * r[f"greedy_{metric}@1"]], yerr=[100 * np.nan_to_num(r[f"greedy_{metric}@1_se"])],
+            ax.errorbar([0.6 * 1.06 ** i], [100 * r[f"greedy_{metric}@1"]], yerr=[100 * np.nan_to_num(r[f"greedy_{metric}@1_se"])],
                         marker="D", mfc="none", ms=5, capsize=2, ls="none", color=colour,
                         label="near-greedy pass@1" if first else None)
             first = False

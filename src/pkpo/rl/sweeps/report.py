@@ -71,7 +71,8 @@ def table_markdown(rows: list[dict], greedy_temperature: float | None = None) ->
 
     body = [[r["label"], r["k_schedule"], len(r["seeds"])]
             + [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
-            + [cell(r, greedy, bold_at=best_greedy), cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
+            + [cell(r, greedy, bold_at=best_greedy), cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"),
+               cell(r, "entropy", scale=1.0)]
             for r in rows]
     return f"{intro}\n\n{markdown_table(head, body)}"
 

@@ -25,6 +25,13 @@ target (n for ``"tzsm"``, the max-of-n; 1 for the rest). The estimator's own par
 ``"rs_grpo"``, ``lam`` of ``"w_reinforce"``, ``eps`` of ``"grpo"``) are ``method_params``. The first
 trainer's ``"loo"`` is ``"pkpo"`` with k = 1, its ``"entropy"`` is that plus ``entropy_coef`` 0.05.
 
+Shaping (before the scale): ``max_group_success`` < 1 is a difficulty filter, the advantages of a prompt whose
+fraction of correct samples exceeds it become 0 (a solved prompt gets no update); ``positive_only`` keeps
+max(A, 0). Both bias the update away from the method's objective on purpose (ablations of issue 18).
+
+Evaluation (:func:`pkpo.rl.training.evaluation.evaluate`) samples at ``eval_temperature``, not at the
+training ``temperature``, and reports near-greedy pass@1 (``greedy_temperature``) beside pass@k.
+
 Advantage scale (``scale``, :func:`pkpo.transforms.scale_advantages`): ``"mean_abs"`` (the default)
 divides the reward advantages of the whole batch by their mean absolute value (when it is non-zero),
 so one learning rate serves every k (the raw scale of s shrinks as k grows and pass@k saturates).
