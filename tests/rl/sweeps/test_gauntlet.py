@@ -122,7 +122,8 @@ def _first_run(root: Path, warm: str, label: str, seed: int, curve: list[float])
     (run / "eval_detail.json").write_text(json.dumps({"uid": ["a", "b"], "samples": 2, "successes": [0, 0],
                                                       "greedy_samples": 2, "greedy_successes": [2, 2]}))
     final = {"name": label, "method": "pkpo", "k_schedule": label, "baseline": "loo_minus_one", "seed": seed,
-             "pass@1": 0.5, "pass@8": 0.9, "greedy_pass@1": 1.0, "config": {"eval_problems": 2, "out_dir": str(run)}}
+             "pass@1": 0.5, "pass@8": 0.9, "greedy_pass@1": 1.0,
+             "config": {"eval_problems": 2, "n": 2, "out_dir": str(run)}}  # what read_final checks
     (run / "final.json").write_text(json.dumps(final))
 
 
