@@ -95,7 +95,7 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
     sweep = Path(sweep)
     run_dirs = [p.parent for p in SweepFiles(sweep).finals() if p.parent.parent.name != WARM]
     if not run_dirs:
-        raise ValueError(f"no finished runs under {str(sweep / 'runs')!r}")
+        raise ValueError(f"no finished runs under {str(SweepFiles(sweep).runs)!r}")
     by_seed: dict[int, list[Path]] = defaultdict(list)
     for d in run_dirs:
         cfg = TrainConfig.from_dict(json.loads(RunFiles(d).final.read_text())["config"])

@@ -100,7 +100,9 @@ def _stopped(cmd: str, note: str) -> int:
 
 def _grid_note(out: Path) -> str:
     """What an interrupted ``pkpo sweep`` / ``pkpo demo`` keeps."""
-    return f"finished runs and checkpoints are kept in {str(out / 'runs')!r}; run the same command again to continue"
+    where = str(SweepFiles(out).runs)
+    return (f"finished runs and checkpoints are kept in {where!r}; "
+            "run the same command again to continue")
 
 
 def _train_note(out_dir: str, argv: list[str]) -> str:
@@ -198,7 +200,7 @@ def sweep_main(argv: list[str]) -> int:
         check_device(base.device)
         out = Path(args.out)
         if args.report_only and not out.is_dir():
-            raise ValueError(f"no finished runs under {str(out / 'runs')!r}")
+            raise ValueError(f"no finished runs under {str(SweepFiles(out).runs)!r}")
         lock = rundir.RunLock(out, "pkpo sweep")  # one sweep per folder at a time
     except (ValueError, TypeError) as exc:
         return _fail("sweep", exc)
@@ -211,7 +213,8 @@ def sweep_main(argv: list[str]) -> int:
         except ValueError as exc:
             return _fail("sweep", exc)
         if not finals:
-            return _fail("sweep", ValueError(f"no finished runs under {str(out / 'runs')!r}"))
+            where = str(SweepFiles(out).runs)
+            return _fail("sweep", ValueError(f"no finished runs under {where!r}"))
     else:
         try:
             finals = run_grid(base, runs, args.seeds, out, jobs=args.jobs,

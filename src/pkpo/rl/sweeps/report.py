@@ -348,7 +348,8 @@ SMOKE_NOTE = ("SMOKE TEST: these settings are too small to learn anything; the n
 
 
 def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: str, wall_s: float,
-                       report_name: str = "report.md", wall_note: str = "", smoke: bool = False) -> dict:
+                       report_name: str = SweepFiles.REPORT, wall_note: str = "",
+                       smoke: bool = False) -> dict:
     """Write ``table.md``, ``table.json``, the PNGs and ``report.md`` (table, generated findings,
     per-category and per-rule tables, figures) into ``out``.
 
