@@ -115,7 +115,8 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
                 "fresh": task.problems("validation")}
         for name, problems in sets.items():
             result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=KS, max_new_tokens=cfg.max_new_tokens,
-                              temperature=cfg.temperature, seed=eval_seed(seed, seed_offset), detail=True)
+                              temperature=cfg.temperature, seed=eval_seed(seed, seed_offset),
+                              detail=True)
             entry["sets"][name] = summarize(result["detail"])
         if run_dir is not None:
             entry["training_batch"] = training_batch_pass_at_k(run_dir)

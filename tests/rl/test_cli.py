@@ -123,11 +123,12 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert "smoke test, no findings" in report.splitlines()[0] and "SMOKE TEST" in report
     assert "## What the numbers show" not in report and "SMOKE TEST" in (out / "table.md").read_text()
     assert json.loads((out / "table.json").read_text())["smoke_test"] is True
-    for name in ("table.json", "summary.json"):  # strict JSON (jq, JavaScript): NaN is written as null
+    for name in ("table.json", "summary.json"):  # strict JSON (jq, JavaScript): NaN written as null
         text = (out / name).read_text()
         assert "NaN" not in text and "Infinity" not in text
         json.loads(text, parse_constant=_refuse_constant)
-    assert json.loads((out / "table.json").read_text())["rows"][0]["reward_mean_se"] is None  # one seed
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert rows[0]["reward_mean_se"] is None  # the SE over one seed: NaN, written as null
     assert list((tmp_path / "cache" / "warmstart").glob("*.pt")) and not (out / "cache").exists()
     for png in ("pass_at_k_curves.png", "solve_rate.png", "entropy.png", "final_pass_at_k.png"):
         assert (out / png).stat().st_size > 1000

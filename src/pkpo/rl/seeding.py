@@ -2,8 +2,8 @@
 
 ::
 
-    rng = stream(cfg.seed, "data_order")                   # numpy Generator: default_rng([seed, salt])
-    gen = torch_stream(cfg.seed, "sampling", device="cpu")  # torch Generator: seed + offset
+    rng = stream(cfg.seed, "data_order")        # numpy Generator: default_rng([seed, salt])
+    gen = torch_stream(cfg.seed, "sampling")    # torch Generator: seed + offset
 
 A stream's numbers depend only on the run's seed and the stream's name, so adding a stream never
 shifts another. The salts and offsets below are the values each stream has been derived with since
@@ -47,7 +47,8 @@ def stream(seed: int, name: str) -> np.random.Generator:
 
 
 def torch_stream(seed: int, name: str, device="cpu"):
-    """The torch Generator of stream ``name`` on ``device``, seeded with ``seed + TORCH_OFFSETS[name]``."""
+    """The torch Generator of stream ``name`` on ``device``, seeded with
+    ``seed + TORCH_OFFSETS[name]``."""
     import torch
 
     return torch.Generator(device=device).manual_seed(int(seed) + _known(name, TORCH_OFFSETS))

@@ -16,7 +16,8 @@ def test_run_files_name_every_file_of_a_run_folder(tmp_path):
     assert files.folder == tmp_path and isinstance(files.folder, Path)
     assert files.metrics == tmp_path / "metrics.jsonl" and files.final == tmp_path / "final.json"
     assert files.checkpoint == tmp_path / "checkpoint.pt" and files.tensorboard == tmp_path / "tb"
-    assert files.eval_detail == tmp_path / "eval_detail.json" and files.lock == tmp_path / ".pkpo.lock"
+    assert files.eval_detail == tmp_path / "eval_detail.json"
+    assert files.lock == tmp_path / ".pkpo.lock"
     assert rundir.RUN_FILES == ("metrics.jsonl", "checkpoint.pt", "final.json", "tb")
     with pytest.raises(AttributeError):
         files.folder = tmp_path / "other"
@@ -26,7 +27,8 @@ def test_sweep_files_and_their_runs(tmp_path):
     sweep = SweepFiles(tmp_path)
     run = sweep.run("k8", 3)
     assert run.folder == tmp_path / "runs" / "k8" / "seed3"
-    assert sweep.table_json == tmp_path / "table.json" and sweep.summary == tmp_path / "summary.json"
+    assert sweep.table_json == tmp_path / "table.json"
+    assert sweep.summary == tmp_path / "summary.json"
     assert sweep.report == tmp_path / "report.md" and sweep.wall == tmp_path / "wall.json"
     assert sweep.finals() == []
     run.folder.mkdir(parents=True)

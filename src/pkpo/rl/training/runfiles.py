@@ -130,8 +130,8 @@ def read_metrics(path, *, tail_bytes: int | None = None, note: str = "") -> list
 
     A last line that is not a JSON object is what a write cut short leaves (a kill, a full disk):
     it is dropped; with ``note`` a line on stderr names the file, the line and ``note``. A bad line
-    before the last one is damage, not an interrupted write: :class:`DamagedMetrics` (a ValueError) names
-    the file and the line.
+    before the last one is damage, not an interrupted write: :class:`DamagedMetrics` (a ValueError)
+    names the file and the line.
 
     Args:
         path: the file.
