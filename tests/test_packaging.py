@@ -127,7 +127,7 @@ def test_wheel_installs_into_a_clean_venv_and_works_with_numpy_alone(tmp_path, w
         result = subprocess.run([str(venv / "bin" / "pkpo"), command, "--out", "x"], **clean)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.startswith(f"pkpo {command}: error: this command needs ")
-        assert f"pip install '{extra}'" in result.stderr, result.stderr
+        assert f"pip install -e '.[{extra[5:-1]}]' in the pkpo checkout" in result.stderr, result.stderr
     result = subprocess.run([str(venv / "bin" / "pkpo"), "eval", str(REPO / "examples" / "samples.jsonl"),
                              "--plot", "p.png"], **clean)
     assert result.returncode == 2 and "--plot needs matplotlib" in result.stderr and "pkpo[plot]" in result.stderr

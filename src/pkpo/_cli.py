@@ -145,5 +145,10 @@ def missing_extra(modules, extra: str | None = None) -> str | None:
     spec = extra or ",".join(sorted({EXTRAS.get(name, name) for name in missing}))
     return (
         f"this command needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-        f"not installed; install it with: pip install 'pkpo[{spec}]'"
+        f"not installed; install it with: {install_hint(spec)}"
     )
+
+
+def install_hint(extras: str) -> str:
+    """The pip command that installs pkpo's ``extras``: from a checkout (pkpo is not on PyPI yet)."""
+    return f"pip install -e '.[{extras}]' in the pkpo checkout ('pkpo[{extras}]' once on PyPI)"
