@@ -120,4 +120,4 @@ docs-api:
 	PYTHONPATH=src $(PYTHON) tools/gen_api_docs.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache dist
+	rm -rf $(VENV) $(SWIFT_VENV) runs .pytest_cache dist
