@@ -1,6 +1,7 @@
 # Entry points for a fresh clone:
 #   make demo       creates .venv with only what the demo needs (CPU torch, pkpo[rl,plot]), runs pkpo demo
 #   make test       creates .venv if needed, installs everything the tests need, runs the whole suite
+#                   (and .venv-swift, a second venv for the ms-swift adapter's test)
 #   make test-fast  the same install, runs the suite without the tests marked slow (under 2 minutes)
 #   make install    just the demo's install step; make test-deps just the tests' install step
 #   make results    trains the paired multi-seed sweeps (resumable) and rewrites docs/results.md, its
@@ -26,6 +27,13 @@ TORCH       ?= torch==$(TORCH_VERSION)
 TORCH_INDEX ?=
 BASE_STAMP := $(VENV)/.base-installed
 TEST_STAMP := $(VENV)/.test-installed
+ENGINES_STAMP := $(VENV)/.engines-installed
+# the second venv, for ms-swift (see its stamp below)
+SWIFT_VENV  := .venv-swift
+SWIFT_PY    := $(SWIFT_VENV)/bin/python
+SWIFT_PIP   := $(SWIFT_PY) -m pip install --constraint constraints/cpu.txt --constraint constraints/swift.txt
+SWIFT_STAMP := $(SWIFT_VENV)/.installed
+SWIFT_TESTS := tests/integrations/test_ms_swift.py
 
 .PHONY: demo test test-fast install test-deps venv bench results docs-api wheel lint clean
 
@@ -51,9 +59,30 @@ $(TEST_STAMP): $(BASE_STAMP) constraints/test.txt
 	$(TEST_PIP) torchdata pylatexenc ray
 	touch $@
 
+# tinker-cookbook and SkyRL for their adapters' tests, in the test venv
+$(ENGINES_STAMP): $(TEST_STAMP) constraints/test.txt
+	# tinker-cookbook 0.6.1 requires tml-renderers>=0.4.1, which the registry lacks and its RL loop
+	# never imports: its other requirements come with the tinker extra, the cookbook with --no-deps
+	$(TEST_PIP) -e ".[tinker]"
+	$(TEST_PIP) --no-deps tinker-cookbook
+	# skyrl 0.3.0 holds the advantage-estimator registry (skyrl-train and skyrl 0.4.0 need Python
+	# 3.12); its transformers<=5.8 and peft==0.18.1 pins would downgrade the trl and verl test
+	# venv, so it goes in with --no-deps beside the modules it imports (the skyrl extra)
+	$(TEST_PIP) -e ".[skyrl]"
+	$(TEST_PIP) --no-deps skyrl
+	touch $@
+
+# ms-swift 4.6 requires trl<1.0, the test venv has trl 1.16: its adapter's test gets a venv of its
+# own, with its own exact versions (constraints/swift.txt) and torch from the same source
+$(SWIFT_STAMP): pyproject.toml constraints/cpu.txt constraints/swift.txt Makefile
+	test -x $(SWIFT_PY) || $(PYTHON) -m venv $(SWIFT_VENV)
+	$(SWIFT_PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(SWIFT_PIP) -e ".[dev,ms-swift]"
+	touch $@
+
 install: $(BASE_STAMP)
 
-test-deps: $(TEST_STAMP)
+test-deps: $(ENGINES_STAMP) $(SWIFT_STAMP)
 
 venv: $(TEST_STAMP)
 
@@ -63,11 +92,13 @@ demo: $(BASE_STAMP)
 results: $(BASE_STAMP)
 	$(PY) tools/results.py --out runs/results
 
-test: $(TEST_STAMP)
-	$(PY) -m pytest -q
+test: $(ENGINES_STAMP) $(SWIFT_STAMP)
+	$(PY) -m pytest -q --ignore=$(SWIFT_TESTS)
+	$(SWIFT_PY) -m pytest -q $(SWIFT_TESTS)
 
-test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -q -m "not slow"
+# (the ms-swift adapter's test, in its own venv, is left out here)
+test-fast: $(ENGINES_STAMP)
+	$(PY) -m pytest -q -m "not slow" --ignore=$(SWIFT_TESTS)
 
 bench: $(BASE_STAMP)
 	$(PY) benchmarks/transform.py
@@ -89,4 +120,4 @@ docs-api:
 	PYTHONPATH=src $(PYTHON) tools/gen_api_docs.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache dist
+	rm -rf $(VENV) $(SWIFT_VENV) runs .pytest_cache dist

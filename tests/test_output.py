@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 
+import numpy as np
 import pytest
 
-from pkpo._output import OutputPathError, atomic_write, check_output_path
+from pkpo._output import OutputPathError, atomic_write, check_output_path, json_text, write_json
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -75,3 +77,31 @@ def test_check_output_path(tmp_path):
     assert message.startswith("--json ") and "does not exist" in message
     assert not (tmp_path / "missing").exists()
     assert check_output_path(tmp_path / "x.json", inputs=["-"]) == tmp_path / "x.json"
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_write_json_writes_nan_and_infinities_as_null(tmp_path):
+    value = {"a": float("nan"), "b": [1.5, float("inf"), -float("inf")], "c": (2, "x"), "d": None}
+    path = tmp_path / "out.json"
+    write_json(path, value, indent=2)
+    text = path.read_text()
+    assert text.endswith("}\n") and "NaN" not in text and "Infinity" not in text
+    assert _strict(text) == {"a": None, "b": [1.5, None, None], "c": [2, "x"], "d": None}
+    assert _strict(json_text(np.float64("nan"))) is None and json_text(np.float64(0.25)) == "0.25"
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_write_json_refuses_a_symlink(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep")
+    link = tmp_path / "out.json"
+    link.symlink_to(precious)
+    with pytest.raises(OSError) as info:
+        write_json(link, {"a": 1})
+    assert info.value.errno == errno.ELOOP and precious.read_text() == "keep"

@@ -1,10 +1,13 @@
-"""How pkpo writes results: markdown tables, and files that are replaced whole or not at all.
+"""How pkpo writes results: markdown tables, JSON, and files that are replaced whole or not at all.
 
 Every file pkpo writes goes through :func:`atomic_write`, which never writes through a symbolic
 link: a link planted where an output or its temporary file will go is refused or replaced, never
 followed, so no file outside the output folder is ever changed. The command-line front ends check
 each output path once with :func:`check_output_path` before any work starts (an existing file
-needs ``--overwrite``; an output that is also an input is refused).
+needs ``--overwrite``; an output that is also an input is refused). JSON goes through
+:func:`write_json` (a file) or :func:`json_text` (a line of a log): strict JSON, with NaN and
+infinities written as ``null``, so that ``jq``, JavaScript and ``json.loads`` with a strict
+``parse_constant`` read every file pkpo writes.
 
 Standard library only, so every front end (``pkpo eval``, ``pkpo bench``, the toy study, the RL
 reports) can use it without importing anything heavy.
@@ -13,11 +16,20 @@ reports) can use it without importing anything heavy.
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["OutputPathError", "atomic_write", "check_output_path", "markdown_table"]
+__all__ = [
+    "OutputPathError",
+    "atomic_write",
+    "check_output_path",
+    "json_text",
+    "markdown_table",
+    "write_json",
+]
 
 
 def markdown_table(
@@ -152,3 +164,30 @@ def atomic_write(path, data: str | bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _finite_or_none(value):
+    """``value`` with every NaN or infinite float (also inside lists, tuples and dicts) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def json_text(value, *, indent: int | None = None) -> str:
+    """``value`` as strict JSON text: NaN, inf and -inf become ``null`` (no bare ``NaN`` token).
+
+    Examples:
+        >>> json_text({"pass@1": 0.5, "se": float("nan"), "ks": (1, 2)})
+        '{"pass@1": 0.5, "se": null, "ks": [1, 2]}'
+    """
+    return json.dumps(_finite_or_none(value), indent=indent, allow_nan=False)
+
+
+def write_json(path, value, *, indent: int | None = None) -> None:
+    """Write ``value`` to ``path`` as strict JSON (:func:`json_text`) ending in a newline, through
+    :func:`atomic_write`: a reader finds the old file or the new one, never a part."""
+    atomic_write(path, json_text(value, indent=indent) + "\n")

@@ -22,7 +22,6 @@ plain-Python per-group loop (benchmarks/reference_loop.py) as a reference in the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -34,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._cli import Parser, UsageError, fail, non_negative_int, positive_int
-from .._output import OutputPathError, atomic_write, check_output_path, markdown_table
+from .._output import OutputPathError, check_output_path, markdown_table, write_json
 
 SHAPES = [(16384, 16), (4096, 64), (1024, 256), (64, 4096)]
 QUICK_SHAPES = [(512, 16), (32, 256)]
@@ -422,7 +421,7 @@ def main(argv=None, references=()) -> int:
         print("\n".join(lines))
     if args.json:
         try:
-            atomic_write(args.json, json.dumps(results, indent=2))
+            write_json(args.json, results, indent=2)
         except OSError as error:
             return fail("pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}")
         print(f"\nwrote {args.json}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -33,7 +32,13 @@ import numpy as np
 
 from .. import metrics
 from .._cli import Parser, UsageError, fail, k_list, missing_extra, non_negative_int
-from .._output import OutputPathError, atomic_write, check_output_path, markdown_table
+from .._output import (
+    OutputPathError,
+    atomic_write,
+    check_output_path,
+    markdown_table,
+    write_json,
+)
 from ..estimators import pass_all_k_from_counts, pass_at_k_from_counts
 from .readers import (
     EVALPLUS_TESTS,
@@ -203,7 +208,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.json is not None:
             payload = _payload(tasks, args, reports, notes)
-            atomic_write(args.json, json.dumps(payload, indent=2) + "\n")
+            write_json(args.json, payload, indent=2)
             print(f"wrote {args.json}")
         if args.plot is not None:
             atomic_write(args.plot, _figure(tasks, reports, args.plot.suffix[1:].lower()))

@@ -15,7 +15,8 @@ import copy
 import json
 from pathlib import Path
 
-from .._output import atomic_write
+from .._output import write_json
+from . import seeding
 from .config import TrainConfig
 
 
@@ -50,13 +51,13 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
     task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, length=cfg.length,
                      n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
                      demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
-    torch.manual_seed(cfg.seed)
+    seeding.seed_globals(cfg.seed)  # model initialisation
     policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(cfg.device)
     info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
     if not info["cached"] and cfg.warm_steps:
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
+        write_json(Path(info["path"]).with_suffix(".json"), info, indent=2)
     elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
         stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
         info = {**stored, **{k: v for k, v in info.items() if v is not None}}

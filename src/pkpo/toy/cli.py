@@ -13,13 +13,12 @@ exist already are replaced only with --overwrite; no file is written through a s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 from .._cli import Parser, UsageError, fail, non_negative_int
-from .._output import OutputPathError, atomic_write, check_output_path
+from .._output import OutputPathError, atomic_write, check_output_path, write_json
 
 __all__ = ["main"]
 
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
     result = run_study(config, args.seed, checkpoint=checkpoint, progress=not args.no_progress)
     result["quick"] = bool(args.quick)
     try:
-        atomic_write(os.path.join(args.out, "toy.json"), json.dumps(result, indent=1))
+        write_json(os.path.join(args.out, "toy.json"), result, indent=1)
         write_figures(result, args.out)
         atomic_write(os.path.join(args.out, "report.md"), render_report(result, figures=".", quick=args.quick))
     except OSError as error:

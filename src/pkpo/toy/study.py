@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 import pkpo
 
-from .._output import atomic_write
+from .._output import json_text, write_json
 from .estimators import ESTIMATORS, is_defined
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
 from .training import (AscentConfig, ascend, curvature_at_optimum, median_samples, samples_to_converge,
@@ -208,7 +208,7 @@ def _ignored(path, why: str) -> dict:
 
 def _save_checkpoint(path, settings: dict, items: dict) -> None:
     if path is not None:
-        atomic_write(path, json.dumps({"settings": settings, "items": items}))
+        write_json(path, {"settings": settings, "items": items})
 
 
 def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = True) -> dict:
@@ -220,7 +220,7 @@ def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = 
         for name, compute in items:
             bar.set_postfix_str(name)
             if name not in done:
-                done[name] = json.loads(json.dumps(compute()))  # plain JSON types, same as on resume
+                done[name] = json.loads(json_text(compute()))  # plain JSON types, same as on resume
                 _save_checkpoint(checkpoint, settings, done)
             bar.update(1)
     return assemble(config, seed, done)

@@ -21,6 +21,8 @@ import numpy as np
 import pkpo
 from pkpo.metrics import standard_error
 
+from ..training.runfiles import RunFiles, SweepFiles, read_metrics
+
 WARM_LABEL = "warm_start"  # the run label of the warm-started policy's evaluation (step 0, no RL)
 K_EVAL = (1, 2, 4, 8, 16)  # the k_eval of the tables' and figures' pass@k columns
 
@@ -33,14 +35,19 @@ def finished_runs(out: Path) -> list[dict]:
             naming the file.
     """
     finals = []
-    for path in sorted(Path(out).glob("runs/*/seed*/final.json")):
+    for path in SweepFiles(out).finals():
         final = read_final(path)
         final["label"] = path.parent.parent.name
         final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
-    order = [WARM_LABEL, "loo", "k1", "k2", "k4", "k8", "k16", "anneal", "tzsm", "entropy", "grpo"]
+    order = [WARM_LABEL, "loo", "k1", "grpo", "maxrl", "entropy", "k2", "k4", "k8", "k16", "anneal", "tzsm"]
     return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
                                          f["label"], f["seed"]))
+
+
+def _nan_if_none(value) -> float:
+    """A number read from JSON, where pkpo writes NaN as null (pkpo._output.write_json)."""
+    return float("nan") if value is None else value
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -99,19 +106,21 @@ def aggregate(finals: list[dict]) -> list[dict]:
             if vals:
                 mean, se = _mean_se(vals)
                 if len(vals) == 1:
-                    se = fs[0].get(f"{key}_se", float("nan"))
+                    se = _nan_if_none(fs[0].get(f"{key}_se"))
                 row[key], row[key + "_se"] = mean, se
-        for key in ("cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
+        for key in (f"greedy_{metric}@1", "cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
             vals = [f[key] for f in fs if f.get(key) is not None]
             if vals:
                 row[key], row[key + "_se"] = _mean_se(vals)
+                if len(vals) == 1 and key.startswith("greedy_"):  # one seed: the SE over problems
+                    row[key + "_se"] = _nan_if_none(fs[0].get(f"{key}_se"))
         rows.append(row)
     return rows
 
 
 def read_detail(final: dict) -> dict | None:
     """The per-problem record of a run's final evaluation (``eval_detail.json``), or None."""
-    path = run_dir_of(final) / "eval_detail.json"
+    path = RunFiles(run_dir_of(final)).eval_detail
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -122,14 +131,21 @@ def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
     return np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
 
 
+def per_problem_greedy(detail: dict) -> np.ndarray | None:
+    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded), or
+    None for a run evaluated before near-greedy decoding was measured."""
+    if "greedy_successes" not in detail:
+        return None
+    return np.asarray(detail["greedy_successes"], dtype=float) / detail["greedy_samples"]
+
+
 def read_curves(run_dir: Path) -> dict:
     """Per-step and eval curves of one run from its metrics.jsonl."""
     steps, solve, hard, ent, evals = [], [], [], [], defaultdict(list)
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunFiles(run_dir).metrics
     if not path.exists():
         return {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
+    for rec in read_metrics(path):
         if "k" in rec and "train/cumulative_solve_rate" in rec:
             steps.append(rec["step"])
             solve.append(rec["train/cumulative_solve_rate"])
@@ -140,5 +156,10 @@ def read_curves(run_dir: Path) -> dict:
             for key, value in rec.items():
                 if key.startswith("eval/"):
                     evals[key[5:]].append(value)
-    return {"step": np.array(steps), "solve": np.array(solve), "hard": np.array(hard, dtype=float),
-            "entropy": np.array(ent), "eval": {k: np.array(v) for k, v in evals.items()}}
+    return {"step": np.array(steps), "solve": _array(solve), "hard": np.array(hard, dtype=float),
+            "entropy": _array(ent), "eval": {k: _array(v) for k, v in evals.items()}}
+
+
+def _array(values: list) -> np.ndarray:
+    """The values as an array; a None (a NaN, as pkpo writes it in JSON) makes it float with NaN."""
+    return np.array(values, dtype=float) if any(v is None for v in values) else np.array(values)

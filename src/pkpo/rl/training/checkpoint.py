@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import pickle
 import random
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..._output import atomic_write
+from ..._output import atomic_write, json_text
+from .runfiles import read_metrics
 
 REQUIRED = ("step", "model", "optimizer", "rng", "config")
 # Beyond tensors and plain containers, a checkpoint holds numpy's legacy random state, a uint32 array:
@@ -152,30 +151,11 @@ def set_rng_state(state: dict, gen: torch.Generator, data_rng: np.random.Generat
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop the records of ``metrics.jsonl`` logged at or after ``step`` (they will be logged again, identically).
 
-    A last line that is not valid JSON is what a write cut short leaves (a kill, a full disk): it
-    is dropped with a note on stderr naming the file and the line. A bad line before the last one
-    is damage, not an interrupted write: a ValueError names the file and the line.
+    A torn last line (a write cut short) is dropped with a note on stderr; a bad line before the
+    last one is a ValueError naming the file and the line (:func:`~.runfiles.read_metrics`).
     """
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last record
-    keep = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError(f"a JSON {type(rec).__name__}, not an object")
-        except (ValueError, RecursionError) as error:
-            if number == len(lines):
-                print(f"pkpo: note: dropped line {number} of {str(path)!r}, cut short by an interrupted "
-                      "write; it is logged again", file=sys.stderr)
-                break
-            raise ValueError(f"{str(path)!r} line {number} is not a metrics record ({one_line(error, 120)}); "
-                             "the file is damaged") from None
-        if "config" in rec or rec.get("step", 0) < step:
-            keep.append(line)
-    atomic_write(path, "".join(line + "\n" for line in keep))
+    records = read_metrics(path, note="it is logged again")
+    keep = [rec for rec in records if "config" in rec or rec.get("step", 0) < step]
+    atomic_write(path, "".join(json_text(rec) + "\n" for rec in keep))

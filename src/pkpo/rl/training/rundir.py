@@ -31,6 +31,8 @@ import stat
 import sys
 from pathlib import Path
 
+from .runfiles import RunFiles, read_metrics
+
 __all__ = [
     "LOCK_NAME",
     "RUN_FILES",
@@ -46,8 +48,8 @@ __all__ = [
     "remove_stale_temporaries",
 ]
 
-RUN_FILES = ("metrics.jsonl", "checkpoint.pt", "final.json", "tb")
-LOCK_NAME = ".pkpo.lock"
+RUN_FILES = RunFiles.OWNED  # metrics.jsonl, checkpoint.pt, final.json, tb
+LOCK_NAME = RunFiles.LOCK
 
 
 class RunDirError(ValueError):
@@ -84,11 +86,11 @@ def describe_run(folder) -> str:
     path = Path(folder)
     parts = []
     for name in existing_run(path):
-        if name == "metrics.jsonl":
+        if name == RunFiles.METRICS:
             with open(path / name, "rb") as handle:
                 records = sum(1 for line in handle if line.strip())
             parts.append(f"{name} ({records} records)")
-        elif name == "checkpoint.pt":
+        elif name == RunFiles.CHECKPOINT:
             parts.append(f"{name} (saved {_mtime(path / name)})")
         else:
             parts.append(name)
@@ -105,7 +107,7 @@ def clear_run(folder) -> list[str]:
             shutil.rmtree(target)
         else:
             target.unlink()
-    for leftover in path.glob("checkpoint.pt.tmp*"):
+    for leftover in path.glob(f"{RunFiles.CHECKPOINT}.tmp*"):
         leftover.unlink()
     return removed
 
@@ -183,7 +185,7 @@ def check_run(folder, *, resume: bool = False, overwrite: bool = False, lock: bo
 
 
 def _check_resumable(path: Path) -> None:
-    if (path / "checkpoint.pt").is_file():
+    if RunFiles(path).checkpoint.is_file():
         return
     if path.is_dir() and existing_run(path):
         held = f"it holds {describe_run(path)}"
@@ -199,14 +201,13 @@ def recorded_config(folder) -> dict | None:
     """The config a run folder was started with (first record of metrics.jsonl, else final.json)."""
     path = Path(folder)
     try:
-        with open(path / "metrics.jsonl", encoding="utf-8") as handle:
-            first = json.loads(handle.readline())
-        if isinstance(first, dict) and isinstance(first.get("config"), dict):
-            return first["config"]
+        records = read_metrics(RunFiles(path).metrics)
+        if records and isinstance(records[0].get("config"), dict):
+            return records[0]["config"]
     except (OSError, ValueError):
         pass
     try:
-        final = json.loads((path / "final.json").read_text(encoding="utf-8"))
+        final = json.loads(RunFiles(path).final.read_text(encoding="utf-8"))
         return final.get("config") if isinstance(final, dict) else None
     except (OSError, ValueError):
         return None
@@ -214,7 +215,7 @@ def recorded_config(folder) -> dict | None:
 
 def checkpoint_note(folder) -> str:
     """Where the last checkpoint of ``folder`` is, for the message after an interruption."""
-    path = Path(folder) / "checkpoint.pt"
+    path = RunFiles(folder).checkpoint
     if path.exists():
         return f"the last checkpoint is {str(path)!r} (saved {_mtime(path)})"
     return f"no checkpoint was written yet in {str(Path(folder))!r}"
