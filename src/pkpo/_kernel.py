@@ -78,10 +78,9 @@ class GapForm(NamedTuple):
 @dataclass
 class SortedGroups:
     backend: Backend
-    values: Any  # (..., N) ascending, compute dtype, padding repeats the group maximum
-    indices: Any  # (..., N) sort permutation, for scattering results back
-    floor: Any  # (..., 1) smallest value of each group
-    gaps: Any  # (..., N) d_t >= 0, zero at t = 1 and on padding
+    ordered: Any  # (..., N) ascending, unscaled, padding repeats the group maximum (any float dtype)
+    indices: Any  # (..., N) sort permutation, for scattering results back (Backend.sort)
+    gaps: Any  # (..., N) d_t >= 0 (scaled, compute dtype), zero at t = 1 and on padding
     n: Any  # int (dense) or (..., 1) integer array (ragged)
     mask: Any  # None or (..., N) bool in the caller's order
     result_dtype: Any
@@ -91,15 +90,30 @@ class SortedGroups:
     name: str = "rewards"
     caller: Any = None  # the caller's backend when it differs (torch CPU computed by numpy)
     _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
+    _values: Any = field(default=None, repr=False)
+
+    @property
+    def values(self):
+        """(..., N) the sorted values times ``scale``, in the compute dtype (made once, when a
+        transform needs them: s^(loo-1) uses the gaps only)."""
+        if self._values is None:
+            values = self.backend.to_compute_dtype(self.ordered, self.gaps.dtype)
+            self._values = values if _is_one(self.scale) else values * self.scale
+        return self._values
+
+    @property
+    def floor(self):
+        """(..., 1) the smallest value of each group (scaled, compute dtype)."""
+        return self.values[..., :1]
 
     @property
     def n_float(self):
         """The group size as a float (int) or float array (ragged), for arithmetic."""
-        return float(self.n) if isinstance(self.n, int) else self.backend.astype(self.n, self.values.dtype)
+        return float(self.n) if isinstance(self.n, int) else self.backend.astype(self.n, self.gaps.dtype)
 
     @property
     def size(self) -> int:
-        return self.backend.shape(self.values)[-1]
+        return self.backend.shape(self.gaps)[-1]
 
     def weights(self, k: int) -> RankWeights | LazyRankWeights:
         """The :class:`~pkpo._combinatorics.RankWeights` of these groups on their backend/device.
@@ -110,15 +124,15 @@ class SortedGroups:
         """
         if k not in self._weights:
             backend = self.backend
-            dtype = self.values.dtype
+            dtype = self.gaps.dtype
             if backend.is_compiling():  # inside torch.compile: no host tables, all in the graph
-                lf = log_factorials(backend, self.size + 1, self.values)
+                lf = log_factorials(backend, self.size + 1, self.gaps)
                 n = self._arange(1) + self.n if isinstance(self.n, int) else self.n  # as an array
                 self._weights[k] = log_space_rank_weights(backend.xp, lf, self._arange(self.size) + 1, n, k)
             elif isinstance(self.n, int):
                 self._weights[k] = backend.constant(dense_rank_weights, (self.size, self.n, k), self.like, dtype)
             else:
-                lf = log_factorials(backend, self.size + 1, self.values)
+                lf = log_factorials(backend, self.size + 1, self.gaps)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
                     # more groups than possible sizes: the weights of every n = 0..N, a row per group
@@ -194,7 +208,7 @@ class SortedGroups:
     def _unscale(self, value, rescale: bool = True):
         """Undo the power-of-two scaling (every output is linear in the rewards; ``rescale=False``
         for scale-free results)."""
-        if rescale and not (isinstance(self.scale, float) and self.scale == 1.0):
+        if rescale and not _is_one(self.scale):
             value = value * (1.0 / self.scale)
         return value
 
@@ -269,23 +283,27 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
         values = xp.where(mask, values, np.inf)
-    values, indices = backend.sort(values)
-    values = backend.to_compute_dtype(values, compute_dtype)
+    ordered, indices = backend.sort(values)
     if mask is not None:
-        last = xp.take_along_axis(values, xp.where(n > 0, n - 1, 0), axis=-1)
+        ordered = backend.astype(ordered, compute_dtype)
+        last = xp.take_along_axis(ordered, xp.where(n > 0, n - 1, 0), axis=-1)
         t = xp.arange(size, device=backend.device(x))
-        values = xp.where(t < n, values, last)
-        values = xp.where(n > 0, values, 0.0)  # an all-masked row is all zeros
+        ordered = xp.where(t < n, ordered, last)
+        ordered = xp.where(n > 0, ordered, 0.0)  # an all-masked row is all zeros
 
     check_values = validate and backend.is_floating(x)
-    scale, check_output = magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels,
+    scale, check_output = magnitude_scale(backend, ordered, check_values, compute_dtype, result_dtype, labels,
                                           name, readable=validate or backend.reads_cheaply(x))
-    if not (isinstance(scale, float) and scale == 1.0):
-        values = values * scale
-    floor = values[..., :1]
-    gaps = backend.differences(values)
-    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output,
-                        name, caller)
+    if _is_one(scale):
+        gaps = backend.differences(ordered, compute_dtype)  # exact: float32 -> float64, then subtract
+    else:  # scale first: near the largest float the unscaled gaps could overflow
+        gaps = backend.differences(backend.astype(ordered, compute_dtype) * scale, compute_dtype)
+    return SortedGroups(backend, ordered, indices, gaps, n, mask, result_dtype, x, scale, check_output, name,
+                        caller)
+
+
+def _is_one(scale) -> bool:
+    return isinstance(scale, float) and scale == 1.0
 
 
 def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels, name, readable):
@@ -308,7 +326,7 @@ def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, 
     low, high = values[..., 0], values[..., -1]
     info = xp.finfo(compute_dtype)
     if not readable:
-        largest = xp.maximum(xp.max(xp.abs(low)), xp.max(xp.abs(high)))
+        largest = backend.astype(xp.maximum(xp.max(xp.abs(low)), xp.max(xp.abs(high))), compute_dtype)
         return _device_scale(xp, largest, float(info.max), float(info.smallest_normal)), False
     ends = backend.to_numpy(xp.stack([xp.min(low), xp.max(high)]))  # one host read
     if check_values and not np.isfinite(ends).all():

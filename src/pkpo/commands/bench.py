@@ -320,39 +320,6 @@ def _fastest(row: dict) -> float:
     return min(row["numpy_s"], row.get("torch_cpu_s", math.inf))
 
 
-def targets(results: dict) -> list[str]:
-    """The project's stated targets, each with the measured number ('pkpo': numpy or torch,
-    whichever was faster)."""
-    lines = []
-    verl = results.get("verl", {})
-    if "verl_s" in verl:
-        ratio = verl["verl_s"] / verl["pkpo_transform_s"]
-        lines.append(
-            f"- CPU >= 50x faster than verl grpo_passk at 512 x 16, k = n: "
-            f"{ratio:,.0f}x (pkpo.transform, torch) -> {'met' if ratio >= 50 else 'NOT met'}; "
-            f"pkpo's verl estimator on the same token-level inputs: "
-            f"{verl['verl_s'] / verl['pkpo_estimator_s']:,.1f}x"
-        )
-    for row in results.get("shapes", []):
-        if (row["groups"], row["n"]) == (4096, 64) and "loop_s" in row:  # benchmarks/reference_loop.py
-            ratio = row["loop_s"] / _fastest(row)
-            lines.append(
-                f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
-                f"{ratio:,.0f}x (math.comb loop / pkpo) -> {'met' if ratio >= 100 else 'NOT met'}; "
-                f"against the loop with ratio recurrences: {row['loop_ratio_s'] / _fastest(row):,.0f}x"
-            )
-    growth = results.get("growth", [])
-    if len(growth) >= 2 and growth[-1]["n"] == 65536 and growth[0]["n"] == 64:
-        for key, name in (("numpy_s", "numpy"), ("torch_cpu_s", "torch")):
-            if key in growth[0]:
-                ratio = growth[-1][key] / growth[0][key]
-                lines.append(
-                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x of "
-                    f"n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
-                )
-    return lines
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pkpo bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, no verl: a few seconds")
@@ -374,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None, references=()) -> int:
-    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table."""
+def main(argv=None, references=(), sections=()) -> int:
+    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table,
+    and each of ``sections`` (results -> markdown) is printed at the end (benchmarks/transform.py)."""
     try:
         args = build_parser().parse_args(argv)
     except UsageError as error:
@@ -413,10 +381,8 @@ def main(argv=None, references=()) -> int:
         results["verl"] = bench_verl(rng)
         print("\n## Against verl's grpo_passk (CPU)\n")
         print(verl_table(results["verl"]))
-    lines = targets(results)
-    if lines:
-        print("\n## Targets\n")
-        print("\n".join(lines))
+    for section in sections:
+        print(f"\n{section(results)}")
     if args.json:
         try:
             with open(args.json, "w") as handle:
