@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import sys
 import threading
 from dataclasses import dataclass
@@ -50,12 +51,18 @@ class Backend:
 
     # --- dtypes ---------------------------------------------------------------------------
     def is_floating(self, x) -> bool:
+        if self.name == "numpy":  # dtype.kind: np.isdtype costs about 10 us a call
+            return x.dtype.kind == "f"
         return self.xp.isdtype(x.dtype, "real floating")
 
     def is_bool(self, x) -> bool:
+        if self.name == "numpy":
+            return x.dtype.kind == "b"
         return self.xp.isdtype(x.dtype, "bool")
 
     def is_integer(self, x) -> bool:
+        if self.name == "numpy":
+            return x.dtype.kind in "iu"
         return self.xp.isdtype(x.dtype, "integral")
 
     def compute_dtype(self, x):
@@ -81,6 +88,8 @@ class Backend:
         return self.xp.astype(x, dtype, copy=False)
 
     def shape(self, x) -> tuple[int, ...]:
+        if self.name == "numpy":
+            return x.shape
         return tuple(int(s) for s in x.shape)
 
     # --- moving data --------------------------------------------------------------------------
@@ -204,9 +213,11 @@ class Backend:
             return np.matmul(a, matrix, out=scratch("product", a.shape[:-1] + matrix.shape[-1:], a.dtype))
         return a @ matrix
 
-    def running_sum(self, v, *, from_right: bool = False, inclusive: bool = True, slot: str = "running_sum"):
+    def running_sum(self, v, *, from_right: bool = False, inclusive: bool = True, slot: str = "running_sum",
+                    skip: int = 0):
         """Running sums along the last axis: sum_{u <= t} v_u, or from the right sum_{u >= t} v_u
-        (``inclusive=False``: sum_{u > t} v_u, 0 at the end).
+        (``inclusive=False``: sum_{u > t} v_u, 0 at the end). ``skip`` (prefix sums only): ``v``
+        holds the terms of the ranks from ``skip`` on, those below being 0.
 
         numpy writes into the work buffer ``slot``, and sums rows much shorter than their number
         column by column, one vectorised addition across all rows per column (its cumsum along
@@ -214,7 +225,15 @@ class Backend:
         additions are in cumsum's order either way, so the results are bit for bit the same.
         """
         if self.name == "numpy":
+            if skip:  # the first ``skip`` ranks have no terms: their (prefix) sums are 0
+                out = scratch(slot, v.shape[:-1] + (v.shape[-1] + skip,), v.dtype)
+                out[..., :skip] = 0
+                _numpy_running_sum(v, from_right, inclusive, out[..., skip:])
+                return out
             return _numpy_running_sum(v, from_right, inclusive, scratch(slot, v.shape, v.dtype))
+        if skip:
+            v = self.xp.concat([self.xp.zeros(self.shape(v)[:-1] + (skip,), dtype=v.dtype, device=self.device(v)), v],
+                               axis=-1)
         xp = self.xp
         if not from_right:
             return xp.cumulative_sum(v, axis=-1)
@@ -355,7 +374,7 @@ def scratch(slot: str, shape, dtype) -> np.ndarray:
     the same ``slot`` on every call of this thread (up to 8 MB each; larger arrays are allocated).
     Only for work inside one call: never returned to a caller, never two live uses of a slot."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > _SCRATCH_MAX_BYTES:
         return np.empty(shape, dtype)
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})

@@ -165,8 +165,9 @@ class SortedGroups:
             backend = self.backend
             parts = []
             if form.prefix is not None:
-                parts.append(backend.running_sum(backend.weighted(self.gaps, form.prefix, "prefix_terms"),
-                                                 slot="prefix"))
+                skip = _leading_zeros(form.prefix) if form.suffix is None else 0  # s^(loo-1): ranks < k
+                terms = backend.weighted(self.gaps[..., skip:], form.prefix[..., skip:], "prefix_terms")
+                parts.append(backend.running_sum(terms, slot="prefix", skip=skip))
             if form.suffix is not None:
                 parts.append(backend.running_sum(backend.weighted(self.gaps, form.suffix, "suffix_terms"),
                                                  from_right=True, inclusive=False, slot="suffix"))
@@ -300,6 +301,14 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
         gaps = backend.differences(backend.astype(ordered, compute_dtype) * scale, compute_dtype)
     return SortedGroups(backend, ordered, indices, gaps, n, mask, result_dtype, x, scale, check_output, name,
                         caller)
+
+
+def _leading_zeros(weights) -> int:
+    """How many leading ranks of 1-D host (numpy) rank weights are exactly 0; 0 for others."""
+    if not isinstance(weights, np.ndarray) or weights.ndim != 1:
+        return 0
+    nonzero = np.flatnonzero(weights)
+    return int(nonzero[0]) if nonzero.size else weights.size - 1
 
 
 def _is_one(scale) -> bool:
