@@ -185,20 +185,18 @@ class Backend:
             return out
         return self.astype(x, dtype)
 
-    def differences(self, values, dtype):
-        """d_t = values_t - values_{t-1} along the last axis in ``dtype`` (the values are cast to
-        it first), with d_1 = 0 (same shape).
+    def differences(self, values):
+        """d_t = values_t - values_{t-1} along the last axis, with d_1 = 0 (same shape).
 
         numpy subtracts the flattened rows in one contiguous pass (slices of short rows cost
         about 40 ns a row), into a work buffer, and then zeroes the first column."""
         if self.name == "numpy":
-            out = scratch("differences", values.shape, dtype)
+            out = scratch("differences", values.shape, values.dtype)
             flat = values.reshape(-1)
-            np.subtract(flat[1:], flat[:-1], out=out.reshape(-1)[1:], dtype=dtype)
+            np.subtract(flat[1:], flat[:-1], out=out.reshape(-1)[1:])
             out[..., 0] = 0
             return out
         xp = self.xp
-        values = self.astype(values, dtype)
         return xp.concat([values[..., :1] * 0, values[..., 1:] - values[..., :-1]], axis=-1)
 
     def weighted(self, gaps, weights, slot: str):

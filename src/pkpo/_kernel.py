@@ -78,7 +78,7 @@ class GapForm(NamedTuple):
 @dataclass
 class SortedGroups:
     backend: Backend
-    ordered: Any  # (..., N) ascending, unscaled, padding repeats the group maximum (any float dtype)
+    values: Any  # (..., N) ascending, compute dtype, times ``scale``; padding repeats the group maximum
     indices: Any  # (..., N) sort permutation, for scattering results back (Backend.sort)
     gaps: Any  # (..., N) d_t >= 0 (scaled, compute dtype), zero at t = 1 and on padding
     n: Any  # int (dense) or (..., 1) integer array (ragged)
@@ -90,16 +90,6 @@ class SortedGroups:
     name: str = "rewards"
     caller: Any = None  # the caller's backend when it differs (torch CPU computed by numpy)
     _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
-    _values: Any = field(default=None, repr=False)
-
-    @property
-    def values(self):
-        """(..., N) the sorted values times ``scale``, in the compute dtype (made once, when a
-        transform needs them: s^(loo-1) uses the gaps only)."""
-        if self._values is None:
-            values = self.backend.to_compute_dtype(self.ordered, self.gaps.dtype)
-            self._values = values if _is_one(self.scale) else values * self.scale
-        return self._values
 
     @property
     def floor(self):
@@ -295,11 +285,11 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     check_values = validate and backend.is_floating(x)
     scale, check_output = magnitude_scale(backend, ordered, check_values, compute_dtype, result_dtype, labels,
                                           name, readable=validate or backend.reads_cheaply(x))
-    if _is_one(scale):
-        gaps = backend.differences(ordered, compute_dtype)  # exact: float32 -> float64, then subtract
-    else:  # scale first: near the largest float the unscaled gaps could overflow
-        gaps = backend.differences(backend.astype(ordered, compute_dtype) * scale, compute_dtype)
-    return SortedGroups(backend, ordered, indices, gaps, n, mask, result_dtype, x, scale, check_output, name,
+    values = backend.to_compute_dtype(ordered, compute_dtype)  # exact: float32 -> float64
+    if not _is_one(scale):  # before the gaps: near the largest float unscaled gaps could overflow
+        values = values * scale
+    gaps = backend.differences(values)
+    return SortedGroups(backend, values, indices, gaps, n, mask, result_dtype, x, scale, check_output, name,
                         caller)
 
 
