@@ -33,10 +33,18 @@ from pkpo._output import markdown_table
 from pkpo.commands.bench import GROWTH_TOTAL, SHAPES, Reference, _fastest, main
 
 LOOPS = (
-    Reference("loop", "loop, math.comb", "math.comb loop / pkpo",
-              lambda rewards, k, budget: time_loop(rewards, k, comb_weights, budget)),
-    Reference("loop_ratio", "loop, ratios", "ratio loop / pkpo",
-              lambda rewards, k, budget: time_loop(rewards, k, ratio_weights, budget)),
+    Reference(
+        "loop",
+        "loop, math.comb",
+        "math.comb loop / pkpo",
+        lambda rewards, k, budget: time_loop(rewards, k, comb_weights, budget),
+    ),
+    Reference(
+        "loop_ratio",
+        "loop, ratios",
+        "ratio loop / pkpo",
+        lambda rewards, k, budget: time_loop(rewards, k, ratio_weights, budget),
+    ),
 )
 
 # The transform's budget against the sort it cannot avoid (issue 17): at most this many np.argsort.
@@ -49,7 +57,10 @@ ARGSORT_TARGET = 3.0
 def cpu_time(fn, number: int = 10, repeats: int = 9) -> float:
     """CPU seconds per call of ``fn``: the best of ``repeats`` rounds of ``number`` calls."""
     fn()
-    return min(timeit.Timer(fn, timer=time.process_time).repeat(number=number, repeat=repeats)) / number
+    return (
+        min(timeit.Timer(fn, timer=time.process_time).repeat(number=number, repeat=repeats))
+        / number
+    )
 
 
 def argsort_rows(shapes=SHAPES, seed: int = 0) -> list[dict]:
@@ -66,7 +77,12 @@ def argsort_rows(shapes=SHAPES, seed: int = 0) -> list[dict]:
     for groups, n in shapes:
         x = rng.random((groups, n), dtype=np.float32)
         for k in (n // 4, n):
-            row = {"groups": groups, "n": n, "k": k, "argsort_s": cpu_time(lambda: np.argsort(x, axis=-1))}
+            row = {
+                "groups": groups,
+                "n": n,
+                "k": k,
+                "argsort_s": cpu_time(lambda: np.argsort(x, axis=-1)),
+            }
             row["numpy_s"] = cpu_time(lambda: pkpo.transform(x, k))
             if torch is not None:
                 tensor = torch.from_numpy(x)
@@ -76,7 +92,15 @@ def argsort_rows(shapes=SHAPES, seed: int = 0) -> list[dict]:
 
 
 def argsort_table(rows: list[dict]) -> str:
-    header = ["groups x n", "k", "np.argsort", "numpy f32", "numpy / argsort", "torch f32 CPU", "torch / argsort"]
+    header = [
+        "groups x n",
+        "k",
+        "np.argsort",
+        "numpy f32",
+        "numpy / argsort",
+        "torch f32 CPU",
+        "torch / argsort",
+    ]
     body = []
     for row in rows:
         cells = [f"{row['groups']} x {row['n']}", str(row["k"]), f"{row['argsort_s'] * 1e3:.2f} ms"]
@@ -90,7 +114,9 @@ def argsort_table(rows: list[dict]) -> str:
 
 
 def argsort_verdict(rows: list[dict]) -> str:
-    worst = max(row[key] / row["argsort_s"] for row in rows for key in ("numpy_s", "torch_s") if key in row)
+    worst = max(
+        row[key] / row["argsort_s"] for row in rows for key in ("numpy_s", "torch_s") if key in row
+    )
     verdict = "met" if worst <= ARGSORT_TARGET else "NOT met"
     return f"- transform <= {ARGSORT_TARGET:g}x np.argsort at every shape: worst {worst:.1f}x -> {verdict}"
 
@@ -133,7 +159,9 @@ def targets(results: dict) -> list[str]:
 
 def targets_section(results: dict) -> str:
     lines = targets(results)
-    return "## Targets\n\n" + ("\n".join(lines) if lines else "(none of the targets' shapes was run)")
+    return "## Targets\n\n" + (
+        "\n".join(lines) if lines else "(none of the targets' shapes was run)"
+    )
 
 
 if __name__ == "__main__":
@@ -142,7 +170,9 @@ if __name__ == "__main__":
     known, rest = parser.parse_known_args(sys.argv[1:])
     if known.argsort:
         rows = argsort_rows()
-        print(f"pkpo {os.path.dirname(pkpo.__file__)}, numpy {np.__version__}, CPU time, one core\n")
+        print(
+            f"pkpo {os.path.dirname(pkpo.__file__)}, numpy {np.__version__}, CPU time, one core\n"
+        )
         print(argsort_table(rows))
         print(f"\n{argsort_verdict(rows)}")
         sys.exit(0)

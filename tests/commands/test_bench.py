@@ -24,7 +24,9 @@ import reference_loop  # noqa: E402  (benchmarks/ is on sys.path)
 
 def transform_benchmark():
     """benchmarks/transform.py as a module (its LOOPS are the references it adds to pkpo bench)."""
-    spec = importlib.util.spec_from_file_location("transform_benchmark", BENCHMARKS / "transform.py")
+    spec = importlib.util.spec_from_file_location(
+        "transform_benchmark", BENCHMARKS / "transform.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -92,7 +94,10 @@ def test_report_and_targets():
         "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms | 1.50 s (100 groups timed) | 500.00 ms | 150x | 50x |"
         in table
     )
-    assert "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n" in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    assert (
+        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n"
+        in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    )
     assert (
         "| 4 x 65536 | 32768 | 20.00 ms | 70.00 ms | 90.00 ms | 2.00 | 3.50 |"
         in bench.growth_table(results["growth"], "cpu")
@@ -120,7 +125,9 @@ def test_cuda_request_without_cuda_is_an_error(capsys):
 def test_verl_comparison_computes_the_same_advantages():
     """The verl table's "same advantages" line holds: pkpo's verl estimator (scale "none") and the
     bare transform both equal verl's grpo_passk at k = n."""
-    pytest.importorskip("verl", reason="the verl comparison needs the verl extra (make test installs it)")
+    pytest.importorskip(
+        "verl", reason="the verl comparison needs the verl extra (make test installs it)"
+    )
     result = bench.bench_verl(np.random.default_rng(0), tokens=4)
     assert result["max_abs_diff_estimator"] < 1e-5
     assert result["max_abs_diff_transform"] < 1e-5
@@ -136,8 +143,12 @@ def test_pkpo_bench_prints_no_project_targets(capsys):
 
 def test_argsort_table_renders_measured_ratios():
     module = transform_benchmark()
-    rows = [{"groups": 16384, "n": 16, "k": 4, "argsort_s": 0.001, "numpy_s": 0.0025, "torch_s": 0.004}]
-    assert "| 16384 x 16 | 4 | 1.00 ms | 2.50 ms | 2.5x | 4.00 ms | 4.0x |" in module.argsort_table(rows)
+    rows = [
+        {"groups": 16384, "n": 16, "k": 4, "argsort_s": 0.001, "numpy_s": 0.0025, "torch_s": 0.004}
+    ]
+    assert "| 16384 x 16 | 4 | 1.00 ms | 2.50 ms | 2.5x | 4.00 ms | 4.0x |" in module.argsort_table(
+        rows
+    )
     assert module.argsort_verdict(rows).endswith("worst 4.0x -> NOT met")
     measured = module.argsort_rows(shapes=[(8, 16)])
     assert [row["k"] for row in measured] == [4, 16]
