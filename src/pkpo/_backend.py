@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import sys
 import threading
 from dataclasses import dataclass
@@ -50,12 +51,18 @@ class Backend:
 
     # --- dtypes ---------------------------------------------------------------------------
     def is_floating(self, x) -> bool:
+        if self.name == "numpy":  # dtype.kind: np.isdtype costs about 10 us a call
+            return x.dtype.kind == "f"
         return self.xp.isdtype(x.dtype, "real floating")
 
     def is_bool(self, x) -> bool:
+        if self.name == "numpy":
+            return x.dtype.kind == "b"
         return self.xp.isdtype(x.dtype, "bool")
 
     def is_integer(self, x) -> bool:
+        if self.name == "numpy":
+            return x.dtype.kind in "iu"
         return self.xp.isdtype(x.dtype, "integral")
 
     def compute_dtype(self, x):
@@ -81,6 +88,8 @@ class Backend:
         return self.xp.astype(x, dtype, copy=False)
 
     def shape(self, x) -> tuple[int, ...]:
+        if self.name == "numpy":
+            return x.shape
         return tuple(int(s) for s in x.shape)
 
     # --- moving data --------------------------------------------------------------------------
@@ -114,7 +123,9 @@ class Backend:
         nothing to the device and hash a few ints, not the arrays' bytes."""
         if self.name == "numpy":
             host = make(*args)
-            return host if dtype == np.float64 else type(host)(*(part.astype(dtype) for part in host))
+            return (
+                host if dtype == np.float64 else type(host)(*(part.astype(dtype) for part in host))
+            )
         return _device_constant(make, args, self.name, self.device(like), dtype)
 
     def is_compiling(self) -> bool:
@@ -155,7 +166,9 @@ class Backend:
         """Inverse of :meth:`sort`: out[..., indices[..., j]] = values[..., j], cast to ``dtype``
         (default: values' dtype) on the way. Always a new array."""
         if self.name == "numpy":
-            if dtype is not None and values.dtype != dtype:  # cast first: a casting scatter is 2x slower
+            if (
+                dtype is not None and values.dtype != dtype
+            ):  # cast first: a casting scatter is 2x slower
                 cast = scratch("cast", values.shape, dtype)
                 np.copyto(cast, values)
                 values = cast
@@ -199,12 +212,23 @@ class Backend:
     def matmul(self, a, matrix):
         """a @ matrix (numpy: into a work buffer)."""
         if self.name == "numpy":
-            return np.matmul(a, matrix, out=scratch("product", a.shape[:-1] + matrix.shape[-1:], a.dtype))
+            return np.matmul(
+                a, matrix, out=scratch("product", a.shape[:-1] + matrix.shape[-1:], a.dtype)
+            )
         return a @ matrix
 
-    def running_sum(self, v, *, from_right: bool = False, inclusive: bool = True, slot: str = "running_sum"):
+    def running_sum(
+        self,
+        v,
+        *,
+        from_right: bool = False,
+        inclusive: bool = True,
+        slot: str = "running_sum",
+        skip: int = 0,
+    ):
         """Running sums along the last axis: sum_{u <= t} v_u, or from the right sum_{u >= t} v_u
-        (``inclusive=False``: sum_{u > t} v_u, 0 at the end).
+        (``inclusive=False``: sum_{u > t} v_u, 0 at the end). ``skip`` (prefix sums only): ``v``
+        holds the terms of the ranks from ``skip`` on, those below being 0.
 
         numpy writes into the work buffer ``slot``, and sums rows much shorter than their number
         column by column, one vectorised addition across all rows per column (its cumsum along
@@ -212,7 +236,22 @@ class Backend:
         additions are in cumsum's order either way, so the results are bit for bit the same.
         """
         if self.name == "numpy":
+            if skip:  # the first ``skip`` ranks have no terms: their (prefix) sums are 0
+                out = scratch(slot, v.shape[:-1] + (v.shape[-1] + skip,), v.dtype)
+                out[..., :skip] = 0
+                _numpy_running_sum(v, from_right, inclusive, out[..., skip:])
+                return out
             return _numpy_running_sum(v, from_right, inclusive, scratch(slot, v.shape, v.dtype))
+        if skip:
+            v = self.xp.concat(
+                [
+                    self.xp.zeros(
+                        self.shape(v)[:-1] + (skip,), dtype=v.dtype, device=self.device(v)
+                    ),
+                    v,
+                ],
+                axis=-1,
+            )
         xp = self.xp
         if not from_right:
             return xp.cumulative_sum(v, axis=-1)
@@ -317,7 +356,9 @@ def _flat_positions(indices: np.ndarray) -> np.ndarray:
     return indices.reshape(-1)
 
 
-def _numpy_running_sum(v: np.ndarray, from_right: bool, inclusive: bool, out: np.ndarray) -> np.ndarray:
+def _numpy_running_sum(
+    v: np.ndarray, from_right: bool, inclusive: bool, out: np.ndarray
+) -> np.ndarray:
     """:meth:`Backend.running_sum` for numpy, into ``out`` (not ``v``)."""
     n = v.shape[-1]
     if n * 16 > v.size // max(n, 1):  # rows not 16x as many as columns: cumsum along the rows
@@ -353,7 +394,7 @@ def scratch(slot: str, shape, dtype) -> np.ndarray:
     the same ``slot`` on every call of this thread (up to 8 MB each; larger arrays are allocated).
     Only for work inside one call: never returned to a caller, never two live uses of a slot."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > _SCRATCH_MAX_BYTES:
         return np.empty(shape, dtype)
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
@@ -458,7 +499,9 @@ class _TorchAPI:
             return dtype == self._torch.bool
         if kind == "real floating":
             return dtype.is_floating_point
-        return not (dtype.is_floating_point or dtype.is_complex or dtype == self._torch.bool)  # "integral"
+        return not (
+            dtype.is_floating_point or dtype.is_complex or dtype == self._torch.bool
+        )  # "integral"
 
 
 class _NumpyBefore21:
@@ -482,7 +525,9 @@ class _NumpyBefore21:
         return x.astype(dtype, copy=copy)
 
     def isdtype(self, dtype, kind):
-        return np.issubdtype(dtype, {"bool": np.bool_, "real floating": np.floating, "integral": np.integer}[kind])
+        return np.issubdtype(
+            dtype, {"bool": np.bool_, "real floating": np.floating, "integral": np.integer}[kind]
+        )
 
     def zeros(self, shape, dtype, device=None):
         return np.zeros(shape, dtype=dtype)

@@ -34,7 +34,6 @@ from ._combinatorics import (
     traced_log_factorial_table,
 )
 
-
 # Up to this group size a dense numpy batch applies a transform as one matrix product (BLAS):
 # at 16384 x 16 it takes 0.3 ms where a running sum takes 0.6-1 ms; at n = 64 the O(n^2) product
 # costs as much as the sums (one core, measured with benchmarks/transform.py).
@@ -78,28 +77,40 @@ class GapForm(NamedTuple):
 @dataclass
 class SortedGroups:
     backend: Backend
-    values: Any  # (..., N) ascending, compute dtype, padding repeats the group maximum
-    indices: Any  # (..., N) sort permutation, for scattering results back
-    floor: Any  # (..., 1) smallest value of each group
-    gaps: Any  # (..., N) d_t >= 0, zero at t = 1 and on padding
+    values: (
+        Any  # (..., N) ascending, compute dtype, times ``scale``; padding repeats the group maximum
+    )
+    indices: Any  # (..., N) sort permutation, for scattering results back (Backend.sort)
+    gaps: Any  # (..., N) d_t >= 0 (scaled, compute dtype), zero at t = 1 and on padding
     n: Any  # int (dense) or (..., 1) integer array (ragged)
     mask: Any  # None or (..., N) bool in the caller's order
     result_dtype: Any
     like: Any  # an array on the caller's device
-    scale: Any = 1.0  # values = rewards * scale, a power of two (magnitude_scale); 0-d array on the device
+    scale: Any = (
+        1.0  # values = rewards * scale, a power of two (magnitude_scale); 0-d array on the device
+    )
     check_output: bool = False  # rewards so large that a result may not fit the output dtype
     name: str = "rewards"
     caller: Any = None  # the caller's backend when it differs (torch CPU computed by numpy)
     _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
 
     @property
+    def floor(self):
+        """(..., 1) the smallest value of each group (scaled, compute dtype)."""
+        return self.values[..., :1]
+
+    @property
     def n_float(self):
         """The group size as a float (int) or float array (ragged), for arithmetic."""
-        return float(self.n) if isinstance(self.n, int) else self.backend.astype(self.n, self.values.dtype)
+        return (
+            float(self.n)
+            if isinstance(self.n, int)
+            else self.backend.astype(self.n, self.gaps.dtype)
+        )
 
     @property
     def size(self) -> int:
-        return self.backend.shape(self.values)[-1]
+        return self.backend.shape(self.gaps)[-1]
 
     def weights(self, k: int) -> RankWeights | LazyRankWeights:
         """The :class:`~pkpo._combinatorics.RankWeights` of these groups on their backend/device.
@@ -110,19 +121,25 @@ class SortedGroups:
         """
         if k not in self._weights:
             backend = self.backend
-            dtype = self.values.dtype
+            dtype = self.gaps.dtype
             if backend.is_compiling():  # inside torch.compile: no host tables, all in the graph
-                lf = log_factorials(backend, self.size + 1, self.values)
+                lf = log_factorials(backend, self.size + 1, self.gaps)
                 n = self._arange(1) + self.n if isinstance(self.n, int) else self.n  # as an array
-                self._weights[k] = log_space_rank_weights(backend.xp, lf, self._arange(self.size) + 1, n, k)
+                self._weights[k] = log_space_rank_weights(
+                    backend.xp, lf, self._arange(self.size) + 1, n, k
+                )
             elif isinstance(self.n, int):
-                self._weights[k] = backend.constant(dense_rank_weights, (self.size, self.n, k), self.like, dtype)
+                self._weights[k] = backend.constant(
+                    dense_rank_weights, (self.size, self.n, k), self.like, dtype
+                )
             else:
-                lf = log_factorials(backend, self.size + 1, self.values)
+                lf = log_factorials(backend, self.size + 1, self.gaps)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
                     # more groups than possible sizes: the weights of every n = 0..N, a row per group
-                    table = log_space_rank_weights(backend.xp, lf, t, self._arange(self.size + 1)[:, None], k)
+                    table = log_space_rank_weights(
+                        backend.xp, lf, t, self._arange(self.size + 1)[:, None], k
+                    )
                     rows = self.n[..., 0]
                     self._weights[k] = LazyRankWeights(lambda name: getattr(table, name)[rows])
                 else:
@@ -131,7 +148,9 @@ class SortedGroups:
 
     def maxg_estimate(self, k: int):
         """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
-        return self.floor + self.backend.xp.sum(self.gaps * self.weights(k).tail, axis=-1, keepdims=True)
+        return self.floor + self.backend.xp.sum(
+            self.gaps * self.weights(k).tail, axis=-1, keepdims=True
+        )
 
     def uses_matrix(self) -> bool:
         """Whether :meth:`apply` takes a :meth:`GapForm.as_matrix` (dense numpy groups of at most
@@ -146,16 +165,29 @@ class SortedGroups:
         in per-thread buffers (pkpo._backend.scratch)."""
         if form.matrix is not None:
             start = self.size - form.matrix.shape[0]  # the first rank with a weight
-            out = self.backend.matmul(self.gaps[..., start:], form.matrix.astype(self.gaps.dtype, copy=False))
+            out = self.backend.matmul(
+                self.gaps[..., start:], form.matrix.astype(self.gaps.dtype, copy=False)
+            )
         else:
             backend = self.backend
             parts = []
             if form.prefix is not None:
-                parts.append(backend.running_sum(backend.weighted(self.gaps, form.prefix, "prefix_terms"),
-                                                 slot="prefix"))
+                skip = (
+                    _leading_zeros(form.prefix) if form.suffix is None else 0
+                )  # s^(loo-1): ranks < k
+                terms = backend.weighted(
+                    self.gaps[..., skip:], form.prefix[..., skip:], "prefix_terms"
+                )
+                parts.append(backend.running_sum(terms, slot="prefix", skip=skip))
             if form.suffix is not None:
-                parts.append(backend.running_sum(backend.weighted(self.gaps, form.suffix, "suffix_terms"),
-                                                 from_right=True, inclusive=False, slot="suffix"))
+                parts.append(
+                    backend.running_sum(
+                        backend.weighted(self.gaps, form.suffix, "suffix_terms"),
+                        from_right=True,
+                        inclusive=False,
+                        slot="suffix",
+                    )
+                )
             out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         if _nonzero(form.value):
             out = out + form.value * self.values
@@ -194,13 +226,15 @@ class SortedGroups:
     def _unscale(self, value, rescale: bool = True):
         """Undo the power-of-two scaling (every output is linear in the rewards; ``rescale=False``
         for scale-free results)."""
-        if rescale and not (isinstance(self.scale, float) and self.scale == 1.0):
+        if rescale and not _is_one(self.scale):
             value = value * (1.0 / self.scale)
         return value
 
     def _checked(self, out):
         """``out``, or a ValueError for a result beyond the output dtype's range (never inf)."""
-        if self.check_output and not bool(self.backend.to_numpy(self.backend.xp.isfinite(out)).all()):
+        if self.check_output and not bool(
+            self.backend.to_numpy(self.backend.xp.isfinite(out)).all()
+        ):
             raise ValueError(
                 f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
                 "largest float give transformed values beyond it; rescale the rewards (every output of "
@@ -218,8 +252,17 @@ class CheckedInput(NamedTuple):
     n: Any  # int (dense) or (..., 1) integer array (ragged)
 
 
-def check_input(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
-                name="rewards") -> CheckedInput:
+def check_input(
+    rewards,
+    mask=None,
+    *,
+    validate=True,
+    binary=False,
+    labels=None,
+    k=None,
+    baseline=None,
+    name="rewards",
+) -> CheckedInput:
     """Validate ``rewards`` (and ``mask``): the checks of the math layer that come before the sort.
 
     Static checks always run; with ``validate`` the 0/1 values of ``binary`` input and the sizes of
@@ -247,17 +290,36 @@ def check_input(rewards, mask=None, *, validate=True, binary=False, labels=None,
     return CheckedInput(backend, x, mask, n)
 
 
-def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
-                name="rewards") -> SortedGroups:
+def sort_groups(
+    rewards,
+    mask=None,
+    *,
+    validate=True,
+    binary=False,
+    labels=None,
+    k=None,
+    baseline=None,
+    name="rewards",
+) -> SortedGroups:
     """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
-    checked = check_input(rewards, mask, validate=validate, binary=binary, labels=labels, k=k,
-                          baseline=baseline, name=name)
+    checked = check_input(
+        rewards,
+        mask,
+        validate=validate,
+        binary=binary,
+        labels=labels,
+        k=k,
+        baseline=baseline,
+        name=name,
+    )
     backend, x, mask, n = checked
     result_dtype = backend.result_dtype(x)
     caller, host = None, backend.host_view(x)
     if host is not None:  # a torch CPU tensor, computed by numpy (Backend.host_view)
         caller, backend, x = backend, backend_of(host), host
-        result_dtype = caller.host_view(caller.xp.empty((0,), dtype=result_dtype)).dtype  # the same dtype
+        result_dtype = caller.host_view(
+            caller.xp.empty((0,), dtype=result_dtype)
+        ).dtype  # the same dtype
         mask = None if mask is None else caller.to_numpy(mask)
         n = n if isinstance(n, int) else caller.to_numpy(n)
     size = backend.shape(x)[-1]
@@ -269,26 +331,49 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
         values = xp.where(mask, values, np.inf)
-    values, indices = backend.sort(values)
-    values = backend.to_compute_dtype(values, compute_dtype)
+    ordered, indices = backend.sort(values)
     if mask is not None:
-        last = xp.take_along_axis(values, xp.where(n > 0, n - 1, 0), axis=-1)
+        ordered = backend.astype(ordered, compute_dtype)
+        last = xp.take_along_axis(ordered, xp.where(n > 0, n - 1, 0), axis=-1)
         t = xp.arange(size, device=backend.device(x))
-        values = xp.where(t < n, values, last)
-        values = xp.where(n > 0, values, 0.0)  # an all-masked row is all zeros
+        ordered = xp.where(t < n, ordered, last)
+        ordered = xp.where(n > 0, ordered, 0.0)  # an all-masked row is all zeros
 
     check_values = validate and backend.is_floating(x)
-    scale, check_output = magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels,
-                                          name, readable=validate or backend.reads_cheaply(x))
-    if not (isinstance(scale, float) and scale == 1.0):
+    scale, check_output = magnitude_scale(
+        backend,
+        ordered,
+        check_values,
+        compute_dtype,
+        result_dtype,
+        labels,
+        name,
+        readable=validate or backend.reads_cheaply(x),
+    )
+    values = backend.to_compute_dtype(ordered, compute_dtype)  # exact: float32 -> float64
+    if not _is_one(scale):  # before the gaps: near the largest float unscaled gaps could overflow
         values = values * scale
-    floor = values[..., :1]
     gaps = backend.differences(values)
-    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output,
-                        name, caller)
+    return SortedGroups(
+        backend, values, indices, gaps, n, mask, result_dtype, x, scale, check_output, name, caller
+    )
 
 
-def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels, name, readable):
+def _leading_zeros(weights) -> int:
+    """How many leading ranks of 1-D host (numpy) rank weights are exactly 0; 0 for others."""
+    if not isinstance(weights, np.ndarray) or weights.ndim != 1:
+        return 0
+    nonzero = np.flatnonzero(weights)
+    return int(nonzero[0]) if nonzero.size else weights.size - 1
+
+
+def _is_one(scale) -> bool:
+    return isinstance(scale, float) and scale == 1.0
+
+
+def magnitude_scale(
+    backend, values, check_values, compute_dtype, result_dtype, labels, name, readable
+):
     """(scale, check_output): the power of two the sorted ``values`` are multiplied by, and
     whether the results must be checked to fit ``result_dtype``.
 
@@ -308,7 +393,9 @@ def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, 
     low, high = values[..., 0], values[..., -1]
     info = xp.finfo(compute_dtype)
     if not readable:
-        largest = xp.maximum(xp.max(xp.abs(low)), xp.max(xp.abs(high)))
+        largest = backend.astype(
+            xp.maximum(xp.max(xp.abs(low)), xp.max(xp.abs(high))), compute_dtype
+        )
         return _device_scale(xp, largest, float(info.max), float(info.smallest_normal)), False
     ends = backend.to_numpy(xp.stack([xp.min(low), xp.max(high)]))  # one host read
     if check_values and not np.isfinite(ends).all():

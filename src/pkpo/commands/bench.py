@@ -118,7 +118,9 @@ def time_backends(rewards: np.ndarray, k: int, device: str, min_time: float) -> 
     return row
 
 
-def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15):
+def bench_shapes(
+    shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15
+):
     import pkpo
 
     rows = []
@@ -128,7 +130,10 @@ def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0
             row = {"groups": groups, "n": n, "k": k, **time_backends(rewards, k, device, min_time)}
             for reference in references:
                 run = reference.run(rewards.astype(np.float64), k, loop_budget)
-                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = run["seconds"], run["timed"]
+                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = (
+                    run["seconds"],
+                    run["timed"],
+                )
                 expected = pkpo.transform(rewards[: run["timed"]].astype(np.float64), k)
                 row[f"{reference.key}_max_abs_diff"] = float(np.abs(run["out"] - expected).max())
             rows.append(row)
@@ -169,7 +174,10 @@ def bench_verl(rng, tokens: int = 32) -> dict:
     uids = np.array([f"uid-{g}" for g in range(groups) for _ in range(n)], dtype=object)
     passk = core_algos.get_adv_estimator_fn("grpo_passk")
     config = _config(
-        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"}}
+        {
+            "norm_adv_by_std_in_grpo": False,
+            "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"},
+        }
     )
 
     verl_adv, _ = passk(
@@ -241,7 +249,9 @@ def _reference_cell(row: dict, key: str) -> str:
 
 def shapes_table(rows: list[dict], device: str, references=()) -> str:
     header = ["groups x n", "k", "numpy f32", "torch f32 CPU"]
-    header += [reference.title for reference in references] + [reference.ratio_title for reference in references]
+    header += [reference.title for reference in references] + [
+        reference.ratio_title for reference in references
+    ]
     if device == "cuda":
         header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA transform / sort"]
     body = []
@@ -267,8 +277,15 @@ def shapes_table(rows: list[dict], device: str, references=()) -> str:
 
 
 def growth_table(rows: list[dict], device: str) -> str:
-    header = ["groups x n", "k", "numpy f32", "torch f32 CPU", "first call (numpy, builds weights)",
-              "numpy / n=64", "torch / n=64"]
+    header = [
+        "groups x n",
+        "k",
+        "numpy f32",
+        "torch f32 CPU",
+        "first call (numpy, builds weights)",
+        "numpy / n=64",
+        "torch / n=64",
+    ]
     if device == "cuda":
         header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA / n=64"]
     base = rows[0]
@@ -288,7 +305,11 @@ def growth_table(rows: list[dict], device: str) -> str:
             relative(row, "torch_cpu_s"),
         ]
         if device == "cuda":
-            cells += [fmt_time(row.get("cuda_s")), fmt_time(row.get("cuda_sort_s")), relative(row, "cuda_s")]
+            cells += [
+                fmt_time(row.get("cuda_s")),
+                fmt_time(row.get("cuda_sort_s")),
+                relative(row, "cuda_s"),
+            ]
         body.append(cells)
     return markdown_table(header, body)
 
@@ -304,7 +325,10 @@ def verl_table(result: dict) -> str:
     ]
     table = markdown_table(
         ["implementation", "time", "verl / this"],
-        [[label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])] for label, key in entries],
+        [
+            [label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])]
+            for label, key in entries
+        ],
     )
     check = (
         f"Same advantages: max |verl - pkpo estimator| = {result['max_abs_diff_estimator']:.1e}, "
@@ -317,39 +341,6 @@ def verl_table(result: dict) -> str:
 
 def _fastest(row: dict) -> float:
     return min(row["numpy_s"], row.get("torch_cpu_s", math.inf))
-
-
-def targets(results: dict) -> list[str]:
-    """The project's stated targets, each with the measured number ('pkpo': numpy or torch,
-    whichever was faster)."""
-    lines = []
-    verl = results.get("verl", {})
-    if "verl_s" in verl:
-        ratio = verl["verl_s"] / verl["pkpo_transform_s"]
-        lines.append(
-            f"- CPU >= 50x faster than verl grpo_passk at 512 x 16, k = n: "
-            f"{ratio:,.0f}x (pkpo.transform, torch) -> {'met' if ratio >= 50 else 'NOT met'}; "
-            f"pkpo's verl estimator on the same token-level inputs: "
-            f"{verl['verl_s'] / verl['pkpo_estimator_s']:,.1f}x"
-        )
-    for row in results.get("shapes", []):
-        if (row["groups"], row["n"]) == (4096, 64) and "loop_s" in row:  # benchmarks/reference_loop.py
-            ratio = row["loop_s"] / _fastest(row)
-            lines.append(
-                f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
-                f"{ratio:,.0f}x (math.comb loop / pkpo) -> {'met' if ratio >= 100 else 'NOT met'}; "
-                f"against the loop with ratio recurrences: {row['loop_ratio_s'] / _fastest(row):,.0f}x"
-            )
-    growth = results.get("growth", [])
-    if len(growth) >= 2 and growth[-1]["n"] == 65536 and growth[0]["n"] == 64:
-        for key, name in (("numpy_s", "numpy"), ("torch_cpu_s", "torch")):
-            if key in growth[0]:
-                ratio = growth[-1][key] / growth[0][key]
-                lines.append(
-                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x of "
-                    f"n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
-                )
-    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None, references=()) -> int:
-    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table."""
+def main(argv=None, references=(), sections=()) -> int:
+    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table,
+    and each of ``sections`` (results -> markdown) is printed at the end (benchmarks/transform.py)."""
     try:
         args = build_parser().parse_args(argv)
         if args.json:
@@ -398,7 +390,11 @@ def main(argv=None, references=()) -> int:
     print("## Transform time per call (loo_minus_one, float32 input, best of repeats)\n")
     print(shapes_table(results["shapes"], args.device, references))
     if references:
-        worst = max(r[f"{reference.key}_max_abs_diff"] for r in results["shapes"] for reference in references)
+        worst = max(
+            r[f"{reference.key}_max_abs_diff"]
+            for r in results["shapes"]
+            for reference in references
+        )
         print(
             f"\nThe references ({'; '.join(reference.title for reference in references)}) are each timed on "
             f"the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
@@ -415,15 +411,15 @@ def main(argv=None, references=()) -> int:
         results["verl"] = bench_verl(rng)
         print("\n## Against verl's grpo_passk (CPU)\n")
         print(verl_table(results["verl"]))
-    lines = targets(results)
-    if lines:
-        print("\n## Targets\n")
-        print("\n".join(lines))
+    for section in sections:
+        print(f"\n{section(results)}")
     if args.json:
         try:
             write_json(args.json, results, indent=2)
         except OSError as error:
-            return fail("pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}")
+            return fail(
+                "pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}"
+            )
         print(f"\nwrote {args.json}")
     return 0
 
