@@ -13,9 +13,10 @@ j*n .. (j+1)*n - 1 are the n samples of prompt j (the layout ``pkpo.transform`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the task registry loads without it
+    import torch
 
 
 @dataclass
@@ -37,6 +38,8 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
 
     Every sequence needs at least one token (a policy conditions on the last prompt token).
     """
+    import torch
+
     if not sequences or any(len(s) == 0 for s in sequences):
         raise ValueError("every prompt needs at least one token")
     length = max(len(s) for s in sequences)
@@ -63,10 +66,10 @@ class Policy(Protocol):
     def decode(self, ids: Sequence[int]) -> str:
         """Completion token ids -> text, stopping at EOS and dropping padding."""
 
-    @torch.no_grad()
     def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Samples:
-        """n completions per prompt, at most ``max_new_tokens`` each, sampled at ``temperature``."""
+        """n completions per prompt, at most ``max_new_tokens`` each, sampled at ``temperature``
+        (without gradients)."""
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
         """log p(completion | prompt) summed over completion tokens: (B*n,), differentiable."""
