@@ -17,10 +17,18 @@ from reference_loop import comb_weights, ratio_weights, time_loop
 from pkpo.commands.bench import Reference, main
 
 LOOPS = (
-    Reference("loop", "loop, math.comb", "math.comb loop / pkpo",
-              lambda rewards, k, budget: time_loop(rewards, k, comb_weights, budget)),
-    Reference("loop_ratio", "loop, ratios", "ratio loop / pkpo",
-              lambda rewards, k, budget: time_loop(rewards, k, ratio_weights, budget)),
+    Reference(
+        "loop",
+        "loop, math.comb",
+        "math.comb loop / pkpo",
+        lambda rewards, k, budget: time_loop(rewards, k, comb_weights, budget),
+    ),
+    Reference(
+        "loop_ratio",
+        "loop, ratios",
+        "ratio loop / pkpo",
+        lambda rewards, k, budget: time_loop(rewards, k, ratio_weights, budget),
+    ),
 )
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
+
 def subset_mean_max(g, k: int) -> float:
     """rho_k(g): the mean over all size-k subsets of the subset maximum (eq. 15)."""
     subsets = list(itertools.combinations(range(len(g)), k))

@@ -186,8 +186,14 @@ def test_every_function_accepts_half_precision_tensors(dtype, batch):
     ids = np.repeat(np.arange(x.shape[0]), x.shape[1])
     pairs = [
         (pkpo.transform(x, 3), pkpo.transform(wide, 3)),
-        (pkpo.transform(x, 3, "loo", scale="mean_abs"), pkpo.transform(wide, 3, "loo", scale="mean_abs")),
-        (pkpo.transform_grouped(x.reshape(-1), ids, 2), pkpo.transform_grouped(wide.reshape(-1), ids, 2)),
+        (
+            pkpo.transform(x, 3, "loo", scale="mean_abs"),
+            pkpo.transform(wide, 3, "loo", scale="mean_abs"),
+        ),
+        (
+            pkpo.transform_grouped(x.reshape(-1), ids, 2),
+            pkpo.transform_grouped(wide.reshape(-1), ids, 2),
+        ),
         (pkpo.maxg_at_k(x, 4), pkpo.maxg_at_k(wide, 4)),
         (pkpo.pass_at_k(f, 4), pkpo.pass_at_k(f.double(), 4)),
         (pkpo.pass_all_k(f, 2), pkpo.pass_all_k(f.double(), 2)),

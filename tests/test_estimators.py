@@ -138,7 +138,9 @@ def step_transform_exact(n: int, k: int, t: int, baseline: str) -> tuple[Fractio
     if baseline == "none":
         return Fraction(k, n), Fraction(k, n) - Fraction(C(t - 2, k - 1), C(n, k))
     rho = 1 - Fraction(C(t - 1, k), C(n, k))
-    without_one = 1 - Fraction(C(t - 1, k), C(n - 1, k))  # a 1 removed: t - 1 zeros left among n - 1
+    without_one = 1 - Fraction(
+        C(t - 1, k), C(n - 1, k)
+    )  # a 1 removed: t - 1 zeros left among n - 1
     without_zero = 1 - Fraction(C(t - 2, k), C(n - 1, k))  # a 0 removed: t - 2 zeros left
     return rho - without_one, rho - without_zero
 
@@ -154,7 +156,12 @@ def test_transforms_of_a_step_are_exactly_rounded(n, k):
         for baseline in baselines:
             out = pkpo.transform(g, k, baseline)
             for value, exact in zip((out[-1], out[0]), step_transform_exact(n, k, t, baseline)):
-                assert oracle.ulp_distance(float(value), float(exact)) <= 1, (baseline, t, value, exact)
+                assert oracle.ulp_distance(float(value), float(exact)) <= 1, (
+                    baseline,
+                    t,
+                    value,
+                    exact,
+                )
 
 
 @pytest.mark.parametrize("n,k", [(8, 1), (8, 2), (8, 4), (8, 8), (6, 3)])
@@ -222,7 +229,9 @@ def test_pass_all_k_matches_subset_mean(n):
     f = rng.integers(0, 2, size=(6, n))
     f[0] = 1  # c = n: pass^k = 1
     for k in range(1, n + 1):
-        np.testing.assert_allclose(pkpo.pass_all_k(f, k), oracle.pass_all_k(f, k), rtol=0, atol=1e-15)
+        np.testing.assert_allclose(
+            pkpo.pass_all_k(f, k), oracle.pass_all_k(f, k), rtol=0, atol=1e-15
+        )
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 13, 40, 64, 300, 2048])
@@ -235,11 +244,21 @@ def test_pass_all_k_from_counts_is_exactly_rounded(n):
     if n <= 64:
         f = (np.arange(n)[None, :] < cs[:, None]).astype(np.int8)  # row c has c ones
         k = max(1, n // 2)
-        assert pkpo.pass_all_k(f, k).tolist() == [float(oracle.exact_pass_all_k(n, int(c), k)) for c in cs]
+        assert pkpo.pass_all_k(f, k).tolist() == [
+            float(oracle.exact_pass_all_k(n, int(c), k)) for c in cs
+        ]
 
 
-@pytest.mark.parametrize("n, c, k", [(10**5, 10**5 - 3, 7), (10**5, 5 * 10**4, 5000), (65_536, 65_000, 30_000),
-                                     (10**6, 999_990, 10), (5 * 10**6, 4 * 10**6, 4097)])
+@pytest.mark.parametrize(
+    "n, c, k",
+    [
+        (10**5, 10**5 - 3, 7),
+        (10**5, 5 * 10**4, 5000),
+        (65_536, 65_000, 30_000),
+        (10**6, 999_990, 10),
+        (5 * 10**6, 4 * 10**6, 4097),
+    ],
+)
 def test_pass_all_k_from_counts_large_n_against_exact_rationals(n, c, k):
     exact = oracle.exact_pass_all_k(n, c, k)
     got = pkpo.pass_all_k_from_counts(n, c, k)

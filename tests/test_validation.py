@@ -277,7 +277,8 @@ class TestTorch:
 
     def test_mask_dtype(self):
         with pytest.raises(
-            ValueError, match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype torch.float32"
+            ValueError,
+            match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype torch.float32",
         ):
             pkpo.transform(self.torch.tensor(G), 2, mask=self.torch.ones(2, 4))
 
@@ -330,7 +331,9 @@ def test_default_baseline_is_the_one_default():
     [
         lambda: pkpo.transform(G, 2, scale="mean_abs"),
         lambda: pkpo.transform(G, 2, mask=np.ones(G.shape, bool), return_info=True),
-        lambda: pkpo.transform_grouped(G.reshape(-1), np.repeat(np.arange(G.shape[0]), G.shape[1]), 2),
+        lambda: pkpo.transform_grouped(
+            G.reshape(-1), np.repeat(np.arange(G.shape[0]), G.shape[1]), 2
+        ),
         lambda: pkpo.maxg_at_k(G, 2),
         lambda: pkpo.pass_all_k(G > 0, 2),
     ],
@@ -357,7 +360,9 @@ def test_reports_do_not_revalidate_per_k(monkeypatch):
 
     calls = []
     original = _validation.check_group_sizes
-    monkeypatch.setattr(_validation, "check_group_sizes", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(
+        _validation, "check_group_sizes", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
     metrics.maxg_at_k_report([[0.1, 0.5, 0.2], [0.3, 0.3, 0.9]], ks=[1, 2, 3])
     metrics.pass_at_k_report([[1, 0, 0], [1, 1, 0]], ks=[1, 2, 3])
     assert calls == []  # the reports check their rows once themselves

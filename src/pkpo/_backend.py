@@ -114,7 +114,9 @@ class Backend:
         nothing to the device and hash a few ints, not the arrays' bytes."""
         if self.name == "numpy":
             host = make(*args)
-            return host if dtype == np.float64 else type(host)(*(part.astype(dtype) for part in host))
+            return (
+                host if dtype == np.float64 else type(host)(*(part.astype(dtype) for part in host))
+            )
         return _device_constant(make, args, self.name, self.device(like), dtype)
 
     def is_compiling(self) -> bool:
@@ -155,7 +157,9 @@ class Backend:
         """Inverse of :meth:`sort`: out[..., indices[..., j]] = values[..., j], cast to ``dtype``
         (default: values' dtype) on the way. Always a new array."""
         if self.name == "numpy":
-            if dtype is not None and values.dtype != dtype:  # cast first: a casting scatter is 2x slower
+            if (
+                dtype is not None and values.dtype != dtype
+            ):  # cast first: a casting scatter is 2x slower
                 cast = scratch("cast", values.shape, dtype)
                 np.copyto(cast, values)
                 values = cast
@@ -199,10 +203,14 @@ class Backend:
     def matmul(self, a, matrix):
         """a @ matrix (numpy: into a work buffer)."""
         if self.name == "numpy":
-            return np.matmul(a, matrix, out=scratch("product", a.shape[:-1] + matrix.shape[-1:], a.dtype))
+            return np.matmul(
+                a, matrix, out=scratch("product", a.shape[:-1] + matrix.shape[-1:], a.dtype)
+            )
         return a @ matrix
 
-    def running_sum(self, v, *, from_right: bool = False, inclusive: bool = True, slot: str = "running_sum"):
+    def running_sum(
+        self, v, *, from_right: bool = False, inclusive: bool = True, slot: str = "running_sum"
+    ):
         """Running sums along the last axis: sum_{u <= t} v_u, or from the right sum_{u >= t} v_u
         (``inclusive=False``: sum_{u > t} v_u, 0 at the end).
 
@@ -317,7 +325,9 @@ def _flat_positions(indices: np.ndarray) -> np.ndarray:
     return indices.reshape(-1)
 
 
-def _numpy_running_sum(v: np.ndarray, from_right: bool, inclusive: bool, out: np.ndarray) -> np.ndarray:
+def _numpy_running_sum(
+    v: np.ndarray, from_right: bool, inclusive: bool, out: np.ndarray
+) -> np.ndarray:
     """:meth:`Backend.running_sum` for numpy, into ``out`` (not ``v``)."""
     n = v.shape[-1]
     if n * 16 > v.size // max(n, 1):  # rows not 16x as many as columns: cumsum along the rows
@@ -458,7 +468,9 @@ class _TorchAPI:
             return dtype == self._torch.bool
         if kind == "real floating":
             return dtype.is_floating_point
-        return not (dtype.is_floating_point or dtype.is_complex or dtype == self._torch.bool)  # "integral"
+        return not (
+            dtype.is_floating_point or dtype.is_complex or dtype == self._torch.bool
+        )  # "integral"
 
 
 class _NumpyBefore21:
@@ -482,7 +494,9 @@ class _NumpyBefore21:
         return x.astype(dtype, copy=copy)
 
     def isdtype(self, dtype, kind):
-        return np.issubdtype(dtype, {"bool": np.bool_, "real floating": np.floating, "integral": np.integer}[kind])
+        return np.issubdtype(
+            dtype, {"bool": np.bool_, "real floating": np.floating, "integral": np.integer}[kind]
+        )
 
     def zeros(self, shape, dtype, device=None):
         return np.zeros(shape, dtype=dtype)

@@ -80,7 +80,9 @@ def strict_bool(text: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false (or 1/0, yes/no, on/off); got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"expected true or false (or 1/0, yes/no, on/off); got {text!r}"
+    )
 
 
 def _integer(text: str, low: int, what: str) -> int:

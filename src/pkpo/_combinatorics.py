@@ -203,7 +203,9 @@ def dense_rank_weights(size: int, n: int, k: int) -> RankWeights:
     if size <= EXACT_MAX_SIZE:
         weights = _exact_rank_weights(size, n, k)
     else:
-        weights = log_space_rank_weights(np, log_factorial_table(size + 1), np.arange(1, size + 1), n, k).all()
+        weights = log_space_rank_weights(
+            np, log_factorial_table(size + 1), np.arange(1, size + 1), n, k
+        ).all()
     for value in weights:
         value.setflags(write=False)
     return weights
@@ -248,7 +250,9 @@ class _Rational:
     __slots__ = ("p", "q")
 
     def __init__(self, p, q=1):
-        if isinstance(p, int) and isinstance(q, int) and q:  # a constant such as C(n-1,k-1)/C(n,k) = k/n
+        if (
+            isinstance(p, int) and isinstance(q, int) and q
+        ):  # a constant such as C(n-1,k-1)/C(n,k) = k/n
             common = math.gcd(p, q)
             p, q = p // common, q // common
         self.p, self.q = p, q

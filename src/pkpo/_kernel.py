@@ -86,7 +86,9 @@ class SortedGroups:
     mask: Any  # None or (..., N) bool in the caller's order
     result_dtype: Any
     like: Any  # an array on the caller's device
-    scale: Any = 1.0  # values = rewards * scale, a power of two (magnitude_scale); 0-d array on the device
+    scale: Any = (
+        1.0  # values = rewards * scale, a power of two (magnitude_scale); 0-d array on the device
+    )
     check_output: bool = False  # rewards so large that a result may not fit the output dtype
     name: str = "rewards"
     caller: Any = None  # the caller's backend when it differs (torch CPU computed by numpy)
@@ -95,7 +97,11 @@ class SortedGroups:
     @property
     def n_float(self):
         """The group size as a float (int) or float array (ragged), for arithmetic."""
-        return float(self.n) if isinstance(self.n, int) else self.backend.astype(self.n, self.values.dtype)
+        return (
+            float(self.n)
+            if isinstance(self.n, int)
+            else self.backend.astype(self.n, self.values.dtype)
+        )
 
     @property
     def size(self) -> int:
@@ -114,15 +120,21 @@ class SortedGroups:
             if backend.is_compiling():  # inside torch.compile: no host tables, all in the graph
                 lf = log_factorials(backend, self.size + 1, self.values)
                 n = self._arange(1) + self.n if isinstance(self.n, int) else self.n  # as an array
-                self._weights[k] = log_space_rank_weights(backend.xp, lf, self._arange(self.size) + 1, n, k)
+                self._weights[k] = log_space_rank_weights(
+                    backend.xp, lf, self._arange(self.size) + 1, n, k
+                )
             elif isinstance(self.n, int):
-                self._weights[k] = backend.constant(dense_rank_weights, (self.size, self.n, k), self.like, dtype)
+                self._weights[k] = backend.constant(
+                    dense_rank_weights, (self.size, self.n, k), self.like, dtype
+                )
             else:
                 lf = log_factorials(backend, self.size + 1, self.values)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
                     # more groups than possible sizes: the weights of every n = 0..N, a row per group
-                    table = log_space_rank_weights(backend.xp, lf, t, self._arange(self.size + 1)[:, None], k)
+                    table = log_space_rank_weights(
+                        backend.xp, lf, t, self._arange(self.size + 1)[:, None], k
+                    )
                     rows = self.n[..., 0]
                     self._weights[k] = LazyRankWeights(lambda name: getattr(table, name)[rows])
                 else:
@@ -131,7 +143,9 @@ class SortedGroups:
 
     def maxg_estimate(self, k: int):
         """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
-        return self.floor + self.backend.xp.sum(self.gaps * self.weights(k).tail, axis=-1, keepdims=True)
+        return self.floor + self.backend.xp.sum(
+            self.gaps * self.weights(k).tail, axis=-1, keepdims=True
+        )
 
     def uses_matrix(self) -> bool:
         """Whether :meth:`apply` takes a :meth:`GapForm.as_matrix` (dense numpy groups of at most
@@ -146,16 +160,27 @@ class SortedGroups:
         in per-thread buffers (pkpo._backend.scratch)."""
         if form.matrix is not None:
             start = self.size - form.matrix.shape[0]  # the first rank with a weight
-            out = self.backend.matmul(self.gaps[..., start:], form.matrix.astype(self.gaps.dtype, copy=False))
+            out = self.backend.matmul(
+                self.gaps[..., start:], form.matrix.astype(self.gaps.dtype, copy=False)
+            )
         else:
             backend = self.backend
             parts = []
             if form.prefix is not None:
-                parts.append(backend.running_sum(backend.weighted(self.gaps, form.prefix, "prefix_terms"),
-                                                 slot="prefix"))
+                parts.append(
+                    backend.running_sum(
+                        backend.weighted(self.gaps, form.prefix, "prefix_terms"), slot="prefix"
+                    )
+                )
             if form.suffix is not None:
-                parts.append(backend.running_sum(backend.weighted(self.gaps, form.suffix, "suffix_terms"),
-                                                 from_right=True, inclusive=False, slot="suffix"))
+                parts.append(
+                    backend.running_sum(
+                        backend.weighted(self.gaps, form.suffix, "suffix_terms"),
+                        from_right=True,
+                        inclusive=False,
+                        slot="suffix",
+                    )
+                )
             out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         if _nonzero(form.value):
             out = out + form.value * self.values
@@ -200,7 +225,9 @@ class SortedGroups:
 
     def _checked(self, out):
         """``out``, or a ValueError for a result beyond the output dtype's range (never inf)."""
-        if self.check_output and not bool(self.backend.to_numpy(self.backend.xp.isfinite(out)).all()):
+        if self.check_output and not bool(
+            self.backend.to_numpy(self.backend.xp.isfinite(out)).all()
+        ):
             raise ValueError(
                 f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
                 "largest float give transformed values beyond it; rescale the rewards (every output of "
@@ -218,8 +245,17 @@ class CheckedInput(NamedTuple):
     n: Any  # int (dense) or (..., 1) integer array (ragged)
 
 
-def check_input(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
-                name="rewards") -> CheckedInput:
+def check_input(
+    rewards,
+    mask=None,
+    *,
+    validate=True,
+    binary=False,
+    labels=None,
+    k=None,
+    baseline=None,
+    name="rewards",
+) -> CheckedInput:
     """Validate ``rewards`` (and ``mask``): the checks of the math layer that come before the sort.
 
     Static checks always run; with ``validate`` the 0/1 values of ``binary`` input and the sizes of
@@ -247,17 +283,36 @@ def check_input(rewards, mask=None, *, validate=True, binary=False, labels=None,
     return CheckedInput(backend, x, mask, n)
 
 
-def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
-                name="rewards") -> SortedGroups:
+def sort_groups(
+    rewards,
+    mask=None,
+    *,
+    validate=True,
+    binary=False,
+    labels=None,
+    k=None,
+    baseline=None,
+    name="rewards",
+) -> SortedGroups:
     """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
-    checked = check_input(rewards, mask, validate=validate, binary=binary, labels=labels, k=k,
-                          baseline=baseline, name=name)
+    checked = check_input(
+        rewards,
+        mask,
+        validate=validate,
+        binary=binary,
+        labels=labels,
+        k=k,
+        baseline=baseline,
+        name=name,
+    )
     backend, x, mask, n = checked
     result_dtype = backend.result_dtype(x)
     caller, host = None, backend.host_view(x)
     if host is not None:  # a torch CPU tensor, computed by numpy (Backend.host_view)
         caller, backend, x = backend, backend_of(host), host
-        result_dtype = caller.host_view(caller.xp.empty((0,), dtype=result_dtype)).dtype  # the same dtype
+        result_dtype = caller.host_view(
+            caller.xp.empty((0,), dtype=result_dtype)
+        ).dtype  # the same dtype
         mask = None if mask is None else caller.to_numpy(mask)
         n = n if isinstance(n, int) else caller.to_numpy(n)
     size = backend.shape(x)[-1]
@@ -278,17 +333,40 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
         values = xp.where(n > 0, values, 0.0)  # an all-masked row is all zeros
 
     check_values = validate and backend.is_floating(x)
-    scale, check_output = magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels,
-                                          name, readable=validate or backend.reads_cheaply(x))
+    scale, check_output = magnitude_scale(
+        backend,
+        values,
+        check_values,
+        compute_dtype,
+        result_dtype,
+        labels,
+        name,
+        readable=validate or backend.reads_cheaply(x),
+    )
     if not (isinstance(scale, float) and scale == 1.0):
         values = values * scale
     floor = values[..., :1]
     gaps = backend.differences(values)
-    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output,
-                        name, caller)
+    return SortedGroups(
+        backend,
+        values,
+        indices,
+        floor,
+        gaps,
+        n,
+        mask,
+        result_dtype,
+        x,
+        scale,
+        check_output,
+        name,
+        caller,
+    )
 
 
-def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels, name, readable):
+def magnitude_scale(
+    backend, values, check_values, compute_dtype, result_dtype, labels, name, readable
+):
     """(scale, check_output): the power of two the sorted ``values`` are multiplied by, and
     whether the results must be checked to fit ``result_dtype``.
 

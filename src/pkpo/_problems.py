@@ -124,6 +124,8 @@ def _check_confidence(confidence) -> float:
 
 def check_options(ks, n_bootstrap, confidence, seed) -> tuple[list[int], int, float]:
     """The report options, checked: (sorted distinct ks, n_bootstrap, confidence); seed as given."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+    ):
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
     return check_ks(ks), _check_n_bootstrap(n_bootstrap), _check_confidence(confidence)

@@ -48,7 +48,9 @@ def check_k(k) -> int:
         raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
     if not isinstance(k, numbers.Integral):
         if getattr(k, "ndim", None) != 0 or not hasattr(k, "__index__"):
-            raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
+            raise ValueError(
+                f"k must be a positive integer; got k={k!r} of type {type(k).__name__}."
+            )
         try:
             k = operator.index(k)
         except Exception as error:  # noqa: BLE001 - a 0-d float array, or a traced value under jax.jit
@@ -57,7 +59,9 @@ def check_k(k) -> int:
                     "k must be a concrete integer, not a traced value: inside jax.jit pass k as a static "
                     "argument (static_argnums) or a Python int."
                 ) from None
-            raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.") from None
+            raise ValueError(
+                f"k must be a positive integer; got k={k!r} of type {type(k).__name__}."
+            ) from None
     if k < 1:
         raise ValueError(f"k must be >= 1; got k={k}.")
     return int(k)
@@ -122,9 +126,13 @@ def traced_with_validate(name: str = "rewards"):
 
 def check_rewards_array(backend, x, name: str = "rewards"):
     if len(backend.shape(x)) < 1:
-        raise ValueError(f"{name} must have at least one axis (the samples of a group, last); got a scalar.")
+        raise ValueError(
+            f"{name} must have at least one axis (the samples of a group, last); got a scalar."
+        )
     if backend.shape(x)[-1] < 1:
-        raise ValueError(f"{name} has an empty sample axis (shape {backend.shape(x)}); each group needs n >= 1.")
+        raise ValueError(
+            f"{name} has an empty sample axis (shape {backend.shape(x)}); each group needs n >= 1."
+        )
     if not (backend.is_floating(x) or backend.is_bool(x) or backend.is_integer(x)):
         raise ValueError(f"{name} must be a real or boolean array; got dtype {x.dtype}.")
 
@@ -140,13 +148,19 @@ def check_mask(backend, mask, x, validate: bool = True):
 
     mask_backend, mask = as_array(mask, "mask")
     if mask_backend.name != backend.name:
-        raise ValueError(f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}.")
+        raise ValueError(
+            f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}."
+        )
     if backend.shape(mask) != backend.shape(x):
-        raise ValueError(f"mask shape {backend.shape(mask)} must equal rewards shape {backend.shape(x)}.")
+        raise ValueError(
+            f"mask shape {backend.shape(mask)} must equal rewards shape {backend.shape(x)}."
+        )
     if backend.is_bool(mask):
         return mask
     if not backend.is_integer(mask):
-        raise ValueError(f"mask must be boolean or integer 0/1 (like attention_mask); got dtype {mask.dtype}.")
+        raise ValueError(
+            f"mask must be boolean or integer 0/1 (like attention_mask); got dtype {mask.dtype}."
+        )
     if validate:
         values = backend.to_numpy(mask)
         if not np.isin(values, (0, 1)).all():
@@ -180,7 +194,9 @@ def check_binary(backend, x, mask, labels=None, name="correct"):
         ok |= ~backend.to_numpy(mask).reshape(ok.shape)
     row = first_bad_row(~ok.all(axis=-1))
     if row is not None:
-        raise ValueError(f"{name} must hold only 0/1 or booleans; {describe_group(row, labels)} has other values.")
+        raise ValueError(
+            f"{name} must hold only 0/1 or booleans; {describe_group(row, labels)} has other values."
+        )
 
 
 def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None) -> None:
@@ -193,15 +209,27 @@ def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None) -> No
     need = _min_group_size(k, baseline)
     if isinstance(n, numbers.Integral):
         if n < need:
-            raise GroupSizeError(_size_message(k, baseline, need, int(n), "every group"), None, int(n), need, k,
-                                 baseline)
+            raise GroupSizeError(
+                _size_message(k, baseline, need, int(n), "every group"),
+                None,
+                int(n),
+                need,
+                k,
+                baseline,
+            )
         return
     sizes = (backend.to_numpy(n) if backend is not None else np.asarray(n)).reshape(-1)
     row = first_bad_row(sizes < need)
     if row is not None:
         group = row if labels is None else _plain(labels[row])
-        raise GroupSizeError(_size_message(k, baseline, need, int(sizes[row]), describe_group(row, labels)), group,
-                             int(sizes[row]), need, k, baseline)
+        raise GroupSizeError(
+            _size_message(k, baseline, need, int(sizes[row]), describe_group(row, labels)),
+            group,
+            int(sizes[row]),
+            need,
+            k,
+            baseline,
+        )
 
 
 def _plain(label):

@@ -24,8 +24,14 @@ from ._combinatorics import EXACT_MAX_SIZE, binomial_ratio, dense_rank_weights, 
 from ._kernel import check_input, log_factorials, sort_groups
 from ._typing import Array, IntLike
 
-__all__ = ["pass_at_k", "pass_all_k", "maxg_at_k", "pass_at_k_from_counts", "pass_all_k_from_counts",
-           "maxg_at_k_weights"]
+__all__ = [
+    "pass_at_k",
+    "pass_all_k",
+    "maxg_at_k",
+    "pass_at_k_from_counts",
+    "pass_all_k_from_counts",
+    "maxg_at_k_weights",
+]
 
 
 def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
@@ -97,9 +103,13 @@ def _check_counts(n, c, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, c) as broadcast int64 arrays, or a ValueError naming the problem."""
     n, c = _count_array(n, "n"), _count_array(c, "c")
     if n.size == 0 or c.size == 0:
-        raise ValueError(f"n and c must hold at least one count each; got n={n.tolist()}, c={c.tolist()}.")
+        raise ValueError(
+            f"n and c must hold at least one count each; got n={n.tolist()}, c={c.tolist()}."
+        )
     if np.any(c < 0) or np.any(c > n):
-        raise ValueError(f"every count c must satisfy 0 <= c <= n; got n={n.tolist()}, c={c.tolist()}.")
+        raise ValueError(
+            f"every count c must satisfy 0 <= c <= n; got n={n.tolist()}, c={c.tolist()}."
+        )
     n, c = np.broadcast_arrays(n, c)
     _validation.check_group_sizes(n, k, "none")
     return n, c
@@ -138,7 +148,9 @@ def _from_counts(n: np.ndarray, m: np.ndarray, k: int, complement: bool):
 
     pass@k is 1 - r with m = n - c, pass^k is r with m = c (eq. 3 and its all-correct twin).
     """
-    pairs, inverse = np.unique(np.stack([n.reshape(-1), m.reshape(-1)]), axis=1, return_inverse=True)
+    pairs, inverse = np.unique(
+        np.stack([n.reshape(-1), m.reshape(-1)]), axis=1, return_inverse=True
+    )
     if pairs[0].max() <= EXACT_MAX_SIZE:
         values = [_exact_ratio(size, kept, k, complement) for size, kept in pairs.T.tolist()]
     else:
@@ -207,12 +219,16 @@ def _summed_log_ratio(size: int, other: int, terms: int, block: int = 1 << 20) -
 
 
 def _integral(value: np.ndarray) -> bool:
-    return np.issubdtype(value.dtype, np.floating) and bool(np.all(np.isfinite(value))) and bool(
-        np.all(value == np.round(value))
+    return (
+        np.issubdtype(value.dtype, np.floating)
+        and bool(np.all(np.isfinite(value)))
+        and bool(np.all(value == np.round(value)))
     )
 
 
-def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
+def pass_at_k(
+    correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
+) -> Array:
     """Unbiased pass@k of each problem from its n binary outcomes   (eq. 3).
 
     rho(n, c, k) = 1 - C(n - c, k) / C(n, k), with c = sum_i f_i the number of correct samples:
@@ -239,7 +255,9 @@ def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate
     return maxg_from_sorted(groups, k)
 
 
-def pass_all_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
+def pass_all_k(
+    correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
+) -> Array:
     """Unbiased pass^k of each problem: the chance that k samples are all correct, C(c, k) / C(n, k).
 
     The average, over all size-k subsets of the n samples, of "all k are correct", with
@@ -288,7 +306,9 @@ def pass_all_k(correct: Array, k: IntLike, mask: Array | None = None, *, validat
     return backend.astype(ratio[..., 0], backend.result_dtype(x))
 
 
-def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
+def maxg_at_k(
+    rewards: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
+) -> Array:
     """Unbiased maxg@k = E[max of k rewards] of each group from its n rewards   (eqs. 12-14).
 
     rho^(g)(n, k) = (1 / C(n, k)) sum_{i=k}^{n} C(i - 1, k - 1) g_(i), with g_(1) <= ... <= g_(n)

@@ -134,7 +134,9 @@ class MetricReport:
             if row[0] == key:
                 return row
         values = [row[0] for row in self.rows]
-        raise KeyError(f"no row for {self.parameter}={key}; the report has {self.parameter} in {values}.")
+        raise KeyError(
+            f"no row for {self.parameter}={key}; the report has {self.parameter} in {values}."
+        )
 
     def __iter__(self):
         return iter(self.rows)
@@ -248,8 +250,15 @@ def pass_at_k_report(
         | k | pass@k |    SE | 95% CI         | problems |
     """
     return _counts_report(
-        "pass@k", pass_at_k_of_counts, correct_per_problem, ks, n_bootstrap, confidence, seed,
-        skip_insufficient, problem_ids,
+        "pass@k",
+        pass_at_k_of_counts,
+        correct_per_problem,
+        ks,
+        n_bootstrap,
+        confidence,
+        seed,
+        skip_insufficient,
+        problem_ids,
     )
 
 
@@ -277,13 +286,27 @@ def pass_all_k_report(
         0.277778
     """
     return _counts_report(
-        "pass^k", pass_all_k_of_counts, correct_per_problem, ks, n_bootstrap, confidence, seed,
-        skip_insufficient, problem_ids,
+        "pass^k",
+        pass_all_k_of_counts,
+        correct_per_problem,
+        ks,
+        n_bootstrap,
+        confidence,
+        seed,
+        skip_insufficient,
+        problem_ids,
     )
 
 
 def _counts_report(
-    metric, estimator, correct_per_problem, ks, n_bootstrap, confidence, seed, skip_insufficient,
+    metric,
+    estimator,
+    correct_per_problem,
+    ks,
+    n_bootstrap,
+    confidence,
+    seed,
+    skip_insufficient,
     problem_ids,
 ):
     """A report of ``estimator(n, c, k)`` (pass@k or pass^k from counts) over problems."""
@@ -467,8 +490,12 @@ def cover_report(
     _, n_bootstrap, confidence = check_options([1], n_bootstrap, confidence, seed)
     entropy = np.random.SeedSequence(seed).entropy
     rows = tuple(
-        EstimateAtTau(tau, *_summary((rates >= tau).astype(np.float64), n_bootstrap, confidence, entropy),
-                      rates.size, 0)
+        EstimateAtTau(
+            tau,
+            *_summary((rates >= tau).astype(np.float64), n_bootstrap, confidence, entropy),
+            rates.size,
+            0,
+        )
         for tau in taus
     )
     return MetricReport("cover@tau", rows, confidence, n_bootstrap, seed, parameter="tau")
@@ -484,9 +511,13 @@ def _success_rates(correct, mask) -> np.ndarray:
     values = np.asarray(correct)
     mask = np.asarray(mask)
     if values.ndim != 2:
-        raise ValueError(f"a mask needs correct as a 2-D array (problems x samples); got shape {values.shape}.")
+        raise ValueError(
+            f"a mask needs correct as a 2-D array (problems x samples); got shape {values.shape}."
+        )
     if mask.shape != values.shape or mask.dtype != np.bool_:
-        raise ValueError(f"mask must be a bool array of correct's shape {values.shape}; got {mask.dtype} {mask.shape}.")
+        raise ValueError(
+            f"mask must be a bool array of correct's shape {values.shape}; got {mask.dtype} {mask.shape}."
+        )
     lengths, counts, _ = _binary_counts([row[valid] for row, valid in zip(values, mask)])
     return counts / lengths
 
@@ -495,11 +526,15 @@ def _check_taus(tau) -> np.ndarray:
     try:
         taus = np.asarray(tau, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"tau must be a number in [0, 1] or an array of them; got {tau!r}.") from None
+        raise ValueError(
+            f"tau must be a number in [0, 1] or an array of them; got {tau!r}."
+        ) from None
     if isinstance(tau, bool) or np.asarray(tau).dtype == np.bool_:
         raise ValueError(f"tau must be a number in [0, 1]; got {tau!r}.")
     if not (np.isfinite(taus).all() and (taus >= 0).all() and (taus <= 1).all()):
-        raise ValueError(f"tau must be a number in [0, 1] or an array of them; got {taus.tolist()!r}.")
+        raise ValueError(
+            f"tau must be a number in [0, 1] or an array of them; got {taus.tolist()!r}."
+        )
     return taus
 
 
@@ -543,18 +578,24 @@ def estimates_report(
             raise ValueError(f"no estimates for k={k}; they exist for k in {sorted(estimates)}.")
         values = np.asarray(estimates[k], dtype=np.float64).reshape(-1)
         if values.shape != lengths.shape:
-            raise ValueError(f"estimates for k={k} have {values.size} values for {lengths.size} problems.")
+            raise ValueError(
+                f"estimates for k={k} have {values.size} values for {lengths.size} problems."
+            )
         inconsistent = np.isnan(values) != (lengths < k)
         if inconsistent.any():
             p = int(np.flatnonzero(inconsistent)[0])
             state = "no estimate" if np.isnan(values[p]) else "an estimate"
-            raise ValueError(f"{problem_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples.")
+            raise ValueError(
+                f"{problem_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples."
+            )
         table[k] = values
 
     def per_problem(k: int, used: np.ndarray) -> np.ndarray:
         return table[k][used]
 
-    return _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
+    return _report(
+        metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
+    )
 
 
 def standard_error(values) -> float:
@@ -621,7 +662,10 @@ def _report(
         estimates = per_problem(k, used)
         rows.append(
             EstimateAtK(
-                k, *_summary(estimates, n_bootstrap, confidence, entropy), int(used.sum()), int((~used).sum())
+                k,
+                *_summary(estimates, n_bootstrap, confidence, entropy),
+                int(used.sum()),
+                int((~used).sum()),
             )
         )
     return MetricReport(metric, tuple(rows), confidence, n_bootstrap, seed)

@@ -77,8 +77,17 @@ from ._kernel import GapForm, SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
 from ._validation import BASELINES, DEFAULT_BASELINE, SCALES, GroupSizeError, min_group_size
 
-__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo", "BASELINES", "SCALES",
-           "DEFAULT_BASELINE", "GroupSizeError", "min_group_size"]
+__all__ = [
+    "transform",
+    "transform_grouped",
+    "scale_advantages",
+    "TransformInfo",
+    "BASELINES",
+    "SCALES",
+    "DEFAULT_BASELINE",
+    "GroupSizeError",
+    "min_group_size",
+]
 
 
 class TransformInfo(NamedTuple):
@@ -139,7 +148,9 @@ def _loo(w: RankWeights, k: int, n) -> GapForm:
     """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
     c = k / (n * (n - 1))
     centered, rest = _centered(w), _leave_one_out_estimate(w)
-    return GapForm(0.0, -c * rest.floor, centered.prefix - c * rest.prefix, centered.suffix - c * rest.suffix)
+    return GapForm(
+        0.0, -c * rest.floor, centered.prefix - c * rest.prefix, centered.suffix - c * rest.suffix
+    )
 
 
 def _gap_form(w: RankWeights, k: int, n, baseline: str) -> GapForm:
@@ -171,9 +182,16 @@ def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
 # --- public API ------------------------------------------------------------------------------
 
 
-def transform(rewards: Array, k: IntLike, baseline: Baseline = DEFAULT_BASELINE, mask: Array | None = None, *,
-              scale: Scale = "none", return_info: bool = False,
-              validate: bool = True) -> Array | tuple[Array, TransformInfo]:
+def transform(
+    rewards: Array,
+    k: IntLike,
+    baseline: Baseline = DEFAULT_BASELINE,
+    mask: Array | None = None,
+    *,
+    scale: Scale = "none",
+    return_info: bool = False,
+    validate: bool = True,
+) -> Array | tuple[Array, TransformInfo]:
     """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
 
     Binary rewards (0/1 or bool: pass@k, eq. 8) and continuous rewards (maxg@k, eq. 19) are the
@@ -221,7 +239,9 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = DEFAULT_BASELINE,
     return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info, scale)
 
 
-def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"):
+def _finish(
+    groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"
+):
     if scale != "none":  # padding is not part of a group: zero it before the batch statistics
         sorted_advantages = _scale(groups.without_padding(sorted_advantages), k, scale, groups.n)
     # mean_abs results do not depend on the rewards' scale: the power of two of sort_groups cancels
@@ -233,15 +253,24 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     estimate = groups.maxg_estimate(k)
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
     total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
-    nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
+    nonzero = backend.xp.sum(
+        backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True
+    )
     zero_signal = groups.to_caller((nonzero == 0)[..., 0])
     info = TransformInfo(groups.per_group(estimate), zero_signal, groups.per_group(total, rescale))
     return advantages, info
 
 
-def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = DEFAULT_BASELINE, *,
-                      scale: Scale = "none", return_info: bool = False,
-                      validate: bool = True) -> Array | tuple[Array, np.ndarray, TransformInfo]:
+def transform_grouped(
+    rewards: Array,
+    group_ids: Array,
+    k: IntLike,
+    baseline: Baseline = DEFAULT_BASELINE,
+    *,
+    scale: Scale = "none",
+    return_info: bool = False,
+    validate: bool = True,
+) -> Array | tuple[Array, np.ndarray, TransformInfo]:
     """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
 
     Groups may be unsorted, interleaved and of different sizes (DAPO filtering, failed rollouts).
@@ -270,7 +299,9 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     scale = _validation.check_scale(scale)
     backend, x = as_array(rewards)
     if len(backend.shape(x)) != 1:
-        raise ValueError(f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}.")
+        raise ValueError(
+            f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}."
+        )
     unique_ids, inverse, counts = factorize_group_ids(group_ids, backend.shape(x)[0])
     layout = _padded_layout(inverse, counts)
     index = backend.from_numpy(layout["flat_index"], x)
@@ -280,8 +311,16 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
     # equal group sizes (the usual case) fill the padding: the dense path with cached weights
     mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)
-    result = _transform_padded(padded, k, baseline, mask, scale=scale, validate=validate, labels=unique_ids,
-                               return_info=return_info)
+    result = _transform_padded(
+        padded,
+        k,
+        baseline,
+        mask,
+        scale=scale,
+        validate=validate,
+        labels=unique_ids,
+        return_info=return_info,
+    )
     padded_out, info = result if return_info else (result, None)
     out = backend.xp.reshape(padded_out, (size,))[index]
     if return_info:
@@ -321,7 +360,9 @@ def _scale(advantages, k: int, scale: str, n=None):
     if n is None:
         n = shape[-1]
     if scale == "n_over_k":
-        n_float = float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
+        n_float = (
+            float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
+        )
         return backend.astype(advantages * (n_float / k), dtype)  # each group's own n
     if math.prod(shape) == 0:
         return backend.astype(advantages, dtype)
@@ -331,10 +372,14 @@ def _scale(advantages, k: int, scale: str, n=None):
     unit = advantages / xp.where(largest > 0, largest, 1.0)
     total = xp.sum(xp.abs(unit))
     count = float(math.prod(shape[:-1]) * n) if isinstance(n, numbers.Integral) else xp.sum(n)
-    return backend.astype(unit * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0), dtype)
+    return backend.astype(
+        unit * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0), dtype
+    )
 
 
-def _transform_padded(padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False):
+def _transform_padded(
+    padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False
+):
     """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``
     (k, baseline and scale already checked)."""
     groups = sort_groups(padded, mask, validate=validate, k=k, baseline=baseline, labels=labels)
@@ -357,14 +402,18 @@ def factorize_group_ids(group_ids, n_items: int):
     else:
         ids = np.asarray(group_ids)
     if ids.ndim != 1 or ids.shape[0] != n_items:
-        raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
+        raise ValueError(
+            f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}."
+        )
     try:
         if ids.dtype == object:
             _check_one_kind(ids)
             return _factorize_objects(ids)
         unique_ids, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     except TypeError as error:
-        raise ValueError(f"group_ids must be mutually comparable (all ints or all strings): {error}") from None
+        raise ValueError(
+            f"group_ids must be mutually comparable (all ints or all strings): {error}"
+        ) from None
     return unique_ids, inverse.reshape(-1), counts
 
 
@@ -380,8 +429,13 @@ def _check_one_kind(ids: np.ndarray) -> None:
 
 
 def _id_kind(kind: type) -> str:
-    for name, base in (("bool", (bool, np.bool_)), ("int", numbers.Integral), ("float", numbers.Real),
-                       ("str", str), ("bytes", bytes)):
+    for name, base in (
+        ("bool", (bool, np.bool_)),
+        ("int", numbers.Integral),
+        ("float", numbers.Real),
+        ("str", str),
+        ("bytes", bytes),
+    ):
         if issubclass(kind, base):
             return name
     return kind.__name__

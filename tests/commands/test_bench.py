@@ -24,7 +24,9 @@ import reference_loop  # noqa: E402  (benchmarks/ is on sys.path)
 
 def transform_benchmark():
     """benchmarks/transform.py as a module (its LOOPS are the references it adds to pkpo bench)."""
-    spec = importlib.util.spec_from_file_location("transform_benchmark", BENCHMARKS / "transform.py")
+    spec = importlib.util.spec_from_file_location(
+        "transform_benchmark", BENCHMARKS / "transform.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -91,7 +93,10 @@ def test_report_and_targets():
         "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms | 1.50 s (100 groups timed) | 500.00 ms | 150x | 50x |"
         in table
     )
-    assert "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n" in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    assert (
+        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n"
+        in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    )
     assert (
         "| 4 x 65536 | 32768 | 20.00 ms | 70.00 ms | 90.00 ms | 2.00 | 3.50 |"
         in bench.growth_table(results["growth"], "cpu")
@@ -119,7 +124,9 @@ def test_cuda_request_without_cuda_is_an_error(capsys):
 def test_verl_comparison_computes_the_same_advantages():
     """The verl table's "same advantages" line holds: pkpo's verl estimator (scale "none") and the
     bare transform both equal verl's grpo_passk at k = n."""
-    pytest.importorskip("verl", reason="the verl comparison needs the verl extra (make test installs it)")
+    pytest.importorskip(
+        "verl", reason="the verl comparison needs the verl extra (make test installs it)"
+    )
     result = bench.bench_verl(np.random.default_rng(0), tokens=4)
     assert result["max_abs_diff_estimator"] < 1e-5
     assert result["max_abs_diff_transform"] < 1e-5

@@ -40,7 +40,7 @@ def test_bad_preset_and_bad_keys(example, tmp_path, capsys):
     assert example.main(["train", "--preset", "nope"]) == 2
     assert "unknown preset" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
-    bad.write_text('stepz = 3\n')
+    bad.write_text("stepz = 3\n")
     assert example.main(["train", "--preset", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "unknown preset keys ['stepz']" in err and err.count("\n") == 1

@@ -118,7 +118,9 @@ def time_backends(rewards: np.ndarray, k: int, device: str, min_time: float) -> 
     return row
 
 
-def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15):
+def bench_shapes(
+    shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15
+):
     import pkpo
 
     rows = []
@@ -128,7 +130,10 @@ def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0
             row = {"groups": groups, "n": n, "k": k, **time_backends(rewards, k, device, min_time)}
             for reference in references:
                 run = reference.run(rewards.astype(np.float64), k, loop_budget)
-                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = run["seconds"], run["timed"]
+                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = (
+                    run["seconds"],
+                    run["timed"],
+                )
                 expected = pkpo.transform(rewards[: run["timed"]].astype(np.float64), k)
                 row[f"{reference.key}_max_abs_diff"] = float(np.abs(run["out"] - expected).max())
             rows.append(row)
@@ -169,7 +174,10 @@ def bench_verl(rng, tokens: int = 32) -> dict:
     uids = np.array([f"uid-{g}" for g in range(groups) for _ in range(n)], dtype=object)
     passk = core_algos.get_adv_estimator_fn("grpo_passk")
     config = _config(
-        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"}}
+        {
+            "norm_adv_by_std_in_grpo": False,
+            "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"},
+        }
     )
 
     verl_adv, _ = passk(
@@ -241,7 +249,9 @@ def _reference_cell(row: dict, key: str) -> str:
 
 def shapes_table(rows: list[dict], device: str, references=()) -> str:
     header = ["groups x n", "k", "numpy f32", "torch f32 CPU"]
-    header += [reference.title for reference in references] + [reference.ratio_title for reference in references]
+    header += [reference.title for reference in references] + [
+        reference.ratio_title for reference in references
+    ]
     if device == "cuda":
         header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA transform / sort"]
     body = []
@@ -267,8 +277,15 @@ def shapes_table(rows: list[dict], device: str, references=()) -> str:
 
 
 def growth_table(rows: list[dict], device: str) -> str:
-    header = ["groups x n", "k", "numpy f32", "torch f32 CPU", "first call (numpy, builds weights)",
-              "numpy / n=64", "torch / n=64"]
+    header = [
+        "groups x n",
+        "k",
+        "numpy f32",
+        "torch f32 CPU",
+        "first call (numpy, builds weights)",
+        "numpy / n=64",
+        "torch / n=64",
+    ]
     if device == "cuda":
         header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA / n=64"]
     base = rows[0]
@@ -288,7 +305,11 @@ def growth_table(rows: list[dict], device: str) -> str:
             relative(row, "torch_cpu_s"),
         ]
         if device == "cuda":
-            cells += [fmt_time(row.get("cuda_s")), fmt_time(row.get("cuda_sort_s")), relative(row, "cuda_s")]
+            cells += [
+                fmt_time(row.get("cuda_s")),
+                fmt_time(row.get("cuda_sort_s")),
+                relative(row, "cuda_s"),
+            ]
         body.append(cells)
     return markdown_table(header, body)
 
@@ -304,7 +325,10 @@ def verl_table(result: dict) -> str:
     ]
     table = markdown_table(
         ["implementation", "time", "verl / this"],
-        [[label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])] for label, key in entries],
+        [
+            [label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])]
+            for label, key in entries
+        ],
     )
     check = (
         f"Same advantages: max |verl - pkpo estimator| = {result['max_abs_diff_estimator']:.1e}, "
@@ -333,7 +357,10 @@ def targets(results: dict) -> list[str]:
             f"{verl['verl_s'] / verl['pkpo_estimator_s']:,.1f}x"
         )
     for row in results.get("shapes", []):
-        if (row["groups"], row["n"]) == (4096, 64) and "loop_s" in row:  # benchmarks/reference_loop.py
+        if (row["groups"], row["n"]) == (
+            4096,
+            64,
+        ) and "loop_s" in row:  # benchmarks/reference_loop.py
             ratio = row["loop_s"] / _fastest(row)
             lines.append(
                 f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
@@ -362,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cuda: also time the transform and torch.sort on the GPU",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--overwrite", action="store_true", help="replace a --json file that exists")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a --json file that exists"
+    )
     parser.add_argument("--no-verl", action="store_true", help="skip the verl comparison")
     parser.add_argument(
         "--threads",
@@ -398,7 +427,11 @@ def main(argv=None, references=()) -> int:
     print("## Transform time per call (loo_minus_one, float32 input, best of repeats)\n")
     print(shapes_table(results["shapes"], args.device, references))
     if references:
-        worst = max(r[f"{reference.key}_max_abs_diff"] for r in results["shapes"] for reference in references)
+        worst = max(
+            r[f"{reference.key}_max_abs_diff"]
+            for r in results["shapes"]
+            for reference in references
+        )
         print(
             f"\nThe references ({'; '.join(reference.title for reference in references)}) are each timed on "
             f"the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
@@ -423,7 +456,9 @@ def main(argv=None, references=()) -> int:
         try:
             write_json(args.json, results, indent=2)
         except OSError as error:
-            return fail("pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}")
+            return fail(
+                "pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}"
+            )
         print(f"\nwrote {args.json}")
     return 0
 

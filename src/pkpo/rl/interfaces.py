@@ -43,8 +43,8 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.bool)
     for row, seq in enumerate(sequences):
-        ids[row, length - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-        mask[row, length - len(seq):] = True
+        ids[row, length - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, length - len(seq) :] = True
     return ids, mask
 
 
@@ -64,8 +64,14 @@ class Policy(Protocol):
         """Completion token ids -> text, stopping at EOS and dropping padding."""
 
     @torch.no_grad()
-    def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Samples:
+    def sample(
+        self,
+        prompt_ids: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Samples:
         """n completions per prompt, at most ``max_new_tokens`` each, sampled at ``temperature``."""
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:

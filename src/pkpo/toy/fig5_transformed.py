@@ -19,8 +19,9 @@ import pkpo
 __all__ = ["binned_transform"]
 
 
-def binned_transform(n: int, k: int, batches: int, bins: int, rng: np.random.Generator,
-                     baselines=pkpo.BASELINES) -> dict:
+def binned_transform(
+    n: int, k: int, batches: int, bins: int, rng: np.random.Generator, baselines=pkpo.BASELINES
+) -> dict:
     """Mean transformed reward per raw-reward bin, for each baseline, over ``batches`` batches.
 
     Returns ``{"bin_centers": [...], baseline: {"mean": [...], "count": [...],

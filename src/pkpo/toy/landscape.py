@@ -130,5 +130,7 @@ def _theta_star(k: int, sigma: float, bracket: tuple) -> float:
     low, high = bracket
     grad = lambda t: float(maxg_at_k_gradient_exact(t, k, sigma))  # noqa: E731
     if not grad(low) > 0.0 > grad(high):
-        raise ValueError(f"the derivative of maxg@{k} does not change sign on {bracket}; widen the bracket.")
+        raise ValueError(
+            f"the derivative of maxg@{k} does not change sign on {bracket}; widen the bracket."
+        )
     return float(optimize.brentq(grad, low, high, xtol=1e-12))

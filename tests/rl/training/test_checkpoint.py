@@ -8,7 +8,13 @@ torch = pytest.importorskip("torch")
 
 from pkpo.rl.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
-STATE = {"step": 3, "model": {"w": torch.arange(1000.0)}, "optimizer": {}, "rng": {}, "config": {"seed": 0}}
+STATE = {
+    "step": 3,
+    "model": {"w": torch.arange(1000.0)},
+    "optimizer": {},
+    "rng": {},
+    "config": {"seed": 0},
+}
 
 
 def test_round_trip_leaves_no_temporary_file(tmp_path):

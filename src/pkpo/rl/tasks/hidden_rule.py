@@ -53,8 +53,14 @@ from .. import seeding
 from ..interfaces import Problem
 
 RULES = ("r", "s", "i", "o", "d", "w")
-RULE_NAMES = {"r": "reverse", "s": "sort ascending", "i": "add 1 mod 10", "o": "rotate left",
-              "d": "sort descending", "w": "swap pairs"}
+RULE_NAMES = {
+    "r": "reverse",
+    "s": "sort ascending",
+    "i": "add 1 mod 10",
+    "o": "rotate left",
+    "d": "sort descending",
+    "w": "swap pairs",
+}
 # Hidden feature value (0..9) -> rule index: 5/10 -> r, 2/10 -> s, 1/10 each -> i, o, d, never w.
 FEATURE_TO_RULE = (0, 0, 0, 0, 0, 1, 1, 2, 3, 4)
 RULE_PRIOR = tuple(FEATURE_TO_RULE.count(r) / 10 for r in range(len(RULES)))
@@ -80,7 +86,7 @@ def apply_rule(rule: str, digits: str) -> str:
     if rule == "d":
         return "".join(sorted(digits, reverse=True))
     if rule == "w":
-        pairs = [digits[i:i + 2][::-1] for i in range(0, len(digits), 2)]
+        pairs = [digits[i : i + 2][::-1] for i in range(0, len(digits), 2)]
         return "".join(pairs)
     raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
 
@@ -88,7 +94,7 @@ def apply_rule(rule: str, digits: str) -> str:
 def _unit_hash(text: str, salt: str) -> float:
     """A deterministic pseudo-random number in [0, 1) from ``text`` (blake2b, 64 bits)."""
     digest = hashlib.blake2b(f"{salt}:{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def hidden_feature(digits: str, feature: str) -> int:
@@ -123,7 +129,7 @@ def rule_law(feature: str) -> dict[tuple[int, str], float]:
         raise ValueError(f"rule_law is defined for feature 'mixed' only, got {feature!r}")
     law: dict[tuple[int, str], float] = {}
     for d, rule in enumerate(MIXED_TABLE):
-        for r, p in (AMBIGUOUS_PRIOR.items() if rule == "*" else [(rule, 1.0)]):
+        for r, p in AMBIGUOUS_PRIOR.items() if rule == "*" else [(rule, 1.0)]:
             law[(d, r)] = law.get((d, r), 0.0) + p / len(MIXED_TABLE)
     return law
 
@@ -164,7 +170,9 @@ def partial_credit(answer: str, completion: str) -> float:
 @dataclass(frozen=True)
 class HiddenRuleConfig:
     tier: str = "hard"  # "easy": hint names the rule; "hard": hint is "?"
-    feature: str = "sum"  # hard-tier difficulty: "first" (learnable), "sum" (not learnable) or "mixed"
+    feature: str = (
+        "sum"  # hard-tier difficulty: "first" (learnable), "sum" (not learnable) or "mixed"
+    )
     length: int = 6  # digits per string
     n_train: int = 512  # training problems ("mixed": the pool fresh problems are drawn from)
     n_heldout: int = 128  # held-out problems (disjoint strings): final numbers only
@@ -172,7 +180,9 @@ class HiddenRuleConfig:
     binary: bool = True  # False: partial credit (fraction of positions correct)
     plan: bool = True  # the completion starts with one plan character (the rule it will apply), then the answer
     n_validation: int = 128  # validation problems (disjoint from both): for tuning
-    demo_power: float = 2.0  # warm start: "?" prompts demonstrated with rule probability ~ prior ** demo_power
+    demo_power: float = (
+        2.0  # warm start: "?" prompts demonstrated with rule probability ~ prior ** demo_power
+    )
     demo_uniform: float = 0.0  # ... mixed with this weight of the uniform distribution over RULES
 
     def validate(self) -> "HiddenRuleConfig":
@@ -183,14 +193,20 @@ class HiddenRuleConfig:
         if not 2 <= self.length <= 16:
             raise ValueError(f"length must be in [2, 16], got {self.length}")
         if self.n_train < 1 or self.n_heldout < 1 or self.n_validation < 1:
-            raise ValueError(f"n_train, n_validation and n_heldout must be >= 1, got {self.n_train}, "
-                             f"{self.n_validation}, {self.n_heldout}")
-        if self.n_train + self.n_heldout + self.n_validation > 10 ** self.length // 2:
-            raise ValueError(f"{self.n_train + self.n_heldout + self.n_validation} problems is too many for "
-                             f"{self.length}-digit strings")
+            raise ValueError(
+                f"n_train, n_validation and n_heldout must be >= 1, got {self.n_train}, "
+                f"{self.n_validation}, {self.n_heldout}"
+            )
+        if self.n_train + self.n_heldout + self.n_validation > 10**self.length // 2:
+            raise ValueError(
+                f"{self.n_train + self.n_heldout + self.n_validation} problems is too many for "
+                f"{self.length}-digit strings"
+            )
         if not self.demo_power >= 0 or not 0 <= self.demo_uniform <= 1:
-            raise ValueError(f"need demo_power >= 0 and 0 <= demo_uniform <= 1, got {self.demo_power}, "
-                             f"{self.demo_uniform}")
+            raise ValueError(
+                f"need demo_power >= 0 and 0 <= demo_uniform <= 1, got {self.demo_power}, "
+                f"{self.demo_uniform}"
+            )
         return self
 
 
@@ -203,8 +219,10 @@ class HiddenRuleTask:
         self.binary = c.binary
         self.name = f"hidden-rule{'' if c.binary else '-partial'}"
         strings = self._mixed_strings() if c.feature == "mixed" else self._sequential_strings()
-        self._split = {split: [self._problem(s, f"{split}-{i}") for i, s in enumerate(strings[split])]
-                       for split in SPLITS}
+        self._split = {
+            split: [self._problem(s, f"{split}-{i}") for i, s in enumerate(strings[split])]
+            for split in SPLITS
+        }
 
     def _sequential_strings(self) -> dict[str, list[str]]:
         """Distinct random strings: the first n_train train, the next n_heldout held out, then validation."""
@@ -255,10 +273,15 @@ class HiddenRuleTask:
                     filled[split] += 1
         out = {"train": train}
         cells = sorted(law)
-        for split in want:  # interleave: item i of cell c sits at (i + (c + 1/2) / C) / quota, so every
+        for (
+            split
+        ) in want:  # interleave: item i of cell c sits at (i + (c + 1/2) / C) / quota, so every
             # prefix follows the law closely (cells with one item are spread evenly, not bunched)
-            order = sorted(((i + (c + 0.5) / len(cells)) / quota[split][cell], s)
-                           for c, cell in enumerate(cells) for i, s in enumerate(pools[split][cell]))
+            order = sorted(
+                ((i + (c + 0.5) / len(cells)) / quota[split][cell], s)
+                for c, cell in enumerate(cells)
+                for i, s in enumerate(pools[split][cell])
+            )
             out[split] = [s for _, s in order]
         return out
 
@@ -322,14 +345,18 @@ class HiddenRuleTask:
     def warmstart_spec(self) -> dict:
         """Everything the warm-start demonstrations depend on (part of the warm-start cache key)."""
         c = self.config
-        return {"length": c.length, "plan": c.plan, "demonstrator": [round(float(q), 9) for q in self.demonstrator()]}
+        return {
+            "length": c.length,
+            "plan": c.plan,
+            "demonstrator": [round(float(q), 9) for q in self.demonstrator()],
+        }
 
     def demonstrator(self) -> np.ndarray:
         """Rule probabilities of the warm start's ``?`` demonstrations (over RULES): the marginal prior
         to the power ``demo_power``, normalised, mixed with ``demo_uniform`` of the uniform distribution."""
         c = self.config
         prior = np.array([rule_prior(c.feature)[r] for r in RULES])
-        sharp = prior ** c.demo_power * (prior > 0)
+        sharp = prior**c.demo_power * (prior > 0)
         return (1 - c.demo_uniform) * sharp / sharp.sum() + c.demo_uniform / len(RULES)
 
     # --- supervised warm start ---------------------------------------------------------------
@@ -356,13 +383,21 @@ class HiddenRuleTask:
                 out.append((f"{digits}:?>", self.demonstration(rule, digits)))
         return out
 
-    def rule_accuracy_problems(self, rng: np.random.Generator, per_rule: int) -> dict[str, list[Problem]]:
+    def rule_accuracy_problems(
+        self, rng: np.random.Generator, per_rule: int
+    ) -> dict[str, list[Problem]]:
         """Easy-tier problems per rule, to check that the warm start executes every rule."""
         out = {}
         for rule in RULES:
             probs = []
             for j in range(per_rule):
                 digits = "".join(map(str, rng.integers(0, 10, size=self.config.length)))
-                probs.append(Problem(uid=f"{rule}-{j}", prompt=f"{digits}:{rule}>", answer=apply_rule(rule, digits)))
+                probs.append(
+                    Problem(
+                        uid=f"{rule}-{j}",
+                        prompt=f"{digits}:{rule}>",
+                        answer=apply_rule(rule, digits),
+                    )
+                )
             out[rule] = probs
         return out

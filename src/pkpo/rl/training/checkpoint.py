@@ -66,7 +66,9 @@ def load_checkpoint(path) -> dict:
     raw = Path(path).read_bytes()
     digest, _, payload = raw.partition(b"\n")
     if len(digest) != 64 or hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise ValueError(f"checkpoint {name} is corrupted (checksum mismatch); delete it or start without --resume")
+        raise ValueError(
+            f"checkpoint {name} is corrupted (checksum mismatch); delete it or start without --resume"
+        )
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
@@ -83,7 +85,9 @@ def load_checkpoint(path) -> dict:
 
 def _check_state(state, name: str) -> None:
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {name} is not a pkpo checkpoint (it holds a {type(state).__name__})")
+        raise ValueError(
+            f"checkpoint {name} is not a pkpo checkpoint (it holds a {type(state).__name__})"
+        )
     missing = set(REQUIRED) - set(state)
     if missing:
         raise ValueError(f"checkpoint {name} lacks {sorted(missing)}")
@@ -91,14 +95,19 @@ def _check_state(state, name: str) -> None:
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"checkpoint {name} has step {step!r}; expected an integer >= 0")
     model = state["model"]
-    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in model.items()):
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
         raise ValueError(f"checkpoint {name}: 'model' is not a state dict of named tensors")
     for key in ("optimizer", "rng", "config"):
         if not isinstance(state[key], dict):
-            raise ValueError(f"checkpoint {name}: {key!r} is a {type(state[key]).__name__}, not a dict")
+            raise ValueError(
+                f"checkpoint {name}: {key!r} is a {type(state[key]).__name__}, not a dict"
+            )
     if any(t.is_meta for t in _tensors(state)):
-        raise ValueError(f"checkpoint {name} holds tensors without data (on the meta device); it cannot be resumed")
+        raise ValueError(
+            f"checkpoint {name} holds tensors without data (on the meta device); it cannot be resumed"
+        )
 
 
 def _tensors(value):
@@ -130,8 +139,13 @@ def _refused(error: BaseException) -> str:
 
 def rng_state(gen: torch.Generator, data_rng: np.random.Generator) -> dict:
     """Every random state the loop draws from: python, numpy, torch (and CUDA), the sampler, the data order."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-             "sampler": gen.get_state(), "data": data_rng.bit_generator.state}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "sampler": gen.get_state(),
+        "data": data_rng.bit_generator.state,
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

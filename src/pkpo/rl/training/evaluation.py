@@ -20,12 +20,22 @@ from .. import seeding
 from ..interfaces import Policy, Problem, Samples, Task
 
 
-def score_samples(task: Task, problems: Sequence[Problem], policy: Policy, samples: Samples) -> np.ndarray:
+def score_samples(
+    task: Task, problems: Sequence[Problem], policy: Policy, samples: Samples
+) -> np.ndarray:
     """Rewards of a batch of samples as a (B, n) float array (prompt-major rows)."""
-    texts = [policy.decode(row[m].tolist()) for row, m in zip(samples.completion_ids, samples.completion_mask)]
+    texts = [
+        policy.decode(row[m].tolist())
+        for row, m in zip(samples.completion_ids, samples.completion_mask)
+    ]
     n = samples.n
-    return np.array([[task.score(problems[j], texts[j * n + i]) for i in range(n)] for j in range(len(problems))],
-                    dtype=np.float64)
+    return np.array(
+        [
+            [task.score(problems[j], texts[j * n + i]) for i in range(n)]
+            for j in range(len(problems))
+        ],
+        dtype=np.float64,
+    )
 
 
 def _device_of(policy) -> torch.device:
@@ -36,14 +46,21 @@ def _device_of(policy) -> torch.device:
         return torch.device("cpu")
 
 
-def _rewards(policy, problems, task, samples, max_new_tokens, temperature, gen, batch_prompts, on_batch=None):
+def _rewards(
+    policy, problems, task, samples, max_new_tokens, temperature, gen, batch_prompts, on_batch=None
+):
     """(P, samples) rewards of ``samples`` completions per problem at ``temperature``, in prompt batches;
     ``on_batch(chunk, samples_object)`` sees every batch (entropy, classes)."""
     rewards = []
     for start in range(0, len(problems), batch_prompts):
-        chunk = problems[start:start + batch_prompts]
-        s = policy.sample([policy.encode(p.prompt) for p in chunk], samples, max_new_tokens, temperature,
-                          generator=gen)
+        chunk = problems[start : start + batch_prompts]
+        s = policy.sample(
+            [policy.encode(p.prompt) for p in chunk],
+            samples,
+            max_new_tokens,
+            temperature,
+            generator=gen,
+        )
         rewards.append(score_samples(task, chunk, policy, s))
         if on_batch is not None:
             on_batch(chunk, s)
@@ -51,10 +68,21 @@ def _rewards(policy, problems, task, samples, max_new_tokens, temperature, gen, 
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples: int = 32,
-             ks: Sequence[int] = (1, 2, 4, 8, 16), max_new_tokens: int = 16, temperature: float = 1.0,
-             seed: int = 0, batch_prompts: int = 16, detail: bool = False, greedy_temperature: float | None = None,
-             greedy_samples: int = 2) -> dict:
+def evaluate(
+    policy: Policy,
+    problems: Sequence[Problem],
+    task: Task,
+    *,
+    samples: int = 32,
+    ks: Sequence[int] = (1, 2, 4, 8, 16),
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_prompts: int = 16,
+    detail: bool = False,
+    greedy_temperature: float | None = None,
+    greedy_samples: int = 2,
+) -> dict:
     """Unbiased held-out pass@k (or maxg@k) of ``policy`` on ``problems``.
 
     Returns a dict with, for each k in ``ks``, ``"pass@k"`` and ``"pass@k_se"`` (``"maxg@k"`` for
@@ -91,23 +119,50 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
 
     def observe(chunk, s):
         if classify is not None:
-            texts = [policy.decode(r[m].tolist()) for r, m in zip(s.completion_ids, s.completion_mask)]
-            classes.extend(classify(p, texts[j * samples + i]) for j, p in enumerate(chunk) for i in range(samples))
+            texts = [
+                policy.decode(r[m].tolist()) for r, m in zip(s.completion_ids, s.completion_mask)
+            ]
+            classes.extend(
+                classify(p, texts[j * samples + i])
+                for j, p in enumerate(chunk)
+                for i in range(samples)
+            )
         neg_logp.append(-policy.sequence_logprobs(s).float().cpu().numpy())
 
     greedy = None
     try:
-        g = _rewards(policy, problems, task, samples, max_new_tokens, temperature, gen, batch_prompts, observe)
+        g = _rewards(
+            policy,
+            problems,
+            task,
+            samples,
+            max_new_tokens,
+            temperature,
+            gen,
+            batch_prompts,
+            observe,
+        )
         if greedy_temperature is not None:
             greedy_gen = seeding.torch_stream(seed, "greedy_eval", _device_of(policy))
-            greedy = _rewards(policy, problems, task, greedy_samples, max_new_tokens, greedy_temperature,
-                              greedy_gen, batch_prompts)
+            greedy = _rewards(
+                policy,
+                problems,
+                task,
+                greedy_samples,
+                max_new_tokens,
+                greedy_temperature,
+                greedy_gen,
+                batch_prompts,
+            )
     finally:
         if was_training and hasattr(policy, "train"):
             policy.train()
     name = "pass" if task.binary else "maxg"
-    report = (pass_at_k_report(g > 0.5, ks, n_bootstrap=0) if task.binary
-              else maxg_at_k_report(g, ks, n_bootstrap=0))
+    report = (
+        pass_at_k_report(g > 0.5, ks, n_bootstrap=0)
+        if task.binary
+        else maxg_at_k_report(g, ks, n_bootstrap=0)
+    )
     out: dict = {"num_problems": len(problems), "samples": samples}
     for k in ks:  # in the caller's order (the report sorts them)
         out[f"{name}@{k}"], out[f"{name}@{k}_se"] = report[k].estimate, report[k].se
@@ -119,8 +174,11 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
     out["reward_mean"] = float(g.mean())
     out["entropy"] = float(np.concatenate(neg_logp).mean())
     if detail:
-        info: dict = {"uid": [p.uid for p in problems], "samples": samples,
-                      "successes": [int(c) for c in (g >= 1.0).sum(1)]}
+        info: dict = {
+            "uid": [p.uid for p in problems],
+            "samples": samples,
+            "successes": [int(c) for c in (g >= 1.0).sum(1)],
+        }
         if greedy is not None:
             info["greedy_samples"] = greedy.shape[1]
             info["greedy_successes"] = [int(c) for c in (greedy >= 1.0).sum(1)]
@@ -129,6 +187,8 @@ def evaluate(policy: Policy, problems: Sequence[Problem], task: Task, *, samples
                 info[key] = [getattr(task, key)(p) for p in problems]
         if classify is not None:
             labels = np.array(classes).reshape(len(problems), samples)
-            info["classes"] = {c: [int(v) for v in (labels == c).sum(1)] for c in sorted(set(classes))}
+            info["classes"] = {
+                c: [int(v) for v in (labels == c).sum(1)] for c in sorted(set(classes))
+            }
         out["detail"] = info
     return out

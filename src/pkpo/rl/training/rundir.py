@@ -169,7 +169,9 @@ def check_run(folder, *, resume: bool = False, overwrite: bool = False, lock: bo
     that a folder in use is reported now rather than when the run starts.
     """
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite exclude each other: continue the run or replace it, not both")
+        raise RunDirError(
+            "--resume and --overwrite exclude each other: continue the run or replace it, not both"
+        )
     path = Path(folder)
     if resume:
         _check_resumable(path)
@@ -258,7 +260,9 @@ class RunLock:
         self._handle.seek(0)
         self._handle.truncate()
         launcher = Path(sys.argv[0] if sys.argv and sys.argv[0] else "python")
-        is_pkpo = launcher.name == "pkpo" or (launcher.name == "__main__.py" and launcher.parent.name == "pkpo")
+        is_pkpo = launcher.name == "pkpo" or (
+            launcher.name == "__main__.py" and launcher.parent.name == "pkpo"
+        )
         command = " ".join(["pkpo", *sys.argv[1:]]) if is_pkpo else what
         started = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self._handle.write(f"pid {os.getpid()} ({command}, since {started})\n")
@@ -298,7 +302,9 @@ def _open_lock_file(path: Path):
             raise RunDirError(
                 f"{str(path)!r} is a symbolic link; pkpo does not write through links: remove it"
             ) from None
-        raise RunDirError(f"cannot open the lock file {str(path)!r}: {error.strerror or error}") from None
+        raise RunDirError(
+            f"cannot open the lock file {str(path)!r}: {error.strerror or error}"
+        ) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
