@@ -26,16 +26,17 @@ import json
 import os
 import sys
 import time
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from pkpo.rl.training.evaluation import evaluate  # noqa: E402
-from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
 from pkpo.rl.policies.pretrained import load_pretrained  # noqa: E402
+from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
+from pkpo.rl.training.evaluation import evaluate  # noqa: E402
 from pkpo.rl.training.trainer import TrainConfig, train  # noqa: E402
 
 # CPU preset: small enough for a shared, busy 2-core machine (about a minute a step there)

@@ -17,9 +17,10 @@ import math
 import numpy as np
 import pytest
 
-import oracle
 import pkpo
 from pkpo import advantages as adv
+
+import oracle
 from test_unbiasedness import REWARDS, THETA, maxg_gradient, softmax
 
 PS = (0.1, 0.3, 0.7)

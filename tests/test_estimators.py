@@ -7,12 +7,13 @@ import math
 from fractions import Fraction
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
+
+import oracle
 
 
 @pytest.mark.parametrize("n", range(1, 11))

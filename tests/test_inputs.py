@@ -7,10 +7,11 @@ import math
 from fractions import Fraction
 
 import numpy as np
-import oracle  # noqa: E402  (tests/ is on sys.path)
 import pytest
 
 import pkpo
+
+import oracle  # noqa: E402  (tests/ is on sys.path)
 
 # --- rewards near the float limit: the right answer or a ValueError, never inf ------------------
 

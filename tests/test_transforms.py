@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
+
+import oracle
 
 CASES = [
     (n, k, b)

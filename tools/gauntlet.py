@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 from pkpo._output import write_json
-from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import _worker, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
+from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 
 TUNING_SEED = 0
 REPORT_SEEDS = (5, 6, 7, 8, 9)

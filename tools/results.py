@@ -32,10 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import gauntlet  # tools/gauntlet.py, next to this file
 import gauntlet_report
+import numpy as np
 from diagnose import (  # tools/diagnose.py, next to this file
     diagnose_sweep,
     diagnosis_findings,

@@ -34,7 +34,6 @@ from ._combinatorics import (
     traced_log_factorial_table,
 )
 
-
 # Up to this group size a dense numpy batch applies a transform as one matrix product (BLAS):
 # at 16384 x 16 it takes 0.3 ms where a running sum takes 0.6-1 ms; at n = 64 the O(n^2) product
 # costs as much as the sums (one core, measured with benchmarks/transform.py).

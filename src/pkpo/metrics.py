@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._backend import reject_masked_array
+from ._kernel import sort_groups
 from ._output import markdown_table
 from ._problems import (
     check_binary_rows,
@@ -43,8 +45,6 @@ from ._problems import (
     ragged_rows,
     row_starts,
 )
-from ._backend import reject_masked_array
-from ._kernel import sort_groups
 from .estimators import maxg_from_sorted, pass_all_k_of_counts, pass_at_k_of_counts
 
 __all__ = [

@@ -71,8 +71,7 @@ import numpy as np
 
 from . import _validation
 from ._backend import as_array, backend_of, reject_masked_array
-from ._combinatorics import RankWeights
-from ._combinatorics import dense_rank_weights
+from ._combinatorics import RankWeights, dense_rank_weights
 from ._kernel import GapForm, SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
 from ._validation import BASELINES, DEFAULT_BASELINE, SCALES, GroupSizeError, min_group_size

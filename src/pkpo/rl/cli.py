@@ -36,7 +36,6 @@ from .sweeps.runs import finished_runs
 from .training import rundir
 from .training.runfiles import RunFiles, SweepFiles
 
-
 # one warm-start cache for train, sweep and demo: a warm start is keyed by its config and seed, so every
 # command that needs the same one reuses it
 CACHE_HELP = "warm-start cache (default: $PKPO_CACHE, else ~/.cache/pkpo; keyed by config and seed)"

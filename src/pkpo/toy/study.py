@@ -22,6 +22,8 @@ import pkpo
 
 from .._output import json_text, write_json
 from .estimators import ESTIMATORS, is_defined
+from .fig4_variance import variance_at_n
+from .fig5_transformed import binned_transform
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
 from .training import (
     AscentConfig,
@@ -31,8 +33,6 @@ from .training import (
     samples_to_converge,
     settle_step,
 )
-from .fig4_variance import variance_at_n
-from .fig5_transformed import binned_transform
 
 __all__ = ["StudyConfig", "work_items", "run_study", "PAPER_THETA_STAR"]
 

@@ -7,16 +7,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl.policies.gpt import EOS, GPT, GPTConfig, PAD  # noqa: E402
 from pkpo.rl.interfaces import Policy, Samples, Task, left_pad, positions_from_mask  # noqa: E402
+from pkpo.rl.policies.gpt import EOS, GPT, PAD, GPTConfig  # noqa: E402
 from pkpo.rl.tasks import make_task  # noqa: E402
-from pkpo.rl.tasks.hidden_rule import (
+from pkpo.rl.tasks.hidden_rule import (  # noqa: E402
     RULE_PRIOR,
     HiddenRuleConfig,
     HiddenRuleTask,
     apply_rule,
     partial_credit,
-)  # noqa: E402
+)
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pkpo.rl.policies.hf_policy import HFPolicy  # noqa: E402
 from pkpo.rl.interfaces import Policy, Samples  # noqa: E402
+from pkpo.rl.policies.hf_policy import HFPolicy  # noqa: E402
 from pkpo.rl.policies.pretrained import apply_lora  # noqa: E402
 
 WORDS = (

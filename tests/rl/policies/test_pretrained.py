@@ -9,11 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pkpo.rl.policies import pretrained  # noqa: E402
 from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.policies import pretrained  # noqa: E402
 from pkpo.rl.policies.hf_policy import HFPolicy  # noqa: E402
-from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
 from pkpo.rl.policies.pretrained import load_pretrained  # noqa: E402
+from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
 from pkpo.rl.training.trainer import train  # noqa: E402
 
 from test_hf_policy import tiny_model, tiny_tokenizer  # noqa: E402  (tests/rl is on sys.path)

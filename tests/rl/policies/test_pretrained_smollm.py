@@ -24,9 +24,9 @@ pytestmark = [
 
 
 def test_real_model_loads_samples_and_takes_one_rl_step(tmp_path):
-    from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask
-    from pkpo.rl.policies.pretrained import builtin_gguf_path, load_pretrained
     from pkpo.rl.config import TrainConfig
+    from pkpo.rl.policies.pretrained import builtin_gguf_path, load_pretrained
+    from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask
     from pkpo.rl.training.trainer import train
 
     torch.set_num_threads(1)

@@ -14,9 +14,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pkpo.rl.cli import summary_rows  # noqa: E402
-from pkpo.rl.sweeps.grid import _steps_logged, wall_time  # noqa: E402
-from pkpo.rl.policies.gpt import GPT, GPTConfig  # noqa: E402
+from pkpo.rl.config import TrainConfig  # noqa: E402
 from pkpo.rl.interfaces import Problem  # noqa: E402
+from pkpo.rl.policies.gpt import GPT, GPTConfig  # noqa: E402
+from pkpo.rl.sweeps.grid import _steps_logged, wall_time  # noqa: E402
 from pkpo.rl.sweeps.plots import plot_runs  # noqa: E402
 from pkpo.rl.sweeps.report import findings, paired_difference, t975, table_markdown  # noqa: E402
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM  # noqa: E402
@@ -30,7 +31,6 @@ from pkpo.rl.tasks.hidden_rule import (  # noqa: E402
     rule_law,
     stratified_quota,
 )
-from pkpo.rl.config import TrainConfig  # noqa: E402
 from pkpo.rl.training.trainer import train  # noqa: E402
 from pkpo.rl.training.warmstart import cache_key, warm_start  # noqa: E402
 

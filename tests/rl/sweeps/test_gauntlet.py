@@ -18,7 +18,6 @@ import gauntlet_report as gr  # noqa: E402
 from results import replace_blocks  # noqa: E402
 
 from pkpo.rl.config import TrainConfig  # noqa: E402
-
 from pkpo.rl.sweeps.report import t975  # noqa: E402
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM  # noqa: E402
 

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from pkpo.rl.cli import train_main  # noqa: E402
 from pkpo.rl.training import rundir  # noqa: E402
-from pkpo.rl.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.training.trainer import train  # noqa: E402
 
 from test_trainer import DigitTask, tiny_config, tiny_gpt  # noqa: E402  (tests/rl is on sys.path)

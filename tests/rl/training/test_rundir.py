@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl.training import rundir  # noqa: E402
 from pkpo.rl.cli import sweep_main, train_main  # noqa: E402
+from pkpo.rl.training import rundir  # noqa: E402
 from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.training.trainer import train  # noqa: E402
 

@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import pkpo  # noqa: E402
-from pkpo.rl.policies.gpt import GPT, PAD, GPTConfig  # noqa: E402
-from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask  # noqa: E402
-from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask  # noqa: E402
+from pkpo.rl.policies.gpt import GPT, PAD, GPTConfig  # noqa: E402
+from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.training.trainer import policy_gradient_loss, reward_advantages, train  # noqa: E402
 from pkpo.transforms import scale_advantages  # noqa: E402
 

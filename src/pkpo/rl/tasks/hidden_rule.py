@@ -315,7 +315,7 @@ class HiddenRuleTask:
         return completion[1:] if self.config.plan else completion
 
     def score(self, problem: Problem, completion: str) -> float:
-        if self.config.plan and not completion[:1] in RULES:
+        if self.config.plan and completion[:1] not in RULES:
             return 0.0
         answer = self.answer_part(completion)
         if self.binary:
