@@ -2,13 +2,15 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/rl_speed.py                 # demo preset (d=96, 3 layers) and a ~1M-param model
+    .venv/bin/python benchmarks/rl_speed.py                 # demo preset (d=96, 3 layers) and a
+    ~1M-param model
     .venv/bin/python benchmarks/rl_speed.py --threads 2 --steps 30
 
-For each model size it times (after warm-up) the three parts of an RL step at 64 completions of 32 tokens
-(4 prompts x 16 samples, ``max_new_tokens = 32`` with EOS suppressed so every completion is 32 tokens
-long) and at the demo batch (16 prompts x 16 samples of the hidden-rule task), then a full trainer step
-(``pkpo.rl.training.trainer.train``, no evaluation). Prints a table; numbers depend on the machine and its load.
+For each model size it times (after warm-up) the three parts of an RL step at 64 completions of 32
+tokens (4 prompts x 16 samples, ``max_new_tokens = 32`` with EOS suppressed so every completion is
+32 tokens long) and at the demo batch (16 prompts x 16 samples of the hidden-rule task), then a full
+trainer step (``pkpo.rl.training.trainer.train``, no evaluation). Prints a table; numbers depend on
+the machine and its load.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def main() -> None:
     }
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
     print(
-        "| model | params | workload | sample s | update s | sampled tok/s | RL steps/min (sample+update) |"
+        "| model | params | workload | sample s | update s | sampled tok/s | RL steps/min "
+        "(sample+update) |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, cfg in sizes.items():
@@ -88,12 +91,14 @@ def main() -> None:
         for prompts, n, tokens in ((4, 16, 32), (16, 16, 7)):
             r = time_fixed_length(model, prompts, n, tokens, args.reps)
             print(
-                f"| {name} | {model.num_params() / 1e6:.2f}M | {prompts}x{n} completions x {tokens} tok | "
-                f"{r['sample_s']:.3f} | {r['update_s']:.3f} | {r['tokens_per_s']:.0f} | {r['steps_per_min']:.0f} |"
+                f"| {name} | {model.num_params() / 1e6:.2f}M | {prompts}x{n} completions x "
+                f"{tokens} tok | {r['sample_s']:.3f} | {r['update_s']:.3f} | "
+                f"{r['tokens_per_s']:.0f} | {r['steps_per_min']:.0f} |"
             )
     for name, cfg in sizes.items():
         print(
-            f"full trainer step, {name}, 16x16 hidden-rule, k=4: {time_trainer(cfg, args.steps):.0f} RL steps/min"
+            f"full trainer step, {name}, 16x16 hidden-rule, k=4: "
+            f"{time_trainer(cfg, args.steps):.0f} RL steps/min"
         )
 
 

@@ -1,4 +1,5 @@
-"""Time pkpo's reward transform against the paper's algorithm as a plain-Python loop, and against verl.
+"""Time pkpo's reward transform against the paper's algorithm as a plain-Python loop, and against
+verl.
 
     python benchmarks/transform.py              # full run, about a minute on 2 CPU cores
     python benchmarks/transform.py --quick      # a few seconds

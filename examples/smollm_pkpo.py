@@ -1,6 +1,7 @@
 """PKPO on a real pretrained LM: SmolLM2-135M-Instruct (offline) on arithmetic word problems.
 
-Three steps, each resumable (run them in the background with nohup; logs and checkpoints under --out):
+Three steps, each resumable (run them in the background with nohup; logs and checkpoints under
+--out):
 
     # 1. the base model's held-out pass@k at every difficulty (pick one with some but not full signal)
     python examples/smollm_pkpo.py baseline --out runs/smollm
@@ -15,8 +16,8 @@ Three steps, each resumable (run them in the background with nohup; logs and che
 
 Every run trains LoRA adapters through :func:`pkpo.rl.training.trainer.train` (the same loop as the
 from-scratch GPT), with ``pkpo.transform`` turning each group of n binary rewards into advantages.
-``--preset gpu`` reads ``examples/gpu_preset.toml`` (a larger batch, longer completions and more steps
-for one GPU; see docs/pretrained.md).
+``--preset gpu`` reads ``examples/gpu_preset.toml`` (a larger batch, longer completions and more
+steps for one GPU; see docs/pretrained.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ README.md and docs/**/*.md, so a block added later is covered without touching t
   **toml** blocks are parsed, and one whose first line is ``# name.toml`` is a ``TrainConfig``
   file (its keys are checked) written into the document's working folder before any block runs.
 - The blocks of one document run in order in one temporary working folder that links the
-  repository's ``examples/``, ``src/``, ``tools/``, ``docs/`` and ``benchmarks/``; ``runs/...`` outputs land there.
+  repository's ``examples/``, ``src/``, ``tools/``, ``docs/`` and ``benchmarks/``; ``runs/...``
+  outputs land there.
 - Small settings: ``pkpo`` on the PATH is the real command with a few flags appended (argparse
   keeps the last value), see ``SMALL`` below: ``train``/``sweep`` run 1 step with a 2-step warm
   start and a tiny evaluation, ``toy`` and ``bench`` run ``--quick``, ``demo`` ``--quick``.
@@ -19,7 +20,8 @@ A comment on the line(s) just before a fence changes that:
   python is compiled, shell is checked with ``bash -n``, every ``pkpo ...`` command is parsed by
   the real argument parser, and every ``make TARGET`` is dry-run with ``make -n``.
 - ``<!-- docs-test: slow -->``: run, but only in the full suite (``make test``).
-- ``<!-- docs-test: replace "OLD" "NEW" -->``: run with that substitution (to shrink a Python block).
+- ``<!-- docs-test: replace "OLD" "NEW" -->``: run with that substitution (to shrink a Python
+  block).
 
 An unlabelled block that looks like a command fails :func:`test_unlabelled_blocks_hold_no_commands`.
 """
@@ -147,7 +149,8 @@ def _param(block: Block):
     return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
 
 
-# --- working folders and the pkpo shim --------------------------------------------------------------
+# --- working folders and the pkpo shim
+# --------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +209,8 @@ def _toml_file_name(block: Block) -> str | None:
     return match.group(1) if match else None
 
 
-# --- parse-only checks ---------------------------------------------------------------------------------
+# --- parse-only checks
+# ---------------------------------------------------------------------------------
 
 
 class _Parsed(BaseException):
@@ -281,7 +285,8 @@ def parse_check(block: Block, monkeypatch) -> None:
             assert dry.returncode == 0, f"{block.id}: make -n {' '.join(words[1:])}: {dry.stderr}"
 
 
-# --- running -------------------------------------------------------------------------------------------
+# --- running
+# -------------------------------------------------------------------------------------------
 
 
 def _substituted(block: Block) -> str:
@@ -345,7 +350,8 @@ def _transcript(code: str) -> list[tuple[str, list[str]]]:
     return steps
 
 
-# --- the tests -------------------------------------------------------------------------------------------
+# --- the tests
+# -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("block", [_param(b) for b in CHECKED])

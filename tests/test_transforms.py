@@ -1,5 +1,5 @@
-"""pkpo.transform / transform_grouped against the brute-force subset definitions, plus the identities
-of paper.md §1.5 and the ragged (mask, grouped) layouts."""
+"""pkpo.transform / transform_grouped against the brute-force subset definitions, plus the
+identities of paper.md §1.5 and the ragged (mask, grouped) layouts."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ CASES = [
 
 
 def reward_rows(n: int, seed: int) -> np.ndarray:
-    """Random continuous, tied (few distinct values), binary, constant and negative rewards for one n."""
+    """Random continuous, tied (few distinct values), binary, constant and negative rewards for one
+    n."""
     rng = np.random.default_rng(1000 * n + seed)
     return np.stack(
         [

@@ -1,4 +1,5 @@
-"""Every bad input of DESIGN.md raises ValueError with a message naming the problem (and the group)."""
+"""Every bad input of DESIGN.md raises ValueError with a message naming the problem (and the
+group)."""
 
 from __future__ import annotations
 
@@ -278,7 +279,8 @@ class TestTorch:
     def test_mask_dtype(self):
         with pytest.raises(
             ValueError,
-            match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype torch.float32",
+            match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype "
+            r"torch.float32",
         ):
             pkpo.transform(self.torch.tensor(G), 2, mask=self.torch.ones(2, 4))
 

@@ -1,16 +1,17 @@
-"""Why a sweep's held-out pass@k ends where it does: the measurements behind docs/results.md's diagnosis.
+"""Why a sweep's held-out pass@k ends where it does: the measurements behind docs/results.md's
+diagnosis.
 
-For every seed of a finished sweep (``pkpo sweep`` output folder) this re-loads the warm-started policy
-(from the warm-start cache) and each run's final policy (its ``checkpoint.pt``) and evaluates them, with
-the same sampler and ``eval_samples``, on three problem sets of the same task:
+For every seed of a finished sweep (``pkpo sweep`` output folder) this re-loads the warm-started
+policy (from the warm-start cache) and each run's final policy (its ``checkpoint.pt``) and evaluates
+them, with the same sampler and ``eval_samples``, on three problem sets of the same task:
 
 - ``train``: the training problems the runs were trained on (all of them, when the set is small);
 - ``heldout``: the held-out problems of the sweep's table;
 - ``fresh``: a larger set of new problems from the same law (the task's ``validation`` split, made
   ``fresh_problems`` long), never seen in training: the population value that ``heldout`` estimates.
 
-Per (policy, set) it records pass@k, the share of majority-rule problems in the set, pass@k by kind of
-problem, and what the samples did (which rule's output they wrote, ``error``, ``invalid``), which
+Per (policy, set) it records pass@k, the share of majority-rule problems in the set, pass@k by kind
+of problem, and what the samples did (which rule's output they wrote, ``error``, ``invalid``), which
 separate four explanations: memorisation (train >> fresh), split composition (heldout != fresh),
 invalid outputs, and the rule distribution on ``?`` prompts. It also reads the training-batch pass@k
 of each run's first and last steps from ``metrics.jsonl``.
@@ -38,9 +39,9 @@ KS = (1, 2, 4, 8, 16)
 
 
 def optimal_rule_distribution(prior, k: int) -> np.ndarray:
-    """The q over rules maximising pass@k = sum_r p_r (1 - (1 - q_r)^k) for a feature-blind policy that
-    executes every rule perfectly (prior p). KKT: q_r = max(0, 1 - (lambda / (k p_r))^(1 / (k - 1)));
-    lambda by bisection so that sum q = 1. k = 1: all mass on the most likely rule."""
+    """The q over rules maximising pass@k = sum_r p_r (1 - (1 - q_r)^k) for a feature-blind policy
+    that executes every rule perfectly (prior p). KKT: q_r = max(0, 1 - (lambda / (k p_r))^(1 / (k -
+    1))); lambda by bisection so that sum q = 1. k = 1: all mass on the most likely rule."""
     p = np.asarray(prior, dtype=float)
     if k == 1:
         q = np.zeros_like(p)
@@ -56,13 +57,15 @@ def optimal_rule_distribution(prior, k: int) -> np.ndarray:
 
 
 def pass_at_k_of(prior, q, k: int) -> float:
-    """pass@k of the rule distribution q on problems whose rule follows ``prior`` (perfect execution)."""
+    """pass@k of the rule distribution q on problems whose rule follows ``prior`` (perfect
+    execution)."""
     p, q = np.asarray(prior, float), np.asarray(q, float)
     return float(np.sum(p * (1 - (1 - q) ** k)))
 
 
 def summarize(detail: dict, ks=KS) -> dict:
-    """pass@k (all problems and by category), majority share and sample classes (%) of one evaluation."""
+    """pass@k (all problems and by category), majority share and sample classes (%) of one
+    evaluation."""
     n = detail["samples"]
     succ = np.asarray(detail["successes"])
     cat = np.asarray(detail.get("category", ["all"] * len(succ)))
@@ -78,7 +81,8 @@ def summarize(detail: dict, ks=KS) -> dict:
 
 
 def training_batch_pass_at_k(run_dir: Path, first: int = 10) -> dict:
-    """Mean training-batch ``reward/pass_at_k`` (at the step's k) over the first and the last ``first`` steps."""
+    """Mean training-batch ``reward/pass_at_k`` (at the step's k) over the first and the last
+    ``first`` steps."""
     recs = read_metrics(RunFiles(run_dir).metrics)
     steps = [r for r in recs if "reward/pass_at_k" in r]
     if not steps:
@@ -99,7 +103,8 @@ def diagnose_sweep(
     seed_offset: int = 17,
     progress: bool = True,
 ) -> dict:
-    """Evaluate the warm start and every final policy of ``sweep`` on train / heldout / fresh problems."""
+    """Evaluate the warm start and every final policy of ``sweep`` on train / heldout / fresh
+    problems."""
     from tqdm.auto import tqdm
 
     sweep = Path(sweep)
@@ -266,8 +271,8 @@ def diagnosis_tables(results: dict) -> dict[str, str]:
 
 
 def diagnosis_findings(results: dict, draws_per_problem: float | None = None) -> list[str]:
-    """The diagnosis in sentences, each computed from :func:`diagnose_sweep`'s results (means over seeds);
-    ``draws_per_problem``: steps x prompts per step / training problems of the runs."""
+    """The diagnosis in sentences, each computed from :func:`diagnose_sweep`'s results (means over
+    seeds); ``draws_per_problem``: steps x prompts per step / training problems of the runs."""
     from pkpo.rl.tasks.hidden_rule import RULE_PRIOR, RULES
 
     def m(label, getter):
@@ -285,12 +290,13 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
         for k in KS
     }
     out = [
-        f"**Split composition.** The held-out set has {share['heldout']:.1f} % majority-rule problems, the "
-        f"training set {share['train']:.1f} % and fresh problems {share['fresh']:.1f} % (the law: "
-        f"{100 * RULE_PRIOR[0]:.0f} %). A policy that always reverses scores the majority share at every k, so "
-        f"an evaluation set with more majority problems favours policies that prefer `r`: the warm start's pass@8 "
-        f"is {w[('heldout', 8)]:.1f} % on the held-out set, {w[('fresh', 8)]:.1f} % on fresh problems and "
-        f"{w[('train', 8)]:.1f} % on the training problems."
+        f"**Split composition.** The held-out set has {share['heldout']:.1f} % majority-rule "
+        f"problems, the training set {share['train']:.1f} % and fresh problems "
+        f"{share['fresh']:.1f} % (the law: {100 * RULE_PRIOR[0]:.0f} %). A policy that always "
+        "reverses scores the majority share at every k, so an evaluation set with more majority "
+        "problems favours policies that prefer `r`: the warm start's pass@8 is "
+        f"{w[('heldout', 8)]:.1f} % on the held-out set, {w[('fresh', 8)]:.1f} % on fresh problems "
+        f"and {w[('train', 8)]:.1f} % on the training problems."
     ]
     tb = [
         (
@@ -301,14 +307,15 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
         for x in runs
     ]
     out.append(
-        "**Training batch against held-out.** Over their first 10 steps the runs' training-batch pass@k was "
+        "**Training batch against held-out.** Over their first 10 steps the runs' training-batch "
+        "pass@k was "
         + ", ".join(f"{100 * v:.1f} % ({x}, k = {k})" for x, v, k in tb)
         + "; the warm start's pass@k on the training problems is "
         + ", ".join(f"{w[('train', k)]:.1f} % (k = {k})" for k in sorted({k for _, _, k in tb}))
         + " and on the held-out problems "
         + ", ".join(f"{w[('heldout', k)]:.1f} %" for k in sorted({k for _, _, k in tb}))
-        + ": the early training batches match the training split, and the gap to the held-out value is the "
-        "difference between the splits, not a change of the policy."
+        + ": the early training batches match the training split, and the gap to the held-out "
+        "value is the difference between the splits, not a change of the policy."
     )
     gaps = {
         x: 100
@@ -321,9 +328,9 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
     worst = max(gaps, key=lambda x: abs(gaps[x]))
     seen = f", each drawn {draws_per_problem:.1f} times on average," if draws_per_problem else ""
     out.append(
-        f"**Memorisation.** The {results['policies'][0]['sets']['train']['problems']} training problems"
-        f"{seen} score nearly the same pass@8 under every final policy as fresh problems do (largest gap: "
-        f"{worst}, {gaps[worst]:+.1f} points): "
+        f"**Memorisation.** The {results['policies'][0]['sets']['train']['problems']} training "
+        f"problems{seen} score nearly the same pass@8 under every final policy as fresh problems "
+        f"do (largest gap: {worst}, {gaps[worst]:+.1f} points): "
         + (
             "no sign of memorisation."
             if max(abs(g) for g in gaps.values()) < 3
@@ -336,8 +343,8 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
         "**Invalid outputs and execution errors** (a sample that writes no rule's output) were "
         f"{bad['warm_start']:.1f} % of the warm start's samples and "
         + ", ".join(f"{bad[x]:.1f} % ({x})" for x in runs)
-        + " after training. s^(loo-1) gives a failure exactly 0 with binary rewards, so nothing pushes "
-        "them down once a problem's pass@k is high, and every one is a wasted sample."
+        + " after training. s^(loo-1) gives a failure exactly 0 with binary rewards, so nothing "
+        "pushes them down once a problem's pass@k is high, and every one is a wasted sample."
     )
     q8 = optimal_rule_distribution(RULE_PRIOR, 8)
     names = [r for r, p in zip(RULES, RULE_PRIOR) if p > 0]
@@ -365,9 +372,9 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
         for k in KS
     }
     out.append(
-        f"**Headroom.** No policy that cannot see the digit sum does better than {ceil[4]:.1f} % pass@4 and "
-        f"{ceil[8]:.1f} % pass@8 (perfect execution, optimal spread); the warm start already has "
-        f"{w[('fresh', 4)]:.1f} % and {w[('fresh', 8)]:.1f} % on fresh problems, "
+        f"**Headroom.** No policy that cannot see the digit sum does better than {ceil[4]:.1f} % "
+        f"pass@4 and {ceil[8]:.1f} % pass@8 (perfect execution, optimal spread); the warm start "
+        f"already has {w[('fresh', 4)]:.1f} % and {w[('fresh', 8)]:.1f} % on fresh problems, "
         f"{ceil[8] - w[('fresh', 8)]:.1f} points below the pass@8 ceiling."
     )
     if "k8" in runs and "k4" in runs:
@@ -378,23 +385,24 @@ def diagnosis_findings(results: dict, draws_per_problem: float | None = None) ->
         as_is, spread = pass_at_k_of(prior, q, 8), pass_at_k_of(prior, q / q.sum(), 8)
         short = max(names, key=lambda r: q8d[r] - cls("k8", r) / 100)
         out.append(
-            f"**So**: on fresh problems k8 moved pass@8 by {f[('k8', 8)] - w[('fresh', 8)]:+.1f} points over "
-            f"the warm start (held-out: {h[('k8', 8)] - w[('heldout', 8)]:+.1f}) and k4 moved pass@4 by "
-            f"{f[('k4', 4)] - w[('fresh', 4)]:+.1f} (held-out: {h[('k4', 4)] - w[('heldout', 4)]:+.1f}). "
-            f"k8's rule frequencies, executed perfectly, give pass@8 = {100 * as_is:.1f} % (it measured "
-            f"{f[('k8', 8)]:.1f} %); with its errors given to its rules in proportion, {100 * spread:.1f} %; "
-            f"the optimum is {ceil[8]:.1f} %. So errors cost about {100 * (spread - as_is):.1f} points and the "
-            f"spread over rules about {ceil[8] - 100 * spread:.1f}; the rule furthest below its optimal share "
-            f"is `{short}` (k8 {cls('k8', short):.1f} % of samples against {100 * q8d[short]:.1f} %; the warm "
-            f"start tried it {cls('warm_start', short):.1f} % of the time). "
+            f"**So**: on fresh problems k8 moved pass@8 by {f[('k8', 8)] - w[('fresh', 8)]:+.1f} "
+            f"points over the warm start (held-out: {h[('k8', 8)] - w[('heldout', 8)]:+.1f}) and "
+            f"k4 moved pass@4 by {f[('k4', 4)] - w[('fresh', 4)]:+.1f} (held-out: "
+            f"{h[('k4', 4)] - w[('heldout', 4)]:+.1f}). k8's rule frequencies, executed perfectly, "
+            f"give pass@8 = {100 * as_is:.1f} % (it measured {f[('k8', 8)]:.1f} %); with its "
+            f"errors given to its rules in proportion, {100 * spread:.1f} %; the optimum is "
+            f"{ceil[8]:.1f} %. So errors cost about {100 * (spread - as_is):.1f} points and the "
+            f"spread over rules about {ceil[8] - 100 * spread:.1f}; the rule furthest below its "
+            f"optimal share is `{short}` (k8 {cls('k8', short):.1f} % of samples against "
+            f"{100 * q8d[short]:.1f} %; the warm start tried it {cls('warm_start', short):.1f} % "
+            "of the time). "
             + (
-                "The held-out set, richer in majority problems than the law, also favoured the warm start's "
-                "preference for `r`. "
+                "The held-out set, richer in majority problems than the law, also favoured the "
+                "warm start's preference for `r`. "
                 if share["heldout"] > share["fresh"] + 1
                 else ""
             )
-            + "Pass@1 training (k1, and anneal after its "
-            "switch) collapsed onto `r`, the pass@1 optimum here: it wins pass@1 and loses every pass@k "
-            "for k >= 2."
+            + "Pass@1 training (k1, and anneal after its switch) collapsed onto `r`, the pass@1 "
+            "optimum here: it wins pass@1 and loses every pass@k for k >= 2."
         )
     return out

@@ -1,4 +1,5 @@
-"""The baseline gauntlet on the demo task: every method tuned on validation, then scored on fresh seeds.
+"""The baseline gauntlet on the demo task: every method tuned on validation, then scored on fresh
+seeds.
 
 ::
 
@@ -6,12 +7,14 @@
     python tools/gauntlet.py run --out runs/gauntlet --until 14:30     # start no run after 14:30 UTC
     python tools/gauntlet.py docs --out runs/gauntlet                  # rewrite the docs' gauntlet blocks
 
-The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or time-boxed
-study has finished a prefix of it, and the docs report exactly what finished):
+The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or
+time-boxed study has finished a prefix of it, and the docs report exactly what finished):
 
-1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting was
+1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting
+   was
    chosen on): each method's grid (:data:`METHODS`), scored by the method's own target (its
-   ``target``: pass@1 for the pass@1 methods, pass@k for PKPO at k, ...). The winner of each grid is the
+   ``target``: pass@1 for the pass@1 methods, pass@k for PKPO at k, ...). The winner of each grid is
+   the
    setting used in step 2; a grid that has not finished uses its first point (reported as untuned).
 2. **Report runs** on the held-out split, seeds :data:`REPORT_SEEDS` (never used for tuning or for
    choosing the demo setting), every method at its tuned setting, paired by seed and problem.
@@ -40,14 +43,15 @@ from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 
 TUNING_SEED = 0
 REPORT_SEEDS = (5, 6, 7, 8, 9)
-# label -> (TrainConfig overrides on the demo preset, own target metric, tuning grid {field: values})
+# label -> (TrainConfig overrides on the demo preset, own target metric, tuning grid {field:
+# values})
 METHODS = {
     "k1": ({"method": "pkpo", "k": "1"}, "pass@1", {"lr": [3e-4, 1e-3]}),
     "k4": ({"method": "pkpo", "k": "4"}, "pass@4", {}),
     "k8": ({"method": "pkpo", "k": "8"}, "pass@8", {}),
     "anneal": ({"method": "pkpo", "k": "8->1@180"}, "pass@1", {}),
-    # the threshold of issue 18's audit (groups with more than 8 of 16 correct get no update); not tuned: at
-    # this machine's load the grid did not fit the time box (docs/results.md says so)
+    # the threshold of issue 18's audit (groups with more than 8 of 16 correct get no update); not
+    # tuned: at this machine's load the grid did not fit the time box (docs/results.md says so)
     "filter": ({"method": "pkpo", "k": "1", "max_group_success": 0.5}, "pass@1", {}),
     "grpo": ({"method": "grpo", "k": "1"}, "pass@1", {"lr": [3e-4, 1e-3]}),
     "maxrl": ({"method": "maxrl", "k": "1"}, "pass@1", {}),
@@ -65,8 +69,8 @@ PRIORITY = [
     ["grpo", "maxrl", "entropy", "k4"],
     ["positive", "hot", "n64", "tzsm", "k4_centered", "k8_centered"],
 ]
-# the first task: warm start -> overrides (calibrated: demonstrations follow the prior; over-confident:
-# the prior cubed), and its runs
+# the first task: warm start -> overrides (calibrated: demonstrations follow the prior;
+# over-confident: the prior cubed), and its runs
 FIRST_BASE = {
     "feature": "first",
     "eval_every": 30,
@@ -90,7 +94,8 @@ def demo_base() -> TrainConfig:
 
 
 def grid_points(grid: dict) -> list[dict]:
-    """The points of a one-knob grid ({field: [v1, v2]} -> [{field: v1}, {field: v2}]); [{}] without one."""
+    """The points of a one-knob grid ({field: [v1, v2]} -> [{field: v1}, {field: v2}]); [{}] without
+    one."""
     if not grid:
         return [{}]
     ((field, values),) = grid.items()
@@ -121,7 +126,8 @@ def _final(cfg: TrainConfig) -> dict | None:
 
 
 def tuned_point(label: str, out: Path) -> tuple[dict, str]:
-    """The grid point with the best validation value of the method's target, and how it was chosen."""
+    """The grid point with the best validation value of the method's target, and how it was
+    chosen."""
     _, target, grid = METHODS[label]
     points = grid_points(grid)
     if len(points) == 1:
@@ -157,8 +163,9 @@ def first_config(warm: str, label: str, seed: int, out: Path) -> TrainConfig:
 
 
 def plan(out: Path) -> list[tuple[str, callable]]:
-    """The jobs in priority order: (description, a function returning the job's TrainConfig and whether it
-    is a warm-start evaluation). Configs are made when a job starts, so tuned settings are read then."""
+    """The jobs in priority order: (description, a function returning the job's TrainConfig and
+    whether it is a warm-start evaluation). Configs are made when a job starts, so tuned settings
+    are read then."""
     jobs = []
 
     def tune(label):
@@ -229,8 +236,8 @@ def plan(out: Path) -> list[tuple[str, callable]]:
 
 
 def run(out: Path, until: dt.datetime | None, log) -> None:
-    """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after ``until``;
-    ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
+    """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after
+    ``until``; ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "plan.json", [d for d, _ in plan(out)], indent=1)
     cache = str(out / "cache")
@@ -250,7 +257,8 @@ def run(out: Path, until: dt.datetime | None, log) -> None:
             final["label"] = WARM_LABEL
         log(
             f"{desc}: {time.time() - t0:.0f} s; pass@1 {final.get('pass@1', float('nan')):.3f} "
-            f"greedy {final.get('greedy_pass@1', float('nan')):.3f} pass@8 {final.get('pass@8', float('nan')):.3f}"
+            f"greedy {final.get('greedy_pass@1', float('nan')):.3f} pass@8 "
+            f"{final.get('pass@8', float('nan')):.3f}"
         )
 
 

@@ -42,7 +42,7 @@ ESCAPE_POINTS = 0.10  # rule 1: pass@8 at least 10 points above k1's
 MATCH_POINTS = 0.02  # rule 2: k8's near-greedy pass@1 no more than 2 points below the anneal's
 
 
-# --------------------------------------------------------------------------------- Student t, no scipy
+# ------------------------------------------------------------------------------ Student t, no scipy
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -89,7 +89,8 @@ def t_two_sided_p(t: float, df: int) -> float:
 
 
 def t_quantile(level: float, df: int) -> float:
-    """The two-sided critical value c with P(|T| <= c) = ``level`` (bisection on :func:`t_two_sided_p`)."""
+    """The two-sided critical value c with P(|T| <= c) = ``level`` (bisection on
+    :func:`t_two_sided_p`)."""
     lo, hi = 0.0, 1.0
     while t_two_sided_p(hi, df) > 1.0 - level:
         hi *= 2.0
@@ -100,9 +101,9 @@ def t_quantile(level: float, df: int) -> float:
 
 
 def holm(p_values: list[float], alpha: float = ALPHA) -> tuple[list[bool], list[float]]:
-    """Holm's step-down procedure: (rejected?, the level alpha / (m - rank) each was tested at), in the
-    input order. Sorted by p, the i-th smallest (i = 0, 1, ...) is rejected when it and every smaller one
-    satisfy p <= alpha / (m - i)."""
+    """Holm's step-down procedure: (rejected?, the level alpha / (m - rank) each was tested at), in
+    the input order. Sorted by p, the i-th smallest (i = 0, 1, ...) is rejected when it and every
+    smaller one satisfy p <= alpha / (m - i)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     rejected, levels, still = [False] * m, [alpha] * m, True
@@ -117,8 +118,8 @@ def holm(p_values: list[float], alpha: float = ALPHA) -> tuple[list[bool], list[
 
 
 def family_results(finals: list[dict]) -> list[dict]:
-    """Every comparison of :data:`FAMILY` whose runs share >= 2 seeds: the paired difference, its t-test
-    p-value, the Holm verdict and the interval at its Holm level (fractions)."""
+    """Every comparison of :data:`FAMILY` whose runs share >= 2 seeds: the paired difference, its
+    t-test p-value, the Holm verdict and the interval at its Holm level (fractions)."""
     out = []
     for a, b, k, greedy in FAMILY:
         d = paired_difference(finals, a, b, k, greedy=greedy)
@@ -213,7 +214,8 @@ def method_table(finals: list[dict], tuning: dict[str, str]) -> str:
 
 
 def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
-    """The sentences of rules 1 and 2 (docs/results.md), generated from the Holm-corrected family."""
+    """The sentences of rules 1 and 2 (docs/results.md), generated from the Holm-corrected
+    family."""
     words = []
     labels = {f["label"] for f in finals}
     escaped = []
@@ -232,16 +234,15 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
         words.append(
             "**Rule 1 holds: a non-pass@k method escapes the trap** ("
             + listed
-            + "). Down-weighting "
-            "solved prompts unblocks learning here, and PKPO's distinct contribution is the explicit, "
-            "unbiased target k."
+            + "). Down-weighting solved prompts unblocks learning here, and PKPO's distinct "
+            "contribution is the explicit, unbiased target k."
         )
     elif r is not None:
         words.append(
-            f"Rule 1 does not hold: the difficulty filter's pass@8 is {100 * r['a_mean']:.1f} % against "
-            f"k1's {100 * r['b_mean']:.1f} % ({100 * r['diff']:+.1f} points, Holm-level interval "
-            f"{100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}); no tuned non-pass@k method measured here "
-            "escapes the trap by the rule's margin."
+            f"Rule 1 does not hold: the difficulty filter's pass@8 is {100 * r['a_mean']:.1f} % "
+            f"against k1's {100 * r['b_mean']:.1f} % ({100 * r['diff']:+.1f} points, Holm-level "
+            f"interval {100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}); no tuned non-pass@k method "
+            "measured here escapes the trap by the rule's margin."
         )
     else:
         words.append(
@@ -266,11 +267,11 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
             )
         else:
             words.append(
-                f"Rule 2 does not hold: decoded near-greedily, k8's pass@1 is {100 * g['a_mean']:.1f} % "
-                f"against the anneal's {100 * g['b_mean']:.1f} % ({100 * g['diff']:+.1f} points, "
-                f"Holm-level interval {100 * g['lo']:+.1f} to {100 * g['hi']:+.1f}, reaching below "
-                f"−{100 * MATCH_POINTS:.0f} points): annealing keeps an advantage at pass@1 even "
-                "against greedy decoding."
+                "Rule 2 does not hold: decoded near-greedily, k8's pass@1 is "
+                f"{100 * g['a_mean']:.1f} % against the anneal's {100 * g['b_mean']:.1f} % "
+                f"({100 * g['diff']:+.1f} points, Holm-level interval {100 * g['lo']:+.1f} to "
+                f"{100 * g['hi']:+.1f}, reaching below −{100 * MATCH_POINTS:.0f} points): "
+                "annealing keeps an advantage at pass@1 even against greedy decoding."
             )
     elif {"k8", "anneal"} <= labels:
         words.append("Rule 2 is not evaluable: k8 and the anneal do not share two finished seeds.")
@@ -334,20 +335,21 @@ def first_task(out: Path) -> tuple[str, list[str]]:
             mean = float(np.mean(diffs))
             helps[warm] = mean - half > 0
             words.append(
-                f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 curve: "
-                f"{100 * mean:+.1f} points (95 % interval {100 * (mean - half):+.1f} to "
+                f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 "
+                f"curve: {100 * mean:+.1f} points (95 % interval {100 * (mean - half):+.1f} to "
                 f"{100 * (mean + half):+.1f}; {len(diffs)} seeds)."
             )
         elif diffs:
             words.append(
-                f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 curve: "
-                f"{100 * diffs[0]:+.1f} points on one seed (no interval: rule 3 needs two seeds)."
+                f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 "
+                f"curve: {100 * diffs[0]:+.1f} points on one seed (no interval: rule 3 needs two "
+                "seeds)."
             )
     if len(helps) == 2:
         if helps["overconfident"] and not helps["calibrated"]:
             words.append(
-                "**Rule 3: the effect needs an over-confident prior**: PKPO at k = 8 learns faster than "
-                "k1 only from the over-confident warm start."
+                "**Rule 3: the effect needs an over-confident prior**: PKPO at k = 8 learns "
+                "faster than k1 only from the over-confident warm start."
             )
         elif all(helps.values()):
             words.append("Rule 3: PKPO at k = 8 learns faster than k1 from both warm starts.")
@@ -404,8 +406,8 @@ def blocks(out: Path) -> tuple[str, str]:
             f = json.loads(path.read_text())
             lines.append(
                 f"- {path.parent.parent.parent.name} {path.parent.parent.name}: pass@1 "
-                f"{_pct(f.get('pass@1'))}, near-greedy pass@1 {_pct(f.get('greedy_pass@1'))}, pass@8 "
-                f"{_pct(f.get('pass@8'))}"
+                f"{_pct(f.get('pass@1'))}, near-greedy pass@1 {_pct(f.get('greedy_pass@1'))}, "
+                f"pass@8 {_pct(f.get('pass@8'))}"
             )
         lines.append("")
     if not finals:
@@ -429,8 +431,8 @@ def blocks(out: Path) -> tuple[str, str]:
             "",
             method_table(finals, tuning),
             "",
-            f"The headline family ({len(results)} of {len(FAMILY)} comparisons evaluable), paired by seed "
-            "and problem, Holm-corrected at a family-wise 5 %:",
+            f"The headline family ({len(results)} of {len(FAMILY)} comparisons evaluable), paired "
+            "by seed and problem, Holm-corrected at a family-wise 5 %:",
             "",
             family_table(results) if results else "(no comparison has two finished seeds yet)",
             "",
@@ -466,7 +468,8 @@ def blocks(out: Path) -> tuple[str, str]:
 
 
 def write_docs(out: Path, docs: Path, readme: Path) -> None:
-    """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of README.md."""
+    """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of
+    README.md."""
     from results import replace_blocks  # tools/results.py
 
     text, readme_text = blocks(out)

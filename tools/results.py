@@ -1,24 +1,31 @@
-"""Regenerate every table and figure of docs/results.md, and the README's results block, from run folders.
+"""Regenerate every table and figure of docs/results.md, and the README's results block, from run
+folders.
 
 ::
 
-    make results                                          # = python tools/results.py --out runs/results
+    make results                                          # = python tools/results.py --out
+    runs/results
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
     python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
 
-Four steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
+Four steps, each resumable (finished runs are reused, interrupted ones resume from their
+checkpoints):
 
-1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm start
+1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
+   start
    and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
    every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
-2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems) for
+2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems)
+   for
    the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
    Folder ``OUT/sum``.
-3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on fresh
+3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
+   fresh
    seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
 4. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
-   are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an error,
+   are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
+   error,
    so no table can be left behind unregenerated.
 """
 
@@ -73,8 +80,8 @@ HEADLINE = [
 
 
 def ceiling_table(feature: str) -> str:
-    """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row per
-    k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
+    """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row
+    per k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
     from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULE_PRIOR, RULES
 
     if feature == "mixed":
@@ -91,8 +98,8 @@ def ceiling_table(feature: str) -> str:
 
 
 def task_table(cfg: dict) -> str:
-    """The mixed task's law (from :data:`MIXED_TABLE` and :data:`AMBIGUOUS_PRIOR`) and the warm start's
-    demonstrator, as markdown."""
+    """The mixed task's law (from :data:`MIXED_TABLE` and :data:`AMBIGUOUS_PRIOR`) and the warm
+    start's demonstrator, as markdown."""
     from pkpo.rl.tasks.hidden_rule import (
         AMBIGUOUS_PRIOR,
         MIXED_TABLE,
@@ -187,11 +194,11 @@ def _bullets(claims: list[dict]) -> str:
 
 def _setting(cfg: dict) -> str:
     return (
-        f"`--preset {cfg['preset']}`: the GPT policy with d = {cfg['d_model']}, {cfg['n_layer']} layers, "
-        f"{cfg['n_head']} heads; {cfg['steps']} RL steps of {cfg['prompts_per_step']} prompts x {cfg['n']} "
-        f"samples (lr {cfg['lr']:g}, {cfg.get('lr_schedule', 'constant')}), warm start {cfg['warm_steps']} steps "
-        f"of {cfg['warm_batch']} demonstrations; "
-        f"held-out evaluation {cfg['final_eval_problems'] or cfg['eval_problems']} problems x "
+        f"`--preset {cfg['preset']}`: the GPT policy with d = {cfg['d_model']}, {cfg['n_layer']} "
+        f"layers, {cfg['n_head']} heads; {cfg['steps']} RL steps of {cfg['prompts_per_step']} "
+        f"prompts x {cfg['n']} samples (lr {cfg['lr']:g}, {cfg.get('lr_schedule', 'constant')}), "
+        f"warm start {cfg['warm_steps']} steps of {cfg['warm_batch']} demonstrations; held-out "
+        f"evaluation {cfg['final_eval_problems'] or cfg['eval_problems']} problems x "
         f"{cfg['eval_samples']} samples."
     )
 
@@ -255,8 +262,9 @@ def _readme(demo: list[dict]) -> str:
     rows = {r["label"]: r for r in aggregate(demo)}
     seeds = len(rows[WARM]["seeds"])
     lines = [
-        f"- **A small policy trained from scratch** ({seeds} seeds, paired; `make demo` runs one seed) on a "
-        "hidden-rule task where a majority rule is a trap and minority rules are learnable only by trying them:"
+        f"- **A small policy trained from scratch** ({seeds} seeds, paired; `make demo` runs one "
+        "seed) on a hidden-rule task where a majority rule is a trap and minority rules are "
+        "learnable only by trying them:"
     ]
     for key in ("a", "b", "c1", "c4", "c8", "d", "e"):  # a claim is kept only where its rule holds
         claim = next((c for c in findings(demo) if c["id"] == key), None)

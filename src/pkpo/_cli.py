@@ -152,5 +152,6 @@ def missing_extra(modules, extra: str | None = None) -> str | None:
 
 
 def install_hint(extras: str) -> str:
-    """The pip command that installs pkpo's ``extras``: from a checkout (pkpo is not on PyPI yet)."""
+    """The pip command that installs pkpo's ``extras``: from a checkout (pkpo is not on PyPI
+    yet)."""
     return f"pip install -e '.[{extras}]' in the pkpo checkout ('pkpo[{extras}]' once on PyPI)"

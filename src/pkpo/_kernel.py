@@ -130,7 +130,8 @@ class SortedGroups:
                 lf = log_factorials(backend, self.size + 1, self.values)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
-                    # more groups than possible sizes: the weights of every n = 0..N, a row per group
+                    # more groups than possible sizes: the weights of every n = 0..N, a row per
+                    # group
                     table = log_space_rank_weights(
                         backend.xp, lf, t, self._arange(self.size + 1)[:, None], k
                     )
@@ -141,7 +142,8 @@ class SortedGroups:
         return self._weights[k]
 
     def maxg_estimate(self, k: int):
-        """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
+        """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq.
+        12)."""
         return self.floor + self.backend.xp.sum(
             self.gaps * self.weights(k).tail, axis=-1, keepdims=True
         )
@@ -228,9 +230,9 @@ class SortedGroups:
             self.backend.to_numpy(self.backend.xp.isfinite(out)).all()
         ):
             raise ValueError(
-                f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
-                "largest float give transformed values beyond it; rescale the rewards (every output of "
-                "pkpo is proportional to them) or pass float64."
+                f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this "
+                "close to the largest float give transformed values beyond it; rescale the "
+                "rewards (every output of pkpo is proportional to them) or pass float64."
             )
         return out
 
@@ -408,7 +410,8 @@ def power_of_two_scale(largest: float, max_float: float, tiny: float) -> float:
 
 
 def _device_scale(xp, largest, max_float: float, tiny: float):
-    """:func:`power_of_two_scale` on the device (no host read): a 0-d array of ``largest``'s dtype."""
+    """:func:`power_of_two_scale` on the device (no host read): a 0-d array of ``largest``'s
+    dtype."""
     _, exponent = xp.frexp(largest)
     cap = -math.frexp(tiny)[1] - 2
     up = xp.ldexp(xp.ones_like(largest), xp.clip(-exponent, 0, cap))

@@ -1,10 +1,12 @@
-"""The ``pkpo`` command (also ``python -m pkpo``): one subcommand per job, each in the module that owns it.
+"""The ``pkpo`` command (also ``python -m pkpo``): one subcommand per job, each in the module that
+owns it.
 
 Subcommands are imported only when used, so ``pkpo --help`` and ``pkpo eval`` stay fast and do
-not import torch; ``pkpo COMMAND --help`` works without the command's extras. Each entry point takes the remaining argv and returns an exit code: 0 on
-success, 2 for a bad argument or input (one line ``pkpo <cmd>: error: ...`` on stderr), 130 after
-Ctrl-C. A subcommand whose optional dependencies are missing names the extra to install; when the
-reader of the output goes away (``pkpo eval ... | head -1``) the command ends quietly.
+not import torch; ``pkpo COMMAND --help`` works without the command's extras. Each entry point takes
+the remaining argv and returns an exit code: 0 on success, 2 for a bad argument or input (one line
+``pkpo <cmd>: error: ...`` on stderr), 130 after Ctrl-C. A subcommand whose optional dependencies
+are missing names the extra to install; when the reader of the output goes away (``pkpo eval ... |
+head -1``) the command ends quietly.
 """
 
 from __future__ import annotations

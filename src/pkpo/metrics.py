@@ -165,7 +165,8 @@ class MetricReport:
         }
 
     def to_markdown(self, digits: int = 4, problems_label: str = "problems") -> str:
-        """A markdown table: k (or tau), estimate, SE, CI, problems used (and skipped, if any were)."""
+        """A markdown table: k (or tau), estimate, SE, CI, problems used (and skipped, if any
+        were)."""
         percent = f"{100 * self.confidence:g}%"
         skipped = any(row.n_skipped for row in self.rows)
         header = [self.parameter, self.metric, "SE", f"{percent} CI", problems_label] + (
@@ -516,7 +517,8 @@ def _success_rates(correct, mask) -> np.ndarray:
         )
     if mask.shape != values.shape or mask.dtype != np.bool_:
         raise ValueError(
-            f"mask must be a bool array of correct's shape {values.shape}; got {mask.dtype} {mask.shape}."
+            f"mask must be a bool array of correct's shape {values.shape}; got {mask.dtype} "
+            f"{mask.shape}."
         )
     lengths, counts, _ = _binary_counts([row[valid] for row, valid in zip(values, mask)])
     return counts / lengths

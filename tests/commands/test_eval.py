@@ -473,7 +473,8 @@ def test_evalplus_results_json(tmp_path, capsys, tests, passed):
 
 
 def test_legacy_evalplus_results_json(tmp_path, capsys):
-    # v0.1 / v0.2.0: {"eval": {task: {"nfiles"|"files", "base": [[status, details]], "plus": [...]}}}
+    # v0.1 / v0.2.0: {"eval": {task: {"nfiles"|"files", "base": [[status, details]], "plus":
+    # [...]}}}
     legacy = {
         "eval": {
             "HumanEval/0": {
@@ -618,7 +619,8 @@ def test_a_closed_pipe_ends_quietly():
     assert result.returncode in (0, 141)  # 141: like any tool stopped by SIGPIPE
 
 
-# --- outputs: --overwrite, inputs, links, folders, plot formats ------------------------------------
+# --- outputs: --overwrite, inputs, links, folders, plot formats
+# ------------------------------------
 
 
 def one_line_error(code, out, err, match):
@@ -693,12 +695,14 @@ def test_the_plot_is_written_where_the_message_says_in_its_format(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.svg", "s.jsonl"]
 
 
-# --- streaming and hostile inputs --------------------------------------------------------------------
+# --- streaming and hostile inputs
+# --------------------------------------------------------------------
 
 
 def test_memory_grows_with_tasks_not_with_bytes(tmp_path):
-    """10 MB of samples of 5 tasks: the reader's peak Python allocation stays far below the file size
-    (it holds one 1 MiB block and the per-task counts), where reading the whole file costs several times it."""
+    """10 MB of samples of 5 tasks: the reader's peak Python allocation stays far below the file
+    size (it holds one 1 MiB block and the per-task counts), where reading the whole file costs
+    several times it."""
     import tracemalloc
 
     line = '{"task_id": "T/%d", "passed": %s, "completion": "%s"}\n'
@@ -759,7 +763,8 @@ def test_lines_split_only_on_newline_u2028_and_u0085_are_text(tmp_path, capsys):
         ),
         (
             ['{"task_id": 1, "passed": true}', '{"task_id": "1", "passed": false}'],
-            r"line 2: task id '1' is a string, but line 1 has an integer id; a file must use one type",
+            r"line 2: task id '1' is a string, but line 1 has an integer id; a file must use one "
+            r"type",
         ),
     ],
 )
@@ -798,9 +803,9 @@ def test_skip_insufficient_prints_the_task_counts_behind_each_k(tmp_path, capsys
     )
     assert code == 0
     note = (
-        "note: --skip-insufficient left out tasks with fewer than k samples, so the rows average over "
-        "different tasks (k=1: 3 of 3 tasks, k=3: 2 of 3 tasks, k=5: 1 of 3 tasks); compare rows across k "
-        "with care."
+        "note: --skip-insufficient left out tasks with fewer than k samples, so the rows average "
+        "over different tasks (k=1: 3 of 3 tasks, k=3: 2 of 3 tasks, k=5: 1 of 3 tasks); compare "
+        "rows across k with care."
     )
     assert note in out.splitlines()
     assert json.loads((tmp_path / "r.json").read_text())["notes"] == [note.removeprefix("note: ")]
@@ -816,7 +821,8 @@ def test_skip_insufficient_prints_the_task_counts_behind_each_k(tmp_path, capsys
 
 
 def verifiers_row(example_id: int, reward: float) -> dict:
-    """One line of verifiers' results.jsonl (state_to_output, metrics flattened to the top level)."""
+    """One line of verifiers' results.jsonl (state_to_output, metrics flattened to the top
+    level)."""
     return {
         "example_id": example_id,
         "prompt": [{"role": "user", "content": f"What is {example_id} + 1?"}],
@@ -1086,7 +1092,8 @@ def test_plain_rewards_give_pass_at_k_only_with_a_threshold(tmp_path, capsys):
     )
 
 
-# --- pass^k and Cover@tau ---------------------------------------------------------------------------
+# --- pass^k and Cover@tau
+# ---------------------------------------------------------------------------
 
 
 def test_pass_all_k_and_cover_against_direct_formulas(tmp_path, capsys):

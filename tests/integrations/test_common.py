@@ -273,7 +273,8 @@ def test_step_clock_scoped_step_wins_and_ends_with_its_block():
             pass
 
 
-# --- any estimator of pkpo.advantages by name ------------------------------------------------------
+# --- any estimator of pkpo.advantages by name
+# ------------------------------------------------------
 
 
 def test_parse_options_select_any_estimator_by_name():

@@ -1,4 +1,5 @@
-"""docs/integrations.md, beyond running its blocks (tests/test_docs.py runs or parse-checks them all).
+"""docs/integrations.md, beyond running its blocks (tests/test_docs.py runs or parse-checks them
+all).
 
 The verl commands need a GPU, so they are checked as far as a CPU can: their Hydra overrides
 compose with verl 0.9.1's own ``ppo_trainer.yaml`` and give valid PKPO options. The
@@ -52,7 +53,8 @@ def test_scale_table_in_the_docs_is_what_the_benchmark_prints():
 
 
 def _verl_overrides(code: str) -> list[str]:
-    """The Hydra overrides of a ``python3 -m verl.trainer.main_ppo ...`` block, as bash passes them."""
+    """The Hydra overrides of a ``python3 -m verl.trainer.main_ppo ...`` block, as bash passes
+    them."""
     words = shlex.split(code.replace("\\\n", " "), comments=True)
     start = words.index("verl.trainer.main_ppo") + 1
     return [word for word in words[start:] if "=" in word]

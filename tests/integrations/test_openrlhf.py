@@ -282,7 +282,8 @@ def test_transform_experience_rewards_layouts():
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
     with pytest.raises(
         ValueError,
-        match=r"^OpenRLHF: every group has 2 sample\(s\), fewer than the 4 that k=3 with baseline 'loo'",
+        match=r"^OpenRLHF: every group has 2 sample\(s\), fewer than the 4 that k=3 with baseline "
+        r"'loo'",
     ):
         adapter.transform_experience_rewards(
             [torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, adapter.parse_options(k=3, baseline="loo")
@@ -421,9 +422,9 @@ def test_launcher_on_a_cpu_machine_exits_with_one_line():
     )
     assert result.returncode == 2
     message = (
-        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: flash_attn, "
-        "deepspeed, vllm); install it on a CUDA machine: pip install 'openrlhf[vllm]==0.11.2' "
-        "(docs/integrations.md)."
+        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: "
+        "flash_attn, deepspeed, vllm); install it on a CUDA machine: pip install "
+        "'openrlhf[vllm]==0.11.2' (docs/integrations.md)."
     )
     assert result.stderr.strip().splitlines() == [message]
 

@@ -150,7 +150,8 @@ def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline, scale):
     assert any(nonzero), "every advantage was zero: the test data carries no signal"
     assert any(entry.get("pkpo/k") == 2 for entry in trainer.state.log_history)
     assert any("pkpo/estimate" in entry for entry in trainer.state.log_history)
-    # the completions table TRL writes shows PKPO's advantages, not TRL's (one process: all rows local)
+    # the completions table TRL writes shows PKPO's advantages, not TRL's (one process: all rows
+    # local)
     import pandas as pd
 
     last = trainer.records[-1]["advantages"]

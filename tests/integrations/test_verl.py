@@ -374,7 +374,8 @@ def test_val_ks_is_accepted_next_to_the_estimator_options():
 
 
 def _last_line_of_fresh_python(code: str, *, plugins: str) -> str:
-    """Run ``code`` in a new interpreter with VERL_USE_EXTERNAL_PLUGINS=plugins; its last stdout line."""
+    """Run ``code`` in a new interpreter with VERL_USE_EXTERNAL_PLUGINS=plugins; its last stdout
+    line."""
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": plugins, "PYTHONWARNINGS": "ignore"}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
     result = subprocess.run(

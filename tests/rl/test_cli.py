@@ -182,7 +182,8 @@ def test_demo_quick_end_to_end(tmp_path, monkeypatch):
     assert (
         len([r for r in evals if "eval/pass@1" in r]) >= 4
     )  # steps 0, 4, 8 and the final evaluation
-    # a second call reuses the finished runs and the cached warm start, and keeps the wall time measured first
+    # a second call reuses the finished runs and the cached warm start, and keeps the wall time
+    # measured first
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
     again = json.loads((out / "summary.json").read_text())
     assert again["wall_s"] == summary["wall_s"] and again["runs"] == summary["runs"]

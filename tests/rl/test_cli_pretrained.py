@@ -1,4 +1,5 @@
-"""`pkpo train --model PATH --task nl:...`: a local Hugging Face checkpoint through the RL trainer."""
+"""`pkpo train --model PATH --task nl:...`: a local Hugging Face checkpoint through the RL
+trainer."""
 
 import json
 

@@ -1,4 +1,5 @@
-"""examples/smollm_pkpo.py: presets parse into valid trainer configs; bad input gives a one-line error."""
+"""examples/smollm_pkpo.py: presets parse into valid trainer configs; bad input gives a one-line
+error."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""TensorBoard is on by default and installed with the rl extra: a tiny `pkpo train` writes events to
-OUT/tb that TensorBoard's own reader reads back, with the same numbers as metrics.jsonl."""
+"""TensorBoard is on by default and installed with the rl extra: a tiny `pkpo train` writes events
+to OUT/tb that TensorBoard's own reader reads back, with the same numbers as metrics.jsonl."""
 
 from __future__ import annotations
 

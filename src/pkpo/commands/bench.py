@@ -56,7 +56,8 @@ class Reference(NamedTuple):
 
 
 def best_time(fn: Callable[[], object], min_time: float = 0.15, repeats: int = 5) -> float:
-    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>= min_time/5)."""
+    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>=
+    min_time/5)."""
     fn()  # warm up (caches, lazy imports, allocator)
     start = time.perf_counter()
     fn()
@@ -365,7 +366,8 @@ def targets(results: dict) -> list[str]:
             lines.append(
                 f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
                 f"{ratio:,.0f}x (math.comb loop / pkpo) -> {'met' if ratio >= 100 else 'NOT met'}; "
-                f"against the loop with ratio recurrences: {row['loop_ratio_s'] / _fastest(row):,.0f}x"
+                "against the loop with ratio recurrences: "
+                f"{row['loop_ratio_s'] / _fastest(row):,.0f}x"
             )
     growth = results.get("growth", [])
     if len(growth) >= 2 and growth[-1]["n"] == 65536 and growth[0]["n"] == 64:
@@ -373,8 +375,8 @@ def targets(results: dict) -> list[str]:
             if key in growth[0]:
                 ratio = growth[-1][key] / growth[0][key]
                 lines.append(
-                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x of "
-                    f"n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
+                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x "
+                    f"of n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
                 )
     return lines
 
@@ -404,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None, references=()) -> int:
-    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table."""
+    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first
+    table."""
     try:
         args = build_parser().parse_args(argv)
         if args.json:
@@ -433,9 +436,10 @@ def main(argv=None, references=()) -> int:
             for reference in references
         )
         print(
-            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each timed on "
-            f"the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
-            f"pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster of numpy and torch.\n"
+            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each "
+            f"timed on the first groups for about {loop_budget:g} s and scaled to all groups. "
+            f"Their results equal pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster "
+            "of numpy and torch.\n"
         )
     else:
         print()

@@ -2,8 +2,10 @@
 
 ::
 
-    policy, task, reference, info = build(cfg, cache_dir="runs/cache")    # from-scratch GPT, warm-started
-    policy, task, reference, _ = build_pretrained(cfg, "smollm2-135m", lora_r=8)   # HF model, nl: task
+    policy, task, reference, info = build(cfg, cache_dir="runs/cache")    # from-scratch GPT,
+    warm-started
+    policy, task, reference, _ = build_pretrained(cfg, "smollm2-135m", lora_r=8)   # HF model, nl:
+    task
 
 ``pkpo train``, the grid of ``pkpo sweep``/``pkpo demo`` and tools/diagnose.py make their runs here.
 torch and the policies are imported only when a builder is called.
@@ -29,7 +31,8 @@ def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
 
     if not cfg.task.startswith("nl:"):
         raise ValueError(
-            f"--model trains on natural-language tasks: use --task nl:arithmetic-d1 (got {cfg.task!r})"
+            "--model trains on natural-language tasks: use --task nl:arithmetic-d1 (got "
+            f"{cfg.task!r})"
         )
     torch.set_num_threads(cfg.threads)
     task = nl_task_from_name(
@@ -51,7 +54,8 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
 
     if cfg.task.startswith("nl:"):
         raise ValueError(
-            f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)"
+            f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local "
+            "path)"
         )
     torch.set_num_threads(cfg.threads)
     task = make_task(

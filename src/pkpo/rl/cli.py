@@ -10,11 +10,11 @@
 
 Errors in arguments or configs print one line (``pkpo <cmd>: error: ...``) and exit with status 2.
 
-The flags of ``pkpo train``/``sweep`` are made from :class:`~pkpo.rl.config.TrainConfig` by a small builder
-(``dataclasses.fields`` + ``typing.get_type_hints`` + each field's ``help`` metadata, 20 lines, nothing new
-imported). tyro 1.0.17 was measured and not adopted: its import takes about 90 ms, its errors are multi-line
-boxed panels, not one ``pkpo <cmd>: error:`` line, and its booleans are ``--flag/--no-flag`` switches
-(``--tensorboard flase`` becomes an "unrecognized option").
+The flags of ``pkpo train``/``sweep`` are made from :class:`~pkpo.rl.config.TrainConfig` by a small
+builder (``dataclasses.fields`` + ``typing.get_type_hints`` + each field's ``help`` metadata, 20
+lines, nothing new imported). tyro 1.0.17 was measured and not adopted: its import takes about 90
+ms, its errors are multi-line boxed panels, not one ``pkpo <cmd>: error:`` line, and its booleans
+are ``--flag/--no-flag`` switches (``--tensorboard flase`` becomes an "unrecognized option").
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from .sweeps.runs import finished_runs
 from .training import rundir
 from .training.runfiles import RunFiles, SweepFiles
 
-# one warm-start cache for train, sweep and demo: a warm start is keyed by its config and seed, so every
-# command that needs the same one reuses it
+# one warm-start cache for train, sweep and demo: a warm start is keyed by its config and seed, so
+# every command that needs the same one reuses it
 CACHE_HELP = "warm-start cache (default: $PKPO_CACHE, else ~/.cache/pkpo; keyed by config and seed)"
 
 
@@ -46,11 +46,12 @@ def _fail(cmd: str, exc: Exception) -> int:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One --flag per TrainConfig field, typed by its annotation, with the field's ``help`` metadata.
+    """One --flag per TrainConfig field, typed by its annotation, with the field's ``help``
+    metadata.
 
     ``out_dir`` is the command's own ``--out``; a tuple of ints is one comma-separated argument
-    (``--eval-ks 1,2,4``, as in ``pkpo eval --k``); booleans take true/false (or 1/0, yes/no, on/off).
-    The defaults shown are those of the default preset (``DEFAULT_PRESET``).
+    (``--eval-ks 1,2,4``, as in ``pkpo eval --k``); booleans take true/false (or 1/0, yes/no,
+    on/off). The defaults shown are those of the default preset (``DEFAULT_PRESET``).
     """
     hints, defaults = (
         typing.get_type_hints(TrainConfig),
@@ -97,7 +98,8 @@ def check_device(device: str) -> None:
             else "no CUDA device is visible"
         )
         raise ValueError(
-            f"device {device!r} is not available: {why} (torch {torch.__version__}); use --device cpu"
+            f"device {device!r} is not available: {why} (torch {torch.__version__}); use --device "
+            "cpu"
         )
     index = device.partition(":")[2]
     count = torch.cuda.device_count()
@@ -140,7 +142,7 @@ def _overrides(args) -> dict:
     }
 
 
-# --------------------------------------------------------------------------------------------- train
+# -------------------------------------------------------------------------------------------- train
 
 
 def train_main(argv: list[str]) -> int:
@@ -218,7 +220,7 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------- sweep
+# -------------------------------------------------------------------------------------------- sweep
 
 
 def sweep_main(argv: list[str]) -> int:
@@ -338,7 +340,8 @@ def sweep_main(argv: list[str]) -> int:
 
 
 def summary_rows(finals: list[dict]) -> list[dict]:
-    """One entry per run of ``summary.json`` (the warm start too, as the run ``warm_start``), same keys."""
+    """One entry per run of ``summary.json`` (the warm start too, as the run ``warm_start``), same
+    keys."""
     keys = ["pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "greedy_pass@1"]
     return [
         {

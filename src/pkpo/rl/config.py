@@ -37,8 +37,10 @@ from pkpo.schedules import from_spec
 METHODS = advantages.names()
 # methods of the first trainer that are no longer methods: name -> what to use instead
 REMOVED_METHODS = {
-    "loo": 'method "pkpo" with k "1" (the same advantages; "rloo" is the same up to the factor n - 1)',
-    "entropy": 'method "pkpo" with k "1" and entropy_coef 0.05 (the entropy bonus is a loss term of any method)',
+    "loo": 'method "pkpo" with k "1" (the same advantages; "rloo" is the same up to the factor n '
+    "- 1)",
+    "entropy": 'method "pkpo" with k "1" and entropy_coef 0.05 (the entropy bonus is a loss term '
+    "of any method)",
 }
 LR_SCHEDULES = ("constant", "cosine")
 # fields that may change between an interrupted run and its resumption
@@ -48,15 +50,16 @@ RESUMABLE_CHANGES = frozenset(
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
-    """The fields, other than :data:`RESUMABLE_CHANGES`, whose values differ between two config dicts."""
+    """The fields, other than :data:`RESUMABLE_CHANGES`, whose values differ between two config
+    dicts."""
     return sorted(
         k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
     )
 
 
 def _typed(key: str, value, hint):
-    """``value`` as the type of field ``key``, or a ValueError: no bool for a number, no number for a
-    string or a bool, no float for an integer (the k schedule ``k`` may also be an integer)."""
+    """``value`` as the type of field ``key``, or a ValueError: no bool for a number, no number for
+    a string or a bool, no float for an integer (the k schedule ``k`` may also be an integer)."""
 
     def refuse(what: str) -> ValueError:  # the value as TOML and JSON write it: true, "false", 1.5
         return ValueError(
@@ -92,7 +95,8 @@ def _typed(key: str, value, hint):
 
 
 # The largest sizes accepted: far beyond any run that fits a machine, small enough that a typo is
-# refused before anything is allocated (n = prompts_per_step = 100000 asks for 10^10 completions a step).
+# refused before anything is allocated (n = prompts_per_step = 100000 asks for 10^10 completions a
+# step).
 SIZE_LIMITS = {
     "n": 1 << 16,
     "prompts_per_step": 1 << 16,
@@ -143,9 +147,9 @@ class TrainConfig:
     )
     feature: str = _opt(
         "mixed",
-        'hard-tier task law: "mixed" (the demo\'s: a learnable minority, a majority trap and ambiguous '
-        'problems), "first" (every rule a function of the first digit: pass@1 and pass@k share one optimum) or '
-        '"sum" (a function of the digit sum: not learnable)',
+        'hard-tier task law: "mixed" (the demo\'s: a learnable minority, a majority trap and '
+        'ambiguous problems), "first" (every rule a function of the first digit: pass@1 and '
+        'pass@k share one optimum) or "sum" (a function of the digit sum: not learnable)',
     )
     task_seed: int = _opt(
         0, "seed of the problem set (fixed across training seeds, so seeds share held-out problems)"
@@ -166,11 +170,13 @@ class TrainConfig:
     warm_lr: float = _opt(2e-3, "warm-start learning rate")
     demo_power: float = _opt(
         2.0,
-        'warm start: "?" prompts are demonstrated with rule probability proportional to prior ** demo_power',
+        'warm start: "?" prompts are demonstrated with rule probability proportional to prior ** '
+        "demo_power",
     )
     demo_uniform: float = _opt(
         0.0,
-        'warm start: weight of the uniform distribution over rules mixed into the "?" demonstrations',
+        'warm start: weight of the uniform distribution over rules mixed into the "?" '
+        "demonstrations",
     )
     # --- RL
     steps: int = _opt(300, "RL steps")
@@ -178,8 +184,9 @@ class TrainConfig:
     n: int = _opt(16, "completions per prompt")
     k: str = _opt(
         "1",
-        'k schedule spec for the methods that take k ("pkpo", "passk_training", "pkpo_two_baselines"; '
-        '``pkpo.schedules.from_spec``: "4", "8->1@200", "linear:8->1@0+300"); the others need "1"',
+        'k schedule spec for the methods that take k ("pkpo", "passk_training", '
+        '"pkpo_two_baselines"; ``pkpo.schedules.from_spec``: "4", "8->1@200", '
+        '"linear:8->1@0+300"); the others need "1"',
     )
     baseline: str = _opt(
         "loo_minus_one",
@@ -191,8 +198,8 @@ class TrainConfig:
     )
     method_params: str = _opt(
         "",
-        'the estimator\'s own parameters as "name=value,..." (e.g. "beta=4" for rs_grpo, "lam=0.2" for '
-        'w_reinforce, "eps=1e-4" for grpo); k and baseline are fields of their own',
+        'the estimator\'s own parameters as "name=value,..." (e.g. "beta=4" for rs_grpo, '
+        '"lam=0.2" for w_reinforce, "eps=1e-4" for grpo); k and baseline are fields of their own',
     )
     lr: float = _opt(3e-4, "AdamW learning rate")
     lr_schedule: str = _opt(
@@ -203,8 +210,8 @@ class TrainConfig:
     temperature: float = _opt(1.0, "sampling temperature of training (evaluation has its own)")
     max_group_success: float = _opt(
         1.0,
-        "difficulty filter: zero the advantages of a prompt whose fraction of correct samples exceeds this "
-        "(1: no filter)",
+        "difficulty filter: zero the advantages of a prompt whose fraction of correct samples "
+        "exceeds this (1: no filter)",
     )
     positive_only: bool = _opt(
         False, "keep only the positive advantages (the negative ones become 0)"
@@ -222,7 +229,8 @@ class TrainConfig:
     grad_clip: float = _opt(1.0, "global gradient-norm clip (0: none)")
     scale: str = _opt(
         "mean_abs",
-        'advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or "none"',
+        'advantage scale: "mean_abs" (divide by the batch mean |A|), "n_over_k" (times n/k) or '
+        '"none"',
     )
     # --- evaluation, logging, checkpoints
     eval_every: int = _opt(50, "held-out evaluation every this many steps (0: only at the end)")
@@ -265,9 +273,11 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path) -> "TrainConfig":
-        """Read a TOML file whose keys are field names; tables only group them (``[eval]``, ``[rl]``).
+        """Read a TOML file whose keys are field names; tables only group them (``[eval]``,
+        ``[rl]``).
 
-        A key given twice (at the top level and in a table, or in two tables) is an error naming both places.
+        A key given twice (at the top level and in a table, or in two tables) is an error naming
+        both places.
         """
         path = Path(path)
         if not path.is_file():
@@ -305,16 +315,17 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def schedule(self):
-        """The k schedule actually used: ``from_spec(k)`` for the methods that take k; for the others the
-        k they target, which the trainer logs: n for "tzsm" (pass@n), 1 for every other method."""
+        """The k schedule actually used: ``from_spec(k)`` for the methods that take k; for the
+        others the k they target, which the trainer logs: n for "tzsm" (pass@n), 1 for every other
+        method."""
         if advantages.spec(self.method).takes_k:
             return from_spec(self.k)
         return from_spec(str(self.n if self.method == "tzsm" else 1))
 
     def method_kwargs(self) -> dict:
         """The estimator's parameters: ``method_params`` parsed ("beta=4" -> {"beta": 4.0}), plus
-        ``baseline`` for "pkpo"; k comes from the schedule at each step. ValueError on a parameter the
-        method does not take or a value that is not a number."""
+        ``baseline`` for "pkpo"; k comes from the schedule at each step. ValueError on a parameter
+        the method does not take or a value that is not a number."""
         spec = advantages.spec(self.method)
         own = {name for name in spec.defaults if name not in ("k", "baseline")}
         params = {}
@@ -401,7 +412,8 @@ class TrainConfig:
         )
         need(
             self.scale != "n_over_k" or takes_k,
-            f'scale "n_over_k" multiplies by n/k, but method {self.method!r} takes no k (use "mean_abs" or "none")',
+            f'scale "n_over_k" multiplies by n/k, but method {self.method!r} takes no k (use '
+            '"mean_abs" or "none")',
         )
         need(
             takes_k or str(self.k).strip() == "1",
@@ -421,7 +433,8 @@ class TrainConfig:
         if self.method == "pkpo":
             need(
                 self.n >= pkpo.min_group_size(sched.max_k, self.baseline),
-                f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with n={self.n}",
+                f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with "
+                f"n={self.n}",
             )
         try:  # the estimator checks its own parameter values (beta != 0, lam >= 0, ...) on one dummy group
             k_arg = {"k": sched.max_k} if advantages.spec(self.method).takes_k else {}
@@ -450,11 +463,13 @@ class TrainConfig:
             )
         need(
             self.greedy_temperature <= 0.1,
-            f"greedy_temperature must be in (0, 0.1] (near-greedy decoding), got {self.greedy_temperature!r}",
+            "greedy_temperature must be in (0, 0.1] (near-greedy decoding), got "
+            f"{self.greedy_temperature!r}",
         )
         need(
             0 <= self.max_group_success <= 1,
-            f"max_group_success must be in [0, 1] (a fraction of the group), got {self.max_group_success!r}",
+            "max_group_success must be in [0, 1] (a fraction of the group), got "
+            f"{self.max_group_success!r}",
         )
         need(
             self.ppo_epochs == 1 or self.clip_eps > 0,
@@ -507,11 +522,12 @@ class TrainConfig:
 
 # Presets: a dict of TrainConfig overrides.
 PRESETS = {
-    # the d=96, 3-layer GPT on the hidden-rule task (the "mixed" law, 6-digit strings); 16 prompts x 16 samples,
-    # 300 steps
+    # the d=96, 3-layer GPT on the hidden-rule task (the "mixed" law, 6-digit strings); 16 prompts x
+    # 16 samples, 300 steps
     "cpu": {},
-    # the first demo's setting (unlearnable feature, 256 training problems, 100 steps of 8 prompts x 16 samples):
-    # kept for the diagnosis in docs/results.md of why it could not show PKPO raising pass@k
+    # the first demo's setting (unlearnable feature, 256 training problems, 100 steps of 8 prompts x
+    # 16 samples): kept for the diagnosis in docs/results.md of why it could not show PKPO raising
+    # pass@k
     "sum": {
         "feature": "sum",
         "steps": 100,
@@ -521,9 +537,10 @@ PRESETS = {
         "eval_samples": 16,
         "checkpoint_every": 50,
     },
-    # the demo (docs/results.md): a d=64 GPT (0.16 M parameters) on the "mixed" task (5-digit strings), fresh
-    # training problems, stratified validation and held-out sets; 300 steps of 16 prompts x 16 samples at lr 3e-4
-    # with cosine decay; evaluation of 128 held-out problems every 60 steps and of all 512 at the end
+    # the demo (docs/results.md): a d=64 GPT (0.16 M parameters) on the "mixed" task (5-digit
+    # strings), fresh training problems, stratified validation and held-out sets; 300 steps of 16
+    # prompts x 16 samples at lr 3e-4 with cosine decay; evaluation of 128 held-out problems every
+    # 60 steps and of all 512 at the end
     "demo": {
         "feature": "mixed",
         "length": 5,
@@ -565,7 +582,8 @@ PRESETS = {
         "n_heldout": 32,
         "n_validation": 32,
     },
-    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
+    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see
+    # docs/rl.md)
     "gpu": {
         "device": "cuda",
         "d_model": 256,
@@ -585,7 +603,7 @@ PRESETS = {
     },
 }
 
-# the runs of `pkpo demo`: the pass@1 baseline k1, GRPO (a pass@1 baseline that is not PKPO), PKPO at k = 8 and
-# the anneal 8 -> 1; four runs, so two workers finish them in two rounds (the 5-minute budget of `make demo`).
-# k4 is in the multi-seed study of tools/results.py (its RESULTS_RUNS).
+# the runs of `pkpo demo`: the pass@1 baseline k1, GRPO (a pass@1 baseline that is not PKPO), PKPO
+# at k = 8 and the anneal 8 -> 1; four runs, so two workers finish them in two rounds (the 5-minute
+# budget of `make demo`). k4 is in the multi-seed study of tools/results.py (its RESULTS_RUNS).
 DEMO_RUNS = ["k1", "grpo", "k8", "anneal"]

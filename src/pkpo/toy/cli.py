@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     stars = ", ".join(f"k={k}: {v:.3f}" for k, v in result["theta_star"].items())
     print(f"theta*(k): {stars}")
     print(
-        f"wrote toy.json, report.md and 5 figures to {args.out} in {time.perf_counter() - start:.1f} s"
+        f"wrote toy.json, report.md and 5 figures to {args.out} in "
+        f"{time.perf_counter() - start:.1f} s"
     )
     return 0
 

@@ -1,4 +1,5 @@
-"""The five PNGs of the toy study, drawn from the toy.json dictionary (nothing is recomputed here)."""
+"""The five PNGs of the toy study, drawn from the toy.json dictionary (nothing is recomputed
+here)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""report.md: the figures beside a short reading of them and the paper's claims (Sec. 5.1, Appendix C).
+"""report.md: the figures beside a short reading of them and the paper's claims (Sec. 5.1, Appendix
+C).
 
 Every sentence that states a comparison is computed from the numbers in toy.json, so a run that
 disagrees with the paper says so instead of repeating the paper's claim.
@@ -79,13 +80,13 @@ def _landscape_section(result: dict, figures: str) -> list:
     )
     lines += [
         "",
-        "Paper's claim (Fig. 1): the optimal theta moves right as k grows (more risk-tolerant), and "
-        "the derivative plot's y axis runs from -7 to 2.",
+        "Paper's claim (Fig. 1): the optimal theta moves right as k grows (more risk-tolerant), "
+        "and the derivative plot's y axis runs from -7 to 2.",
         "",
-        f"- Ours: theta* {'increases' if moves_right else 'does NOT increase'} monotonically with k, "
-        f"from {stars[0]:.3f} (k={ks[0]}) to {stars[-1]:.3f} (k={k_max}).",
-        f"- The largest difference from an independent quadrature (pkpo.toy.study) is {max(diffs):.4f} "
-        "(the paper itself prints no theta* values, only the plot)."
+        f"- Ours: theta* {'increases' if moves_right else 'does NOT increase'} monotonically with "
+        f"k, from {stars[0]:.3f} (k={ks[0]}) to {stars[-1]:.3f} (k={k_max}).",
+        "- The largest difference from an independent quadrature (pkpo.toy.study) is "
+        f"{max(diffs):.4f} (the paper itself prints no theta* values, only the plot)."
         if diffs
         else "",
         f"- The steepest derivative for k={k_max} is {land['min_gradient'][k_max]:.3f}: "
@@ -109,8 +110,9 @@ def _weights_section(result: dict, figures: str) -> list:
         + _table(["k"] + [f"i={i}" for i in range(1, w["n"] + 1)], rows)
         + [
             "",
-            f"Weights C(i-1,k-1)/C({w['n']},k) over ascending ranks: uniform 1/n at k=1, all weight on "
-            "the maximum at k=n, interpolating between; these are exact (eq. 13, Figure 2 of the paper).",
+            f"Weights C(i-1,k-1)/C({w['n']},k) over ascending ranks: uniform 1/n at k=1, all "
+            "weight on the maximum at k=n, interpolating between; these are exact (eq. 13, Figure "
+            "2 of the paper).",
             "",
         ]
     )
@@ -189,20 +191,20 @@ def _variance_section(result: dict, figures: str) -> list:
         "",
         "Paper's claim (App. C, Fig. 4): s^(loo-1) has the lowest variance and is the strongest.",
         "",
-        f"- s^(loo-1) is below s and s^(loo) at {len(lowest_main)} of the {len(big_ns)} sizes n >= 8, and "
-        f"the lowest of all seven estimators at n in {{{', '.join(lowest_all)}}}."
+        f"- s^(loo-1) is below s and s^(loo) at {len(lowest_main)} of the {len(big_ns)} sizes n >= "
+        f"8, and the lowest of all seven estimators at n in {{{', '.join(lowest_all)}}}."
         + (
-            f" At n in {{{', '.join(ties)}}} = k it is the same estimator as loo-1 partitioned ([TZSM25]), "
-            "so they tie exactly."
+            f" At n in {{{', '.join(ties)}}} = k it is the same estimator as loo-1 partitioned "
+            "([TZSM25]), so they tie exactly."
             if ties
             else ""
         ),
-        f"- The centred variant (not in the paper) has {min(ratio):.1f}-{max(ratio):.1f}x the variance of "
-        "s^(loo-1) here: centring alone does not lower variance."
+        f"- The centred variant (not in the paper) has {min(ratio):.1f}-{max(ratio):.1f}x the "
+        "variance of s^(loo-1) here: centring alone does not lower variance."
         if ratio
         else "",
-        f"- Every sample mean is within {worst:.1f} standard errors of the exact derivative: all seven "
-        "estimators are unbiased, as the paper states.",
+        f"- Every sample mean is within {worst:.1f} standard errors of the exact derivative: all "
+        "seven estimators are unbiased, as the paper states.",
         "",
     ]
     return lines
@@ -230,9 +232,10 @@ def _transformed_section(result: dict, figures: str) -> list:
         "",
         f"![Figure 5]({figures}/fig5_transformed.png)",
         "",
-        f"Mean transformed reward per raw-reward bin over {data['batches']:,} batches. The mean sum of a "
-        "batch's transformed rewards (the vertical offset; exactly k rho_k, -k rho_k/(n-1), "
-        "k(rho_k - rho_{k-1}) and 0 per batch, summing eqs. 28, 29 and 33 over the batch):",
+        f"Mean transformed reward per raw-reward bin over {data['batches']:,} batches. The mean "
+        "sum of a batch's transformed rewards (the vertical offset; exactly k rho_k, -k "
+        f"rho_k/(n-1), k(rho_k - rho_{{k-1}}) and 0 per batch, summing eqs. 28, 29 and 33 over the "
+        "batch):",
         "",
     ]
     lines += _table(["k"] + list(BASELINE_NAMES.values()), rows)
@@ -246,10 +249,11 @@ def _transformed_section(result: dict, figures: str) -> list:
         f"- Smaller offset than s (k >= 2): s^(loo) at k in {{{', '.join(more_centred('loo'))}}}, "
         f"centered at k in {{{', '.join(more_centred('centered'))}}}, s^(loo-1) at k in "
         f"{{{', '.join(more_centred('loo_minus_one'))}}}. s^(loo-1)'s offset k(rho_k - rho_(k-1)) "
-        f"{'falls' if loo1_falls else 'does not fall monotonically'} as k grows; at k = 2 it differs from "
-        "s's only by 2 rho_1 (about 0 for these centred rewards), so there the two are about equal.",
-        "- Only `centered` sums to exactly zero; s^(loo-1) is never negative (its low-reward bins sit at 0) "
-        "and s^(loo) slightly over-subtracts (negative sums), as the sums above say.",
+        f"{'falls' if loo1_falls else 'does not fall monotonically'} as k grows; at k = 2 it "
+        "differs from s's only by 2 rho_1 (about 0 for these centred rewards), so there the two "
+        "are about equal.",
+        "- Only `centered` sums to exactly zero; s^(loo-1) is never negative (its low-reward bins "
+        "sit at 0) and s^(loo) slightly over-subtracts (negative sums), as the sums above say.",
         "",
     ]
     return lines
@@ -282,13 +286,13 @@ def _training_section(result: dict, figures: str) -> list:
         f"![Toy training]({figures}/toy_training.png)",
         "",
         f"Stochastic gradient ascent on theta from theta0 = {settings['theta0']}, one group of n = "
-        f"{settings['n']} samples per step, {settings['steps']:,} steps, {settings['seeds']} seeds, step size "
-        f"lr_t = min({settings['lr_max']:g}, {settings['lr_scale']:g} / (|H_k| (t + {settings['t0']:g}))) "
-        "with H_k the exact curvature at theta*(k) (shared by all estimators of one k). Cell: median over "
-        "seeds of the samples needed until "
-        f"theta stays within {settings['tolerance']} of theta*(k) for the rest of the run (in brackets: "
-        "fraction of seeds that got there; median final |theta - theta*|). n/a: estimator undefined at "
-        "n = 16 for this k.",
+        f"{settings['n']} samples per step, {settings['steps']:,} steps, {settings['seeds']} "
+        f"seeds, step size lr_t = min({settings['lr_max']:g}, {settings['lr_scale']:g} / (|H_k| (t "
+        f"+ {settings['t0']:g}))) with H_k the exact curvature at theta*(k) (shared by all "
+        "estimators of one k). Cell: median over seeds of the samples needed until theta stays "
+        f"within {settings['tolerance']} of theta*(k) for the rest of the run (in brackets: "
+        "fraction of seeds that got there; median final |theta - theta*|). n/a: estimator "
+        "undefined at n = 16 for this k.",
         "",
     ]
     lines += _table(
@@ -297,13 +301,14 @@ def _training_section(result: dict, figures: str) -> list:
     lines += [""] + _training_reading(result, ks)
     lines += [
         "",
-        f"Annealed run ({LABELS[anneal['estimator']]}): k={first} for {anneal['switch_samples']:,} samples, "
-        f"then k={second}. Median theta at the switch {anneal['median_theta_at_switch']:.4f} (theta*({first}) = "
+        f"Annealed run ({LABELS[anneal['estimator']]}): k={first} for {anneal['switch_samples']:,} "
+        f"samples, then k={second}. Median theta at the switch "
+        f"{anneal['median_theta_at_switch']:.4f} (theta*({first}) = "
         f"{training['theta_star'][str(first)]:.4f}), at the end {anneal['median_theta_final']:.4f} "
         f"(theta*({second}) = {training['theta_star'][str(second)]:.4f}); "
         f"{anneal['fraction_resettled']:.0%} of seeds settled within {settings['tolerance']} of "
-        f"theta*({second}) after the switch, median "
-        f"{_fmt(anneal['samples_to_resettle_median'])} samples after it.",
+        f"theta*({second}) after the switch, median {_fmt(anneal['samples_to_resettle_median'])} "
+        "samples after it.",
         "",
     ]
     return lines
@@ -334,8 +339,9 @@ def _training_reading(result: dict, ks: list) -> list:
             else "not only the highest-variance estimators of Figure 4"
         )
         out.append(
-            f"- Estimators that failed to settle at some k: {', '.join(map(_short, sorted(all_failed)))}: "
-            f"{verdict} (at n = {n_ref}: {', '.join(f'{_short(n)} {v:.3g}' for v, n in ranked[-2:])})."
+            "- Estimators that failed to settle at some k: "
+            f"{', '.join(map(_short, sorted(all_failed)))}: {verdict} (at n = {n_ref}: "
+            f"{', '.join(f'{_short(n)} {v:.3g}' for v, n in ranked[-2:])})."
         )
     k_var = str(result["variance_setup"]["k"])
     if k_var in training["runs"]:
@@ -347,14 +353,15 @@ def _training_reading(result: dict, ks: list) -> list:
         settle = [np.inf if v is None else v for _, v in pairs]
         rho = stats.spearmanr([v for v, _ in pairs], settle).statistic
         out.append(
-            f"- At k = {k_var} the order of the settle times follows the order of the Figure-4 variances "
-            f"at n = {n_ref} with Spearman rank correlation {rho:.2f} (1 = same order; an estimator that "
-            "never settled ranks last)" + (": lower variance, fewer samples." if rho > 0.5 else ".")
+            f"- At k = {k_var} the order of the settle times follows the order of the Figure-4 "
+            f"variances at n = {n_ref} with Spearman rank correlation {rho:.2f} (1 = same order; "
+            "an estimator that never settled ranks "
+            "last)" + (": lower variance, fewer samples." if rho > 0.5 else ".")
         )
     out.append(
-        "- Identical runs (same estimator, same random numbers): at k = 1, s^(loo-1) is leave-one-out and "
-        "equals centered and naive partitioned baselined, and naive partitioned equals s; at k = n = 16, "
-        "loo-1 partitioned is s^(loo-1) on a single block."
+        "- Identical runs (same estimator, same random numbers): at k = 1, s^(loo-1) is "
+        "leave-one-out and equals centered and naive partitioned baselined, and naive partitioned "
+        "equals s; at k = n = 16, loo-1 partitioned is s^(loo-1) on a single block."
     )
     return out
 
@@ -368,9 +375,11 @@ def render_report(result: dict, figures: str = ".", quick: bool = False) -> str:
     lines = [
         "# pkpo toy study: reproducing the paper's Section 5.1 / Appendix C",
         "",
-        f"Seed {result['seed']}{' (QUICK mode: reduced sizes, numbers are noisy)' if quick else ''}. Policy "
-        f"x ~ N(theta, sigma^2) with sigma = {result['sigma']} (standard deviation), reward g(x) = x^2 on "
-        "[0, 1] else 0 (Walder & Karkhanis, arXiv:2505.15201, eq. 35). Every number below is in toy.json.",
+        "Seed "
+        f"{result['seed']}{' (QUICK mode: reduced sizes, numbers are noisy)' if quick else ''}. "
+        f"Policy x ~ N(theta, sigma^2) with sigma = {result['sigma']} (standard deviation), reward "
+        "g(x) = x^2 on [0, 1] else 0 (Walder & Karkhanis, arXiv:2505.15201, eq. 35). Every number "
+        "below is in toy.json.",
         "",
     ]
     for section in (
@@ -384,15 +393,16 @@ def render_report(result: dict, figures: str = ".", quick: bool = False) -> str:
     lines += [
         "## Where ours differs from the paper",
         "",
-        "- The paper prints no toy numbers; comparisons are against its plots' described shapes and "
-        "against an independent re-computation (theta* and the Figure-4 variances, kept in pkpo.toy.study).",
+        "- The paper prints no toy numbers; comparisons are against its plots' described shapes "
+        "and against an independent re-computation (theta* and the Figure-4 variances, kept in "
+        "pkpo.toy.study).",
         "- Figure 4's n values and Figure 5's k values are not legible in the paper; we use n in "
-        "{4, 8, 16, 32, 64} and k in {1, 2, 4, 8, 16}. We add the centred jackknife estimator (not in the "
-        "paper) to Figures 4 and 5.",
+        "{4, 8, 16, 32, 64} and k in {1, 2, 4, 8, 16}. We add the centred jackknife estimator "
+        "(not in the paper) to Figures 4 and 5.",
         '- The paper\'s Figure 4 places the policy at "location x = 1"; we read it as theta = 1 (the '
         "policy's mean). Figure 1(b) in the paper shows k in {2, 4, 8, 16}; we also draw k = 1.",
-        "- The paper has no toy training runs; the training section is ours, including its step-size "
-        "schedule and convergence criterion.",
+        "- The paper has no toy training runs; the training section is ours, including its "
+        "step-size schedule and convergence criterion.",
         "",
     ]
     return "\n".join(line for line in lines if line is not None)

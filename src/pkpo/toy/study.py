@@ -38,8 +38,8 @@ __all__ = ["StudyConfig", "work_items", "run_study", "PAPER_THETA_STAR"]
 
 # theta*(k) from an independent quadrature made for this project (the paper only plots Figure 1)
 PAPER_THETA_STAR = {1: 0.862, 2: 0.902, 4: 0.939, 8: 0.969, 16: 0.986}
-# Figure-4 variances from an independent re-run made for this project (10,000 estimates per n, k = 4,
-# theta = 1; the paper only plots Figure 4)
+# Figure-4 variances from an independent re-run made for this project (10,000 estimates per n, k =
+# 4, theta = 1; the paper only plots Figure 4)
 PAPER_VARIANCE = {
     "s": {4: 264.4, 8: 113.4, 16: 57.0, 32: 27.5, 64: 13.8},
     "s_loo": {8: 13.1, 16: 3.45, 32: 1.24, 64: 0.53},
@@ -53,7 +53,8 @@ PAPER_VARIANCE = {
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Sizes of every part of the study; ``full()`` is the paper's setup, ``quick()`` a smoke test."""
+    """Sizes of every part of the study; ``full()`` is the paper's setup, ``quick()`` a smoke
+    test."""
 
     theta_points: int = 801
     theta_range: tuple = (-0.2, 1.4)

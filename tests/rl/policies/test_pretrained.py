@@ -1,4 +1,5 @@
-"""load_pretrained (local directory, GGUF name, LoRA) and the trainer on a LoRA HFPolicy, with a tiny local Llama."""
+"""load_pretrained (local directory, GGUF name, LoRA) and the trainer on a LoRA HFPolicy, with a
+tiny local Llama."""
 
 from __future__ import annotations
 

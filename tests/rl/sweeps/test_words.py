@@ -1,5 +1,5 @@
-"""No claim from degenerate data; the smoke test says so on every page; near-greedy pass@1 in tables,
-findings and figures."""
+"""No claim from degenerate data; the smoke test says so on every page; near-greedy pass@1 in
+tables, findings and figures."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ RUNS = (WARM, "k1", "k4", "k8", "anneal")
 
 
 def _with_greedy(finals, greedy: dict[str, list[list[int]]], samples=2):
-    """Add near-greedy records: greedy[label][seed] = near-greedy successes per problem (out of ``samples``)."""
+    """Add near-greedy records: greedy[label][seed] = near-greedy successes per problem (out of
+    ``samples``)."""
     for f in finals:
         succ = greedy[f["label"]][f["seed"]]
         path = Path(f["run_dir"]) / "eval_detail.json"

@@ -1,4 +1,5 @@
-"""Natural-language tasks: generators, split, answer parser (incl. adversarial cases) and rewards."""
+"""Natural-language tasks: generators, split, answer parser (incl. adversarial cases) and
+rewards."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def test_answers_match_an_independent_reading_of_the_text(difficulty):
     for p in task.problems("train") + task.problems("heldout"):
         assert solve_by_reading(p.prompt) == p.answer, p.prompt
         assert p.answer >= 0
-        # number of operations = difficulty: one sentence per operation between the setup and the question
+        # number of operations = difficulty: one sentence per operation between the setup and the
+        # question
         assert (
             len(re.findall(r"(gets \d+ more|gives away|doubles|triples|times as many)", p.prompt))
             == difficulty
@@ -80,7 +82,8 @@ def test_split_is_by_problem_and_sizes_are_exact(make):
 
 
 def test_more_problems_keep_the_split_of_existing_ones():
-    """A problem's split is a function of its text, so asking for more problems never moves one across."""
+    """A problem's split is a function of its text, so asking for more problems never moves one
+    across."""
     small = ArithmeticWordTask(difficulty=3, n_train=40, n_heldout=10)
     big = ArithmeticWordTask(difficulty=3, n_train=200, n_heldout=50)
     assert {p.prompt for p in small.problems("heldout")} <= {

@@ -1,4 +1,5 @@
-"""Checkpoints: a round trip, and a clear ValueError for a truncated, garbled, foreign or incomplete file."""
+"""Checkpoints: a round trip, and a clear ValueError for a truncated, garbled, foreign or incomplete
+file."""
 
 from __future__ import annotations
 

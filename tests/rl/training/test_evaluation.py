@@ -1,4 +1,5 @@
-"""Held-out evaluation: unbiased pass@k per problem, mean and SE over problems (the one SE of pkpo.metrics)."""
+"""Held-out evaluation: unbiased pass@k per problem, mean and SE over problems (the one SE of
+pkpo.metrics)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Near-greedy pass@1 and the evaluation's own temperature; the difficulty filter and positive-only advantages;
-a sweep with a KL penalty."""
+"""Near-greedy pass@1 and the evaluation's own temperature; the difficulty filter and positive-only
+advantages; a sweep with a KL penalty."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_near_greedy_pass_at_1_is_reported_and_leaves_the_sampled_numbers_alone(
 
 
 def test_near_greedy_decoding_picks_the_mode():
-    """At T = 0.01 the answer is the most likely first token, so near-greedy pass@1 is 0 or 1 per problem: it
-    does not vary between samples."""
+    """At T = 0.01 the answer is the most likely first token, so near-greedy pass@1 is 0 or 1 per
+    problem: it does not vary between samples."""
     task, model = DigitTask(), tiny_gpt()
     with (
         torch.no_grad()
@@ -90,7 +90,8 @@ def test_bad_greedy_settings(kwargs, message):
 
 
 def test_evaluation_temperature_is_its_own(tmp_path):
-    """A run trained at T = 3 is evaluated at eval_temperature: at T = 0.05 the sampled pass@1 equals greedy."""
+    """A run trained at T = 3 is evaluated at eval_temperature: at T = 0.05 the sampled pass@1
+    equals greedy."""
     cfg = tiny_config(
         tmp_path, temperature=3.0, eval_temperature=0.05, steps=1, eval_every=0, greedy_samples=4
     )
@@ -139,8 +140,8 @@ def test_positive_only_and_filter_compose():
 
 
 def test_filter_logs_the_zeroed_groups(tmp_path):
-    """max_group_success = 0 zeroes every group with a success (the others have zero advantages anyway):
-    every group logs zero signal and the policy does not move."""
+    """max_group_success = 0 zeroes every group with a success (the others have zero advantages
+    anyway): every group logs zero signal and the policy does not move."""
     cfg = tiny_config(tmp_path, steps=3, eval_problems=0, max_group_success=0.0)
     model = tiny_gpt()
     before = [p.clone() for p in model.parameters()]
@@ -157,7 +158,8 @@ def test_filter_logs_the_zeroed_groups(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_with_a_kl_penalty_runs(tmp_path, monkeypatch):
-    """`pkpo sweep --kl-coef X` evaluates the warm start (no reference needed: nothing is trained) and trains."""
+    """`pkpo sweep --kl-coef X` evaluates the warm start (no reference needed: nothing is trained)
+    and trains."""
     from pkpo.rl.cli import sweep_main
 
     monkeypatch.setenv("PKPO_CACHE", str(tmp_path / "cache"))

@@ -1,4 +1,5 @@
-"""Every estimator of pkpo.advantages as the trainer's ``method``: config, parameters, k, scale, entropy."""
+"""Every estimator of pkpo.advantages as the trainer's ``method``: config, parameters, k, scale,
+entropy."""
 
 from __future__ import annotations
 

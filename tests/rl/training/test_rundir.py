@@ -1,4 +1,5 @@
-"""Run folders: nothing lost on a re-run, --resume needs a checkpoint, one process per folder, Ctrl-C."""
+"""Run folders: nothing lost on a re-run, --resume needs a checkpoint, one process per folder,
+Ctrl-C."""
 
 from __future__ import annotations
 

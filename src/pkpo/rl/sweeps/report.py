@@ -1,4 +1,5 @@
-"""Tables, paired comparisons, generated findings and plots for a set of RL runs (``pkpo sweep``/``demo``).
+"""Tables, paired comparisons, generated findings and plots for a set of RL runs (``pkpo
+sweep``/``demo``).
 
 The table follows the paper's Tables 1-8: one row per method, columns held-out pass@k_eval for
 k_eval in {1, 2, 4, 8, 16} in %, mean ± standard error over seeds (ddof = 1). With a single seed the
@@ -7,15 +8,15 @@ k_eval in {1, 2, 4, 8, 16} in %, mean ± standard error over seeds (ddof = 1). W
 reference, drawn in every figure.
 
 Paired comparisons (:func:`paired_difference`) use the per-problem success counts every run saves
-(``eval_detail.json``): all runs and the warm start are evaluated on the same held-out problems, so the
-difference of two runs is taken problem by problem within a seed, then averaged over problems. With
-S >= 2 seeds the interval is mean ± t(0.975, S - 1) · sd / sqrt(S) over the S per-seed differences (the
-seed is the unit: it redraws the warm start, the training samples and the evaluation samples); with
-one seed it is ± 1.96 · SE over problems (evaluation noise only).
+(``eval_detail.json``): all runs and the warm start are evaluated on the same held-out problems, so
+the difference of two runs is taken problem by problem within a seed, then averaged over problems.
+With S >= 2 seeds the interval is mean ± t(0.975, S - 1) · sd / sqrt(S) over the S per-seed
+differences (the seed is the unit: it redraws the warm start, the training samples and the
+evaluation samples); with one seed it is ± 1.96 · SE over problems (evaluation noise only).
 
-The sentences of ``report.md`` (:func:`findings`) are generated from these numbers; none is written by
-hand, so they cannot disagree with the table. The figures are drawn by :mod:`pkpo.rl.sweeps.plots`;
-the runs are read by :mod:`pkpo.rl.sweeps.runs`.
+The sentences of ``report.md`` (:func:`findings`) are generated from these numbers; none is written
+by hand, so they cannot disagree with the table. The figures are drawn by
+:mod:`pkpo.rl.sweeps.plots`; the runs are read by :mod:`pkpo.rl.sweeps.runs`.
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ def table_markdown(rows: list[dict], greedy_temperature: float | None = None) ->
     )
     at = f" at temperature {greedy_temperature:g}" if greedy_temperature else ""
     intro = (
-        f"Held-out {metric}@k_eval in % (sampled at the evaluation temperature), {pm}; greedy {metric}@1: "
-        f"{metric}@1 decoded near-greedily{at}; the best value of each column in bold. Solve rates: "
-        "fraction of the training problems drawn (all; hard only) that some sample solved."
+        f"Held-out {metric}@k_eval in % (sampled at the evaluation temperature), {pm}; greedy "
+        f"{metric}@1: {metric}@1 decoded near-greedily{at}; the best value of each column in bold. "
+        "Solve rates: fraction of the training problems drawn (all; hard only) that some sample "
+        "solved."
     )
     best = {k: max((r.get(f"{metric}@{k}", -1) for r in rows), default=-1) for k in K_EVAL}
     best_greedy = max((r.get(greedy, -1) for r in rows), default=-1)
@@ -117,7 +119,7 @@ def table_markdown(rows: list[dict], greedy_temperature: float | None = None) ->
     return f"{intro}\n\n{markdown_table(head, body)}"
 
 
-# ------------------------------------------------------------------------------------------- per problem
+# -------------------------------------------------------------------------------------- per problem
 
 
 def _details_by_seed(finals: list[dict], label: str) -> dict[int, dict]:
@@ -142,9 +144,9 @@ def paired_difference(
     """Held-out pass@k of run ``a`` minus run ``b``, paired by seed and problem (module docstring);
     ``greedy=True``: near-greedy pass@1 (k must be 1).
 
-    Returns ``{"a", "b", "k", "diff", "lo", "hi", "seeds", "basis", "per_seed", "a_mean", "b_mean"}``
-    (fractions, not %), or None when either run lacks per-problem records or was evaluated with fewer
-    than k samples per problem (pass@k is then not estimable).
+    Returns ``{"a", "b", "k", "diff", "lo", "hi", "seeds", "basis", "per_seed", "a_mean",
+    "b_mean"}`` (fractions, not %), or None when either run lacks per-problem records or was
+    evaluated with fewer than k samples per problem (pass@k is then not estimable).
     """
     if greedy and k != 1:
         raise ValueError(f"near-greedy decoding gives pass@1 only, got k={k}")
@@ -197,7 +199,8 @@ def format_diff(d: dict) -> str:
 
 
 def evaluation_samples(finals: list[dict]) -> int | None:
-    """The fewest samples per held-out problem among the runs' final evaluations (None without records)."""
+    """The fewest samples per held-out problem among the runs' final evaluations (None without
+    records)."""
     counts = [
         d["samples"]
         for label in dict.fromkeys(f["label"] for f in finals)
@@ -249,7 +252,8 @@ def category_table(finals: list[dict], ks=(1, 8)) -> str:
 
 
 def behaviour_table(finals: list[dict]) -> str:
-    """What the held-out samples did: % of samples per class (rule executed, ``error``, ``invalid``)."""
+    """What the held-out samples did: % of samples per class (rule executed, ``error``,
+    ``invalid``)."""
     labels = list(dict.fromkeys(f["label"] for f in finals))
     per_label, classes = {}, set()
     for label in labels:
@@ -276,7 +280,7 @@ def behaviour_table(finals: list[dict]) -> str:
     )
 
 
-# ------------------------------------------------------------------------------------------- findings
+# ----------------------------------------------------------------------------------------- findings
 
 
 def _rows_by_label(finals):
@@ -287,8 +291,9 @@ CLAIM_IDS = ("a", "b", "c1", "c4", "c8", "d", "e")
 
 
 def degenerate(finals: list[dict]) -> str | None:
-    """Why no claim can be judged from these runs, or None: every run (warm start included) scored 0 at
-    every k, or every trained run has the same held-out numbers (nothing distinguishes the methods)."""
+    """Why no claim can be judged from these runs, or None: every run (warm start included) scored 0
+    at every k, or every trained run has the same held-out numbers (nothing distinguishes the
+    methods)."""
     rows = aggregate(finals)
     if not rows:
         return "there are no finished runs"
@@ -304,19 +309,23 @@ def degenerate(finals: list[dict]) -> str | None:
 
 
 def findings(finals: list[dict]) -> list[dict]:
-    """The demo's claims checked against the numbers: one dict per claim with ``id``, ``holds`` and a
-    ``text`` sentence generated from the measured values (no sentence is fixed in advance).
+    """The demo's claims checked against the numbers: one dict per claim with ``id``, ``holds`` and
+    a ``text`` sentence generated from the measured values (no sentence is fixed in advance).
 
-    Claims (they need the runs ``warm_start``, ``k1``, ``k4``, ``k8`` and ``anneal``; those present are checked):
+    Claims (they need the runs ``warm_start``, ``k1``, ``k4``, ``k8`` and ``anneal``; those present
+    are checked):
     (a) k_opt = 8 raises held-out pass@8 by >= 10 points over the warm start;
     (b) k_opt = 1 raises held-out pass@1 over the warm start;
-    (c) for k_eval in {1, 4, 8}, the run with k_opt = k_eval has the best pass@k_eval among the constant-k
+    (c) for k_eval in {1, 4, 8}, the run with k_opt = k_eval has the best pass@k_eval among the
+        constant-k
         runs (at k_eval = 1 a higher k_opt may win by exploration; then the sentence says so);
-    (d) higher k_opt solves more of the hard training problems (hard solve rate increases with k_opt);
-    (e) annealing 8 -> 1 ends with pass@1 no more than 2 points below k_opt = 1 and pass@8 >= 10 points above it.
+    (d) higher k_opt solves more of the hard training problems (hard solve rate increases with
+        k_opt);
+    (e) annealing 8 -> 1 ends with pass@1 no more than 2 points below k_opt = 1 and pass@8 >= 10
+        points above it.
 
-    On degenerate data (:func:`degenerate`) every claim is ``"holds": None`` with a sentence saying why it
-    is not evaluable, and nothing else is written.
+    On degenerate data (:func:`degenerate`) every claim is ``"holds": None`` with a sentence saying
+    why it is not evaluable, and nothing else is written.
     """
     labels = {f["label"] for f in finals}
     why = degenerate(finals)
@@ -336,9 +345,9 @@ def findings(finals: list[dict]) -> list[dict]:
                 "id": "a",
                 "holds": holds,
                 "text": (
-                    f"(a) PKPO with k_opt = 8 took held-out pass@8 from {100 * d['b_mean']:.1f} % (warm start) to "
-                    f"{100 * d['a_mean']:.1f} %: {format_diff(d)}; the target of +10 points "
-                    f"{'holds' if holds else 'does not hold'}."
+                    f"(a) PKPO with k_opt = 8 took held-out pass@8 from {100 * d['b_mean']:.1f} % "
+                    f"(warm start) to {100 * d['a_mean']:.1f} %: {format_diff(d)}; the target of "
+                    f"+10 points {'holds' if holds else 'does not hold'}."
                 ),
             }
         )
@@ -350,8 +359,8 @@ def findings(finals: list[dict]) -> list[dict]:
                 "id": "b",
                 "holds": holds,
                 "text": (
-                    f"(b) k_opt = 1 took held-out pass@1 from {100 * d['b_mean']:.1f} % (warm start) to "
-                    f"{100 * d['a_mean']:.1f} %: {format_diff(d)}; "
+                    f"(b) k_opt = 1 took held-out pass@1 from {100 * d['b_mean']:.1f} % (warm "
+                    f"start) to {100 * d['a_mean']:.1f} %: {format_diff(d)}; "
                     f"{'a gain whose interval excludes 0' if holds else 'not a gain that the interval separates from 0'}."
                 ),
             }
@@ -370,16 +379,16 @@ def findings(finals: list[dict]) -> list[dict]:
         parts = [f"{own} − {o}: {format_diff(d)}" for o, d in zip(others, diffs)]
         if best == own:
             text = (
-                f"(c) at k_eval = {k} the run trained for it (k_opt = {k}) has the best held-out pass@{k} of the "
-                f"constant-k runs ({100 * rows[own][metric]:.1f} %); " + "; ".join(parts) + "."
+                f"(c) at k_eval = {k} the run trained for it (k_opt = {k}) has the best held-out "
+                f"pass@{k} of the constant-k runs ({100 * rows[own][metric]:.1f} "
+                "%); " + "; ".join(parts) + "."
             )
             holds = True
         else:
             text = (
                 f"(c) at k_eval = {k} the best held-out pass@{k} of the constant-k runs is {best} "
-                f"({100 * rows[best][metric]:.1f} %), not k_opt = {k} ({100 * rows[own][metric]:.1f} %); "
-                + "; ".join(parts)
-                + "."
+                f"({100 * rows[best][metric]:.1f} %), not k_opt = {k} "
+                f"({100 * rows[own][metric]:.1f} %); " + "; ".join(parts) + "."
             )
             holds = False
             if k == 1 and "k1" in rows and best != "k1":
@@ -387,8 +396,9 @@ def findings(finals: list[dict]) -> list[dict]:
                 if h1 is not None and hb is not None:
                     text += (
                         f" This is the exploration effect the claim allows: {best} solved "
-                        f"{100 * hb:.1f} % of the hard training problems it drew, k_opt = 1 only {100 * h1:.1f} %,"
-                        " so pass@1 training never learned the minority rules that pass@k training found."
+                        f"{100 * hb:.1f} % of the hard training problems it drew, k_opt = 1 only "
+                        f"{100 * h1:.1f} %, so pass@1 training never learned the minority rules "
+                        "that pass@k training found."
                     )
                     holds = hb > h1
         out.append({"id": f"c{k}", "holds": holds, "text": text})
@@ -402,7 +412,8 @@ def findings(finals: list[dict]) -> list[dict]:
                 "id": "d",
                 "holds": holds,
                 "text": (
-                    "(d) hard training problems solved (fraction of those drawn that some sample solved): "
+                    "(d) hard training problems solved (fraction of those drawn that some sample "
+                    "solved): "
                     + seq.join(f"{x} {100 * v:.1f} %" for x, v in zip(ordered, vals))
                     + (": higher k_opt solves more." if holds else ": not increasing in k_opt.")
                 ),
@@ -416,10 +427,11 @@ def findings(finals: list[dict]) -> list[dict]:
                 "id": "e",
                 "holds": holds,
                 "text": (
-                    f"(e) annealing k_opt 8 -> 1 ends with pass@1 {100 * d1['a_mean']:.1f} % against k_opt = 1's "
-                    f"{100 * d1['b_mean']:.1f} % ({format_diff(d1)}) and pass@8 {100 * d8['a_mean']:.1f} % against "
-                    f"{100 * d8['b_mean']:.1f} % ({format_diff(d8)}); the target (pass@1 at most 2 points below, "
-                    f"pass@8 at least 10 points above) {'holds' if holds else 'does not hold'}."
+                    f"(e) annealing k_opt 8 -> 1 ends with pass@1 {100 * d1['a_mean']:.1f} % "
+                    f"against k_opt = 1's {100 * d1['b_mean']:.1f} % ({format_diff(d1)}) and "
+                    f"pass@8 {100 * d8['a_mean']:.1f} % against {100 * d8['b_mean']:.1f} % "
+                    f"({format_diff(d8)}); the target (pass@1 at most 2 points below, pass@8 at "
+                    f"least 10 points above) {'holds' if holds else 'does not hold'}."
                 ),
             }
         )
@@ -445,8 +457,9 @@ def findings(finals: list[dict]) -> list[dict]:
                     "id": "conflict",
                     "holds": True,
                     "text": (
-                        f"pass@1 and pass@8 conflict: k_opt = 8 is {100 * -c1['diff']:.1f} points below k_opt = 1 at "
-                        f"pass@1 and {100 * c8['diff']:.1f} points above it at pass@8."
+                        f"pass@1 and pass@8 conflict: k_opt = 8 is {100 * -c1['diff']:.1f} points "
+                        f"below k_opt = 1 at pass@1 and {100 * c8['diff']:.1f} points above it at "
+                        "pass@8."
                     ),
                 }
             )
@@ -456,8 +469,9 @@ def findings(finals: list[dict]) -> list[dict]:
                     "id": "conflict",
                     "holds": False,
                     "text": (
-                        f"pass@1 and pass@8 do not conflict between k_opt = 1 and 8 here: k_opt = 8 is ahead at both "
-                        f"({format_diff(c1)} at pass@1, {format_diff(c8)} at pass@8)."
+                        "pass@1 and pass@8 do not conflict between k_opt = 1 and 8 here: k_opt = "
+                        f"8 is ahead at both ({format_diff(c1)} at pass@1, {format_diff(c8)} at "
+                        "pass@8)."
                     ),
                 }
             )
@@ -467,16 +481,18 @@ def findings(finals: list[dict]) -> list[dict]:
 def _setting_line(cfg: dict) -> str:
     return (
         f"Task: {cfg.get('task')} (tier {cfg.get('tier')}, feature {cfg.get('feature')}); "
-        f"{cfg.get('steps')} RL steps of {cfg.get('prompts_per_step')} prompts x {cfg.get('n')} samples "
-        f"from a pool of {cfg.get('n_train')} training problems; evaluation on the {cfg.get('eval_split')} split: "
-        f"{cfg.get('final_eval_problems') or cfg.get('eval_problems')} problems x {cfg.get('eval_samples')} "
-        f"samples at the end, the first {cfg.get('eval_problems')} every {cfg.get('eval_every')} steps."
+        f"{cfg.get('steps')} RL steps of {cfg.get('prompts_per_step')} prompts x {cfg.get('n')} "
+        f"samples from a pool of {cfg.get('n_train')} training problems; evaluation on the "
+        f"{cfg.get('eval_split')} split: "
+        f"{cfg.get('final_eval_problems') or cfg.get('eval_problems')} problems x "
+        f"{cfg.get('eval_samples')} samples at the end, the first {cfg.get('eval_problems')} every "
+        f"{cfg.get('eval_every')} steps."
     )
 
 
 SMOKE_NOTE = (
-    "SMOKE TEST: these settings are too small to learn anything; the numbers check that the pipeline "
-    "runs and support no finding."
+    "SMOKE TEST: these settings are too small to learn anything; the numbers check that the "
+    "pipeline runs and support no finding."
 )
 
 
@@ -494,8 +510,8 @@ def write_sweep_report(
     """Write ``table.md``, ``table.json``, the PNGs and ``report.md`` (table, generated findings,
     per-category and per-rule tables, figures) into ``out``.
 
-    ``smoke=True`` (``pkpo demo --quick``): every page says it is a smoke test (:data:`SMOKE_NOTE`: the
-    title, the table, table.json and the figures' titles) and no finding is written."""
+    ``smoke=True`` (``pkpo demo --quick``): every page says it is a smoke test (:data:`SMOKE_NOTE`:
+    the title, the table, table.json and the figures' titles) and no finding is written."""
     out = Path(out)
     rows = aggregate(finals)
     rows.sort(key=lambda r: r["label"] != WARM)  # the warm start first: where every run starts
@@ -529,9 +545,9 @@ def write_sweep_report(
             cpu_warm if sum(f["label"] == WARM for f in finals) == 1 else cpu_warm / 2
         ) + cpu_runs / 2
         lines.append(
-            f"CPU time: warm start {cpu_warm:.0f} s, RL runs {cpu_runs:.0f} s in all (with two worker "
-            f"processes, about {idle:.0f} s of wall time when nothing else runs, plus start-up and this "
-            "report)  "
+            f"CPU time: warm start {cpu_warm:.0f} s, RL runs {cpu_runs:.0f} s in all (with two "
+            f"worker processes, about {idle:.0f} s of wall time when nothing else runs, plus "
+            "start-up and this report)  "
         )
     lines += [_setting_line(cfg), "", table, ""]
     samples = evaluation_samples(finals)
@@ -547,8 +563,8 @@ def write_sweep_report(
         ]
         if samples is not None and samples < 8:
             lines += [
-                f"The final evaluation drew {samples} samples per problem, so the claims at k_eval = 8 "
-                "(pass@8 needs at least 8) are not checked.",
+                f"The final evaluation drew {samples} samples per problem, so the claims at k_eval "
+                "= 8 (pass@8 needs at least 8) are not checked.",
                 "",
             ]
         lines += [f"- {c['text']}" for c in claims] + [""]

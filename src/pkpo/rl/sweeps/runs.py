@@ -166,7 +166,8 @@ def read_detail(final: dict) -> dict | None:
 
 
 def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
-    """Unbiased pass@k of each problem (paper eq. 3) from its number of successful samples out of ``samples``."""
+    """Unbiased pass@k of each problem (paper eq. 3) from its number of successful samples out of
+    ``samples``."""
     successes = np.asarray(successes)
     correct = (
         np.arange(samples)[None, :] < successes[:, None]
@@ -175,8 +176,8 @@ def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
 
 
 def per_problem_greedy(detail: dict) -> np.ndarray | None:
-    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded), or
-    None for a run evaluated before near-greedy decoding was measured."""
+    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded),
+    or None for a run evaluated before near-greedy decoding was measured."""
     if "greedy_successes" not in detail:
         return None
     return np.asarray(detail["greedy_successes"], dtype=float) / detail["greedy_samples"]

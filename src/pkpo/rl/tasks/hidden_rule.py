@@ -1,4 +1,5 @@
-"""Procedurally generated, verifiable tasks for the RL layer (implement :class:`pkpo.rl.interfaces.Task`).
+"""Procedurally generated, verifiable tasks for the RL layer (implement
+:class:`pkpo.rl.interfaces.Task`).
 
 The hidden-rule string transform: the prompt is a digit string, a hint and ``>``; the
 answer applies one of six rules to the string::
@@ -19,13 +20,14 @@ one, ``d`` sort descending, ``w`` swap adjacent pairs.
 The ``"mixed"`` feature: the first digit decides (:data:`MIXED_TABLE`). Two of its ten values mean
 the majority rule ``r``, two mean one minority rule each (``s``, ``i``: learnable, but a policy that
 has collapsed onto ``r`` never sees them succeed), and six mark an *ambiguous* problem whose rule is
-drawn from :data:`AMBIGUOUS_PRIOR` (``r`` 60 %, ``d`` 20 %, four rare rules 5 % each) by a hash of the
-whole string: no policy can tell these apart, so the best policy for pass@k spreads its samples over
-rules, differently for each k (for pass@4 over ``r`` and ``d``, for pass@8 over the rare rules too). Training problems
-come from a pool of ``n_train`` fresh strings (larger than steps x prompts: nothing is drawn twice); the
-``validation`` (tuning) and ``heldout`` (final numbers) splits are disjoint sets stratified so that
-their composition over (first digit, rule) cells matches the law exactly. Splits are assigned by a hash
-of the string, so each split is an independent draw from the same law.
+drawn from :data:`AMBIGUOUS_PRIOR` (``r`` 60 %, ``d`` 20 %, four rare rules 5 % each) by a hash of
+the whole string: no policy can tell these apart, so the best policy for pass@k spreads its samples
+over rules, differently for each k (for pass@4 over ``r`` and ``d``, for pass@8 over the rare rules
+too). Training problems come from a pool of ``n_train`` fresh strings (larger than steps x prompts:
+nothing is drawn twice); the ``validation`` (tuning) and ``heldout`` (final numbers) splits are
+disjoint sets stratified so that their composition over (first digit, rule) cells matches the law
+exactly. Splits are assigned by a hash of the string, so each split is an independent draw from the
+same law.
 
 Plan character (``plan=True``, the default): the completion is one character naming the rule the
 policy is about to apply, then the answer (``381920:?>`` -> ``r029183``); only the answer is checked
@@ -39,7 +41,8 @@ Binary reward: 1 for an exact match (``HiddenRuleTask``). Continuous reward: the
 positions that are correct (``binary=False``: partial credit, like a fraction of unit tests passed).
 
 Problems are distinct digit strings, split into train, validation and held-out sets by problem,
-deterministic for the task seed. ``warmstart_batch`` gives supervised demonstrations for the warm start.
+deterministic for the task seed. ``warmstart_batch`` gives supervised demonstrations for the warm
+start.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ RULE_PRIOR = tuple(FEATURE_TO_RULE.count(r) / 10 for r in range(len(RULES)))
 TIERS = ("easy", "hard")
 FEATURES = ("first", "sum", "mixed")
 SPLITS = ("train", "validation", "heldout")
-# feature "mixed": first digit -> rule, or "*" for an ambiguous problem (rule drawn by a hash of the string)
+# feature "mixed": first digit -> rule, or "*" for an ambiguous problem (rule drawn by a hash of the
+# string)
 MIXED_TABLE = "rrsi******"
 AMBIGUOUS_PRIOR = {"r": 0.6, "d": 0.2, "s": 0.05, "i": 0.05, "o": 0.05, "w": 0.05}
 MAJORITY_RULE = "r"
@@ -107,7 +111,8 @@ def hidden_feature(digits: str, feature: str) -> int:
 
 
 def ambiguous_rule(digits: str) -> str:
-    """The rule of an ambiguous ``mixed`` problem: a draw from AMBIGUOUS_PRIOR keyed by a hash of the string."""
+    """The rule of an ambiguous ``mixed`` problem: a draw from AMBIGUOUS_PRIOR keyed by a hash of
+    the string."""
     u, acc = _unit_hash(digits, "rule"), 0.0
     for rule, p in AMBIGUOUS_PRIOR.items():
         acc += p
@@ -124,7 +129,8 @@ def hidden_rule(digits: str, feature: str) -> str:
 
 
 def rule_law(feature: str) -> dict[tuple[int, str], float]:
-    """The hard tier's law over (first digit, rule) cells: {(digit, rule): probability} (strings uniform)."""
+    """The hard tier's law over (first digit, rule) cells: {(digit, rule): probability} (strings
+    uniform)."""
     if feature != "mixed":
         raise ValueError(f"rule_law is defined for feature 'mixed' only, got {feature!r}")
     law: dict[tuple[int, str], float] = {}
@@ -135,7 +141,8 @@ def rule_law(feature: str) -> dict[tuple[int, str], float]:
 
 
 def rule_prior(feature: str) -> dict[str, float]:
-    """Marginal probability of each rule on hard-tier problems (what a feature-blind policy can know)."""
+    """Marginal probability of each rule on hard-tier problems (what a feature-blind policy can
+    know)."""
     if feature != "mixed":
         return dict(zip(RULES, RULE_PRIOR))
     prior = dict.fromkeys(RULES, 0.0)
@@ -145,7 +152,8 @@ def rule_prior(feature: str) -> dict[str, float]:
 
 
 def problem_category(digits: str, feature: str) -> str:
-    """``majority`` (the rule is ``r``), ``ambiguous`` (mixed: rule hashed) or ``minority`` (any other rule)."""
+    """``majority`` (the rule is ``r``), ``ambiguous`` (mixed: rule hashed) or ``minority`` (any
+    other rule)."""
     if feature == "mixed" and MIXED_TABLE[int(digits[0])] == "*":
         return "ambiguous"
     return "majority" if hidden_rule(digits, feature) == MAJORITY_RULE else "minority"
@@ -162,7 +170,8 @@ def stratified_quota(law: dict, size: int) -> dict:
 
 
 def partial_credit(answer: str, completion: str) -> float:
-    """Fraction of the answer's positions the completion gets right (extra characters count as wrong)."""
+    """Fraction of the answer's positions the completion gets right (extra characters count as
+    wrong)."""
     hits = sum(a == b for a, b in zip(answer, completion))
     return hits / max(len(answer), len(completion))
 
@@ -225,7 +234,8 @@ class HiddenRuleTask:
         }
 
     def _sequential_strings(self) -> dict[str, list[str]]:
-        """Distinct random strings: the first n_train train, the next n_heldout held out, then validation."""
+        """Distinct random strings: the first n_train train, the next n_heldout held out, then
+        validation."""
         c = self.config
         rng = seeding.stream(c.seed, "problems")
         total = c.n_train + c.n_heldout + c.n_validation
@@ -240,7 +250,8 @@ class HiddenRuleTask:
         return {"train": strings[:a], "heldout": strings[a:b], "validation": strings[b:]}
 
     def _mixed_strings(self) -> dict[str, list[str]]:
-        """Hash-assigned splits: 1/64 of all strings can be held out, 1/64 validation, the rest train.
+        """Hash-assigned splits: 1/64 of all strings can be held out, 1/64 validation, the rest
+        train.
 
         Training strings are i.i.d. draws from the law (distinct). Validation and held-out sets are
         filled cell by cell to :func:`stratified_quota` of the (first digit, rule) law, in an
@@ -307,11 +318,13 @@ class HiddenRuleTask:
         return problem_category(self.digits(problem), self.config.feature)
 
     def is_hard(self, problem: Problem) -> bool:
-        """Hard = the hidden rule is not the majority rule (a policy that prefers ``r`` rarely solves it)."""
+        """Hard = the hidden rule is not the majority rule (a policy that prefers ``r`` rarely
+        solves it)."""
         return self.rule_of(problem) != MAJORITY_RULE
 
     def answer_part(self, completion: str) -> str:
-        """The part of a completion the verifier checks (after the plan character, when ``plan``)."""
+        """The part of a completion the verifier checks (after the plan character, when
+        ``plan``)."""
         return completion[1:] if self.config.plan else completion
 
     def score(self, problem: Problem, completion: str) -> float:
@@ -323,9 +336,9 @@ class HiddenRuleTask:
         return partial_credit(problem.answer, answer)
 
     def classify(self, problem: Problem, completion: str) -> str:
-        """What a completion did: the rule letter whose output it wrote (the plan letter first, when two
-        rules give the same string), ``error`` (a plan letter, but no rule's output) or ``invalid`` (no
-        plan letter)."""
+        """What a completion did: the rule letter whose output it wrote (the plan letter first, when
+        two rules give the same string), ``error`` (a plan letter, but no rule's output) or
+        ``invalid`` (no plan letter)."""
         digits = self.digits(problem)
         plan, answer = completion[:1], self.answer_part(completion)
         if self.config.plan and plan not in RULES:
@@ -336,7 +349,8 @@ class HiddenRuleTask:
         return "error"
 
     def demonstration(self, rule: str, digits: str) -> str:
-        """The completion a demonstrator applying ``rule`` writes (plan character first when ``plan``)."""
+        """The completion a demonstrator applying ``rule`` writes (plan character first when
+        ``plan``)."""
         return (rule if self.config.plan else "") + apply_rule(rule, digits)
 
     def spec(self) -> dict:
@@ -352,8 +366,9 @@ class HiddenRuleTask:
         }
 
     def demonstrator(self) -> np.ndarray:
-        """Rule probabilities of the warm start's ``?`` demonstrations (over RULES): the marginal prior
-        to the power ``demo_power``, normalised, mixed with ``demo_uniform`` of the uniform distribution."""
+        """Rule probabilities of the warm start's ``?`` demonstrations (over RULES): the marginal
+        prior to the power ``demo_power``, normalised, mixed with ``demo_uniform`` of the uniform
+        distribution."""
         c = self.config
         prior = np.array([rule_prior(c.feature)[r] for r in RULES])
         sharp = prior**c.demo_power * (prior > 0)
@@ -361,15 +376,16 @@ class HiddenRuleTask:
 
     # --- supervised warm start ---------------------------------------------------------------
     def warmstart_batch(self, rng: np.random.Generator, size: int) -> list[tuple[str, str]]:
-        """Supervised (prompt, completion) pairs for the warm start (see pkpo.rl.training.warmstart).
+        """Supervised (prompt, completion) pairs for the warm start (see
+        pkpo.rl.training.warmstart).
 
-        Half the pairs name the rule in the hint (uniform over all six rules, so the policy learns to
-        execute every rule); the other half show ``?`` and are answered by an over-confident
+        Half the pairs name the rule in the hint (uniform over all six rules, so the policy learns
+        to execute every rule); the other half show ``?`` and are answered by an over-confident
         demonstrator that picks rules with probability proportional to the prior (the marginal over
         rules, :func:`rule_prior`) to the power ``demo_power`` (2: squared), mixed with
-        ``demo_uniform`` of the uniform distribution (:meth:`demonstrator`), independently of the hidden
-        feature (so nothing about the feature leaks). The result can run every rule but prefers the
-        majority rule on ``?``.
+        ``demo_uniform`` of the uniform distribution (:meth:`demonstrator`), independently of the
+        hidden feature (so nothing about the feature leaks). The result can run every rule but
+        prefers the majority rule on ``?``.
         """
         prior_sq = self.demonstrator()
         out = []

@@ -1,4 +1,5 @@
-"""Natural-language verifiable tasks for pretrained language models (implement ``pkpo.rl.interfaces.Task``).
+"""Natural-language verifiable tasks for pretrained language models (implement
+``pkpo.rl.interfaces.Task``).
 
 Two procedurally generated task families, both deterministic for a seed and split by problem (a
 held-out problem's text never occurs in the train split):
@@ -79,7 +80,8 @@ _ANY_NUMBER = re.compile(r"(?<![\w.])" + _NUMBER + r"(?![\w])")
 
 
 def parse_number(text: str) -> int | None:
-    """An integer from a number literal: "42", "-7", "1,234", "42.0"; None for 42.5 or malformed text."""
+    """An integer from a number literal: "42", "-7", "1,234", "42.0"; None for 42.5 or malformed
+    text."""
     text = text.strip().rstrip(".")
     if "," in text:
         head, *groups = text.split(",")
@@ -132,7 +134,8 @@ def _stable_fraction(text: str, seed: int) -> float:
 def _split_problems(
     make_one, n_train: int, n_heldout: int, seed: int, heldout_fraction: float, max_tries: int
 ) -> dict[str, list[Problem]]:
-    """Generate distinct problems until both splits are full; a problem's split is a hash of its text."""
+    """Generate distinct problems until both splits are full; a problem's split is a hash of its
+    text."""
     rng = seeding.stream(seed, "nl_problems")
     seen: set[str] = set()
     split = {"train": [], "heldout": []}
@@ -157,7 +160,8 @@ def _split_problems(
     return split
 
 
-# ---- arithmetic word problems ----------------------------------------------------------------------
+# ---- arithmetic word problems
+# ----------------------------------------------------------------------
 
 
 def word_problem(rng: np.random.Generator, difficulty: int) -> tuple[str, int]:
@@ -211,7 +215,8 @@ class ArithmeticConfig:
 
 
 def _check_split(config) -> None:
-    """The split fields every task config shares: n_train, n_heldout >= 1, heldout_fraction in (0, 1)."""
+    """The split fields every task config shares: n_train, n_heldout >= 1, heldout_fraction in (0,
+    1)."""
     if config.n_train < 1 or config.n_heldout < 1:
         raise ValueError(
             f"n_train and n_heldout must be >= 1, got {config.n_train}, {config.n_heldout}"
@@ -221,7 +226,8 @@ def _check_split(config) -> None:
 
 
 class _GeneratedTask:
-    """A task whose problems come from a seeded generator, split into train / held-out by problem."""
+    """A task whose problems come from a seeded generator, split into train / held-out by
+    problem."""
 
     def _generate(self, name: str, make_problem) -> None:
         c = self.config
@@ -259,7 +265,8 @@ class ArithmeticWordTask(_GeneratedTask):
         return float(extract_answer(completion) == problem.answer)
 
 
-# ---- sorting with partial credit -------------------------------------------------------------------
+# ---- sorting with partial credit
+# -------------------------------------------------------------------
 
 
 def extract_list(completion: str) -> list[int]:
@@ -271,7 +278,8 @@ def extract_list(completion: str) -> list[int]:
 
 
 def sort_credit(reference: list[int], predicted: list[int]) -> float:
-    """Partial credit in [0, 1]: positions where ``predicted`` matches ``reference``, over the longer length."""
+    """Partial credit in [0, 1]: positions where ``predicted`` matches ``reference``, over the
+    longer length."""
     if not predicted:
         return 0.0
     hits = sum(int(a == b) for a, b in zip(reference, predicted))
@@ -327,14 +335,16 @@ NL_TASKS = {"arithmetic": ArithmeticWordTask, "sort": SortNumbersTask}
 
 
 def make_nl_task(name: str, **kwargs):
-    """Build a natural-language task by name: ``arithmetic`` (difficulty=1..4) or ``sort`` (length=2..12)."""
+    """Build a natural-language task by name: ``arithmetic`` (difficulty=1..4) or ``sort``
+    (length=2..12)."""
     return build_task(NL_TASKS, name, "natural-language task", **kwargs)
 
 
 def nl_task_from_name(name: str, *, n_train: int = 512, n_heldout: int = 64, seed: int = 0):
     """The task a ``TrainConfig.task`` of the form ``nl:arithmetic-d2`` or ``nl:sort-5`` names.
 
-    The part after ``nl:`` is the task's own ``name`` (``arithmetic-d<difficulty>``, ``sort-<length>``).
+    The part after ``nl:`` is the task's own ``name`` (``arithmetic-d<difficulty>``,
+    ``sort-<length>``).
     """
     spec = name[3:] if name.startswith("nl:") else name
     family, _, level = spec.partition("-")

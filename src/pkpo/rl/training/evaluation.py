@@ -1,10 +1,11 @@
-"""Held-out evaluation of a policy: unbiased pass@k (binary) or maxg@k (continuous), with standard errors.
+"""Held-out evaluation of a policy: unbiased pass@k (binary) or maxg@k (continuous), with standard
+errors.
 
-For each of P problems we draw ``samples`` completions; :func:`pkpo.metrics.pass_at_k_report` (binary
-rewards, paper eq. 3) or :func:`pkpo.metrics.maxg_at_k_report` (eq. 12) gives the mean over problems of the
-per-problem unbiased estimate and its standard error std / sqrt(P) over problems
-(:func:`pkpo.metrics.standard_error`: the spread of the per-problem estimates, NaN for one problem; it does
-not include seed-to-seed variation).
+For each of P problems we draw ``samples`` completions; :func:`pkpo.metrics.pass_at_k_report`
+(binary rewards, paper eq. 3) or :func:`pkpo.metrics.maxg_at_k_report` (eq. 12) gives the mean over
+problems of the per-problem unbiased estimate and its standard error std / sqrt(P) over problems
+(:func:`pkpo.metrics.standard_error`: the spread of the per-problem estimates, NaN for one problem;
+it does not include seed-to-seed variation).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def _device_of(policy) -> torch.device:
 def _rewards(
     policy, problems, task, samples, max_new_tokens, temperature, gen, batch_prompts, on_batch=None
 ):
-    """(P, samples) rewards of ``samples`` completions per problem at ``temperature``, in prompt batches;
-    ``on_batch(chunk, samples_object)`` sees every batch (entropy, classes)."""
+    """(P, samples) rewards of ``samples`` completions per problem at ``temperature``, in prompt
+    batches; ``on_batch(chunk, samples_object)`` sees every batch (entropy, classes)."""
     rewards = []
     for start in range(0, len(problems), batch_prompts):
         chunk = problems[start : start + batch_prompts]
@@ -86,19 +87,19 @@ def evaluate(
     """Unbiased held-out pass@k (or maxg@k) of ``policy`` on ``problems``.
 
     Returns a dict with, for each k in ``ks``, ``"pass@k"`` and ``"pass@k_se"`` (``"maxg@k"`` for
-    continuous tasks; the SE is NaN for a single problem), plus ``reward_mean`` (the mean reward of a
-    single sample), ``entropy`` (mean over samples of -log p(y | x): an unbiased estimate of the
+    continuous tasks; the SE is NaN for a single problem), plus ``reward_mean`` (the mean reward of
+    a single sample), ``entropy`` (mean over samples of -log p(y | x): an unbiased estimate of the
     sequence-level entropy at temperature 1, in nats), ``num_problems`` and ``samples``.
 
-    ``greedy_temperature`` (<= 0.1): also ``"greedy_pass@1"`` and its SE, pass@1 decoded near-greedily
-    (``greedy_samples`` samples per problem at that temperature, from a generator of its own, so the
-    numbers at ``temperature`` do not change), and ``greedy_temperature``.
+    ``greedy_temperature`` (<= 0.1): also ``"greedy_pass@1"`` and its SE, pass@1 decoded
+    near-greedily (``greedy_samples`` samples per problem at that temperature, from a generator of
+    its own, so the numbers at ``temperature`` do not change), and ``greedy_temperature``.
 
-    ``detail=True`` adds ``"detail"``: per problem (in order) its ``uid``, the number of samples with
-    reward 1 (``successes``; pass@k for any k <= samples follows from it), and, when the task has
-    ``category(problem)``, ``rule_of(problem)`` and ``classify(problem, completion)``, the problem's
-    category and rule and how many of its samples fell in each class (``classes``: {class: [count per
-    problem]}, e.g. which rule a sample executed, or ``invalid``).
+    ``detail=True`` adds ``"detail"``: per problem (in order) its ``uid``, the number of samples
+    with reward 1 (``successes``; pass@k for any k <= samples follows from it), and, when the task
+    has ``category(problem)``, ``rule_of(problem)`` and ``classify(problem, completion)``, the
+    problem's category and rule and how many of its samples fell in each class (``classes``: {class:
+    [count per problem]}, e.g. which rule a sample executed, or ``invalid``).
     """
     problems = list(problems)
     if not problems:

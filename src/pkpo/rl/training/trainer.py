@@ -13,10 +13,11 @@ or from Python::
 Every step: draw ``prompts_per_step`` training problems, sample ``n`` completions each, score them,
 turn the (B, n) rewards into advantages with the estimator ``TrainConfig.method`` of
 :mod:`pkpo.advantages` (``"pkpo"``: pkpo.transform(g, k, baseline), paper eq. 33 for the default
-``loo_minus_one``; ``"grpo"``, ``"rloo"``, ``"maxrl"``, ``"tzsm"``, ... : see ``pkpo.advantages.names()``),
-and minimise the sequence-level policy-gradient loss
+``loo_minus_one``; ``"grpo"``, ``"rloo"``, ``"maxrl"``, ``"tzsm"``, ... : see
+``pkpo.advantages.names()``), and minimise the sequence-level policy-gradient loss
 
-    L = -(1 / (B n)) sum_i A_i log p(y_i | x)       (the unbiased form: grad L = -mean_i A_i grad log p(y_i))
+    L = -(1 / (B n)) sum_i A_i log p(y_i | x)       (the unbiased form: grad L = -mean_i A_i grad
+    log p(y_i))
 
 optionally with PPO ratio clipping over several epochs, a KL penalty to a reference (warm-start)
 policy, and an entropy bonus (any method). ``k`` (a schedule) applies to the methods that take k
@@ -25,12 +26,13 @@ target (n for ``"tzsm"``, the max-of-n; 1 for the rest). The estimator's own par
 ``"rs_grpo"``, ``lam`` of ``"w_reinforce"``, ``eps`` of ``"grpo"``) are ``method_params``. The first
 trainer's ``"loo"`` is ``"pkpo"`` with k = 1, its ``"entropy"`` is that plus ``entropy_coef`` 0.05.
 
-Shaping (before the scale): ``max_group_success`` < 1 is a difficulty filter, the advantages of a prompt whose
-fraction of correct samples exceeds it become 0 (a solved prompt gets no update); ``positive_only`` keeps
-max(A, 0). Both bias the update away from the method's objective on purpose (ablations of issue 18).
+Shaping (before the scale): ``max_group_success`` < 1 is a difficulty filter, the advantages of a
+prompt whose fraction of correct samples exceeds it become 0 (a solved prompt gets no update);
+``positive_only`` keeps max(A, 0). Both bias the update away from the method's objective on purpose
+(ablations of issue 18).
 
-Evaluation (:func:`pkpo.rl.training.evaluation.evaluate`) samples at ``eval_temperature``, not at the
-training ``temperature``, and reports near-greedy pass@1 (``greedy_temperature``) beside pass@k.
+Evaluation (:func:`pkpo.rl.training.evaluation.evaluate`) samples at ``eval_temperature``, not at
+the training ``temperature``, and reports near-greedy pass@1 (``greedy_temperature``) beside pass@k.
 
 Advantage scale (``scale``, :func:`pkpo.transforms.scale_advantages`): ``"mean_abs"`` (the default)
 divides the reward advantages of the whole batch by their mean absolute value (when it is non-zero),
@@ -41,7 +43,8 @@ by the constant n/k (unbiased; k = 1 is RLOO) and ``"none"`` keeps the paper's v
 
 Entropy bonus (``entropy_coef`` > 0): the score-function estimator of the gradient of the sequence
 entropy H = E[-log p(y)], added to the (normalised) advantages as
-``entropy_coef * (h_i - mean_{j!=i} h_j)`` with h_i = -log p(y_i) (detached). It works for any Policy.
+``entropy_coef * (h_i - mean_{j!=i} h_j)`` with h_i = -log p(y_i) (detached). It works for any
+Policy.
 
 KL penalty (``kl_coef`` > 0): the "k3" estimator exp(r) - r - 1 with r = log p_ref(y) - log p(y),
 per sequence, on the sampled completions.
@@ -86,7 +89,8 @@ from .runfiles import RunFiles
 
 
 def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
-    """The learning rate of ``step``: ``lr`` ("constant"), or cosine decay from lr to lr / 10 ("cosine")."""
+    """The learning rate of ``step``: ``lr`` ("constant"), or cosine decay from lr to lr / 10
+    ("cosine")."""
     if schedule == "constant" or steps <= 1:
         return lr
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1))))
@@ -102,7 +106,8 @@ def reward_advantages(
     rewards: torch.Tensor, cfg: TrainConfig, k: int, scale: str = "none"
 ) -> torch.Tensor:
     """(B, n) rewards -> (B, n) advantages of the estimator ``cfg.method`` (:mod:`pkpo.advantages`)
-    with its parameters (:meth:`TrainConfig.method_kwargs`), k for the methods that take it, and ``scale``."""
+    with its parameters (:meth:`TrainConfig.method_kwargs`), k for the methods that take it, and
+    ``scale``."""
     params = cfg.method_kwargs()
     if advantages.spec(cfg.method).takes_k:
         params["k"] = k
@@ -110,8 +115,9 @@ def reward_advantages(
 
 
 def difficulty_filter(adv: torch.Tensor, rewards: torch.Tensor, max_success: float) -> torch.Tensor:
-    """Zero the advantages of every group whose success fraction mean_i [g_i >= 1] exceeds ``max_success``
-    (a prompt the policy already solves gets no update; ``max_success`` = 1 keeps every group)."""
+    """Zero the advantages of every group whose success fraction mean_i [g_i >= 1] exceeds
+    ``max_success`` (a prompt the policy already solves gets no update; ``max_success`` = 1 keeps
+    every group)."""
     easy = (rewards >= 1.0).float().mean(-1, keepdim=True) > max_success
     return torch.where(easy, torch.zeros_like(adv), adv)
 
@@ -125,11 +131,12 @@ def shape_advantages(adv: torch.Tensor, rewards: torch.Tensor, cfg: TrainConfig)
 
 
 def policy_gradient_loss(logp, old_logp, adv, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """-mean_i A_i log p(y_i) (clip_eps = 0) or the PPO clipped surrogate; returns (loss, clip fraction).
+    """-mean_i A_i log p(y_i) (clip_eps = 0) or the PPO clipped surrogate; returns (loss, clip
+    fraction).
 
-    With clip_eps = 0 the gradient is exactly -mean_i A_i grad log p(y_i), the unbiased policy gradient
-    with transformed rewards (paper eq. 7 with s_i in place of g_i). With clipping, the ratio is
-    exp(log p - log p_old) and at ratio 1 (the first epoch) the gradient is the same.
+    With clip_eps = 0 the gradient is exactly -mean_i A_i grad log p(y_i), the unbiased policy
+    gradient with transformed rewards (paper eq. 7 with s_i in place of g_i). With clipping, the
+    ratio is exp(log p - log p_old) and at ratio 1 (the first epoch) the gradient is the same.
     """
     if clip_eps <= 0:
         return -(adv * logp).mean(), torch.zeros(())
@@ -176,11 +183,12 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Run RL on ``policy`` for ``task``; returns the final metrics (also in ``out_dir/final.json``).
+    """Run RL on ``policy`` for ``task``; returns the final metrics (also in
+    ``out_dir/final.json``).
 
-    ``out_dir`` is locked for the run (:mod:`pkpo.rl.training.rundir`): a second process is refused. A folder
-    that already holds a run is refused unless ``resume=True`` (continue from its checkpoint.pt,
-    which must exist) or ``overwrite=True`` (delete its run files and start again).
+    ``out_dir`` is locked for the run (:mod:`pkpo.rl.training.rundir`): a second process is refused.
+    A folder that already holds a run is refused unless ``resume=True`` (continue from its
+    checkpoint.pt, which must exist) or ``overwrite=True`` (delete its run files and start again).
     """
     with open_run(config.out_dir, resume=resume, overwrite=overwrite):  # config: checked when made
         return _train(config, policy, task, reference=reference, resume=resume, progress=progress)
@@ -199,7 +207,8 @@ def _check_restored(batcher, solved: np.ndarray, seen: np.ndarray, n_problems: i
         raise ValueError(f"its position {batcher.pos} is outside the data order")
     if solved.shape != (n_problems,) or seen.shape != (n_problems,):
         raise ValueError(
-            f"its solved/seen flags have {solved.size}/{seen.size} entries for {n_problems} problems"
+            f"its solved/seen flags have {solved.size}/{seen.size} entries for {n_problems} "
+            "problems"
         )
 
 
@@ -280,8 +289,8 @@ def _train(
             NotImplementedError,
         ) as error:
             raise ValueError(
-                f"checkpoint {str(ckpt_path)!r} does not fit this run ({one_line(error)}); delete it or "
-                "start without --resume"
+                f"checkpoint {str(ckpt_path)!r} does not fit this run ({one_line(error)}); delete "
+                "it or start without --resume"
             ) from None
         start_step, last_eval = int(state["step"]), state.get("last_eval", {})
         truncate_metrics(metrics_path, start_step)
@@ -302,7 +311,8 @@ def _train(
         if eval_problems:
             every = f"every {cfg.eval_every} steps from step 0 and " if cfg.eval_every else ""
             print(
-                f"held-out evaluation: {len(eval_problems)} problems x {cfg.eval_samples} samples, {every}at the end",
+                f"held-out evaluation: {len(eval_problems)} problems x {cfg.eval_samples} samples, "
+                f"{every}at the end",
                 flush=True,
             )
 
@@ -344,7 +354,8 @@ def _train(
         return result
 
     def solve_rates() -> dict:
-        """Fraction of the training problems drawn so far that some sample solved (all; hard only)."""
+        """Fraction of the training problems drawn so far that some sample solved (all; hard
+        only)."""
         rates = {"train/cumulative_solve_rate": float(solved[seen].mean()) if seen.any() else 0.0}
         if hard is not None:
             rates["train/hard_solve_rate"] = (

@@ -2,12 +2,12 @@
 
 PKPO can only spread probability over strategies that sometimes succeed (docs/results.md), so the
 warm-started policy must execute every rule correctly at least occasionally. The warm start is plain
-maximum likelihood on the task's demonstrations (``task.warmstart_batch``): loss = -mean log p(y | x),
-with the same ``sequence_logprobs`` the RL loss uses. ``rule_accuracy`` checks the result.
+maximum likelihood on the task's demonstrations (``task.warmstart_batch``): loss = -mean log p(y |
+x), with the same ``sequence_logprobs`` the RL loss uses. ``rule_accuracy`` checks the result.
 
 The cache key hashes the policy config, the task's demonstrator (``task.warmstart_spec()``: string
-length, plan character, the rule prior and its power), the number of steps, batch size, learning rate
-and seed; the file is written atomically (tmp + rename).
+length, plan character, the rule prior and its power), the number of steps, batch size, learning
+rate and seed; the file is written atomically (tmp + rename).
 """
 
 from __future__ import annotations
@@ -81,12 +81,13 @@ def warm_start(
     progress: bool = True,
     on_step=None,
 ) -> dict:
-    """Fit ``policy`` to the task's demonstrations for ``steps`` AdamW steps (cosine lr decay to 10 %).
+    """Fit ``policy`` to the task's demonstrations for ``steps`` AdamW steps (cosine lr decay to 10
+    %).
 
     Loads the cached weights instead when a warm start with the same key exists. ``on_step(done,
     total)`` is called after every step (progress reporting from worker processes). Returns
-    ``{"cached": bool, "path": str, "final_nll": float | None, "wall_s": float, "cpu_s": float}`` (the
-    wall and CPU seconds the fit took when it ran, as stored next to the weights).
+    ``{"cached": bool, "path": str, "final_nll": float | None, "wall_s": float, "cpu_s": float}``
+    (the wall and CPU seconds the fit took when it ran, as stored next to the weights).
     """
     if steps < 0 or batch < 1 or not lr > 0:
         raise ValueError(
@@ -148,7 +149,8 @@ def warm_start(
 def rule_accuracy(
     policy, task, *, per_rule: int = 32, samples: int = 4, max_new_tokens: int = 16, seed: int = 0
 ) -> dict[str, float]:
-    """Fraction of sampled completions that execute each named rule correctly (easy-tier prompts)."""
+    """Fraction of sampled completions that execute each named rule correctly (easy-tier
+    prompts)."""
     rng = seeding.stream(seed, "rule_accuracy")
     gen = seeding.torch_stream(seed, "rule_accuracy", next(iter(policy.parameters())).device)
     out = {}
