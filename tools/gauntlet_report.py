@@ -253,7 +253,8 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
         words.append(
             f"Against PKPO at k = 8, the filter's pass@8 differs by {100 * f8['diff']:+.1f} points "
             f"(Holm-level interval {100 * f8['lo']:+.1f} to {100 * f8['hi']:+.1f}; "
-            f"{'Holm rejects equality' if f8['holm_rejects'] else 'Holm does not reject equality'})."
+            + ("Holm rejects equality" if f8["holm_rejects"] else "Holm does not reject equality")
+            + ")"
         )
     g = _find(results, "k8", "anneal", True)
     if g is not None:
@@ -262,7 +263,8 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
                 f"**Rule 2 holds: decode greedily for pass@1.** k8 decoded near-greedily reaches "
                 f"{100 * g['a_mean']:.1f} % pass@1 against the anneal's {100 * g['b_mean']:.1f} % "
                 f"({100 * g['diff']:+.1f} points, Holm-level interval {100 * g['lo']:+.1f} to "
-                f"{100 * g['hi']:+.1f}: its lower end is above −{100 * MATCH_POINTS:.0f} points), so "
+                f"{100 * g['hi']:+.1f}: its lower end is above −{100 * MATCH_POINTS:.0f} points), "
+                "so "
                 '"annealing wins both" is not claimed.'
             )
         else:

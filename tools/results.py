@@ -3,10 +3,10 @@ folders.
 
 ::
 
-    make results                                          # = python tools/results.py --out
-    runs/results
+    make results  # = python tools/results.py --out runs/results
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
-    python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
+    # rewrite the docs from the finished runs only:
+    python tools/results.py --out runs/results --docs-only
 
 Four steps, each resumable (finished runs are reused, interrupted ones resume from their
 checkpoints):

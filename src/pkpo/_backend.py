@@ -170,7 +170,9 @@ class Backend:
             return out
         if self.name == "torch":
             out = self.xp.empty_like(values).scatter_(-1, indices, values)
-        else:  # JAX: the inverse permutation by a second argsort of integer indices (scatter-free, jit-safe)
+        else:
+            # JAX: the inverse permutation by a second argsort of integer indices
+            # (scatter-free, jit-safe)
             out = self.xp.take_along_axis(values, self.xp.argsort(indices, axis=-1), axis=-1)
         return out if dtype is None else self.astype(out, dtype)
 

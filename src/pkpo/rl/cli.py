@@ -2,8 +2,9 @@
 
 ::
 
-    pkpo demo --out runs/demo                 # <= 5 min on 2 idle CPU cores: pass@1 baseline vs PKPO, report.md
-    pkpo demo --out runs/demo-quick --quick   # ~1 min smoke version
+    pkpo demo --out runs/demo                # <= 5 min on 2 idle CPU cores: pass@1 baseline
+                                             # vs PKPO, report.md
+    pkpo demo --out runs/demo-quick --quick  # ~1 min smoke version
     pkpo train --k 8->1@180 --steps 300 --out runs/anneal
     pkpo train --config my_run.toml --resume
     pkpo sweep --out runs/sweep --runs k1,k4,k8,anneal,tzsm,grpo,entropy --seeds 0 1 2 --jobs 2
@@ -130,8 +131,10 @@ def _train_note(out_dir: str, argv: list[str]) -> str:
     """What an interrupted ``pkpo train`` says: where its last checkpoint is and how to go on."""
     kept = [a for a in argv if a not in ("--overwrite", "--resume")]
     if RunFiles(out_dir).checkpoint.exists():
-        return f"{rundir.checkpoint_note(out_dir)}; continue with: {shlex.join(['pkpo', 'train', *kept, '--resume'])}"
-    return f"{rundir.checkpoint_note(out_dir)}; start again with: {shlex.join(['pkpo', 'train', *kept, '--overwrite'])}"
+        command = shlex.join(["pkpo", "train", *kept, "--resume"])
+        return f"{rundir.checkpoint_note(out_dir)}; continue with: {command}"
+    command = shlex.join(["pkpo", "train", *kept, "--overwrite"])
+    return f"{rundir.checkpoint_note(out_dir)}; start again with: {command}"
 
 
 def _overrides(args) -> dict:

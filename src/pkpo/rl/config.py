@@ -247,7 +247,8 @@ class TrainConfig:
     )
     greedy_temperature: float = _opt(
         0.05,
-        "temperature (<= 0.1) of the near-greedy pass@1 that every evaluation reports beside pass@k",
+        "temperature (<= 0.1) of the near-greedy pass@1 that every evaluation reports "
+        "beside pass@k",
     )
     greedy_samples: int = _opt(2, "samples per problem of the near-greedy pass@1")
     eval_ks: tuple[int, ...] = _opt((1, 2, 4, 8, 16), "k values of the held-out pass@k")
@@ -436,7 +437,9 @@ class TrainConfig:
                 f"baseline {self.baseline!r} needs n >= k + 1, but k reaches {sched.max_k} with "
                 f"n={self.n}",
             )
-        try:  # the estimator checks its own parameter values (beta != 0, lam >= 0, ...) on one dummy group
+        # the estimator checks its own parameter values (beta != 0, lam >= 0, ...) on one
+        # dummy group
+        try:
             k_arg = {"k": sched.max_k} if advantages.spec(self.method).takes_k else {}
             advantages.compute(self.method, np.zeros((1, self.n)), **k_arg, **self.method_kwargs())
         except ValueError as exc:
@@ -477,7 +480,8 @@ class TrainConfig:
         )
         need(
             all(1 <= k <= self.eval_samples for k in self.eval_ks),
-            f"every eval k in {list(self.eval_ks)} must be in [1, eval_samples={self.eval_samples}]",
+            f"every eval k in {list(self.eval_ks)} must be in "
+            f"[1, eval_samples={self.eval_samples}]",
         )
         need(
             self.device == "cpu" or self.device.startswith("cuda"),

@@ -326,7 +326,9 @@ def _training_reading(result: dict, ks: list) -> list:
             " <= ".join(f"{_short(name)} ({v:,})" for v, name in finite) or "none settled"
         )
         if failed:
-            text += f"; the median seed never settled within the budget: {', '.join(map(_short, failed))}"
+            text += "; the median seed never settled within the budget: " + ", ".join(
+                map(_short, failed)
+            )
         out.append(text + ".")
     variance = result["variance"]
     n_ref = "16" if "16" in variance["s"] else list(variance["s"])[-1]
@@ -399,7 +401,8 @@ def render_report(result: dict, figures: str = ".", quick: bool = False) -> str:
         "- Figure 4's n values and Figure 5's k values are not legible in the paper; we use n in "
         "{4, 8, 16, 32, 64} and k in {1, 2, 4, 8, 16}. We add the centred jackknife estimator "
         "(not in the paper) to Figures 4 and 5.",
-        '- The paper\'s Figure 4 places the policy at "location x = 1"; we read it as theta = 1 (the '
+        "- The paper's Figure 4 places the policy at "
+        '"location x = 1"; we read it as theta = 1 (the '
         "policy's mean). Figure 1(b) in the paper shows k in {2, 4, 8, 16}; we also draw k = 1.",
         "- The paper has no toy training runs; the training section is ours, including its "
         "step-size schedule and convergence criterion.",

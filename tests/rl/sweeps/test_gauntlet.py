@@ -142,7 +142,10 @@ def test_untuned_grid_uses_its_first_point(tmp_path):
 
 
 def test_replace_only_keeps_the_other_blocks():
-    text = "<!-- generated:a -->\nold a\n<!-- /generated:a -->\n<!-- generated:b -->\nold b\n<!-- /generated:b -->\n"
+    text = (
+        "<!-- generated:a -->\nold a\n<!-- /generated:a -->\n"
+        "<!-- generated:b -->\nold b\n<!-- /generated:b -->\n"
+    )
     out = gr.replace_only(text, "b", "new b", replace_blocks)
     assert "old a" in out and "new b" in out and "old b" not in out
 

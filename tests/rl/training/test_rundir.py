@@ -77,7 +77,10 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 def test_a_locked_folder_is_refused_naming_the_holder(tmp_path):
     cfg = tiny_config(tmp_path, steps=1, eval_problems=0)
-    code = f"from pkpo.rl.training.rundir import RunLock; import time; lock = RunLock({cfg.out_dir!r}); print('held', flush=True); time.sleep(60)"
+    code = (
+        "from pkpo.rl.training.rundir import RunLock; import time; "
+        f"lock = RunLock({cfg.out_dir!r}); print('held', flush=True); time.sleep(60)"
+    )
     holder = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

@@ -361,7 +361,12 @@ def findings(finals: list[dict]) -> list[dict]:
                 "text": (
                     f"(b) k_opt = 1 took held-out pass@1 from {100 * d['b_mean']:.1f} % (warm "
                     f"start) to {100 * d['a_mean']:.1f} %: {format_diff(d)}; "
-                    f"{'a gain whose interval excludes 0' if holds else 'not a gain that the interval separates from 0'}."
+                    + (
+                        "a gain whose interval excludes 0"
+                        if holds
+                        else "not a gain that the interval separates from 0"
+                    )
+                    + "."
                 ),
             }
         )

@@ -187,7 +187,8 @@ class HiddenRuleConfig:
     n_heldout: int = 128  # held-out problems (disjoint strings): final numbers only
     seed: int = 0  # problem-generation seed
     binary: bool = True  # False: partial credit (fraction of positions correct)
-    plan: bool = True  # the completion starts with one plan character (the rule it will apply), then the answer
+    # the completion starts with one plan character (the rule it will apply), then the answer
+    plan: bool = True
     n_validation: int = 128  # validation problems (disjoint from both): for tuning
     demo_power: float = (
         2.0  # warm start: "?" prompts demonstrated with rule probability ~ prior ** demo_power

@@ -2,8 +2,8 @@
 
 Copy-paste::
 
-    pkpo train --task hidden-rule --k 8 --steps 300 --out runs/k8            # from flags
-    pkpo train --config my_run.toml --resume                                 # from TOML, continue a run
+    pkpo train --task hidden-rule --k 8 --steps 300 --out runs/k8  # from flags
+    pkpo train --config my_run.toml --resume                       # from TOML, continue a run
 
 or from Python::
 
