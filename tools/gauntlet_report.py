@@ -254,7 +254,7 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
             f"Against PKPO at k = 8, the filter's pass@8 differs by {100 * f8['diff']:+.1f} points "
             f"(Holm-level interval {100 * f8['lo']:+.1f} to {100 * f8['hi']:+.1f}; "
             + ("Holm rejects equality" if f8["holm_rejects"] else "Holm does not reject equality")
-            + ")"
+            + ")."
         )
     g = _find(results, "k8", "anneal", True)
     if g is not None:
