@@ -2,8 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/rl_speed.py                 # demo preset (d=96, 3 layers) and a
-    ~1M-param model
+    .venv/bin/python benchmarks/rl_speed.py  # demo preset (d=96, 3 layers) and a ~1M-param model
     .venv/bin/python benchmarks/rl_speed.py --threads 2 --steps 30
 
 For each model size it times (after warm-up) the three parts of an RL step at 64 completions of 32

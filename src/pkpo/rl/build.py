@@ -2,10 +2,10 @@
 
 ::
 
-    policy, task, reference, info = build(cfg, cache_dir="runs/cache")    # from-scratch GPT,
-    warm-started
-    policy, task, reference, _ = build_pretrained(cfg, "smollm2-135m", lora_r=8)   # HF model, nl:
-    task
+    # from-scratch GPT, warm-started
+    policy, task, reference, info = build(cfg, cache_dir="runs/cache")
+    # HF model, nl: task
+    policy, task, reference, _ = build_pretrained(cfg, "smollm2-135m", lora_r=8)
 
 ``pkpo train``, the grid of ``pkpo sweep``/``pkpo demo`` and tools/diagnose.py make their runs here.
 torch and the policies are imported only when a builder is called.
