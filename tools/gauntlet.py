@@ -11,11 +11,10 @@ The study has three parts, in the order of :func:`plan` (a priority order: an in
 time-boxed study has finished a prefix of it, and the docs report exactly what finished):
 
 1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting
-   was
-   chosen on): each method's grid (:data:`METHODS`), scored by the method's own target (its
+   was chosen on): each method's grid (:data:`METHODS`), scored by the method's own target (its
    ``target``: pass@1 for the pass@1 methods, pass@k for PKPO at k, ...). The winner of each grid is
-   the
-   setting used in step 2; a grid that has not finished uses its first point (reported as untuned).
+   the setting used in step 2; a grid that has not finished uses its first point (reported as
+   untuned).
 2. **Report runs** on the held-out split, seeds :data:`REPORT_SEEDS` (never used for tuning or for
    choosing the demo setting), every method at its tuned setting, paired by seed and problem.
 3. **The ``first`` task** (every rule a function of the first digit: pass@1 and pass@k share one

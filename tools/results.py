@@ -12,21 +12,18 @@ Four steps, each resumable (finished runs are reused, interrupted ones resume fr
 checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
-   start
-   and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
-   every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
+   start and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start
+   and every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
 2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems)
-   for
-   the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
+   for the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its
+   policies.
    Folder ``OUT/sum``.
 3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
-   fresh
-   seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
+   fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
 4. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
-   error,
-   so no table can be left behind unregenerated.
+   error, so no table can be left behind unregenerated.
 """
 
 from __future__ import annotations

@@ -317,8 +317,8 @@ def findings(finals: list[dict]) -> list[dict]:
     (a) k_opt = 8 raises held-out pass@8 by >= 10 points over the warm start;
     (b) k_opt = 1 raises held-out pass@1 over the warm start;
     (c) for k_eval in {1, 4, 8}, the run with k_opt = k_eval has the best pass@k_eval among the
-        constant-k
-        runs (at k_eval = 1 a higher k_opt may win by exploration; then the sentence says so);
+        constant-k runs (at k_eval = 1 a higher k_opt may win by exploration; then the sentence says
+        so);
     (d) higher k_opt solves more of the hard training problems (hard solve rate increases with
         k_opt);
     (e) annealing 8 -> 1 ends with pass@1 no more than 2 points below k_opt = 1 and pass@8 >= 10

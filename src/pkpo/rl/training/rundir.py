@@ -14,8 +14,7 @@ A run folder (``pkpo train --out DIR``, ``TrainConfig.out_dir``) holds one run: 
   runs in ``DIR/runs/<name>/seed<s>/`` as above;
 - the lock file is pkpo's own: a symbolic link or a hard link at ``DIR/.pkpo.lock`` is refused,
   never written through; temporary files left by a write that was killed
-  (``checkpoint.pt.tmp<pid>``)
-  are deleted once the lock is held.
+  (``checkpoint.pt.tmp<pid>``) are deleted once the lock is held.
 
 Every refusal is a :class:`RunDirError` (a ValueError) whose message says what is in the folder and
 how to go on.
