@@ -7,7 +7,7 @@
 #   make results    trains the paired multi-seed sweeps (resumable) and rewrites docs/results.md, its
 #                   figures and the README's results block from them
 #   make wheel      builds the wheel into dist/ and checks its metadata (tools/check_wheel.py)
-#   make lint       ruff check and ruff format --check (not yet part of make test)
+#   make lint       ruff check and ruff format --check (make test and make test-fast run it first)
 #
 # Where torch comes from (README, "Set up and run"). Every install is held to torch==$(TORCH_VERSION)
 # by constraints/cpu.txt; the first install step gets it from
@@ -92,12 +92,12 @@ demo: $(BASE_STAMP)
 results: $(BASE_STAMP)
 	$(PY) tools/results.py --out runs/results
 
-test: $(ENGINES_STAMP) $(SWIFT_STAMP)
+test: $(ENGINES_STAMP) $(SWIFT_STAMP) lint
 	$(PY) -m pytest -q --ignore=$(SWIFT_TESTS)
 	$(SWIFT_PY) -m pytest -q $(SWIFT_TESTS)
 
 # (the ms-swift adapter's test, in its own venv, is left out here)
-test-fast: $(ENGINES_STAMP)
+test-fast: $(ENGINES_STAMP) lint
 	$(PY) -m pytest -q -m "not slow" --ignore=$(SWIFT_TESTS)
 
 bench: $(BASE_STAMP)
@@ -110,10 +110,10 @@ wheel: $(TEST_STAMP)
 	$(PY) -m pip wheel --no-deps --no-build-isolation --wheel-dir dist .
 	$(PY) tools/check_wheel.py dist/pkpo-*.whl
 
-# the house style (ruff, from the dev extra); make test runs it once the tree is formatted
+# the house style (ruff, from the dev extra); make test and make test-fast run it before pytest
 lint: $(TEST_STAMP)
-	$(PY) -m ruff check src tests benchmarks examples tools
-	$(PY) -m ruff format --check src tests benchmarks examples tools
+	$(VENV)/bin/ruff check src tests tools benchmarks examples
+	$(VENV)/bin/ruff format --check src tests tools benchmarks examples
 
 # regenerate docs/api/*.md from the docstrings (a test checks that they are up to date)
 docs-api:

@@ -167,8 +167,12 @@ def write_figure(folder: Path) -> list[Path]:
     png = folder / "expected_update.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    data = {"n": N, "k": K, "p": p.tolist(),
-            "expected_update": {name: values.tolist() for name, values in curves.items()}}
+    data = {
+        "n": N,
+        "k": K,
+        "p": p.tolist(),
+        "expected_update": {name: values.tolist() for name, values in curves.items()},
+    }
     json_path = folder / "expected_update.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     return [png, json_path]

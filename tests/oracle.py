@@ -50,7 +50,8 @@ def subset_pass_all_k(f, k: int) -> float:
 
 
 def subset_credit(g, k: int, pool) -> dict:
-    """S(j, k, pool) for every j in ``pool``: (1/C(m,k)) sum over k-subsets of the pool holding j of their max."""
+    """S(j, k, pool) for every j in ``pool``: (1/C(m,k)) sum over k-subsets of the pool holding j of
+    their max."""
     total = {j: [] for j in pool}
     subsets = list(itertools.combinations(pool, k))
     for subset in subsets:
@@ -81,7 +82,8 @@ def s_loo(g, k: int) -> np.ndarray:
 def s_loo_minus_one(g, k: int) -> np.ndarray:
     """s_i^(loo-1) = (1/C(n,k)) sum_{|I|=k, i in I} (max_I g - max_{I minus i} g)   (eq. 33).
 
-    k = 1 (the max over the empty set is undefined) follows DESIGN.md: (g_i - mean_{j != i} g_j) / n.
+    k = 1 (the max over the empty set is undefined) follows DESIGN.md: (g_i - mean_{j != i} g_j) /
+    n.
     """
     n = len(g)
     if k == 1:
@@ -146,7 +148,8 @@ def exact_pass_all_k(n: int, c: int, k: int) -> Fraction:
 
 
 def pass_at_k_from_counts(n: int, c: int, k: int) -> float:
-    """pass@k of a group with c correct out of n, by enumerating the subsets of [1]*c + [0]*(n-c)."""
+    """pass@k of a group with c correct out of n, by enumerating the subsets of [1]*c +
+    [0]*(n-c)."""
     return subset_pass_at_k([1.0] * c + [0.0] * (n - c), k)
 
 

@@ -1,5 +1,5 @@
-"""numpy, torch and JAX give the same numbers; kind, dtype and device follow the input; the transform
-runs under torch.compile and jax.jit; float32 stays accurate at n = 65,536."""
+"""numpy, torch and JAX give the same numbers; kind, dtype and device follow the input; the
+transform runs under torch.compile and jax.jit; float32 stays accurate at n = 65,536."""
 
 from __future__ import annotations
 
@@ -246,7 +246,8 @@ def test_jax_eager_kind_and_dtype(batch, ragged_mask):
 @pytest.mark.slow
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 def test_jax_jit_validate_false(batch, ragged_mask, x64):
-    """Inside jax.jit with validate=False, dense and ragged, every baseline, float32 and (x64) float64."""
+    """Inside jax.jit with validate=False, dense and ragged, every baseline, float32 and (x64)
+    float64."""
     jax, jnp = jax_modules()
     with jax.enable_x64(x64):
         dtype = jnp.float64 if x64 else jnp.float32
@@ -292,7 +293,8 @@ def test_jax_transform_grouped_and_bool(rng):
     assert float(pkpo.pass_at_k(correct, 2)[0]) == pytest.approx(5 / 6)
 
 
-# --- 6. float32 stability at n = 65,536 ------------------------------------------------------------
+# --- 6. float32 stability at n = 65,536
+# ------------------------------------------------------------
 
 
 N_LARGE = 65_536
@@ -316,7 +318,8 @@ def relative_error(got, ref):
 
 @pytest.mark.slow
 def test_float32_large_n(large_batch):
-    """float32 against float64 at n = 65,536, k in {1, 16, n/2, n-1, n}: max|diff| / max|ref| <= 1e-4.
+    """float32 against float64 at n = 65,536, k in {1, 16, n/2, n-1, n}: max|diff| / max|ref| <=
+    1e-4.
 
     JAX without x64 does every step in float32 (dense weights are computed on the host in float64
     first; ragged weights on the device from the split log-factorial table): the strict case.

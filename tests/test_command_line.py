@@ -24,8 +24,13 @@ def run_without_extras(argv) -> subprocess.CompletedProcess:
         "from pkpo.cli import main\n"
         f"sys.exit(main({list(argv)!r}))\n"
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_no_command_prints_the_usage_and_exits_2(capsys):
@@ -51,7 +56,8 @@ def test_without_the_extras_a_real_run_names_the_extra():
 
 def test_plain_text():
     assert plain_text("see ``pkpo.rl.tasks.TASKS`` and :func:`~pkpo.schedules.from_spec`") == (
-        "see pkpo.rl.tasks.TASKS and pkpo.schedules.from_spec")
+        "see pkpo.rl.tasks.TASKS and pkpo.schedules.from_spec"
+    )
     text = "`x` and :class:`pkpo.metrics.MetricReport`"
     assert plain_text(text) == "x and pkpo.metrics.MetricReport"
     assert plain_text("pass@k, 8->1@200, a 'quote'") == "pass@k, 8->1@200, a 'quote'"

@@ -7,12 +7,13 @@ import math
 from fractions import Fraction
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
+
+import oracle
 
 
 @pytest.mark.parametrize("n", range(1, 11))
@@ -122,7 +123,8 @@ def test_pass_at_k_from_binary_array_within_one_ulp(n, rng):
 
 
 def step_transform_exact(n: int, k: int, t: int, baseline: str) -> tuple[Fraction, Fraction]:
-    """The transform of g = 1[rank >= t] (n - t + 1 ones) as exact rationals: (value of a 1, of a 0).
+    """The transform of g = 1[rank >= t] (n - t + 1 ones) as exact rationals: (value of a 1, of a
+    0).
 
     A step has one gap, at rank t, so each baseline's output there is a single rank weight:
     s^(loo-1) gives C(t-1,k-1)/C(n,k) to the ones (eq. 12's weight of rank t); s gives k/n to the
@@ -204,7 +206,8 @@ def test_maxg_at_k_float64_large_n_against_exact_rationals(rng):
     ordered = np.sort(g_int).tolist()
     for k in (1, 7, 1000, n // 2, n - 3, n):
         got = float(pkpo.maxg_at_k(g, k))
-        # weights C(i-1,k-1) for i = n, n-1, ... down, by the exact recurrence C(i-2,k-1) = C(i-1,k-1)(i-k)/(i-1)
+        # weights C(i-1,k-1) for i = n, n-1, ... down, by the exact recurrence C(i-2,k-1) =
+        # C(i-1,k-1)(i-k)/(i-1)
         total = 0
         weight = math.comb(n - 1, k - 1)
         threshold = weight >> 100

@@ -18,13 +18,14 @@ import math
 from fractions import Fraction
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pkpo
 from pkpo import metrics
+
+import oracle
 
 KINDS = ["numpy"] + (["torch"] if importlib.util.find_spec("torch") else [])
 FLOATS = ["float16", "float32", "float64"]

@@ -7,10 +7,11 @@ import math
 from fractions import Fraction
 
 import numpy as np
-import oracle  # noqa: E402  (tests/ is on sys.path)
 import pytest
 
 import pkpo
+
+import oracle  # noqa: E402  (tests/ is on sys.path)
 
 # --- rewards near the float limit: the right answer or a ValueError, never inf ------------------
 
@@ -32,7 +33,8 @@ def test_transform_near_the_limit_equals_the_scaled_oracle(baseline):
 def test_a_result_beyond_the_output_dtype_is_a_value_error():
     torch = pytest.importorskip("torch")
     g = torch.tensor([3e38, -3e38, -3e38], dtype=torch.float32)
-    # k = n: loo_minus_one is max(g) - max(g without i) = 6e38 for the best sample, > float32's 3.4e38
+    # k = n: loo_minus_one is max(g) - max(g without i) = 6e38 for the best sample, > float32's
+    # 3.4e38
     with pytest.raises(ValueError, match="does not fit in float32.*rescale the rewards"):
         pkpo.transform(g, 3)
     exact = pkpo.transform(g.double(), 3)

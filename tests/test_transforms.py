@@ -1,17 +1,18 @@
-"""pkpo.transform / transform_grouped against the brute-force subset definitions, plus the identities
-of paper.md §1.5 and the ragged (mask, grouped) layouts."""
+"""pkpo.transform / transform_grouped against the brute-force subset definitions, plus the
+identities of paper.md §1.5 and the ragged (mask, grouped) layouts."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
+
+import oracle
 
 CASES = [
     (n, k, b)
@@ -23,7 +24,8 @@ CASES = [
 
 
 def reward_rows(n: int, seed: int) -> np.ndarray:
-    """Random continuous, tied (few distinct values), binary, constant and negative rewards for one n."""
+    """Random continuous, tied (few distinct values), binary, constant and negative rewards for one
+    n."""
     rng = np.random.default_rng(1000 * n + seed)
     return np.stack(
         [

@@ -1,4 +1,5 @@
-"""Every bad input of DESIGN.md raises ValueError with a message naming the problem (and the group)."""
+"""Every bad input of DESIGN.md raises ValueError with a message naming the problem (and the
+group)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Backend:
-    """One array library: ``name`` ("numpy", "torch" or "jax") and its array-API namespace ``xp``."""
+    """One array library: ``name`` ("numpy", "torch" or "jax") and its array-API namespace
+    ``xp``."""
 
     name: str
     xp: Any
@@ -100,7 +101,8 @@ class Backend:
         return "cpu" if self.name == "numpy" else None
 
     def from_numpy(self, a: np.ndarray, like):
-        """A host array as an array of this library on ``like``'s device (shares memory on the CPU)."""
+        """A host array as an array of this library on ``like``'s device (shares memory on the
+        CPU)."""
         if self.name == "numpy":
             return a
         if self.name == "jax" and a.dtype == np.float64 and not _jax_x64():
@@ -177,12 +179,15 @@ class Backend:
             return out
         if self.name == "torch":
             out = self.xp.empty_like(values).scatter_(-1, indices, values)
-        else:  # JAX: the inverse permutation by a second argsort of integer indices (scatter-free, jit-safe)
+        else:
+            # JAX: the inverse permutation by a second argsort of integer indices
+            # (scatter-free, jit-safe)
             out = self.xp.take_along_axis(values, self.xp.argsort(indices, axis=-1), axis=-1)
         return out if dtype is None else self.astype(out, dtype)
 
     def to_compute_dtype(self, x, dtype):
-        """``x`` in ``dtype``, as a work array (numpy: in a per-thread buffer, see :func:`scratch`)."""
+        """``x`` in ``dtype``, as a work array (numpy: in a per-thread buffer, see
+        :func:`scratch`)."""
         if self.name == "numpy" and x.dtype != dtype:
             out = scratch("compute", x.shape, dtype)
             np.copyto(out, x)
@@ -279,14 +284,16 @@ class Backend:
         return x.resolve_conj().resolve_neg().numpy()
 
     def to_caller(self, array):
-        """A numpy result of :meth:`host_view`'s computation as a tensor of this library (no copy)."""
+        """A numpy result of :meth:`host_view`'s computation as a tensor of this library (no
+        copy)."""
         import torch
 
         return torch.from_numpy(np.asarray(array))
 
     def reads_cheaply(self, x) -> bool:
         """Whether reading a few values of ``x`` on the host costs no device synchronisation and
-        works at all: numpy, torch on the CPU outside torch.compile, concrete JAX arrays on the CPU."""
+        works at all: numpy, torch on the CPU outside torch.compile, concrete JAX arrays on the
+        CPU."""
         if self.name == "numpy":
             return True
         if self.name == "torch":

@@ -80,7 +80,9 @@ def strict_bool(text: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false (or 1/0, yes/no, on/off); got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"expected true or false (or 1/0, yes/no, on/off); got {text!r}"
+    )
 
 
 def _integer(text: str, low: int, what: str) -> int:
@@ -150,5 +152,6 @@ def missing_extra(modules, extra: str | None = None) -> str | None:
 
 
 def install_hint(extras: str) -> str:
-    """The pip command that installs pkpo's ``extras``: from a checkout (pkpo is not on PyPI yet)."""
+    """The pip command that installs pkpo's ``extras``: from a checkout (pkpo is not on PyPI
+    yet)."""
     return f"pip install -e '.[{extras}]' in the pkpo checkout ('pkpo[{extras}]' once on PyPI)"

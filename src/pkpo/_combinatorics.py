@@ -194,7 +194,8 @@ def log_space_rank_weights(xp, lf: LogFactorials, t, n, k: int) -> LazyRankWeigh
 
 @functools.lru_cache(maxsize=128)
 def dense_rank_weights(size: int, n: int, k: int) -> RankWeights:
-    """:class:`RankWeights` of a dense batch (every group of size n) for ranks 1..size, numpy float64.
+    """:class:`RankWeights` of a dense batch (every group of size n) for ranks 1..size, numpy
+    float64.
 
     Exactly rounded for size <= EXACT_MAX_SIZE: each weight is one ratio of Python integers
     (binomials by the exact recurrence C(u, j) = C(u-1, j) u / (u-j)), which Python's int / int

@@ -236,9 +236,9 @@ class SortedGroups:
             self.backend.to_numpy(self.backend.xp.isfinite(out)).all()
         ):
             raise ValueError(
-                f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
-                "largest float give transformed values beyond it; rescale the rewards (every output of "
-                "pkpo is proportional to them) or pass float64."
+                f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this "
+                "close to the largest float give transformed values beyond it; rescale the "
+                "rewards (every output of pkpo is proportional to them) or pass float64."
             )
         return out
 
@@ -418,7 +418,8 @@ def power_of_two_scale(largest: float, max_float: float, tiny: float) -> float:
 
 
 def _device_scale(xp, largest, max_float: float, tiny: float):
-    """:func:`power_of_two_scale` on the device (no host read): a 0-d array of ``largest``'s dtype."""
+    """:func:`power_of_two_scale` on the device (no host read): a 0-d array of ``largest``'s
+    dtype."""
     _, exponent = xp.frexp(largest)
     cap = -math.frexp(tiny)[1] - 2
     up = xp.ldexp(xp.ones_like(largest), xp.clip(-exponent, 0, cap))

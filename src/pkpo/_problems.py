@@ -1,4 +1,5 @@
-"""The inputs of :mod:`pkpo.metrics`: per-problem rows of any lengths, problem names, report options.
+"""The inputs of :mod:`pkpo.metrics`: per-problem rows of any lengths, problem names, report
+options.
 
 Problems may have different numbers of samples, so their rows are kept flat, as
 ``(values, lengths)``, and padded with a mask where an array of equal rows is needed. Every

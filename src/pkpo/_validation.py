@@ -56,8 +56,8 @@ def check_k(k) -> int:
         except Exception as error:  # noqa: BLE001 - a 0-d float array, or a traced value under jax.jit
             if "Tracer" in type(k).__name__ or "Tracer" in type(error).__name__:
                 raise ValueError(
-                    "k must be a concrete integer, not a traced value: inside jax.jit pass k as a static "
-                    "argument (static_argnums) or a Python int."
+                    "k must be a concrete integer, not a traced value: inside jax.jit pass k as a "
+                    "static argument (static_argnums) or a Python int."
                 ) from None
             raise ValueError(
                 f"k must be a positive integer; got k={k!r} of type {type(k).__name__}."

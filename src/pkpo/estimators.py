@@ -202,9 +202,9 @@ def _large_ratio(size: int, kept: int, k: int, complement: bool) -> float:
         log_ratio = _summed_log_ratio(size, other, terms)
     else:
         raise ValueError(
-            f"n={size} with k={k} is beyond what is computed here: above n = {_TABLE_MAX_SIZE:,} the "
-            f"{terms:,} factors of C({kept}, {k}) / C({size}, {k}) are summed one by one, up to "
-            f"{_SUMMED_MAX_TERMS:,} of them."
+            f"n={size} with k={k} is beyond what is computed here: above n = {_TABLE_MAX_SIZE:,} "
+            f"the {terms:,} factors of C({kept}, {k}) / C({size}, {k}) are summed one by one, up "
+            f"to {_SUMMED_MAX_TERMS:,} of them."
         )
     return -math.expm1(log_ratio) if complement else math.exp(log_ratio)
 

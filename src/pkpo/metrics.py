@@ -165,7 +165,8 @@ class MetricReport:
         }
 
     def to_markdown(self, digits: int = 4, problems_label: str = "problems") -> str:
-        """A markdown table: k (or tau), estimate, SE, CI, problems used (and skipped, if any were)."""
+        """A markdown table: k (or tau), estimate, SE, CI, problems used (and skipped, if any
+        were)."""
         percent = f"{100 * self.confidence:g}%"
         skipped = any(row.n_skipped for row in self.rows)
         header = [self.parameter, self.metric, "SE", f"{percent} CI", problems_label] + (

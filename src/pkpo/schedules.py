@@ -76,7 +76,10 @@ class Schedule:
             return f"k={self.k_start}"
         if self.kind == "step":
             return f"k={self.k_start} until step {self.start}, then k={self.k_end}"
-        return f"{self.kind} k={self.k_start}->{self.k_end} over steps {self.start}..{self.start + self.steps}"
+        return (
+            f"{self.kind} k={self.k_start}->{self.k_end} "
+            f"over steps {self.start}..{self.start + self.steps}"
+        )
 
 
 def constant(k: int) -> Schedule:

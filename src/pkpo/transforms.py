@@ -108,7 +108,8 @@ def _leave_one_out_estimate(w: RankWeights) -> GapForm:
     """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
-    in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t tail_{n-1}(t-1).
+    in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t
+    tail_{n-1}(t-1).
     """
     return GapForm(0.0, 1.0, w.tail_drop_below, w.tail_drop_above)
 
@@ -144,7 +145,8 @@ def _loo_minus_one(w: RankWeights) -> GapForm:
 
 
 def _loo(w: RankWeights, k: int, n) -> GapForm:
-    """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
+    """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq.
+    29)."""
     c = k / (n * (n - 1))
     centered, rest = _centered(w), _leave_one_out_estimate(w)
     return GapForm(
@@ -348,7 +350,8 @@ def scale_advantages(advantages, k, scale, n=None):
 
 
 def _scale(advantages, k: int, scale: str, n=None):
-    """:func:`scale_advantages` for a checked k and scale; half-precision input is scaled in float32."""
+    """:func:`scale_advantages` for a checked k and scale; half-precision input is scaled in
+    float32."""
     if scale == "none":
         return advantages
     backend = backend_of(advantages)
@@ -422,8 +425,9 @@ def _check_one_kind(ids: np.ndarray) -> None:
     kinds = {_id_kind(kind) for kind in set(map(type, ids.tolist()))}  # the distinct types only
     if len(kinds) > 1:
         raise ValueError(
-            f"group_ids must be mutually comparable and of one type; they mix {' and '.join(sorted(kinds))} "
-            "(ids such as 1 and True, or 1 and 1.0, would merge into one group)."
+            "group_ids must be mutually comparable and of one type; they mix "
+            f"{' and '.join(sorted(kinds))} (ids such as 1 and True, or 1 and 1.0, would merge "
+            "into one group)."
         )
 
 

@@ -18,7 +18,8 @@ _spec.loader.exec_module(gv)
 
 
 def test_sample_weights_scatter_and_centre():
-    # group (0, 0, 2) with advantages (1, 2, 3): sample 0 gets 1 + 2, sample 2 gets 3; minus 6 x (1/3 each)
+    # group (0, 0, 2) with advantages (1, 2, 3): sample 0 gets 1 + 2, sample 2 gets 3; minus 6 x
+    # (1/3 each)
     W = gv.sample_weights(np.array([[0, 0, 2]]), np.array([[1.0, 2.0, 3.0]]), np.full(3, 1 / 3))
     np.testing.assert_allclose(W, [[1.0, -2.0, 1.0]])
 
@@ -70,8 +71,9 @@ def test_unbiased_baselines_share_the_exact_expectation_in_the_pool_world(rng):
 
 
 def test_measure_known_variance_of_a_single_draw():
-    # pool g = (1, 0), (-1, 0), rewards (1, 0); groups of n = 1, A = g_i / n = r: X = g_1 w.p. 1/2, else 0
-    # (the pool mean is 0, so centring changes nothing): E X = (1/2, 0), tr Cov = 1/2 - 1/4 = 1/4
+    # pool g = (1, 0), (-1, 0), rewards (1, 0); groups of n = 1, A = g_i / n = r: X = g_1 w.p. 1/2,
+    # else 0 (the pool mean is 0, so centring changes nothing): E X = (1/2, 0), tr Cov = 1/2 - 1/4 =
+    # 1/4
     G = np.array([[1.0, 0.0], [-1.0, 0.0]])
     est = gv.pkpo_estimators([1], ["none"])
     out = gv.measure(G @ G.T, [np.array([1.0, 0.0])], est, n=1, groups=40000, replicates=1, seed=3)

@@ -398,12 +398,20 @@ def test_gzip_is_recognised_by_content_also_on_stdin(tmp_path, capsys, monkeypat
     _, from_packed, _ = run_eval([tmp_path / "packed.jsonl", "--k", "1,2"], capsys)
     _, from_plain_gz, _ = run_eval([tmp_path / "plain.jsonl.gz", "--k", "1,2"], capsys)
     _, from_plain, _ = run_eval([plain, "--k", "1,2"], capsys)
-    assert table_rows(from_stdin) == table_rows(from_packed) == table_rows(from_plain_gz) == table_rows(from_plain)
+    assert (
+        table_rows(from_stdin)
+        == table_rows(from_packed)
+        == table_rows(from_plain_gz)
+        == table_rows(from_plain)
+    )
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
     path = tmp_path / "bom.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + b'{"task_id": "\xc3\xa9", "passed": true}\n{"task_id": "b", "passed": 0}\n')
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + b'{"task_id": "\xc3\xa9", "passed": true}\n{"task_id": "b", "passed": 0}\n'
+    )
     code, out, err = run_eval([path, "--k", "1"], capsys)
     assert code == 0 and err == "" and "2 tasks" in out
 
@@ -416,9 +424,14 @@ def evalplus_results(tasks: dict, base_only=False) -> dict:
         "hash": "0123abcd",
         "eval": {
             task_id: [
-                {"task_id": task_id, "solution": "def f(): pass", "base_status": base,
-                 "plus_status": None if base_only else plus, "base_fail_tests": [],
-                 "plus_fail_tests": []}
+                {
+                    "task_id": task_id,
+                    "solution": "def f(): pass",
+                    "base_status": base,
+                    "plus_status": None if base_only else plus,
+                    "base_fail_tests": [],
+                    "plus_fail_tests": [],
+                }
                 for base, plus in results
             ]
             for task_id, results in tasks.items()
@@ -434,17 +447,25 @@ EVALPLUS_TASKS = {
 }
 
 
-@pytest.mark.parametrize("tests, passed", [
-    ("plus", [[1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 0, 1]]),  # EvalPlus: base == plus == "pass"
-    ("base", [[1, 1, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1]]),
-])
+@pytest.mark.parametrize(
+    "tests, passed",
+    [
+        ("plus", [[1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 0, 1]]),  # EvalPlus: base == plus == "pass"
+        ("base", [[1, 1, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1]]),
+    ],
+)
 def test_evalplus_results_json(tmp_path, capsys, tests, passed):
     path = tmp_path / "samples_eval_results.json"
     path.write_text(json.dumps(evalplus_results(EVALPLUS_TASKS)))  # one line, as EvalPlus writes it
-    args = [path, "--k", "1,2", "--json", tmp_path / "r.json"] + (["--evalplus-tests", tests] if tests == "base" else [])
+    args = [path, "--k", "1,2", "--json", tmp_path / "r.json"] + (
+        ["--evalplus-tests", tests] if tests == "base" else []
+    )
     code, out, err = run_eval(args, capsys)
     assert code == 0, err
-    assert f"EvalPlus, passed = {'base and plus tests pass' if tests == 'plus' else 'base tests pass'}" in out
+    assert (
+        f"EvalPlus, passed = {'base and plus tests pass' if tests == 'plus' else 'base tests pass'}"
+        in out
+    )
     data = json.loads((tmp_path / "r.json").read_text())
     for row in data["reports"][0]["rows"]:
         expected = statistics.fmean(pass_at_k_comb(4, sum(p), row["k"]) for p in passed)
@@ -452,13 +473,22 @@ def test_evalplus_results_json(tmp_path, capsys, tests, passed):
 
 
 def test_legacy_evalplus_results_json(tmp_path, capsys):
-    # v0.1 / v0.2.0: {"eval": {task: {"nfiles"|"files", "base": [[status, details]], "plus": [...]}}}
-    legacy = {"eval": {
-        "HumanEval/0": {"files": ["0.py", "1.py"], "base": [["success", []], ["failed", []]],
-                        "plus": [["failed", []], ["failed", []]]},
-        "HumanEval/1": {"nfiles": 2, "base": [["success", []], ["success", []]],
-                        "plus": [["success", []], ["timed out", []]]},
-    }}
+    # v0.1 / v0.2.0: {"eval": {task: {"nfiles"|"files", "base": [[status, details]], "plus":
+    # [...]}}}
+    legacy = {
+        "eval": {
+            "HumanEval/0": {
+                "files": ["0.py", "1.py"],
+                "base": [["success", []], ["failed", []]],
+                "plus": [["failed", []], ["failed", []]],
+            },
+            "HumanEval/1": {
+                "nfiles": 2,
+                "base": [["success", []], ["success", []]],
+                "plus": [["success", []], ["timed out", []]],
+            },
+        }
+    }
     path = tmp_path / "eval_results.json"
     path.write_text(json.dumps(legacy, indent=2))
     _, out, _ = run_eval([path, "--k", "1", "--evalplus-tests", "base"], capsys)
@@ -468,15 +498,24 @@ def test_legacy_evalplus_results_json(tmp_path, capsys):
 
 
 def test_evalplus_status_lines_and_base_only_runs(tmp_path, capsys):
-    lines = [{"task_id": t, "base_status": b, "plus_status": p}
-             for t, results in EVALPLUS_TASKS.items() for b, p in results]
+    lines = [
+        {"task_id": t, "base_status": b, "plus_status": p}
+        for t, results in EVALPLUS_TASKS.items()
+        for b, p in results
+    ]
     path = write_lines(tmp_path / "flat.jsonl", lines)
     _, out, _ = run_eval([path, "--k", "1", "--evalplus-tests", "base"], capsys)
-    assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 1 / 4, 1]), abs=5e-5)
+    assert float(table_rows(out)[1][1]) == pytest.approx(
+        statistics.fmean([3 / 4, 1 / 4, 1]), abs=5e-5
+    )
     base_only = tmp_path / "base_only.json"
     base_only.write_text(json.dumps(evalplus_results(EVALPLUS_TASKS, base_only=True)))
     code, _, err = run_eval([base_only, "--k", "1"], capsys)
-    assert code == 2 and "base_only.json has no plus-test results" in err and "--evalplus-tests base" in err
+    assert (
+        code == 2
+        and "base_only.json has no plus-test results" in err
+        and "--evalplus-tests base" in err
+    )
     code, _, _ = run_eval([base_only, "--k", "1", "--evalplus-tests", "base"], capsys)
     assert code == 0
 
@@ -493,7 +532,9 @@ def lm_eval_line(doc_id: int, n: int, estimates: dict) -> dict:
         "filtered_resps": [["def f():\n    return 1"] * n],
         "filter": "create_test",
         "metrics": [f"pass@{k}" for k in estimates],
-        "doc_hash": "a", "prompt_hash": "b", "target_hash": "c",
+        "doc_hash": "a",
+        "prompt_hash": "b",
+        "target_hash": "c",
         **{f"pass@{k}": v for k, v in estimates.items()},
     }
 
@@ -501,8 +542,10 @@ def lm_eval_line(doc_id: int, n: int, estimates: dict) -> dict:
 def test_lm_eval_harness_samples_log(tmp_path, capsys):
     # three documents of n = 8 samples with c = 1, 4, 8 correct: lm-eval logs pass@2 and pass@8
     counts = [1, 4, 8]
-    lines = [lm_eval_line(i, 8, {2: pass_at_k_comb(8, c, 2), 8: pass_at_k_comb(8, c, 8)})
-             for i, c in enumerate(counts)]
+    lines = [
+        lm_eval_line(i, 8, {2: pass_at_k_comb(8, c, 2), 8: pass_at_k_comb(8, c, 8)})
+        for i, c in enumerate(counts)
+    ]
     path = write_lines(tmp_path / "samples_humaneval_64_2025.jsonl", lines)
     code, out, err = run_eval([path, "--k", "2,8", "--bootstrap", "0"], capsys)
     assert code == 0, err
@@ -512,20 +555,32 @@ def test_lm_eval_harness_samples_log(tmp_path, capsys):
     for k in (2, 8):
         per_task = [pass_at_k_comb(8, c, k) for c in counts]
         assert float(rows[k][1]) == pytest.approx(statistics.fmean(per_task), abs=5e-5)
-        assert float(rows[k][2]) == pytest.approx(statistics.stdev(per_task) / math.sqrt(3), abs=5e-5)
+        assert float(rows[k][2]) == pytest.approx(
+            statistics.stdev(per_task) / math.sqrt(3), abs=5e-5
+        )
     code, _, err = run_eval([path, "--k", "1,2"], capsys)
     assert code == 2 and "no pass@k for k=[1]" in err and "here [2, 8]" in err
-    other = write_lines(tmp_path / "samples_other.jsonl", [{**lm_eval_line(0, 1, {}), "metrics": ["bleu"],
-                                                            "bleu": 0.3}])
+    other = write_lines(
+        tmp_path / "samples_other.jsonl",
+        [{**lm_eval_line(0, 1, {}), "metrics": ["bleu"], "bleu": 0.3}],
+    )
     code, _, err = run_eval([other], capsys)
     assert code == 2 and "has no score pkpo eval reads (metrics: ['bleu'])" in err
 
 
-@pytest.mark.parametrize("document, match", [
-    ({"results": {"humaneval": {"pass@1,create_test": 0.1}}, "configs": {}, "versions": {}},
-     "aggregate results file; .* --log_samples"),
-    ({"task_id": "a", "passed": True, "note": "pretty-printed"}, "one JSON document, not JSON Lines"),
-])
+@pytest.mark.parametrize(
+    "document, match",
+    [
+        (
+            {"results": {"humaneval": {"pass@1,create_test": 0.1}}, "configs": {}, "versions": {}},
+            "aggregate results file; .* --log_samples",
+        ),
+        (
+            {"task_id": "a", "passed": True, "note": "pretty-printed"},
+            "one JSON document, not JSON Lines",
+        ),
+    ],
+)
 def test_whole_json_documents_are_named_for_what_they_are(tmp_path, capsys, document, match):
     path = tmp_path / "doc.json"
     path.write_text(json.dumps(document, indent=2))
@@ -534,7 +589,9 @@ def test_whole_json_documents_are_named_for_what_they_are(tmp_path, capsys, docu
 
 
 def test_ungraded_samples_say_so(tmp_path, capsys):
-    path = write_lines(tmp_path / "samples.jsonl", [{"task_id": "HumanEval/0", "solution": "def f(): pass"}])
+    path = write_lines(
+        tmp_path / "samples.jsonl", [{"task_id": "HumanEval/0", "solution": "def f(): pass"}]
+    )
     code, _, err = run_eval([path], capsys)
     assert code == 2 and "ungraded samples" in err and "evalplus.evaluate" in err
 
@@ -550,14 +607,20 @@ def test_plot_title_counts_the_tasks_behind_each_point():
 
 def test_a_closed_pipe_ends_quietly():
     command = f"{sys.executable} -m pkpo eval {EXAMPLE} --k 1,2,4,8,16 --bootstrap 10 | head -c 10"
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True,
-                            timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")},
+    )
     assert result.stdout == "pass@k fro"
     assert result.stderr == ""  # no BrokenPipeError traceback
     assert result.returncode in (0, 141)  # 141: like any tool stopped by SIGPIPE
 
 
-# --- outputs: --overwrite, inputs, links, folders, plot formats ------------------------------------
+# --- outputs: --overwrite, inputs, links, folders, plot formats
+# ------------------------------------
 
 
 def one_line_error(code, out, err, match):
@@ -592,22 +655,29 @@ def test_outputs_are_never_written_through_a_symlink(tmp_path, capsys):
     precious = tmp_path / "precious.txt"
     precious.write_text("keep")
     (tmp_path / "r.json").symlink_to(precious)
-    one_line_error(*run_eval([path, "--json", tmp_path / "r.json", "--overwrite"], capsys), "symbolic link")
+    one_line_error(
+        *run_eval([path, "--json", tmp_path / "r.json", "--overwrite"], capsys), "symbolic link"
+    )
     assert precious.read_text() == "keep"
 
 
 def test_json_into_a_missing_folder_is_refused_and_creates_nothing(tmp_path, capsys):
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
-    one_line_error(*run_eval([path, "--json", tmp_path / "nonexistent" / "x.json"], capsys),
-                   "the folder .*nonexistent' does not exist")
+    one_line_error(
+        *run_eval([path, "--json", tmp_path / "nonexistent" / "x.json"], capsys),
+        "the folder .*nonexistent' does not exist",
+    )
     assert not (tmp_path / "nonexistent").exists()
 
 
-@pytest.mark.parametrize("name, match", [
-    ("p.txt", r"must end in \.png, \.svg, \.pdf"),
-    ("noext", r"must end in \.png, \.svg, \.pdf"),
-    ("a_dir", "is a folder; give a file name"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("p.txt", r"must end in \.png, \.svg, \.pdf"),
+        ("noext", r"must end in \.png, \.svg, \.pdf"),
+        ("a_dir", "is a folder; give a file name"),
+    ],
+)
 def test_bad_plot_names_are_one_line_errors_and_write_nothing(tmp_path, capsys, name, match):
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
     (tmp_path / "a_dir").mkdir()
@@ -625,12 +695,14 @@ def test_the_plot_is_written_where_the_message_says_in_its_format(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.svg", "s.jsonl"]
 
 
-# --- streaming and hostile inputs --------------------------------------------------------------------
+# --- streaming and hostile inputs
+# --------------------------------------------------------------------
 
 
 def test_memory_grows_with_tasks_not_with_bytes(tmp_path):
-    """10 MB of samples of 5 tasks: the reader's peak Python allocation stays far below the file size
-    (it holds one 1 MiB block and the per-task counts), where reading the whole file costs several times it."""
+    """10 MB of samples of 5 tasks: the reader's peak Python allocation stays far below the file
+    size (it holds one 1 MiB block and the per-task counts), where reading the whole file costs
+    several times it."""
     import tracemalloc
 
     line = '{"task_id": "T/%d", "passed": %s, "completion": "%s"}\n'
@@ -669,21 +741,33 @@ def test_a_line_longer_than_the_limit_is_one_line_error(tmp_path, capsys, monkey
 
 def test_lines_split_only_on_newline_u2028_and_u0085_are_text(tmp_path, capsys):
     path = tmp_path / "s.jsonl"
-    path.write_bytes('{"task_id": "a", "passed": true, "completion": "x\u2028y\u0085z"}\n'
-                     '{"task_id": "a", "passed": false}\n'.encode("utf-8"))
+    path.write_bytes(
+        '{"task_id": "a", "passed": true, "completion": "x\u2028y\u0085z"}\n'
+        '{"task_id": "a", "passed": false}\n'.encode("utf-8")
+    )
     code, out, err = run_eval([path, "--k", "1"], capsys)
     assert code == 0, err
     assert "1 task, 2 samples each (2 samples)" in out and float(table_rows(out)[1][1]) == 0.5
 
 
-@pytest.mark.parametrize("lines, match", [
-    ([GOOD, '{"task_id": "a", "passed": true, "x": ' + "[" * 100_000 + "]" * 100_000 + "}"],
-     r"s.jsonl line 2: the JSON is nested too deeply"),
-    (['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": 1' + "0" * 400 + "}"],
-     r"s.jsonl line 2: 'reward' is too large for a float"),
-    (['{"task_id": 1, "passed": true}', '{"task_id": "1", "passed": false}'],
-     r"line 2: task id '1' is a string, but line 1 has an integer id; a file must use one type"),
-])
+@pytest.mark.parametrize(
+    "lines, match",
+    [
+        (
+            [GOOD, '{"task_id": "a", "passed": true, "x": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+            r"s.jsonl line 2: the JSON is nested too deeply",
+        ),
+        (
+            ['{"task_id": "a", "reward": 0.5}', '{"task_id": "a", "reward": 1' + "0" * 400 + "}"],
+            r"s.jsonl line 2: 'reward' is too large for a float",
+        ),
+        (
+            ['{"task_id": 1, "passed": true}', '{"task_id": "1", "passed": false}'],
+            r"line 2: task id '1' is a string, but line 1 has an integer id; a file must use one "
+            r"type",
+        ),
+    ],
+)
 def test_hostile_lines_are_one_line_errors(tmp_path, capsys, lines, match):
     path = write_lines(tmp_path / "s.jsonl", lines)
     one_line_error(*run_eval([path], capsys), match)
@@ -691,10 +775,14 @@ def test_hostile_lines_are_one_line_errors(tmp_path, capsys, lines, match):
 
 def test_a_truncated_last_line_names_the_file_and_line(tmp_path, capsys):
     path = tmp_path / "s.jsonl"
-    path.write_text(GOOD + "\n" + GOOD + "\n" + '{"task_id": "a", "completion": "def f():\\n    ret')
-    one_line_error(*run_eval([path], capsys),
-                   r"s.jsonl line 3: invalid JSON \(Unterminated string.*\); it is the last line and has no "
-                   r"newline, so the file looks truncated")
+    path.write_text(
+        GOOD + "\n" + GOOD + "\n" + '{"task_id": "a", "completion": "def f():\\n    ret'
+    )
+    one_line_error(
+        *run_eval([path], capsys),
+        r"s.jsonl line 3: invalid JSON \(Unterminated string.*\); it is the last line and has no "
+        r"newline, so the file looks truncated",
+    )
 
 
 def test_an_evalplus_task_with_no_results_is_an_error_naming_it(tmp_path, capsys):
@@ -702,17 +790,23 @@ def test_an_evalplus_task_with_no_results_is_an_error_naming_it(tmp_path, capsys
     results["eval"]["HumanEval/9"] = []
     path = tmp_path / "r_eval_results.json"
     path.write_text(json.dumps(results))
-    one_line_error(*run_eval([path], capsys), r"task 'HumanEval/9' has no results \(an empty list\)")
+    one_line_error(
+        *run_eval([path], capsys), r"task 'HumanEval/9' has no results \(an empty list\)"
+    )
 
 
 def test_skip_insufficient_prints_the_task_counts_behind_each_k(tmp_path, capsys):
     tasks = {"a": [True] * 5, "b": [False, True, False], "c": [True, False]}
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(tasks, "passed"))
-    code, out, _ = run_eval([path, "--k", "1,3,5", "--skip-insufficient", "--json", tmp_path / "r.json"], capsys)
+    code, out, _ = run_eval(
+        [path, "--k", "1,3,5", "--skip-insufficient", "--json", tmp_path / "r.json"], capsys
+    )
     assert code == 0
-    note = ("note: --skip-insufficient left out tasks with fewer than k samples, so the rows average over "
-            "different tasks (k=1: 3 of 3 tasks, k=3: 2 of 3 tasks, k=5: 1 of 3 tasks); compare rows across k "
-            "with care.")
+    note = (
+        "note: --skip-insufficient left out tasks with fewer than k samples, so the rows average "
+        "over different tasks (k=1: 3 of 3 tasks, k=3: 2 of 3 tasks, k=5: 1 of 3 tasks); compare "
+        "rows across k with care."
+    )
     assert note in out.splitlines()
     assert json.loads((tmp_path / "r.json").read_text())["notes"] == [note.removeprefix("note: ")]
     code, out, _ = run_eval([path, "--k", "1,2", "--skip-insufficient"], capsys)
@@ -727,7 +821,8 @@ def test_skip_insufficient_prints_the_task_counts_behind_each_k(tmp_path, capsys
 
 
 def verifiers_row(example_id: int, reward: float) -> dict:
-    """One line of verifiers' results.jsonl (state_to_output, metrics flattened to the top level)."""
+    """One line of verifiers' results.jsonl (state_to_output, metrics flattened to the top
+    level)."""
     return {
         "example_id": example_id,
         "prompt": [{"role": "user", "content": f"What is {example_id} + 1?"}],
@@ -750,27 +845,46 @@ def verifiers_metadata(rewards: dict, threshold: float) -> dict:
     """metadata.json as verifiers writes it; pass_at_k / pass_all_k as PassAtKMetric computes them
     (k = powers of 2 up to n, correct = reward >= pass_threshold)."""
     n = len(next(iter(rewards.values())))
-    ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
     counts = [sum(r >= threshold for r in values) for values in rewards.values()]
     at_k = {str(k): statistics.fmean(pass_at_k_comb(n, c, k) for c in counts) for k in ks}
-    all_k = {str(k): statistics.fmean(math.comb(c, k) / math.comb(n, k) for c in counts) for k in ks}
-    return {"env_id": "vf-math", "model": "m", "num_examples": len(rewards), "rollouts_per_example": n,
-            "avg_reward": 0.5, "pass_at_k": at_k, "pass_all_k": all_k, "pass_threshold": threshold}
+    all_k = {
+        str(k): statistics.fmean(math.comb(c, k) / math.comb(n, k) for c in counts) for k in ks
+    }
+    return {
+        "env_id": "vf-math",
+        "model": "m",
+        "num_examples": len(rewards),
+        "rollouts_per_example": n,
+        "avg_reward": 0.5,
+        "pass_at_k": at_k,
+        "pass_all_k": all_k,
+        "pass_threshold": threshold,
+    }
 
 
-VERIFIERS_REWARDS = {0: [1.0, 0.0, 0.6, 1.0], 1: [0.0, 0.3, 0.0, 0.0], 2: [1.0, 1.0, 0.7, 0.5],
-                     3: [0.2, 0.0, 0.4, 0.55]}
+VERIFIERS_REWARDS = {
+    0: [1.0, 0.0, 0.6, 1.0],
+    1: [0.0, 0.3, 0.0, 0.0],
+    2: [1.0, 1.0, 0.7, 0.5],
+    3: [0.2, 0.0, 0.4, 0.55],
+}
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.65])
 def test_verifiers_results_match_their_own_pass_at_k(tmp_path, capsys, threshold):
     rows = [verifiers_row(e, r) for e, values in VERIFIERS_REWARDS.items() for r in values]
-    path = write_lines(tmp_path / "results.jsonl", [rows[i] for i in np.random.default_rng(0).permutation(16)])
+    path = write_lines(
+        tmp_path / "results.jsonl", [rows[i] for i in np.random.default_rng(0).permutation(16)]
+    )
     metadata = verifiers_metadata(VERIFIERS_REWARDS, threshold)
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     code, out, err = run_eval([path, "--k", "1,2,4", "--json", tmp_path / "r.json"], capsys)
     assert code == 0, err
-    assert f"verifiers results, passed = reward >= {threshold:g}, the pass_threshold of metadata.json" in out
+    assert (
+        f"verifiers results, passed = reward >= {threshold:g}, the pass_threshold of metadata.json"
+        in out
+    )
     rows_out = json.loads((tmp_path / "r.json").read_text())["reports"][0]["rows"]
     for row in rows_out:
         assert row["estimate"] == pytest.approx(metadata["pass_at_k"][str(row["k"])], abs=1e-12)
@@ -781,10 +895,14 @@ def test_verifiers_threshold_default_and_override(tmp_path, capsys):
     path = write_lines(tmp_path / "results.jsonl", rows)
     code, out, _ = run_eval([path, "--k", "1"], capsys)  # no metadata.json: verifiers' default 0.5
     assert code == 0 and "passed = reward >= 0.5, verifiers' default pass_threshold" in out
-    assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 0, 1, 1 / 4]), abs=5e-5)
+    assert float(table_rows(out)[1][1]) == pytest.approx(
+        statistics.fmean([3 / 4, 0, 1, 1 / 4]), abs=5e-5
+    )
     code, out, _ = run_eval([path, "--k", "1", "--pass-threshold", "0.25"], capsys)
     assert "passed = reward >= 0.25, from --pass-threshold" in out
-    assert float(table_rows(out)[1][1]) == pytest.approx(statistics.fmean([3 / 4, 1 / 4, 1, 2 / 4]), abs=5e-5)
+    assert float(table_rows(out)[1][1]) == pytest.approx(
+        statistics.fmean([3 / 4, 1 / 4, 1, 2 / 4]), abs=5e-5
+    )
     code, out, _ = run_eval([path, "--k", "1,2", "--metric", "maxg@k"], capsys)  # the raw rewards
     expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in VERIFIERS_REWARDS.values())
     assert code == 0 and float(table_rows(out)[2][1]) == pytest.approx(expected, abs=5e-5)
@@ -795,20 +913,35 @@ def test_verifiers_threshold_default_and_override(tmp_path, capsys):
 
 def tinker_trajectory(idx: int, example_id: str, reward: float, error: str | None = None) -> dict:
     """One line of tinker-cookbook's <benchmark>/trajectories.jsonl (StoredTrajectory.to_dict)."""
-    turns = [] if error else [
-        {"role": "user", "content": "Question: 2 + 2?", "token_count": 9, "metadata": {}},
-        {"role": "assistant", "content": "4", "token_count": 1, "metadata": {}},
-    ]
-    return {"idx": idx, "benchmark": "gsm8k", "example_id": example_id, "turns": turns, "reward": reward,
-            "metrics": {"correct": reward, "_eval_turns": 1}, "logs": {"expected": "4", "extracted": "4"},
-            "error": error, "time_seconds": 1.5}
+    turns = (
+        []
+        if error
+        else [
+            {"role": "user", "content": "Question: 2 + 2?", "token_count": 9, "metadata": {}},
+            {"role": "assistant", "content": "4", "token_count": 1, "metadata": {}},
+        ]
+    )
+    return {
+        "idx": idx,
+        "benchmark": "gsm8k",
+        "example_id": example_id,
+        "turns": turns,
+        "reward": reward,
+        "metrics": {"correct": reward, "_eval_turns": 1},
+        "logs": {"expected": "4", "extracted": "4"},
+        "error": error,
+        "time_seconds": 1.5,
+    }
 
 
 def test_tinker_cookbook_trajectories_count_reward_above_zero(tmp_path, capsys):
     # pass@k mode: num_samples rounds, each appending one trajectory per example; an error is a
     # scored failure with reward 0
-    rewards = {"gsm8k_3f2a": [1.0, 0.0, 1.0, 1.0, 0.0], "gsm8k_91bc": [0.0, 0.0, 0.0, 0.0, 0.0],
-               "gsm8k_07d4": [0.5, 1.0, 1.0, 1.0, 1.0]}
+    rewards = {
+        "gsm8k_3f2a": [1.0, 0.0, 1.0, 1.0, 0.0],
+        "gsm8k_91bc": [0.0, 0.0, 0.0, 0.0, 0.0],
+        "gsm8k_07d4": [0.5, 1.0, 1.0, 1.0, 1.0],
+    }
     lines = []
     for round_ in range(5):
         for idx, (example_id, values) in enumerate(rewards.items()):
@@ -820,12 +953,15 @@ def test_tinker_cookbook_trajectories_count_reward_above_zero(tmp_path, capsys):
     assert "tinker-cookbook trajectories, passed = reward > 0, its runner's rule" in out
     assert "3 tasks, 5 samples each" in out
     for k in (1, 5):  # the runner's _compute_pass_at_k: c = number of rewards > 0
-        expected = statistics.fmean(pass_at_k_comb(5, sum(r > 0 for r in v), k) for v in rewards.values())
+        expected = statistics.fmean(
+            pass_at_k_comb(5, sum(r > 0 for r in v), k) for v in rewards.values()
+        )
         assert float(table_rows(out)[k][1]) == pytest.approx(expected, abs=5e-5)
 
 
-def lm_eval_scored_line(doc_id, responses: list, graded, score_name: str, score: float,
-                        filter_name: str) -> dict:
+def lm_eval_scored_line(
+    doc_id, responses: list, graded, score_name: str, score: float, filter_name: str
+) -> dict:
     """A logged sample of a task scored per response (lm_eval/evaluator.py, current layout):
     ``graded`` is filtered_resps[0], a list when the filter keeps every response, one string when
     it takes the first."""
@@ -838,7 +974,9 @@ def lm_eval_scored_line(doc_id, responses: list, graded, score_name: str, score:
         "filtered_resps": [graded],
         "filter": filter_name,
         "metrics": [score_name],
-        "doc_hash": "h1", "prompt_hash": "h2", "target_hash": "h3",
+        "doc_hash": "h1",
+        "prompt_hash": "h2",
+        "target_hash": "h3",
         score_name: score,
     }
 
@@ -846,8 +984,17 @@ def lm_eval_scored_line(doc_id, responses: list, graded, score_name: str, score:
 def test_lm_eval_mbpp_instruct_with_repeats_gives_counts_for_every_k(tmp_path, capsys):
     # mbpp_instruct's extract_code filter keeps all 4 responses; pass_at_1 is code_eval's c / n
     counts = [0, 1, 3, 4, 2]
-    lines = [lm_eval_scored_line(d, [f"r{i}" for i in range(4)], [f"code{i}" for i in range(4)],
-                                 "pass_at_1", c / 4, "extract_code") for d, c in enumerate(counts)]
+    lines = [
+        lm_eval_scored_line(
+            d,
+            [f"r{i}" for i in range(4)],
+            [f"code{i}" for i in range(4)],
+            "pass_at_1",
+            c / 4,
+            "extract_code",
+        )
+        for d, c in enumerate(counts)
+    ]
     path = write_lines(tmp_path / "samples_mbpp_instruct_2026-01-01.jsonl", lines)
     code, out, err = run_eval([path, "--k", "1,2,4"], capsys)
     assert code == 0, err
@@ -860,7 +1007,10 @@ def test_lm_eval_mbpp_instruct_with_repeats_gives_counts_for_every_k(tmp_path, c
 
 def test_lm_eval_mbpp_scores_only_the_first_response_and_says_so(tmp_path, capsys):
     # mbpp has no filter_list: lm-eval's default take_first filter grades the first of the repeats
-    lines = [lm_eval_scored_line(d, ["a", "b", "c"], "a", "pass_at_1", float(d % 2), "none") for d in range(6)]
+    lines = [
+        lm_eval_scored_line(d, ["a", "b", "c"], "a", "pass_at_1", float(d % 2), "none")
+        for d in range(6)
+    ]
     path = write_lines(tmp_path / "samples_mbpp_2026-01-01.jsonl", lines)
     code, out, err = run_eval([path, "--k", "1"], capsys)
     assert code == 0, err
@@ -873,26 +1023,46 @@ def test_lm_eval_gsm8k_needs_one_filter(tmp_path, capsys):
     lines = []
     for d in range(4):
         for name, right in (("strict-match", d < 3), ("flexible-extract", d < 1)):
-            lines.append(lm_eval_scored_line(d, ["The answer is 72"], "72", "exact_match", float(right), name))
+            lines.append(
+                lm_eval_scored_line(
+                    d, ["The answer is 72"], "72", "exact_match", float(right), name
+                )
+            )
     path = write_lines(tmp_path / "samples_gsm8k_2026-01-01.jsonl", lines)
-    one_line_error(*run_eval([path], capsys),
-                   r"line 2 has filter 'flexible-extract' but line 1 has 'strict-match'.*--filter NAME")
+    one_line_error(
+        *run_eval([path], capsys),
+        r"line 2 has filter 'flexible-extract' but line 1 has 'strict-match'.*--filter NAME",
+    )
     for name, expected in (("strict-match", 0.75), ("flexible-extract", 0.25)):
         code, out, err = run_eval([path, "--filter", name], capsys)
         assert code == 0, err
-        assert f"filter '{name}', passed from 'exact_match'" in out and float(table_rows(out)[1][1]) == expected
-    one_line_error(*run_eval([path, "--filter", "maj@64"], capsys),
-                   r"has no line with filter 'maj@64' \(filters: \['flexible-extract', 'strict-match'\]\)")
+        assert (
+            f"filter '{name}', passed from 'exact_match'" in out
+            and float(table_rows(out)[1][1]) == expected
+        )
+    one_line_error(
+        *run_eval([path, "--filter", "maj@64"], capsys),
+        r"has no line with filter 'maj@64' \(filters: \['flexible-extract', 'strict-match'\]\)",
+    )
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"doc_id": [1, 2]}, r"line 1: 'doc_id' must be an integer \(or a string\); got \[1, 2\]"),
-    ({"pass_at_1": 0.3}, r"line 1: 'pass_at_1' = 0.3 is not a fraction of its 4 graded responses"),
-    ({"pass_at_1": 1.5}, r"line 1: 'pass_at_1' must be a number in \[0, 1\]; got 1.5"),
-    ({"filtered_resps": []}, r"line 1: an lm-evaluation-harness sample needs 'filtered_resps'"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"doc_id": [1, 2]}, r"line 1: 'doc_id' must be an integer \(or a string\); got \[1, 2\]"),
+        (
+            {"pass_at_1": 0.3},
+            r"line 1: 'pass_at_1' = 0.3 is not a fraction of its 4 graded responses",
+        ),
+        ({"pass_at_1": 1.5}, r"line 1: 'pass_at_1' must be a number in \[0, 1\]; got 1.5"),
+        ({"filtered_resps": []}, r"line 1: an lm-evaluation-harness sample needs 'filtered_resps'"),
+    ],
+)
 def test_lm_eval_bad_lines_are_one_line_errors(tmp_path, capsys, change, match):
-    line = {**lm_eval_scored_line(0, ["a"] * 4, ["a"] * 4, "pass_at_1", 0.25, "extract_code"), **change}
+    line = {
+        **lm_eval_scored_line(0, ["a"] * 4, ["a"] * 4, "pass_at_1", 0.25, "extract_code"),
+        **change,
+    }
     path = write_lines(tmp_path / "samples_x.jsonl", [line])
     one_line_error(*run_eval([path], capsys), match)
 
@@ -900,28 +1070,47 @@ def test_lm_eval_bad_lines_are_one_line_errors(tmp_path, capsys, change, match):
 def test_plain_rewards_give_pass_at_k_only_with_a_threshold(tmp_path, capsys):
     tasks = {"a": [0.2, 0.9, 0.5], "b": [0.1, 0.0, 0.6]}
     path = write_lines(tmp_path / "r.jsonl", shuffled_records(tasks, "reward"))
-    one_line_error(*run_eval([path, "--metric", "pass@k"], capsys),
-                   r"pass@k needs pass/fail results, and this file holds rewards: give --pass-threshold T")
-    code, out, _ = run_eval([path, "--k", "1,2", "--pass-threshold", "0.5", "--metric", "pass@k,maxg@k"], capsys)
+    one_line_error(
+        *run_eval([path, "--metric", "pass@k"], capsys),
+        r"pass@k needs pass/fail results, and this file holds rewards: give --pass-threshold T",
+    )
+    code, out, _ = run_eval(
+        [path, "--k", "1,2", "--pass-threshold", "0.5", "--metric", "pass@k,maxg@k"], capsys
+    )
     assert code == 0 and "passed = reward >= 0.5, from --pass-threshold" in out
     tables = out.split("\n\n")
-    pass_table, maxg_table = (next(t for t in tables if f"| {m} |" in t) for m in ("pass@k", "maxg@k"))
+    pass_table, maxg_table = (
+        next(t for t in tables if f"| {m} |" in t) for m in ("pass@k", "maxg@k")
+    )
     assert out.index(pass_table) < out.index(maxg_table)  # in the order asked for
     assert float(table_rows(pass_table)[1][1]) == pytest.approx((2 / 3 + 1 / 3) / 2, abs=5e-5)
     expected = statistics.fmean(maxg_at_k_brute(v, 2) for v in tasks.values())
     assert float(table_rows(maxg_table)[2][1]) == pytest.approx(expected, abs=5e-5)
     one_line_error(*run_eval([path, "--pass-threshold", "nan"], capsys), "expected a finite number")
-    one_line_error(*run_eval([path, "--metric", "pass@2"], capsys), "expected metrics separated by commas")
+    one_line_error(
+        *run_eval([path, "--metric", "pass@2"], capsys), "expected metrics separated by commas"
+    )
 
 
-# --- pass^k and Cover@tau ---------------------------------------------------------------------------
+# --- pass^k and Cover@tau
+# ---------------------------------------------------------------------------
 
 
 def test_pass_all_k_and_cover_against_direct_formulas(tmp_path, capsys):
     tasks = binary_tasks(seed=11, tasks=12, low=4, high=9)
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(tasks, "passed"))
-    code, out, err = run_eval([path, "--k", "1,2,4", "--metric", "pass^k,cover@0.5,pass@k,cover@0.25",
-                               "--json", tmp_path / "r.json"], capsys)
+    code, out, err = run_eval(
+        [
+            path,
+            "--k",
+            "1,2,4",
+            "--metric",
+            "pass^k,cover@0.5,pass@k,cover@0.25",
+            "--json",
+            tmp_path / "r.json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     reports = json.loads((tmp_path / "r.json").read_text())["reports"]
     assert [r["metric"] for r in reports] == ["pass^k", "cover@tau", "pass@k"]  # in the order asked
@@ -938,8 +1127,11 @@ def test_pass_all_k_and_cover_against_direct_formulas(tmp_path, capsys):
     for row in reports[2]["rows"]:
         per_task = [pass_at_k_comb(n, c, row["k"]) for n, c in counts]
         assert row["estimate"] == pytest.approx(statistics.fmean(per_task), abs=1e-12)
-    cover_lines = [[cell.strip() for cell in line.split("|")[1:3]] for line in out.splitlines()
-                   if "cover@tau |" in line or "| 0.25 |" in line]
+    cover_lines = [
+        [cell.strip() for cell in line.split("|")[1:3]]
+        for line in out.splitlines()
+        if "cover@tau |" in line or "| 0.25 |" in line
+    ]
     first = f"{reports[1]['rows'][0]['estimate']:.4f}"
     assert cover_lines == [["tau", "cover@tau"], ["0.25", first]]
 
@@ -949,17 +1141,25 @@ def test_verifiers_pass_all_k_matches_its_metadata(tmp_path, capsys):
     path = write_lines(tmp_path / "results.jsonl", rows)
     metadata = verifiers_metadata(VERIFIERS_REWARDS, 0.5)
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
-    code, _, err = run_eval([path, "--k", "1,2,4", "--metric", "pass^k", "--json", tmp_path / "r.json"], capsys)
+    code, _, err = run_eval(
+        [path, "--k", "1,2,4", "--metric", "pass^k", "--json", tmp_path / "r.json"], capsys
+    )
     assert code == 0, err
     for row in json.loads((tmp_path / "r.json").read_text())["reports"][0]["rows"]:
         assert row["estimate"] == pytest.approx(metadata["pass_all_k"][str(row["k"])], abs=1e-12)
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--metric", "cover@0"], r"cover@TAU needs 0 < TAU <= 1; got 'cover@0'"),
-    (["--metric", "cover@x"], r"cover@TAU needs 0 < TAU <= 1; got 'cover@x'"),
-    (["--metric", "cover@0.5", "--plot", "{tmp}/c.png"], r"--plot draws metrics against k; cover@TAU has no k"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--metric", "cover@0"], r"cover@TAU needs 0 < TAU <= 1; got 'cover@0'"),
+        (["--metric", "cover@x"], r"cover@TAU needs 0 < TAU <= 1; got 'cover@x'"),
+        (
+            ["--metric", "cover@0.5", "--plot", "{tmp}/c.png"],
+            r"--plot draws metrics against k; cover@TAU has no k",
+        ),
+    ],
+)
 def test_metric_errors(tmp_path, capsys, args, match):
     path = write_lines(tmp_path / "s.jsonl", shuffled_records(binary_tasks(), "passed"))
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -969,6 +1169,8 @@ def test_metric_errors(tmp_path, capsys, args, match):
 def test_an_lm_eval_pass_at_k_log_has_no_pass_all_k(tmp_path, capsys):
     lines = [lm_eval_line(i, 8, {2: pass_at_k_comb(8, c, 2)}) for i, c in enumerate([1, 4])]
     path = write_lines(tmp_path / "samples_humaneval_64.jsonl", lines)
-    one_line_error(*run_eval([path, "--k", "2", "--metric", "pass^k"], capsys),
-                   r"pass\^k needs the samples' results; this lm-evaluation-harness log holds only per-task "
-                   r"pass@k estimates for k in \[2\]")
+    one_line_error(
+        *run_eval([path, "--k", "2", "--metric", "pass^k"], capsys),
+        r"pass\^k needs the samples' results; this lm-evaluation-harness log holds only per-task "
+        r"pass@k estimates for k in \[2\]",
+    )

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+
 pytest.importorskip("torch", reason="the torch extra: make test installs it")
 import torch  # noqa: E402
 
@@ -104,7 +105,10 @@ def test_invalid_rows_leave_their_group():
     advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
     assert advantages[1] == 0
     torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
-    with pytest.raises(ValueError, match=r"^t: the group of rows 0\.\.1 has 1 sample\(s\), fewer than the 2 that k=2"):  # rows 0..1 keep one valid row
+    with pytest.raises(
+        ValueError,
+        match=r"^t: the group of rows 0\.\.1 has 1 sample\(s\), fewer than the 2 that k=2",
+    ):  # rows 0..1 keep one valid row
         _common.consecutive_advantages(rewards, 2, 2, options, valid=valid, engine="t")
 
 
@@ -269,7 +273,8 @@ def test_step_clock_scoped_step_wins_and_ends_with_its_block():
             pass
 
 
-# --- any estimator of pkpo.advantages by name ------------------------------------------------------
+# --- any estimator of pkpo.advantages by name
+# ------------------------------------------------------
 
 
 def test_parse_options_select_any_estimator_by_name():
@@ -282,7 +287,10 @@ def test_parse_options_select_any_estimator_by_name():
     rs = _common.parse_options(method="rs_grpo", params="beta=3")
     assert rs.params == (("beta", 3.0),) and rs.method_params(None) == {"beta": 3.0}
     assert _common.parse_options(method="rs_grpo", params={"beta": 1}).params == (("beta", 1.0),)
-    assert _common.parse_options(k=4, baseline="loo").method_params(4) == {"k": 4, "baseline": "loo"}
+    assert _common.parse_options(k=4, baseline="loo").method_params(4) == {
+        "k": 4,
+        "baseline": "loo",
+    }
 
 
 @pytest.mark.parametrize(
@@ -294,7 +302,10 @@ def test_parse_options_select_any_estimator_by_name():
         ({"method": "passk_training"}, "set k"),
         ({"method": "rloo", "baseline": "loo"}, "baseline applies to method 'pkpo' only"),
         ({"method": "rloo", "scale": "n_over_k"}, "scale 'n_over_k' multiplies by n/k"),
-        ({"method": "rs_grpo", "params": "gamma=1"}, "has no parameter 'gamma'; its parameters: beta"),
+        (
+            {"method": "rs_grpo", "params": "gamma=1"},
+            "has no parameter 'gamma'; its parameters: beta",
+        ),
         ({"method": "rs_grpo", "params": "beta=x"}, "beta must be a finite number"),
         ({"method": "rs_grpo", "params": "beta"}, "params must read 'name=value,...'"),
         ({"k": 2, "params": "beta=1"}, "method 'pkpo' has no parameter 'beta'"),
@@ -307,15 +318,19 @@ def test_bad_method_options_give_one_line_naming_the_source(kwargs, message):
     assert str(error.value).startswith("src: ") and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("method, k", [("grpo", None), ("rloo", None), ("maxrl", None),
-                                       ("rs_grpo", None), ("passk_training", 2)])
+@pytest.mark.parametrize(
+    "method, k",
+    [("grpo", None), ("rloo", None), ("maxrl", None), ("rs_grpo", None), ("passk_training", 2)],
+)
 @pytest.mark.parametrize("scale", ["none", "mean_abs"])
 def test_both_layouts_give_the_selected_methods_advantages(method, k, scale):
     rng = np.random.default_rng(4)
     rewards = torch.tensor(rng.integers(0, 2, 12), dtype=torch.float64)
     options = _common.parse_options(**({"k": k} if k else {}), method=method, scale=scale)
     params = {"k": k} if k else {}
-    expected = pkpo.advantages.compute(method, rewards.view(3, 4), scale=scale, **params).reshape(-1)
+    expected = pkpo.advantages.compute(method, rewards.view(3, 4), scale=scale, **params).reshape(
+        -1
+    )
     consecutive, estimate = _common.consecutive_advantages(rewards, 4, k, options, engine="E")
     torch.testing.assert_close(consecutive, expected)
     assert estimate is None  # the pass@k / maxg@k estimate comes with PKPO only
@@ -348,5 +363,7 @@ def test_grouped_layout_of_other_methods_keeps_ragged_groups_and_refuses_mixed_i
 def test_binary_only_methods_refuse_other_rewards_with_the_engines_name():
     options = _common.parse_options(method="maxrl")
     with pytest.raises(ValueError, match="^E: 'maxrl' takes binary rewards only") as error:
-        _common.consecutive_advantages(torch.tensor([0.5, 1.0, 0.0, 1.0]), 4, None, options, engine="E")
+        _common.consecutive_advantages(
+            torch.tensor([0.5, 1.0, 0.0, 1.0]), 4, None, options, engine="E"
+        )
     assert "\n" not in str(error.value)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import openrlhf_harness as harness
 import pytest
+
 pytest.importorskip("torch", reason="the torch extra: make test installs it")
 pytest.importorskip("openrlhf", reason="the openrlhf extra: make test installs it")
 import torch  # noqa: E402
@@ -279,7 +280,11 @@ def test_transform_experience_rewards_layouts():
         )
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
-    with pytest.raises(ValueError, match=r"^OpenRLHF: every group has 2 sample\(s\), fewer than the 4 that k=3 with baseline 'loo'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^OpenRLHF: every group has 2 sample\(s\), fewer than the 4 that k=3 with baseline "
+        r"'loo'",
+    ):
         adapter.transform_experience_rewards(
             [torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, adapter.parse_options(k=3, baseline="loo")
         )
@@ -417,9 +422,9 @@ def test_launcher_on_a_cpu_machine_exits_with_one_line():
     )
     assert result.returncode == 2
     message = (
-        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: flash_attn, "
-        "deepspeed, vllm); install it on a CUDA machine: pip install 'openrlhf[vllm]==0.11.2' "
-        "(docs/integrations.md)."
+        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: "
+        "flash_attn, deepspeed, vllm); install it on a CUDA machine: pip install "
+        "'openrlhf[vllm]==0.11.2' (docs/integrations.md)."
     )
     assert result.stderr.strip().splitlines() == [message]
 
@@ -549,7 +554,11 @@ def test_method_from_the_environment_and_the_launcher_flags():
     options = adapter.options_from_env(
         {"PKPO_METHOD": "rs_grpo", "PKPO_PARAMS": "beta=0.5", "PKPO_SCALE": "none"}
     )
-    assert (options.method, options.params, options.k_at(None)) == ("rs_grpo", (("beta", 0.5),), None)
+    assert (options.method, options.params, options.k_at(None)) == (
+        "rs_grpo",
+        (("beta", 0.5),),
+        None,
+    )
     env, rest = launcher.split_argv(["--pkpo.method", "passk_training", "--pkpo.k=2", "--x", "1"])
     assert env == {"PKPO_METHOD": "passk_training", "PKPO_K": "2"} and rest == ["--x", "1"]
 
@@ -559,7 +568,10 @@ def test_method_from_the_environment_and_the_launcher_flags():
     [
         (["--pkpo.method", "nope", *BASE_ARGV], "unknown advantage estimator 'nope'"),
         (["--pkpo.method", "grpo", "--pkpo.k", "2", *BASE_ARGV], "method 'grpo' takes no k"),
-        (["--pkpo.method", "rs_grpo", "--pkpo.params", "beta=x", *BASE_ARGV], "beta must be a finite"),
+        (
+            ["--pkpo.method", "rs_grpo", "--pkpo.params", "beta=x", *BASE_ARGV],
+            "beta must be a finite",
+        ),
     ],
 )
 def test_launcher_refuses_bad_methods_with_one_line(argv, message, capsys):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 pytest.importorskip("jax", reason="the tunix extra: make test installs it")
 pytest.importorskip("tunix", reason="the tunix extra: make test installs it")
 from tunix.rl import function_registry  # noqa: E402
@@ -27,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("tunix_tiny", ROOT / "examples" / "tunix_tiny.py")
 tunix_tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tunix_tiny)
-
 
 
 @pytest.fixture(autouse=True)
@@ -458,12 +458,16 @@ def test_register_method_with_k_follows_the_step_and_traces_under_jit():
         assert estimator.last_stats["k"] == k
     # traced whole (k is read on the host while tracing, so the trace holds the k of its step)
     with pkpo_tunix.at_step(2):
-        jitted = jax.jit(estimator, static_argnames="num_generations")(rewards=rewards, num_generations=8)
+        jitted = jax.jit(estimator, static_argnames="num_generations")(
+            rewards=rewards, num_generations=8
+        )
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(expected), rtol=1e-6, atol=1e-7)
 
 
 def test_register_refuses_unknown_methods_with_one_line():
-    with pytest.raises(ValueError, match="^pkpo.integrations.tunix.register: unknown advantage") as error:
+    with pytest.raises(
+        ValueError, match="^pkpo.integrations.tunix.register: unknown advantage"
+    ) as error:
         pkpo_tunix.register(method="nope")
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="method 'maxrl' takes no k"):

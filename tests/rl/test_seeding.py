@@ -10,16 +10,25 @@ torch = pytest.importorskip("torch")
 from pkpo.rl import seeding  # noqa: E402
 
 
-@pytest.mark.parametrize("name, salt", [("problems", 7919), ("nl_problems", 104729),
-                                        ("warm_start", 104729), ("rule_accuracy", 15485863),
-                                        ("data_order", 31337)])
+@pytest.mark.parametrize(
+    "name, salt",
+    [
+        ("problems", 7919),
+        ("nl_problems", 104729),
+        ("warm_start", 104729),
+        ("rule_accuracy", 15485863),
+        ("data_order", 31337),
+    ],
+)
 def test_numpy_streams_keep_their_salts(name, salt):
     a = seeding.stream(5, name).integers(0, 2**31, size=8)
     assert np.array_equal(a, np.random.default_rng([5, salt]).integers(0, 2**31, size=8))
 
 
-@pytest.mark.parametrize("name, offset", [("sampling", 1_000_003), ("eval", 0),
-                                          ("greedy_eval", 104_729), ("rule_accuracy", 0)])
+@pytest.mark.parametrize(
+    "name, offset",
+    [("sampling", 1_000_003), ("eval", 0), ("greedy_eval", 104_729), ("rule_accuracy", 0)],
+)
 def test_torch_streams_keep_their_offsets(name, offset):
     a = torch.rand(6, generator=seeding.torch_stream(5, name))
     assert torch.equal(a, torch.rand(6, generator=torch.Generator().manual_seed(5 + offset)))

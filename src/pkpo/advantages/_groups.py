@@ -61,8 +61,10 @@ class Groups:
         """A binary estimator's advantages: ``per_correct`` for a correct sample, ``per_wrong``
         for a wrong one (per-group (..., 1) arrays or numbers), rounded once to the output dtype."""
         ones = self.xp.ones_like(self.x[..., :1])
-        correct, wrong = (self.backend.astype(value * ones, self.result_dtype)
-                          for value in (per_correct, per_wrong))
+        correct, wrong = (
+            self.backend.astype(value * ones, self.result_dtype)
+            for value in (per_correct, per_wrong)
+        )
         return self.finish(self.xp.where(self.is_correct(), correct, wrong), method)
 
     def int_dtype(self):
@@ -99,8 +101,17 @@ def at_least_one(xp, n):
     return xp.where(n >= 1, n, 1.0)
 
 
-def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = False,
-            min_n: int = 1, why: str = "", k: int | None = None) -> Groups:
+def prepare(
+    rewards,
+    mask=None,
+    *,
+    validate: bool,
+    method: str,
+    binary: bool = False,
+    min_n: int = 1,
+    why: str = "",
+    k: int | None = None,
+) -> Groups:
     """Check ``rewards`` (and ``mask``) for estimator ``method`` and return its :class:`Groups`.
 
     Static checks always run: an array of at least one axis, a real or bool dtype, a mask of the
@@ -141,8 +152,9 @@ def _check_values(backend: Backend, x, mask, method: str, binary: bool):
             raise ValueError(f"{method!r} takes binary rewards only (0/1): {error}") from None
 
 
-def check_group_sizes(backend: Backend, n, min_n: int, method: str, why: str = "",
-                      k: int | None = None):
+def check_group_sizes(
+    backend: Backend, n, min_n: int, method: str, why: str = "", k: int | None = None
+):
     """Every ragged group (sizes ``n``, (..., 1)) must hold at least ``min_n`` valid samples."""
     sizes = backend.to_numpy(n).reshape(-1)
     row = _validation.first_bad_row(sizes < min_n)
@@ -161,8 +173,9 @@ def _too_small(method: str, min_n: int, n: int, row, why: str, k) -> _validation
 # --- parameter checks (static: they never read the rewards) -----------------------------------
 
 
-def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = False,
-               nonzero: bool = False) -> float:
+def check_real(
+    name: str, value, *, positive: bool = False, nonnegative: bool = False, nonzero: bool = False
+) -> float:
     """A finite real number (not bool), optionally > 0, >= 0 or != 0, as a Python float."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         kind = type(value).__name__

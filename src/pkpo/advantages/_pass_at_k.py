@@ -15,8 +15,14 @@ from ..transforms import transform
 from ._groups import Groups, at_least_one, prepare
 
 
-def pkpo(rewards: Array, *, k: IntLike, baseline: Baseline = "loo_minus_one",
-         mask: Array | None = None, validate: bool = True) -> Array:
+def pkpo(
+    rewards: Array,
+    *,
+    k: IntLike,
+    baseline: Baseline = "loo_minus_one",
+    mask: Array | None = None,
+    validate: bool = True,
+) -> Array:
     """PKPO: :func:`pkpo.transform` (scale "none"), the paper's transformed rewards.
 
     - Objective: pass@k (0/1 rewards) or maxg@k = E[max of k rewards] (real rewards).
@@ -43,8 +49,14 @@ def tzsm(rewards: Array, *, mask: Array | None = None, validate: bool = True) ->
     - n = 1: ValueError (no second sample); with validate=False a ragged singleton gets 0.
       All-equal rewards: 0. Negative rewards: fine (shift-invariant).
     """
-    g = prepare(rewards, mask, validate=validate, method="tzsm", min_n=2,
-                why="it needs a second-best sample")
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="tzsm",
+        min_n=2,
+        why="it needs a second-best sample",
+    )
     xp = g.xp
     top = g.largest(g.x)
     is_top = g.x == top
@@ -58,8 +70,9 @@ def tzsm(rewards: Array, *, mask: Array | None = None, validate: bool = True) ->
     return g.finish(xp.where(is_top, gain, 0.0), "tzsm")
 
 
-def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
-                   validate: bool = True) -> Array:
+def passk_training(
+    rewards: Array, *, k: IntLike, mask: Array | None = None, validate: bool = True
+) -> Array:
     """Pass@k Training: the analytic group advantage of Chen et al., std-normalised.
 
     - Objective: pass@k. arXiv:2508.10751; code RUCAIBox/Passk_Training ``code/passk_adv.py``.
@@ -76,8 +89,16 @@ def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
     - n = 1 (so k = 1): 0. All-equal rewards: 0 (rho is 0 or 1). Negative rewards: refused.
     """
     k = _validation.check_k(k)
-    g = prepare(rewards, mask, validate=validate, method="passk_training", binary=True, min_n=k,
-                why=f"k={k} <= n", k=k)
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="passk_training",
+        binary=True,
+        min_n=k,
+        why=f"k={k} <= n",
+        k=k,
+    )
     xp = g.xp
 
     def per_count(ratio, n, c):
@@ -94,8 +115,9 @@ def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
     return g.from_counts(per_correct, per_wrong, "passk_training")
 
 
-def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
-                       validate: bool = True) -> Array:
+def pkpo_two_baselines(
+    rewards: Array, *, k: IntLike, mask: Array | None = None, validate: bool = True
+) -> Array:
     """MaxRL repository's PKPO port: s^(loo-1), then a second leave-one-out mean. BIASED.
 
     Kept for ablations: the maze benchmark of arXiv:2602.02710 reports PKPO numbers from this
@@ -115,8 +137,16 @@ def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
     - n = 1 (so k = 1): r. All-equal rewards: 0. Negative rewards: refused (binary only).
     """
     k = _validation.check_k(k)
-    g = prepare(rewards, mask, validate=validate, method="pkpo_two_baselines", binary=True,
-                min_n=k, why=f"k={k} <= n", k=k)
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="pkpo_two_baselines",
+        binary=True,
+        min_n=k,
+        why=f"k={k} <= n",
+        k=k,
+    )
     xp = g.xp
 
     def per_count(ratio, n, c):

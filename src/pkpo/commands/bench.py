@@ -56,7 +56,8 @@ class Reference(NamedTuple):
 
 
 def best_time(fn: Callable[[], object], min_time: float = 0.15, repeats: int = 5) -> float:
-    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>= min_time/5)."""
+    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>=
+    min_time/5)."""
     fn()  # warm up (caches, lazy imports, allocator)
     start = time.perf_counter()
     fn()
@@ -353,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cuda: also time the transform and torch.sort on the GPU",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--overwrite", action="store_true", help="replace a --json file that exists")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a --json file that exists"
+    )
     parser.add_argument("--no-verl", action="store_true", help="skip the verl comparison")
     parser.add_argument(
         "--threads",
@@ -396,9 +399,10 @@ def main(argv=None, references=(), sections=()) -> int:
             for reference in references
         )
         print(
-            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each timed on "
-            f"the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
-            f"pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster of numpy and torch.\n"
+            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each "
+            f"timed on the first groups for about {loop_budget:g} s and scaled to all groups. "
+            f"Their results equal pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster "
+            "of numpy and torch.\n"
         )
     else:
         print()

@@ -138,14 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--k", type=k_list, default=[1], metavar="K1,K2,...", help="values of k (default: 1)"
     )
     parser.add_argument(
-        "--metric", type=metric_list, default=None, metavar="M1,M2,...",
+        "--metric",
+        type=metric_list,
+        default=None,
+        metavar="M1,M2,...",
         help="among pass@k, pass^k (all k samples pass), maxg@k (best reward of k) and "
         "cover@TAU (fraction of tasks with success rate >= TAU); default: pass@k for pass/fail "
         "results, maxg@k for rewards",
     )
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the numbers as JSON")
     parser.add_argument(
-        "--plot", type=Path, metavar="OUT.png",
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
         help="write a figure (.png, .svg or .pdf) of each metric vs k with CI bars (needs "
         "matplotlib: pkpo[plot])",
     )
@@ -153,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace --json / --plot files that exist"
     )
     parser.add_argument(
-        "--bootstrap", type=non_negative_int, default=1000, metavar="N",
+        "--bootstrap",
+        type=non_negative_int,
+        default=1000,
+        metavar="N",
         help="bootstrap resamples of the tasks (default: 1000; 0: no interval)",
     )
     parser.add_argument(
@@ -163,22 +171,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=non_negative_int, default=0, help="bootstrap seed (default: 0)"
     )
     parser.add_argument(
-        "--skip-insufficient", action="store_true",
+        "--skip-insufficient",
+        action="store_true",
         help="leave out, at each k, tasks with fewer than k samples (default: error)",
     )
     parser.add_argument(
-        "--pass-threshold", type=_threshold, default=None, metavar="T",
+        "--pass-threshold",
+        type=_threshold,
+        default=None,
+        metavar="T",
         help="a sample with a reward passes when reward >= T (default: the writer's rule: "
         "verifiers' pass_threshold, tinker-cookbook's reward > 0; plain reward files give maxg@k "
         "only)",
     )
     parser.add_argument(
-        "--evalplus-tests", choices=EVALPLUS_TESTS, default="plus",
+        "--evalplus-tests",
+        choices=EVALPLUS_TESTS,
+        default="plus",
         help="for EvalPlus results: a sample passes when its base and plus tests pass (plus, "
         "EvalPlus's '+' score; default) or when its base tests pass (base)",
     )
     parser.add_argument(
-        "--filter", metavar="NAME", default=None,
+        "--filter",
+        metavar="NAME",
+        default=None,
         help="for an lm-evaluation-harness log with several filters (gsm8k: strict-match, "
         "flexible-extract): the filter whose results to read",
     )
@@ -285,12 +301,18 @@ def _evaluate(group: list[Metric], tasks: GradedTasks, args) -> metrics.MetricRe
     _check_supported(metric, tasks)
     if metric.name == "cover":
         return metrics.cover_report(
-            _outcome_rows(tasks.n, tasks.passed), [m.tau for m in group],
-            n_bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
+            _outcome_rows(tasks.n, tasks.passed),
+            [m.tau for m in group],
+            n_bootstrap=args.bootstrap,
+            confidence=args.confidence,
+            seed=args.seed,
         )
     options = dict(
-        n_bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
-        skip_insufficient=args.skip_insufficient, problem_ids=tasks.task_ids,
+        n_bootstrap=args.bootstrap,
+        confidence=args.confidence,
+        seed=args.seed,
+        skip_insufficient=args.skip_insufficient,
+        problem_ids=tasks.task_ids,
     )
     try:
         if metric.name == "maxg@k":

@@ -279,8 +279,10 @@ def check_samples_per_prompt(
     k = options.schedule.max_k
     needed = options.min_group_size(k)
     if n < needed:
-        what = f"baseline {options.baseline!r}" if options.method == DEFAULT_METHOD else (
-            f"method {options.method!r}"
+        what = (
+            f"baseline {options.baseline!r}"
+            if options.method == DEFAULT_METHOD
+            else (f"method {options.method!r}")
         )
         raise ValueError(
             f"{source}: {name}={n} samples per prompt is too few for k={k} with {what} (needs at "

@@ -36,8 +36,8 @@ Options come from the arguments of :func:`patch` or, when it runs as a Ray
 ``worker_process_setup_hook`` (no arguments), from the environment: ``PKPO_METHOD`` (any name
 of :func:`pkpo.advantages.names`, default ``pkpo``), ``PKPO_K`` or ``PKPO_SCHEDULE`` (methods
 that take k), ``PKPO_BASELINE``, ``PKPO_SCALE`` and ``PKPO_PARAMS`` ("beta=2.0"). The launcher
-(``python -m pkpo.integrations.openrlhf_launch``) sets both up. With ``scale="mean_abs"`` the mean |A| is taken over all rows of one
-``compute_advantages_and_returns`` call (one rollout batch).
+(``python -m pkpo.integrations.openrlhf_launch``) sets both up. With ``scale="mean_abs"`` the mean
+|A| is taken over all rows of one ``compute_advantages_and_returns`` call (one rollout batch).
 
 The patch is idempotent and lazy: if OpenRLHF is not imported yet, it is applied right after the
 module is first imported, so the hook costs nothing in Ray workers that never load it (vLLM

@@ -4,7 +4,8 @@ Usage::
 
     python -m pkpo.integrations.openrlhf_launch [--pkpo.method M] \\
         [--pkpo.k K | --pkpo.schedule S] [--pkpo.baseline B] \\
-        [--pkpo.scale none|n_over_k|mean_abs] [--pkpo.params P] <openrlhf.cli.train_ppo_ray arguments>
+        [--pkpo.scale none|n_over_k|mean_abs] [--pkpo.params P] <openrlhf.cli.train_ppo_ray
+        arguments>
 
 Runs OpenRLHF's ``openrlhf.cli.train_ppo_ray`` with :func:`pkpo.integrations.openrlhf.patch`
 applied in every Ray worker process:
@@ -17,7 +18,8 @@ applied in every Ray worker process:
    KL coefficient or ``--algo.kl.use_loss`` is given (OpenRLHF's default 0.01 puts a KL penalty
    into the reward, untransformed, next to the PKPO values);
 3. puts the PKPO options into their environment variables (``PKPO_METHOD``, ``PKPO_K``, ...:
-   :data:`pkpo.integrations.openrlhf.ENV_VARS`) and calls ``ray.init`` with ``runtime_env={"worker_process_setup_hook":
+   :data:`pkpo.integrations.openrlhf.ENV_VARS`) and calls ``ray.init`` with
+   ``runtime_env={"worker_process_setup_hook":
    "pkpo.integrations.openrlhf.patch", "env_vars": {...}}``, the env vars also carrying
    OpenRLHF's own defaults (``TOKENIZERS_PARALLELISM``, ``NCCL_DEBUG``,
    ``RAY_ENABLE_ZERO_COPY_TORCH_TENSORS``), because ``train()`` skips its own ``ray.init`` when
@@ -219,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         return fail(
             PROG,
-            f"OpenRLHF cannot be imported here (missing: {', '.join(missing)}); install it on a CUDA "
-            "machine: pip install 'openrlhf[vllm]==0.11.2' (docs/integrations.md).",
+            f"OpenRLHF cannot be imported here (missing: {', '.join(missing)}); install it on a "
+            "CUDA machine: pip install 'openrlhf[vllm]==0.11.2' (docs/integrations.md).",
         )
     print(f"{PROG}: PKPO {options.describe()}", file=sys.stderr)
     for note in notes:

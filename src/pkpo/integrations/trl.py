@@ -204,8 +204,8 @@ class _PKPOAdvantages:
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
         if not isinstance(config, self._pkpo_config_class):
             raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
-                f"{type(self).__name__} needs args={self._pkpo_config_class.__name__}(..., pkpo_k=...) "
-                f"(got {type(config).__name__})."
+                f"{type(self).__name__} needs args={self._pkpo_config_class.__name__}(..., "
+                f"pkpo_k=...) (got {type(config).__name__})."
             )
         super().__init__(*args, **kwargs)
 

@@ -103,7 +103,10 @@ def _advantages(rewards, *, group_size: int, k: int | None, options: PKPOOptions
         advantages = transform(groups, k, options.baseline, scale=options.scale, validate=False)
     else:
         advantages = compute(
-            options.method, groups, scale=options.scale, validate=False,
+            options.method,
+            groups,
+            scale=options.scale,
+            validate=False,
             **options.method_params(k),
         )
     return advantages.reshape(-1)

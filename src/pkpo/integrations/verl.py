@@ -215,7 +215,8 @@ def _finite(values) -> list[float]:
 
 
 def _acc_rows(source, by_uid, acc_all, expected_counts):
-    """0/1 ``acc`` per prompt of one data source, failed sessions as 0; None if it has no 0/1 acc."""
+    """0/1 ``acc`` per prompt of one data source, failed sessions as 0; None if it has no 0/1
+    acc."""
     observed = [
         [float(acc_all[i]) for i in positions if acc_all[i] is not None]
         for positions in by_uid.values()

@@ -2,8 +2,10 @@
 
 ::
 
-    policy, task, reference, info = build(cfg, cache_dir="runs/cache")    # from-scratch GPT, warm-started
-    policy, task, reference, _ = build_pretrained(cfg, "smollm2-135m", lora_r=8)   # HF model, nl: task
+    # from-scratch GPT, warm-started
+    policy, task, reference, info = build(cfg, cache_dir="runs/cache")
+    # HF model, nl: task
+    policy, task, reference, _ = build_pretrained(cfg, "smollm2-135m", lora_r=8)
 
 ``pkpo train``, the grid of ``pkpo sweep``/``pkpo demo`` and tools/diagnose.py make their runs here.
 torch and the policies are imported only when a builder is called.
@@ -28,9 +30,14 @@ def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
     from .tasks.nl_tasks import nl_task_from_name
 
     if not cfg.task.startswith("nl:"):
-        raise ValueError(f"--model trains on natural-language tasks: use --task nl:arithmetic-d1 (got {cfg.task!r})")
+        raise ValueError(
+            "--model trains on natural-language tasks: use --task nl:arithmetic-d1 (got "
+            f"{cfg.task!r})"
+        )
     torch.set_num_threads(cfg.threads)
-    task = nl_task_from_name(cfg.task, n_train=cfg.n_train, n_heldout=cfg.n_heldout, seed=cfg.task_seed)
+    task = nl_task_from_name(
+        cfg.task, n_train=cfg.n_train, n_heldout=cfg.n_heldout, seed=cfg.task_seed
+    )
     lora = {"r": lora_r, "alpha": 2 * lora_r} if lora_r else None
     policy = load_pretrained(model, lora=lora, device=cfg.device)
     reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None
@@ -46,19 +53,46 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
     from .training.warmstart import rule_accuracy, warm_start
 
     if cfg.task.startswith("nl:"):
-        raise ValueError(f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)")
+        raise ValueError(
+            f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local "
+            "path)"
+        )
     torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, length=cfg.length,
-                     n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
-                     demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
+    task = make_task(
+        cfg.task,
+        tier=cfg.tier,
+        feature=cfg.feature,
+        seed=cfg.task_seed,
+        length=cfg.length,
+        n_train=cfg.n_train,
+        n_heldout=cfg.n_heldout,
+        n_validation=cfg.n_validation,
+        demo_power=cfg.demo_power,
+        demo_uniform=cfg.demo_uniform,
+    )
     seeding.seed_globals(cfg.seed)  # model initialisation
-    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(cfg.device)
-    info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
-                      cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
+    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(
+        cfg.device
+    )
+    info = warm_start(
+        policy,
+        task,
+        steps=cfg.warm_steps,
+        batch=cfg.warm_batch,
+        lr=cfg.warm_lr,
+        seed=cfg.seed,
+        cache_dir=cache_dir,
+        progress=progress,
+        on_step=on_warm_step,
+    )
     if not info["cached"] and cfg.warm_steps:
-        info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        info["rule_accuracy"] = rule_accuracy(
+            policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed
+        )
         write_json(Path(info["path"]).with_suffix(".json"), info, indent=2)
-    elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
+    elif (
+        info["cached"] and Path(info["path"]).with_suffix(".json").exists()
+    ):  # what the fit measured
         stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
         info = {**stored, **{k: v for k, v in info.items() if v is not None}}
     reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None

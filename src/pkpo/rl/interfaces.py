@@ -2,8 +2,8 @@
 
 Anything that satisfies them trains through the same loop: the from-scratch GPT with a KV cache
 (:mod:`pkpo.rl.policies.gpt`) and a Hugging Face causal LM loaded from a local path
-(:mod:`pkpo.rl.policies.hf_policy`) are policies; the synthetic verifiable tasks of :mod:`pkpo.rl.tasks`
-and the natural-language tasks of :mod:`pkpo.rl.tasks.nl_tasks` are tasks.
+(:mod:`pkpo.rl.policies.hf_policy`) are policies; the synthetic verifiable tasks of
+:mod:`pkpo.rl.tasks` and the natural-language tasks of :mod:`pkpo.rl.tasks.nl_tasks` are tasks.
 
 Layout convention: a batch of B prompts with n samples each is flattened prompt-major, so rows
 j*n .. (j+1)*n - 1 are the n samples of prompt j (the layout ``pkpo.transform`` gets after a
@@ -46,8 +46,8 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.bool)
     for row, seq in enumerate(sequences):
-        ids[row, length - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-        mask[row, length - len(seq):] = True
+        ids[row, length - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, length - len(seq) :] = True
     return ids, mask
 
 

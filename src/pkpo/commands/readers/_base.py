@@ -152,7 +152,7 @@ class Tally:
         elif kind is not self.id_type:
             raise EvalInputError(
                 f"{where}: task id {task_id!r} is {_id_type_name(kind)}, but {self.id_where} has "
-                f"{_id_type_name(self.id_type)} id; a file must use one type (1 and \"1\" would "
+                f'{_id_type_name(self.id_type)} id; a file must use one type (1 and "1" would '
                 "count as two tasks)."
             )
         slot = self.index[task_id] = len(self.n)
@@ -182,7 +182,12 @@ class Tally:
         if self.rewards is not None and has_rewards:
             rewards = [np.frombuffer(r, dtype=np.float64) for r in self.rewards]
         return GradedTasks(
-            list(self.index), np.frombuffer(self.n, dtype=np.int64).copy(),
+            list(self.index),
+            np.frombuffer(self.n, dtype=np.int64).copy(),
             np.frombuffer(self.passed, dtype=np.int64).copy() if has_passed else None,
-            rewards, None, n_lines, description, tuple(notes),
+            rewards,
+            None,
+            n_lines,
+            description,
+            tuple(notes),
         )

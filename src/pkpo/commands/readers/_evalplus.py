@@ -35,14 +35,19 @@ def check_plus(where, evalplus_tests: str, has_plus: bool) -> None:
 
 
 def _no_plus(where) -> str:
-    return (f"{where} has no plus-test results (EvalPlus ran with --base-only); "
-            "use --evalplus-tests base to count the base tests.")
+    return (
+        f"{where} has no plus-test results (EvalPlus ran with --base-only); "
+        "use --evalplus-tests base to count the base tests."
+    )
 
 
 def evalplus_description(evalplus_tests: str) -> str:
     """The summary line's account of ``passed``."""
-    return ("EvalPlus, passed = base and plus tests pass" if evalplus_tests == "plus"
-            else "EvalPlus, passed = base tests pass")
+    return (
+        "EvalPlus, passed = base and plus tests pass"
+        if evalplus_tests == "plus"
+        else "EvalPlus, passed = base tests pass"
+    )
 
 
 def _status_of(result, where) -> str:

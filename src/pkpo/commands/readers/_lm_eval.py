@@ -165,8 +165,10 @@ def read_lm_eval(records, source: str, options: ReadOptions) -> GradedTasks:
             estimates.append(values)
     if not tally.index:
         if filters.wanted is not None:
-            raise EvalInputError(f"{source} has no line with filter {filters.wanted!r} "
-                                 f"(filters: {sorted(filters.seen)}).")
+            raise EvalInputError(
+                f"{source} has no line with filter {filters.wanted!r} "
+                f"(filters: {sorted(filters.seen)})."
+            )
         raise no_samples(source)
     return _result(tally, mode, metric_name, estimates, filters.chosen, ungraded)
 

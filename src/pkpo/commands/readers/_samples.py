@@ -25,7 +25,10 @@ VERIFIERS_DEFAULT_THRESHOLD = 0.5  # verifiers' pass_threshold when metadata.jso
 
 # the result field of each kind of line: a file must not mix the two
 _FIELD_OF_KIND = {
-    "passed": "passed", "evalplus": "passed", "reward": "reward", "verifiers": "reward",
+    "passed": "passed",
+    "evalplus": "passed",
+    "reward": "reward",
+    "verifiers": "reward",
     "tinker": "reward",
 }
 _WRITER = {"verifiers": "verifiers results", "tinker": "tinker-cookbook trajectories"}
@@ -33,9 +36,11 @@ _WRITER = {"verifiers": "verifiers results", "tinker": "tinker-cookbook trajecto
 
 def _missing_result(record: dict) -> str:
     if "solution" in record or "completion" in record:
-        return ("missing 'passed' (for pass@k) or 'reward' (for maxg@k): this looks like ungraded "
-                "samples (a completion without a result); grade them first, e.g. with "
-                "evalplus.evaluate, and pass its eval_results.json.")
+        return (
+            "missing 'passed' (for pass@k) or 'reward' (for maxg@k): this looks like ungraded "
+            "samples (a completion without a result); grade them first, e.g. with "
+            "evalplus.evaluate, and pass its eval_results.json."
+        )
     return "missing 'passed' (for pass@k) or 'reward' (for maxg@k)."
 
 
@@ -181,5 +186,9 @@ def read_samples(records, source: str, options: ReadOptions) -> GradedTasks:
         check_plus(source, options.evalplus_tests, has_plus)
         description = evalplus_description(options.evalplus_tests)
     field = _FIELD_OF_KIND[kind]
-    return tally.result(n_lines, has_passed=field == "passed" or rule is not None,
-                        has_rewards=field == "reward", description=description)
+    return tally.result(
+        n_lines,
+        has_passed=field == "passed" or rule is not None,
+        has_rewards=field == "reward",
+        description=description,
+    )

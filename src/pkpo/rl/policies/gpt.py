@@ -63,7 +63,8 @@ class CharTokenizer:
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Model size. The defaults (d=96, 3 layers, 4 heads) are the ~0.35M-parameter policy of docs/results.md."""
+    """Model size. The defaults (d=96, 3 layers, 4 heads) are the ~0.35M-parameter policy of
+    docs/results.md."""
 
     d_model: int = 96  # embedding width
     n_layer: int = 3  # transformer blocks
@@ -76,7 +77,9 @@ class GPTConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"GPTConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.d_model % self.n_head:
-            raise ValueError(f"GPTConfig.d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+            raise ValueError(
+                f"GPTConfig.d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
+            )
         return self
 
 
@@ -100,11 +103,13 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, attn_mask, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape  # batch, new tokens, width
         q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, h, T, hd)
+        q, k, v = (
+            t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)
+        )  # (B, h, T, hd)
         if cache is not None:
             start = cache.length
-            cache.k[layer, :, :, start:start + T] = k
-            cache.v[layer, :, :, start:start + T] = v
+            cache.k[layer, :, :, start : start + T] = k
+            cache.v[layer, :, :, start : start + T] = v
             k = cache.k[layer, :, :, : start + T]
             v = cache.v[layer, :, :, : start + T]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
@@ -189,18 +194,23 @@ class GPT(nn.Module):
     def forward(self, ids, key_mask, positions, cache: KVCache | None = None):
         """Logits (B, T, V) for new tokens ``ids`` (B, T).
 
-        ``key_mask`` (B, T_keys) is True on real (non-pad) keys, covering the cache plus the new tokens;
-        ``positions`` (B, T) are the position ids of the new tokens.
+        ``key_mask`` (B, T_keys) is True on real (non-pad) keys, covering the cache plus the new
+        tokens; ``positions`` (B, T) are the position ids of the new tokens.
         """
         B, T = ids.shape
         T_keys = key_mask.shape[1]
         if int(positions.max()) >= self.cfg.block_size:
-            raise ValueError(f"sequence of length {int(positions.max()) + 1} exceeds block_size {self.cfg.block_size}")
+            raise ValueError(
+                f"sequence of length {int(positions.max()) + 1} exceeds block_size "
+                f"{self.cfg.block_size}"
+            )
         past = T_keys - T
         q_pos = torch.arange(past, T_keys, device=ids.device)
         causal = torch.arange(T_keys, device=ids.device)[None, :] <= q_pos[:, None]  # (T, T_keys)
         allowed = causal[None] & key_mask[:, None, :]  # (B, T, T_keys)
-        allowed |= (torch.arange(T_keys, device=ids.device)[None, :] == q_pos[:, None])[None]  # pad queries see themselves
+        allowed |= (torch.arange(T_keys, device=ids.device)[None, :] == q_pos[:, None])[
+            None
+        ]  # pad queries see themselves
         x = self.tok_emb(ids) + self.pos_emb(positions)  # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, allowed[:, None], cache, layer)
@@ -214,7 +224,9 @@ class GPT(nn.Module):
     def sample(self, prompt_ids, n, max_new_tokens, temperature=1.0, generator=None) -> Samples:
         """n completions per prompt (prompt-major rows), ancestral sampling with a KV cache."""
         if n < 1 or max_new_tokens < 1:
-            raise ValueError(f"need n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}")
+            raise ValueError(
+                f"need n >= 1 and max_new_tokens >= 1, got n={n}, max_new_tokens={max_new_tokens}"
+            )
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         dev = self.device
@@ -224,8 +236,15 @@ class GPT(nn.Module):
         R, L = ids.shape
         pos = positions_from_mask(mask)  # (B*n, L)
         head_dim = self.cfg.d_model // self.cfg.n_head
-        cache = KVCache(self.cfg.n_layer, R, self.cfg.n_head, L + max_new_tokens, head_dim,
-                        self.head.weight.dtype, dev)
+        cache = KVCache(
+            self.cfg.n_layer,
+            R,
+            self.cfg.n_head,
+            L + max_new_tokens,
+            head_dim,
+            self.head.weight.dtype,
+            dev,
+        )
         key_mask = torch.ones((R, L + max_new_tokens), dtype=torch.bool, device=dev)
         key_mask[:, :L] = mask
         out = torch.full((R, max_new_tokens), PAD, dtype=torch.long, device=dev)
@@ -240,14 +259,22 @@ class GPT(nn.Module):
             done |= tok == EOS
             if bool(done.all()) or t == max_new_tokens - 1:
                 break
-            logits = self.forward(tok[:, None], key_mask[:, : L + t + 1], next_pos[:, None], cache)[:, -1]
+            logits = self.forward(tok[:, None], key_mask[:, : L + t + 1], next_pos[:, None], cache)[
+                :, -1
+            ]
             next_pos = next_pos + 1
         T_used = int(max(1, (out != PAD).sum(1).max().item()))
         out = out[:, :T_used]
-        return Samples(prompt_ids=[list(p) for p in prompt_ids], completion_ids=out, completion_mask=(out != PAD), n=n)
+        return Samples(
+            prompt_ids=[list(p) for p in prompt_ids],
+            completion_ids=out,
+            completion_mask=(out != PAD),
+            n=n,
+        )
 
     def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask)."""
+        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the
+        mask)."""
         dev = self.device
         ids, mask = left_pad(samples.prompt_ids, PAD)
         ids = ids.repeat_interleave(samples.n, dim=0).to(dev)  # (B*n, L)
@@ -260,7 +287,9 @@ class GPT(nn.Module):
         full = torch.cat([ids, comp], dim=1)  # (B*n, L+T)
         key_mask = torch.cat([mask, torch.ones_like(cmask)], dim=1)
         pos = positions_from_mask(key_mask)
-        logits = self.forward(full, key_mask, pos)[:, L - 1: L + T - 1].float()  # (B*n, T, V) predicting comp
+        logits = self.forward(full, key_mask, pos)[
+            :, L - 1 : L + T - 1
+        ].float()  # (B*n, T, V) predicting comp
         logp_all = torch.log_softmax(logits, dim=-1)
         # PAD after EOS has log p = -inf (never generated): select, do not multiply (-inf * 0 = nan)
         logp = torch.where(cmask, logp_all.gather(-1, comp[..., None]).squeeze(-1), 0.0)
@@ -269,5 +298,6 @@ class GPT(nn.Module):
         return logp, ent
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
-        """log p(completion | prompt), summed over the completion tokens (incl. EOS): (B*n,), differentiable."""
+        """log p(completion | prompt), summed over the completion tokens (incl. EOS): (B*n,),
+        differentiable."""
         return self.token_logprobs(samples)[0].sum(1)

@@ -40,9 +40,28 @@ def finished_runs(out: Path) -> list[dict]:
         final["label"] = path.parent.parent.name
         final["run_dir"] = str(path.parent)  # the folder may have moved since the run
         finals.append(final)
-    order = [WARM_LABEL, "loo", "k1", "grpo", "maxrl", "entropy", "k2", "k4", "k8", "k16", "anneal", "tzsm"]
-    return sorted(finals, key=lambda f: (order.index(f["label"]) if f["label"] in order else len(order),
-                                         f["label"], f["seed"]))
+    order = [
+        WARM_LABEL,
+        "loo",
+        "k1",
+        "grpo",
+        "maxrl",
+        "entropy",
+        "k2",
+        "k4",
+        "k8",
+        "k16",
+        "anneal",
+        "tzsm",
+    ]
+    return sorted(
+        finals,
+        key=lambda f: (
+            order.index(f["label"]) if f["label"] in order else len(order),
+            f["label"],
+            f["seed"],
+        ),
+    )
 
 
 def _nan_if_none(value) -> float:
@@ -55,16 +74,24 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 # what the tables and figures read from every final.json: field -> (type, how a message names it)
-_FINAL_FIELDS = {"seed": (int, "an integer"), "config": (dict, "an object"), "method": (str, "a string"),
-                 "k_schedule": (str, "a string"), "baseline": (str, "a string")}
+_FINAL_FIELDS = {
+    "seed": (int, "an integer"),
+    "config": (dict, "an object"),
+    "method": (str, "a string"),
+    "k_schedule": (str, "a string"),
+    "baseline": (str, "a string"),
+}
 _ESTIMATE = re.compile(r"(pass|maxg)@\d+")
 
 
 def read_final(path: Path) -> dict:
     """One run's final.json, checked for the fields the report reads; else a one-line ValueError."""
+
     def refuse(why: str) -> ValueError:
-        return ValueError(f"{str(path)!r} is not a finished run's final.json ({why}); re-run that run "
-                          "or remove its folder")
+        return ValueError(
+            f"{str(path)!r} is not a finished run's final.json ({why}); re-run that run "
+            "or remove its folder"
+        )
 
     try:
         final = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -80,7 +107,9 @@ def read_final(path: Path) -> dict:
     if isinstance(final["config"].get("n"), bool) or not isinstance(final["config"].get("n"), int):
         raise refuse("its config has no group size 'n'")
     for key, value in final.items():
-        if _ESTIMATE.fullmatch(key) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if _ESTIMATE.fullmatch(key) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
             raise refuse(f"{key!r} is {json.dumps(value)[:40]}, not a number")
     return final
 
@@ -98,8 +127,14 @@ def aggregate(finals: list[dict]) -> list[dict]:
     rows = []
     for label, fs in groups.items():
         metric = "pass" if any("pass@1" in f for f in fs) else "maxg"
-        row = {"label": label, "method": fs[0]["method"], "k_schedule": fs[0]["k_schedule"],
-               "baseline": fs[0]["baseline"], "seeds": sorted(f["seed"] for f in fs), "metric": metric}
+        row = {
+            "label": label,
+            "method": fs[0]["method"],
+            "k_schedule": fs[0]["k_schedule"],
+            "baseline": fs[0]["baseline"],
+            "seeds": sorted(f["seed"] for f in fs),
+            "metric": metric,
+        }
         for k in K_EVAL:
             key = f"{metric}@{k}"
             vals = [f[key] for f in fs if key in f]
@@ -108,7 +143,13 @@ def aggregate(finals: list[dict]) -> list[dict]:
                 if len(vals) == 1:
                     se = _nan_if_none(fs[0].get(f"{key}_se"))
                 row[key], row[key + "_se"] = mean, se
-        for key in (f"greedy_{metric}@1", "cumulative_solve_rate", "hard_solve_rate", "entropy", "reward_mean"):
+        for key in (
+            f"greedy_{metric}@1",
+            "cumulative_solve_rate",
+            "hard_solve_rate",
+            "entropy",
+            "reward_mean",
+        ):
             vals = [f[key] for f in fs if f.get(key) is not None]
             if vals:
                 row[key], row[key + "_se"] = _mean_se(vals)
@@ -125,15 +166,18 @@ def read_detail(final: dict) -> dict | None:
 
 
 def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
-    """Unbiased pass@k of each problem (paper eq. 3) from its number of successful samples out of ``samples``."""
+    """Unbiased pass@k of each problem (paper eq. 3) from its number of successful samples out of
+    ``samples``."""
     successes = np.asarray(successes)
-    correct = np.arange(samples)[None, :] < successes[:, None]  # (P, samples): c successes, order irrelevant
+    correct = (
+        np.arange(samples)[None, :] < successes[:, None]
+    )  # (P, samples): c successes, order irrelevant
     return np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
 
 
 def per_problem_greedy(detail: dict) -> np.ndarray | None:
-    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded), or
-    None for a run evaluated before near-greedy decoding was measured."""
+    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded),
+    or None for a run evaluated before near-greedy decoding was measured."""
     if "greedy_successes" not in detail:
         return None
     return np.asarray(detail["greedy_successes"], dtype=float) / detail["greedy_samples"]
@@ -156,8 +200,13 @@ def read_curves(run_dir: Path) -> dict:
             for key, value in rec.items():
                 if key.startswith("eval/"):
                     evals[key[5:]].append(value)
-    return {"step": np.array(steps), "solve": _array(solve), "hard": np.array(hard, dtype=float),
-            "entropy": _array(ent), "eval": {k: _array(v) for k, v in evals.items()}}
+    return {
+        "step": np.array(steps),
+        "solve": _array(solve),
+        "hard": np.array(hard, dtype=float),
+        "entropy": _array(ent),
+        "eval": {k: _array(v) for k, v in evals.items()},
+    }
 
 
 def _array(values: list) -> np.ndarray:

@@ -13,8 +13,8 @@ A run folder (``pkpo train --out DIR``, ``TrainConfig.out_dir``) holds one run: 
 - a sweep folder (``pkpo sweep`` / ``pkpo demo --out DIR``) is locked as a whole, and each of its
   runs in ``DIR/runs/<name>/seed<s>/`` as above;
 - the lock file is pkpo's own: a symbolic link or a hard link at ``DIR/.pkpo.lock`` is refused,
-  never written through; temporary files left by a write that was killed (``checkpoint.pt.tmp<pid>``)
-  are deleted once the lock is held.
+  never written through; temporary files left by a write that was killed
+  (``checkpoint.pt.tmp<pid>``) are deleted once the lock is held.
 
 Every refusal is a :class:`RunDirError` (a ValueError) whose message says what is in the folder and
 how to go on.
@@ -116,7 +116,8 @@ _TEMPORARY = re.compile(r".+\.tmp\d+")  # pkpo._output.atomic_write's "<name>.tm
 
 
 def remove_stale_temporaries(folder) -> list[str]:
-    """Delete the temporary files an interrupted write left in ``folder`` (``checkpoint.pt.tmp4711``).
+    """Delete the temporary files an interrupted write left in ``folder``
+    (``checkpoint.pt.tmp4711``).
 
     Call it only while holding the folder's lock: then no other pkpo process is writing there, so
     every such file is a leftover of a process that was killed mid-write.
@@ -163,13 +164,16 @@ def open_run(folder, *, resume: bool = False, overwrite: bool = False) -> RunLoc
 
 
 def check_run(folder, *, resume: bool = False, overwrite: bool = False, lock: bool = True) -> Path:
-    """The checks of :func:`open_run`, made up front (before a long warm start, say); deletes nothing.
+    """The checks of :func:`open_run`, made up front (before a long warm start, say); deletes
+    nothing.
 
     Creates the folder (unless ``resume``) and, with ``lock=True``, takes and releases its lock, so
     that a folder in use is reported now rather than when the run starts.
     """
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite exclude each other: continue the run or replace it, not both")
+        raise RunDirError(
+            "--resume and --overwrite exclude each other: continue the run or replace it, not both"
+        )
     path = Path(folder)
     if resume:
         _check_resumable(path)
@@ -193,7 +197,8 @@ def _check_resumable(path: Path) -> None:
         held = "the folder does not exist" if not path.exists() else "it holds no run"
     raise RunDirError(
         f"nothing to resume in {str(path)!r}: there is no checkpoint.pt ({held}); start a new run "
-        "without --resume (resume=False), adding --overwrite (overwrite=True) to replace what is there"
+        "without --resume (resume=False), adding --overwrite (overwrite=True) to replace what is "
+        "there"
     )
 
 
@@ -253,12 +258,15 @@ class RunLock:
             self._handle.close()
             self._handle = None
             raise RunDirError(
-                f"{str(self.folder)!r} is in use by {holder}; wait for it to finish or use another folder"
+                f"{str(self.folder)!r} is in use by {holder}; wait for it to finish or use another "
+                "folder"
             ) from None
         self._handle.seek(0)
         self._handle.truncate()
         launcher = Path(sys.argv[0] if sys.argv and sys.argv[0] else "python")
-        is_pkpo = launcher.name == "pkpo" or (launcher.name == "__main__.py" and launcher.parent.name == "pkpo")
+        is_pkpo = launcher.name == "pkpo" or (
+            launcher.name == "__main__.py" and launcher.parent.name == "pkpo"
+        )
         command = " ".join(["pkpo", *sys.argv[1:]]) if is_pkpo else what
         started = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self._handle.write(f"pid {os.getpid()} ({command}, since {started})\n")
@@ -298,7 +306,9 @@ def _open_lock_file(path: Path):
             raise RunDirError(
                 f"{str(path)!r} is a symbolic link; pkpo does not write through links: remove it"
             ) from None
-        raise RunDirError(f"cannot open the lock file {str(path)!r}: {error.strerror or error}") from None
+        raise RunDirError(
+            f"cannot open the lock file {str(path)!r}: {error.strerror or error}"
+        ) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)

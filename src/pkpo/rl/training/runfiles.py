@@ -162,11 +162,15 @@ def read_metrics(path, *, tail_bytes: int | None = None, note: str = "") -> list
                 continue  # the read began inside a record
             if number == len(lines):
                 if note:
-                    print(f"pkpo: note: dropped line {number} of {str(path)!r}, cut short by an "
-                          f"interrupted write; {note}", file=sys.stderr)
+                    print(
+                        f"pkpo: note: dropped line {number} of {str(path)!r}, cut short by an "
+                        f"interrupted write; {note}",
+                        file=sys.stderr,
+                    )
                 break
             why = " ".join(str(error).split()) or type(error).__name__
             why = why if len(why) <= 120 else why[:117] + "..."
-            raise DamagedMetrics(f"{str(path)!r} line {number} is not a metrics record ({why}); "
-                           "the file is damaged") from None
+            raise DamagedMetrics(
+                f"{str(path)!r} line {number} is not a metrics record ({why}); the file is damaged"
+            ) from None
     return records
