@@ -1,4 +1,5 @@
-"""Time pkpo's reward transform against np.argsort, the paper's algorithm as a plain-Python loop, and verl.
+"""Time pkpo's reward transform against np.argsort, the paper's algorithm as a plain-Python loop,
+and verl.
 
     python benchmarks/transform.py --argsort    # transform / np.argsort per shape, one core (~30 s)
     python benchmarks/transform.py              # full run, about a minute on 2 CPU cores
@@ -118,7 +119,10 @@ def argsort_verdict(rows: list[dict]) -> str:
         row[key] / row["argsort_s"] for row in rows for key in ("numpy_s", "torch_s") if key in row
     )
     verdict = "met" if worst <= ARGSORT_TARGET else "NOT met"
-    return f"- transform <= {ARGSORT_TARGET:g}x np.argsort at every shape: worst {worst:.1f}x -> {verdict}"
+    return (
+        f"- transform <= {ARGSORT_TARGET:g}x np.argsort at every shape: "
+        f"worst {worst:.1f}x -> {verdict}"
+    )
 
 
 # --- the project's targets, from pkpo bench's results -------------------------------------------
@@ -143,7 +147,8 @@ def targets(results: dict) -> list[str]:
             lines.append(
                 f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
                 f"{ratio:,.0f}x (math.comb loop / pkpo) -> {'met' if ratio >= 100 else 'NOT met'}; "
-                f"against the loop with ratio recurrences: {row['loop_ratio_s'] / _fastest(row):,.0f}x"
+                "against the loop with ratio recurrences: "
+                f"{row['loop_ratio_s'] / _fastest(row):,.0f}x"
             )
     growth = results.get("growth", [])
     if len(growth) >= 2 and growth[-1]["n"] == 65536 and growth[0]["n"] == 64:
@@ -151,7 +156,8 @@ def targets(results: dict) -> list[str]:
             if key in growth[0]:
                 ratio = growth[-1][key] / growth[0][key]
                 lines.append(
-                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x of "
+                    f"- {GROWTH_TOTAL:,} rewards, {name}: "
+                    "time at n = 65,536 (k = n/2) within 3x of "
                     f"n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
                 )
     return lines

@@ -279,7 +279,8 @@ class TestTorch:
     def test_mask_dtype(self):
         with pytest.raises(
             ValueError,
-            match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype torch.float32",
+            match=r"mask must be boolean or integer 0/1 \(like attention_mask\); "
+            r"got dtype torch.float32",
         ):
             pkpo.transform(self.torch.tensor(G), 2, mask=self.torch.ones(2, 4))
 

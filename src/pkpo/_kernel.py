@@ -136,7 +136,8 @@ class SortedGroups:
                 lf = log_factorials(backend, self.size + 1, self.gaps)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
-                    # more groups than possible sizes: the weights of every n = 0..N, a row per group
+                    # more groups than possible sizes: the weights of every n = 0..N,
+                    # a row per group
                     table = log_space_rank_weights(
                         backend.xp, lf, t, self._arange(self.size + 1)[:, None], k
                     )
@@ -147,7 +148,8 @@ class SortedGroups:
         return self._weights[k]
 
     def maxg_estimate(self, k: int):
-        """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
+        """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]
+        (tail form of eq. 12)."""
         return self.floor + self.backend.xp.sum(
             self.gaps * self.weights(k).tail, axis=-1, keepdims=True
         )

@@ -149,7 +149,8 @@ def check_mask(backend, mask, x, validate: bool = True):
     mask_backend, mask = as_array(mask, "mask")
     if mask_backend.name != backend.name:
         raise ValueError(
-            f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}."
+            f"mask must be the same kind of array as rewards ({backend.name}); "
+            f"got {mask_backend.name}."
         )
     if backend.shape(mask) != backend.shape(x):
         raise ValueError(
@@ -195,7 +196,8 @@ def check_binary(backend, x, mask, labels=None, name="correct"):
     row = first_bad_row(~ok.all(axis=-1))
     if row is not None:
         raise ValueError(
-            f"{name} must hold only 0/1 or booleans; {describe_group(row, labels)} has other values."
+            f"{name} must hold only 0/1 or booleans; "
+            f"{describe_group(row, labels)} has other values."
         )
 
 

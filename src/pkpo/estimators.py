@@ -258,7 +258,8 @@ def pass_at_k(
 def pass_all_k(
     correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
 ) -> Array:
-    """Unbiased pass^k of each problem: the chance that k samples are all correct, C(c, k) / C(n, k).
+    """Unbiased pass^k of each problem: the chance that k samples are all correct,
+    C(c, k) / C(n, k).
 
     The average, over all size-k subsets of the n samples, of "all k are correct", with
     c = sum_i f_i; it estimates p^k without bias for a problem solved with probability p

@@ -517,7 +517,8 @@ def _success_rates(correct, mask) -> np.ndarray:
         )
     if mask.shape != values.shape or mask.dtype != np.bool_:
         raise ValueError(
-            f"mask must be a bool array of correct's shape {values.shape}; got {mask.dtype} {mask.shape}."
+            f"mask must be a bool array of correct's shape {values.shape}; "
+            f"got {mask.dtype} {mask.shape}."
         )
     lengths, counts, _ = _binary_counts([row[valid] for row, valid in zip(values, mask)])
     return counts / lengths

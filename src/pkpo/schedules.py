@@ -94,7 +94,8 @@ def step(k_start: int, k_end: int, at: int) -> Schedule:
 
 
 def linear(k_start: int, k_end: int, steps: int, start: int = 0) -> Schedule:
-    """k moves linearly from k_start (at ``start``) to k_end (at ``start + steps``), rounded to int."""
+    """k moves linearly from k_start (at ``start``) to k_end (at ``start + steps``), rounded to
+    int."""
     return Schedule(
         "linear",
         check_k(k_start),

@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None, references=(), sections=()) -> int:
     """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table,
-    and each of ``sections`` (results -> markdown) is printed at the end (benchmarks/transform.py)."""
+    and each of ``sections`` (results -> markdown) is printed at the end
+    (benchmarks/transform.py)."""
     try:
         args = build_parser().parse_args(argv)
         if args.json:

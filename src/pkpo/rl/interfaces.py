@@ -66,8 +66,14 @@ class Policy(Protocol):
     def decode(self, ids: Sequence[int]) -> str:
         """Completion token ids -> text, stopping at EOS and dropping padding."""
 
-    def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Samples:
+    def sample(
+        self,
+        prompt_ids: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Samples:
         """n completions per prompt, at most ``max_new_tokens`` each, sampled at ``temperature``
         (without gradients)."""
 
