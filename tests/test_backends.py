@@ -370,3 +370,16 @@ def test_ragged_float64_equals_dense_at_large_n(large_batch):
         dense = pkpo.transform(large_batch, k, "centered")
         ragged = pkpo.transform(torch.tensor(large_batch), k, "centered", mask=mask).numpy()
         assert relative_error(ragged, dense) <= 1e-12
+
+
+def test_torch_meta_tensors_are_refused_with_a_value_error():
+    torch = pytest.importorskip("torch")
+    meta = torch.zeros(2, 4, device="meta")
+    for call in (
+        lambda: pkpo.transform(meta, 2),
+        lambda: pkpo.pass_at_k(meta, 2),
+        lambda: pkpo.maxg_at_k(meta, 2),
+        lambda: pkpo.advantages.compute("grpo", meta),
+    ):
+        with pytest.raises(ValueError, match="meta tensor"):
+            call()

@@ -343,6 +343,10 @@ def as_array(x, name: str = "rewards"):
     message names an "inhomogeneous shape").
     """
     backend = backend_of(x)
+    if backend.name == "torch" and x.device.type == "meta":
+        raise ValueError(
+            f"{name} is a torch meta tensor: it has a shape but no values to compute on"
+        )
     if backend.name != "numpy":
         return backend, x
     reject_masked_array(x, name)
