@@ -156,3 +156,23 @@ def test_left_pad_and_positions():
     assert positions_from_mask(mask).tolist() == [[0, 1, 2], [0, 0, 0]]  # counted from the first real token
     with pytest.raises(ValueError, match="at least one token"):
         left_pad([[5], []], pad_id=0)
+
+
+def test_shared_prompt_scoring_equals_one_pass_over_prompt_and_completion():
+    """token_logprobs runs each prompt once for its n samples; the log-probs and gradients must be those of
+    a plain forward pass over every (padded prompt + completion) row."""
+    model = tiny_gpt(3)
+    prompts = [model.encode("12:r>"), model.encode("123456:?>")]
+    s = model.sample(prompts, n=3, max_new_tokens=6, generator=torch.Generator().manual_seed(2))
+    ids, mask = left_pad(s.prompt_ids, PAD)
+    ids, mask = ids.repeat_interleave(3, 0), mask.repeat_interleave(3, 0)
+    L, T = ids.shape[1], s.completion_ids.shape[1]
+    key_mask = torch.cat([mask, torch.ones_like(s.completion_mask)], 1)
+    logits = model(torch.cat([ids, s.completion_ids], 1), key_mask, positions_from_mask(key_mask))
+    logp = torch.log_softmax(logits[:, L - 1:L + T - 1], -1).gather(-1, s.completion_ids[..., None]).squeeze(-1)
+    reference = torch.where(s.completion_mask, logp, 0.0).sum(1)
+    shared = model.sequence_logprobs(s)
+    torch.testing.assert_close(shared, reference, atol=1e-5, rtol=1e-5)
+    g_shared = torch.autograd.grad(shared.sum(), model.tok_emb.weight)[0]
+    g_ref = torch.autograd.grad(reference.sum(), model.tok_emb.weight)[0]
+    torch.testing.assert_close(g_shared, g_ref, atol=1e-5, rtol=1e-4)

@@ -81,13 +81,30 @@ class GPTConfig:
 
 
 class KVCache:
-    """Preallocated keys and values of every layer: (layers, B, heads, T_max, head_dim)."""
+    """Preallocated keys and values, one (B, heads, T_max, head_dim) tensor per layer.
+
+    One tensor per layer (not one for all layers) so that a differentiable pass can write a layer's keys
+    and then read them without a later layer's write invalidating what autograd saved.
+    """
 
     def __init__(self, n_layer, batch, n_head, t_max, head_dim, dtype, device):
-        shape = (n_layer, batch, n_head, t_max, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, n_head, t_max, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.length = 0  # filled positions (same for every row)
+
+    def expand(self, n: int, extra: int) -> "KVCache":
+        """The filled part of every row repeated n times (prompt-major, like ``repeat_interleave``), with
+        room for ``extra`` more positions: a group of n samples shares its prompt's keys and values."""
+        out = KVCache.__new__(KVCache)
+
+        def grow(t):
+            filled = t[:, :, : self.length].repeat_interleave(n, dim=0)
+            return torch.cat([filled, filled.new_zeros(filled.shape[:2] + (extra,) + filled.shape[3:])], dim=2)
+
+        out.k, out.v = [grow(t) for t in self.k], [grow(t) for t in self.v]
+        out.length = self.length
+        return out
 
 
 class CausalSelfAttention(nn.Module):
@@ -103,10 +120,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, h, T, hd)
         if cache is not None:
             start = cache.length
-            cache.k[layer, :, :, start:start + T] = k
-            cache.v[layer, :, :, start:start + T] = v
-            k = cache.k[layer, :, :, : start + T]
-            v = cache.v[layer, :, :, : start + T]
+            cache.k[layer][:, :, start:start + T] = k
+            cache.v[layer][:, :, start:start + T] = v
+            k = cache.k[layer][:, :, : start + T]
+            v = cache.v[layer][:, :, : start + T]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
@@ -218,20 +235,12 @@ class GPT(nn.Module):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         dev = self.device
-        ids, mask = left_pad(prompt_ids, PAD)
-        ids = ids.repeat_interleave(n, dim=0).to(dev)  # (B*n, L)
-        mask = mask.repeat_interleave(n, dim=0).to(dev)
-        R, L = ids.shape
-        pos = positions_from_mask(mask)  # (B*n, L)
-        head_dim = self.cfg.d_model // self.cfg.n_head
-        cache = KVCache(self.cfg.n_layer, R, self.cfg.n_head, L + max_new_tokens, head_dim,
-                        self.head.weight.dtype, dev)
+        logits, cache, mask, next_pos = self._shared_prompt(prompt_ids, n, max_new_tokens)
+        R, L = mask.shape
         key_mask = torch.ones((R, L + max_new_tokens), dtype=torch.bool, device=dev)
         key_mask[:, :L] = mask
         out = torch.full((R, max_new_tokens), PAD, dtype=torch.long, device=dev)
         done = torch.zeros(R, dtype=torch.bool, device=dev)
-        logits = self.forward(ids, key_mask[:, :L], pos, cache)[:, -1]  # (B*n, V)
-        next_pos = pos[:, -1] + 1
         for t in range(max_new_tokens):
             probs = torch.softmax(logits.float() / temperature, dim=-1)
             tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B*n,)
@@ -246,22 +255,44 @@ class GPT(nn.Module):
         out = out[:, :T_used]
         return Samples(prompt_ids=[list(p) for p in prompt_ids], completion_ids=out, completion_mask=(out != PAD), n=n)
 
-    def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask)."""
+    def _shared_prompt(self, prompt_ids, n: int, extra: int):
+        """Run each of the B prompts once and share it with its n samples.
+
+        Returns the logits after each prompt (B*n, V), a KV cache of B*n rows holding the prompts with room
+        for ``extra`` more positions, the prompt key mask (B*n, L) and the next position ids (B*n,). The
+        prompt is most of every sequence on the maze task, so this divides its cost by n, in sampling and
+        (with gradients) in scoring.
+        """
         dev = self.device
-        ids, mask = left_pad(samples.prompt_ids, PAD)
-        ids = ids.repeat_interleave(samples.n, dim=0).to(dev)  # (B*n, L)
-        mask = mask.repeat_interleave(samples.n, dim=0).to(dev)
+        ids, mask = left_pad(prompt_ids, PAD)
+        ids, mask = ids.to(dev), mask.to(dev)  # (B, L)
+        pos = positions_from_mask(mask)
+        cache = KVCache(self.cfg.n_layer, ids.shape[0], self.cfg.n_head, ids.shape[1],
+                        self.cfg.d_model // self.cfg.n_head, self.head.weight.dtype, dev)
+        logits = self.forward(ids, mask, pos, cache)[:, -1]  # (B, V)
+        return (logits.repeat_interleave(n, dim=0), cache.expand(n, extra), mask.repeat_interleave(n, dim=0),
+                (pos[:, -1] + 1).repeat_interleave(n, dim=0))
+
+    def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask).
+
+        Each prompt is run once for its n samples (:meth:`_shared_prompt`), then the completions read its
+        cached keys and values: the same logits as one pass over prompt + completion (tested).
+        """
+        dev = self.device
         comp = samples.completion_ids.to(dev)  # (B*n, T)
         cmask = samples.completion_mask.to(dev)
-        if comp.shape[0] != ids.shape[0]:
-            raise ValueError(f"completion rows ({comp.shape[0]}) != prompts x n ({ids.shape[0]})")
-        L, T = ids.shape[1], comp.shape[1]
-        full = torch.cat([ids, comp], dim=1)  # (B*n, L+T)
-        key_mask = torch.cat([mask, torch.ones_like(cmask)], dim=1)
-        pos = positions_from_mask(key_mask)
-        logits = self.forward(full, key_mask, pos)[:, L - 1: L + T - 1].float()  # (B*n, T, V) predicting comp
-        logp_all = torch.log_softmax(logits, dim=-1)
+        if comp.shape[0] != len(samples.prompt_ids) * samples.n:
+            raise ValueError(f"completion rows ({comp.shape[0]}) != prompts x n "
+                             f"({len(samples.prompt_ids) * samples.n})")
+        T = comp.shape[1]
+        first, cache, mask, next_pos = self._shared_prompt(samples.prompt_ids, samples.n, T - 1)
+        logits = [first[:, None]]  # (B*n, 1, V): predicts comp[:, 0]
+        if T > 1:  # comp[:, :-1] predicts comp[:, 1:]
+            key_mask = torch.cat([mask, torch.ones_like(cmask[:, :-1])], dim=1)
+            pos = next_pos[:, None] + torch.arange(T - 1, device=dev)[None, :]
+            logits.append(self.forward(comp[:, :-1], key_mask, pos, cache))
+        logp_all = torch.log_softmax(torch.cat(logits, dim=1).float(), dim=-1)  # (B*n, T, V)
         # PAD after EOS has log p = -inf (never generated): select, do not multiply (-inf * 0 = nan)
         logp = torch.where(cmask, logp_all.gather(-1, comp[..., None]).squeeze(-1), 0.0)
         p_all = logp_all.exp()
