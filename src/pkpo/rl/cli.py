@@ -149,6 +149,16 @@ def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
     return policy, task, reference, {}
 
 
+def task_options(cfg: TrainConfig) -> dict:
+    """The keyword arguments of ``make_task(cfg.task, ...)``: the config fields that task reads."""
+    common = {"seed": cfg.task_seed, "n_train": cfg.n_train, "n_heldout": cfg.n_heldout,
+              "n_validation": cfg.n_validation}
+    if cfg.task.startswith("maze"):
+        return {**common, "size": cfg.maze_size}
+    return {**common, "tier": cfg.tier, "feature": cfg.feature, "length": cfg.length, "demo_power": cfg.demo_power,
+            "demo_uniform": cfg.demo_uniform}
+
+
 def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_step=None):
     """The GPT policy (warm-started, cached), the task and the optional KL reference for ``cfg``."""
     import torch
@@ -160,14 +170,15 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
     if cfg.task.startswith("nl:"):
         raise ValueError(f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)")
     torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, tier=cfg.tier, feature=cfg.feature, seed=cfg.task_seed, length=cfg.length,
-                     n_train=cfg.n_train, n_heldout=cfg.n_heldout, n_validation=cfg.n_validation,
-                     demo_power=cfg.demo_power, demo_uniform=cfg.demo_uniform)
+    task = make_task(cfg.task, **task_options(cfg))
     torch.manual_seed(cfg.seed)
-    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(cfg.device)
+    shape = {"d_model": cfg.d_model, "n_layer": cfg.n_layer, "n_head": cfg.n_head}
+    if hasattr(task, "prompt_length"):  # a task with long prompts says how long (the maze)
+        shape["block_size"] = task.prompt_length() + 1 + cfg.max_new_tokens
+    policy = GPT(GPTConfig(**shape)).to(cfg.device)
     info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
-    if not info["cached"] and cfg.warm_steps:
+    if not info["cached"] and cfg.warm_steps and hasattr(task, "rule_accuracy_problems"):
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
     elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured

@@ -54,6 +54,7 @@ class TrainConfig:
     n_train: int = _opt(512, "number of training problems")
     n_heldout: int = _opt(128, "number of held-out problems")
     n_validation: int = _opt(128, "number of validation problems (for tuning; disjoint from train and held-out)")
+    maze_size: int = _opt(9, "maze tasks: side of the grid (odd, >= 5; MaxRL's is 17)")
     d_model: int = _opt(96, "GPT width")
     n_layer: int = _opt(3, "GPT blocks")
     n_head: int = _opt(4, "GPT attention heads")
@@ -196,10 +197,12 @@ class TrainConfig:
         need(self.lr_schedule in LR_SCHEDULES, f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
         need(self.eval_split in ("heldout", "validation"),
              f"unknown eval_split {self.eval_split!r}; expected 'heldout' or 'validation'")
+        from .maze import TASKS as MAZE_TASKS
         from .tasks import TASKS  # registered task names (the CLI may also know others)
 
-        need(self.task in TASKS or self.task.startswith("nl:"),
-             f"unknown task {self.task!r}; expected one of {sorted(TASKS)}")
+        need(self.task in TASKS or self.task in MAZE_TASKS or self.task.startswith("nl:"),
+             f"unknown task {self.task!r}; expected one of {sorted({**TASKS, **MAZE_TASKS})}")
+        need(self.maze_size >= 5 and self.maze_size % 2 == 1, f"maze_size must be odd and >= 5, got {self.maze_size!r}")
         return self
 
     @property
@@ -209,5 +212,6 @@ class TrainConfig:
     def run_name(self) -> str:
         k = {"pkpo": f"k{self.k}", "tzsm": "tzsm", "grpo": "grpo", "loo": "loo", "entropy": "entropy"}[self.method]
         # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
-        task = self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
+        task = (self.task if self.task.startswith("nl:") else f"{self.task}{self.maze_size}"
+                if self.task.startswith("maze") else f"{self.task}-{self.tier}-{self.feature}")
         return f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "").replace("@", "at").replace(":", "-")

@@ -374,5 +374,7 @@ TASKS = {
 
 
 def make_task(name: str, **kwargs):
-    """Build a registered task by name (``hidden-rule``, ``hidden-rule-partial``)."""
-    return build_task(TASKS, name, **kwargs)
+    """Build a registered task by name (``hidden-rule``, ``hidden-rule-partial``, ``maze``, ``maze-progress``)."""
+    from .maze import TASKS as MAZE_TASKS
+
+    return build_task({**TASKS, **MAZE_TASKS}, name, **kwargs)
