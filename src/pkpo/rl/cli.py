@@ -173,8 +173,8 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
     task = make_task(cfg.task, **task_options(cfg))
     torch.manual_seed(cfg.seed)
     shape = {"d_model": cfg.d_model, "n_layer": cfg.n_layer, "n_head": cfg.n_head}
-    if hasattr(task, "prompt_length"):  # a task with long prompts says how long (the maze)
-        shape["block_size"] = task.prompt_length() + 1 + cfg.max_new_tokens
+    if hasattr(task, "prompt_length"):  # a task with long prompts and answers says how long (the maze)
+        shape["block_size"] = task.prompt_length() + 1 + max(cfg.max_new_tokens, task.max_new_tokens())
     policy = GPT(GPTConfig(**shape)).to(cfg.device)
     info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
