@@ -46,7 +46,7 @@ demo: $(BASE_STAMP)
 	$(VENV)/bin/pkpo demo --out runs/demo
 
 results: $(BASE_STAMP)
-	$(PY) -m pkpo.rl.results --out runs/results
+	$(PY) tools/results.py --out runs/results
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q

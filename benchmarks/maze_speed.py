@@ -30,10 +30,11 @@ import time
 
 import torch
 
-from pkpo.rl.gpt import EOS, GPT, PAD, GPTConfig
+from pkpo.rl.policies.gpt import EOS, GPT, PAD, GPTConfig
 from pkpo.rl.interfaces import left_pad, positions_from_mask
-from pkpo.rl.maze import MazeTask
-from pkpo.rl.trainer import TrainConfig, train
+from pkpo.rl.tasks.maze import MazeTask
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.training.trainer import train
 
 
 def model_for(task: MazeTask, width: int, layers: int) -> GPT:

@@ -8,7 +8,7 @@ Usage::
 For each model size it times (after warm-up) the three parts of an RL step at 64 completions of 32 tokens
 (4 prompts x 16 samples, ``max_new_tokens = 32`` with EOS suppressed so every completion is 32 tokens
 long) and at the demo batch (16 prompts x 16 samples of the hidden-rule task), then a full trainer step
-(``pkpo.rl.trainer.train``, no evaluation). Prints a table; numbers depend on the machine and its load.
+(``pkpo.rl.training.trainer.train``, no evaluation). Prints a table; numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from pkpo.rl.gpt import EOS, GPT, GPTConfig
+from pkpo.rl.policies.gpt import EOS, GPT, GPTConfig
 from pkpo.rl.tasks import make_task
-from pkpo.rl.trainer import TrainConfig, train
+from pkpo.rl.training.trainer import TrainConfig, train
 
 
 def time_fixed_length(model: GPT, prompts: int, n: int, tokens: int, reps: int) -> dict:

@@ -13,7 +13,7 @@ Three steps, each resumable (run them in the background with nohup; logs and che
     # 3. table (markdown) and curves (PNG)
     python examples/smollm_pkpo.py report --out runs/smollm --figures docs/figures/pretrained
 
-Every run trains LoRA adapters through :func:`pkpo.rl.trainer.train` (the same loop as the
+Every run trains LoRA adapters through :func:`pkpo.rl.training.trainer.train` (the same loop as the
 from-scratch GPT), with ``pkpo.transform`` turning each group of n binary rewards into advantages.
 ``--preset gpu`` reads ``examples/gpu_preset.toml`` (a larger batch, longer completions and more steps
 for one GPU; see docs/pretrained.md).
@@ -33,10 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from pkpo.rl.evaluation import evaluate  # noqa: E402
-from pkpo.rl.nl_tasks import ArithmeticWordTask  # noqa: E402
-from pkpo.rl.pretrained import load_pretrained  # noqa: E402
-from pkpo.rl.trainer import TrainConfig, train  # noqa: E402
+from pkpo.rl.training.evaluation import evaluate  # noqa: E402
+from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
+from pkpo.rl.policies.pretrained import load_pretrained  # noqa: E402
+from pkpo.rl.training.trainer import TrainConfig, train  # noqa: E402
 
 # CPU preset: small enough for a shared, busy 2-core machine (about a minute a step there)
 CPU_PRESET = dict(model="smollm2-135m", dtype="float32", lora_r=8, difficulty=1, steps=30, prompts_per_step=2,

@@ -282,7 +282,7 @@ def test_doc_block(block: Block, workspaces, monkeypatch):
     if block.kind == "toml":
         data = tomllib.loads(block.code)
         if _toml_file_name(block):
-            from pkpo.rl.trainer import TrainConfig
+            from pkpo.rl.training.trainer import TrainConfig
 
             flat = {}
             for key, value in data.items():

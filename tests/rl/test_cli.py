@@ -12,7 +12,7 @@ import pytest
 from pkpo._cli import Parser
 from pkpo.rl.cli import demo_main, sweep_main, train_main
 from pkpo.rl.config import TrainConfig
-from pkpo.rl.grid import run_spec
+from pkpo.rl.sweeps.grid import run_spec
 
 
 @pytest.mark.parametrize("main, argv, message", [

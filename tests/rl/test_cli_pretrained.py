@@ -8,7 +8,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pkpo.cli import main  # noqa: E402
-from pkpo.rl.nl_tasks import nl_task_from_name  # noqa: E402
+from pkpo.rl.tasks.nl_tasks import nl_task_from_name  # noqa: E402
 
 from test_pretrained import checkpoint_dir  # noqa: E402, F401 (a fixture: a tiny local Llama checkpoint)
 

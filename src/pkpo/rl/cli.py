@@ -20,7 +20,6 @@ boxed panels, not one ``pkpo <cmd>: error:`` line, and its booleans are ``--flag
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import shlex
@@ -31,35 +30,11 @@ from pathlib import Path
 
 from .._cli import Parser, fail, k_list, non_negative_int, positive_int, strict_bool
 from .._output import atomic_write
-from . import rundir
-from .config import TrainConfig
-from .grid import finished_runs, run_grid, run_spec, wall_time
-
-# Presets: a dict of TrainConfig overrides.
-PRESETS = {
-    # the d=96, 3-layer GPT on the hidden-rule task; 16 prompts x 16 samples, 300 steps
-    "cpu": {},
-    # the first demo's setting (unlearnable feature, 256 training problems, 100 steps of 8 prompts x 16 samples):
-    # kept for the diagnosis in docs/results.md of why it could not show PKPO raising pass@k
-    "sum": {"steps": 100, "prompts_per_step": 8, "n_train": 256, "eval_every": 50, "eval_samples": 16,
-            "checkpoint_every": 50},
-    # the demo (docs/results.md): a d=64 GPT (0.16 M parameters) on the "mixed" task (5-digit strings), fresh
-    # training problems, stratified validation and held-out sets; 300 steps of 16 prompts x 16 samples at lr 3e-4
-    # with cosine decay; evaluation of 128 held-out problems every 60 steps and of all 512 at the end
-    "demo": {"feature": "mixed", "length": 5, "max_new_tokens": 7, "n_train": 20000, "n_validation": 512,
-             "n_heldout": 512, "d_model": 64, "warm_steps": 1200, "demo_uniform": 0.1, "steps": 300,
-             "prompts_per_step": 16, "n": 16, "lr": 3e-4, "lr_schedule": "cosine", "eval_every": 60,
-             "eval_problems": 128, "final_eval_problems": 512, "eval_samples": 16, "checkpoint_every": 60},
-    # ~1 minute smoke test
-    "quick": {"feature": "mixed", "length": 5, "max_new_tokens": 7, "d_model": 64, "demo_uniform": 0.1,
-              "warm_steps": 80, "steps": 12, "prompts_per_step": 8, "n": 8, "eval_every": 4, "eval_problems": 16,
-              "final_eval_problems": 32, "eval_samples": 16, "checkpoint_every": 0, "n_train": 256, "n_heldout": 32,
-              "n_validation": 32},
-    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
-    "gpu": {"device": "cuda", "d_model": 256, "n_layer": 6, "n_head": 8, "warm_steps": 3000, "warm_batch": 256,
-            "steps": 1500, "prompts_per_step": 64, "n": 16, "n_train": 4096, "n_heldout": 512,
-            "eval_problems": 512, "eval_every": 100, "checkpoint_every": 100, "threads": 4},
-}
+from .build import build, build_pretrained
+from .config import DEMO_RUNS, PRESETS, TrainConfig
+from .sweeps.grid import run_grid, run_spec, wall_time
+from .sweeps.runs import finished_runs
+from .training import rundir
 
 
 def _fail(cmd: str, exc: Exception) -> int:
@@ -132,62 +107,6 @@ def _overrides(args) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
-def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
-    """A pretrained Hugging Face policy (optionally LoRA) and the ``nl:`` task of ``cfg``."""
-    import torch
-
-    from .nl_tasks import nl_task_from_name
-    from .pretrained import load_pretrained
-
-    if not cfg.task.startswith("nl:"):
-        raise ValueError(f"--model trains on natural-language tasks: use --task nl:arithmetic-d1 (got {cfg.task!r})")
-    torch.set_num_threads(cfg.threads)
-    task = nl_task_from_name(cfg.task, n_train=cfg.n_train, n_heldout=cfg.n_heldout, seed=cfg.task_seed)
-    lora = {"r": lora_r, "alpha": 2 * lora_r} if lora_r else None
-    policy = load_pretrained(model, lora=lora, device=cfg.device)
-    reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None
-    return policy, task, reference, {}
-
-
-def task_options(cfg: TrainConfig) -> dict:
-    """The keyword arguments of ``make_task(cfg.task, ...)``: the config fields that task reads."""
-    common = {"seed": cfg.task_seed, "n_train": cfg.n_train, "n_heldout": cfg.n_heldout,
-              "n_validation": cfg.n_validation}
-    if cfg.task.startswith("maze"):
-        return {**common, "size": cfg.maze_size}
-    return {**common, "tier": cfg.tier, "feature": cfg.feature, "length": cfg.length, "demo_power": cfg.demo_power,
-            "demo_uniform": cfg.demo_uniform}
-
-
-def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_step=None):
-    """The GPT policy (warm-started, cached), the task and the optional KL reference for ``cfg``."""
-    import torch
-
-    from .gpt import GPT, GPTConfig
-    from .tasks import make_task
-    from .warmstart import rule_accuracy, warm_start
-
-    if cfg.task.startswith("nl:"):
-        raise ValueError(f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)")
-    torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, **task_options(cfg))
-    torch.manual_seed(cfg.seed)
-    shape = {"d_model": cfg.d_model, "n_layer": cfg.n_layer, "n_head": cfg.n_head}
-    if hasattr(task, "prompt_length"):  # a task with long prompts and answers says how long (the maze)
-        shape["block_size"] = task.prompt_length() + 1 + max(cfg.max_new_tokens, task.max_new_tokens())
-    policy = GPT(GPTConfig(**shape)).to(cfg.device)
-    info = warm_start(policy, task, steps=cfg.warm_steps, batch=cfg.warm_batch, lr=cfg.warm_lr, seed=cfg.seed,
-                      cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
-    if not info["cached"] and cfg.warm_steps and hasattr(task, "rule_accuracy_problems"):
-        info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
-    elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
-        stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
-        info = {**stored, **{k: v for k, v in info.items() if v is not None}}
-    reference = copy.deepcopy(policy) if cfg.kl_coef > 0 else None
-    return policy, task, reference, info
-
-
 # --------------------------------------------------------------------------------------------- train
 
 
@@ -216,7 +135,7 @@ def train_main(argv: list[str]) -> int:
         rundir.check_run(cfg.out_dir, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, TypeError) as exc:
         return _fail("train", exc)
-    from .trainer import train
+    from .training.trainer import train
 
     try:
         if args.model:
@@ -269,7 +188,7 @@ def sweep_main(argv: list[str]) -> int:
         lock = rundir.RunLock(out, "pkpo sweep")  # one sweep per folder at a time
     except (ValueError, TypeError) as exc:
         return _fail("sweep", exc)
-    from .report import write_sweep_report
+    from .sweeps.report import write_sweep_report
 
     t0 = time.time()
     if args.report_only:
@@ -298,8 +217,6 @@ def sweep_main(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------------------------------- demo
 
-DEMO_RUNS = ["k1", "k4", "k8", "anneal"]
-
 
 def summary_rows(finals: list[dict]) -> list[dict]:
     """One entry per run of ``summary.json`` (the warm start too, as the run ``warm_start``), same keys."""
@@ -324,7 +241,7 @@ def demo_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except (ValueError, TypeError) as exc:
         return _fail("demo", exc)
-    from .report import write_sweep_report
+    from .sweeps.report import write_sweep_report
 
     base = TrainConfig().replace(**PRESETS["quick" if args.quick else "demo"], tensorboard=False)
     out = Path(args.out)

@@ -1,9 +1,9 @@
 """The two contracts the RL trainer is written against: a Policy and a Task.
 
 Anything that satisfies them trains through the same loop: the from-scratch GPT with a KV cache
-(:mod:`pkpo.rl.gpt`) and a Hugging Face causal LM loaded from a local path
-(:mod:`pkpo.rl.hf_policy`) are policies; the synthetic verifiable tasks of :mod:`pkpo.rl.tasks`
-and the natural-language tasks of :mod:`pkpo.rl.nl_tasks` are tasks.
+(:mod:`pkpo.rl.policies.gpt`) and a Hugging Face causal LM loaded from a local path
+(:mod:`pkpo.rl.policies.hf_policy`) are policies; the synthetic verifiable tasks of :mod:`pkpo.rl.tasks`
+and the natural-language tasks of :mod:`pkpo.rl.tasks.nl_tasks` are tasks.
 
 Layout convention: a batch of B prompts with n samples each is flattened prompt-major, so rows
 j*n .. (j+1)*n - 1 are the n samples of prompt j (the layout ``pkpo.transform`` gets after a

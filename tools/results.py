@@ -1,0 +1,249 @@
+"""Regenerate every table and figure of docs/results.md, and the README's results block, from run folders.
+
+::
+
+    make results                                          # = python tools/results.py --out runs/results
+    python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
+    python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
+
+Three steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
+
+1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm start
+   and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
+   every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
+2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems) for
+   the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
+   Folder ``OUT/sum``.
+3. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+   docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
+   are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an error,
+   so no table can be left behind unregenerated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from diagnose import (  # tools/diagnose.py, next to this file
+    diagnose_sweep, diagnosis_findings, diagnosis_tables, optimal_rule_distribution, pass_at_k_of)
+
+from pkpo._output import atomic_write, markdown_table
+from pkpo.rl.config import DEMO_RUNS, PRESETS, TrainConfig
+from pkpo.rl.sweeps.grid import run_grid, wall_time
+from pkpo.rl.sweeps.report import behaviour_table, category_table, findings, paired_difference, \
+    table_markdown, write_sweep_report
+from pkpo.rl.sweeps.runs import K_EVAL, aggregate, finished_runs
+from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
+
+SUM_RUNS = ["k1", "k4", "k8", "anneal"]
+# the headline comparisons: (run a, run b, k)
+HEADLINE = [("k8", WARM, 8), ("k1", WARM, 1), ("k4", "k8", 4), ("k8", "k4", 8), ("k1", "k4", 1), ("k1", "k8", 1),
+            ("anneal", "k1", 1), ("anneal", "k1", 8)]
+
+
+def ceiling_table(feature: str) -> str:
+    """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row per
+    k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
+    from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULE_PRIOR, RULES
+
+    if feature == "mixed":
+        amb = [AMBIGUOUS_PRIOR.get(r, 0.0) for r in RULES]
+        share = MIXED_TABLE.count("*") / len(MIXED_TABLE)
+    else:
+        amb, share = list(RULE_PRIOR), 1.0
+    rows = []
+    for k_opt in (1, 4, 8):
+        q = optimal_rule_distribution(amb, k_opt)
+        vals = [(1 - share) + share * pass_at_k_of(amb, q, k) for k in K_EVAL]
+        rows.append([f"optimum for pass@{k_opt}"] + [f"{100 * v:.1f}" for v in vals])
+    return markdown_table(["policy"] + [f"pass@{k}" for k in K_EVAL], rows)
+
+
+def task_table(cfg: dict) -> str:
+    """The mixed task's law (from :data:`MIXED_TABLE` and :data:`AMBIGUOUS_PRIOR`) and the warm start's
+    demonstrator, as markdown."""
+    from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULES, HiddenRuleTask, rule_prior
+
+    groups: dict[str, list[int]] = {}
+    for d, rule in enumerate(MIXED_TABLE):
+        groups.setdefault(rule, []).append(d)
+    rows = []
+    for rule, digits in groups.items():
+        share = f"{100 * len(digits) / len(MIXED_TABLE):.0f} %"
+        if rule == "*":
+            amb = ", ".join(f"`{r}` {100 * p:.0f} %" for r, p in AMBIGUOUS_PRIOR.items())
+            rows.append([", ".join(map(str, digits)), share, "ambiguous", f"drawn by a hash of the string: {amb}"])
+        else:
+            kind = "majority (the trap)" if rule == "r" else "minority, learnable"
+            rows.append([", ".join(map(str, digits)), share, kind, f"`{rule}`"])
+    lines = [markdown_table(["first digit", "share of problems", "kind", "hidden rule"], rows)]
+    prior = rule_prior("mixed")
+    task = HiddenRuleTask(feature="mixed", n_train=64, n_heldout=32, n_validation=32, length=cfg.get("length", 6),
+                          demo_power=cfg["demo_power"], demo_uniform=cfg["demo_uniform"])
+    demo = dict(zip(RULES, task.demonstrator()))
+    lines += ["", "Marginal probability of each rule (all a policy that ignores the first digit can know): "
+              + ", ".join(f"`{r}` {100 * prior[r]:.1f} %" for r in RULES) + ". The warm start's demonstrator on "
+              "`?` prompts: " + ", ".join(f"`{r}` {100 * demo[r]:.1f} %" for r in RULES) + "."]
+    return "\n".join(lines)
+
+
+def headline_table(finals: list[dict]) -> str:
+    """The paired differences of the headline comparisons (points, 95 % CI, per-seed values)."""
+    rows = []
+    for a, b, k in HEADLINE:
+        d = paired_difference(finals, a, b, k)
+        if d is not None:
+            rows.append([f"{a} − {b}", k, f"{100 * d['diff']:+.1f}", f"{100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}",
+                         ", ".join(f"{100 * v:+.1f}" for v in d["per_seed"])])
+    return markdown_table(["comparison", "k_eval", "difference (points)", "95% CI", "per seed"], rows)
+
+
+def replace_blocks(text: str, blocks: dict[str, str], where: str) -> str:
+    """Replace each ``<!-- generated:NAME -->...<!-- /generated:NAME -->`` by ``blocks[NAME]``."""
+    pattern = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
+    found = set()
+
+    def sub(m):
+        name = m.group(2)
+        if name not in blocks:
+            raise ValueError(f"{where}: no generated block named {name!r}")
+        found.add(name)
+        return m.group(1) + blocks[name].rstrip("\n") + "\n" + m.group(4)
+
+    out = pattern.sub(sub, text)
+    missing = [n for n in blocks if n not in found]
+    if missing:
+        raise ValueError(f"{where}: no marker for the blocks {missing}")
+    return out
+
+
+def _bullets(claims: list[dict]) -> str:
+    return "\n".join(f"- {c['text']}" for c in claims)
+
+
+def _setting(cfg: dict) -> str:
+    return (f"`--preset {cfg['preset']}`: the GPT policy with d = {cfg['d_model']}, {cfg['n_layer']} layers, "
+            f"{cfg['n_head']} heads; {cfg['steps']} RL steps of {cfg['prompts_per_step']} prompts x {cfg['n']} "
+            f"samples (lr {cfg['lr']:g}, {cfg.get('lr_schedule', 'constant')}), warm start {cfg['warm_steps']} steps "
+            f"of {cfg['warm_batch']} demonstrations; "
+            f"held-out evaluation {cfg['final_eval_problems'] or cfg['eval_problems']} problems x "
+            f"{cfg['eval_samples']} samples.")
+
+
+def _walls(finals: list[dict]) -> str:
+    by = {}
+    for f in finals:
+        by.setdefault(f["label"], []).append(f.get("wall_s") or float("nan"))
+    return ", ".join(f"{label} {np.nanmean(v):.0f} s" for label, v in by.items())
+
+
+def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -> tuple[dict, dict]:
+    """(results.md blocks, README blocks) from the finished runs under ``out``."""
+    demo = finished_runs(out / "demo")
+    blocks = {}
+    cfg = next(f for f in demo if f["label"] != WARM)["config"]
+    blocks["demo-setting"] = _setting({**cfg, "preset": "demo"})
+    blocks["demo-task"] = task_table(cfg)
+    blocks["demo-table"] = table_markdown(sorted(aggregate(demo), key=lambda r: r["label"] != WARM))
+    blocks["demo-ceiling"] = ceiling_table(cfg["feature"])
+    blocks["demo-findings"] = _bullets(findings(demo))
+    blocks["demo-paired"] = headline_table(demo)
+    blocks["demo-categories"] = category_table(demo)
+    blocks["demo-behaviour"] = behaviour_table(demo)
+    blocks["demo-walls"] = f"Mean wall time per run ({len(seeds)} seeds, 2 processes): {_walls(demo)}."
+    first = [f for f in demo if f["seed"] == min(f["seed"] for f in demo)]
+    blocks["demo-seed"] = (f"Seed {first[0]['seed']} alone, the runs `make demo` trains (± is the SE over held-out "
+                           "problems):\n\n" + table_markdown(sorted(aggregate(first), key=lambda r: r["label"] != WARM)))
+
+    sum_runs = finished_runs(out / "sum")
+    scfg = next(f for f in sum_runs if f["label"] != WARM)["config"]
+    blocks["sum-setting"] = _setting({**scfg, "preset": "sum"})
+    blocks["sum-table"] = table_markdown(sorted(aggregate(sum_runs), key=lambda r: r["label"] != WARM))
+    blocks["sum-ceiling"] = ceiling_table("sum")
+    blocks["sum-paired"] = headline_table(sum_runs)
+    diag = json.loads((out / "sum" / "diagnosis.json").read_text())
+    tables = diagnosis_tables(diag)
+    for name in ("splits", "memorisation", "behaviour", "categories", "training_batch"):
+        blocks[f"diag-{name.replace('_', '-')}"] = tables[name]
+    draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
+    blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
+    blocks["command"] = ("<!-- docs-test: parse-only (trains the paired multi-seed sweeps: about half an hour) -->\n"
+                         f"```bash\n{command}\n```\n" + (f"Wall time of this regeneration: {wall / 60:.0f} min."
+                                                          if wall else ""))
+
+    readme = {"readme-results": _readme(demo)}
+    return blocks, readme
+
+
+def _readme(demo: list[dict]) -> str:
+    rows = {r["label"]: r for r in aggregate(demo)}
+    seeds = len(rows[WARM]["seeds"])
+    lines = [f"- **A small policy trained from scratch** ({seeds} seeds, paired; `make demo` runs one seed) on a "
+             "hidden-rule task where a majority rule is a trap and minority rules are learnable only by trying them:"]
+    for key in ("a", "b", "c1", "c4", "c8", "d", "e"):
+        claim = next((c for c in findings(demo) if c["id"] == key), None)
+        if claim:
+            lines.append(f"  - {claim['text']}")
+    lines += ["", "![final held-out pass@k](docs/figures/rl/demo_final_pass_at_k.png)"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python tools/results.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sum-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--docs", default="docs", help="the docs folder (results.md, figures/rl/)")
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--docs-only", action="store_true", help="skip training: rewrite the docs from finished runs")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    out, progress = Path(args.out), not args.no_progress
+    t0 = time.time()
+    cache = str(out / "cache")
+    if not args.docs_only:
+        demo = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
+        finals = run_grid(demo, DEMO_RUNS, args.seeds, out / "demo", jobs=args.jobs, cache_dir=cache, progress=progress)
+        wall, note = wall_time(out / "demo", finals, time.time() - t0)
+        write_sweep_report(out / "demo", finals, title="demo setting, all seeds", command="make results",
+                           wall_s=wall, wall_note=note)
+        t1 = time.time()
+        old = TrainConfig().replace(**PRESETS["sum"], tensorboard=False)
+        finals = run_grid(old, SUM_RUNS, args.sum_seeds, out / "sum", jobs=args.jobs, cache_dir=cache,
+                          progress=progress)
+        wall, note = wall_time(out / "sum", finals, time.time() - t1)
+        write_sweep_report(out / "sum", finals, title="first demo setting (feature sum)", command="make results",
+                           wall_s=wall, wall_note=note)
+        diag_path = out / "sum" / "diagnosis.json"
+        if not diag_path.exists():
+            atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+        atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
+    wall_file = out / "regenerate_wall.json"
+    wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
+    command = "make results   # = python tools/results.py --out runs/results (seeds " + \
+        " ".join(map(str, args.seeds)) + "; feature-sum seeds " + " ".join(map(str, args.sum_seeds)) + ")"
+    blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall)
+    figures = Path(args.docs) / "figures" / "rl"
+    figures.mkdir(parents=True, exist_ok=True)
+    for prefix, folder in (("demo", out / "demo"), ("sum", out / "sum")):
+        for png in sorted(folder.glob("*.png")):
+            shutil.copy(png, figures / f"{prefix}_{png.name}")
+    results_md = Path(args.docs) / "results.md"
+    atomic_write(results_md, replace_blocks(results_md.read_text(), blocks, str(results_md)))
+    readme = Path(args.readme)
+    atomic_write(readme, replace_blocks(readme.read_text(), readme_blocks, str(readme)))
+    print(f"rewrote {results_md}, {readme} and the figures in {figures} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
