@@ -15,7 +15,9 @@ For each maze size and GPT size, on a batch of ``prompts`` training mazes x ``n`
 - **scoring tok/s**: ``sequence_logprobs`` without gradients, which runs each prompt once for its n samples
   (``GPT._shared_prompt``), as sampling does; it beats the plain pass because the prompt is most of the
   sequence;
-- **update s**: one policy-gradient step through ``sequence_logprobs`` (forward + backward + AdamW);
+- **update s**: one policy-gradient step through ``sequence_logprobs`` (forward + backward + AdamW), and
+  **plain update s** the same step through the plain forward pass (every row runs its own prompt: the cost
+  before the trainer shared each prompt's keys and values among its n samples);
 - **trainer steps/min**: the real loop (``pkpo.rl.trainer.train``) on fresh mazes, from an untrained policy,
   no evaluation (completion lengths are the policy's own, capped at the task's ``max_new_tokens``).
 
@@ -72,12 +74,28 @@ def time_sampling_and_forward(model: GPT, prompts: list[list[int]], n: int, toke
             loss.backward()
             opt.step()
         t_update = (time.perf_counter() - t0) / reps
+        t0 = time.perf_counter()
+        for _ in range(reps):  # the same step through the plain forward pass (every row runs its prompt)
+            loss = -(torch.randn(len(prompts) * n) * plain_logprobs(model, samples)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        t_plain_update = (time.perf_counter() - t0) / reps
     finally:
         model._never.copy_(never)
     generated = len(prompts) * n * tokens
     return {"sample_s": t_sample, "plain_s": t_plain, "forward_s": t_forward, "update_s": t_update,
+            "plain_update_s": t_plain_update,
             "sampled_tok_s": generated / t_sample, "plain_tok_s": generated / t_plain,
             "forward_tok_s": generated / t_forward}
+
+
+def plain_logprobs(model: GPT, samples) -> torch.Tensor:
+    """log p(completion | prompt) per row through :func:`plain_forward` (what scoring cost before sharing)."""
+    ids, _ = left_pad(samples.prompt_ids, PAD)
+    logits = plain_forward(model, samples)[:, ids.shape[1] - 1:-1]
+    logp = torch.log_softmax(logits, -1).gather(-1, samples.completion_ids[..., None]).squeeze(-1)
+    return torch.where(samples.completion_mask, logp, 0.0).sum(1)
 
 
 def plain_forward(model: GPT, samples) -> torch.Tensor:
@@ -110,10 +128,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.prompts} prompts x {args.n} samples")
-    print("| maze | model | params | prompt tok | generated tok | sample s | plain forward s | update s | "
+    print("| maze | model | params | prompt tok | generated tok | sample s | plain forward s | update s | plain update s | "
           "sampled tok/s | plain forward tok/s (ceiling) | sampled / ceiling | shared-prompt scoring tok/s | "
           "trainer steps/min |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         task = MazeTask(size=size, n_validation=8, n_heldout=8)
         train_mazes = task.problems("train")
@@ -127,7 +145,7 @@ def main() -> None:
             r = time_sampling_and_forward(model, prompts, args.n, tokens, args.reps)
             spm = trainer_steps_per_min(model, task, args.prompts, args.n, args.steps) if args.steps else float("nan")
             print(f"| {size}x{size} | d={width}, L={layers} | {model.num_params() / 1e6:.2f}M | {len(prompts[0])} | "
-                  f"{tokens} | {r['sample_s']:.3f} | {r['plain_s']:.3f} | {r['update_s']:.3f} | "
+                  f"{tokens} | {r['sample_s']:.3f} | {r['plain_s']:.3f} | {r['update_s']:.3f} | {r['plain_update_s']:.3f} | "
                   f"{r['sampled_tok_s']:.0f} | {r['plain_tok_s']:.0f} | {r['sampled_tok_s'] / r['plain_tok_s']:.2f} | "
                   f"{r['forward_tok_s']:.0f} | {spm:.1f} |", flush=True)
 
