@@ -6,7 +6,7 @@
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
     python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
 
-Three steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
+Four steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm start
    and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
@@ -14,7 +14,9 @@ Three steps, each resumable (finished runs are reused, interrupted ones resume f
 2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems) for
    the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
    Folder ``OUT/sum``.
-3. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+3. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes, then
+   paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder ``OUT/maze``.
+4. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an error,
    so no table can be left behind unregenerated.
@@ -34,6 +36,8 @@ import numpy as np
 
 from diagnose import (  # tools/diagnose.py, next to this file
     diagnose_sweep, diagnosis_findings, diagnosis_tables, optimal_rule_distribution, pass_at_k_of)
+
+from maze_results import maze_blocks  # tools/maze_results.py, next to this file
 
 from pkpo._output import atomic_write, markdown_table
 from pkpo.rl.config import DEMO_RUNS, PRESETS, TrainConfig
@@ -175,7 +179,7 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
         blocks[f"diag-{name.replace('_', '-')}"] = tables[name]
     draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
     blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
-    blocks["command"] = ("<!-- docs-test: parse-only (trains the paired multi-seed sweeps: about half an hour) -->\n"
+    blocks["command"] = ("<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: about two and a half hours) -->\n"
                          f"```bash\n{command}\n```\n" + (f"Wall time of this regeneration: {wall / 60:.0f} min."
                                                           if wall else ""))
 
@@ -226,6 +230,9 @@ def main(argv=None) -> int:
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
             atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+        from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
+
+        run_benchmark(out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress)  # about 2 h on 2 cores
         atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
@@ -234,6 +241,7 @@ def main(argv=None) -> int:
     blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall)
     figures = Path(args.docs) / "figures" / "rl"
     figures.mkdir(parents=True, exist_ok=True)
+    blocks.update(maze_blocks(out / "maze", figures))
     for prefix, folder in (("demo", out / "demo"), ("sum", out / "sum")):
         for png in sorted(folder.glob("*.png")):
             shutil.copy(png, figures / f"{prefix}_{png.name}")

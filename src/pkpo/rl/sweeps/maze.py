@@ -36,18 +36,11 @@ import time
 from pathlib import Path
 
 from ..._output import atomic_write
-from ..config import TrainConfig
+from ..config import PRESETS, TrainConfig
 from .grid import _run_jobs, warm_config
 
-# the benchmark's setting (chosen by measurement: docs/results.md, "Maze")
-MAZE_PRESET = {
-    "task": "maze", "maze_size": 9, "d_model": 128, "n_layer": 4, "n_head": 4,
-    "warm_steps": 400, "warm_batch": 32, "warm_lr": 1e-3,
-    "steps": 150, "prompts_per_step": 8, "n": 16, "max_new_tokens": 32,
-    "n_train": 100_000, "n_validation": 256, "n_heldout": 256,
-    "eval_every": 50, "eval_problems": 64, "final_eval_problems": 256, "eval_samples": 32,
-    "eval_ks": (1, 2, 4, 8, 16, 32), "checkpoint_every": 50, "tensorboard": False,
-}
+# the benchmark's setting (chosen by measurement: docs/rl.md, "The maze task")
+MAZE_PRESET = PRESETS["maze"]
 # method name -> TrainConfig overrides (the run folder is named after the method)
 METHOD_RUNS = {
     "grpo": {"method": "grpo"},
