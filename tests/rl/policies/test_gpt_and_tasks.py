@@ -177,3 +177,20 @@ def test_shared_prompt_scoring_equals_one_pass_over_prompt_and_completion():
     g_shared = torch.autograd.grad(shared.sum(), model.tok_emb.weight)[0]
     g_ref = torch.autograd.grad(reference.sum(), model.tok_emb.weight)[0]
     torch.testing.assert_close(g_shared, g_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prompt_sampling_follows_the_full_forward_pass():
+    """Sampling runs each prompt once and copies its cache to the n rows; near-greedy samples must be the
+    argmax continuations computed by plain forward passes over the whole sequence."""
+    model = tiny_gpt(4).eval()
+    prompts = [model.encode("7:?>"), model.encode("12345:r>")]
+    s = model.sample(prompts, n=2, max_new_tokens=5, temperature=1e-4, generator=torch.Generator().manual_seed(0))
+    for row in range(4):
+        seq = list(prompts[row // 2])
+        for t in range(s.completion_ids.shape[1]):
+            if not s.completion_mask[row, t]:
+                break
+            ids = torch.tensor([seq])
+            logits = model(ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(len(seq))[None])[0, -1]
+            assert int(s.completion_ids[row, t]) == int(logits.argmax())
+            seq.append(int(logits.argmax()))
