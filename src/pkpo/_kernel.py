@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,10 +26,12 @@ from . import _validation
 from ._backend import Backend, as_array
 from ._combinatorics import (
     LazyRankWeights,
+    LogFactorials,
     RankWeights,
     dense_rank_weights,
     log_factorial_table,
     log_space_rank_weights,
+    traced_log_factorial_table,
 )
 
 
@@ -44,7 +46,7 @@ class SortedGroups:
     mask: Any  # None or (..., N) bool in the caller's order
     result_dtype: Any
     like: Any  # an array on the caller's device
-    scale: float = 1.0  # values = rewards * scale (a power of two < 1 for rewards near the float limit)
+    scale: Any = 1.0  # values = rewards * scale, a power of two (magnitude_scale); 0-d array on the device
     check_output: bool = False  # rewards so large that a result may not fit the output dtype
     name: str = "rewards"
     _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
@@ -68,10 +70,14 @@ class SortedGroups:
         if k not in self._weights:
             backend = self.backend
             dtype = self.values.dtype
-            if isinstance(self.n, int):
+            if backend.is_compiling():  # inside torch.compile: no host tables, all in the graph
+                lf = log_factorials(backend, self.size + 1, self.values)
+                n = self._arange(1) + self.n if isinstance(self.n, int) else self.n  # as an array
+                self._weights[k] = log_space_rank_weights(backend.xp, lf, self._arange(self.size) + 1, n, k)
+            elif isinstance(self.n, int):
                 self._weights[k] = backend.constant(dense_rank_weights, (self.size, self.n, k), self.like, dtype)
             else:
-                lf = backend.constant(log_factorial_table, (self.size + 1,), self.like, dtype)
+                lf = log_factorials(backend, self.size + 1, self.values)
                 t = self._arange(self.size) + 1
                 if math.prod(backend.shape(self.n)) > self.size + 1:
                     # more groups than possible sizes: the weights of every n = 0..N, a row per group
@@ -107,22 +113,23 @@ class SortedGroups:
     def _arange(self, size: int):
         return self.backend.xp.arange(size, device=self.backend.device(self.like))
 
-    def finish(self, sorted_result):
+    def finish(self, sorted_result, rescale: bool = True):
         """Scatter a per-rank result back to the caller's order, zero the mask, cast."""
         backend = self.backend
         out = backend.unsort(sorted_result, self.indices)
         if self.mask is not None:
             out = backend.xp.where(self.mask, out, 0.0)
-        return self._unscale(out)
+        return self._unscale(out, rescale)
 
-    def per_group(self, value):
+    def per_group(self, value, rescale: bool = True):
         """Cast a per-group (..., 1) result to the result dtype and drop the last axis."""
-        return self._unscale(value[..., 0])
+        return self._unscale(value[..., 0], rescale)
 
-    def _unscale(self, value):
-        """Undo the power-of-two scaling (every output is linear in the rewards) and cast; a result
-        beyond the output dtype's range is an error, never inf."""
-        if self.scale != 1.0:
+    def _unscale(self, value, rescale: bool = True):
+        """Undo the power-of-two scaling (every output is linear in the rewards; ``rescale=False``
+        for scale-free results) and cast; a result beyond the output dtype's range is an error,
+        never inf."""
+        if rescale and not (isinstance(self.scale, float) and self.scale == 1.0):
             value = value * (1.0 / self.scale)
         out = self.backend.astype(value, self.result_dtype)
         if self.check_output and not bool(self.backend.to_numpy(self.backend.xp.isfinite(out)).all()):
@@ -134,57 +141,137 @@ class SortedGroups:
         return out
 
 
-def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
-                name="rewards") -> SortedGroups:
-    """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
+class CheckedInput(NamedTuple):
+    """Rewards that passed the checks of :func:`check_input`, with what the checks found."""
+
+    backend: Backend
+    x: Any  # the caller's array (numpy for lists)
+    mask: Any  # None or a bool array of x's shape
+    n: Any  # int (dense) or (..., 1) integer array (ragged)
+
+
+def check_input(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
+                name="rewards") -> CheckedInput:
+    """Validate ``rewards`` (and ``mask``): the checks of the math layer that come before the sort.
+
+    Static checks always run; with ``validate`` the 0/1 values of ``binary`` input and the sizes of
+    ragged groups are read. NaN/inf are found after the sort, at the ends of each group
+    (:func:`sort_groups`), which costs no pass over the data.
+    """
     backend, x = as_array(rewards, name)
     _validation.check_rewards_array(backend, x, name)
     if validate and backend.is_traced(x):
         _validation.traced_with_validate(name)
     mask = _validation.check_mask(backend, mask, x, validate)
-    size = backend.shape(x)[-1]
     xp = backend.xp
-
     if mask is None:
-        n = size
+        n = backend.shape(x)[-1]
     else:
         n = xp.sum(backend.astype(mask, backend.compute_dtype(x)), axis=-1, keepdims=True)
         n = backend.astype(n, xp.int32 if backend.name == "jax" else xp.int64)
 
-    scale, check_output = 1.0, False
-    if validate:
-        if binary:
-            _validation.check_binary(backend, x, mask, labels, name)
-        elif backend.is_floating(x):
-            # Gaps and sums reach a few times max|g|: within 1/8 of the largest float nothing
-            # overflows. Beyond, the rewards are scaled by 2^-3 (exact) and the result scaled back.
-            limits = (_max_float(xp, backend.compute_dtype(x)) / 8, _max_float(xp, backend.result_dtype(x)) / 8)
-            needs_scaling, check_output = _validation.check_finite(backend, x, mask, labels, name, limits)
-            scale = 0.125 if needs_scaling else 1.0
-        if mask is not None and k is not None:
-            _validation.check_group_sizes(n, k, baseline or "none", labels, backend)
+    if validate and binary:
+        _validation.check_binary(backend, x, mask, labels, name)
+    if validate and mask is not None and k is not None:
+        _validation.check_group_sizes(n, k, baseline or "none", labels, backend)
     if mask is None and k is not None:
         _validation.check_group_sizes(n, k, baseline or "none", labels)
+    return CheckedInput(backend, x, mask, n)
+
+
+def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None, k=None, baseline=None,
+                name="rewards") -> SortedGroups:
+    """Validate ``rewards`` (and ``mask``), sort every group, and return its floor and gaps."""
+    checked = check_input(rewards, mask, validate=validate, binary=binary, labels=labels, k=k,
+                          baseline=baseline, name=name)
+    backend, x, mask, n = checked
+    size = backend.shape(x)[-1]
+    xp = backend.xp
+    compute_dtype = backend.compute_dtype(x)
 
     result_dtype = backend.result_dtype(x)
-    # Sort in the input's own float dtype (faster on GPUs), then do the scans in float64.
-    values = x if backend.is_floating(x) else backend.astype(x, backend.compute_dtype(x))
+    # Sort in the input's own dtype (faster on GPUs, and exact), then do the scans in float64.
+    values = x if backend.is_floating(x) else backend.astype(x, compute_dtype)
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
         values = xp.where(mask, values, np.inf)
     values, indices = backend.sort(values)
-    values = backend.astype(values, backend.compute_dtype(x))
-    if scale != 1.0:
-        values = values * scale
+    values = backend.astype(values, compute_dtype)
     if mask is not None:
         last = xp.take_along_axis(values, xp.where(n > 0, n - 1, 0), axis=-1)
         t = xp.arange(size, device=backend.device(x))
         values = xp.where(t < n, values, last)
         values = xp.where(n > 0, values, 0.0)  # an all-masked row is all zeros
 
+    check_values = validate and backend.is_floating(x)
+    scale, check_output = magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels,
+                                          name, readable=validate or backend.reads_cheaply(x))
+    if not (isinstance(scale, float) and scale == 1.0):
+        values = values * scale
     floor = values[..., :1]
     gaps = xp.concat([values[..., :1] * 0, values[..., 1:] - values[..., :-1]], axis=-1)
-    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output, name)
+    return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output,
+                        name)
+
+
+def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels, name, readable):
+    """(scale, check_output): the power of two the sorted ``values`` are multiplied by, and
+    whether the results must be checked to fit ``result_dtype``.
+
+    Every output of pkpo is linear in the rewards, so they can be scaled by a power of two
+    (exactly) and the results scaled back. Rewards within 1/8 of the largest float get 2^-3 (the
+    gaps and sums reach a few times max |g|); rewards whose largest magnitude is below
+    sqrt(tiny) (1.5e-154 in float64) are scaled up towards 1, so that no intermediate goes
+    subnormal. Only the ends of each sorted group are read: max |g| is at one of them, and NaN
+    and inf sort there too (NaN last), so ``check_values`` rejects them (naming the group) from
+    2 numbers per group. ``readable``: the values may be read on the host (one synchronisation);
+    otherwise (GPU without validation, torch.compile, jax.jit) the scale is computed on the
+    device, as a 0-d array.
+    """
+    xp = backend.xp
+    if math.prod(backend.shape(values)) == 0:
+        return 1.0, False
+    low, high = values[..., 0], values[..., -1]
+    info = xp.finfo(compute_dtype)
+    if not readable:
+        largest = xp.maximum(xp.max(xp.abs(low)), xp.max(xp.abs(high)))
+        return _device_scale(xp, largest, float(info.max), float(info.smallest_normal)), False
+    ends = backend.to_numpy(xp.stack([xp.min(low), xp.max(high)]))  # one host read
+    if check_values and not np.isfinite(ends).all():
+        finite = xp.isfinite(low) & xp.isfinite(high)
+        row = _validation.first_bad_row(~backend.to_numpy(finite))
+        raise ValueError(f"{name} contain NaN or inf in {_validation.describe_group(row, labels)}.")
+    largest = float(np.abs(ends).max())
+    scale = power_of_two_scale(largest, float(info.max), float(info.smallest_normal))
+    return scale, check_values and largest > _max_float(xp, result_dtype) / 8
+
+
+def power_of_two_scale(largest: float, max_float: float, tiny: float) -> float:
+    """2^-3 when ``largest`` is within 1/8 of ``max_float``; 2^e bringing it to [1/2, 1) when it is
+    below sqrt(tiny) (e capped so that 2^-e stays a normal float); else 1."""
+    if largest > max_float / 8:
+        return 0.125
+    if 0 < largest < math.sqrt(tiny):
+        return math.ldexp(1.0, min(-math.frexp(largest)[1], -math.frexp(tiny)[1] - 2))
+    return 1.0
+
+
+def _device_scale(xp, largest, max_float: float, tiny: float):
+    """:func:`power_of_two_scale` on the device (no host read): a 0-d array of ``largest``'s dtype."""
+    _, exponent = xp.frexp(largest)
+    cap = -math.frexp(tiny)[1] - 2
+    up = xp.ldexp(xp.ones_like(largest), xp.clip(-exponent, 0, cap))
+    small = (largest > 0) & (largest < math.sqrt(tiny))
+    return xp.where(largest > max_float / 8, 0.125, xp.where(small, up, 1.0))
+
+
+def log_factorials(backend: Backend, size: int, like) -> LogFactorials:
+    """The log-factorial table for m = 0 .. size on ``like``'s device and dtype: the cached host
+    table, or (inside torch.compile, where host code would break the graph) one made by array
+    operations in the graph."""
+    if backend.is_compiling():
+        return traced_log_factorial_table(backend.xp, size, like)
+    return backend.constant(log_factorial_table, (size,), like, like.dtype)
 
 
 def _max_float(xp, dtype) -> float:

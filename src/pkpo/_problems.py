@@ -11,18 +11,22 @@ import numbers
 
 import numpy as np
 
+from ._backend import reject_masked_array, to_numpy
 from ._validation import check_k
 
 
 def ragged_rows(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Flatten a list of 1-D arrays (or a 2-D array) into (values, lengths)."""
+    reject_masked_array(per_problem, name)
     if isinstance(per_problem, (list, tuple)):
+        for row in per_problem:
+            reject_masked_array(row, name)
         try:
-            rows = [np.asarray(row) for row in per_problem]
+            rows = [to_numpy(row) for row in per_problem]
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name}: could not read problem rows as arrays ({error}).") from None
     else:
-        array = np.asarray(per_problem)
+        array = to_numpy(per_problem)
         if array.ndim != 2:
             raise ValueError(
                 f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; "

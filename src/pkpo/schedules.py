@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ._validation import check_k
 
@@ -53,12 +54,13 @@ class Schedule:
             return self.k_start
         if self.kind == "step":
             return self.k_start if step < self.start else self.k_end
-        progress = min(max(step - self.start, 0) / self.steps, 1.0) if self.steps else 1.0
+        progress = Fraction(min(max(step - self.start, 0), self.steps), self.steps) if self.steps else Fraction(1)
         if self.kind == "linear":
             fraction = progress
-        else:  # cosine: slow at both ends
-            fraction = 0.5 * (1.0 - math.cos(math.pi * progress))
-        return int(round(self.k_start + (self.k_end - self.k_start) * fraction))
+        else:  # cosine: slow at both ends (the float's exact value from here on)
+            fraction = Fraction(0.5 * (1.0 - math.cos(math.pi * float(progress))))
+        # exact rational arithmetic: a float would lose k beyond 2**53 (k_start = 2**60 ended at 0)
+        return self.k_start + round((self.k_end - self.k_start) * fraction)
 
     @property
     def max_k(self) -> int:

@@ -69,14 +69,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _validation
-from ._backend import as_array, backend_of
+from ._backend import as_array, backend_of, reject_masked_array
 from ._combinatorics import RankWeights
 from ._kernel import SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
-from ._validation import BASELINES, SCALES, min_group_size
+from ._validation import BASELINES, DEFAULT_BASELINE, SCALES, GroupSizeError, min_group_size
 
 __all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo", "BASELINES", "SCALES",
-           "min_group_size"]
+           "DEFAULT_BASELINE", "GroupSizeError", "min_group_size"]
 
 
 class TransformInfo(NamedTuple):
@@ -153,7 +153,7 @@ def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
 # --- public API ------------------------------------------------------------------------------
 
 
-def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", mask: Array | None = None, *,
+def transform(rewards: Array, k: IntLike, baseline: Baseline = DEFAULT_BASELINE, mask: Array | None = None, *,
               scale: Scale = "none", return_info: bool = False,
               validate: bool = True) -> Array | tuple[Array, TransformInfo]:
     """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
@@ -180,6 +180,8 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
     Returns:
         Array of the shape, kind and device of ``rewards``; float dtype of ``rewards`` (bool/int
         input gives the library's default float). With ``return_info``, ``(advantages, info)``.
+        float16 and bfloat16 are computed in float64 and rounded once to their dtype; float16
+        flushes many of the small unscaled values to 0 (measured in :mod:`pkpo._backend`).
 
     Raises:
         ValueError: k not a positive int, k > n, a group too small for the baseline, NaN/inf
@@ -203,8 +205,10 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
 
 def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"):
     if scale != "none":  # padding is not part of a group: zero it before the batch statistics
-        sorted_advantages = scale_advantages(groups.without_padding(sorted_advantages), k, scale, groups.n)
-    advantages = groups.finish(sorted_advantages)
+        sorted_advantages = _scale(groups.without_padding(sorted_advantages), k, scale, groups.n)
+    # mean_abs results do not depend on the rewards' scale: the power of two of sort_groups cancels
+    rescale = scale != "mean_abs"
+    advantages = groups.finish(sorted_advantages, rescale)
     if not return_info:
         return advantages
     backend = groups.backend
@@ -212,11 +216,11 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
     total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
     nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
-    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total))
+    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total, rescale))
     return advantages, info
 
 
-def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = "loo_minus_one", *,
+def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = DEFAULT_BASELINE, *,
                       scale: Scale = "none", return_info: bool = False,
                       validate: bool = True) -> Array | tuple[Array, np.ndarray, TransformInfo]:
     """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
@@ -257,8 +261,8 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
     # equal group sizes (the usual case) fill the padding: the dense path with cached weights
     mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)
-    result = transform_padded(padded, k, baseline, mask, scale=scale, validate=validate, labels=unique_ids,
-                              return_info=return_info)
+    result = _transform_padded(padded, k, baseline, mask, scale=scale, validate=validate, labels=unique_ids,
+                               return_info=return_info)
     padded_out, info = result if return_info else (result, None)
     out = backend.xp.reshape(padded_out, (size,))[index]
     if return_info:
@@ -283,24 +287,37 @@ def scale_advantages(advantages, k, scale, n=None):
         The scaled advantages, same kind, shape and dtype; no host sync (fine under ``jax.jit``).
         A "mean_abs" batch whose advantages are all 0 comes back unchanged.
     """
-    scale = _validation.check_scale(scale)
+    return _scale(advantages, _validation.check_k(k), _validation.check_scale(scale), n)
+
+
+def _scale(advantages, k: int, scale: str, n=None):
+    """:func:`scale_advantages` for a checked k and scale; half-precision input is scaled in float32."""
     if scale == "none":
         return advantages
     backend = backend_of(advantages)
+    dtype = advantages.dtype
+    advantages = backend.widen(advantages)
     xp = backend.xp
     shape = backend.shape(advantages)
     if n is None:
         n = shape[-1]
     if scale == "n_over_k":
         n_float = float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
-        return advantages * (n_float / k)  # each group's own n
-    total = xp.sum(xp.abs(advantages))
+        return backend.astype(advantages * (n_float / k), dtype)  # each group's own n
+    if math.prod(shape) == 0:
+        return backend.astype(advantages, dtype)
+    # Divide by max |A| first: |unit| <= 1, so the sum cannot overflow even for advantages near the
+    # largest float, and subnormal ones come to order 1 before count / total is formed.
+    largest = xp.max(xp.abs(advantages))
+    unit = advantages / xp.where(largest > 0, largest, 1.0)
+    total = xp.sum(xp.abs(unit))
     count = float(math.prod(shape[:-1]) * n) if isinstance(n, numbers.Integral) else xp.sum(n)
-    return advantages * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0)
+    return backend.astype(unit * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0), dtype)
 
 
-def transform_padded(padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False):
-    """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``."""
+def _transform_padded(padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False):
+    """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``
+    (k, baseline and scale already checked)."""
     groups = sort_groups(padded, mask, validate=validate, k=k, baseline=baseline, labels=labels)
     return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info, scale)
 
@@ -311,6 +328,7 @@ def factorize_group_ids(group_ids, n_items: int):
     Unique ids come sorted, as ``np.unique`` orders them; ids may be ints, strings or a tensor.
     """
     ids_backend = backend_of(group_ids)
+    reject_masked_array(group_ids, "group_ids")
     if isinstance(group_ids, (list, tuple)):
         # keep each id's own type: np.asarray([1, "1"]) would turn both into the string "1"
         ids = np.empty(len(group_ids), dtype=object)
@@ -323,11 +341,31 @@ def factorize_group_ids(group_ids, n_items: int):
         raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
     try:
         if ids.dtype == object:
+            _check_one_kind(ids)
             return _factorize_objects(ids)
         unique_ids, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     except TypeError as error:
         raise ValueError(f"group_ids must be mutually comparable (all ints or all strings): {error}") from None
     return unique_ids, inverse.reshape(-1), counts
+
+
+def _check_one_kind(ids: np.ndarray) -> None:
+    """Group ids must all be of one kind (ints, strings, bools, floats, bytes, ...): equal values of
+    different kinds, such as 1 and True or 1 and 1.0, would otherwise silently share a group."""
+    kinds = {_id_kind(kind) for kind in set(map(type, ids.tolist()))}  # the distinct types only
+    if len(kinds) > 1:
+        raise ValueError(
+            f"group_ids must be mutually comparable and of one type; they mix {' and '.join(sorted(kinds))} "
+            "(ids such as 1 and True, or 1 and 1.0, would merge into one group)."
+        )
+
+
+def _id_kind(kind: type) -> str:
+    for name, base in (("bool", (bool, np.bool_)), ("int", numbers.Integral), ("float", numbers.Real),
+                       ("str", str), ("bytes", bytes)):
+        if issubclass(kind, base):
+            return name
+    return kind.__name__
 
 
 def _factorize_objects(ids: np.ndarray):
