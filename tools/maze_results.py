@@ -225,7 +225,7 @@ def curves_figure(by, path: Path) -> str | None:
 
 
 def setting_text(out: Path, finals: list[dict], by) -> str:
-    cfg = next(f for f in finals if f["label"] != WARM)["config"]
+    cfg = next((f for f in finals if f["label"] != WARM), finals[0])["config"]
     tuning = out / "tuning.json"
     tuned = json.loads(tuning.read_text()) if tuning.exists() else None
     methods = [m for m in by if m != WARM]
@@ -255,6 +255,62 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
     return "\n\n".join(lines)
 
 
+def eval_samples_done(run_dir: Path) -> int:
+    """Samples drawn by the evaluations of a run (mazes x samples, summed over its metrics.jsonl records)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return sum(int(r["eval/num_problems"]) * int(r["eval/samples"]) for r in records if "eval/num_problems" in r)
+
+
+def cost_estimate(finals: list[dict]) -> str:
+    """The full benchmark's CPU time, extrapolated from the CPU seconds these runs measured.
+
+    From the warm start of each report seed: its fit's CPU seconds per warm-start step (stored with the
+    cached weights) and, by difference with the whole ``warm_start`` run, the CPU seconds per evaluation
+    sample. From each RL run: (CPU seconds - its evaluation samples x that cost) / RL steps. The full
+    benchmark (``PRESETS["maze"]`` and the grid of :mod:`pkpo.rl.sweeps.maze`) is then counted run by run.
+    """
+    import torch
+
+    from pkpo.rl.config import PRESETS
+    from pkpo.rl.sweeps.maze import LOW_TEMPERATURE_SAMPLES, LRS, METHOD_RUNS, REPORT_SEEDS, grid_points
+
+    per_warm_step, per_sample = [], []
+    for f in finals:
+        if f["label"] != WARM or not f.get("warm_start_path") or not Path(f["warm_start_path"]).exists():
+            continue
+        fit = torch.load(f["warm_start_path"], map_location="cpu", weights_only=True).get("cpu_s")
+        samples = eval_samples_done(Path(f["run_dir"]))
+        if fit and samples and f.get("cpu_s"):
+            per_warm_step.append(fit / f["config"]["warm_steps"])
+            per_sample.append((f["cpu_s"] - fit) / samples)
+    if not per_sample:
+        return "No estimate: no warm start with its measured CPU time is in these runs."
+    e, w = float(np.mean(per_sample)), float(np.mean(per_warm_step))
+    per_step = [(f["cpu_s"] - e * eval_samples_done(Path(f["run_dir"]))) / f["config"]["steps"]
+                for f in finals if f["label"] != WARM and f.get("cpu_s")]
+    if not per_step:
+        return "No estimate: no RL run with its measured CPU time is in these runs."
+    c = float(np.mean(per_step))
+    p = PRESETS["maze"]
+    evals = len(range(0, p["steps"], p["eval_every"])) * p["eval_problems"] * p["eval_samples"]
+    final = p["final_eval_problems"] * (p["eval_samples"] + LOW_TEMPERATURE_SAMPLES)
+    run = p["steps"] * c + (evals + final) * e
+    tuning = sum(len(grid_points(m, LRS)) for m in METHOD_RUNS)
+    report = len(METHOD_RUNS) * len(REPORT_SEEDS)
+    warm = (len(REPORT_SEEDS) + 1) * p["warm_steps"] * w + len(REPORT_SEEDS) * final * e
+    total = (tuning + report) * run + warm
+    return (f"Measured here (CPU seconds, one thread, on the loaded shared machine): {w:.2f} per warm-start step "
+            f"(batch {p['warm_batch']}), {1000 * e:.1f} ms per evaluation sample, {c:.2f} per RL step "
+            f"({p['prompts_per_step']} x {p['n']} samples; mean of {len(per_step)} runs). The full benchmark "
+            f"(`PRESETS[\"maze\"]`: {p['steps']} RL steps a run; {tuning} tuning runs, {report} report runs, "
+            f"{len(REPORT_SEEDS) + 1} warm starts) needs about {run:.0f} CPU seconds a run and {total / 3600:.1f} "
+            f"CPU hours in all: about {total / 2 / 3600:.1f} h of wall time on 2 cores with `--jobs 2`, if the "
+            "two processes are kept busy.")
+
+
 def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
     """The ``maze-*`` blocks of docs/results.md from the runs under ``out``."""
     finals = finished_runs(out)
@@ -262,7 +318,8 @@ def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
         raise ValueError(f"no finished maze runs under {str(out / 'runs')!r}")
     by = runs_by_label(finals)
     kmax = largest_k(finals)
-    blocks = {"maze-setting": setting_text(out, finals, by), "maze-table": results_table(by, kmax),
+    blocks = {"maze-setting": setting_text(out, finals, by), "maze-cost": cost_estimate(finals),
+              "maze-table": results_table(by, kmax),
               "maze-published": published_table(by, kmax), "maze-ordering": ordering_table(finals, by, kmax),
               "maze-paired": headline_table(finals, by, kmax), "maze-bias": bias_sentence(finals, by, kmax)}
     if figure_dir is not None:
