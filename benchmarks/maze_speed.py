@@ -32,10 +32,10 @@ import time
 
 import torch
 
-from pkpo.rl.policies.gpt import EOS, GPT, PAD, GPTConfig
-from pkpo.rl.interfaces import left_pad, positions_from_mask
-from pkpo.rl.tasks.maze import MazeTask
 from pkpo.rl.config import TrainConfig
+from pkpo.rl.interfaces import left_pad, positions_from_mask
+from pkpo.rl.policies.gpt import EOS, GPT, PAD, GPTConfig
+from pkpo.rl.tasks.maze import MazeTask
 from pkpo.rl.training.trainer import train
 
 
@@ -45,7 +45,9 @@ def model_for(task: MazeTask, width: int, layers: int) -> GPT:
     return GPT(GPTConfig(d_model=width, n_layer=layers, n_head=4, block_size=block))
 
 
-def time_sampling_and_forward(model: GPT, prompts: list[list[int]], n: int, tokens: int, reps: int) -> dict:
+def time_sampling_and_forward(
+    model: GPT, prompts: list[list[int]], n: int, tokens: int, reps: int
+) -> dict:
     """Seconds per call of sampling (``tokens`` tokens each), of the no-grad forward and of one update."""
     never = model._never.clone()
     model._never[EOS] = True  # fixed workload: every completion is ``tokens`` long
@@ -75,7 +77,9 @@ def time_sampling_and_forward(model: GPT, prompts: list[list[int]], n: int, toke
             opt.step()
         t_update = (time.perf_counter() - t0) / reps
         t0 = time.perf_counter()
-        for _ in range(reps):  # the same step through the plain forward pass (every row runs its prompt)
+        for _ in range(
+            reps
+        ):  # the same step through the plain forward pass (every row runs its prompt)
             loss = -(torch.randn(len(prompts) * n) * plain_logprobs(model, samples)).mean()
             opt.zero_grad()
             loss.backward()
@@ -84,16 +88,22 @@ def time_sampling_and_forward(model: GPT, prompts: list[list[int]], n: int, toke
     finally:
         model._never.copy_(never)
     generated = len(prompts) * n * tokens
-    return {"sample_s": t_sample, "plain_s": t_plain, "forward_s": t_forward, "update_s": t_update,
-            "plain_update_s": t_plain_update,
-            "sampled_tok_s": generated / t_sample, "plain_tok_s": generated / t_plain,
-            "forward_tok_s": generated / t_forward}
+    return {
+        "sample_s": t_sample,
+        "plain_s": t_plain,
+        "forward_s": t_forward,
+        "update_s": t_update,
+        "plain_update_s": t_plain_update,
+        "sampled_tok_s": generated / t_sample,
+        "plain_tok_s": generated / t_plain,
+        "forward_tok_s": generated / t_forward,
+    }
 
 
 def plain_logprobs(model: GPT, samples) -> torch.Tensor:
     """log p(completion | prompt) per row through :func:`plain_forward` (what scoring cost before sharing)."""
     ids, _ = left_pad(samples.prompt_ids, PAD)
-    logits = plain_forward(model, samples)[:, ids.shape[1] - 1:-1]
+    logits = plain_forward(model, samples)[:, ids.shape[1] - 1 : -1]
     logp = torch.log_softmax(logits, -1).gather(-1, samples.completion_ids[..., None]).squeeze(-1)
     return torch.where(samples.completion_mask, logp, 0.0).sum(1)
 
@@ -103,14 +113,25 @@ def plain_forward(model: GPT, samples) -> torch.Tensor:
     ids, mask = left_pad(samples.prompt_ids, PAD)
     ids, mask = ids.repeat_interleave(samples.n, 0), mask.repeat_interleave(samples.n, 0)
     key_mask = torch.cat([mask, torch.ones_like(samples.completion_mask)], 1)
-    return model(torch.cat([ids, samples.completion_ids], 1), key_mask, positions_from_mask(key_mask))
+    return model(
+        torch.cat([ids, samples.completion_ids], 1), key_mask, positions_from_mask(key_mask)
+    )
 
 
 def trainer_steps_per_min(model: GPT, task: MazeTask, prompts: int, n: int, steps: int) -> float:
     """RL steps a minute of the real trainer loop (k = 4, no evaluation, no checkpoints)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(steps=steps, prompts_per_step=prompts, n=n, k="4", eval_problems=0, checkpoint_every=0,
-                          tensorboard=False, max_new_tokens=task.max_new_tokens(), out_dir=tmp)
+        cfg = TrainConfig(
+            steps=steps,
+            prompts_per_step=prompts,
+            n=n,
+            k="4",
+            eval_problems=0,
+            checkpoint_every=0,
+            tensorboard=False,
+            max_new_tokens=task.max_new_tokens(),
+            out_dir=tmp,
+        )
         t0 = time.perf_counter()
         train(cfg, model, task, progress=False)
         return 60 * steps / (time.perf_counter() - t0)
@@ -127,27 +148,40 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.prompts} prompts x {args.n} samples")
-    print("| maze | model | params | prompt tok | generated tok | sample s | plain forward s | update s | plain update s | "
-          "sampled tok/s | plain forward tok/s (ceiling) | sampled / ceiling | shared-prompt scoring tok/s | "
-          "trainer steps/min |")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {args.prompts} prompts x {args.n} samples"
+    )
+    print(
+        "| maze | model | params | prompt tok | generated tok | sample s | plain forward s | update s | plain update s | "
+        "sampled tok/s | plain forward tok/s (ceiling) | sampled / ceiling | shared-prompt scoring tok/s | "
+        "trainer steps/min |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         task = MazeTask(size=size, n_validation=8, n_heldout=8)
         train_mazes = task.problems("train")
         # the typical answer: the mean shortest path of the validation mazes, plus done and EOS
-        tokens = round(sum(len(p.answer.shortest_path()) for p in task.problems("validation")) / 8) + 2
+        tokens = (
+            round(sum(len(p.answer.shortest_path()) for p in task.problems("validation")) / 8) + 2
+        )
         for spec in args.models:
             width, layers = (int(x) for x in spec.split("x"))
             torch.manual_seed(0)
             model = model_for(task, width, layers)
             prompts = [model.encode(train_mazes[i].prompt) for i in range(args.prompts)]
             r = time_sampling_and_forward(model, prompts, args.n, tokens, args.reps)
-            spm = trainer_steps_per_min(model, task, args.prompts, args.n, args.steps) if args.steps else float("nan")
-            print(f"| {size}x{size} | d={width}, L={layers} | {model.num_params() / 1e6:.2f}M | {len(prompts[0])} | "
-                  f"{tokens} | {r['sample_s']:.3f} | {r['plain_s']:.3f} | {r['update_s']:.3f} | {r['plain_update_s']:.3f} | "
-                  f"{r['sampled_tok_s']:.0f} | {r['plain_tok_s']:.0f} | {r['sampled_tok_s'] / r['plain_tok_s']:.2f} | "
-                  f"{r['forward_tok_s']:.0f} | {spm:.1f} |", flush=True)
+            spm = (
+                trainer_steps_per_min(model, task, args.prompts, args.n, args.steps)
+                if args.steps
+                else float("nan")
+            )
+            print(
+                f"| {size}x{size} | d={width}, L={layers} | {model.num_params() / 1e6:.2f}M | {len(prompts[0])} | "
+                f"{tokens} | {r['sample_s']:.3f} | {r['plain_s']:.3f} | {r['update_s']:.3f} | {r['plain_update_s']:.3f} | "
+                f"{r['sampled_tok_s']:.0f} | {r['plain_tok_s']:.0f} | {r['sampled_tok_s'] / r['plain_tok_s']:.2f} | "
+                f"{r['forward_tok_s']:.0f} | {spm:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

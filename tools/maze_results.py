@@ -30,16 +30,44 @@ from pkpo.rl.sweeps.runs import finished_runs, read_curves
 
 # MaxRL (arXiv 2602.02710), maze 17x17, 3M parameters: pass@1, pass@128, pass@256 in %. Their PKPO (k = 16)
 # is the two-baseline variant, so it is compared with our ``pkpo_two_baselines`` (and shown beside pkpo_k16).
-PUBLISHED = {"grpo": (39.6, 42.4, 43.0), "grpo_entropy": (47.2, 53.4, 54.0),
-             "pkpo_two_baselines": (74.5, 77.6, 77.9), "maxrl": (84.4, 92.0, 94.3)}
-PUBLISHED_NAMES = {"grpo": "GRPO", "grpo_entropy": "GRPO + entropy bonus", "pkpo_two_baselines": "PKPO (k = 16)",
-                   "maxrl": "MaxRL"}
-ORDER = ["warm_start", "grpo", "dr_grpo", "grpo_entropy", "pkpo_k4", "pkpo_k16", "pkpo_anneal",
-         "pkpo_two_baselines", "maxrl", "rs_grpo", "w_reinforce"]
+PUBLISHED = {
+    "grpo": (39.6, 42.4, 43.0),
+    "grpo_entropy": (47.2, 53.4, 54.0),
+    "pkpo_two_baselines": (74.5, 77.6, 77.9),
+    "maxrl": (84.4, 92.0, 94.3),
+}
+PUBLISHED_NAMES = {
+    "grpo": "GRPO",
+    "grpo_entropy": "GRPO + entropy bonus",
+    "pkpo_two_baselines": "PKPO (k = 16)",
+    "maxrl": "MaxRL",
+}
+ORDER = [
+    "warm_start",
+    "grpo",
+    "dr_grpo",
+    "grpo_entropy",
+    "pkpo_k4",
+    "pkpo_k16",
+    "pkpo_anneal",
+    "pkpo_two_baselines",
+    "maxrl",
+    "rs_grpo",
+    "w_reinforce",
+]
 # headline paired comparisons (a, b): a - b at pass@1 and at the largest k
-HEADLINE = [("pkpo_k16", "grpo"), ("pkpo_two_baselines", "grpo"), ("maxrl", "grpo"), ("grpo_entropy", "grpo"),
-            ("pkpo_k16", "pkpo_two_baselines"), ("pkpo_anneal", "pkpo_k16"), ("pkpo_k4", "pkpo_k16"),
-            ("maxrl", "pkpo_k16"), ("grpo", WARM), ("pkpo_k16", WARM)]
+HEADLINE = [
+    ("pkpo_k16", "grpo"),
+    ("pkpo_two_baselines", "grpo"),
+    ("maxrl", "grpo"),
+    ("grpo_entropy", "grpo"),
+    ("pkpo_k16", "pkpo_two_baselines"),
+    ("pkpo_anneal", "pkpo_k16"),
+    ("pkpo_k4", "pkpo_k16"),
+    ("maxrl", "pkpo_k16"),
+    ("grpo", WARM),
+    ("pkpo_k16", WARM),
+]
 
 
 def low_temperature(final: dict) -> dict | None:
@@ -51,7 +79,9 @@ def runs_by_label(finals: list[dict]) -> dict[str, list[dict]]:
     by = defaultdict(list)
     for f in finals:
         by[f["label"]].append(f)
-    return dict(sorted(by.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER)))
+    return dict(
+        sorted(by.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER))
+    )
 
 
 def largest_k(finals: list[dict]) -> int:
@@ -72,40 +102,73 @@ def results_table(by: dict[str, list[dict]], kmax: int) -> str:
     """Our held-out numbers, one row per method (mean ± SE over seeds)."""
     ks = [k for k in (1, 4, 16, kmax) if k <= kmax]
     ks = sorted(set(ks))
-    head = (["run", "seeds", "pass@1, T = 0.1"] + [f"pass@{k}" for k in ks]
-            + ["cumulative solve rate", "entropy (nats)"])
+    head = (
+        ["run", "seeds", "pass@1, T = 0.1"]
+        + [f"pass@{k}" for k in ks]
+        + ["cumulative solve rate", "entropy (nats)"]
+    )
     rows = []
     for label, fs in by.items():
         low = [(low_temperature(f) or {}).get("pass@1") for f in fs]
-        rows.append([f"`{label}`", len(fs), mean_se(low)] + [mean_se([f.get(f"pass@{k}") for f in fs]) for k in ks]
-                    + [mean_se([f.get("cumulative_solve_rate") for f in fs]), mean_se([f.get("entropy") for f in fs], 1.0)])
+        rows.append(
+            [f"`{label}`", len(fs), mean_se(low)]
+            + [mean_se([f.get(f"pass@{k}") for f in fs]) for k in ks]
+            + [
+                mean_se([f.get("cumulative_solve_rate") for f in fs]),
+                mean_se([f.get("entropy") for f in fs], 1.0),
+            ]
+        )
     return markdown_table(head, rows)
 
 
 def published_table(by: dict[str, list[dict]], kmax: int) -> str:
     """The published table beside ours (their k = 128 / 256 against our largest k)."""
-    head = ["method", "published pass@1", "published pass@128", "published pass@256", "ours: run",
-            "ours pass@1 (T = 1)", "ours pass@1 (T = 0.1)", f"ours pass@{kmax}"]
+    head = [
+        "method",
+        "published pass@1",
+        "published pass@128",
+        "published pass@256",
+        "ours: run",
+        "ours pass@1 (T = 1)",
+        "ours pass@1 (T = 0.1)",
+        f"ours pass@{kmax}",
+    ]
     rows = []
     for key, vals in PUBLISHED.items():
         fs = by.get(key, [])
-        ours = ([f"`{key}`", mean_se([f["pass@1"] for f in fs]),
-                 mean_se([(low_temperature(f) or {}).get("pass@1") for f in fs]),
-                 mean_se([f.get(f"pass@{kmax}") for f in fs])] if fs else [f"`{key}`: not run", "-", "-", "-"])
+        ours = (
+            [
+                f"`{key}`",
+                mean_se([f["pass@1"] for f in fs]),
+                mean_se([(low_temperature(f) or {}).get("pass@1") for f in fs]),
+                mean_se([f.get(f"pass@{kmax}") for f in fs]),
+            ]
+            if fs
+            else [f"`{key}`: not run", "-", "-", "-"]
+        )
         rows.append([PUBLISHED_NAMES[key], *(f"{v:.1f}" for v in vals), *ours])
     return markdown_table(head, rows)
 
 
 def paired_seed_difference(by, a: str, b: str, value) -> dict | None:
     """Mean over seeds of value(run a) - value(run b), paired by seed, with a t interval (None if unpaired)."""
-    fa, fb = {f["seed"]: value(f) for f in by.get(a, [])}, {f["seed"]: value(f) for f in by.get(b, [])}
+    fa, fb = (
+        {f["seed"]: value(f) for f in by.get(a, [])},
+        {f["seed"]: value(f) for f in by.get(b, [])},
+    )
     seeds = sorted(s for s in set(fa) & set(fb) if fa[s] is not None and fb[s] is not None)
     if not seeds:
         return None
     diffs = [fa[s] - fb[s] for s in seeds]
     half = t975(len(seeds) - 1) * standard_error(diffs) if len(seeds) > 1 else float("nan")
     mean = float(np.mean(diffs))
-    return {"diff": mean, "lo": mean - half, "hi": mean + half, "per_seed": diffs, "seeds": len(seeds)}
+    return {
+        "diff": mean,
+        "lo": mean - half,
+        "hi": mean + half,
+        "per_seed": diffs,
+        "seeds": len(seeds),
+    }
 
 
 def verdict(d: dict | None) -> str:
@@ -126,21 +189,46 @@ def fmt(d: dict | None) -> str:
 def ordering_table(finals: list[dict], by, kmax: int) -> str:
     """Every pair the published table orders, checked on our runs: paired difference (95 % CI) and verdict."""
     ranked = sorted(PUBLISHED, key=lambda m: -PUBLISHED[m][0])
-    head = ["published order", "ours: pass@1 (T = 1)", "verdict", "ours: pass@1 (T = 0.1)", "verdict",
-            f"ours: pass@{kmax}", "verdict"]
+    head = [
+        "published order",
+        "ours: pass@1 (T = 1)",
+        "verdict",
+        "ours: pass@1 (T = 0.1)",
+        "verdict",
+        f"ours: pass@{kmax}",
+        "verdict",
+    ]
     rows = []
     for i, hi in enumerate(ranked):
-        for lo in ranked[i + 1:]:
+        for lo in ranked[i + 1 :]:
             d1 = paired_difference(finals, hi, lo, 1) if hi in by and lo in by else None
-            d0 = paired_seed_difference(by, hi, lo, lambda f: (low_temperature(f) or {}).get("pass@1"))
+            d0 = paired_seed_difference(
+                by, hi, lo, lambda f: (low_temperature(f) or {}).get("pass@1")
+            )
             dk = paired_difference(finals, hi, lo, kmax) if hi in by and lo in by else None
-            rows.append([f"`{hi}` > `{lo}`", fmt(d1), verdict(d1), fmt(d0), verdict(d0), fmt(dk), verdict(dk)])
+            rows.append(
+                [
+                    f"`{hi}` > `{lo}`",
+                    fmt(d1),
+                    verdict(d1),
+                    fmt(d0),
+                    verdict(d0),
+                    fmt(dk),
+                    verdict(dk),
+                ]
+            )
     return markdown_table(head, rows)
 
 
 def headline_table(finals: list[dict], by, kmax: int) -> str:
-    head = ["comparison", "pass@1 (T = 1)", "pass@1 (T = 0.1)", f"pass@{kmax}", "cumulative solve rate",
-            "per seed, pass@1 (T = 1)"]
+    head = [
+        "comparison",
+        "pass@1 (T = 1)",
+        "pass@1 (T = 0.1)",
+        f"pass@{kmax}",
+        "cumulative solve rate",
+        "per seed, pass@1 (T = 1)",
+    ]
     rows = []
     for a, b in HEADLINE:
         if a not in by or b not in by:
@@ -148,8 +236,16 @@ def headline_table(finals: list[dict], by, kmax: int) -> str:
         d1, dk = paired_difference(finals, a, b, 1), paired_difference(finals, a, b, kmax)
         d0 = paired_seed_difference(by, a, b, lambda f: (low_temperature(f) or {}).get("pass@1"))
         ds = paired_seed_difference(by, a, b, lambda f: f.get("cumulative_solve_rate"))
-        rows.append([f"`{a}` − `{b}`", fmt(d1), fmt(d0), fmt(dk), fmt(ds),
-                     ", ".join(f"{100 * v:+.1f}" for v in d1["per_seed"]) if d1 else "-"])
+        rows.append(
+            [
+                f"`{a}` − `{b}`",
+                fmt(d1),
+                fmt(d0),
+                fmt(dk),
+                fmt(ds),
+                ", ".join(f"{100 * v:+.1f}" for v in d1["per_seed"]) if d1 else "-",
+            ]
+        )
     return markdown_table(head, rows)
 
 
@@ -157,8 +253,10 @@ def bias_sentence(finals: list[dict], by, kmax: int) -> str:
     """Whether the biased two-baseline PKPO is measurably worse than the unbiased one."""
     if "pkpo_two_baselines" not in by or "pkpo_k16" not in by:
         missing = [m for m in ("pkpo_k16", "pkpo_two_baselines") if m not in by]
-        return (f"Not measured: the run(s) {', '.join(f'`{m}`' for m in missing)} did not run here (the trainer "
-                "this benchmark ran on did not offer the method).")
+        return (
+            f"Not measured: the run(s) {', '.join(f'`{m}`' for m in missing)} did not run here (the trainer "
+            "this benchmark ran on did not offer the method)."
+        )
     parts = []
     for k in (1, kmax):
         d = paired_difference(finals, "pkpo_k16", "pkpo_two_baselines", k)
@@ -195,11 +293,22 @@ def curves_figure(by, path: Path) -> str | None:
         for ax, key in zip(axes[:2], ("pass@1", "pass@16")):
             # the evaluations during training (on the first eval_problems mazes; not the final, larger set)
             n0 = [c["eval"]["num_problems"][0] for c in curves]
-            pts = [(c["eval"]["step"][c["eval"]["num_problems"] == m], c["eval"][key][c["eval"]["num_problems"] == m])
-                   for c, m in zip(curves, n0) if key in c["eval"]]
+            pts = [
+                (
+                    c["eval"]["step"][c["eval"]["num_problems"] == m],
+                    c["eval"][key][c["eval"]["num_problems"] == m],
+                )
+                for c, m in zip(curves, n0)
+                if key in c["eval"]
+            ]
             if pts:
                 length = min(len(s) for s, _ in pts)
-                ax.plot(pts[0][0][:length], 100 * np.mean([v[:length] for _, v in pts], 0), marker="o", label=label)
+                ax.plot(
+                    pts[0][0][:length],
+                    100 * np.mean([v[:length] for _, v in pts], 0),
+                    marker="o",
+                    label=label,
+                )
         reward = [training_reward(Path(f["run_dir"])) for f in fs]
         reward = [r for r in reward if len(r)]
         if reward:
@@ -210,8 +319,14 @@ def curves_figure(by, path: Path) -> str | None:
     if not drew:
         plt.close(fig)
         return None
-    for ax, title in zip(axes, ("held-out pass@1 (T = 1) during training", "held-out pass@16 during training",
-                                "training reward (mean of the batch, smoothed)")):
+    for ax, title in zip(
+        axes,
+        (
+            "held-out pass@1 (T = 1) during training",
+            "held-out pass@16 during training",
+            "training reward (mean of the batch, smoothed)",
+        ),
+    ):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
@@ -241,17 +356,31 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
         f"{cfg['temperature']:g}, advantage scale `{cfg['scale']}`; held-out evaluation on "
         f"{cfg['final_eval_problems'] or cfg['eval_problems']} mazes x {cfg['eval_samples']} samples at T = 1, "
         "and 4 samples at T = 0.1.",
-        ("Tuning: " + "; ".join(f"`{m}` {', '.join(f'{k} {v:g}' for k, v in t['point'].items())}"
-                                for m, t in tuned.items()) + " (best validation mean of pass@1 and pass@16, tuning "
-         "seed " + str(json.loads(next((out / 'tune').glob('*/*/seed*/final.json')).read_text())['seed'])
-         + ").") if tuned else
-        f"**Not tuned**: every method ran at lr {', '.join(f'{lr:g}' for lr in lrs)}"
-        + (f" (entropy weight {cfg.get('entropy_coef', 0):g} for `grpo_entropy`)" if "grpo_entropy" in by else "")
+        (
+            "Tuning: "
+            + "; ".join(
+                f"`{m}` {', '.join(f'{k} {v:g}' for k, v in t['point'].items())}"
+                for m, t in tuned.items()
+            )
+            + " (best validation mean of pass@1 and pass@16, tuning "
+            "seed "
+            + str(json.loads(next((out / "tune").glob("*/*/seed*/final.json")).read_text())["seed"])
+            + ")."
+        )
+        if tuned
+        else f"**Not tuned**: every method ran at lr {', '.join(f'{lr:g}' for lr in lrs)}"
+        + (
+            f" (entropy weight {cfg.get('entropy_coef', 0):g} for `grpo_entropy`)"
+            if "grpo_entropy" in by
+            else ""
+        )
         + "; the tuning stage of the full benchmark did not run in this session.",
     ]
     if cpu:
-        lines.append(f"CPU time per RL run: mean {np.mean(cpu):.0f} s (min {min(cpu):.0f}, max {max(cpu):.0f}), "
-                     f"one thread, on a shared 2-core machine.")
+        lines.append(
+            f"CPU time per RL run: mean {np.mean(cpu):.0f} s (min {min(cpu):.0f}, max {max(cpu):.0f}), "
+            f"one thread, on a shared 2-core machine."
+        )
     return "\n\n".join(lines)
 
 
@@ -261,7 +390,11 @@ def eval_samples_done(run_dir: Path) -> int:
     if not path.exists():
         return 0
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    return sum(int(r["eval/num_problems"]) * int(r["eval/samples"]) for r in records if "eval/num_problems" in r)
+    return sum(
+        int(r["eval/num_problems"]) * int(r["eval/samples"])
+        for r in records
+        if "eval/num_problems" in r
+    )
 
 
 def cost_estimate(finals: list[dict]) -> str:
@@ -275,11 +408,21 @@ def cost_estimate(finals: list[dict]) -> str:
     import torch
 
     from pkpo.rl.config import PRESETS
-    from pkpo.rl.sweeps.maze import LOW_TEMPERATURE_SAMPLES, LRS, METHOD_RUNS, REPORT_SEEDS, grid_points
+    from pkpo.rl.sweeps.maze import (
+        LOW_TEMPERATURE_SAMPLES,
+        LRS,
+        METHOD_RUNS,
+        REPORT_SEEDS,
+        grid_points,
+    )
 
     per_warm_step, per_sample = [], []
     for f in finals:
-        if f["label"] != WARM or not f.get("warm_start_path") or not Path(f["warm_start_path"]).exists():
+        if (
+            f["label"] != WARM
+            or not f.get("warm_start_path")
+            or not Path(f["warm_start_path"]).exists()
+        ):
             continue
         fit = torch.load(f["warm_start_path"], map_location="cpu", weights_only=True).get("cpu_s")
         samples = eval_samples_done(Path(f["run_dir"]))
@@ -289,8 +432,11 @@ def cost_estimate(finals: list[dict]) -> str:
     if not per_sample:
         return "No estimate: no warm start with its measured CPU time is in these runs."
     e, w = float(np.mean(per_sample)), float(np.mean(per_warm_step))
-    per_step = [(f["cpu_s"] - e * eval_samples_done(Path(f["run_dir"]))) / f["config"]["steps"]
-                for f in finals if f["label"] != WARM and f.get("cpu_s")]
+    per_step = [
+        (f["cpu_s"] - e * eval_samples_done(Path(f["run_dir"]))) / f["config"]["steps"]
+        for f in finals
+        if f["label"] != WARM and f.get("cpu_s")
+    ]
     if not per_step:
         return "No estimate: no RL run with its measured CPU time is in these runs."
     c = float(np.mean(per_step))
@@ -302,13 +448,15 @@ def cost_estimate(finals: list[dict]) -> str:
     report = len(METHOD_RUNS) * len(REPORT_SEEDS)
     warm = (len(REPORT_SEEDS) + 1) * p["warm_steps"] * w + len(REPORT_SEEDS) * final * e
     total = (tuning + report) * run + warm
-    return (f"Measured here (CPU seconds, one thread, on the loaded shared machine): {w:.2f} per warm-start step "
-            f"(batch {p['warm_batch']}), {1000 * e:.1f} ms per evaluation sample, {c:.2f} per RL step "
-            f"({p['prompts_per_step']} x {p['n']} samples; mean of {len(per_step)} runs). The full benchmark "
-            f"(`PRESETS[\"maze\"]`: {p['steps']} RL steps a run; {tuning} tuning runs, {report} report runs, "
-            f"{len(REPORT_SEEDS) + 1} warm starts) needs about {run:.0f} CPU seconds a run and {total / 3600:.1f} "
-            f"CPU hours in all: about {total / 2 / 3600:.1f} h of wall time on 2 cores with `--jobs 2`, if the "
-            "two processes are kept busy.")
+    return (
+        f"Measured here (CPU seconds, one thread, on the loaded shared machine): {w:.2f} per warm-start step "
+        f"(batch {p['warm_batch']}), {1000 * e:.1f} ms per evaluation sample, {c:.2f} per RL step "
+        f"({p['prompts_per_step']} x {p['n']} samples; mean of {len(per_step)} runs). The full benchmark "
+        f'(`PRESETS["maze"]`: {p["steps"]} RL steps a run; {tuning} tuning runs, {report} report runs, '
+        f"{len(REPORT_SEEDS) + 1} warm starts) needs about {run:.0f} CPU seconds a run and {total / 3600:.1f} "
+        f"CPU hours in all: about {total / 2 / 3600:.1f} h of wall time on 2 cores with `--jobs 2`, if the "
+        "two processes are kept busy."
+    )
 
 
 def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
@@ -318,20 +466,28 @@ def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
         raise ValueError(f"no finished maze runs under {str(out / 'runs')!r}")
     by = runs_by_label(finals)
     kmax = largest_k(finals)
-    blocks = {"maze-setting": setting_text(out, finals, by), "maze-cost": cost_estimate(finals),
-              "maze-table": results_table(by, kmax),
-              "maze-published": published_table(by, kmax), "maze-ordering": ordering_table(finals, by, kmax),
-              "maze-paired": headline_table(finals, by, kmax), "maze-bias": bias_sentence(finals, by, kmax)}
+    blocks = {
+        "maze-setting": setting_text(out, finals, by),
+        "maze-cost": cost_estimate(finals),
+        "maze-table": results_table(by, kmax),
+        "maze-published": published_table(by, kmax),
+        "maze-ordering": ordering_table(finals, by, kmax),
+        "maze-paired": headline_table(finals, by, kmax),
+        "maze-bias": bias_sentence(finals, by, kmax),
+    }
     if figure_dir is not None:
         fig = curves_figure(by, Path(figure_dir) / "maze_curves.png")
-        blocks["maze-curves"] = ("![maze training curves](figures/rl/maze_curves.png)" if fig else
-                                 "No training curves: the runs logged no evaluation during training.")
+        blocks["maze-curves"] = (
+            "![maze training curves](figures/rl/maze_curves.png)"
+            if fig
+            else "No training curves: the runs logged no evaluation during training."
+        )
     return blocks
 
 
 def replace_maze_blocks(text: str, blocks: dict[str, str]) -> str:
     """Replace the ``maze-*`` generated blocks of ``text`` (the others are left as they are)."""
-    pattern = re.compile(r"(<!-- generated:(maze-[\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
+    pattern = re.compile(r"(<!-- generated:(maze-[\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL)
     found = set()
 
     def sub(m):
@@ -349,10 +505,14 @@ def replace_maze_blocks(text: str, blocks: dict[str, str]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/maze_results.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python tools/maze_results.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", default="runs/results/maze", help="the maze benchmark's folder")
     parser.add_argument("--docs", default="docs", help="the docs folder (results.md, figures/rl/)")
-    parser.add_argument("--print", action="store_true", help="print the blocks instead of writing the docs")
+    parser.add_argument(
+        "--print", action="store_true", help="print the blocks instead of writing the docs"
+    )
     args = parser.parse_args(argv)
     try:
         blocks = maze_blocks(Path(args.out), Path(args.docs) / "figures" / "rl")

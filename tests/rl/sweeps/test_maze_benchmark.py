@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from pkpo.rl.sweeps import maze as mb  # noqa: E402
-from pkpo.rl.config import TrainConfig  # noqa: E402
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.sweeps import maze as mb
 
 
 def test_method_overrides_anneal_step_and_unknown_name():
@@ -22,7 +22,9 @@ def test_method_overrides_anneal_step_and_unknown_name():
 def test_grid_points_cross_learning_rates_with_the_methods_own_parameter():
     assert mb.grid_points("grpo", (1e-4, 1e-3)) == [{"lr": 1e-4}, {"lr": 1e-3}]
     points = mb.grid_points("grpo_entropy", (1e-3,))
-    assert points == [{"lr": 1e-3, "entropy_coef": c} for c in mb.PARAM_GRID["grpo_entropy"]["entropy_coef"]]
+    assert points == [
+        {"lr": 1e-3, "entropy_coef": c} for c in mb.PARAM_GRID["grpo_entropy"]["entropy_coef"]
+    ]
     assert mb.point_label({"lr": 1e-3, "entropy_coef": 0.05}) == "entropy_coef0.05_lr0.001"
 
 
@@ -40,20 +42,44 @@ def test_preset_is_a_valid_config_and_every_method_spec_names_a_field():
 
 @pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path, capsys):
-    tiny = {"maze_size": 7, "d_model": 16, "n_layer": 1, "n_head": 2, "warm_steps": 2, "steps": 2,
-            "prompts_per_step": 2, "n": 16, "eval_every": 0, "eval_problems": 3, "final_eval_problems": 3,
-            "eval_samples": 16, "eval_ks": (1, 16), "checkpoint_every": 0, "n_validation": 4, "n_heldout": 4,
-            "max_new_tokens": 8}
-    best = mb.run_benchmark(tmp_path, ["grpo", "pkpo_k16"],
-                            lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny, progress=False)
+    tiny = {
+        "maze_size": 7,
+        "d_model": 16,
+        "n_layer": 1,
+        "n_head": 2,
+        "warm_steps": 2,
+        "steps": 2,
+        "prompts_per_step": 2,
+        "n": 16,
+        "eval_every": 0,
+        "eval_problems": 3,
+        "final_eval_problems": 3,
+        "eval_samples": 16,
+        "eval_ks": (1, 16),
+        "checkpoint_every": 0,
+        "n_validation": 4,
+        "n_heldout": 4,
+        "max_new_tokens": 8,
+    }
+    best = mb.run_benchmark(
+        tmp_path, ["grpo", "pkpo_k16"], lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny, progress=False
+    )
     assert set(best) == {"grpo", "pkpo_k16"} and best["grpo"]["point"]["lr"] in (1e-3, 3e-3)
     for run in ("warm_start", "grpo", "pkpo_k16"):
         final = json.loads((tmp_path / "runs" / run / "seed0" / "final.json").read_text())
-        low = json.loads((tmp_path / "runs" / run / "seed0" / "eval_low_temperature.json").read_text())
-        assert 0 <= final["pass@1"] <= final["pass@16"] <= 1 and low["temperature"] == mb.LOW_TEMPERATURE
-    tuned = json.loads((tmp_path / "tune" / "grpo" / "lr0.001" / "seed100" / "final.json").read_text())
+        low = json.loads(
+            (tmp_path / "runs" / run / "seed0" / "eval_low_temperature.json").read_text()
+        )
+        assert (
+            0 <= final["pass@1"] <= final["pass@16"] <= 1
+            and low["temperature"] == mb.LOW_TEMPERATURE
+        )
+    tuned = json.loads(
+        (tmp_path / "tune" / "grpo" / "lr0.001" / "seed100" / "final.json").read_text()
+    )
     assert tuned["config"]["eval_split"] == "validation" and tuned["config"]["seed"] == mb.TUNE_SEED
     # a second call reuses every finished run
-    again = mb.run_benchmark(tmp_path, ["grpo", "pkpo_k16"], lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny,
-                             progress=False)
+    again = mb.run_benchmark(
+        tmp_path, ["grpo", "pkpo_k16"], lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny, progress=False
+    )
     assert again == best

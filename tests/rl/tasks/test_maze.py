@@ -9,8 +9,21 @@ import pytest
 
 from pkpo.rl.interfaces import Task
 from pkpo.rl.tasks import make_task as make_maze_task
-from pkpo.rl.tasks.maze import (DONE, MOVES, PARTIAL, Maze, MazeConfig, MazeTask, distances_to,
-                          maze_progress, maze_success, parse_moves, prim_maze, random_maze, split_of)
+from pkpo.rl.tasks.maze import (
+    DONE,
+    MOVES,
+    PARTIAL,
+    Maze,
+    MazeConfig,
+    MazeTask,
+    distances_to,
+    maze_progress,
+    maze_success,
+    parse_moves,
+    prim_maze,
+    random_maze,
+    split_of,
+)
 
 
 def open_squares(walls):
@@ -20,8 +33,12 @@ def open_squares(walls):
 def edges(walls):
     """Adjacent pairs of open squares (each counted once)."""
     opened = set(open_squares(walls))
-    return [(a, (a[0] + dr, a[1] + dc)) for a in opened for dr, dc in ((1, 0), (0, 1))
-            if (a[0] + dr, a[1] + dc) in opened]
+    return [
+        (a, (a[0] + dr, a[1] + dc))
+        for a in opened
+        for dr, dc in ((1, 0), (0, 1))
+        if (a[0] + dr, a[1] + dc) in opened
+    ]
 
 
 @pytest.mark.parametrize("cells,seed", [(1, 0), (2, 1), (4, 2), (6, 3), (8, 4)])
@@ -29,7 +46,9 @@ def test_prim_maze_is_a_perfect_maze(cells, seed):
     walls = prim_maze(cells, np.random.default_rng(seed))
     side = 2 * cells + 1
     assert walls.shape == (side, side)
-    assert walls[0].all() and walls[-1].all() and walls[:, 0].all() and walls[:, -1].all()  # closed border
+    assert (
+        walls[0].all() and walls[-1].all() and walls[:, 0].all() and walls[:, -1].all()
+    )  # closed border
     assert not walls[1::2, 1::2].any()  # every cell is open
     assert walls[::2, ::2].all()  # lattice corners stay walls
     squares = open_squares(walls)
@@ -56,11 +75,10 @@ def test_shortest_path_matches_brute_force_bfs_and_is_legal():
 
 
 def test_distances_to_known_corridor():
-    walls = np.array([[1, 1, 1, 1, 1],
-                      [1, 0, 0, 0, 1],
-                      [1, 1, 1, 0, 1],
-                      [1, 0, 0, 0, 1],
-                      [1, 1, 1, 1, 1]], dtype=bool)
+    walls = np.array(
+        [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]],
+        dtype=bool,
+    )
     maze = Maze(walls, start=(1, 1), goal=(3, 1))
     assert maze.dist[1, 1] == 6 and maze.shortest_path() == "RRDDLL"
     assert maze.prompt() == "<#####|#S..#|###.#|#G..#|#####>"
@@ -76,27 +94,29 @@ def test_maze_rejects_bad_start_or_goal():
 
 @pytest.fixture(scope="module")
 def corridor():
-    walls = np.array([[1, 1, 1, 1, 1],
-                      [1, 0, 0, 0, 1],
-                      [1, 1, 1, 0, 1],
-                      [1, 0, 0, 0, 1],
-                      [1, 1, 1, 1, 1]], dtype=bool)
+    walls = np.array(
+        [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]],
+        dtype=bool,
+    )
     return Maze(walls, start=(1, 1), goal=(3, 1))
 
 
-@pytest.mark.parametrize("completion,reward", [
-    ("RRDDLL!", 1.0),  # the shortest path
-    ("RRDDLL!UUU", 1.0),  # text after done is ignored
-    ("RRLRDDLL!", 1.0),  # a legal detour still reaches the goal
-    ("RRDDL!", 0.0),  # stopped one square early
-    ("RRDDLL", 0.0),  # no done
-    ("DRRDDLL!", 0.0),  # the first move hits a wall
-    ("RRDDLLL!", 0.0),  # walks into the wall behind the goal
-    ("RRDDLLR!", 0.0),  # walks through the goal and on: must stop there
-    ("RRDDLXL!", 0.0),  # a foreign character before done
-    ("!", 0.0),  # done at the start
-    ("", 0.0),
-])
+@pytest.mark.parametrize(
+    "completion,reward",
+    [
+        ("RRDDLL!", 1.0),  # the shortest path
+        ("RRDDLL!UUU", 1.0),  # text after done is ignored
+        ("RRLRDDLL!", 1.0),  # a legal detour still reaches the goal
+        ("RRDDL!", 0.0),  # stopped one square early
+        ("RRDDLL", 0.0),  # no done
+        ("DRRDDLL!", 0.0),  # the first move hits a wall
+        ("RRDDLLL!", 0.0),  # walks into the wall behind the goal
+        ("RRDDLLR!", 0.0),  # walks through the goal and on: must stop there
+        ("RRDDLXL!", 0.0),  # a foreign character before done
+        ("!", 0.0),  # done at the start
+        ("", 0.0),
+    ],
+)
 def test_binary_reward_edge_cases(corridor, completion, reward):
     assert maze_success(corridor, completion) == reward
 
@@ -105,14 +125,20 @@ def test_progress_reward(corridor):
     d0 = 6
     assert maze_progress(corridor, "RRDDLL!") == 1.0
     assert maze_progress(corridor, "RRDD!") == pytest.approx(PARTIAL * 4 / d0)
-    assert maze_progress(corridor, "RRDDUL!") == pytest.approx(PARTIAL * 3 / d0)  # stops at the illegal L
+    assert maze_progress(corridor, "RRDDUL!") == pytest.approx(
+        PARTIAL * 3 / d0
+    )  # stops at the illegal L
     assert maze_progress(corridor, "!") == 0.0
     assert maze_progress(corridor, "RRDD") == 0.0  # no done: malformed
-    assert maze_progress(corridor, "RRDDL!") < 1.0  # a failure next to the goal stays below a success
+    assert (
+        maze_progress(corridor, "RRDDL!") < 1.0
+    )  # a failure next to the goal stays below a success
     rng = np.random.default_rng(2)
     for _ in range(20):
         maze = random_maze(9, rng)
-        assert 0.0 <= maze_progress(maze, "".join(rng.choice(list(MOVES), size=6)) + DONE) <= PARTIAL
+        assert (
+            0.0 <= maze_progress(maze, "".join(rng.choice(list(MOVES), size=6)) + DONE) <= PARTIAL
+        )
 
 
 def test_parse_moves():
@@ -136,7 +162,9 @@ def test_task_contract_scores_and_classify():
         task.problems("test")
 
 
-@pytest.mark.parametrize("bad", [{"size": 8}, {"size": 3}, {"n_heldout": 0}, {"size": 5, "n_heldout": 5000}])
+@pytest.mark.parametrize(
+    "bad", [{"size": 8}, {"size": 3}, {"n_heldout": 0}, {"size": 5, "n_heldout": 5000}]
+)
 def test_bad_config_is_a_value_error(bad):
     with pytest.raises(ValueError):
         MazeConfig(**bad).validate()
@@ -146,7 +174,10 @@ def test_bad_config_is_a_value_error(bad):
 
 def test_splits_are_disjoint_by_hash_and_distinct():
     task = MazeTask(size=9, n_validation=64, n_heldout=64, n_train=500)
-    prompts = {split: [p.prompt for p in task.problems(split)] for split in ("train", "validation", "heldout")}
+    prompts = {
+        split: [p.prompt for p in task.problems(split)]
+        for split in ("train", "validation", "heldout")
+    }
     for split, ps in prompts.items():
         assert all(split_of(p) == split for p in ps)
     assert len(set(prompts["validation"])) == 64 and len(set(prompts["heldout"])) == 64
@@ -161,7 +192,10 @@ def test_splits_are_disjoint_by_hash_and_distinct():
 
 
 def test_determinism_by_seed():
-    a, b = MazeTask(size=9, n_validation=8, n_heldout=8), MazeTask(size=9, n_validation=8, n_heldout=8)
+    a, b = (
+        MazeTask(size=9, n_validation=8, n_heldout=8),
+        MazeTask(size=9, n_validation=8, n_heldout=8),
+    )
     c = MazeTask(size=9, n_validation=8, n_heldout=8, seed=1)
     for split in ("validation", "heldout"):
         assert [p.prompt for p in a.problems(split)] == [p.prompt for p in b.problems(split)]
@@ -181,13 +215,15 @@ def test_warmstart_batch_demonstrates_shortest_paths_on_training_mazes():
         assert split_of(prompt) == "train"
         assert completion.endswith(DONE)
         maze = maze_from_prompt(prompt)
-        assert len(completion) - 1 == maze.dist[maze.start] and maze_success(maze, completion) == 1.0
+        assert (
+            len(completion) - 1 == maze.dist[maze.start] and maze_success(maze, completion) == 1.0
+        )
 
 
 def maze_from_prompt(prompt):
     rows = prompt[1:-1].split("|")
     walls = np.array([[ch == "#" for ch in row] for row in rows])
-    find = lambda ch: next((r, row.index(ch)) for r, row in enumerate(rows) if ch in row)  # noqa: E731
+    find = lambda ch: next((r, row.index(ch)) for r, row in enumerate(rows) if ch in row)
     return Maze(walls, find("S"), find("G"))
 
 
@@ -196,4 +232,8 @@ def test_prompt_round_trips():
     for _ in range(10):
         maze = random_maze(11, rng)
         again = maze_from_prompt(maze.prompt())
-        assert np.array_equal(again.walls, maze.walls) and again.start == maze.start and again.goal == maze.goal
+        assert (
+            np.array_equal(again.walls, maze.walls)
+            and again.start == maze.start
+            and again.goal == maze.goal
+        )

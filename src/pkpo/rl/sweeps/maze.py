@@ -48,7 +48,10 @@ METHOD_RUNS = {
     "grpo_entropy": {"method": "grpo"},  # entropy_coef from PARAM_GRID
     "pkpo_k4": {"method": "pkpo", "k": "4"},
     "pkpo_k16": {"method": "pkpo", "k": "16"},
-    "pkpo_anneal": {"method": "pkpo", "k": "16->1@{anneal_step}"},  # k = 16 for 60 % of the steps, then 1
+    "pkpo_anneal": {
+        "method": "pkpo",
+        "k": "16->1@{anneal_step}",
+    },  # k = 16 for 60 % of the steps, then 1
     "maxrl": {"method": "maxrl"},
     "rs_grpo": {"method": "rs_grpo"},
     "w_reinforce": {"method": "w_reinforce"},
@@ -80,8 +83,11 @@ def grid_points(name: str, lrs) -> list[dict]:
     """Every tuning point of a method: each learning rate times its own parameter grid."""
     params = PARAM_GRID.get(name, {})
     keys = sorted(params)
-    return [{"lr": lr, **dict(zip(keys, values))}
-            for lr in lrs for values in itertools.product(*(params[k] for k in keys))]
+    return [
+        {"lr": lr, **dict(zip(keys, values))}
+        for lr in lrs
+        for values in itertools.product(*(params[k] for k in keys))
+    ]
 
 
 def point_label(point: dict) -> str:
@@ -98,7 +104,9 @@ def try_config(base: TrainConfig, changes: dict) -> TrainConfig | None:
     try:
         return TrainConfig.from_dict({**base.to_dict(), **changes}).validate()
     except (ValueError, TypeError) as exc:
-        print(f"maze benchmark: skipping {changes.get('out_dir')}: {exc}", file=sys.stderr, flush=True)
+        print(
+            f"maze benchmark: skipping {changes.get('out_dir')}: {exc}", file=sys.stderr, flush=True
+        )
         return None
 
 
@@ -120,26 +128,49 @@ def low_temperature_eval(cfg: TrainConfig, cache_dir: str) -> dict:
         policy.load_state_dict(load_checkpoint(ckpt)["model"])
     problems = task.problems(cfg.eval_split)[: cfg.final_eval_problems or cfg.eval_problems]
     torch.set_num_threads(cfg.threads)
-    result = evaluate(policy, problems, task, samples=LOW_TEMPERATURE_SAMPLES, ks=(1,),
-                      max_new_tokens=cfg.max_new_tokens, temperature=LOW_TEMPERATURE, seed=cfg.seed * 7919 + 1)
+    result = evaluate(
+        policy,
+        problems,
+        task,
+        samples=LOW_TEMPERATURE_SAMPLES,
+        ks=(1,),
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=LOW_TEMPERATURE,
+        seed=cfg.seed * 7919 + 1,
+    )
     out = {"temperature": LOW_TEMPERATURE, "samples": LOW_TEMPERATURE_SAMPLES, **result}
     atomic_write(path, json.dumps(out, indent=2))
     return out
 
 
-def run_benchmark(out: Path, methods: list[str], *, lrs=LRS, seeds=REPORT_SEEDS, tune_seed: int = TUNE_SEED,
-                  jobs: int = 1, overrides: dict | None = None, tune: bool = True, progress: bool = True,
-                  overwrite: bool = False) -> dict:
+def run_benchmark(
+    out: Path,
+    methods: list[str],
+    *,
+    lrs=LRS,
+    seeds=REPORT_SEEDS,
+    tune_seed: int = TUNE_SEED,
+    jobs: int = 1,
+    overrides: dict | None = None,
+    tune: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict:
     """The three stages (module docstring); returns {method: best tuning point}.
 
     A run folder holding a run with other settings is refused (``overwrite``: replaced), as in ``pkpo sweep``.
     """
-    base = TrainConfig.from_dict({**TrainConfig().to_dict(), **MAZE_PRESET, **(overrides or {})}).validate()
+    base = TrainConfig.from_dict(
+        {**TrainConfig().to_dict(), **MAZE_PRESET, **(overrides or {})}
+    ).validate()
     cache = str(out / "cache")
     # 1. warm starts (the tuning seed's is fitted but not evaluated on held-out mazes)
     warm = [warm_config(base, s, out) for s in seeds]
     check_grid_runs(warm, overwrite)
-    jobs_warm = [{"config": c.to_dict(), "cache_dir": cache, "warm": True, "key": f"warm{c.seed}"} for c in warm]
+    jobs_warm = [
+        {"config": c.to_dict(), "cache_dir": cache, "warm": True, "key": f"warm{c.seed}"}
+        for c in warm
+    ]
     _run_jobs(jobs_warm, min(jobs, len(jobs_warm)), "warm starts", progress)
     for c in warm:
         low_temperature_eval(c, cache)
@@ -149,14 +180,27 @@ def run_benchmark(out: Path, methods: list[str], *, lrs=LRS, seeds=REPORT_SEEDS,
         tune_cfgs = []
         for name in methods:
             for point in grid_points(name, lrs):
-                cfg = try_config(base, {**method_overrides(name, base.steps), **point, "seed": tune_seed,
-                                        "eval_split": "validation",
-                                        "out_dir": str(out / "tune" / name / point_label(point) / f"seed{tune_seed}")})
+                cfg = try_config(
+                    base,
+                    {
+                        **method_overrides(name, base.steps),
+                        **point,
+                        "seed": tune_seed,
+                        "eval_split": "validation",
+                        "out_dir": str(
+                            out / "tune" / name / point_label(point) / f"seed{tune_seed}"
+                        ),
+                    },
+                )
                 if cfg is not None:
                     tune_cfgs.append((name, point, cfg))
         check_grid_runs([c for _, _, c in tune_cfgs], overwrite)
-        finals = _run_jobs([{"config": c.to_dict(), "cache_dir": cache} for _, _, c in tune_cfgs], jobs, "tuning",
-                           progress)
+        finals = _run_jobs(
+            [{"config": c.to_dict(), "cache_dir": cache} for _, _, c in tune_cfgs],
+            jobs,
+            "tuning",
+            progress,
+        )
         for (name, point, _), final in zip(tune_cfgs, finals):
             if name not in best or tuning_score(final) > best[name]["score"]:
                 best[name] = {"point": point, "score": tuning_score(final)}
@@ -169,36 +213,66 @@ def run_benchmark(out: Path, methods: list[str], *, lrs=LRS, seeds=REPORT_SEEDS,
         if name not in best:
             continue
         for seed in seeds:
-            cfg = try_config(base, {**method_overrides(name, base.steps), **best[name]["point"], "seed": seed,
-                                    "out_dir": str(out / "runs" / name / f"seed{seed}")})
+            cfg = try_config(
+                base,
+                {
+                    **method_overrides(name, base.steps),
+                    **best[name]["point"],
+                    "seed": seed,
+                    "out_dir": str(out / "runs" / name / f"seed{seed}"),
+                },
+            )
             if cfg is not None:
                 report.append(cfg)
     check_grid_runs(report, overwrite)
-    _run_jobs([{"config": c.to_dict(), "cache_dir": cache} for c in report], jobs, "report runs", progress)
+    _run_jobs(
+        [{"config": c.to_dict(), "cache_dir": cache} for c in report], jobs, "report runs", progress
+    )
     for cfg in report:
         low_temperature_eval(cfg, cache)
     return best
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pkpo.rl.sweeps.maze", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="output folder (runs/, tune/, cache/, tuning.json)")
-    parser.add_argument("--methods", default=",".join(METHOD_RUNS), help="comma-separated methods (default: all)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=list(LRS), help="learning-rate grid")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(REPORT_SEEDS), help="report seeds")
-    parser.add_argument("--no-tune", action="store_true", help="skip tuning: the first grid point of each method")
+    parser = argparse.ArgumentParser(
+        prog="python -m pkpo.rl.sweeps.maze", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (runs/, tune/, cache/, tuning.json)"
+    )
+    parser.add_argument(
+        "--methods", default=",".join(METHOD_RUNS), help="comma-separated methods (default: all)"
+    )
+    parser.add_argument(
+        "--lrs", type=float, nargs="+", default=list(LRS), help="learning-rate grid"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(REPORT_SEEDS), help="report seeds"
+    )
+    parser.add_argument(
+        "--no-tune", action="store_true", help="skip tuning: the first grid point of each method"
+    )
     parser.add_argument("--steps", type=int, help="RL steps per run (default: the preset's)")
-    parser.add_argument("--set", default="{}", metavar="JSON",
-                        help='other TrainConfig overrides of the preset, as JSON (e.g. \'{"final_eval_problems": 128}\')')
+    parser.add_argument(
+        "--set",
+        default="{}",
+        metavar="JSON",
+        help="other TrainConfig overrides of the preset, as JSON (e.g. '{\"final_eval_problems\": 128}')",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
-    parser.add_argument("--overwrite", action="store_true", help="replace runs made with other settings")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace runs made with other settings"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHOD_RUNS]
     if unknown or args.jobs < 1 or (args.steps is not None and args.steps < 1):
-        print(f"maze benchmark: error: unknown methods {unknown} (expected {list(METHOD_RUNS)}), or --jobs/--steps "
-              "below 1", file=sys.stderr)
+        print(
+            f"maze benchmark: error: unknown methods {unknown} (expected {list(METHOD_RUNS)}), or --jobs/--steps "
+            "below 1",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.time()
     out = Path(args.out)
@@ -209,8 +283,17 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"maze benchmark: error: bad --set: {exc}", file=sys.stderr)
         return 2
-    best = run_benchmark(out, methods, lrs=args.lrs, seeds=args.seeds, jobs=args.jobs, overrides=overrides,
-                         tune=not args.no_tune, progress=not args.no_progress, overwrite=args.overwrite)
+    best = run_benchmark(
+        out,
+        methods,
+        lrs=args.lrs,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        overrides=overrides,
+        tune=not args.no_tune,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
     print(json.dumps({"best": best, "wall_s": round(time.time() - t0, 1)}, indent=2))
     return 0
 

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -46,7 +46,9 @@ WALL, OPEN, START, GOAL, NEWLINE, GRID_START, GRID_END = "#", ".", "S", "G", "|"
 MOVES = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
 DONE = "!"
 SPLITS = ("train", "validation", "heldout")
-SPLIT_BUCKETS = 16  # 1/16 of all mazes can be held out, 1/16 can be validation, 14/16 are training mazes
+SPLIT_BUCKETS = (
+    16  # 1/16 of all mazes can be held out, 1/16 can be validation, 14/16 are training mazes
+)
 PARTIAL = 0.5  # maze-progress: a failure earns this times the fraction of the distance covered
 
 
@@ -91,7 +93,12 @@ def distances_to(walls: np.ndarray, target: tuple[int, int]) -> np.ndarray:
         r, c = queue.popleft()
         for dr, dc in MOVES.values():
             nr, nc = r + dr, c + dc
-            if 0 <= nr < walls.shape[0] and 0 <= nc < walls.shape[1] and not walls[nr, nc] and dist[nr, nc] < 0:
+            if (
+                0 <= nr < walls.shape[0]
+                and 0 <= nc < walls.shape[1]
+                and not walls[nr, nc]
+                and dist[nr, nc] < 0
+            ):
                 dist[nr, nc] = dist[r, c] + 1
                 queue.append((nr, nc))
     return dist
@@ -103,7 +110,10 @@ class Maze:
     def __init__(self, walls: np.ndarray, start: tuple[int, int], goal: tuple[int, int]):
         walls = np.asarray(walls, dtype=bool)
         for name, square in (("start", start), ("goal", goal)):
-            if not (0 <= square[0] < walls.shape[0] and 0 <= square[1] < walls.shape[1]) or walls[square]:
+            if (
+                not (0 <= square[0] < walls.shape[0] and 0 <= square[1] < walls.shape[1])
+                or walls[square]
+            ):
                 raise ValueError(f"{name} {square} is not an open square of the maze")
         if start == goal:
             raise ValueError(f"start and goal are the same square {start}")
@@ -134,7 +144,11 @@ class Maze:
         while (r, c) != self.goal:
             for name, (dr, dc) in MOVES.items():
                 nr, nc = r + dr, c + dc
-                if 0 <= nr < self.size and 0 <= nc < self.size and self.dist[nr, nc] == self.dist[r, c] - 1:
+                if (
+                    0 <= nr < self.size
+                    and 0 <= nc < self.size
+                    and self.dist[nr, nc] == self.dist[r, c] - 1
+                ):
                     moves.append(name)
                     r, c = nr, nc
                     break
@@ -184,7 +198,10 @@ def maze_progress(maze: Maze, completion: str) -> float:
 
 def split_of(prompt: str) -> str:
     """``heldout``, ``validation`` or ``train``: a hash (blake2b) of the maze's prompt, bucket 0, 1 or any other."""
-    bucket = int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "big") % SPLIT_BUCKETS
+    bucket = (
+        int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "big")
+        % SPLIT_BUCKETS
+    )
     return "heldout" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
@@ -193,7 +210,10 @@ def random_maze(size: int, rng: np.random.Generator) -> Maze:
     cells = (size - 1) // 2
     walls = prim_maze(cells, rng)
     a, b = rng.choice(cells * cells, size=2, replace=False)
-    start, goal = (2 * int(a // cells) + 1, 2 * int(a % cells) + 1), (2 * int(b // cells) + 1, 2 * int(b % cells) + 1)
+    start, goal = (
+        (2 * int(a // cells) + 1, 2 * int(a % cells) + 1),
+        (2 * int(b // cells) + 1, 2 * int(b % cells) + 1),
+    )
     return Maze(walls, start, goal)
 
 
@@ -220,16 +240,22 @@ class MazeConfig:
     seed: int = 0  # maze-generation seed
     binary: bool = True  # False: the continuous progress reward
 
-    def validate(self) -> "MazeConfig":
+    def validate(self) -> MazeConfig:
         if self.size < 5 or self.size % 2 == 0:
             raise ValueError(f"maze size must be odd and >= 5, got {self.size}")
         if self.n_train < 1 or self.n_validation < 1 or self.n_heldout < 1:
-            raise ValueError(f"n_train, n_validation and n_heldout must be >= 1, got {self.n_train}, "
-                             f"{self.n_validation}, {self.n_heldout}")
+            raise ValueError(
+                f"n_train, n_validation and n_heldout must be >= 1, got {self.n_train}, "
+                f"{self.n_validation}, {self.n_heldout}"
+            )
         cells = (self.size - 1) // 2
-        if self.n_validation + self.n_heldout > 4 ** (cells * cells - 1) // SPLIT_BUCKETS:  # loose bound
-            raise ValueError(f"{self.n_validation + self.n_heldout} distinct evaluation mazes are too many for "
-                             f"size {self.size}")
+        if (
+            self.n_validation + self.n_heldout > 4 ** (cells * cells - 1) // SPLIT_BUCKETS
+        ):  # loose bound
+            raise ValueError(
+                f"{self.n_validation + self.n_heldout} distinct evaluation mazes are too many for "
+                f"size {self.size}"
+            )
         return self
 
 
@@ -261,8 +287,13 @@ class MazeTask:
         self.binary = self.config.binary
         self.name = "maze" if self.binary else "maze-progress"
         self._train = TrainingMazes(self.config)
-        self._fixed = {split: self._distinct(split, size) for split, size in
-                       (("validation", self.config.n_validation), ("heldout", self.config.n_heldout))}
+        self._fixed = {
+            split: self._distinct(split, size)
+            for split, size in (
+                ("validation", self.config.n_validation),
+                ("heldout", self.config.n_heldout),
+            )
+        }
 
     def _distinct(self, split: str, size: int) -> list[Problem]:
         rng = np.random.default_rng([self.config.seed, 314159, SPLITS.index(split)])
@@ -313,8 +344,12 @@ class MazeTask:
 
     def warmstart_spec(self) -> dict:
         """Everything the warm-start demonstrations depend on (part of the warm-start cache key)."""
-        return {"task": "maze", "size": self.config.size, "demonstrator": "shortest path", "version": 1}
+        return {
+            "task": "maze",
+            "size": self.config.size,
+            "demonstrator": "shortest path",
+            "version": 1,
+        }
 
     def spec(self) -> dict:
         return {"name": self.name, **asdict(self.config)}
-
