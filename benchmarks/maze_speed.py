@@ -1,27 +1,31 @@
-"""Speed of RL on the maze task: the trainer's sampling against the same policy's plain forward pass.
+"""Speed of RL on the maze task: the trainer's sampling against the policy's plain forward pass.
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maze_speed.py                  # sizes 7, 9, 11; two models
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maze_speed.py --sizes 9 --models 128x4 --steps 10
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maze_speed.py            # sizes 7, 9, 11
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/maze_speed.py --sizes 9 --models 128x4
 
 For each maze size and GPT size, on a batch of ``prompts`` training mazes x ``n`` samples:
 
-- **sampled tok/s**: ``GPT.sample`` (what the trainer calls: prefill, then one token at a time with the KV
-  cache), with EOS suppressed so that every completion has ``tokens`` tokens (a fixed workload);
-- **plain forward tok/s** (the ceiling): the same completions scored by one plain batched forward pass over
-  every row's prompt + completion without gradients (teacher forcing: all those logits at once). Sampling
-  computes the same logits one position at a time, so on the same network it cannot beat a forward pass;
-- **scoring tok/s**: ``sequence_logprobs`` without gradients, which runs each prompt once for its n samples
-  (``GPT._shared_prompt``), as sampling does; it beats the plain pass because the prompt is most of the
-  sequence;
-- **update s**: one policy-gradient step through ``sequence_logprobs`` (forward + backward + AdamW), and
-  **plain update s** the same step through the plain forward pass (every row runs its own prompt: the cost
-  before the trainer shared each prompt's keys and values among its n samples);
-- **trainer steps/min**: the real loop (``pkpo.rl.trainer.train``) on fresh mazes, from an untrained policy,
-  no evaluation (completion lengths are the policy's own, capped at the task's ``max_new_tokens``).
+- **sampled tok/s**: ``GPT.sample`` (what the trainer calls: prefill, then one token at a time with
+  the KV cache), with EOS suppressed so that every completion has ``tokens`` tokens (a fixed
+  workload);
+- **plain forward tok/s** (the ceiling): the same completions scored by one plain batched forward
+  pass over every row's prompt + completion without gradients (teacher forcing: all those logits at
+  once). Sampling computes the same logits one position at a time, so on the same network it cannot
+  beat a forward pass;
+- **scoring tok/s**: ``sequence_logprobs`` without gradients, which runs each prompt once for its n
+  samples (``GPT._shared_prompt``), as sampling does; it beats the plain pass because the prompt is
+  most of the sequence;
+- **update s**: one policy-gradient step through ``sequence_logprobs`` (forward + backward + AdamW),
+  and **plain update s** the same step through the plain forward pass (every row runs its own
+  prompt: the cost before the trainer shared each prompt's keys and values among its n samples);
+- **trainer steps/min**: the real loop (``pkpo.rl.trainer.train``) on fresh mazes, from an untrained
+  policy, no evaluation (completion lengths are the policy's own, capped at the task's
+  ``max_new_tokens``).
 
-One thread unless ``--threads``. Prints a markdown table; numbers depend on the machine and its load.
+One thread unless ``--threads``. Prints a markdown table; numbers depend on the machine and its
+load.
 """
 
 from __future__ import annotations

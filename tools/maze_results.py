@@ -2,13 +2,14 @@
 
 ::
 
-    python tools/maze_results.py --out runs/results/maze          # rewrite the maze-* blocks and the figure
+    python tools/maze_results.py --out runs/results/maze          # rewrite the blocks, the figure
     python tools/maze_results.py --out runs/results/maze --print  # print the blocks instead
 
 ``--out`` is the folder of ``python -m pkpo.rl.sweeps.maze`` (``runs/<method>/seed<s>/`` with
-``final.json``, ``eval_detail.json``, ``eval_low_temperature.json`` and ``metrics.jsonl``; ``tune/`` and
-``tuning.json`` when the methods were tuned). Only the ``maze-*`` blocks of docs/results.md are replaced
-(tools/results.py calls :func:`maze_blocks` for ``make results``); every number comes from those folders.
+``final.json``, ``eval_detail.json``, ``eval_low_temperature.json`` and ``metrics.jsonl``; ``tune/``
+and ``tuning.json`` when the methods were tuned). Only the ``maze-*`` blocks of docs/results.md are
+replaced (tools/results.py calls :func:`maze_blocks` for ``make results``); every number comes from
+those folders.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from pkpo.rl.sweeps.report import paired_difference, t975
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 from pkpo.rl.sweeps.runs import finished_runs, read_curves
 
-# MaxRL (arXiv 2602.02710), maze 17x17, 3M parameters: pass@1, pass@128, pass@256 in %. Their PKPO (k = 16)
-# is the two-baseline variant, so it is compared with our ``pkpo_two_baselines`` (and shown beside pkpo_k16).
+# MaxRL (arXiv 2602.02710), maze 17x17, 3M parameters: pass@1, pass@128, pass@256 in %. Their PKPO
+# (k = 16) is the two-baseline variant, so it is compared with our ``pkpo_two_baselines`` (and shown
+# beside pkpo_k16).
 PUBLISHED = {
     "grpo": (39.6, 42.4, 43.0),
     "grpo_entropy": (47.2, 53.4, 54.0),
@@ -291,7 +293,8 @@ def curves_figure(by, path: Path) -> str | None:
             continue
         drew = True
         for ax, key in zip(axes[:2], ("pass@1", "pass@16")):
-            # the evaluations during training (on the first eval_problems mazes; not the final, larger set)
+            # the evaluations during training (on the first eval_problems mazes; not the final,
+            # larger set)
             n0 = [c["eval"]["num_problems"][0] for c in curves]
             pts = [
                 (
@@ -400,10 +403,11 @@ def eval_samples_done(run_dir: Path) -> int:
 def cost_estimate(finals: list[dict]) -> str:
     """The full benchmark's CPU time, extrapolated from the CPU seconds these runs measured.
 
-    From the warm start of each report seed: its fit's CPU seconds per warm-start step (stored with the
-    cached weights) and, by difference with the whole ``warm_start`` run, the CPU seconds per evaluation
-    sample. From each RL run: (CPU seconds - its evaluation samples x that cost) / RL steps. The full
-    benchmark (``PRESETS["maze"]`` and the grid of :mod:`pkpo.rl.sweeps.maze`) is then counted run by run.
+    From the warm start of each report seed: its fit's CPU seconds per warm-start step (stored with
+    the cached weights) and, by difference with the whole ``warm_start`` run, the CPU seconds per
+    evaluation sample. From each RL run: (CPU seconds - its evaluation samples x that cost) / RL
+    steps. The full benchmark (``PRESETS["maze"]`` and the grid of :mod:`pkpo.rl.sweeps.maze`) is
+    then counted run by run.
     """
     import torch
 
@@ -487,7 +491,9 @@ def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
 
 def replace_maze_blocks(text: str, blocks: dict[str, str]) -> str:
     """Replace the ``maze-*`` generated blocks of ``text`` (the others are left as they are)."""
-    pattern = re.compile(r"(<!-- generated:(maze-[\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL)
+    pattern = re.compile(
+        r"(<!-- generated:(maze-[\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL
+    )
     found = set()
 
     def sub(m):

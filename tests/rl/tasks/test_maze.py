@@ -67,7 +67,8 @@ def test_shortest_path_matches_brute_force_bfs_and_is_legal():
         assert len(path) == maze.dist[maze.start] > 0
         end, legal = maze.walk(path)
         assert legal and end == maze.goal
-        # brute force: in a tree the shortest path is the only simple path; no legal walk shorter reaches the goal
+        # brute force: in a tree the shortest path is the only simple path; no legal walk shorter
+        # reaches the goal
         for length in range(len(path)):
             for moves in itertools.product("UDLR", repeat=length) if length <= 4 else ():
                 end, legal = maze.walk("".join(moves))

@@ -1,29 +1,31 @@
-"""The maze benchmark (MaxRL's maze study at CPU scale): every method tuned on validation mazes, then
-reported on held-out mazes over paired seeds.
+"""The maze benchmark: MaxRL's maze study at CPU scale, every method tuned, then paired seeds.
+
+Every method is tuned on validation mazes, then reported on held-out mazes over paired seeds.
 
 ::
 
-    python -m pkpo.rl.sweeps.maze --out runs/maze                  # the full benchmark (about 2 h on 2 cores)
-    python -m pkpo.rl.sweeps.maze --out runs/maze --jobs 2         # two runs at a time, one thread each
-    python -m pkpo.rl.sweeps.maze --out runs/maze --methods grpo,pkpo_k16 --lrs 1e-3 --steps 100   # reduced
+    python -m pkpo.rl.sweeps.maze --out runs/maze            # the full benchmark
+    python -m pkpo.rl.sweeps.maze --out runs/maze --jobs 2   # two runs at a time (one thread each)
+    python -m pkpo.rl.sweeps.maze --out runs/maze --methods grpo,pkpo_k16 --no-tune --steps 100
 
-Three stages, each resumable (a finished run with the same config is reused, an interrupted one resumes
-from its checkpoint), in folders named after the method:
+Three stages, each resumable (a finished run with the same config is reused, an interrupted one
+resumes from its checkpoint), in folders named after the method:
 
-1. **Warm starts** (supervised shortest paths, cached per seed) for the tuning seed and every report seed;
-   each report seed's warm start is evaluated on the held-out mazes as the run ``warm_start``.
+1. **Warm starts** (supervised shortest paths, cached per seed) for the tuning seed and every report
+   seed; each report seed's warm start is evaluated on the held-out mazes as the run ``warm_start``.
 2. **Tuning** (``OUT/tune/<method>/<point>/seed<TUNE_SEED>``): every point of the method's grid (the
-   learning rates, times its own parameter grid from :data:`PARAM_GRID`) with the tuning seed, evaluated
-   on the validation mazes. The best point maximises :func:`tuning_score` (the mean of validation pass@1 and
-   pass@16 at temperature 1: the two ends of the published table).
+   learning rates, times its own parameter grid from :data:`PARAM_GRID`) with the tuning seed,
+   evaluated on the validation mazes. The best point maximises :func:`tuning_score` (the mean of
+   validation pass@1 and pass@16 at temperature 1: the two ends of the published table).
 3. **Report** (``OUT/runs/<method>/seed<s>``): each method at its best point for every report seed
-   (paired: a seed's runs share its warm start, its training mazes and the held-out mazes), evaluated on
-   the held-out mazes at temperature 1 (pass@k for k up to ``eval_samples``) by the trainer, and at
-   :data:`LOW_TEMPERATURE` (near-greedy pass@1) here, saved as ``eval_low_temperature.json`` beside the run.
+   (paired: a seed's runs share its warm start, its training mazes and the held-out mazes),
+   evaluated on the held-out mazes at temperature 1 (pass@k for k up to ``eval_samples``) by the
+   trainer, and at :data:`LOW_TEMPERATURE` (near-greedy pass@1) here, saved as
+   ``eval_low_temperature.json`` beside the run.
 
-Every method gets the same samples: ``steps`` x ``prompts_per_step`` x ``n``. A method the trainer does not
-know (its config fails validation) is skipped with a message, so the benchmark runs with whatever subset
-of methods the installed trainer offers.
+Every method gets the same samples: ``steps`` x ``prompts_per_step`` x ``n``. A method the trainer
+does not know (its config fails validation) is skipped with a message, so the benchmark runs with
+whatever subset of methods the installed trainer offers.
 """
 
 from __future__ import annotations
@@ -111,8 +113,11 @@ def try_config(base: TrainConfig, changes: dict) -> TrainConfig | None:
 
 
 def low_temperature_eval(cfg: TrainConfig, cache_dir: str) -> dict:
-    """Near-greedy pass@1 of a finished run's final policy (or of the warm start for ``steps == 0``) on the
-    final evaluation set, saved as ``eval_low_temperature.json`` in the run folder (reused when present)."""
+    """Near-greedy pass@1 of a finished run's final policy on its final evaluation set.
+
+    The warm start's when ``steps == 0``. Saved as ``eval_low_temperature.json`` in the run folder and
+    reused when present.
+    """
     path = Path(cfg.out_dir) / "eval_low_temperature.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -158,7 +163,8 @@ def run_benchmark(
 ) -> dict:
     """The three stages (module docstring); returns {method: best tuning point}.
 
-    A run folder holding a run with other settings is refused (``overwrite``: replaced), as in ``pkpo sweep``.
+    A run folder holding a run with other settings is refused (``overwrite``: replaced), as in
+    ``pkpo sweep``.
     """
     base = TrainConfig.from_dict(
         {**TrainConfig().to_dict(), **MAZE_PRESET, **(overrides or {})}

@@ -1,34 +1,37 @@
 """Mazes: the task of MaxRL's "infinite data" study (arXiv 2602.02710), at CPU scale.
 
-A maze of side ``size`` (odd, >= 5) is a grid of walls and open squares made by Prim's algorithm on the
-``c x c`` cells at odd coordinates, c = (size - 1) / 2: a *perfect* maze, whose open squares form a tree
-(one path between any two of them). Start and goal are two distinct cells. The prompt is the grid, one
-character a square, rows separated by a newline token, between grid markers; the answer is a move
-sequence ended by *done*::
+A maze of side ``size`` (odd, >= 5) is a grid of walls and open squares made by Prim's algorithm on
+the ``c x c`` cells at odd coordinates, c = (size - 1) / 2: a *perfect* maze, whose open squares
+form a tree (one path between any two of them). Start and goal are two distinct cells. The prompt is
+the grid, one character a square, rows separated by a newline token, between grid markers; the
+answer is a move sequence ended by *done*::
 
     <#########|#S....#.#|###.#.#.#|#.....#.#|#.#####.#|#.#...#.#|#.#.#.#.#|#...#..G#|#########>
     ->   RRRDDLLDDDDRRRURDDRR!        (one legal path; the reference is the shortest path)
 
-Tokens: ``#`` wall, ``.`` path, ``S`` start, ``G`` goal, ``|`` newline, ``<`` grid start, ``>`` grid end /
-path start; moves ``U D L R`` (one square each) and ``!`` done. (MaxRL uses one token per symbol in a
-32-token vocabulary; the GPT here reads one printable character per token, the same sequence.)
+Tokens: ``#`` wall, ``.`` path, ``S`` start, ``G`` goal, ``|`` newline, ``<`` grid start, ``>`` grid
+end / path start; moves ``U D L R`` (one square each) and ``!`` done. (MaxRL uses one token per
+symbol in a 32-token vocabulary; the GPT here reads one printable character per token, the same
+sequence.)
 
-Binary reward (``maze``): 1 when the moves before the first ``!`` are all legal (each lands on an open
-square inside the grid) and end on the goal, else 0. A completion without ``!`` or with any other
-character before it scores 0; text after the first ``!`` is ignored (as in MaxRL's ``judge_maze``).
-Unlike ``judge_maze``, walking through the goal and on does not count: the walk must stop there.
+Binary reward (``maze``): 1 when the moves before the first ``!`` are all legal (each lands on an
+open square inside the grid) and end on the goal, else 0. A completion without ``!`` or with any
+other character before it scores 0; text after the first ``!`` is ignored (as in MaxRL's
+``judge_maze``). Unlike ``judge_maze``, walking through the goal and on does not count: the walk
+must stop there.
 
 Continuous reward (``maze-progress``, for maxg@k and TailRL): 1 for a success, else
 ``PARTIAL * progress``, where progress = max(0, (d(start) - d(p)) / d(start)) is the fraction of the
-shortest-path distance d to the goal covered by the last square p reached by legal moves (a walk stops
-at its first illegal move; a malformed completion gets 0). Failures thus stay below every success.
+shortest-path distance d to the goal covered by the last square p reached by legal moves (a walk
+stops at its first illegal move; a malformed completion gets 0). Failures thus stay below every
+success.
 
 Splits: a maze belongs to ``heldout`` when a hash of its prompt falls in bucket 0 of
-:data:`SPLIT_BUCKETS`, to ``validation`` in bucket 1, else to ``train``, so the three sets are disjoint
-whatever the seeds. Training mazes are generated lazily, one per index (a fresh maze for every draw of
-the trainer when ``n_train >= steps x prompts``); validation and held-out sets are distinct mazes drawn
-once. The warm start (:meth:`MazeTask.warmstart_batch`) demonstrates shortest paths on fresh training
-mazes.
+:data:`SPLIT_BUCKETS`, to ``validation`` in bucket 1, else to ``train``, so the three sets are
+disjoint whatever the seeds. Training mazes are generated lazily, one per index (a fresh maze for
+every draw of the trainer when ``n_train >= steps x prompts``); validation and held-out sets are
+distinct mazes drawn once. The warm start (:meth:`MazeTask.warmstart_batch`) demonstrates shortest
+paths on fresh training mazes.
 """
 
 from __future__ import annotations
@@ -55,9 +58,9 @@ PARTIAL = 0.5  # maze-progress: a failure earns this times the fraction of the d
 def prim_maze(cells: int, rng: np.random.Generator) -> np.ndarray:
     """A perfect maze by randomised Prim's algorithm: a bool grid (2c+1, 2c+1), True = wall.
 
-    Cell (i, j) is square (2i+1, 2j+1). From a random cell, repeatedly pick a random frontier edge (a
-    visited cell and an unvisited neighbour) and carve it: the wall square between them and the new
-    cell. Every cell is joined exactly once, so the open squares form a spanning tree.
+    Cell (i, j) is square (2i+1, 2j+1). From a random cell, repeatedly pick a random frontier edge
+    (a visited cell and an unvisited neighbour) and carve it: the wall square between them and the
+    new cell. Every cell is joined exactly once, so the open squares form a spanning tree.
     """
     if cells < 1:
         raise ValueError(f"a maze needs at least one cell, got {cells}")
@@ -184,7 +187,8 @@ def maze_success(maze: Maze, completion: str) -> float:
 
 
 def maze_progress(maze: Maze, completion: str) -> float:
-    """Continuous reward: 1 for a success, else PARTIAL * max(0, (d(start) - d(p)) / d(start)), p the last
+    """Continuous reward: 1 for a success, else PARTIAL * max(0, (d(start) - d(p)) / d(start)), p
+    the last
     square reached by legal moves (0 for a malformed completion)."""
     moves = parse_moves(completion)
     if moves is None:
@@ -317,7 +321,8 @@ class MazeTask:
         return (maze_success if self.binary else maze_progress)(problem.answer, completion)
 
     def classify(self, problem: Problem, completion: str) -> str:
-        """What a completion did: ``solved``, ``stopped`` (legal moves, done elsewhere), ``wall`` (an
+        """What a completion did: ``solved``, ``stopped`` (legal moves, done elsewhere), ``wall``
+        (an
         illegal move) or ``malformed`` (no ``!``, or another character before it)."""
         moves = parse_moves(completion)
         if moves is None:
