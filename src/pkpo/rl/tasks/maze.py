@@ -88,7 +88,7 @@ def prim_maze(cells: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def distances_to(walls: np.ndarray, target: tuple[int, int]) -> np.ndarray:
-    """Breadth-first shortest-path distance (in moves) from every square to ``target``; -1 off the maze."""
+    """Breadth-first distance in moves from every square to ``target`` (-1 on walls)."""
     dist = np.full(walls.shape, -1, dtype=np.int64)
     dist[target] = 0
     queue = deque([target])
@@ -158,7 +158,7 @@ class Maze:
         return "".join(moves)
 
     def walk(self, moves: str) -> tuple[tuple[int, int], bool]:
-        """Follow ``moves`` from the start: (last square reached by legal moves, all moves legal)."""
+        """Follow ``moves`` from the start: (last square reached by legal moves, all legal?)."""
         r, c = self.start
         for move in moves:
             dr, dc = MOVES[move]
@@ -170,7 +170,7 @@ class Maze:
 
 
 def parse_moves(completion: str) -> str | None:
-    """The moves before the first ``!``, or None when there is no ``!`` or another character precedes it."""
+    """The moves before the first ``!``; None without ``!`` or with another character before it."""
     moves, done, _ = completion.partition(DONE)
     if not done or any(ch not in MOVES for ch in moves):
         return None
@@ -178,7 +178,7 @@ def parse_moves(completion: str) -> str | None:
 
 
 def maze_success(maze: Maze, completion: str) -> float:
-    """Binary reward: 1.0 when the moves before ``!`` are all legal and stop on the goal, else 0.0."""
+    """Binary reward: 1.0 when the moves before ``!`` are legal and stop on the goal, else 0.0."""
     moves = parse_moves(completion)
     if moves is None:
         return 0.0
@@ -201,7 +201,7 @@ def maze_progress(maze: Maze, completion: str) -> float:
 
 
 def split_of(prompt: str) -> str:
-    """``heldout``, ``validation`` or ``train``: a hash (blake2b) of the maze's prompt, bucket 0, 1 or any other."""
+    """The split of a maze by a hash (blake2b) of its prompt: bucket 0 heldout, 1 validation, else train."""
     bucket = (
         int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "big")
         % SPLIT_BUCKETS
@@ -230,7 +230,7 @@ def maze_in_split(size: int, rng: np.random.Generator, split: str) -> Maze:
 
 
 def max_path_moves(size: int) -> int:
-    """The longest possible shortest path on a side-``size`` maze: open squares - 1 (a path through all)."""
+    """The longest possible shortest path on a side-``size`` maze: open squares - 1."""
     cells = (size - 1) // 2
     return 2 * cells * cells - 2
 
@@ -238,7 +238,8 @@ def max_path_moves(size: int) -> int:
 @dataclass(frozen=True)
 class MazeConfig:
     size: int = 9  # side of the grid (odd): 2 x cells + 1; MaxRL's is 17
-    n_train: int = 100_000  # training mazes (lazy: one per index; a fresh one per draw when >= steps x prompts)
+    # training mazes (lazy: one per index; a fresh one per draw when n_train >= steps x prompts)
+    n_train: int = 100_000
     n_validation: int = 256  # validation mazes (tuning)
     n_heldout: int = 256  # held-out mazes (final numbers)
     seed: int = 0  # maze-generation seed
@@ -264,7 +265,7 @@ class MazeConfig:
 
 
 class TrainingMazes(Sequence):
-    """``n`` training mazes, each made on demand from (seed, index): item i is always the same maze."""
+    """``n`` training mazes, each made on demand from (seed, index): item i is always the same."""
 
     def __init__(self, config: MazeConfig):
         self.config = config
@@ -284,7 +285,7 @@ class TrainingMazes(Sequence):
 
 
 class MazeTask:
-    """Reach the goal of a Prim's maze (module docstring); binary or continuous (progress) reward."""
+    """Reach the goal of a Prim's maze (module docstring); binary or progress reward."""
 
     def __init__(self, config: MazeConfig | None = None, **kwargs):
         self.config = (config or MazeConfig(**kwargs)).validate()
