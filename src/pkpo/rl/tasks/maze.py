@@ -201,7 +201,7 @@ def maze_progress(maze: Maze, completion: str) -> float:
 
 
 def split_of(prompt: str) -> str:
-    """The split of a maze by a hash (blake2b) of its prompt: bucket 0 heldout, 1 validation, else train."""
+    """The split of a maze by a hash (blake2b) of its prompt: bucket 0 heldout, 1 validation."""
     bucket = (
         int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "big")
         % SPLIT_BUCKETS
