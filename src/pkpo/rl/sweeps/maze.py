@@ -97,12 +97,12 @@ def point_label(point: dict) -> str:
 
 
 def tuning_score(final: dict) -> float:
-    """The tuning criterion: the mean of pass@1 and pass@16 (temperature 1) on the evaluated mazes."""
+    """The tuning criterion: the mean of pass@1 and pass@16 (T = 1) on the evaluated mazes."""
     return 0.5 * (final["pass@1"] + final["pass@16"])
 
 
 def try_config(base: TrainConfig, changes: dict) -> TrainConfig | None:
-    """``base`` with ``changes``, validated; None (with a note) when this trainer lacks the method or option."""
+    """``base`` with ``changes``, validated; None (with a note) if the trainer lacks the method."""
     try:
         return TrainConfig.from_dict({**base.to_dict(), **changes}).validate()
     except (ValueError, TypeError) as exc:
@@ -115,8 +115,8 @@ def try_config(base: TrainConfig, changes: dict) -> TrainConfig | None:
 def low_temperature_eval(cfg: TrainConfig, cache_dir: str) -> dict:
     """Near-greedy pass@1 of a finished run's final policy on its final evaluation set.
 
-    The warm start's when ``steps == 0``. Saved as ``eval_low_temperature.json`` in the run folder and
-    reused when present.
+    The warm start's when ``steps == 0``. Saved as ``eval_low_temperature.json`` in the run
+    folder and reused when present.
     """
     path = Path(cfg.out_dir) / "eval_low_temperature.json"
     if path.exists():
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
         "--set",
         default="{}",
         metavar="JSON",
-        help="other TrainConfig overrides of the preset, as JSON (e.g. '{\"final_eval_problems\": 128}')",
+        help="other TrainConfig overrides of the preset as JSON: '{\"final_eval_problems\": 128}'",
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
     parser.add_argument(
@@ -273,12 +273,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHOD_RUNS]
-    if unknown or args.jobs < 1 or (args.steps is not None and args.steps < 1):
+    if unknown:
         print(
-            f"maze benchmark: error: unknown methods {unknown} (expected {list(METHOD_RUNS)}), or --jobs/--steps "
-            "below 1",
+            f"maze benchmark: error: unknown methods {unknown}; expected {list(METHOD_RUNS)}",
             file=sys.stderr,
         )
+        return 2
+    if args.jobs < 1 or (args.steps is not None and args.steps < 1):
+        print("maze benchmark: error: --jobs and --steps must be >= 1", file=sys.stderr)
         return 2
     t0 = time.time()
     out = Path(args.out)
