@@ -83,3 +83,18 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
         tmp_path, ["grpo", "pkpo_k16"], lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny, progress=False
     )
     assert again == best
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--methods", "grpo,ppo"], "unknown methods ['ppo']"),
+        (["--jobs", "0"], "--jobs and --steps must be >= 1"),
+        (["--set", '{"lr": -1}'], "bad --set: lr must be > 0"),
+        (["--set", '{"no_such_field": 1}'], "bad --set: unknown config keys"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    assert mb.main(["--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
