@@ -379,6 +379,17 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
         )
         + "; the tuning stage of the full benchmark did not run in this session.",
     ]
+    from pkpo.rl.config import PRESETS
+    from pkpo.rl.sweeps.maze import METHOD_RUNS
+
+    differ = [f"{key} {cfg[key]} (preset {value})" for key, value in sorted(PRESETS["maze"].items())
+              if key in cfg and cfg[key] != (list(value) if isinstance(value, tuple) else value)]
+    missing = [m for m in METHOD_RUNS if m not in by]
+    if differ or missing or not tuned:
+        lines.append("**A reduced run**, not the full benchmark: "
+                     + "; ".join(filter(None, [", ".join(differ),
+                                               f"not run: {', '.join(f'`{m}`' for m in missing)}"
+                                               if missing else ""])) + ".")
     if cpu:
         lines.append(
             f"CPU time per RL run: mean {np.mean(cpu):.0f} s (min {min(cpu):.0f}, max {max(cpu):.0f}), "
