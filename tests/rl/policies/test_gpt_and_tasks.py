@@ -194,3 +194,22 @@ def test_shared_prompt_sampling_follows_the_full_forward_pass():
             logits = model(ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(len(seq))[None])[0, -1]
             assert int(s.completion_ids[row, t]) == int(logits.argmax())
             seq.append(int(logits.argmax()))
+
+
+def test_shared_prefix_attention_equals_attention_over_the_repeated_prefix():
+    from pkpo.rl.policies.gpt import shared_prefix_attention
+
+    torch.manual_seed(0)
+    B, n, h, L, T, hd = 2, 3, 2, 5, 4, 8
+    q = torch.randn(B * n, h, T, hd)
+    k, v = torch.randn(B * n, h, T, hd), torch.randn(B * n, h, T, hd)
+    prefix_k, prefix_v = torch.randn(B, h, L, hd), torch.randn(B, h, L, hd)
+    prefix_mask = torch.ones(B, L, dtype=torch.bool)
+    prefix_mask[1, :2] = False  # a left-padded prompt
+    own_mask = torch.ones(T, T, dtype=torch.bool).tril()[None, None].expand(B * n, 1, T, T)
+    out = shared_prefix_attention(q, k, v, prefix_k, prefix_v, prefix_mask, own_mask, n)
+    keys = torch.cat([prefix_k.repeat_interleave(n, 0), k], 2)
+    values = torch.cat([prefix_v.repeat_interleave(n, 0), v], 2)
+    mask = torch.cat([prefix_mask.repeat_interleave(n, 0)[:, None, None, :].expand(B * n, 1, T, L), own_mask], -1)
+    reference = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)

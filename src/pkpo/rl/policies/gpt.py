@@ -85,26 +85,56 @@ class KVCache:
 
     One tensor per layer (not one for all layers) so that a differentiable pass can write a layer's keys
     and then read them without a later layer's write invalidating what autograd saved.
+
+    A cache made by :meth:`expand` also holds a *shared prefix*: the keys and values of B prompts, each
+    read by a group of n consecutive rows, which are never copied n times (:func:`shared_prefix_attention`).
     """
 
     def __init__(self, n_layer, batch, n_head, t_max, head_dim, dtype, device):
         shape = (batch, n_head, t_max, head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
-        self.length = 0  # filled positions (same for every row)
+        self.length = 0  # filled positions of the rows' own keys (same for every row)
+        self.prefix = None  # (keys per layer, values per layer, key mask (B, L), n) after expand()
 
-    def expand(self, n: int, extra: int) -> "KVCache":
-        """The filled part of every row repeated n times (prompt-major, like ``repeat_interleave``), with
-        room for ``extra`` more positions: a group of n samples shares its prompt's keys and values."""
+    def expand(self, n: int, extra: int, mask: torch.Tensor) -> "KVCache":
+        """A cache for B*n rows (prompt-major) whose prefix is this cache's filled part, shared by each
+        group of n rows without copying, with room for ``extra`` own positions; ``mask`` (B, L) marks
+        the real (non-pad) prefix keys."""
         out = KVCache.__new__(KVCache)
-
-        def grow(t):
-            filled = t[:, :, : self.length].repeat_interleave(n, dim=0)
-            return torch.cat([filled, filled.new_zeros(filled.shape[:2] + (extra,) + filled.shape[3:])], dim=2)
-
-        out.k, out.v = [grow(t) for t in self.k], [grow(t) for t in self.v]
-        out.length = self.length
+        L = self.length
+        out.prefix = ([t[:, :, :L] for t in self.k], [t[:, :, :L] for t in self.v], mask, n)
+        B, h, _, hd = self.k[0].shape
+        out.k = [self.k[0].new_zeros((B * n, h, extra, hd)) for _ in self.k]
+        out.v = [self.v[0].new_zeros((B * n, h, extra, hd)) for _ in self.v]
+        out.length = 0
         return out
+
+
+def shared_prefix_attention(q, k, v, prefix_k, prefix_v, prefix_mask, own_mask, n: int):
+    """Softmax attention of each row's queries over [its group's prefix keys, its own keys].
+
+    q, k, v: (B*n, h, T, hd) and (B*n, h, T_own, hd), rows prompt-major; prefix_k, prefix_v:
+    (B, h, L, hd), read by the n rows of group b; prefix_mask (B, L) and own_mask (B*n, 1, T, T_own)
+    are True where a query may attend. The result equals scaled_dot_product_attention over the
+    concatenated keys with the prefix repeated n times, without repeating it: the prefix scores are
+    one (n*T x L) product per group, softmax(s) = exp(s - logsumexp(s)) over both parts at once.
+    """
+    BN, h, T, hd = q.shape
+    B, L = prefix_mask.shape
+    scale = hd ** -0.5
+
+    def grouped(x):  # (B*n, h, T, d) -> (B, h, n*T, d)
+        return x.reshape(B, n, h, T, x.shape[-1]).transpose(1, 2).reshape(B, h, n * T, x.shape[-1])
+
+    def ungrouped(x):  # (B, h, n*T, d) -> (B*n, h, T, d)
+        return x.reshape(B, h, n, T, x.shape[-1]).transpose(1, 2).reshape(BN, h, T, x.shape[-1])
+
+    s_prefix = (grouped(q) @ prefix_k.transpose(-1, -2)) * scale  # (B, h, n*T, L)
+    s_prefix = ungrouped(s_prefix.masked_fill(~prefix_mask[:, None, None, :], float("-inf")))
+    s_own = ((q @ k.transpose(-1, -2)) * scale).masked_fill(~own_mask, float("-inf"))  # (B*n, h, T, T_own)
+    p = torch.softmax(torch.cat([s_prefix, s_own], dim=-1), dim=-1)
+    return ungrouped(grouped(p[..., :L]) @ prefix_v) + p[..., L:] @ v
 
 
 class CausalSelfAttention(nn.Module):
@@ -124,7 +154,12 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer][:, :, start:start + T] = v
             k = cache.k[layer][:, :, : start + T]
             v = cache.v[layer][:, :, : start + T]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
+        if cache is not None and cache.prefix is not None:
+            keys, values, mask, n = cache.prefix
+            y = shared_prefix_attention(q, k, v, keys[layer], values[layer], mask,
+                                        attn_mask[..., mask.shape[1]:], n)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -258,8 +293,8 @@ class GPT(nn.Module):
     def _shared_prompt(self, prompt_ids, n: int, extra: int):
         """Run each of the B prompts once and share it with its n samples.
 
-        Returns the logits after each prompt (B*n, V), a KV cache of B*n rows holding the prompts with room
-        for ``extra`` more positions, the prompt key mask (B*n, L) and the next position ids (B*n,). The
+        Returns the logits after each prompt (B*n, V), a KV cache of B*n rows whose shared prefix is the
+        prompts (read by each group of n rows, not copied) with room for ``extra`` more positions, the prompt key mask (B*n, L) and the next position ids (B*n,). The
         prompt is most of every sequence on the maze task, so this divides its cost by n, in sampling and
         (with gradients) in scoring.
         """
@@ -270,7 +305,7 @@ class GPT(nn.Module):
         cache = KVCache(self.cfg.n_layer, ids.shape[0], self.cfg.n_head, ids.shape[1],
                         self.cfg.d_model // self.cfg.n_head, self.head.weight.dtype, dev)
         logits = self.forward(ids, mask, pos, cache)[:, -1]  # (B, V)
-        return (logits.repeat_interleave(n, dim=0), cache.expand(n, extra), mask.repeat_interleave(n, dim=0),
+        return (logits.repeat_interleave(n, dim=0), cache.expand(n, extra, mask), mask.repeat_interleave(n, dim=0),
                 (pos[:, -1] + 1).repeat_interleave(n, dim=0))
 
     def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
