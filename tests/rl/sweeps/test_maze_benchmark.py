@@ -98,3 +98,17 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert mb.main(["--out", str(tmp_path / "out"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_pkpo_train_preset_maze_runs(tmp_path, capsys):
+    from pkpo.rl.cli import train_main
+
+    argv = ["--preset", "maze", "--warm-steps", "2", "--steps", "2", "--eval-problems", "2",
+            "--final-eval-problems", "2", "--n-validation", "4", "--n-heldout", "4", "--eval-every", "0",
+            "--d-model", "16", "--n-layer", "1", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"),
+            "--no-progress"]
+    assert train_main(argv) == 0
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert final["name"].startswith("maze9__") and final["config"]["task"] == "maze"
+    assert final["problems_seen"] == 2 * final["config"]["prompts_per_step"]
