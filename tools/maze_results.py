@@ -390,6 +390,10 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
                      + "; ".join(filter(None, [", ".join(differ),
                                                f"not run: {', '.join(f'`{m}`' for m in missing)}"
                                                if missing else ""])) + ".")
+    commands = out / "commands.txt"
+    if commands.exists():
+        unique = list(dict.fromkeys(commands.read_text().splitlines()))
+        lines.append("Commands that made these runs:\n\n```bash\n" + "\n".join(unique) + "\n```")
     if cpu:
         lines.append(
             f"CPU time per RL run: mean {np.mean(cpu):.0f} s (min {min(cpu):.0f}, max {max(cpu):.0f}), "

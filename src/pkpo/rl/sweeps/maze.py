@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -285,6 +286,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / "commands.txt", "a") as fh:  # what made the runs in this folder, for the report
+        fh.write(shlex.join(["python", "-m", "pkpo.rl.sweeps.maze", *(argv or sys.argv[1:])]) + "\n")
     try:
         overrides = {**json.loads(args.set), **({"steps": args.steps} if args.steps else {})}
         TrainConfig.from_dict({**TrainConfig().to_dict(), **MAZE_PRESET, **overrides}).validate()
