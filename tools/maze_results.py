@@ -275,6 +275,43 @@ def training_reward(run_dir: Path) -> np.ndarray:
     return np.array([r["reward/mean"] for r in records if "reward/mean" in r])
 
 
+def findings(finals: list[dict], by, kmax: int) -> str:
+    """Sentences computed from the paired differences: what RL did to the warm start, and the headline."""
+
+    def diff(a, b, k):
+        return paired_difference(finals, a, b, k) if a in by and b in by else None
+
+    def moved(d):
+        return (
+            "not resolved"
+            if d is None or np.isnan(d["lo"]) or d["lo"] <= 0 <= d["hi"]
+            else ("raised" if d["lo"] > 0 else "lowered")
+        )
+
+    lines = []
+    for m in [m for m in by if m != WARM]:
+        d1, dk = diff(m, WARM, 1), diff(m, WARM, kmax)
+        if d1 and dk:
+            lines.append(
+                f"- `{m}` against the warm start: pass@1 {fmt(d1)} points ({moved(d1)}), pass@{kmax} "
+                f"{fmt(dk)} points ({moved(dk)}; 95 % CI over {d1['basis']})."
+            )
+    for a, b in (("pkpo_k16", "grpo"), ("pkpo_two_baselines", "grpo"), ("maxrl", "grpo")):
+        for k in (1, kmax):
+            d = diff(a, b, k)
+            if d:
+                said = {
+                    "holds": "the published order holds",
+                    "reversed": "the published order is reversed",
+                }
+                lines.append(
+                    f"- `{a}` − `{b}` at pass@{k}: {fmt(d)} points (95 % CI over {d['basis']}); the "
+                    f"published table has PKPO (k = 16) or MaxRL above GRPO at pass@1 and at its "
+                    f"largest k: {said.get(verdict(d), verdict(d))}."
+                )
+    return "\n".join(lines) or "No paired runs to compare."
+
+
 def curves_figure(by, path: Path) -> str | None:
     """Held-out pass@1 and pass@16 during training (mean over seeds) and the training reward, per method."""
     import matplotlib
@@ -382,14 +419,26 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
     from pkpo.rl.config import PRESETS
     from pkpo.rl.sweeps.maze import METHOD_RUNS
 
-    differ = [f"{key} {cfg[key]} (preset {value})" for key, value in sorted(PRESETS["maze"].items())
-              if key in cfg and cfg[key] != (list(value) if isinstance(value, tuple) else value)]
+    differ = [
+        f"{key} {cfg[key]} (preset {value})"
+        for key, value in sorted(PRESETS["maze"].items())
+        if key in cfg and cfg[key] != (list(value) if isinstance(value, tuple) else value)
+    ]
     missing = [m for m in METHOD_RUNS if m not in by]
     if differ or missing or not tuned:
-        lines.append("**A reduced run**, not the full benchmark: "
-                     + "; ".join(filter(None, [", ".join(differ),
-                                               f"not run: {', '.join(f'`{m}`' for m in missing)}"
-                                               if missing else ""])) + ".")
+        lines.append(
+            "**A reduced run**, not the full benchmark: "
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        ", ".join(differ),
+                        f"not run: {', '.join(f'`{m}`' for m in missing)}" if missing else "",
+                    ],
+                )
+            )
+            + "."
+        )
     commands = out / "commands.txt"
     if commands.exists():
         unique = list(dict.fromkeys(commands.read_text().splitlines()))
@@ -492,6 +541,7 @@ def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
         "maze-published": published_table(by, kmax),
         "maze-ordering": ordering_table(finals, by, kmax),
         "maze-paired": headline_table(finals, by, kmax),
+        "maze-findings": findings(finals, by, kmax),
         "maze-bias": bias_sentence(finals, by, kmax),
     }
     if figure_dir is not None:
