@@ -387,15 +387,19 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
     lrs = sorted({f["config"]["lr"] for f in finals if f["label"] != WARM})
     cpu = [f.get("cpu_s") for f in finals if f["label"] != WARM and f.get("cpu_s")]
     lines = [
-        f"Ran: {', '.join(f'`{m}`' for m in methods)}; seeds {sorted({f['seed'] for f in finals})} (paired: a "
-        "seed's runs share its warm start, its training mazes and the held-out mazes).",
-        f"Setting: {cfg['maze_size']}x{cfg['maze_size']} mazes; GPT d = {cfg['d_model']}, {cfg['n_layer']} layers, "
-        f"{cfg['n_head']} heads; warm start {cfg['warm_steps']} steps of {cfg['warm_batch']} shortest paths (lr "
-        f"{cfg['warm_lr']:g}); {cfg['steps']} RL steps of {cfg['prompts_per_step']} fresh mazes x {cfg['n']} samples "
-        f"(the same {cfg['steps'] * cfg['prompts_per_step'] * cfg['n']} samples for every method), temperature "
-        f"{cfg['temperature']:g}, advantage scale `{cfg['scale']}`; held-out evaluation on "
-        f"{cfg['final_eval_problems'] or cfg['eval_problems']} mazes x {cfg['eval_samples']} samples at T = 1, "
-        "and 4 samples at T = 0.1.",
+        (
+            f"Ran: {', '.join(f'`{m}`' for m in methods)}; seeds {sorted({f['seed'] for f in finals})} (paired: a "
+            "seed's runs share its warm start, its training mazes and the held-out mazes)."
+        ),
+        (
+            f"Setting: {cfg['maze_size']}x{cfg['maze_size']} mazes; GPT d = {cfg['d_model']}, {cfg['n_layer']} layers, "
+            f"{cfg['n_head']} heads; warm start {cfg['warm_steps']} steps of {cfg['warm_batch']} shortest paths (lr "
+            f"{cfg['warm_lr']:g}); {cfg['steps']} RL steps of {cfg['prompts_per_step']} fresh mazes x {cfg['n']} samples "
+            f"(the same {cfg['steps'] * cfg['prompts_per_step'] * cfg['n']} samples for every method), temperature "
+            f"{cfg['temperature']:g}, advantage scale `{cfg['scale']}`; held-out evaluation on "
+            f"{cfg['final_eval_problems'] or cfg['eval_problems']} mazes x {cfg['eval_samples']} samples at T = 1, "
+            "and 4 samples at T = 0.1."
+        ),
         (
             "Tuning: "
             + "; ".join(
