@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +80,20 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
         (tmp_path / "tune" / "grpo" / "lr0.001" / "seed100" / "final.json").read_text()
     )
     assert tuned["config"]["eval_split"] == "validation" and tuned["config"]["seed"] == mb.TUNE_SEED
+    # the report tool reads the folders: every block, the published rows, the reduced-run note
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+    from maze_results import maze_blocks, replace_maze_blocks
+
+    blocks = maze_blocks(tmp_path, tmp_path / "figures")
+    assert "A reduced run" in blocks["maze-setting"] and "`grpo`" in blocks["maze-table"]
+    assert "39.6" in blocks["maze-published"] and "not run" in blocks["maze-bias"]
+    assert (tmp_path / "figures" / "maze_curves.png").exists() or "No training curves" in blocks[
+        "maze-curves"
+    ]
+    doc = "".join(f"<!-- generated:{n} -->\nold\n<!-- /generated:{n} -->\n" for n in blocks)
+    assert "old" not in replace_maze_blocks(doc, blocks)
+    with pytest.raises(ValueError, match="no marker"):
+        replace_maze_blocks("", blocks)
     # a second call reuses every finished run
     again = mb.run_benchmark(
         tmp_path, ["grpo", "pkpo_k16"], lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny, progress=False
@@ -104,10 +120,33 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, message):
 def test_pkpo_train_preset_maze_runs(tmp_path, capsys):
     from pkpo.rl.cli import train_main
 
-    argv = ["--preset", "maze", "--warm-steps", "2", "--steps", "2", "--eval-problems", "2",
-            "--final-eval-problems", "2", "--n-validation", "4", "--n-heldout", "4", "--eval-every", "0",
-            "--d-model", "16", "--n-layer", "1", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"),
-            "--no-progress"]
+    argv = [
+        "--preset",
+        "maze",
+        "--warm-steps",
+        "2",
+        "--steps",
+        "2",
+        "--eval-problems",
+        "2",
+        "--final-eval-problems",
+        "2",
+        "--n-validation",
+        "4",
+        "--n-heldout",
+        "4",
+        "--eval-every",
+        "0",
+        "--d-model",
+        "16",
+        "--n-layer",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--no-progress",
+    ]
     assert train_main(argv) == 0
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     assert final["name"].startswith("maze9__") and final["config"]["task"] == "maze"
