@@ -83,11 +83,12 @@ class GPTConfig:
 class KVCache:
     """Preallocated keys and values, one (B, heads, T_max, head_dim) tensor per layer.
 
-    One tensor per layer (not one for all layers) so that a differentiable pass can write a layer's keys
-    and then read them without a later layer's write invalidating what autograd saved.
+    One tensor per layer (not one for all layers) so that a differentiable pass can write a layer's
+    keys and then read them without a later layer's write invalidating what autograd saved.
 
-    A cache made by :meth:`expand` also holds a *shared prefix*: the keys and values of B prompts, each
-    read by a group of n consecutive rows, which are never copied n times (:func:`shared_prefix_attention`).
+    A cache made by :meth:`expand` also holds a *shared prefix*: the keys and values of B prompts,
+    each read by a group of n consecutive rows and never copied n times
+    (:func:`shared_prefix_attention`).
     """
 
     def __init__(self, n_layer, batch, n_head, t_max, head_dim, dtype, device):
@@ -98,9 +99,11 @@ class KVCache:
         self.prefix = None  # (keys per layer, values per layer, key mask (B, L), n) after expand()
 
     def expand(self, n: int, extra: int, mask: torch.Tensor) -> "KVCache":
-        """A cache for B*n rows (prompt-major) whose prefix is this cache's filled part, shared by each
-        group of n rows without copying, with room for ``extra`` own positions; ``mask`` (B, L) marks
-        the real (non-pad) prefix keys."""
+        """A cache for B*n rows (prompt-major) whose prefix is this cache's filled part.
+
+        Each group of n rows shares it without a copy; there is room for ``extra`` own positions;
+        ``mask`` (B, L) marks the real (non-pad) prefix keys.
+        """
         out = KVCache.__new__(KVCache)
         L = self.length
         out.prefix = ([t[:, :, :L] for t in self.k], [t[:, :, :L] for t in self.v], mask, n)
@@ -132,7 +135,8 @@ def shared_prefix_attention(q, k, v, prefix_k, prefix_v, prefix_mask, own_mask, 
 
     s_prefix = (grouped(q) @ prefix_k.transpose(-1, -2)) * scale  # (B, h, n*T, L)
     s_prefix = ungrouped(s_prefix.masked_fill(~prefix_mask[:, None, None, :], float("-inf")))
-    s_own = ((q @ k.transpose(-1, -2)) * scale).masked_fill(~own_mask, float("-inf"))  # (B*n, h, T, T_own)
+    s_own = (q @ k.transpose(-1, -2)) * scale  # (B*n, h, T, T_own)
+    s_own = s_own.masked_fill(~own_mask, float("-inf"))
     p = torch.softmax(torch.cat([s_prefix, s_own], dim=-1), dim=-1)
     return ungrouped(grouped(p[..., :L]) @ prefix_v) + p[..., L:] @ v
 
@@ -293,9 +297,10 @@ class GPT(nn.Module):
     def _shared_prompt(self, prompt_ids, n: int, extra: int):
         """Run each of the B prompts once and share it with its n samples.
 
-        Returns the logits after each prompt (B*n, V), a KV cache of B*n rows whose shared prefix is the
-        prompts (read by each group of n rows, not copied) with room for ``extra`` more positions, the prompt key mask (B*n, L) and the next position ids (B*n,). The
-        prompt is most of every sequence on the maze task, so this divides its cost by n, in sampling and
+        Returns the logits after each prompt (B*n, V); a KV cache of B*n rows whose shared prefix
+        is the prompts (read by each group of n rows, not copied), with room for ``extra`` more
+        positions; the prompt key mask (B*n, L); and the next position ids (B*n,). The prompt is
+        most of every sequence on the maze task, so this divides its cost by n, in sampling and
         (with gradients) in scoring.
         """
         dev = self.device
@@ -305,14 +310,16 @@ class GPT(nn.Module):
         cache = KVCache(self.cfg.n_layer, ids.shape[0], self.cfg.n_head, ids.shape[1],
                         self.cfg.d_model // self.cfg.n_head, self.head.weight.dtype, dev)
         logits = self.forward(ids, mask, pos, cache)[:, -1]  # (B, V)
-        return (logits.repeat_interleave(n, dim=0), cache.expand(n, extra, mask), mask.repeat_interleave(n, dim=0),
-                (pos[:, -1] + 1).repeat_interleave(n, dim=0))
+        rows = (logits, mask, pos[:, -1] + 1)
+        logits, mask, next_pos = (t.repeat_interleave(n, dim=0) for t in rows)
+        return logits, cache.expand(n, extra, mask[::n]), mask, next_pos
 
     def token_logprobs(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token log p and entropy of the completion positions: two (B*n, T) tensors (0 off the mask).
+        """Per-token log p and entropy of the completions: two (B*n, T) tensors (0 off the mask).
 
-        Each prompt is run once for its n samples (:meth:`_shared_prompt`), then the completions read its
-        cached keys and values: the same logits as one pass over prompt + completion (tested).
+        Each prompt is run once for its n samples (:meth:`_shared_prompt`), then the completions
+        read its cached keys and values: the same logits as one pass over prompt + completion
+        (tested).
         """
         dev = self.device
         comp = samples.completion_ids.to(dev)  # (B*n, T)
