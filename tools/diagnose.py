@@ -27,10 +27,12 @@ import numpy as np
 from pkpo._output import markdown_table
 from pkpo.rl.build import build
 from pkpo.rl.config import TrainConfig
+from pkpo.rl.seeding import eval_seed
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 from pkpo.rl.sweeps.runs import per_problem_pass_at_k
 from pkpo.rl.training.checkpoint import load_checkpoint
 from pkpo.rl.training.evaluation import evaluate
+from pkpo.rl.training.runfiles import RunFiles, SweepFiles, read_metrics
 
 KS = (1, 2, 4, 8, 16)
 
@@ -77,7 +79,7 @@ def summarize(detail: dict, ks=KS) -> dict:
 
 def training_batch_pass_at_k(run_dir: Path, first: int = 10) -> dict:
     """Mean training-batch ``reward/pass_at_k`` (at the step's k) over the first and the last ``first`` steps."""
-    recs = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    recs = read_metrics(RunFiles(run_dir).metrics)
     steps = [r for r in recs if "reward/pass_at_k" in r]
     if not steps:
         return {}
@@ -91,29 +93,30 @@ def diagnose_sweep(sweep: Path, *, cache_dir, fresh_problems: int = 1024, seed_o
     from tqdm.auto import tqdm
 
     sweep = Path(sweep)
-    run_dirs = sorted(p.parent for p in sweep.glob("runs/*/seed*/final.json") if p.parent.parent.name != WARM)
+    run_dirs = [p.parent for p in SweepFiles(sweep).finals() if p.parent.parent.name != WARM]
     if not run_dirs:
-        raise ValueError(f"no finished runs under {str(sweep / 'runs')!r}")
+        raise ValueError(f"no finished runs under {str(SweepFiles(sweep).runs)!r}")
     by_seed: dict[int, list[Path]] = defaultdict(list)
     for d in run_dirs:
-        cfg = TrainConfig.from_dict(json.loads((d / "final.json").read_text())["config"])
+        cfg = TrainConfig.from_dict(json.loads(RunFiles(d).final.read_text())["config"])
         by_seed[cfg.seed].append(d)
     results: dict = {"policies": [], "fresh_problems": fresh_problems}
     jobs = [(s, None) for s in sorted(by_seed)] + [(s, d) for s in sorted(by_seed) for d in by_seed[s]]
     for seed, run_dir in tqdm(jobs, desc="diagnosis", disable=not progress):
         source = run_dir or by_seed[seed][0]
-        cfg = TrainConfig.from_dict(json.loads((source / "final.json").read_text())["config"])
+        cfg = TrainConfig.from_dict(json.loads(RunFiles(source).final.read_text())["config"])
         cfg = cfg.replace(n_validation=fresh_problems, threads=1)
         policy, task, _, _ = build(cfg, cache_dir=cache_dir, progress=False)
         if run_dir is not None:
-            policy.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
+            policy.load_state_dict(load_checkpoint(RunFiles(run_dir).checkpoint)["model"])
         label = WARM if run_dir is None else run_dir.parent.name
         entry = {"label": label, "seed": seed, "sets": {}}
         sets = {"train": task.problems("train"), "heldout": task.problems("heldout")[: cfg.eval_problems],
                 "fresh": task.problems("validation")}
         for name, problems in sets.items():
             result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=KS, max_new_tokens=cfg.max_new_tokens,
-                              temperature=cfg.temperature, seed=seed * 7919 + seed_offset, detail=True)
+                              temperature=cfg.temperature, seed=eval_seed(seed, seed_offset),
+                              detail=True)
             entry["sets"][name] = summarize(result["detail"])
         if run_dir is not None:
             entry["training_batch"] = training_batch_pass_at_k(run_dir)

@@ -6,7 +6,7 @@
     python tools/maze_results.py --out runs/results/maze --print  # print the blocks instead
 
 ``--out`` is the folder of ``python -m pkpo.rl.sweeps.maze`` (``runs/<method>/seed<s>/`` with
-``final.json``, ``eval_detail.json``, ``eval_low_temperature.json`` and ``metrics.jsonl``; ``tune/``
+``final.json``, ``eval_detail.json`` and ``metrics.jsonl``; ``tune/``
 and ``tuning.json`` when the methods were tuned). Only the ``maze-*`` blocks of docs/results.md are
 replaced (tools/results.py calls :func:`maze_blocks` for ``make results``); every number comes from
 those folders.
@@ -72,9 +72,13 @@ HEADLINE = [
 ]
 
 
-def low_temperature(final: dict) -> dict | None:
+def near_greedy(final: dict) -> float | None:
+    """Near-greedy pass@1 of a run: the trainer's ``greedy_pass@1`` (T <= 0.1), or, for runs made before
+    the trainer had it, ``eval_low_temperature.json`` (T = 0.1, 4 samples) beside the run."""
+    if final.get("greedy_pass@1") is not None:
+        return final["greedy_pass@1"]
     path = Path(final["run_dir"]) / "eval_low_temperature.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return json.loads(path.read_text())["pass@1"] if path.exists() else None
 
 
 def runs_by_label(finals: list[dict]) -> dict[str, list[dict]]:
@@ -105,13 +109,13 @@ def results_table(by: dict[str, list[dict]], kmax: int) -> str:
     ks = [k for k in (1, 4, 16, kmax) if k <= kmax]
     ks = sorted(set(ks))
     head = (
-        ["run", "seeds", "pass@1, T = 0.1"]
+        ["run", "seeds", "pass@1, near-greedy"]
         + [f"pass@{k}" for k in ks]
         + ["cumulative solve rate", "entropy (nats)"]
     )
     rows = []
     for label, fs in by.items():
-        low = [(low_temperature(f) or {}).get("pass@1") for f in fs]
+        low = [near_greedy(f) for f in fs]
         rows.append(
             [f"`{label}`", len(fs), mean_se(low)]
             + [mean_se([f.get(f"pass@{k}") for f in fs]) for k in ks]
@@ -132,7 +136,7 @@ def published_table(by: dict[str, list[dict]], kmax: int) -> str:
         "published pass@256",
         "ours: run",
         "ours pass@1 (T = 1)",
-        "ours pass@1 (T = 0.1)",
+        "ours pass@1 (near-greedy)",
         f"ours pass@{kmax}",
     ]
     rows = []
@@ -142,7 +146,7 @@ def published_table(by: dict[str, list[dict]], kmax: int) -> str:
             [
                 f"`{key}`",
                 mean_se([f["pass@1"] for f in fs]),
-                mean_se([(low_temperature(f) or {}).get("pass@1") for f in fs]),
+                mean_se([near_greedy(f) for f in fs]),
                 mean_se([f.get(f"pass@{kmax}") for f in fs]),
             ]
             if fs
@@ -195,7 +199,7 @@ def ordering_table(finals: list[dict], by, kmax: int) -> str:
         "published order",
         "ours: pass@1 (T = 1)",
         "verdict",
-        "ours: pass@1 (T = 0.1)",
+        "ours: pass@1 (near-greedy)",
         "verdict",
         f"ours: pass@{kmax}",
         "verdict",
@@ -205,7 +209,7 @@ def ordering_table(finals: list[dict], by, kmax: int) -> str:
         for lo in ranked[i + 1 :]:
             d1 = paired_difference(finals, hi, lo, 1) if hi in by and lo in by else None
             d0 = paired_seed_difference(
-                by, hi, lo, lambda f: (low_temperature(f) or {}).get("pass@1")
+                by, hi, lo, lambda f: near_greedy(f)
             )
             dk = paired_difference(finals, hi, lo, kmax) if hi in by and lo in by else None
             rows.append(
@@ -226,7 +230,7 @@ def headline_table(finals: list[dict], by, kmax: int) -> str:
     head = [
         "comparison",
         "pass@1 (T = 1)",
-        "pass@1 (T = 0.1)",
+        "pass@1 (near-greedy)",
         f"pass@{kmax}",
         "cumulative solve rate",
         "per seed, pass@1 (T = 1)",
@@ -236,7 +240,7 @@ def headline_table(finals: list[dict], by, kmax: int) -> str:
         if a not in by or b not in by:
             continue
         d1, dk = paired_difference(finals, a, b, 1), paired_difference(finals, a, b, kmax)
-        d0 = paired_seed_difference(by, a, b, lambda f: (low_temperature(f) or {}).get("pass@1"))
+        d0 = paired_seed_difference(by, a, b, lambda f: near_greedy(f))
         ds = paired_seed_difference(by, a, b, lambda f: f.get("cumulative_solve_rate"))
         rows.append(
             [
@@ -397,8 +401,11 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
             f"{cfg['warm_lr']:g}); {cfg['steps']} RL steps of {cfg['prompts_per_step']} fresh mazes x {cfg['n']} samples "
             f"(the same {cfg['steps'] * cfg['prompts_per_step'] * cfg['n']} samples for every method), temperature "
             f"{cfg['temperature']:g}, advantage scale `{cfg['scale']}`; held-out evaluation on "
-            f"{cfg['final_eval_problems'] or cfg['eval_problems']} mazes x {cfg['eval_samples']} samples at T = 1, "
-            "and 4 samples at T = 0.1."
+            f"{cfg['final_eval_problems'] or cfg['eval_problems']} mazes x {cfg['eval_samples']} samples at T = "
+            f"{cfg.get('eval_temperature', cfg['temperature']):g}, and near-greedy pass@1 ("
+            + (f"T = {cfg['greedy_temperature']:g}, {cfg['greedy_samples']} samples"
+               if "greedy_temperature" in cfg else "T = 0.1, 4 samples")
+            + ")."
         ),
         (
             "Tuning: "
@@ -480,8 +487,8 @@ def cost_estimate(finals: list[dict]) -> str:
     import torch
 
     from pkpo.rl.config import PRESETS
+    from pkpo.rl.config import TrainConfig
     from pkpo.rl.sweeps.maze import (
-        LOW_TEMPERATURE_SAMPLES,
         LRS,
         METHOD_RUNS,
         REPORT_SEEDS,
@@ -514,7 +521,7 @@ def cost_estimate(finals: list[dict]) -> str:
     c = float(np.mean(per_step))
     p = PRESETS["maze"]
     evals = len(range(0, p["steps"], p["eval_every"])) * p["eval_problems"] * p["eval_samples"]
-    final = p["final_eval_problems"] * (p["eval_samples"] + LOW_TEMPERATURE_SAMPLES)
+    final = p["final_eval_problems"] * (p["eval_samples"] + TrainConfig().greedy_samples)
     run = p["steps"] * c + (evals + final) * e
     tuning = sum(len(grid_points(m, LRS)) for m in METHOD_RUNS)
     report = len(METHOD_RUNS) * len(REPORT_SEEDS)

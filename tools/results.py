@@ -6,7 +6,7 @@
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
     python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
 
-Four steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
+Five steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm start
    and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
@@ -14,9 +14,12 @@ Four steps, each resumable (finished runs are reused, interrupted ones resume fr
 2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems) for
    the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
    Folder ``OUT/sum``.
-3. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes, then
-   paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder ``OUT/maze``.
-4. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on fresh
+   seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
+4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes,
+   then paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder
+   ``OUT/maze``.
+5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an error,
    so no table can be left behind unregenerated.
@@ -34,19 +37,22 @@ from pathlib import Path
 
 import numpy as np
 
+import gauntlet  # tools/gauntlet.py, next to this file
+import gauntlet_report
 from diagnose import (  # tools/diagnose.py, next to this file
     diagnose_sweep, diagnosis_findings, diagnosis_tables, optimal_rule_distribution, pass_at_k_of)
 
 from maze_results import maze_blocks  # tools/maze_results.py, next to this file
 
-from pkpo._output import atomic_write, markdown_table
-from pkpo.rl.config import DEMO_RUNS, PRESETS, TrainConfig
+from pkpo._output import atomic_write, markdown_table, write_json
+from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import run_grid, wall_time
 from pkpo.rl.sweeps.report import behaviour_table, category_table, findings, paired_difference, \
     table_markdown, write_sweep_report
 from pkpo.rl.sweeps.runs import K_EVAL, aggregate, finished_runs
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 
+RESULTS_RUNS = ["k1", "k4", "k8", "anneal"]  # the demo setting's multi-seed study
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
 # the headline comparisons: (run a, run b, k)
 HEADLINE = [("k8", WARM, 8), ("k1", WARM, 1), ("k4", "k8", 4), ("k8", "k4", 8), ("k1", "k4", 1), ("k1", "k8", 1),
@@ -183,7 +189,8 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
                          f"```bash\n{command}\n```\n" + (f"Wall time of this regeneration: {wall / 60:.0f} min."
                                                           if wall else ""))
 
-    readme = {"readme-results": _readme(demo)}
+    blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(out / "gauntlet")
+    readme = {"readme-results": _readme(demo), "readme-gauntlet": gauntlet_readme}
     return blocks, readme
 
 
@@ -192,9 +199,9 @@ def _readme(demo: list[dict]) -> str:
     seeds = len(rows[WARM]["seeds"])
     lines = [f"- **A small policy trained from scratch** ({seeds} seeds, paired; `make demo` runs one seed) on a "
              "hidden-rule task where a majority rule is a trap and minority rules are learnable only by trying them:"]
-    for key in ("a", "b", "c1", "c4", "c8", "d", "e"):
+    for key in ("a", "b", "c1", "c4", "c8", "d", "e"):  # a claim is kept only where its rule holds
         claim = next((c for c in findings(demo) if c["id"] == key), None)
-        if claim:
+        if claim and claim["holds"]:
             lines.append(f"  - {claim['text']}")
     lines += ["", "![final held-out pass@k](docs/figures/rl/demo_final_pass_at_k.png)"]
     return "\n".join(lines)
@@ -216,7 +223,7 @@ def main(argv=None) -> int:
     cache = str(out / "cache")
     if not args.docs_only:
         demo = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
-        finals = run_grid(demo, DEMO_RUNS, args.seeds, out / "demo", jobs=args.jobs, cache_dir=cache, progress=progress)
+        finals = run_grid(demo, RESULTS_RUNS, args.seeds, out / "demo", jobs=args.jobs, cache_dir=cache, progress=progress)
         wall, note = wall_time(out / "demo", finals, time.time() - t0)
         write_sweep_report(out / "demo", finals, title="demo setting, all seeds", command="make results",
                            wall_s=wall, wall_note=note)
@@ -229,11 +236,13 @@ def main(argv=None) -> int:
                            wall_s=wall, wall_note=note)
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
-            atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+            write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
+        # the baseline gauntlet (tools/gauntlet.py): one process, resumable; the longest part
+        gauntlet.run(out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None)
         from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
 
         run_benchmark(out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress)  # about 2 h on 2 cores
-        atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
+        write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = "make results   # = python tools/results.py --out runs/results (seeds " + \

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _validation
-from ._backend import Backend, as_array
+from ._backend import Backend, as_array, backend_of
 from ._combinatorics import (
     LazyRankWeights,
     LogFactorials,
@@ -33,6 +33,46 @@ from ._combinatorics import (
     log_space_rank_weights,
     traced_log_factorial_table,
 )
+
+
+# Up to this group size a dense numpy batch applies a transform as one matrix product (BLAS):
+# at 16384 x 16 it takes 0.3 ms where a running sum takes 0.6-1 ms; at n = 64 the O(n^2) product
+# costs as much as the sums (one core, measured with benchmarks/transform.py).
+MATRIX_MAX_SIZE = 64
+
+
+class GapForm(NamedTuple):
+    """A transform of sorted groups, in the gap form every PKPO transform takes:
+
+        A_(i) = value g_(i) + floor g_(1) + sum_{t <= i} d_t prefix_t + sum_{t > i} d_t suffix_t
+
+    ``value`` and ``floor`` are numbers (or per-group arrays), ``prefix`` and ``suffix`` rank
+    weights (or None for no such sum). ``matrix`` (dense groups only) holds both sums as one
+    matrix M[u, t] = prefix_u (u <= t) or suffix_u (u > t), so that the sums are d @ M.
+    """
+
+    value: Any
+    floor: Any
+    prefix: Any
+    suffix: Any
+    matrix: Any = None
+
+    def as_matrix(self) -> "GapForm":
+        """This form with its weights (host numpy arrays of one size) as the matrix M, read-only."""
+        size = (self.prefix if self.prefix is not None else self.suffix).shape[-1]
+        rank = np.arange(size)
+        below = rank[:, None] <= rank[None, :]  # u <= t
+        matrix = np.zeros((size, size))
+        if self.prefix is not None:
+            matrix += np.where(below, np.asarray(self.prefix)[:, None], 0.0)
+        if self.suffix is not None:
+            matrix += np.where(below, 0.0, np.asarray(self.suffix)[:, None])
+        # rows of ranks whose gaps carry no weight (t < k for s^(loo-1)) are dropped: d @ M uses
+        # only the gaps from rank ``start`` on
+        start = int(np.argmax(matrix.any(axis=1))) if matrix.any() else size
+        matrix = matrix[start:]
+        matrix.setflags(write=False)
+        return GapForm(self.value, self.floor, None, None, matrix)
 
 
 @dataclass
@@ -49,6 +89,7 @@ class SortedGroups:
     scale: Any = 1.0  # values = rewards * scale, a power of two (magnitude_scale); 0-d array on the device
     check_output: bool = False  # rewards so large that a result may not fit the output dtype
     name: str = "rewards"
+    caller: Any = None  # the caller's backend when it differs (torch CPU computed by numpy)
     _weights: dict = field(default_factory=dict, repr=False)  # k -> rank weights, built once
 
     @property
@@ -92,18 +133,37 @@ class SortedGroups:
         """rho_k of every group, (..., 1): g_(1) + sum_t d_t P[max rank >= t]   (tail form of eq. 12)."""
         return self.floor + self.backend.xp.sum(self.gaps * self.weights(k).tail, axis=-1, keepdims=True)
 
+    def uses_matrix(self) -> bool:
+        """Whether :meth:`apply` takes a :meth:`GapForm.as_matrix` (dense numpy groups of at most
+        MATRIX_MAX_SIZE), rather than rank weights on the device."""
+        return self.backend.name == "numpy" and self.mask is None and self.size <= MATRIX_MAX_SIZE
+
+    def apply(self, form: GapForm):
+        """The transform ``form`` of every group, in sorted order (compute dtype).
+
+        sum_{t <= i} and sum_{t > i} are running sums along the ranks; the second is formed from
+        the right, so that sums of non-negative terms never cancel. numpy keeps its work arrays
+        in per-thread buffers (pkpo._backend.scratch)."""
+        if form.matrix is not None:
+            start = self.size - form.matrix.shape[0]  # the first rank with a weight
+            out = self.backend.matmul(self.gaps[..., start:], form.matrix.astype(self.gaps.dtype, copy=False))
+        else:
+            backend = self.backend
+            parts = []
+            if form.prefix is not None:
+                parts.append(backend.running_sum(backend.weighted(self.gaps, form.prefix, "prefix_terms"),
+                                                 slot="prefix"))
+            if form.suffix is not None:
+                parts.append(backend.running_sum(backend.weighted(self.gaps, form.suffix, "suffix_terms"),
+                                                 from_right=True, inclusive=False, slot="suffix"))
+            out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        if _nonzero(form.value):
+            out = out + form.value * self.values
+        if _nonzero(form.floor):
+            out = out + form.floor * self.floor
+        return out
+
     # --- scans ------------------------------------------------------------------------------
-    def prefix(self, v):
-        """sum_{t <= i} v_t."""
-        return self.backend.xp.cumulative_sum(v, axis=-1)
-
-    def suffix_after(self, v):
-        """sum_{t > i} v_t, computed from the right so non-negative terms never cancel."""
-        xp = self.backend.xp
-        inclusive = xp.flip(xp.cumulative_sum(xp.flip(v, axis=-1), axis=-1), axis=-1)
-        zero = xp.zeros(self.backend.shape(v)[:-1] + (1,), dtype=v.dtype, device=self.backend.device(self.like))
-        return xp.concat([inclusive[..., 1:], zero], axis=-1)
-
     def without_padding(self, sorted_result):
         """``sorted_result`` with the padding ranks t > n (ragged groups) set to 0."""
         if self.mask is None:
@@ -114,24 +174,32 @@ class SortedGroups:
         return self.backend.xp.arange(size, device=self.backend.device(self.like))
 
     def finish(self, sorted_result, rescale: bool = True):
-        """Scatter a per-rank result back to the caller's order, zero the mask, cast."""
+        """Scatter a per-rank result back to the caller's order (cast to the result dtype on the
+        way), zero the mask."""
         backend = self.backend
-        out = backend.unsort(sorted_result, self.indices)
+        out = backend.unsort(self._unscale(sorted_result, rescale), self.indices, self.result_dtype)
         if self.mask is not None:
             out = backend.xp.where(self.mask, out, 0.0)
-        return self._unscale(out, rescale)
+        return self.to_caller(self._checked(out))
 
     def per_group(self, value, rescale: bool = True):
         """Cast a per-group (..., 1) result to the result dtype and drop the last axis."""
-        return self._unscale(value[..., 0], rescale)
+        out = self.backend.astype(self._unscale(value[..., 0], rescale), self.result_dtype)
+        return self.to_caller(self._checked(out))
+
+    def to_caller(self, array):
+        """A result as the caller's kind of array."""
+        return array if self.caller is None else self.caller.to_caller(array)
 
     def _unscale(self, value, rescale: bool = True):
         """Undo the power-of-two scaling (every output is linear in the rewards; ``rescale=False``
-        for scale-free results) and cast; a result beyond the output dtype's range is an error,
-        never inf."""
+        for scale-free results)."""
         if rescale and not (isinstance(self.scale, float) and self.scale == 1.0):
             value = value * (1.0 / self.scale)
-        out = self.backend.astype(value, self.result_dtype)
+        return value
+
+    def _checked(self, out):
+        """``out``, or a ValueError for a result beyond the output dtype's range (never inf)."""
         if self.check_output and not bool(self.backend.to_numpy(self.backend.xp.isfinite(out)).all()):
             raise ValueError(
                 f"the result does not fit in {_dtype_name(self.result_dtype)}: {self.name} this close to the "
@@ -185,18 +253,24 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     checked = check_input(rewards, mask, validate=validate, binary=binary, labels=labels, k=k,
                           baseline=baseline, name=name)
     backend, x, mask, n = checked
+    result_dtype = backend.result_dtype(x)
+    caller, host = None, backend.host_view(x)
+    if host is not None:  # a torch CPU tensor, computed by numpy (Backend.host_view)
+        caller, backend, x = backend, backend_of(host), host
+        result_dtype = caller.host_view(caller.xp.empty((0,), dtype=result_dtype)).dtype  # the same dtype
+        mask = None if mask is None else caller.to_numpy(mask)
+        n = n if isinstance(n, int) else caller.to_numpy(n)
     size = backend.shape(x)[-1]
     xp = backend.xp
     compute_dtype = backend.compute_dtype(x)
 
-    result_dtype = backend.result_dtype(x)
     # Sort in the input's own dtype (faster on GPUs, and exact), then do the scans in float64.
     values = x if backend.is_floating(x) else backend.astype(x, compute_dtype)
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
         values = xp.where(mask, values, np.inf)
     values, indices = backend.sort(values)
-    values = backend.astype(values, compute_dtype)
+    values = backend.to_compute_dtype(values, compute_dtype)
     if mask is not None:
         last = xp.take_along_axis(values, xp.where(n > 0, n - 1, 0), axis=-1)
         t = xp.arange(size, device=backend.device(x))
@@ -209,9 +283,9 @@ def sort_groups(rewards, mask=None, *, validate=True, binary=False, labels=None,
     if not (isinstance(scale, float) and scale == 1.0):
         values = values * scale
     floor = values[..., :1]
-    gaps = xp.concat([values[..., :1] * 0, values[..., 1:] - values[..., :-1]], axis=-1)
+    gaps = backend.differences(values)
     return SortedGroups(backend, values, indices, floor, gaps, n, mask, result_dtype, x, scale, check_output,
-                        name)
+                        name, caller)
 
 
 def magnitude_scale(backend, values, check_values, compute_dtype, result_dtype, labels, name, readable):
@@ -272,6 +346,11 @@ def log_factorials(backend: Backend, size: int, like) -> LogFactorials:
     if backend.is_compiling():
         return traced_log_factorial_table(backend.xp, size, like)
     return backend.constant(log_factorial_table, (size,), like, like.dtype)
+
+
+def _nonzero(coefficient) -> bool:
+    """Whether a GapForm coefficient (a number or a per-group array) takes part."""
+    return not (isinstance(coefficient, (int, float)) and coefficient == 0)
 
 
 def _max_float(xp, dtype) -> float:

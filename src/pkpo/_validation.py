@@ -155,6 +155,16 @@ def check_mask(backend, mask, x, validate: bool = True):
     return mask != 0
 
 
+def check_finite(backend, x, mask=None, labels=None, name: str = "rewards") -> None:
+    """Reject NaN/inf in the entries ``mask`` keeps (all when None), naming the first bad group."""
+    bad = ~backend.xp.isfinite(x)
+    if mask is not None:
+        bad = bad & mask
+    row = first_bad_row(backend.to_numpy(bad).reshape(-1, backend.shape(x)[-1]).any(-1))
+    if row is not None:
+        raise ValueError(f"{name} contain NaN or inf in {describe_group(row, labels)}.")
+
+
 def first_bad_row(bad_rows: np.ndarray):
     """Index of the first True in a flattened per-group boolean array, or None."""
     flat = np.flatnonzero(np.asarray(bad_rows).reshape(-1))

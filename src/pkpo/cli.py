@@ -1,7 +1,7 @@
 """The ``pkpo`` command (also ``python -m pkpo``): one subcommand per job, each in the module that owns it.
 
 Subcommands are imported only when used, so ``pkpo --help`` and ``pkpo eval`` stay fast and do
-not import torch. Each entry point takes the remaining argv and returns an exit code: 0 on
+not import torch; ``pkpo COMMAND --help`` works without the command's extras. Each entry point takes the remaining argv and returns an exit code: 0 on
 success, 2 for a bad argument or input (one line ``pkpo <cmd>: error: ...`` on stderr), 130 after
 Ctrl-C. A subcommand whose optional dependencies are missing names the extra to install; when the
 reader of the output goes away (``pkpo eval ... | head -1``) the command ends quietly.
@@ -26,7 +26,7 @@ COMMANDS = {
               ("torch", "tqdm", "matplotlib"), "rl"),
     "toy": ("pkpo.toy.cli", "main", "reproduce the paper's toy study (figures 1, 2, 4, 5 and toy training)",
             ("scipy", "tqdm", "matplotlib"), "toy"),
-    "eval": ("pkpo.commands.eval", "main", "unbiased pass@k / maxg@k with confidence intervals from a JSONL file", (), None),
+    "eval": ("pkpo.commands.eval", "main", "pass@k, pass^k, maxg@k and Cover@tau with confidence intervals from graded samples", (), None),
     "bench": ("pkpo.commands.bench", "main", "time the reward transform, also against verl's grpo_passk", (), None),
 }
 
@@ -38,9 +38,18 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _wants_help(argv) -> bool:
+    """``-h`` / ``--help`` among the arguments (before a ``--``): help needs no optional extra."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return any(word in ("-h", "--help") for word in words)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
     if argv[0] == "--version":
@@ -53,7 +62,7 @@ def main(argv=None) -> int:
         print(f"pkpo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _, needs, extra = COMMANDS[name]
-    missing = missing_extra(needs, extra)
+    missing = None if _wants_help(rest) else missing_extra(needs, extra)
     if missing:
         return fail(f"pkpo {name}", missing)
     try:

@@ -62,6 +62,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, NamedTuple
@@ -71,7 +72,8 @@ import numpy as np
 from . import _validation
 from ._backend import as_array, backend_of, reject_masked_array
 from ._combinatorics import RankWeights
-from ._kernel import SortedGroups, sort_groups
+from ._combinatorics import dense_rank_weights
+from ._kernel import GapForm, SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
 from ._validation import BASELINES, DEFAULT_BASELINE, SCALES, GroupSizeError, min_group_size
 
@@ -90,25 +92,25 @@ class TransformInfo(NamedTuple):
 # --- the four transforms on sorted groups (ranks t = 1..N, results in sorted order) ---------
 
 
-def _leave_one_out_estimate(groups: SortedGroups, w: RankWeights):
+# Each transform is a GapForm (pkpo._kernel): A_(i) = value * g_(i) + floor * g_(1)
+# + sum_{t <= i} d_t prefix_t + sum_{t > i} d_t suffix_t, with the gaps d_t of the sorted group.
+
+
+def _leave_one_out_estimate(w: RankWeights) -> GapForm:
     """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
     in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t tail_{n-1}(t-1).
     """
-    return (
-        groups.floor
-        + groups.prefix(groups.gaps * w.tail_drop_below)
-        + groups.suffix_after(groups.gaps * w.tail_drop_above)
-    )
+    return GapForm(0.0, 1.0, w.tail_drop_below, w.tail_drop_above)
 
 
-def _centered(groups: SortedGroups, w: RankWeights):
+def _centered(w: RankWeights) -> GapForm:
     """A_i = rho_k(g) - rho_k(g_{-i}): the jackknife (centred) transform, as gap sums."""
-    return groups.prefix(groups.gaps * w.jack_below) + groups.suffix_after(groups.gaps * w.jack_above)
+    return GapForm(0.0, 0.0, w.jack_below, w.jack_above)
 
 
-def _s(groups: SortedGroups, w: RankWeights, k: int):
+def _s(w: RankWeights, k: int, n) -> GapForm:
     """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)   (eqs. 19-21).
 
     Computed in gap form: s_i = (k/n) E[max of a random k-subset holding i], and that maximum
@@ -119,10 +121,10 @@ def _s(groups: SortedGroups, w: RankWeights, k: int):
     The sum has non-negative terms only, tied rewards get bit-identical values (the gap between
     them is 0), and k = 1 gives g_i / n exactly.
     """
-    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w.lift)
+    return GapForm(k / n, 0.0, None, w.lift)
 
 
-def _loo_minus_one(groups: SortedGroups, w: RankWeights):
+def _loo_minus_one(w: RankWeights) -> GapForm:
     """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
 
     The "marginal contribution" form of eq. 33 (first line: each subset credits its winner with
@@ -130,24 +132,40 @@ def _loo_minus_one(groups: SortedGroups, w: RankWeights):
     terms, so the result is exactly non-negative and non-decreasing in rank. The weight
     C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
     """
-    return groups.prefix(groups.gaps * w.top)
+    return GapForm(0.0, 0.0, w.top, None)
 
 
-def _loo(groups: SortedGroups, w: RankWeights, k: int):
+def _loo(w: RankWeights, k: int, n) -> GapForm:
     """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
-    n = groups.n_float
-    return _centered(groups, w) - (k / (n * (n - 1))) * _leave_one_out_estimate(groups, w)
+    c = k / (n * (n - 1))
+    centered, rest = _centered(w), _leave_one_out_estimate(w)
+    return GapForm(0.0, -c * rest.floor, centered.prefix - c * rest.prefix, centered.suffix - c * rest.suffix)
+
+
+def _gap_form(w: RankWeights, k: int, n, baseline: str) -> GapForm:
+    """The transform ``baseline`` at this k as a GapForm; ``n`` is the group size (an int, or a
+    per-group float array for ragged groups)."""
+    if baseline == "none":
+        return _s(w, k, n)
+    if baseline == "loo":
+        return _loo(w, k, n)
+    if baseline == "centered" or k == 1:
+        return _centered(w)  # at k = 1, loo_minus_one is leave-one-out = centred
+    return _loo_minus_one(w)
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_gap_form(size: int, k: int, baseline: str) -> GapForm:
+    """The GapForm of a dense batch of groups of ``size``, with its weights as one matrix M
+    (:meth:`GapForm.as_matrix`): cached per (n, k, baseline), read-only."""
+    form = _gap_form(dense_rank_weights(size, size, k), k, size, baseline)
+    return form.as_matrix()
 
 
 def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
-    w = groups.weights(k)
-    if baseline == "none":
-        return _s(groups, w, k)
-    if baseline == "loo":
-        return _loo(groups, w, k)
-    if baseline == "centered" or k == 1:
-        return _centered(groups, w)  # at k = 1, loo_minus_one is leave-one-out = centred
-    return _loo_minus_one(groups, w)
+    if groups.uses_matrix():
+        return groups.apply(_dense_gap_form(groups.size, k, baseline))
+    return groups.apply(_gap_form(groups.weights(k), k, groups.n_float, baseline))
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -216,7 +234,8 @@ def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, 
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
     total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
     nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
-    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total, rescale))
+    zero_signal = groups.to_caller((nonzero == 0)[..., 0])
+    info = TransformInfo(groups.per_group(estimate), zero_signal, groups.per_group(total, rescale))
     return advantages, info
 
 

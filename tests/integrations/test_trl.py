@@ -371,3 +371,35 @@ def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
         local_means.extend(np.abs(step["advantages"]).mean() for step in (step0, step1))
     # a per-rank normaliser would give each rank mean |A| = 1; the global one does not
     assert not np.allclose(local_means, 1.0), local_means
+
+
+def test_pkpo_method_selects_another_estimator_of_the_family(tmp_path, model_dir):
+    config = PKPOGRPOConfig(**_common_args(tmp_path, max_steps=2), pkpo_method="rloo")
+    assert config.pkpo_options.method == "rloo" and config.pkpo_options.k_at(None) is None
+    trainer, changed = _train(PKPOGRPOTrainer, config, model_dir, [sometimes_unscorable, graded_reward])
+    assert changed
+    for record in trainer.records:
+        rewards_per_func = record["rewards"]
+        scorable = ~torch.isnan(rewards_per_func).all(dim=1)
+        rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1).view(-1, G).double()
+        expected = pkpo.advantages.compute("rloo", rewards, mask=scorable.view(-1, G), scale="mean_abs")
+        torch.testing.assert_close(record["advantages"].double(), expected.reshape(-1))
+        pkpo_values = _expected(rewards_per_func, 2, "loo_minus_one")
+        if bool(torch.any(pkpo_values != 0)):
+            assert not torch.allclose(record["advantages"].double(), pkpo_values)
+    assert not any("pkpo/k" in entry for entry in trainer.state.log_history)  # rloo has no k
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"pkpo_method": "nope"}, "^PKPOGRPOConfig: unknown advantage estimator 'nope'"),
+        ({"pkpo_method": "grpo", "pkpo_k": 2}, "method 'grpo' takes no k"),
+        ({"pkpo_method": "rs_grpo", "pkpo_params": "gamma=1"}, "has no parameter 'gamma'"),
+        ({"pkpo_method": "passk_training", "pkpo_k": 8}, "num_generations=4 samples per prompt"),
+    ],
+)
+def test_bad_methods_are_refused_when_the_config_is_made(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message) as error:
+        PKPOGRPOConfig(**_common_args(tmp_path), **overrides)
+    assert "\n" not in str(error.value)

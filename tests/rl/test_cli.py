@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pkpo._cli import Parser
+from pkpo._cli import Parser, plain_text
 from pkpo.rl.cli import demo_main, sweep_main, train_main
 from pkpo.rl.config import TrainConfig
 from pkpo.rl.sweeps.grid import run_spec
@@ -69,7 +69,8 @@ def test_help_lists_every_config_field_with_its_help(capsys):
     text = "".join(capsys.readouterr().out.split())  # argparse wraps the help text
     for f in dataclasses.fields(TrainConfig):
         if f.name != "out_dir":
-            assert "--" + f.name.replace("_", "-") in text and "".join(f.metadata["help"].split()) in text, f.name
+            shown = "".join(plain_text(f.metadata["help"]).split())  # help shows no reStructuredText markup
+            assert "--" + f.name.replace("_", "-") in text and shown in text, f.name
 
 
 def test_old_out_dir_spelling_still_works(tmp_path):
@@ -91,31 +92,47 @@ def test_run_spec():
     assert run_spec("k4", 200) == {"method": "pkpo", "k": "4"}
     assert run_spec("anneal", 200) == {"method": "pkpo", "k": "8->1@120"}
     assert run_spec("anneal4->2", 10) == {"method": "pkpo", "k": "4->2@6"}
-    assert run_spec("tzsm", 5) == {"method": "tzsm"}
+    assert run_spec("tzsm", 5) == {"method": "tzsm", "k": "1"}
+
+
+def _refuse_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
 
 
 @pytest.mark.slow
-def test_demo_quick_end_to_end(tmp_path):
+def test_demo_quick_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("PKPO_CACHE", str(tmp_path / "cache"))  # the warm-start cache of every command
     out = tmp_path / "demo"
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     names = [r["name"] for r in summary["runs"]]
-    assert names == ["warm_start", "k1", "k4", "k8", "anneal"]
+    assert names == ["warm_start", "k1", "grpo", "k8", "anneal"]  # a non-PKPO baseline beside k1
     assert len({tuple(r) for r in summary["runs"]}) == 1  # the warm start has the same keys as the runs
     schedules = [r["k_schedule"] for r in summary["runs"][1:]]
-    assert schedules[:3] == ["k=1", "k=4", "k=8"] and schedules[3].startswith("k=8 until step")
+    assert schedules[:3] == ["k=1", "k=1", "k=8"] and schedules[3].startswith("k=8 until step")
     for run in summary["runs"]:
-        for key in ("pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "entropy"):
+        for key in ("pass@1", "pass@2", "pass@4", "pass@8", "pass@16", "greedy_pass@1", "entropy"):
             assert run[key] is not None, key
         assert 0 <= run["pass@1"] <= run["pass@4"] <= run["pass@16"] <= 1
     for run in summary["runs"][1:]:
         assert 0 <= run["hard_solve_rate"] <= 1 and 0 <= run["cumulative_solve_rate"] <= 1
     report = (out / "report.md").read_text()
     assert "| warm_start | none" in report and "| k1 | k=1 | 1 |" in report and "pass_at_k_curves.png" in report
-    assert "## What the numbers show" in report and "(a) PKPO with k_opt = 8" in report
+    # a smoke test: every page says so, and no finding is written
+    assert summary["smoke_test"] is True and summary["findings"] == [] and "SMOKE TEST" in summary["note"]
+    assert "smoke test, no findings" in report.splitlines()[0] and "SMOKE TEST" in report
+    assert "## What the numbers show" not in report and "SMOKE TEST" in (out / "table.md").read_text()
+    assert json.loads((out / "table.json").read_text())["smoke_test"] is True
+    for name in ("table.json", "summary.json"):  # strict JSON (jq, JavaScript): NaN written as null
+        text = (out / name).read_text()
+        assert "NaN" not in text and "Infinity" not in text
+        json.loads(text, parse_constant=_refuse_constant)
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    assert rows[0]["reward_mean_se"] is None  # the SE over one seed: NaN, written as null
+    assert list((tmp_path / "cache" / "warmstart").glob("*.pt")) and not (out / "cache").exists()
     for png in ("pass_at_k_curves.png", "solve_rate.png", "entropy.png", "final_pass_at_k.png"):
         assert (out / png).stat().st_size > 1000
-    evals = [json.loads(line) for line in (out / "runs" / "k4" / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    evals = [json.loads(line) for line in (out / "runs" / "k8" / "seed0" / "metrics.jsonl").read_text().splitlines()]
     assert len([r for r in evals if "eval/pass@1" in r]) >= 4  # steps 0, 4, 8 and the final evaluation
     # a second call reuses the finished runs and the cached warm start, and keeps the wall time measured first
     assert demo_main(["--out", str(out), "--quick", "--jobs", "1", "--no-progress"]) == 0
@@ -125,5 +142,5 @@ def test_demo_quick_end_to_end(tmp_path):
     # the sweep's report-only mode rebuilds the table from the finished runs
     (out / "table.md").unlink()
     assert sweep_main(["--out", str(out), "--report-only", "--no-progress"]) == 0
-    assert "| k4 | k=4 | 1 |" in (out / "table.md").read_text()
+    assert "| grpo | k=1 | 1 |" in (out / "table.md").read_text()
     assert sweep_main(["--out", str(tmp_path / "empty"), "--report-only"]) == 2

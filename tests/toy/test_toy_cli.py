@@ -108,3 +108,43 @@ def test_bad_arguments_give_one_clean_line(tmp_path, capsys, argv, message):
 def test_help_exits_zero(capsys):
     assert cli.main(["--help"]) == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_the_outputs_list_names_every_file_a_run_writes():
+    assert set(cli.OUTPUTS) == set(FIGURES) | {"toy.json", "report.md"}
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(quick_run, capsys):
+    out, _ = quick_run
+    before = (out / "toy.json").read_bytes()
+    assert pkpo_cli.main(["toy", "--out", str(out), "--quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pkpo toy: error: ") and "toy.json' exists; pass --overwrite" in err
+    assert err.count("\n") == 1 and (out / "toy.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["report.md", "fig1_landscape.png", "toy.json"])
+def test_no_output_is_written_through_a_planted_symlink(tmp_path, capsys, name):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(precious)
+    assert pkpo_cli.main(["toy", "--out", str(out), "--quick", "--no-progress", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}' is a symbolic link" in err and err.count("\n") == 1
+    assert precious.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[1, 2, 3]", "not a checkpoint of pkpo toy (a JSON list)"),
+    ('{"settings": {}, "items": [1]}', "not a checkpoint of pkpo toy (its items are a JSON list)"),
+    ('{"settings": ', "unreadable (JSONDecodeError)"),
+])
+def test_a_damaged_toy_checkpoint_is_recomputed_with_a_note(tmp_path, capsys, content, why):
+    path = tmp_path / cli.CHECKPOINT
+    path.write_text(content)
+    settings = study._settings(study.StudyConfig.quick(), 0)
+    assert study._load_checkpoint(str(path), settings) == {}
+    err = capsys.readouterr().err
+    assert err == f"pkpo toy: note: ignoring {path}: {why}; recomputing\n"

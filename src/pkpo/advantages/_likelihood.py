@@ -68,4 +68,4 @@ def tailrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) 
     inside = t <= n  # ranks of ragged padding have gap 0 and get weight 0
     weight = xp.where(inside, (t - 1.0) / xp.where(inside, n - t + 1.0, 1.0), 0.0)
     values = groups.values  # ragged padding repeats the group's largest value: values[..., -1:]
-    return groups.finish(groups.prefix(groups.gaps * weight) - (values[..., -1:] - values))
+    return groups.finish(backend.running_sum(groups.gaps * weight) - (values[..., -1:] - values))

@@ -22,7 +22,6 @@ plain-Python per-group loop (benchmarks/reference_loop.py) as a reference in the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -34,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._cli import Parser, UsageError, fail, non_negative_int, positive_int
-from .._output import markdown_table
+from .._output import OutputPathError, check_output_path, markdown_table, write_json
 
 SHAPES = [(16384, 16), (4096, 64), (1024, 256), (64, 4096)]
 QUICK_SHAPES = [(512, 16), (32, 256)]
@@ -363,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cuda: also time the transform and torch.sort on the GPU",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--overwrite", action="store_true", help="replace a --json file that exists")
     parser.add_argument("--no-verl", action="store_true", help="skip the verl comparison")
     parser.add_argument(
         "--threads",
@@ -378,7 +378,9 @@ def main(argv=None, references=()) -> int:
     """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table."""
     try:
         args = build_parser().parse_args(argv)
-    except UsageError as error:
+        if args.json:
+            check_output_path(args.json, overwrite=args.overwrite, what="--json")
+    except (UsageError, OutputPathError) as error:
         return fail("pkpo bench", error)
     torch = _torch()
     if args.threads is not None and torch is not None:
@@ -419,8 +421,7 @@ def main(argv=None, references=()) -> int:
         print("\n".join(lines))
     if args.json:
         try:
-            with open(args.json, "w") as handle:
-                json.dump(results, handle, indent=2)
+            write_json(args.json, results, indent=2)
         except OSError as error:
             return fail("pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}")
         print(f"\nwrote {args.json}")

@@ -15,7 +15,8 @@ import copy
 import json
 from pathlib import Path
 
-from .._output import atomic_write
+from .._output import write_json
+from . import seeding
 from .config import TrainConfig
 
 
@@ -58,7 +59,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
         raise ValueError(f"task {cfg.task!r} needs a pretrained policy: add --model smollm2-135m (or a local path)")
     torch.set_num_threads(cfg.threads)
     task = make_task(cfg.task, **task_options(cfg))
-    torch.manual_seed(cfg.seed)
+    seeding.seed_globals(cfg.seed)  # model initialisation
     shape = {"d_model": cfg.d_model, "n_layer": cfg.n_layer, "n_head": cfg.n_head}
     if hasattr(task, "prompt_length"):  # a task with long prompts and answers says how long (the maze)
         shape["block_size"] = task.prompt_length() + 1 + max(cfg.max_new_tokens, task.max_new_tokens())
@@ -67,7 +68,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
                       cache_dir=cache_dir, progress=progress, on_step=on_warm_step)
     if not info["cached"] and cfg.warm_steps and hasattr(task, "rule_accuracy_problems"):
         info["rule_accuracy"] = rule_accuracy(policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-        atomic_write(Path(info["path"]).with_suffix(".json"), json.dumps(info, indent=2))
+        write_json(Path(info["path"]).with_suffix(".json"), info, indent=2)
     elif info["cached"] and Path(info["path"]).with_suffix(".json").exists():  # what the fit measured
         stored = json.loads(Path(info["path"]).with_suffix(".json").read_text())
         info = {**stored, **{k: v for k, v in info.items() if v is not None}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import matplotlib
@@ -11,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .._output import atomic_write  # noqa: E402
 from .estimators import ESTIMATORS, LABELS  # noqa: E402
 
 __all__ = ["FIGURES", "write_figures"]
@@ -30,10 +32,13 @@ def _k_colors(ks):
 
 
 def _save(fig, out_dir: str, name: str) -> str:
+    """Write the figure as ``out_dir/name`` (PNG) through :func:`pkpo._output.atomic_write`."""
     path = os.path.join(out_dir, name)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
+    atomic_write(path, buffer.getvalue())
     return path
 
 

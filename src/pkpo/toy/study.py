@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 import pkpo
 
-from .._output import atomic_write
+from .._output import json_text, write_json
 from .estimators import ESTIMATORS, is_defined
 from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
 from .training import (AscentConfig, ascend, curvature_at_optimum, median_samples, samples_to_converge,
@@ -181,19 +182,33 @@ def _settings(config: StudyConfig, seed: int) -> dict:
 
 
 def _load_checkpoint(path, settings: dict) -> dict:
+    """The finished work items of an interrupted run with the same settings, else {}.
+
+    A checkpoint that cannot be read, or is not the object this module writes (a JSON list, items
+    that are not an object), is recomputed, not trusted: one line on stderr says so.
+    """
     if path is None or not os.path.exists(path):
         return {}
     try:
         with open(path) as f:
             saved = json.load(f)
-    except (OSError, ValueError):
-        return {}  # an unreadable checkpoint is recomputed, not trusted
+    except (OSError, ValueError, RecursionError) as error:
+        return _ignored(path, f"unreadable ({type(error).__name__})")
+    if not isinstance(saved, dict):
+        return _ignored(path, f"not a checkpoint of pkpo toy (a JSON {type(saved).__name__})")
+    if not isinstance(saved.get("items", {}), dict):
+        return _ignored(path, f"not a checkpoint of pkpo toy (its items are a JSON {type(saved['items']).__name__})")
     return saved.get("items", {}) if saved.get("settings") == settings else {}
+
+
+def _ignored(path, why: str) -> dict:
+    print(f"pkpo toy: note: ignoring {path}: {why}; recomputing", file=sys.stderr)
+    return {}
 
 
 def _save_checkpoint(path, settings: dict, items: dict) -> None:
     if path is not None:
-        atomic_write(path, json.dumps({"settings": settings, "items": items}))
+        write_json(path, {"settings": settings, "items": items})
 
 
 def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = True) -> dict:
@@ -205,7 +220,7 @@ def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = 
         for name, compute in items:
             bar.set_postfix_str(name)
             if name not in done:
-                done[name] = json.loads(json.dumps(compute()))  # plain JSON types, same as on resume
+                done[name] = json.loads(json_text(compute()))  # plain JSON types, same as on resume
                 _save_checkpoint(checkpoint, settings, done)
             bar.update(1)
     return assemble(config, seed, done)

@@ -14,7 +14,7 @@ from pkpo.rl.policies.gpt import GPT, PAD, GPTConfig  # noqa: E402
 from pkpo.rl.interfaces import Problem, left_pad, positions_from_mask  # noqa: E402
 from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.config import TrainConfig  # noqa: E402
-from pkpo.rl.training.trainer import grpo_advantages, policy_gradient_loss, reward_advantages, train  # noqa: E402
+from pkpo.rl.training.trainer import policy_gradient_loss, reward_advantages, train  # noqa: E402
 from pkpo.transforms import scale_advantages  # noqa: E402
 
 torch.set_num_threads(1)
@@ -91,22 +91,24 @@ def test_tzsm_is_the_leave_one_out_max_hand_checked():
     # [TZSM25]: A_i = max_j g_j - max_{j != i} g_j
     g = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.2, 0.9, 0.5, 0.1]])
     expected = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0]])
-    torch.testing.assert_close(reward_advantages(g, "tzsm", 1, "none"), expected)
+    torch.testing.assert_close(reward_advantages(g, TrainConfig(method="tzsm", n=4), 1), expected)
     rng = np.random.default_rng(0)
     for rewards in (rng.integers(0, 2, (50, 6)).astype(float), rng.random((50, 6)), np.ones((3, 6))):
         brute = rewards.max(-1, keepdims=True) - np.stack(
             [np.delete(rewards, i, axis=-1).max(-1) for i in range(6)], -1)
-        np.testing.assert_allclose(reward_advantages(torch.as_tensor(rewards), "tzsm", 1, "none").numpy(), brute,
+        np.testing.assert_allclose(reward_advantages(torch.as_tensor(rewards), TrainConfig(method="tzsm", n=6), 1).numpy(), brute,
                                    atol=1e-12)
 
 
 def test_method_advantages():
     g = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
-    torch.testing.assert_close(reward_advantages(g, "loo", 8, "centered"),
+    # k = 1 leave-one-out (the first trainer's "loo"): (g_i - mean_{j!=i} g_j) / n
+    torch.testing.assert_close(reward_advantages(g, TrainConfig(), 1),
                                torch.tensor([[1 - 1 / 3, -2 / 3, -2 / 3, 1 - 1 / 3]]) / 4)
-    a = grpo_advantages(g)
-    torch.testing.assert_close(a, torch.tensor([[1.0, -1.0, -1.0, 1.0]]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(reward_advantages(g, "pkpo", 2, "loo_minus_one"),
+    # GRPO with Bessel's std: std([1, 0, 0, 1]) = sqrt(1/3)
+    a = reward_advantages(g, TrainConfig(method="grpo"), 1)
+    torch.testing.assert_close(a, torch.tensor([[1.0, -1.0, -1.0, 1.0]]) * 0.5 * 3 ** 0.5, atol=1e-5, rtol=0)
+    torch.testing.assert_close(reward_advantages(g, TrainConfig(k="2"), 2),
                                pkpo.transform(g, 2, baseline="loo_minus_one"))
     assert scale_advantages(torch.tensor([[2.0, -2.0]]), 1, "mean_abs").abs().mean().item() == pytest.approx(1.0)
     assert torch.equal(scale_advantages(torch.zeros(2, 3), 1, "mean_abs"), torch.zeros(2, 3))
@@ -153,9 +155,10 @@ def test_resume_equals_uninterrupted(tmp_path):
 
     cfg_b = tiny_config(tmp_path / "b", entropy_coef=0.01)
     model_b = tiny_gpt()
-    # 4 prompts x 4 samples = 16 scores per step; interrupt during step 5 (after the step-4 checkpoint)
+    # 4 prompts x 4 samples = 16 scores per step, 16 + 4 x 2 near-greedy per evaluation (steps 0 and 3);
+    # interrupt during step 5 (after the step-4 checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg_b, model_b, DigitTask(fail_after=16 * 5 + 3 + 16), progress=False)
+        train(cfg_b, model_b, DigitTask(fail_after=16 * 5 + 3 + 2 * (16 + 8)), progress=False)
     assert load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["step"] == 4
     model_b = tiny_gpt(seed=123)  # fresh process: different weights until the checkpoint is loaded
     final_b = train(cfg_b, model_b, DigitTask(), resume=True, progress=False)
@@ -218,11 +221,11 @@ def test_outputs_and_metric_keys(tmp_path):
     ({"n": 1}, "n must be"),
 ])
 def test_bad_configs_raise_before_any_work(tmp_path, changes, message):
-    cfg = TrainConfig(out_dir=str(tmp_path / "never")).replace(**changes)
+    base = TrainConfig(out_dir=str(tmp_path / "never"))
+    with pytest.raises(ValueError, match=message):  # no bad config exists to be trained
+        base.replace(**changes)
     with pytest.raises(ValueError, match=message):
-        cfg.validate()
-    with pytest.raises(ValueError, match=message):
-        train(cfg, tiny_gpt(), DigitTask(), progress=False)
+        TrainConfig.from_dict({**base.to_dict(), **changes})
     assert not (tmp_path / "never").exists()
 
 

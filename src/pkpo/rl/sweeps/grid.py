@@ -13,17 +13,29 @@ import os
 import time
 from pathlib import Path
 
-from ..._output import atomic_write
+from ... import advantages
+from ..._output import write_json
 from ..build import build
 from ..config import TrainConfig, changed_fields
 from ..training import rundir
+from ..training.runfiles import RunFiles, SweepFiles, read_metrics
 from .runs import WARM_LABEL
 
 
 def run_spec(name: str, steps: int) -> dict:
-    """A grid entry name -> TrainConfig overrides: k<K>, anneal[<a>-><b>], loo, grpo, tzsm, entropy."""
-    if name in ("loo", "grpo", "tzsm", "entropy"):
-        return {"method": name}
+    """A grid entry name -> TrainConfig overrides.
+
+    ``k<K>`` (PKPO at k = K), ``anneal`` / ``anneal<a>-><b>`` (PKPO with k from a to b at 60 % of the
+    steps), any estimator name of :func:`pkpo.advantages.names` without k (``grpo``, ``rloo``, ``maxrl``,
+    ``tzsm``, ...), and two names kept from the first trainer: ``loo`` (PKPO at k = 1, the same runs
+    as ``k1``) and ``entropy`` (``loo`` with entropy_coef 0.05).
+    """
+    if name == "loo":
+        return {"method": "pkpo", "k": "1"}
+    if name == "entropy":
+        return {"method": "pkpo", "k": "1", "entropy_coef": 0.05}
+    if name in advantages.names() and not advantages.spec(name).takes_k:
+        return {"method": name, "k": "1"}
     if name.startswith("k") and name[1:].isdigit():
         return {"method": "pkpo", "k": name[1:]}
     if name.startswith("anneal"):
@@ -33,13 +45,15 @@ def run_spec(name: str, steps: int) -> dict:
         except ValueError:
             raise ValueError(f"bad anneal spec {name!r}; expected e.g. 'anneal' or 'anneal8->1'") from None
         return {"method": "pkpo", "k": f"{a}->{b}@{max(1, int(round(0.6 * steps)))}"}
-    raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, grpo, tzsm or entropy")
+    methods = ", ".join(m for m in advantages.names() if not advantages.spec(m).takes_k)
+    raise ValueError(f"unknown run {name!r}; expected k<K>, anneal, anneal<a>-><b>, loo, entropy or an estimator "
+                     f"without k ({methods})")
 
 
 def _finished(cfg: TrainConfig, **recorded) -> dict | None:
     """The run's final.json, marked ``cached``, if it finished with this config (and these ``recorded``
     values); else None."""
-    path = Path(cfg.out_dir) / "final.json"
+    path = RunFiles(cfg.out_dir).final
     if not path.exists():
         return None
     done = json.loads(path.read_text())
@@ -53,7 +67,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
     the run ``warm_start`` (``OUT/runs/warm_start/seed<s>/``: final.json with the same keys as a run)."""
     from ..training.trainer import train
 
-    cfg = TrainConfig.from_dict(job["config"]).validate()
+    cfg = TrainConfig.from_dict(job["config"])
     key = job["key"]
     on_step = (lambda done, total: shared.__setitem__(key, done)) if shared is not None else None
     policy, task, _, info = build(cfg, cache_dir=job["cache_dir"], progress=job.get("progress", False),
@@ -68,7 +82,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
                   "cumulative_solve_rate": None, "hard_solve_rate": None, "warm_start_path": info.get("path"),
                   "warm_start_wall_s": info.get("wall_s"), "wall_s": (info.get("wall_s") or 0.0) + time.time() - t0,
                   "cpu_s": (info.get("cpu_s") or 0.0) + time.process_time() - c0})
-    atomic_write(Path(cfg.out_dir) / "final.json", json.dumps(final, indent=2))
+    write_json(RunFiles(cfg.out_dir).final, final, indent=2)
     return final
 
 
@@ -79,35 +93,28 @@ def _worker(job: dict, shared=None) -> dict:
         return _warm_worker(job, shared)
     from ..training.trainer import train
 
-    cfg = TrainConfig.from_dict(job["config"]).validate()
+    cfg = TrainConfig.from_dict(job["config"])
     done = _finished(cfg)
     if done is not None:
         return done
     policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
     t0, c0 = time.time(), time.process_time()
     # continue from a checkpoint; a run interrupted before its first checkpoint starts again
-    resume = (Path(cfg.out_dir) / "checkpoint.pt").exists()
+    resume = RunFiles(cfg.out_dir).checkpoint.exists()
     final = train(cfg, policy, task, reference=reference, resume=resume, overwrite=not resume,
                   progress=job.get("progress", False))
     final["wall_s"], final["cpu_s"] = time.time() - t0, time.process_time() - c0
-    atomic_write(Path(cfg.out_dir) / "final.json", json.dumps(final, indent=2))
+    write_json(RunFiles(cfg.out_dir).final, final, indent=2)
     return final
 
 
 def _steps_logged(metrics_path: Path) -> int:
     """Training steps recorded so far in a run's metrics.jsonl (read from the end of the file)."""
     try:
-        with open(metrics_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            lines = fh.read().decode(errors="ignore").splitlines()
-    except OSError:
+        records = read_metrics(metrics_path, tail_bytes=8192)
+    except (OSError, ValueError):
         return 0
-    for line in reversed(lines):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in reversed(records):
         if "k" in rec and "step" in rec:
             return int(rec["step"]) + 1
     return 0
@@ -149,7 +156,8 @@ def _run_jobs(jobs: list[dict], n_jobs: int, desc: str, progress: bool) -> list[
                     elif j.get("warm"):
                         progress_now += min(units[i], shared.get(j["key"], 0))
                     else:
-                        progress_now += min(units[i], _steps_logged(Path(j["config"]["out_dir"]) / "metrics.jsonl"))
+                        logged = _steps_logged(RunFiles(j["config"]["out_dir"]).metrics)
+                        progress_now += min(units[i], logged)
                 bar.n = progress_now
                 bar.set_postfix_str(f"{sum(r is not None for r in results)}/{len(jobs)} done")
                 bar.refresh()
@@ -177,9 +185,15 @@ def check_grid_runs(configs: list[TrainConfig], overwrite: bool) -> None:
 
 
 def warm_config(base: TrainConfig, seed: int, out: Path) -> TrainConfig:
-    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0."""
-    return base.replace(seed=seed, steps=0, method="pkpo", k="1", eval_every=0,
-                        out_dir=str(out / "runs" / WARM_LABEL / f"seed{seed}")).validate()
+    """The config of the warm-start evaluation of ``seed``: no RL steps, the final evaluation at step 0
+    (no KL reference either: nothing is trained, so a sweep with ``kl_coef`` > 0 evaluates it too)."""
+    return base.replace(seed=seed, steps=0, method="pkpo", k="1", method_params="", eval_every=0, kl_coef=0.0,
+                        out_dir=str(SweepFiles(out).run(WARM_LABEL, seed).folder))
+
+
+def folder_label(label: str) -> str:
+    """The folder name of run ``label`` ("k4/loo" -> "k4_loo", "anneal8->1" -> "anneal81")."""
+    return label.replace("/", "_").replace(">", "")
 
 
 def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *, jobs: int, cache_dir,
@@ -192,8 +206,8 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
             label = name if not baselines or len(baselines) == 1 else f"{name}/{baseline}"
             for seed in seeds:
                 changes = {**run_spec(name, base.steps), "baseline": baseline, "seed": seed,
-                           "out_dir": str(out / "runs" / label.replace("/", "_").replace(">", "") / f"seed{seed}")}
-                cfg = base.replace(**changes).validate()
+                           "out_dir": str(SweepFiles(out).run(folder_label(label), seed).folder)}
+                cfg = base.replace(**changes)
                 configs.append((label, cfg))
     warm_configs = [warm_config(base, s, out) for s in seeds]
     check_grid_runs(warm_configs + [cfg for _, cfg in configs], overwrite)
@@ -211,10 +225,10 @@ def run_grid(base: TrainConfig, runs: list[str], seeds: list[int], out: Path, *,
 def wall_time(out: Path, finals: list[dict], measured: float) -> tuple[float, str]:
     """The wall time to report and a note. A call that trains something records what it measured in
     ``OUT/wall.json``; a call that only reuses finished runs reports that recorded time instead."""
-    path = Path(out) / "wall.json"
+    path = SweepFiles(out).wall
     if finals and all(f.get("cached") for f in finals) and path.exists():
         recorded = json.loads(path.read_text())["wall_s"]
         return recorded, f" (measured when the runs were trained; this call reused them in {measured:.0f} s)"
     partly = any(f.get("cached") for f in finals)
-    atomic_write(path, json.dumps({"wall_s": measured, "partly_reused": partly}))
+    write_json(path, {"wall_s": measured, "partly_reused": partly})
     return measured, " (some runs were reused from an earlier call)" if partly else ""

@@ -68,9 +68,10 @@ def warm_reference(finals: list[dict], n: int | None = None) -> dict:
     return ref
 
 
-def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
-    """Curves (mean over seeds): held-out pass@k_eval, solve rates, entropy; final pass@k vs k. Every
-    figure draws the warm start (dashed black) as the reference the runs start from."""
+def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None = None) -> list[str]:
+    """Curves (mean over seeds): held-out pass@k_eval and near-greedy pass@1, solve rates, entropy; final
+    pass@k vs k with the near-greedy pass@1 beside it. Every figure draws the warm start (dashed black)
+    as the reference the runs start from; ``note`` (e.g. "smoke test, no findings") titles every figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,26 +92,28 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
     figures = []
     warm_style = dict(color="black", ls="--", lw=1.2)
 
-    fig, axes = plt.subplots(1, len(K_EVAL), figsize=(4 * len(K_EVAL), 3.4), sharex=True)
+    panels = [f"{metric}@{k}" for k in K_EVAL] + [f"greedy_{metric}@1"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), sharex=True)
     start = {}  # the curves' common first point: the warm start on the curves' problems
     for label, cl in by_label.items():
         x = _mean_curve(cl, lambda c: c["eval"].get("step"))
-        for ax, k in zip(axes, K_EVAL):
-            y = _mean_curve(cl, lambda c, k=k: c["eval"].get(f"{metric}@{k}"))
+        for ax, k in zip(axes, panels):
+            y = _mean_curve(cl, lambda c, k=k: c["eval"].get(k))
             if x is not None and y is not None:
                 m = min(len(x), len(y))
                 ax.plot(x[:m], 100 * y[:m], marker="o", ms=3, label=label)
                 if x[0] == 0:
                     start.setdefault(k, y[0])
     n_curve = (trained[0]["config"].get("eval_problems") if trained else None)
-    for ax, k in zip(axes, K_EVAL):
+    for ax, k in zip(axes, panels):
         if k in start:
             ax.axhline(100 * start[k], label="warm start", **warm_style)
-        ax.set_title(f"held-out {metric}@{k} (%)" + (f", {n_curve} problems" if n_curve else ""))
+        shown = k.replace("greedy_", "near-greedy ")
+        ax.set_title(f"held-out {shown} (%)" + (f", {n_curve} problems" if n_curve else ""), fontsize=10)
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    _note(fig, note)
     figures.append(_save(fig, out / f"{prefix}pass_at_k_curves.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -122,7 +125,7 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("%")
         _finish(ax)
-    fig.tight_layout()
+    _note(fig, note)
     figures.append(_save(fig, out / f"{prefix}solve_rate.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -131,7 +134,7 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
         ax.axhline(ref["entropy"], label="warm start", **warm_style)
     ax.set_title("policy entropy: mean -log p(y|x) of samples (nats)")
     _finish(ax)
-    fig.tight_layout()
+    _note(fig, note)
     figures.append(_save(fig, out / f"{prefix}entropy.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -141,13 +144,22 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "") -> list[str]:
         ax.errorbar(ks, [100 * r[f"{metric}@{k}"] for k in ks],
                     yerr=[100 * np.nan_to_num(r[f"{metric}@{k}_se"]) for k in ks], ms=3, capsize=2,
                     label="warm start" if r["label"] == WARM else r["label"], **style)
+    colours = iter(f"C{i}" for i in range(len(rows)))  # the cycle the lines above took (the warm start is black)
+    first = True
+    for i, r in enumerate(rows):  # near-greedy pass@1: hollow diamonds left of k = 1, side by side, in the run's colour
+        colour = "black" if r["label"] == WARM else next(colours)
+        if f"greedy_{metric}@1" in r:
+            ax.errorbar([0.6 * 1.06 ** i], [100 * r[f"greedy_{metric}@1"]], yerr=[100 * np.nan_to_num(r[f"greedy_{metric}@1_se"])],
+                        marker="D", mfc="none", ms=5, capsize=2, ls="none", color=colour,
+                        label="near-greedy pass@1" if first else None)
+            first = False
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("k_eval")
+    ax.set_xlabel("k_eval (diamonds: near-greedy pass@1)")
     ax.set_ylabel(f"held-out {metric}@k_eval (%)")
     ax.set_title("final held-out pass@k_eval")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    _note(fig, note)
     figures.append(_save(fig, out / f"{prefix}final_pass_at_k.png"))
     return figures
 
@@ -176,6 +188,13 @@ def _finish(ax) -> None:
     ax.set_xlabel("RL step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+
+
+def _note(fig, note: str | None) -> None:
+    """Lay the figure out, under a suptitle ``note`` when there is one."""
+    if note:
+        fig.suptitle(note.upper(), color="red", fontsize=12)
+    fig.tight_layout()
 
 
 def _save(fig, path: Path) -> str:

@@ -20,7 +20,6 @@ the runs are read by :mod:`pkpo.rl.sweeps.runs`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -29,8 +28,9 @@ import numpy as np
 
 from pkpo.metrics import standard_error
 
-from ..._output import atomic_write, markdown_table
-from .runs import K_EVAL, aggregate, per_problem_pass_at_k, read_detail
+from ..._output import atomic_write, markdown_table, write_json
+from ..training.runfiles import SweepFiles
+from .runs import K_EVAL, aggregate, per_problem_greedy, per_problem_pass_at_k, read_detail
 from .runs import WARM_LABEL as WARM  # the run label of the warm start
 
 # two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (beyond: the normal 1.96)
@@ -46,16 +46,21 @@ def t975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
-def table_markdown(rows: list[dict]) -> str:
-    """The markdown table; the best value of each pass@k column (warm start included) in bold."""
+def table_markdown(rows: list[dict], greedy_temperature: float | None = None) -> str:
+    """The markdown table; the best value of each pass@k column (warm start included) in bold. The
+    column "greedy pass@1" is pass@1 decoded near-greedily (temperature ``greedy_temperature``)."""
     metric = rows[0]["metric"] if rows else "pass"
     seeds = max((len(r["seeds"]) for r in rows), default=1)
     pm = "mean ± SE over seeds" if seeds > 1 else "± SE over held-out problems (1 seed)"
+    greedy = f"greedy_{metric}@1"
     head = ["run", "k schedule", "seeds"] + [f"{metric}@{k}" for k in K_EVAL] + [
-        "solve rate", "hard solve rate", "entropy (nats)"]
-    intro = (f"Held-out {metric}@k_eval in %, {pm}; the best value of each column in bold. Solve rates: "
+        f"greedy {metric}@1", "solve rate", "hard solve rate", "entropy (nats)"]
+    at = f" at temperature {greedy_temperature:g}" if greedy_temperature else ""
+    intro = (f"Held-out {metric}@k_eval in % (sampled at the evaluation temperature), {pm}; greedy {metric}@1: "
+             f"{metric}@1 decoded near-greedily{at}; the best value of each column in bold. Solve rates: "
              "fraction of the training problems drawn (all; hard only) that some sample solved.")
     best = {k: max((r.get(f"{metric}@{k}", -1) for r in rows), default=-1) for k in K_EVAL}
+    best_greedy = max((r.get(greedy, -1) for r in rows), default=-1)
 
     def cell(r, key, scale=100.0, bold_at=None):
         if key not in r:
@@ -66,7 +71,8 @@ def table_markdown(rows: list[dict]) -> str:
 
     body = [[r["label"], r["k_schedule"], len(r["seeds"])]
             + [cell(r, f"{metric}@{k}", bold_at=best[k]) for k in K_EVAL]
-            + [cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"), cell(r, "entropy", scale=1.0)]
+            + [cell(r, greedy, bold_at=best_greedy), cell(r, "cumulative_solve_rate"), cell(r, "hard_solve_rate"),
+               cell(r, "entropy", scale=1.0)]
             for r in rows]
     return f"{intro}\n\n{markdown_table(head, body)}"
 
@@ -84,22 +90,33 @@ def _details_by_seed(finals: list[dict], label: str) -> dict[int, dict]:
     return out
 
 
-def paired_difference(finals: list[dict], a: str, b: str, k: int) -> dict | None:
-    """Held-out pass@k of run ``a`` minus run ``b``, paired by seed and problem (module docstring).
+def _per_problem(detail: dict, k: int, greedy: bool) -> np.ndarray | None:
+    if greedy:
+        return per_problem_greedy(detail)
+    return per_problem_pass_at_k(detail["successes"], detail["samples"], k)
+
+
+def paired_difference(finals: list[dict], a: str, b: str, k: int, greedy: bool = False) -> dict | None:
+    """Held-out pass@k of run ``a`` minus run ``b``, paired by seed and problem (module docstring);
+    ``greedy=True``: near-greedy pass@1 (k must be 1).
 
     Returns ``{"a", "b", "k", "diff", "lo", "hi", "seeds", "basis", "per_seed", "a_mean", "b_mean"}``
-    (fractions, not %), or None when either run lacks per-problem records.
+    (fractions, not %), or None when either run lacks per-problem records or was evaluated with fewer
+    than k samples per problem (pass@k is then not estimable).
     """
+    if greedy and k != 1:
+        raise ValueError(f"near-greedy decoding gives pass@1 only, got k={k}")
     da, db = _details_by_seed(finals, a), _details_by_seed(finals, b)
     seeds = sorted(set(da) & set(db))
-    if not seeds:
+    if not seeds or any(d[s]["samples"] < k for d in (da, db) for s in seeds):
         return None
     per_seed, a_means, b_means, last = [], [], [], None
     for s in seeds:
         if da[s]["uid"] != db[s]["uid"]:
             raise ValueError(f"runs {a!r} and {b!r} (seed {s}) were evaluated on different problems")
-        pa = per_problem_pass_at_k(da[s]["successes"], da[s]["samples"], k)
-        pb = per_problem_pass_at_k(db[s]["successes"], db[s]["samples"], k)
+        pa, pb = _per_problem(da[s], k, greedy), _per_problem(db[s], k, greedy)
+        if pa is None or pb is None:
+            return None
         per_seed.append(float((pa - pb).mean()))
         a_means.append(float(pa.mean()))
         b_means.append(float(pb.mean()))
@@ -111,8 +128,8 @@ def paired_difference(finals: list[dict], a: str, b: str, k: int) -> dict | None
     else:
         half = 1.96 * standard_error(last)
         basis = f"{len(last)} problems, 1 seed"
-    return {"a": a, "b": b, "k": k, "diff": diff, "lo": diff - half, "hi": diff + half, "seeds": len(seeds),
-            "basis": basis, "per_seed": per_seed, "a_mean": float(np.mean(a_means)),
+    return {"a": a, "b": b, "k": k, "greedy": greedy, "diff": diff, "lo": diff - half, "hi": diff + half,
+            "seeds": len(seeds), "basis": basis, "per_seed": per_seed, "a_mean": float(np.mean(a_means)),
             "b_mean": float(np.mean(b_means))}
 
 
@@ -122,8 +139,18 @@ def format_diff(d: dict) -> str:
             f"{d['basis']})")
 
 
+def evaluation_samples(finals: list[dict]) -> int | None:
+    """The fewest samples per held-out problem among the runs' final evaluations (None without records)."""
+    counts = [d["samples"] for label in dict.fromkeys(f["label"] for f in finals)
+              for d in _details_by_seed(finals, label).values()]
+    return min(counts) if counts else None
+
+
 def category_table(finals: list[dict], ks=(1, 8)) -> str:
-    """Held-out pass@k by problem category (majority / minority / ambiguous rule), mean over seeds."""
+    """Held-out pass@k by problem category (majority / minority / ambiguous rule), mean over seeds;
+    the k above the evaluation's samples per problem are left out."""
+    samples = evaluation_samples(finals)
+    ks = [k for k in ks if samples is None or k <= samples]
     labels = list(dict.fromkeys(f["label"] for f in finals))
     cats, rows = None, []
     for label in labels:
@@ -178,6 +205,26 @@ def _rows_by_label(finals):
     return {r["label"]: r for r in aggregate(finals)}
 
 
+CLAIM_IDS = ("a", "b", "c1", "c4", "c8", "d", "e")
+
+
+def degenerate(finals: list[dict]) -> str | None:
+    """Why no claim can be judged from these runs, or None: every run (warm start included) scored 0 at
+    every k, or every trained run has the same held-out numbers (nothing distinguishes the methods)."""
+    rows = aggregate(finals)
+    if not rows:
+        return "there are no finished runs"
+    metric = rows[0]["metric"]
+    keys = [f"{metric}@{k}" for k in K_EVAL]
+    values = [tuple(round(r.get(key, 0.0), 12) for key in keys) for r in rows]
+    if all(v == 0.0 for row in values for v in row):
+        return f"every run, the warm start included, scored {metric}@k = 0 at every k"
+    trained = [v for r, v in zip(rows, values) if r["label"] != WARM]
+    if len(trained) >= 2 and len(set(trained)) == 1:
+        return "every trained run has the same held-out numbers"
+    return None
+
+
 def findings(finals: list[dict]) -> list[dict]:
     """The demo's claims checked against the numbers: one dict per claim with ``id``, ``holds`` and a
     ``text`` sentence generated from the measured values (no sentence is fixed in advance).
@@ -189,8 +236,14 @@ def findings(finals: list[dict]) -> list[dict]:
         runs (at k_eval = 1 a higher k_opt may win by exploration; then the sentence says so);
     (d) higher k_opt solves more of the hard training problems (hard solve rate increases with k_opt);
     (e) annealing 8 -> 1 ends with pass@1 no more than 2 points below k_opt = 1 and pass@8 >= 10 points above it.
+
+    On degenerate data (:func:`degenerate`) every claim is ``"holds": None`` with a sentence saying why it
+    is not evaluable, and nothing else is written.
     """
     labels = {f["label"] for f in finals}
+    why = degenerate(finals)
+    if why is not None:
+        return [{"id": c, "holds": None, "text": f"({c}) not evaluable: {why}."} for c in CLAIM_IDS]
     rows = _rows_by_label(finals)
     out = []
 
@@ -219,7 +272,10 @@ def findings(finals: list[dict]) -> list[dict]:
         metric = f"pass@{k}"
         best = max(constant, key=lambda x: rows[x].get(metric, -1))
         others = [x for x in constant if x != own]
-        parts = [f"{own} − {o}: {format_diff(diff(own, o, k))}" for o in others]
+        diffs = [diff(own, o, k) for o in others]
+        if None in diffs:  # no per-problem records, or fewer than k evaluation samples
+            continue
+        parts = [f"{own} − {o}: {format_diff(d)}" for o, d in zip(others, diffs)]
         if best == own:
             text = (f"(c) at k_eval = {k} the run trained for it (k_opt = {k}) has the best held-out pass@{k} of the "
                     f"constant-k runs ({100 * rows[own][metric]:.1f} %); " + "; ".join(parts) + ".")
@@ -254,6 +310,18 @@ def findings(finals: list[dict]) -> list[dict]:
             f"{100 * d1['b_mean']:.1f} % ({format_diff(d1)}) and pass@8 {100 * d8['a_mean']:.1f} % against "
             f"{100 * d8['b_mean']:.1f} % ({format_diff(d8)}); the target (pass@1 at most 2 points below, "
             f"pass@8 at least 10 points above) {'holds' if holds else 'does not hold'}.")})
+    greedy = [r for r in rows.values() if "greedy_pass@1" in r]
+    if greedy:
+        listed = ", ".join(f"{r['label']} {100 * r['greedy_pass@1']:.1f} %" for r in greedy)
+        text = f"Decoded near-greedily, held-out pass@1 is: {listed}."
+        g = diff("k8", "anneal", 1) and paired_difference(finals, "k8", "anneal", 1, greedy=True)
+        holds = None
+        if g:
+            holds = g["lo"] > -0.02
+            text += (f" k8 − anneal at greedy pass@1: {format_diff(g)}; k8 decoded greedily "
+                     + ("matches the anneal (the interval's lower end is above −2 points)." if holds else
+                        "does not match the anneal (the interval reaches below −2 points)."))
+        out.append({"id": "greedy", "holds": holds, "text": text})
     if {"k1", "k8"} <= labels:  # where pass@1 and pass@k conflict
         c1, c8 = diff("k8", "k1", 1), diff("k8", "k1", 8)
         if c1 and c8 and c1["diff"] < 0 < c8["diff"]:
@@ -275,23 +343,34 @@ def _setting_line(cfg: dict) -> str:
             f"samples at the end, the first {cfg.get('eval_problems')} every {cfg.get('eval_every')} steps.")
 
 
+SMOKE_NOTE = ("SMOKE TEST: these settings are too small to learn anything; the numbers check that the pipeline "
+              "runs and support no finding.")
+
+
 def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: str, wall_s: float,
-                       report_name: str = "report.md", wall_note: str = "") -> dict:
+                       report_name: str = SweepFiles.REPORT, wall_note: str = "",
+                       smoke: bool = False) -> dict:
     """Write ``table.md``, ``table.json``, the PNGs and ``report.md`` (table, generated findings,
-    per-category and per-rule tables, figures) into ``out``."""
+    per-category and per-rule tables, figures) into ``out``.
+
+    ``smoke=True`` (``pkpo demo --quick``): every page says it is a smoke test (:data:`SMOKE_NOTE`: the
+    title, the table, table.json and the figures' titles) and no finding is written."""
     out = Path(out)
     rows = aggregate(finals)
     rows.sort(key=lambda r: r["label"] != WARM)  # the warm start first: where every run starts
-    table = table_markdown(rows)
-    from .plots import plot_runs  # matplotlib, only when figures are drawn
-
-    figures = plot_runs(out, finals)
-    claims = findings(finals)
-    atomic_write(out / "table.md", table + "\n")
-    atomic_write(out / "table.json", json.dumps({"rows": rows, "findings": claims, "command": command,
-                                                 "wall_s": wall_s}, indent=2))
     trained = [f for f in finals if f["label"] != WARM]
     cfg = (trained or finals)[0]["config"] if finals else {}
+    table = table_markdown(rows, cfg.get("greedy_temperature"))
+    if smoke:
+        title, table = f"{title} (smoke test, no findings)", f"**{SMOKE_NOTE}**\n\n{table}"
+    from .plots import plot_runs  # matplotlib, only when figures are drawn
+
+    figures = plot_runs(out, finals, note="smoke test, no findings" if smoke else None)
+    claims = [] if smoke else findings(finals)
+    files = SweepFiles(out)
+    atomic_write(files.table_md, table + "\n")
+    write_json(files.table_json, {"rows": rows, "findings": claims, "command": command,
+                                  "wall_s": wall_s, "smoke_test": smoke}, indent=2)
     lines = [f"# {title}", "", f"Command: `{command}`  ", f"Wall time: {wall_s:.0f} s{wall_note}  "]
     cpu_warm = sum(f.get("cpu_s") or 0.0 for f in finals if f["label"] == WARM)
     cpu_runs = sum(f.get("cpu_s") or 0.0 for f in trained)
@@ -301,10 +380,14 @@ def write_sweep_report(out: Path, finals: list[dict], *, title: str, command: st
                      f"processes, about {idle:.0f} s of wall time when nothing else runs, plus start-up and this "
                      "report)  ")
     lines += [_setting_line(cfg), "", table, ""]
-    if claims:
+    samples = evaluation_samples(finals)
+    if claims or (samples is not None and samples < 8):
         lines += ["## What the numbers show", "", "Generated from the numbers above (paired over the same "
                   "held-out problems; the interval is over " + ("seeds" if len({f['seed'] for f in finals}) > 1
                                                               else "problems, one seed") + ").", ""]
+        if samples is not None and samples < 8:
+            lines += [f"The final evaluation drew {samples} samples per problem, so the claims at k_eval = 8 "
+                      "(pass@8 needs at least 8) are not checked.", ""]
         lines += [f"- {c['text']}" for c in claims] + [""]
     cats = category_table(finals)
     if cats:

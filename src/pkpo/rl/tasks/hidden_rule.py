@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import seeding
 from ..interfaces import Problem
 
 RULES = ("r", "s", "i", "o", "d", "w")
@@ -208,7 +209,7 @@ class HiddenRuleTask:
     def _sequential_strings(self) -> dict[str, list[str]]:
         """Distinct random strings: the first n_train train, the next n_heldout held out, then validation."""
         c = self.config
-        rng = np.random.default_rng([c.seed, 7919])
+        rng = seeding.stream(c.seed, "problems")
         total = c.n_train + c.n_heldout + c.n_validation
         seen: set[str] = set()
         strings: list[str] = []
@@ -228,7 +229,7 @@ class HiddenRuleTask:
         interleaved order, so every prefix of them is close to the law too.
         """
         c = self.config
-        rng = np.random.default_rng([c.seed, 7919])
+        rng = seeding.stream(c.seed, "problems")
         law = rule_law(c.feature)
         want = {"heldout": c.n_heldout, "validation": c.n_validation}
         quota = {split: stratified_quota(law, size) for split, size in want.items()}

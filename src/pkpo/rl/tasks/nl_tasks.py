@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import seeding
 from ..interfaces import Problem, build_task
 
 NAMES = ("Mia", "Tom", "Ava", "Leo", "Zoe", "Sam", "Ivy", "Max", "Eva", "Ben", "Lily", "Noah", "Emma", "Jack")
@@ -99,7 +100,7 @@ def _stable_fraction(text: str, seed: int) -> float:
 def _split_problems(make_one, n_train: int, n_heldout: int, seed: int, heldout_fraction: float,
                     max_tries: int) -> dict[str, list[Problem]]:
     """Generate distinct problems until both splits are full; a problem's split is a hash of its text."""
-    rng = np.random.default_rng([seed, 104729])
+    rng = seeding.stream(seed, "nl_problems")
     seen: set[str] = set()
     split = {"train": [], "heldout": []}
     want = {"train": n_train, "heldout": n_heldout}

@@ -11,22 +11,26 @@ or from Python::
     final = train(TrainConfig(k="8->1@200", steps=300, out_dir="runs/anneal"), policy, task)
 
 Every step: draw ``prompts_per_step`` training problems, sample ``n`` completions each, score them,
-turn the (B, n) rewards into advantages (the PKPO transform of :func:`pkpo.transform` with k from the
-schedule, or one of the baselines below), and minimise the sequence-level policy-gradient loss
+turn the (B, n) rewards into advantages with the estimator ``TrainConfig.method`` of
+:mod:`pkpo.advantages` (``"pkpo"``: pkpo.transform(g, k, baseline), paper eq. 33 for the default
+``loo_minus_one``; ``"grpo"``, ``"rloo"``, ``"maxrl"``, ``"tzsm"``, ... : see ``pkpo.advantages.names()``),
+and minimise the sequence-level policy-gradient loss
 
     L = -(1 / (B n)) sum_i A_i log p(y_i | x)       (the unbiased form: grad L = -mean_i A_i grad log p(y_i))
 
 optionally with PPO ratio clipping over several epochs, a KL penalty to a reference (warm-start)
-policy, and an entropy bonus. Methods (``TrainConfig.method``):
+policy, and an entropy bonus (any method). ``k`` (a schedule) applies to the methods that take k
+(``pkpo.advantages.spec(name).takes_k``); the others need k "1" and the trainer logs the k they
+target (n for ``"tzsm"``, the max-of-n; 1 for the rest). The estimator's own parameters (``beta`` of
+``"rs_grpo"``, ``lam`` of ``"w_reinforce"``, ``eps`` of ``"grpo"``) are ``method_params``. The first
+trainer's ``"loo"`` is ``"pkpo"`` with k = 1, its ``"entropy"`` is that plus ``entropy_coef`` 0.05.
 
-- ``pkpo``: s = pkpo.transform(g, k, baseline) (paper eq. 33 for the default ``loo_minus_one``).
-- ``loo``: k = 1 leave-one-out, (g_i - mean_{j!=i} g_j) / n (eq. 26, the paper's k_opt = 1 baseline).
-- ``grpo``: (g_i - mean g) / (std g + 1e-6) per group (Shao et al. 2024).
-- ``tzsm``: k = n, A_i = max_j g_j - max_{j!=i} g_j (the leave-one-out max-of-n of [TZSM25]; the same
-  values as pkpo.transform(g, n, "loo_minus_one")).
-- ``entropy``: ``loo`` plus an entropy bonus (the paper's EntropyReg baseline).
+Shaping (before the scale): ``max_group_success`` < 1 is a difficulty filter, the advantages of a prompt whose
+fraction of correct samples exceeds it become 0 (a solved prompt gets no update); ``positive_only`` keeps
+max(A, 0). Both bias the update away from the method's objective on purpose (ablations of issue 18).
 
-``k`` is used by ``pkpo`` only; the other methods fix it (1, or n for ``tzsm``) and log the value used.
+Evaluation (:func:`pkpo.rl.training.evaluation.evaluate`) samples at ``eval_temperature``, not at the
+training ``temperature``, and reports near-greedy pass@1 (``greedy_temperature``) beside pass@k.
 
 Advantage scale (``scale``, :func:`pkpo.transforms.scale_advantages`): ``"mean_abs"`` (the default)
 divides the reward advantages of the whole batch by their mean absolute value (when it is non-zero),
@@ -49,9 +53,7 @@ namespaced keys, and ``eval/...`` records), TensorBoard events (``tb/``), ``chec
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import time
 from pathlib import Path
 
@@ -60,27 +62,20 @@ import torch
 from tqdm.auto import tqdm
 
 import pkpo
-from pkpo.transforms import scale_advantages
+import pkpo.transforms
+from pkpo import advantages
 
-from ..._output import atomic_write
-from ..config import METHODS, TrainConfig, changed_fields
+from ..._output import atomic_write, json_text, write_json
+from .. import seeding
+from ..config import TrainConfig, changed_fields
 from ..interfaces import Policy, Task
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics
+from .checkpoint import load_checkpoint, one_line, rng_state, save_checkpoint, set_rng_state, truncate_metrics
 from .evaluation import evaluate, score_samples
 from .rundir import open_run
+from .runfiles import RunFiles
 
 # ---------------------------------------------------------------------------------------------
 # library functions of the loop (each unit-tested)
-
-
-def seed_everything(seed: int, device: str = "cpu") -> torch.Generator:
-    """Seed python, numpy and torch; return the explicit generator used for sampling."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed + 1_000_003)
-    return gen
 
 
 def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
@@ -90,30 +85,34 @@ def learning_rate(lr: float, schedule: str, step: int, steps: int) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps - 1) / (steps - 1))))
 
 
-def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """GRPO: (g_i - mean g) / (std g + eps) within each group (population std)."""
-    mean = rewards.mean(-1, keepdim=True)
-    std = rewards.std(-1, unbiased=False, keepdim=True)
-    return (rewards - mean) / (std + eps)
-
-
 def leave_one_out_mean(x: torch.Tensor) -> torch.Tensor:
     """mean_{j != i} x_j over the last axis."""
     n = x.shape[-1]
     return (x.sum(-1, keepdim=True) - x) / (n - 1)
 
 
-def reward_advantages(rewards: torch.Tensor, method: str, k: int, baseline: str) -> torch.Tensor:
-    """(B, n) rewards -> (B, n) advantages for one of :data:`METHODS` (before normalisation)."""
-    if method == "pkpo":
-        return pkpo.transform(rewards, k, baseline=baseline)
-    if method in ("loo", "entropy"):
-        return pkpo.transform(rewards, 1, baseline="loo_minus_one")  # (g_i - mean_{j!=i} g_j) / n, eq. 26
-    if method == "grpo":
-        return grpo_advantages(rewards)
-    if method == "tzsm":  # max_j g_j - max_{j!=i} g_j: the PKPO transform at k = n
-        return pkpo.transform(rewards, rewards.shape[-1], baseline="loo_minus_one")
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+def reward_advantages(rewards: torch.Tensor, cfg: TrainConfig, k: int, scale: str = "none") -> torch.Tensor:
+    """(B, n) rewards -> (B, n) advantages of the estimator ``cfg.method`` (:mod:`pkpo.advantages`)
+    with its parameters (:meth:`TrainConfig.method_kwargs`), k for the methods that take it, and ``scale``."""
+    params = cfg.method_kwargs()
+    if advantages.spec(cfg.method).takes_k:
+        params["k"] = k
+    return advantages.compute(cfg.method, rewards, scale=scale, **params)
+
+
+def difficulty_filter(adv: torch.Tensor, rewards: torch.Tensor, max_success: float) -> torch.Tensor:
+    """Zero the advantages of every group whose success fraction mean_i [g_i >= 1] exceeds ``max_success``
+    (a prompt the policy already solves gets no update; ``max_success`` = 1 keeps every group)."""
+    easy = (rewards >= 1.0).float().mean(-1, keepdim=True) > max_success
+    return torch.where(easy, torch.zeros_like(adv), adv)
+
+
+def shape_advantages(adv: torch.Tensor, rewards: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The estimator's advantages after the difficulty filter (``max_group_success``) and, with
+    ``positive_only``, max(A, 0)."""
+    if cfg.max_group_success < 1:
+        adv = difficulty_filter(adv, rewards, cfg.max_group_success)
+    return adv.clamp(min=0) if cfg.positive_only else adv
 
 
 def policy_gradient_loss(logp, old_logp, adv, clip_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,19 +166,30 @@ def train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy 
     that already holds a run is refused unless ``resume=True`` (continue from its checkpoint.pt,
     which must exist) or ``overwrite=True`` (delete its run files and start again).
     """
-    cfg = config.validate()
-    with open_run(cfg.out_dir, resume=resume, overwrite=overwrite):
-        return _train(cfg, policy, task, reference=reference, resume=resume, progress=progress)
+    with open_run(config.out_dir, resume=resume, overwrite=overwrite):  # config: checked when made
+        return _train(config, policy, task, reference=reference, resume=resume, progress=progress)
 
 
-def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
+def _check_restored(batcher, solved: np.ndarray, seen: np.ndarray, n_problems: int) -> None:
+    """The data order and the per-problem flags of a checkpoint fit the task's training problems."""
+    order = batcher.order
+    if order.shape != (n_problems,) or not np.issubdtype(order.dtype, np.integer) \
+            or not ((0 <= order) & (order < n_problems)).all():
+        raise ValueError(f"its data order is not an order of the {n_problems} training problems")
+    if not 0 <= batcher.pos <= order.size:
+        raise ValueError(f"its position {batcher.pos} is outside the data order")
+    if solved.shape != (n_problems,) or seen.shape != (n_problems,):
+        raise ValueError(f"its solved/seen flags have {solved.size}/{seen.size} entries for {n_problems} problems")
+
+
+def _train(cfg: TrainConfig, policy: Policy, task: Task, *, reference: Policy | None = None,
            resume: bool = False, progress: bool = True) -> dict:
-    cfg = config.validate()
     if cfg.kl_coef > 0 and reference is None:
         raise ValueError("kl_coef > 0 needs a reference policy (train(..., reference=warm_start_copy))")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    files = RunFiles(out)
+    ckpt_path, metrics_path = files.checkpoint, files.metrics
     device = torch.device(cfg.device)
     policy.to(device)
     if reference is not None:
@@ -195,11 +205,13 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     # hard problems (the task's is_hard: for hidden-rule, a rule other than the majority rule)
     hard = np.array([bool(task.is_hard(p)) for p in train_problems]) if hasattr(task, "is_hard") else None
     schedule = cfg.schedule()
-    ent_coef = cfg.effective_entropy_coef
+    takes_k = advantages.spec(cfg.method).takes_k  # scale "n_over_k" uses k (validate refuses it otherwise)
+    ent_coef = cfg.entropy_coef
 
     # --- seeding, optimiser, state (TRY NOT TO MODIFY: exact resumption depends on this order)
-    gen = seed_everything(cfg.seed, device.type)
-    data_rng = np.random.default_rng([cfg.seed, 31337])
+    seeding.seed_globals(cfg.seed)
+    gen = seeding.torch_stream(cfg.seed, "sampling", device.type)
+    data_rng = seeding.stream(cfg.seed, "data_order")
     batcher = _Batcher(len(train_problems), data_rng)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     solved = np.zeros(len(train_problems), dtype=bool)  # solved by some sample so far
@@ -210,18 +222,24 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         diff = changed_fields(state["config"], cfg.to_dict())
         if diff:
             raise ValueError(f"cannot resume {str(ckpt_path)!r}: config differs in {diff}")
-        policy.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"], gen, data_rng)
-        batcher.order, batcher.pos = np.asarray(state["batcher"]["order"]), int(state["batcher"]["pos"])
-        solved = np.asarray(state["solved"], dtype=bool)
-        seen = np.asarray(state["seen"], dtype=bool) if "seen" in state else np.ones_like(solved)
+        try:  # a checkpoint with a valid hash may still not fit this run: one line, not a traceback
+            policy.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"], gen, data_rng)
+            batcher.order, batcher.pos = np.asarray(state["batcher"]["order"]), int(state["batcher"]["pos"])
+            solved = np.asarray(state["solved"], dtype=bool)
+            seen = np.asarray(state["seen"], dtype=bool) if "seen" in state else np.ones_like(solved)
+            _check_restored(batcher, solved, seen, len(train_problems))
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, NotImplementedError) as error:
+            raise ValueError(f"checkpoint {str(ckpt_path)!r} does not fit this run ({one_line(error)}); delete it or "
+                             "start without --resume") from None
         start_step, last_eval = int(state["step"]), state.get("last_eval", {})
         truncate_metrics(metrics_path, start_step)
     else:
-        atomic_write(metrics_path, json.dumps({"config": cfg.to_dict(), "task": getattr(task, "name", "?"),
-                                               "policy_params": sum(p.numel() for p in policy.parameters())}) + "\n")
-    writer = _tensorboard(out / "tb", start_step) if cfg.tensorboard else None
+        first = {"config": cfg.to_dict(), "task": getattr(task, "name", "?"),
+                 "policy_params": sum(p.numel() for p in policy.parameters())}
+        atomic_write(metrics_path, json_text(first) + "\n")
+    writer = _tensorboard(files.tensorboard, start_step) if cfg.tensorboard else None
     bs, n = cfg.prompts_per_step, cfg.n
     if progress and start_step == 0:
         print(f"{cfg.run_name()}: {bs} prompts x {n} samples = {bs * n} completions per step, "
@@ -240,10 +258,12 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
     def run_eval(step: int, problems=eval_problems) -> dict:
         detail = problems is not eval_problems  # the final evaluation keeps per-problem counts
         result = evaluate(policy, problems, task, samples=cfg.eval_samples, ks=cfg.eval_ks,
-                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed * 7919 + step,
-                          detail=detail)
+                          max_new_tokens=cfg.max_new_tokens, temperature=cfg.eval_temperature,
+                          seed=seeding.eval_seed(cfg.seed, step), detail=detail,
+                          greedy_temperature=cfg.greedy_temperature,
+                          greedy_samples=cfg.greedy_samples)
         if detail:
-            atomic_write(out / "eval_detail.json", json.dumps(result.pop("detail")))
+            write_json(files.eval_detail, result.pop("detail"))
         record = {"step": step, **{f"eval/{key}": v for key, v in result.items()}}
         _log(metrics_path, writer, record)
         return result
@@ -274,9 +294,9 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
         seen[idx] = True
         rewards = torch.as_tensor(rewards_np, dtype=torch.float32, device=device)
         t_sample = time.time() - t0
-        # --- pkpo reward transform
-        adv_raw = reward_advantages(rewards, cfg.method, k, cfg.baseline)  # (B, n)
-        adv = scale_advantages(adv_raw, k, cfg.scale)
+        # --- advantages: the estimator's own values, filtered (logged), then scaled
+        adv_raw = shape_advantages(reward_advantages(rewards, cfg, k), rewards, cfg)  # (B, n)
+        adv = pkpo.transforms.scale_advantages(adv_raw, k if takes_k else 1, cfg.scale)
         with torch.no_grad():
             ref_logp = reference.sequence_logprobs(samples).view(bs, n) if cfg.kl_coef > 0 else None
         # --- update
@@ -328,7 +348,7 @@ def _train(config: TrainConfig, policy: Policy, task: Task, *, reference: Policy
              "cumulative_solve_rate": rates["train/cumulative_solve_rate"],
              "hard_solve_rate": rates.get("train/hard_solve_rate"), "problems_seen": int(seen.sum()), **final_eval,
              "wall_s_this_session": time.time() - t_start, "config": cfg.to_dict()}
-    atomic_write(out / "final.json", json.dumps(final, indent=2))
+    write_json(files.final, final, indent=2)
     if writer is not None:
         writer.close()
     return final
@@ -344,7 +364,7 @@ def _tensorboard(logdir: Path, purge_step: int):
 
 def _log(path: Path, writer, record: dict) -> None:
     with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json_text(record) + "\n")
     if writer is not None:
         step = record["step"]
         for key, value in record.items():

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..._output import atomic_write
+from .. import seeding
 from ..interfaces import Samples
 
 WARMSTART_VERSION = 2  # 2: the key hashes the task's demonstrator (warmstart_spec)
@@ -72,15 +73,17 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"warmstart-{cache_key(policy, task, steps, batch, lr, seed)}.pt"
     if path.exists():
+        initial = {name: value.detach().clone() for name, value in policy.state_dict().items()}
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             policy.load_state_dict(state["model"])
             return {"cached": True, "path": str(path), "final_nll": state.get("final_nll"),
                     "wall_s": state.get("wall_s"), "cpu_s": state.get("cpu_s")}
-        except Exception:  # a broken cache file is rebuilt, not trusted
+        except Exception:  # a broken cache file (meta tensors, wrong shapes, ...) is rebuilt, not trusted:
+            policy.load_state_dict(initial)  # the fit starts from the initial weights, not a half-loaded state
             path.unlink(missing_ok=True)
-    rng = np.random.default_rng([seed, 104729])
-    torch.manual_seed(seed)
+    rng = seeding.stream(seed, "warm_start")
+    seeding.seed_globals(seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
@@ -111,8 +114,8 @@ def warm_start(policy, task, *, steps: int = 1200, batch: int = 64, lr: float = 
 def rule_accuracy(policy, task, *, per_rule: int = 32, samples: int = 4, max_new_tokens: int = 16,
                   seed: int = 0) -> dict[str, float]:
     """Fraction of sampled completions that execute each named rule correctly (easy-tier prompts)."""
-    rng = np.random.default_rng([seed, 15485863])
-    gen = torch.Generator(device=next(iter(policy.parameters())).device).manual_seed(seed)
+    rng = seeding.stream(seed, "rule_accuracy")
+    gen = seeding.torch_stream(seed, "rule_accuracy", next(iter(policy.parameters())).device)
     out = {}
     for rule, probs in task.rule_accuracy_problems(rng, per_rule).items():
         s = policy.sample([policy.encode(p.prompt) for p in probs], samples, max_new_tokens, 1.0, generator=gen)
