@@ -52,7 +52,7 @@ def model_for(task: MazeTask, width: int, layers: int) -> GPT:
 def time_sampling_and_forward(
     model: GPT, prompts: list[list[int]], n: int, tokens: int, reps: int
 ) -> dict:
-    """Seconds per call of sampling (``tokens`` tokens each), of the no-grad forward and of one update."""
+    """Seconds per call of sampling (``tokens`` tokens each), the no-grad passes and the updates."""
     never = model._never.clone()
     model._never[EOS] = True  # fixed workload: every completion is ``tokens`` long
     gen = torch.Generator().manual_seed(0)
@@ -105,7 +105,7 @@ def time_sampling_and_forward(
 
 
 def plain_logprobs(model: GPT, samples) -> torch.Tensor:
-    """log p(completion | prompt) per row through :func:`plain_forward` (what scoring cost before sharing)."""
+    """log p(completion | prompt) per row through :func:`plain_forward` (scoring before sharing)."""
     ids, _ = left_pad(samples.prompt_ids, PAD)
     logits = plain_forward(model, samples)[:, ids.shape[1] - 1 : -1]
     logp = torch.log_softmax(logits, -1).gather(-1, samples.completion_ids[..., None]).squeeze(-1)
@@ -113,7 +113,7 @@ def plain_logprobs(model: GPT, samples) -> torch.Tensor:
 
 
 def plain_forward(model: GPT, samples) -> torch.Tensor:
-    """Logits of one batched forward pass over every row's padded prompt + completion (no sharing)."""
+    """Logits of one batched forward pass over every row's padded prompt + completion."""
     ids, mask = left_pad(samples.prompt_ids, PAD)
     ids, mask = ids.repeat_interleave(samples.n, 0), mask.repeat_interleave(samples.n, 0)
     key_mask = torch.cat([mask, torch.ones_like(samples.completion_mask)], 1)
@@ -153,11 +153,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), {args.prompts} prompts x {args.n} samples"
+        f"torch {torch.__version__}, {args.threads} thread(s), {args.prompts} prompts x {args.n} "
+        "samples"
     )
     print(
-        "| maze | model | params | prompt tok | generated tok | sample s | plain forward s | update s | plain update s | "
-        "sampled tok/s | plain forward tok/s (ceiling) | sampled / ceiling | shared-prompt scoring tok/s | "
+        "| maze | model | params | prompt tok | generated tok | sample s | plain forward s | "
+        "update s | plain update s | "
+        "sampled tok/s | plain forward tok/s (ceiling) | sampled / ceiling | shared-prompt scoring "
+        "tok/s | "
         "trainer steps/min |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -180,9 +183,12 @@ def main() -> None:
                 else float("nan")
             )
             print(
-                f"| {size}x{size} | d={width}, L={layers} | {model.num_params() / 1e6:.2f}M | {len(prompts[0])} | "
-                f"{tokens} | {r['sample_s']:.3f} | {r['plain_s']:.3f} | {r['update_s']:.3f} | {r['plain_update_s']:.3f} | "
-                f"{r['sampled_tok_s']:.0f} | {r['plain_tok_s']:.0f} | {r['sampled_tok_s'] / r['plain_tok_s']:.2f} | "
+                f"| {size}x{size} | d={width}, L={layers} | {model.num_params() / 1e6:.2f}M | "
+                f"{len(prompts[0])} | "
+                f"{tokens} | {r['sample_s']:.3f} | {r['plain_s']:.3f} | {r['update_s']:.3f} | "
+                f"{r['plain_update_s']:.3f} | "
+                f"{r['sampled_tok_s']:.0f} | {r['plain_tok_s']:.0f} | "
+                f"{r['sampled_tok_s'] / r['plain_tok_s']:.2f} | "
                 f"{r['forward_tok_s']:.0f} | {spm:.1f} |",
                 flush=True,
             )

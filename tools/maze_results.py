@@ -73,8 +73,11 @@ HEADLINE = [
 
 
 def near_greedy(final: dict) -> float | None:
-    """Near-greedy pass@1 of a run: the trainer's ``greedy_pass@1`` (T <= 0.1), or, for runs made before
-    the trainer had it, ``eval_low_temperature.json`` (T = 0.1, 4 samples) beside the run."""
+    """Near-greedy pass@1 of a run: the trainer's ``greedy_pass@1`` (T <= 0.1).
+
+    For runs made before the trainer had it: ``eval_low_temperature.json`` beside the run (T = 0.1,
+    4 samples, written by the benchmark driver of that time).
+    """
     if final.get("greedy_pass@1") is not None:
         return final["greedy_pass@1"]
     path = Path(final["run_dir"]) / "eval_low_temperature.json"
@@ -157,7 +160,7 @@ def published_table(by: dict[str, list[dict]], kmax: int) -> str:
 
 
 def paired_seed_difference(by, a: str, b: str, value) -> dict | None:
-    """Mean over seeds of value(run a) - value(run b), paired by seed, with a t interval (None if unpaired)."""
+    """Mean over seeds of value(a) - value(b), paired by seed, with a t interval (or None)."""
     fa, fb = (
         {f["seed"]: value(f) for f in by.get(a, [])},
         {f["seed"]: value(f) for f in by.get(b, [])},
@@ -193,7 +196,7 @@ def fmt(d: dict | None) -> str:
 
 
 def ordering_table(finals: list[dict], by, kmax: int) -> str:
-    """Every pair the published table orders, checked on our runs: paired difference (95 % CI) and verdict."""
+    """Every pair the published table orders, checked here: paired difference (95 % CI), verdict."""
     ranked = sorted(PUBLISHED, key=lambda m: -PUBLISHED[m][0])
     head = [
         "published order",
@@ -208,9 +211,7 @@ def ordering_table(finals: list[dict], by, kmax: int) -> str:
     for i, hi in enumerate(ranked):
         for lo in ranked[i + 1 :]:
             d1 = paired_difference(finals, hi, lo, 1) if hi in by and lo in by else None
-            d0 = paired_seed_difference(
-                by, hi, lo, lambda f: near_greedy(f)
-            )
+            d0 = paired_seed_difference(by, hi, lo, lambda f: near_greedy(f))
             dk = paired_difference(finals, hi, lo, kmax) if hi in by and lo in by else None
             rows.append(
                 [
@@ -260,7 +261,8 @@ def bias_sentence(finals: list[dict], by, kmax: int) -> str:
     if "pkpo_two_baselines" not in by or "pkpo_k16" not in by:
         missing = [m for m in ("pkpo_k16", "pkpo_two_baselines") if m not in by]
         return (
-            f"Not measured: the run(s) {', '.join(f'`{m}`' for m in missing)} did not run here (the trainer "
+            f"Not measured: the run(s) {', '.join(f'`{m}`' for m in missing)} did not run here "
+            "(the trainer "
             "this benchmark ran on did not offer the method)."
         )
     parts = []
@@ -280,7 +282,7 @@ def training_reward(run_dir: Path) -> np.ndarray:
 
 
 def findings(finals: list[dict], by, kmax: int) -> str:
-    """Sentences computed from the paired differences: what RL did to the warm start, and the headline."""
+    """Sentences from the paired differences: what RL did to the warm start, and the headline."""
 
     def diff(a, b, k):
         return paired_difference(finals, a, b, k) if a in by and b in by else None
@@ -297,7 +299,8 @@ def findings(finals: list[dict], by, kmax: int) -> str:
         d1, dk = diff(m, WARM, 1), diff(m, WARM, kmax)
         if d1 and dk:
             lines.append(
-                f"- `{m}` against the warm start: pass@1 {fmt(d1)} points ({moved(d1)}), pass@{kmax} "
+                f"- `{m}` against the warm start: pass@1 {fmt(d1)} points ({moved(d1)}), "
+                f"pass@{kmax} "
                 f"{fmt(dk)} points ({moved(dk)}; 95 % CI over {d1['basis']})."
             )
     for a, b in (("pkpo_k16", "grpo"), ("pkpo_two_baselines", "grpo"), ("maxrl", "grpo")):
@@ -309,7 +312,8 @@ def findings(finals: list[dict], by, kmax: int) -> str:
                     "reversed": "the published order is reversed",
                 }
                 lines.append(
-                    f"- `{a}` − `{b}` at pass@{k}: {fmt(d)} points (95 % CI over {d['basis']}); the "
+                    f"- `{a}` − `{b}` at pass@{k}: {fmt(d)} points (95 % CI over {d['basis']}); "
+                    "the "
                     f"published table has PKPO (k = 16) or MaxRL above GRPO at pass@1 and at its "
                     f"largest k: {said.get(verdict(d), verdict(d))}."
                 )
@@ -317,7 +321,7 @@ def findings(finals: list[dict], by, kmax: int) -> str:
 
 
 def curves_figure(by, path: Path) -> str | None:
-    """Held-out pass@1 and pass@16 during training (mean over seeds) and the training reward, per method."""
+    """Held-out pass@1 and pass@16 during training (mean over seeds) and the training reward."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -383,50 +387,52 @@ def curves_figure(by, path: Path) -> str | None:
     return str(path)
 
 
-def setting_text(out: Path, finals: list[dict], by) -> str:
-    cfg = next((f for f in finals if f["label"] != WARM), finals[0])["config"]
-    tuning = out / "tuning.json"
-    tuned = json.loads(tuning.read_text()) if tuning.exists() else None
-    methods = [m for m in by if m != WARM]
-    lrs = sorted({f["config"]["lr"] for f in finals if f["label"] != WARM})
-    cpu = [f.get("cpu_s") for f in finals if f["label"] != WARM and f.get("cpu_s")]
-    lines = [
-        (
-            f"Ran: {', '.join(f'`{m}`' for m in methods)}; seeds {sorted({f['seed'] for f in finals})} (paired: a "
-            "seed's runs share its warm start, its training mazes and the held-out mazes)."
-        ),
-        (
-            f"Setting: {cfg['maze_size']}x{cfg['maze_size']} mazes; GPT d = {cfg['d_model']}, {cfg['n_layer']} layers, "
-            f"{cfg['n_head']} heads; warm start {cfg['warm_steps']} steps of {cfg['warm_batch']} shortest paths (lr "
-            f"{cfg['warm_lr']:g}); {cfg['steps']} RL steps of {cfg['prompts_per_step']} fresh mazes x {cfg['n']} samples "
-            f"(the same {cfg['steps'] * cfg['prompts_per_step'] * cfg['n']} samples for every method), temperature "
-            f"{cfg['temperature']:g}, advantage scale `{cfg['scale']}`; held-out evaluation on "
-            f"{cfg['final_eval_problems'] or cfg['eval_problems']} mazes x {cfg['eval_samples']} samples at T = "
-            f"{cfg.get('eval_temperature', cfg['temperature']):g}, and near-greedy pass@1 ("
-            + (f"T = {cfg['greedy_temperature']:g}, {cfg['greedy_samples']} samples"
-               if "greedy_temperature" in cfg else "T = 0.1, 4 samples")
-            + ")."
-        ),
-        (
-            "Tuning: "
-            + "; ".join(
-                f"`{m}` {', '.join(f'{k} {v:g}' for k, v in t['point'].items())}"
-                for m, t in tuned.items()
-            )
-            + " (best validation mean of pass@1 and pass@16, tuning "
-            "seed "
-            + str(json.loads(next((out / "tune").glob("*/*/seed*/final.json")).read_text())["seed"])
-            + ")."
-        )
-        if tuned
-        else f"**Not tuned**: every method ran at lr {', '.join(f'{lr:g}' for lr in lrs)}"
-        + (
+def setting_line(cfg: dict) -> str:
+    """The setting of a run config in one sentence."""
+    size, d, layers, heads = cfg["maze_size"], cfg["d_model"], cfg["n_layer"], cfg["n_head"]
+    samples = cfg["steps"] * cfg["prompts_per_step"] * cfg["n"]
+    mazes = cfg["final_eval_problems"] or cfg["eval_problems"]
+    eval_t = cfg.get("eval_temperature", cfg["temperature"])
+    greedy = (
+        f"T = {cfg['greedy_temperature']:g}, {cfg['greedy_samples']} samples"
+        if "greedy_temperature" in cfg
+        else "T = 0.1, 4 samples"
+    )
+    return (
+        f"Setting: {size}x{size} mazes; GPT d = {d}, {layers} layers, {heads} heads; warm start "
+        f"{cfg['warm_steps']} steps of {cfg['warm_batch']} shortest paths (lr {cfg['warm_lr']:g}); "
+        f"{cfg['steps']} RL steps of {cfg['prompts_per_step']} fresh mazes x {cfg['n']} samples "
+        "(the "
+        f"same {samples} samples for every method), temperature {cfg['temperature']:g}, advantage "
+        f"scale `{cfg['scale']}`; held-out evaluation on {mazes} mazes x {cfg['eval_samples']} "
+        f"samples at T = {eval_t:g}, and near-greedy pass@1 ({greedy})."
+    )
+
+
+def tuning_line(out: Path, finals: list[dict], by, cfg: dict) -> str:
+    """What was tuned and what won, or that nothing was."""
+    path = out / "tuning.json"
+    if not path.exists():
+        lrs = sorted({f["config"]["lr"] for f in finals if f["label"] != WARM})
+        entropy = (
             f" (entropy weight {cfg.get('entropy_coef', 0):g} for `grpo_entropy`)"
             if "grpo_entropy" in by
             else ""
         )
-        + "; the tuning stage of the full benchmark did not run in this session.",
-    ]
+        return (
+            f"**Not tuned**: every method ran at lr {', '.join(f'{lr:g}' for lr in lrs)}{entropy}; "
+            "the tuning stage of the full benchmark did not run."
+        )
+    tuned = json.loads(path.read_text())
+    seed = json.loads(next((out / "tune").glob("*/*/seed*/final.json")).read_text())["seed"]
+    points = "; ".join(
+        f"`{m}` " + ", ".join(f"{k} {v}" for k, v in t["point"].items()) for m, t in tuned.items()
+    )
+    return f"Tuning: {points} (best validation mean of pass@1 and pass@16, tuning seed {seed})."
+
+
+def reduced_line(cfg: dict, by, tuned: bool) -> str | None:
+    """How a run differs from the full benchmark (preset values, methods not run), or None."""
     from pkpo.rl.config import PRESETS
     from pkpo.rl.sweeps.maze import METHOD_RUNS
 
@@ -435,35 +441,43 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
         for key, value in sorted(PRESETS["maze"].items())
         if key in cfg and cfg[key] != (list(value) if isinstance(value, tuple) else value)
     ]
-    missing = [m for m in METHOD_RUNS if m not in by]
-    if differ or missing or not tuned:
-        lines.append(
-            "**A reduced run**, not the full benchmark: "
-            + "; ".join(
-                filter(
-                    None,
-                    [
-                        ", ".join(differ),
-                        f"not run: {', '.join(f'`{m}`' for m in missing)}" if missing else "",
-                    ],
-                )
-            )
-            + "."
-        )
+    missing = [f"`{m}`" for m in METHOD_RUNS if m not in by]
+    if not (differ or missing) and tuned:
+        return None
+    parts = [", ".join(differ)] + ([f"not run: {', '.join(missing)}"] if missing else [])
+    return "**A reduced run**, not the full benchmark: " + "; ".join(p for p in parts if p) + "."
+
+
+def setting_text(out: Path, finals: list[dict], by) -> str:
+    cfg = next((f for f in finals if f["label"] != WARM), finals[0])["config"]
+    methods = ", ".join(f"`{m}`" for m in by if m != WARM)
+    seeds = sorted({f["seed"] for f in finals})
+    lines = [
+        (
+            f"Ran: {methods}; seeds {seeds} (paired: a seed's runs share its warm start and the "
+            "held-out mazes)."
+        ),
+        setting_line(cfg),
+        tuning_line(out, finals, by, cfg),
+    ]
+    reduced = reduced_line(cfg, by, (out / "tuning.json").exists())
+    if reduced:
+        lines.append(reduced)
     commands = out / "commands.txt"
     if commands.exists():
         unique = list(dict.fromkeys(commands.read_text().splitlines()))
         lines.append("Commands that made these runs:\n\n```bash\n" + "\n".join(unique) + "\n```")
+    cpu = [f["cpu_s"] for f in finals if f["label"] != WARM and f.get("cpu_s")]
     if cpu:
         lines.append(
-            f"CPU time per RL run: mean {np.mean(cpu):.0f} s (min {min(cpu):.0f}, max {max(cpu):.0f}), "
-            f"one thread, on a shared 2-core machine."
+            f"CPU time per RL run: mean {np.mean(cpu):.0f} s (min {min(cpu):.0f}, max "
+            f"{max(cpu):.0f}), one thread, on a shared 2-core machine."
         )
     return "\n\n".join(lines)
 
 
 def eval_samples_done(run_dir: Path) -> int:
-    """Samples drawn by the evaluations of a run (mazes x samples, summed over its metrics.jsonl records)."""
+    """Samples drawn by the evaluations of a run (mazes x samples, from its metrics.jsonl)."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return 0
@@ -486,8 +500,7 @@ def cost_estimate(finals: list[dict]) -> str:
     """
     import torch
 
-    from pkpo.rl.config import PRESETS
-    from pkpo.rl.config import TrainConfig
+    from pkpo.rl.config import PRESETS, TrainConfig
     from pkpo.rl.sweeps.maze import (
         LRS,
         METHOD_RUNS,
@@ -528,12 +541,17 @@ def cost_estimate(finals: list[dict]) -> str:
     warm = (len(REPORT_SEEDS) + 1) * p["warm_steps"] * w + len(REPORT_SEEDS) * final * e
     total = (tuning + report) * run + warm
     return (
-        f"Measured here (CPU seconds, one thread, on the loaded shared machine): {w:.2f} per warm-start step "
+        f"Measured here (CPU seconds, one thread, on the loaded shared machine): {w:.2f} per "
+        "warm-start step "
         f"(batch {p['warm_batch']}), {1000 * e:.1f} ms per evaluation sample, {c:.2f} per RL step "
-        f"({p['prompts_per_step']} x {p['n']} samples; mean of {len(per_step)} runs). The full benchmark "
-        f'(`PRESETS["maze"]`: {p["steps"]} RL steps a run; {tuning} tuning runs, {report} report runs, '
-        f"{len(REPORT_SEEDS) + 1} warm starts) needs about {run:.0f} CPU seconds a run and {total / 3600:.1f} "
-        f"CPU hours in all: about {total / 2 / 3600:.1f} h of wall time on 2 cores with `--jobs 2`, if the "
+        f"({p['prompts_per_step']} x {p['n']} samples; mean of {len(per_step)} runs). The full "
+        "benchmark "
+        f'(`PRESETS["maze"]`: {p["steps"]} RL steps a run; {tuning} tuning runs, {report} report '
+        "runs, "
+        f"{len(REPORT_SEEDS) + 1} warm starts) needs about {run:.0f} CPU seconds a run and "
+        f"{total / 3600:.1f} "
+        f"CPU hours in all: about {total / 2 / 3600:.1f} h of wall time on 2 cores with `--jobs "
+        "2`, if the "
         "two processes are kept busy."
     )
 

@@ -91,7 +91,7 @@ def grid_points(name: str, lrs) -> list[dict]:
 
 
 def point_label(point: dict) -> str:
-    """A folder name for a tuning point: ``lr0.0001``, ``entropy_coef0.05_lr0.0001``, ``beta4_lr0.0001``."""
+    """A folder name for a tuning point: ``lr0.0001``, ``entropy_coef0.05_lr0.0001``, ..."""
     parts = []
     for key, value in sorted(point.items()):
         parts.append(value.replace("=", "") if key == "method_params" else f"{key}{value:g}")
@@ -246,7 +246,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "commands.txt", "a") as fh:  # what made the runs in this folder, for the report
-        fh.write(shlex.join(["python", "-m", "pkpo.rl.sweeps.maze", *(argv or sys.argv[1:])]) + "\n")
+        command = ["python", "-m", "pkpo.rl.sweeps.maze", *(argv or sys.argv[1:])]
+        fh.write(shlex.join(command) + "\n")
     try:
         overrides = {**json.loads(args.set), **({"steps": args.steps} if args.steps else {})}
         TrainConfig.from_dict({**TrainConfig().to_dict(), **MAZE_PRESET, **overrides})
