@@ -463,9 +463,12 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
     reduced = reduced_line(cfg, by, (out / "tuning.json").exists())
     if reduced:
         lines.append(reduced)
-    commands = out / "commands.txt"
-    if commands.exists():
-        unique = list(dict.fromkeys(commands.read_text().splitlines()))
+    folders = [out, *sorted({Path(f["run_dir"]).parents[2] for f in finals} - {out})]
+    text = "".join(
+        (d / "commands.txt").read_text() for d in folders if (d / "commands.txt").exists()
+    )
+    if text:
+        unique = list(dict.fromkeys(text.splitlines()))
         lines.append("Commands that made these runs:\n\n```bash\n" + "\n".join(unique) + "\n```")
     cpu = [f["cpu_s"] for f in finals if f["label"] != WARM and f.get("cpu_s")]
     if cpu:
@@ -556,9 +559,16 @@ def cost_estimate(finals: list[dict]) -> str:
     )
 
 
-def maze_blocks(out: Path, figure_dir: Path | None = None) -> dict[str, str]:
-    """The ``maze-*`` blocks of docs/results.md from the runs under ``out``."""
+def maze_blocks(out: Path, figure_dir: Path | None = None, also=()) -> dict[str, str]:
+    """The ``maze-*`` blocks of docs/results.md from the runs under ``out``.
+
+    ``also``: more benchmark folders whose runs (not their warm starts: ``out``'s is the reference)
+    join the tables, e.g. methods run later with newer sources; every run is evaluated on the same
+    held-out mazes, which the paired differences check.
+    """
     finals = finished_runs(out)
+    for extra in also:
+        finals += [f for f in finished_runs(Path(extra)) if f["label"] != WARM]
     if not finals:
         raise ValueError(f"no finished maze runs under {str(out / 'runs')!r}")
     by = runs_by_label(finals)
@@ -611,11 +621,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/results/maze", help="the maze benchmark's folder")
     parser.add_argument("--docs", default="docs", help="the docs folder (results.md, figures/rl/)")
     parser.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="more benchmark folders whose runs (not warm starts) join the tables",
+    )
+    parser.add_argument(
         "--print", action="store_true", help="print the blocks instead of writing the docs"
     )
     args = parser.parse_args(argv)
     try:
-        blocks = maze_blocks(Path(args.out), Path(args.docs) / "figures" / "rl")
+        blocks = maze_blocks(Path(args.out), Path(args.docs) / "figures" / "rl", args.also)
     except (ValueError, OSError) as exc:
         print(f"maze_results: error: {exc}", file=sys.stderr)
         return 2
