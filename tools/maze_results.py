@@ -460,6 +460,22 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
         setting_line(cfg),
         tuning_line(out, finals, by, cfg),
     ]
+    protocols = defaultdict(set)  # near-greedy evaluation protocol -> runs measured with it
+    for f in finals:
+        c = f["config"]
+        key = (
+            f"T = {c['greedy_temperature']:g}, {c['greedy_samples']} samples"
+            if "greedy_temperature" in c
+            else "T = 0.1, 4 samples"
+        )
+        protocols[key].add(f"`{f['label']}`")
+    if len(protocols) > 1:
+        lines.append(
+            "Near-greedy pass@1 was measured two ways: "
+            + "; ".join(f"{key} for {', '.join(sorted(runs))}" for key, runs in protocols.items())
+            + " (the trainer "
+            "gained its own near-greedy evaluation between these runs)."
+        )
     reduced = reduced_line(cfg, by, (out / "tuning.json").exists())
     if reduced:
         lines.append(reduced)
