@@ -163,14 +163,20 @@ def test_task_contract_scores_and_classify():
         task.problems("test")
 
 
-@pytest.mark.parametrize(
-    "bad", [{"size": 8}, {"size": 3}, {"n_heldout": 0}, {"size": 5, "n_heldout": 5000}]
-)
+@pytest.mark.parametrize("bad", [{"size": 8}, {"size": 3}, {"n_heldout": 0}, {"n_train": 0}])
 def test_bad_config_is_a_value_error(bad):
     with pytest.raises(ValueError):
         MazeConfig(**bad).validate()
     with pytest.raises(ValueError, match="unknown task"):
         make_maze_task("labyrinth")
+
+
+def test_a_split_too_small_for_the_request_is_a_value_error():
+    # 5x5 mazes: 4 spanning trees x 12 (start, goal) pairs = 48 mazes, about 3 per split
+    with pytest.raises(
+        ValueError, match="distinct heldout mazes of size 5 were found, 40 were asked"
+    ):
+        MazeTask(size=5, n_validation=1, n_heldout=40)
 
 
 def test_splits_are_disjoint_by_hash_and_distinct():
