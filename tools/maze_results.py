@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -483,9 +484,16 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
     text = "".join(
         (d / "commands.txt").read_text() for d in folders if (d / "commands.txt").exists()
     )
+    report = ["python", "tools/maze_results.py", "--out", str(out)]
+    report += ["--also", *map(str, folders[1:])] if len(folders) > 1 else []
+    text += shlex.join(report) + "\n"
     if text:
         unique = list(dict.fromkeys(text.splitlines()))
-        lines.append("Commands that made these runs:\n\n```bash\n" + "\n".join(unique) + "\n```")
+        lines.append(
+            "Commands that made these runs and this section:\n\n```bash\n"
+            + "\n".join(unique)
+            + "\n```"
+        )
     cpu = [f["cpu_s"] for f in finals if f["label"] != WARM and f.get("cpu_s")]
     if cpu:
         lines.append(
