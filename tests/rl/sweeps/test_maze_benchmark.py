@@ -82,6 +82,8 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     blocks = maze_blocks(tmp_path, tmp_path / "figures")
     assert "A reduced run" in blocks["maze-setting"] and "`grpo`" in blocks["maze-table"]
     assert "39.6" in blocks["maze-published"] and "not run" in blocks["maze-bias"]
+    # the commands are shown, never run by the docs test
+    assert "<!-- docs-test: parse-only" in blocks["maze-setting"].split("```bash")[0]
     assert (tmp_path / "figures" / "maze_curves.png").exists() or "No training curves" in blocks[
         "maze-curves"
     ]
