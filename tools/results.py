@@ -8,8 +8,7 @@ folders.
     # rewrite the docs from the finished runs only:
     python tools/results.py --out runs/results --docs-only
 
-Four steps, each resumable (finished runs are reused, interrupted ones resume from their
-checkpoints):
+Five steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
    start and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start
@@ -18,9 +17,12 @@ checkpoints):
    for the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its
    policies.
    Folder ``OUT/sum``.
-3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
-   fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on fresh
+   seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
+4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes,
+   then paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder
+   ``OUT/maze``.
+5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
    error, so no table can be left behind unregenerated.
@@ -46,6 +48,7 @@ from diagnose import (  # tools/diagnose.py, next to this file
     optimal_rule_distribution,
     pass_at_k_of,
 )
+from maze_results import maze_blocks  # tools/maze_results.py, next to this file
 
 from pkpo._output import atomic_write, markdown_table, write_json
 from pkpo.rl.config import PRESETS, TrainConfig
@@ -245,7 +248,7 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
     draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
     blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
     blocks["command"] = (
-        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps: about half an hour) -->\n"
+        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: about two and a half hours) -->\n"
         f"```bash\n{command}\n```\n"
         + (f"Wall time of this regeneration: {wall / 60:.0f} min." if wall else "")
     )
@@ -338,6 +341,11 @@ def main(argv=None) -> int:
         gauntlet.run(
             out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
         )
+        from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
+
+        run_benchmark(
+            out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress
+        )  # about 2 h on 2 cores
         write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
@@ -351,6 +359,7 @@ def main(argv=None) -> int:
     blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall)
     figures = Path(args.docs) / "figures" / "rl"
     figures.mkdir(parents=True, exist_ok=True)
+    blocks.update(maze_blocks(out / "maze", figures))
     for prefix, folder in (("demo", out / "demo"), ("sum", out / "sum")):
         for png in sorted(folder.glob("*.png")):
             shutil.copy(png, figures / f"{prefix}_{png.name}")

@@ -44,6 +44,26 @@ def build_pretrained(cfg: TrainConfig, model: str, lora_r: int):
     return policy, task, reference, {}
 
 
+def task_options(cfg: TrainConfig) -> dict:
+    """The keyword arguments of ``make_task(cfg.task, ...)``: the config fields that task reads."""
+    common = {
+        "seed": cfg.task_seed,
+        "n_train": cfg.n_train,
+        "n_heldout": cfg.n_heldout,
+        "n_validation": cfg.n_validation,
+    }
+    if cfg.task.startswith("maze"):
+        return {**common, "size": cfg.maze_size}
+    return {
+        **common,
+        "tier": cfg.tier,
+        "feature": cfg.feature,
+        "length": cfg.length,
+        "demo_power": cfg.demo_power,
+        "demo_uniform": cfg.demo_uniform,
+    }
+
+
 def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_step=None):
     """The GPT policy (warm-started, cached), the task and the optional KL reference for ``cfg``."""
     import torch
@@ -58,22 +78,16 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
             "path)"
         )
     torch.set_num_threads(cfg.threads)
-    task = make_task(
-        cfg.task,
-        tier=cfg.tier,
-        feature=cfg.feature,
-        seed=cfg.task_seed,
-        length=cfg.length,
-        n_train=cfg.n_train,
-        n_heldout=cfg.n_heldout,
-        n_validation=cfg.n_validation,
-        demo_power=cfg.demo_power,
-        demo_uniform=cfg.demo_uniform,
-    )
+    task = make_task(cfg.task, **task_options(cfg))
     seeding.seed_globals(cfg.seed)  # model initialisation
-    policy = GPT(GPTConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head)).to(
-        cfg.device
-    )
+    shape = {"d_model": cfg.d_model, "n_layer": cfg.n_layer, "n_head": cfg.n_head}
+    if hasattr(
+        task, "prompt_length"
+    ):  # a task with long prompts and answers says how long (the maze)
+        shape["block_size"] = (
+            task.prompt_length() + 1 + max(cfg.max_new_tokens, task.max_new_tokens())
+        )
+    policy = GPT(GPTConfig(**shape)).to(cfg.device)
     info = warm_start(
         policy,
         task,
@@ -85,7 +99,7 @@ def build(cfg: TrainConfig, *, cache_dir=None, progress: bool = True, on_warm_st
         progress=progress,
         on_step=on_warm_step,
     )
-    if not info["cached"] and cfg.warm_steps:
+    if not info["cached"] and cfg.warm_steps and hasattr(task, "rule_accuracy_problems"):
         info["rule_accuracy"] = rule_accuracy(
             policy, task, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed
         )

@@ -160,6 +160,7 @@ class TrainConfig:
     n_validation: int = _opt(
         128, "number of validation problems (for tuning; disjoint from train and held-out)"
     )
+    maze_size: int = _opt(9, "maze tasks: side of the grid (odd, >= 5; MaxRL's is 17)")
     d_model: int = _opt(96, "GPT width")
     n_layer: int = _opt(3, "GPT blocks")
     n_head: int = _opt(4, "GPT attention heads")
@@ -508,6 +509,10 @@ class TrainConfig:
             self.task in TASKS or self.task.startswith("nl:"),
             f"unknown task {self.task!r}; expected one of {sorted(TASKS)}",
         )
+        need(
+            self.maze_size >= 5 and self.maze_size % 2 == 1,
+            f"maze_size must be odd and >= 5, got {self.maze_size!r}",
+        )
 
     def run_name(self) -> str:
         k = f"k{self.k}" if self.method == "pkpo" else self.method
@@ -515,7 +520,11 @@ class TrainConfig:
             k = f"{self.method}-k{self.k}"
         # tier and feature only describe the synthetic hidden-rule tasks, not the nl: word problems
         task = (
-            self.task if self.task.startswith("nl:") else f"{self.task}-{self.tier}-{self.feature}"
+            self.task
+            if self.task.startswith("nl:")
+            else f"{self.task}{self.maze_size}"
+            if self.task.startswith("maze")
+            else f"{self.task}-{self.tier}-{self.feature}"
         )
         return (
             f"{task}__{k}__{self.baseline}__s{self.seed}".replace(">", "")
@@ -586,8 +595,35 @@ PRESETS = {
         "n_heldout": 32,
         "n_validation": 32,
     },
-    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see
-    # docs/rl.md)
+    # the maze benchmark (python -m pkpo.rl.sweeps.maze; docs/rl.md, "The maze task"): 9x9 Prim's mazes, a d=128,
+    # 4-layer GPT (0.83 M parameters), 400 warm-start steps of 32 shortest paths, 150 RL steps of 4 fresh mazes x 32
+    # samples (n = 32, so that k = 16 < n, as MaxRL's k = 16 < n = 128); evaluation of 64 held-out mazes every 50
+    # steps and of 256 x 32 samples at the end
+    "maze": {
+        "task": "maze",
+        "maze_size": 9,
+        "d_model": 128,
+        "n_layer": 4,
+        "n_head": 4,
+        "warm_steps": 400,
+        "warm_batch": 32,
+        "warm_lr": 1e-3,
+        "steps": 150,
+        "prompts_per_step": 4,
+        "n": 32,
+        "max_new_tokens": 32,
+        "n_train": 100_000,
+        "n_validation": 256,
+        "n_heldout": 256,
+        "eval_every": 50,
+        "eval_problems": 64,
+        "final_eval_problems": 256,
+        "eval_samples": 32,
+        "eval_ks": (1, 2, 4, 8, 16, 32),
+        "checkpoint_every": 50,
+        "tensorboard": False,
+    },
+    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
     "gpu": {
         "device": "cuda",
         "d_model": 256,

@@ -191,3 +191,69 @@ def test_left_pad_and_positions():
     ]  # counted from the first real token
     with pytest.raises(ValueError, match="at least one token"):
         left_pad([[5], []], pad_id=0)
+
+
+def test_shared_prompt_scoring_equals_one_pass_over_prompt_and_completion():
+    """token_logprobs runs each prompt once for its n samples; the log-probs and gradients must be those of
+    a plain forward pass over every (padded prompt + completion) row."""
+    model = tiny_gpt(3)
+    prompts = [model.encode("12:r>"), model.encode("123456:?>")]
+    s = model.sample(prompts, n=3, max_new_tokens=6, generator=torch.Generator().manual_seed(2))
+    ids, mask = left_pad(s.prompt_ids, PAD)
+    ids, mask = ids.repeat_interleave(3, 0), mask.repeat_interleave(3, 0)
+    L, T = ids.shape[1], s.completion_ids.shape[1]
+    key_mask = torch.cat([mask, torch.ones_like(s.completion_mask)], 1)
+    logits = model(torch.cat([ids, s.completion_ids], 1), key_mask, positions_from_mask(key_mask))
+    logp = (
+        torch.log_softmax(logits[:, L - 1 : L + T - 1], -1)
+        .gather(-1, s.completion_ids[..., None])
+        .squeeze(-1)
+    )
+    reference = torch.where(s.completion_mask, logp, 0.0).sum(1)
+    shared = model.sequence_logprobs(s)
+    torch.testing.assert_close(shared, reference, atol=1e-5, rtol=1e-5)
+    g_shared = torch.autograd.grad(shared.sum(), model.tok_emb.weight)[0]
+    g_ref = torch.autograd.grad(reference.sum(), model.tok_emb.weight)[0]
+    torch.testing.assert_close(g_shared, g_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prompt_sampling_follows_the_full_forward_pass():
+    """Sampling runs each prompt once and copies its cache to the n rows; near-greedy samples must be the
+    argmax continuations computed by plain forward passes over the whole sequence."""
+    model = tiny_gpt(4).eval()
+    prompts = [model.encode("7:?>"), model.encode("12345:r>")]
+    s = model.sample(
+        prompts, n=2, max_new_tokens=5, temperature=1e-4, generator=torch.Generator().manual_seed(0)
+    )
+    for row in range(4):
+        seq = list(prompts[row // 2])
+        for t in range(s.completion_ids.shape[1]):
+            if not s.completion_mask[row, t]:
+                break
+            ids = torch.tensor([seq])
+            logits = model(
+                ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(len(seq))[None]
+            )[0, -1]
+            assert int(s.completion_ids[row, t]) == int(logits.argmax())
+            seq.append(int(logits.argmax()))
+
+
+def test_shared_prefix_attention_equals_attention_over_the_repeated_prefix():
+    from pkpo.rl.policies.gpt import shared_prefix_attention
+
+    torch.manual_seed(0)
+    B, n, h, L, T, hd = 2, 3, 2, 5, 4, 8
+    q = torch.randn(B * n, h, T, hd)
+    k, v = torch.randn(B * n, h, T, hd), torch.randn(B * n, h, T, hd)
+    prefix_k, prefix_v = torch.randn(B, h, L, hd), torch.randn(B, h, L, hd)
+    prefix_mask = torch.ones(B, L, dtype=torch.bool)
+    prefix_mask[1, :2] = False  # a left-padded prompt
+    own_mask = torch.ones(T, T, dtype=torch.bool).tril()[None, None].expand(B * n, 1, T, T)
+    out = shared_prefix_attention(q, k, v, prefix_k, prefix_v, prefix_mask, own_mask, n)
+    keys = torch.cat([prefix_k.repeat_interleave(n, 0), k], 2)
+    values = torch.cat([prefix_v.repeat_interleave(n, 0), v], 2)
+    mask = torch.cat(
+        [prefix_mask.repeat_interleave(n, 0)[:, None, None, :].expand(B * n, 1, T, L), own_mask], -1
+    )
+    reference = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
