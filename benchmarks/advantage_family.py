@@ -61,14 +61,19 @@ def risk_gradient(p):
     return (math.exp(BETA) - 1) * p * (1 - p) / (BETA * (1 - p + p * math.exp(BETA)))
 
 
+def likelihood_gradient(p):
+    """d/dtheta sum_{j<n} pass@j / j (maxg@j = pass@j on 0/1 rewards)."""
+    return sum(pass_gradient(p, j) / j for j in range(1, N))
+
+
 # name -> (label, target(p)): what the expected update is compared with
 TARGETS = {
     "pkpo": ("∇pass@k", lambda p: pass_gradient(p, K)),
     "grpo": ("n ∇pass@1", lambda p: N * pass_gradient(p, 1)),
     "dr_grpo": ("(n-1) ∇pass@1", lambda p: (N - 1) * pass_gradient(p, 1)),
     "rloo": ("n ∇pass@1", lambda p: N * pass_gradient(p, 1)),
-    "maxrl": ("n ∇Σ_{j<n} pass@j / j", lambda p: N * sum(pass_gradient(p, j) / j for j in range(1, N))),
-    "tailrl": ("n ∇Σ_{j<n} maxg@j / j", lambda p: N * sum(pass_gradient(p, j) / j for j in range(1, N))),
+    "maxrl": ("n ∇Σ_{j<n} pass@j / j", lambda p: N * likelihood_gradient(p)),
+    "tailrl": ("n ∇Σ_{j<n} maxg@j / j", lambda p: N * likelihood_gradient(p)),
     "rs_grpo": ("n ∇log E[e^{βr}] / β", lambda p: N * risk_gradient(p)),
     "w_reinforce": ("n (1+λ) ∇pass@1", lambda p: N * (1 + LAM) * pass_gradient(p, 1)),
     "tzsm": ("∇pass@n", lambda p: pass_gradient(p, N)),
@@ -123,7 +128,8 @@ def table() -> str:
         label, target = TARGETS[name]
         objective, formula = DESCRIPTION[name]
         shown = f"`{name}`" + (f" (k = {K})" if spec.takes_k else "")
-        cells = [shown, objective, formula, "0/1" if spec.rewards == "binary" else "any", spec.unbiased_for, label]
+        rewards = "0/1" if spec.rewards == "binary" else "any"
+        cells = [shown, objective, formula, rewards, spec.unbiased_for, label]
         cells += [_fmt(mean_abs(name, p) / g) for p, g in zip(PS, grpo)]
         cells += [_fmt(float(expected_update(name, p)[0] / target(p))) for p in PS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -161,7 +167,12 @@ def write_figure(folder: Path) -> list[Path]:
     png = folder / "expected_update.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    data = {"n": N, "k": K, "p": p.tolist(), "expected_update": {k: v.tolist() for k, v in curves.items()}}
+    data = {
+        "n": N,
+        "k": K,
+        "p": p.tolist(),
+        "expected_update": {name: values.tolist() for name, values in curves.items()},
+    }
     json_path = folder / "expected_update.json"
     json_path.write_text(json.dumps(data, indent=1) + "\n")
     return [png, json_path]

@@ -45,9 +45,9 @@ def ratio_weights(n: int, k: int) -> tuple[list, list]:
 def loop_group(values: list, k: int, weights=comb_weights) -> list:
     """s^(loo-1) of one group (paper eq. 33) in plain Python floats, the paper's O(n) recursions.
 
-    Theorem 5 and eq. 49 of the paper (arXiv:2505.15201 v4): sort once; s by the right-to-left recursion,
-    s_(i) = s_(i+1) + w_i (g_(i) - g_(i+1)) with w_i = C(i-1,k-1)/C(n,k) and s_(n) = w_n g_(n);
-    the baseline (k/n) rho_{k-1}(g without i) by the left-to-right recursion of eqs. 31-32
+    Theorem 5 and eq. 49 of the paper (arXiv:2505.15201 v4): sort once; s by the right-to-left
+    recursion, s_(i) = s_(i+1) + w_i (g_(i) - g_(i+1)) with w_i = C(i-1,k-1)/C(n,k) and s_(n) = w_n
+    g_(n); the baseline (k/n) rho_{k-1}(g without i) by the left-to-right recursion of eqs. 31-32
     (corrected form): R_1 = rho_{k-1}(g_(2..n)), R_(i+1) = R_i + v_i (g_(i) - g_(i+1)) with
     v_i = C(i-1,k-2)/C(n-1,k-1). k = 1 is leave-one-out centring divided by n.
     """

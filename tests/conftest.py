@@ -1,4 +1,5 @@
-"""Shared test set-up: the brute-force oracle on the path, hypothesis profiles, optional backends."""
+"""Shared test set-up: the brute-force oracle on the path, hypothesis profiles, optional
+backends."""
 
 from __future__ import annotations
 

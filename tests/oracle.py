@@ -10,6 +10,7 @@ Definitions, for one group g_1..g_n and the k-subsets I of [n] = {1..n}:
 
 - maxg@k (eq. 15):   rho_k(g) = mean_{|I|=k} max_{j in I} g_j.
 - pass@k (eq. 3 via Thm 1): the same mean of 1 - prod_{j in I} (1 - f_j) for 0/1 f.
+- pass^k: the same mean of prod_{j in I} f_j (all k correct).
 - s (eq. 27):        s_i = S(i, k, [n]) = (1/C(n,k)) sum_{|I|=k, i in I} max_{j in I} g_j.
 - s^(loo) (eq. 29):  s_i - (1/(n-1)) sum_{j != i} S(j, k, [n] minus {i}), where S on a pool of
                      size m is normalised by C(m, k).
@@ -27,6 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
+
 def subset_mean_max(g, k: int) -> float:
     """rho_k(g): the mean over all size-k subsets of the subset maximum (eq. 15)."""
     subsets = list(itertools.combinations(range(len(g)), k))
@@ -41,8 +43,15 @@ def subset_pass_at_k(f, k: int) -> float:
     )
 
 
+def subset_pass_all_k(f, k: int) -> float:
+    """pass^k of 0/1 outcomes: mean over size-k subsets of prod(f_j), "all k are correct"."""
+    subsets = list(itertools.combinations(range(len(f)), k))
+    return math.fsum(math.prod(f[j] for j in subset) for subset in subsets) / len(subsets)
+
+
 def subset_credit(g, k: int, pool) -> dict:
-    """S(j, k, pool) for every j in ``pool``: (1/C(m,k)) sum over k-subsets of the pool holding j of their max."""
+    """S(j, k, pool) for every j in ``pool``: (1/C(m,k)) sum over k-subsets of the pool holding j of
+    their max."""
     total = {j: [] for j in pool}
     subsets = list(itertools.combinations(pool, k))
     for subset in subsets:
@@ -73,7 +82,8 @@ def s_loo(g, k: int) -> np.ndarray:
 def s_loo_minus_one(g, k: int) -> np.ndarray:
     """s_i^(loo-1) = (1/C(n,k)) sum_{|I|=k, i in I} (max_I g - max_{I minus i} g)   (eq. 33).
 
-    k = 1 (the max over the empty set is undefined) follows DESIGN.md: (g_i - mean_{j != i} g_j) / n.
+    k = 1 (the max over the empty set is undefined) follows DESIGN.md: (g_i - mean_{j != i} g_j) /
+    n.
     """
     n = len(g)
     if k == 1:
@@ -126,8 +136,20 @@ def pass_at_k(correct, k: int) -> np.ndarray:
     return np.array([subset_pass_at_k(list(row), k) for row in rows]).reshape(correct.shape[:-1])
 
 
+def pass_all_k(correct, k: int) -> np.ndarray:
+    correct = np.asarray(correct, dtype=np.float64)
+    rows = correct.reshape(-1, correct.shape[-1])
+    return np.array([subset_pass_all_k(list(row), k) for row in rows]).reshape(correct.shape[:-1])
+
+
+def exact_pass_all_k(n: int, c: int, k: int) -> Fraction:
+    """C(c, k) / C(n, k) as an exact rational."""
+    return Fraction(math.comb(c, k), math.comb(n, k))
+
+
 def pass_at_k_from_counts(n: int, c: int, k: int) -> float:
-    """pass@k of a group with c correct out of n, by enumerating the subsets of [1]*c + [0]*(n-c)."""
+    """pass@k of a group with c correct out of n, by enumerating the subsets of [1]*c +
+    [0]*(n-c)."""
     return subset_pass_at_k([1.0] * c + [0.0] * (n - c), k)
 
 

@@ -17,14 +17,14 @@ import math
 import numpy as np
 import pytest
 
-import oracle
 import pkpo
 from pkpo import advantages as adv
+
+import oracle
 from test_unbiasedness import REWARDS, THETA, maxg_gradient, softmax
 
 PS = (0.1, 0.3, 0.7)
 BINARY = tuple(name for name in adv.names() if adv.spec(name).rewards == "binary")
-ANY = tuple(name for name in adv.names() if adv.spec(name).rewards == "any")
 MIN_N = {"rloo": 2, "tzsm": 2}  # the estimators that need a second sample
 
 
@@ -56,6 +56,7 @@ EXACT = {
 def exact_cases(n_max: int):
     for name in EXACT:
         takes_k = adv.spec(name).takes_k
+        # pkpo_two_baselines' closed form divides by n - 1 (at n = 1 it is r: tested below)
         smallest = 2 if name in ("rloo", "tzsm", "pkpo_two_baselines") else 1
         for n in range(smallest, n_max + 1):
             for k in range(1, n + 1) if takes_k else [None]:
@@ -83,8 +84,9 @@ def reward_kinds(name: str):
     return ["binary"] if adv.spec(name).rewards == "binary" else sorted(REWARDS)
 
 
-@pytest.mark.parametrize("name, n, k, kind",
-                         [(*c, kind) for c in exact_cases(5) for kind in reward_kinds(c[0])])
+@pytest.mark.parametrize(
+    "name, n, k, kind", [(*c, kind) for c in exact_cases(5) for kind in reward_kinds(c[0])]
+)
 def test_exact_expected_update_on_a_categorical_bandit(name, n, k, kind):
     r = REWARDS[kind]
     params = {} if k is None else {"k": k}
@@ -123,7 +125,8 @@ def test_two_baselines_pkpo_is_biased_as_measured_in_the_issue():
     p, n, k = 0.3, 4, 2
     biased = oracle.bernoulli_expected_update(estimator("pkpo_two_baselines", k=k), p, n)
     raw = oracle.bernoulli_expected_update(
-        lambda rewards: oracle.per_group(oracle.two_baselines_group_raw, rewards, k=k), p, n)
+        lambda rewards: oracle.per_group(oracle.two_baselines_group_raw, rewards, k=k), p, n
+    )
     unbiased = oracle.bernoulli_expected_update(estimator("pkpo", k=k), p, n)
     assert biased == pytest.approx(42 / 125, abs=1e-15)  # 0.336 exactly, by Fractions: 42/125
     assert raw * k / n == pytest.approx(biased, abs=1e-15)  # the repository's own formula agrees
@@ -138,8 +141,10 @@ def test_grpo_is_biased_for_every_multiple_of_the_pass_at_1_gradient(n):
     At n = 2 and 3 the groups with signal (c = 1 and c = n - 1) share one std, so on 0/1 rewards
     GRPO is then a constant times RLOO: unbiased up to that constant.
     """
-    ratios = [oracle.bernoulli_expected_update(estimator("grpo"), p, n)
-              / bernoulli_pass_gradient(p, 1) for p in PS]
+    ratios = [
+        oracle.bernoulli_expected_update(estimator("grpo"), p, n) / bernoulli_pass_gradient(p, 1)
+        for p in PS
+    ]
     if n <= 3:
         assert max(ratios) - min(ratios) < 1e-12 * max(ratios)
         return
@@ -169,6 +174,7 @@ def test_rs_grpo_is_biased_and_the_bias_shrinks_with_n():
 @pytest.mark.parametrize("n, k", [(4, 2), (5, 2), (6, 3)])
 def test_passk_training_is_biased_only_through_its_std_division(n, k):
     """Times (sigma + 1e-6) it is (n/k - 1) grad pass@k exactly; as published it moves with p."""
+
     def undivided(rewards):
         c = rewards.sum(-1, keepdims=True)
         rho = 1 - np.vectorize(math.comb)(n - c.astype(int), k) / math.comb(n, k)
@@ -203,8 +209,14 @@ AUTHORS = {
     "passk_training": (oracle.passk_training_group, {"k": 3}),
     "pkpo_two_baselines": (oracle.two_baselines_group, {"k": 3}),
 }
-OTHER_PARAMS = {"grpo": {"eps": 1e-4}, "rs_grpo": {"beta": -0.7}, "w_reinforce": {"lam": 0.25},
-                "pkpo": {"k": 1}, "passk_training": {"k": 1}, "pkpo_two_baselines": {"k": 1}}
+OTHER_PARAMS = {
+    "grpo": {"eps": 1e-4},
+    "rs_grpo": {"beta": -0.7},
+    "w_reinforce": {"lam": 0.25},
+    "pkpo": {"k": 1},
+    "passk_training": {"k": 1},
+    "pkpo_two_baselines": {"k": 1},
+}
 
 
 def random_groups(rng, kind: str, rows: int = 60, n: int = 8):
@@ -225,8 +237,9 @@ def group_kinds(name: str):
     return ["binary"] if adv.spec(name).rewards == "binary" else ["binary", "continuous", "ties"]
 
 
-@pytest.mark.parametrize("name, kind", [(name, kind) for name in adv.names()
-                                        for kind in group_kinds(name)])
+@pytest.mark.parametrize(
+    "name, kind", [(name, kind) for name in adv.names() for kind in group_kinds(name)]
+)
 @pytest.mark.parametrize("masked", [False, True], ids=["dense", "masked"])
 @pytest.mark.parametrize("other", [False, True], ids=["defaults", "other-params"])
 def test_matches_the_authors_formula(name, kind, masked, other, rng):
@@ -260,8 +273,10 @@ def test_tzsm_equals_pkpo_at_k_equal_n_and_ties_at_the_top_give_zero(rng):
 def test_pkpo_equals_transform_and_rloo_is_pkpo_at_k_1_times_n(rng):
     rewards, mask = random_groups(rng, "continuous")
     for baseline in pkpo.BASELINES:
-        np.testing.assert_array_equal(adv.pkpo(rewards, k=2, baseline=baseline, mask=mask),
-                                      pkpo.transform(rewards, 2, baseline, mask))
+        np.testing.assert_array_equal(
+            adv.pkpo(rewards, k=2, baseline=baseline, mask=mask),
+            pkpo.transform(rewards, 2, baseline, mask),
+        )
     rloo_via_pkpo = adv.compute("pkpo", rewards, k=1, scale="n_over_k")
     np.testing.assert_allclose(rloo_via_pkpo, adv.rloo(rewards), atol=1e-12)
 
@@ -326,10 +341,14 @@ def test_jax_matches_numpy_also_under_jit(name, rng):
     assert isinstance(eager, jax.Array) and eager.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(eager), want, rtol=2e-5, atol=2e-5)
     jitted = jax.jit(
-        lambda r, m: adv.compute(name, r, mask=m, validate=False, scale="mean_abs", **params))
-    np.testing.assert_allclose(np.asarray(jitted(x, m)),
-                               np.asarray(adv.compute(name, x, mask=m, scale="mean_abs", **params)),
-                               rtol=1e-6, atol=1e-6)
+        lambda r, m: adv.compute(name, r, mask=m, validate=False, scale="mean_abs", **params)
+    )
+    np.testing.assert_allclose(
+        np.asarray(jitted(x, m)),
+        np.asarray(adv.compute(name, x, mask=m, scale="mean_abs", **params)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     with pytest.raises(ValueError, match="jax.jit"):
         jax.jit(lambda r: adv.compute(name, r, **params))(x)
 
@@ -337,13 +356,37 @@ def test_jax_matches_numpy_also_under_jit(name, rng):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", adv.names())
 def test_torch_compile_with_validate_false(name, rng):
+    """One graph (fullgraph=True: no host code, no graph break), dense and ragged."""
     torch = pytest.importorskip("torch")
+    torch._dynamo.reset()  # a fresh recompilation budget for each estimator
     rewards, mask = random_groups(rng, "binary" if name in BINARY else "continuous", rows=8)
     params = params_for(name, k=3)
-    compiled = torch.compile(lambda r, m: adv.compute(name, r, mask=m, validate=False, **params))
+    compiled = torch.compile(
+        lambda r, m: adv.compute(name, r, mask=m, validate=False, **params), fullgraph=True
+    )
     x, m = torch.from_numpy(rewards), torch.from_numpy(mask)
     want = adv.compute(name, rewards, mask=mask, **params)
     np.testing.assert_allclose(compiled(x, m).numpy(), want, rtol=1e-12, atol=1e-12)
+    dense = torch.compile(lambda r: adv.compute(name, r, validate=False, **params), fullgraph=True)
+    want = adv.compute(name, rewards, **params)
+    np.testing.assert_allclose(dense(x).numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", adv.names())
+def test_half_precision_keeps_its_dtype(name, rng):
+    """float16 (numpy) and bfloat16 (torch) in, the same dtype out; the arithmetic is wider."""
+    torch = pytest.importorskip("torch")
+    rewards, mask = random_groups(rng, "binary" if name in BINARY else "continuous", rows=20)
+    rewards = rewards / 4.0 if name not in BINARY else rewards  # well inside float16's range
+    params = params_for(name, k=3)
+    want = adv.compute(name, rewards.astype(np.float16).astype(np.float64), mask=mask, **params)
+    half = adv.compute(name, rewards.astype(np.float16), mask=mask, **params)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, want, rtol=2e-3, atol=2e-3)
+    x16 = torch.from_numpy(rewards).to(torch.bfloat16)
+    brain = adv.compute(name, x16, mask=torch.from_numpy(mask), **params)
+    assert brain.dtype == torch.bfloat16
+    assert np.all(np.isfinite(brain.float().numpy()))
 
 
 # --- bad input and the registry --------------------------------------------------------------
@@ -386,25 +429,29 @@ def test_k_is_checked(name):
             adv.compute(name, rewards, k=k)
     with pytest.raises(ValueError, match="needs k"):
         adv.compute(name, rewards)
-    with pytest.raises(ValueError, match="group 1 has n=2"):
+    with pytest.raises(pkpo.GroupSizeError, match="group 1 has n=2") as error:
         adv.compute(name, rewards, k=3, mask=np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=bool))
+    assert (error.value.group, error.value.n, error.value.need, error.value.k) == (1, 2, 3, 3)
     # with validate=False a ragged group smaller than k gets zeros
     ragged = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])  # an integer mask, like attention_mask
     out = adv.compute(name, rewards, k=3, validate=False, mask=ragged)
     assert np.all(out[1] == 0) and np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("name, params, match", [
-    ("grpo", {"eps": 0.0}, "eps must be > 0"),
-    ("grpo", {"eps": float("nan")}, "eps must be finite"),
-    ("rs_grpo", {"beta": 0}, "beta must be nonzero"),
-    ("rs_grpo", {"beta": "2"}, "beta must be a real number"),
-    ("w_reinforce", {"lam": -0.1}, "lam must be >= 0"),
-    ("w_reinforce", {"lam": True}, "lam must be a real number"),
-    ("pkpo", {"k": 2, "baseline": "mean"}, "unknown baseline"),
-    ("grpo", {"k": 2}, "'grpo' takes no parameter 'k'; its parameters: eps"),
-    ("maxrl", {"beta": 2}, "its parameters: none"),
-])
+@pytest.mark.parametrize(
+    "name, params, match",
+    [
+        ("grpo", {"eps": 0.0}, "eps must be > 0"),
+        ("grpo", {"eps": float("nan")}, "eps must be finite"),
+        ("rs_grpo", {"beta": 0}, "beta must be nonzero"),
+        ("rs_grpo", {"beta": "2"}, "beta must be a real number"),
+        ("w_reinforce", {"lam": -0.1}, "lam must be >= 0"),
+        ("w_reinforce", {"lam": True}, "lam must be a real number"),
+        ("pkpo", {"k": 2, "baseline": "mean"}, "unknown baseline"),
+        ("grpo", {"k": 2}, "'grpo' takes no parameter 'k'; its parameters: eps"),
+        ("maxrl", {"beta": 2}, "its parameters: none"),
+    ],
+)
 def test_bad_parameters(name, params, match):
     with pytest.raises(ValueError, match=match):
         adv.compute(name, np.array([[0.0, 1.0, 1.0]]), **params)
@@ -451,9 +498,12 @@ def test_registry():
 def test_scales_match_the_transform(rng):
     rewards, mask = random_groups(rng, "continuous")
     for scale in pkpo.SCALES:
-        np.testing.assert_allclose(adv.compute("pkpo", rewards, k=2, mask=mask, scale=scale),
-                                   pkpo.transform(rewards, 2, mask=mask, scale=scale),
-                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            adv.compute("pkpo", rewards, k=2, mask=mask, scale=scale),
+            pkpo.transform(rewards, 2, mask=mask, scale=scale),
+            rtol=1e-12,
+            atol=1e-14,
+        )
     got = adv.compute("grpo", rewards, mask=mask, scale="mean_abs")
     assert np.abs(got[mask]).mean() == pytest.approx(1.0, abs=1e-12)
     assert np.all(got[~mask] == 0)

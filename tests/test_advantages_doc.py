@@ -1,5 +1,5 @@
-"""docs/advantages.md: its table is what benchmarks/advantage_family.py prints, its figure exists, and
-every claim of its "Which one should I use" section holds for the current code."""
+"""docs/advantages.md: its table is what benchmarks/advantage_family.py prints, its figure exists,
+and every claim of its "Which one should I use" section holds for the current code."""
 
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ def test_the_figure_and_its_data_are_there():
     assert "figures/advantages/expected_update.png" in DOC.read_text()
 
 
-@pytest.mark.parametrize("name", ["pkpo", "dr_grpo", "rloo", "maxrl", "tailrl", "w_reinforce", "tzsm"])
+UNBIASED = ["pkpo", "dr_grpo", "rloo", "maxrl", "tailrl", "w_reinforce", "tzsm"]
+
+
+@pytest.mark.parametrize("name", UNBIASED)
 def test_unbiased_rows_have_ratio_one(name):
     for p in family.PS:
         assert ratio_to_target(name, p) == pytest.approx(1.0, rel=1e-9)
@@ -69,3 +72,15 @@ def test_which_one_should_i_use_claims():
     assert 1 < two[0] < two[1] < two[2]
     # rs_grpo: biased at n = 16
     assert all(abs(ratio_to_target("rs_grpo", p) - 1) > 1e-3 for p in ps)
+
+
+def test_the_speed_benchmark_prints_a_row_per_estimator(monkeypatch):
+    """benchmarks/advantages.py on tiny shapes runs and lists every estimator (times unchecked)."""
+    path = ROOT / "benchmarks" / "advantages.py"
+    spec = importlib.util.spec_from_file_location("advantages_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "SHAPES", ((8, 16), (4, 64)))
+    table = bench.table(bench.measure(rounds=1, budget=1e-4))
+    for name in advantages.names():
+        assert f"| `{name}` |" in table

@@ -1,5 +1,5 @@
-"""numpy, torch and JAX give the same numbers; kind, dtype and device follow the input; the transform
-runs under torch.compile and jax.jit; float32 stays accurate at n = 65,536."""
+"""numpy, torch and JAX give the same numbers; kind, dtype and device follow the input; the
+transform runs under torch.compile and jax.jit; float32 stays accurate at n = 65,536."""
 
 from __future__ import annotations
 
@@ -134,6 +134,92 @@ def test_torch_compile(batch):
     )
 
 
+@pytest.mark.slow
+def test_torch_compile_fullgraph_validate_false(batch, ragged_mask):
+    """With validate=False nothing breaks the graph (fullgraph=True), for a new shape too (dynamic
+    shapes), dense or ragged: the rank weights are then computed in the graph from lgamma."""
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda x, mask: pkpo.transform(x, 3, mask=mask, validate=False), fullgraph=True
+    )
+    for x in (torch.tensor(batch), torch.tensor(batch[:, :10]), torch.tensor(batch[:6, :11])):
+        torch.testing.assert_close(compiled(x, None), pkpo.transform(x, 3), rtol=1e-12, atol=1e-13)
+    x, mask = torch.tensor(batch), torch.tensor(ragged_mask)
+    torch.testing.assert_close(
+        compiled(x, mask), pkpo.transform(x, 3, mask=mask), rtol=1e-12, atol=1e-13
+    )
+    estimates = torch.compile(lambda x: pkpo.maxg_at_k(x, 5, validate=False), fullgraph=True)
+    torch.testing.assert_close(estimates(x), pkpo.maxg_at_k(x, 5), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_pass_all_k_matches_numpy(device, rng):
+    f = rng.integers(0, 2, size=(9, 12))
+    mask = rng.random((9, 12)) < 0.8
+    mask[:, :5] = True
+    for k in (1, 3, 5):
+        expected = pkpo.pass_all_k(f, k, mask=mask)
+        for dtype in (torch.bool, torch.int64, torch.float64):
+            got = pkpo.pass_all_k(
+                torch.tensor(f, dtype=dtype, device=device),
+                k,
+                mask=torch.tensor(mask, device=device),
+            )
+            assert got.device.type == device
+            assert got.dtype == (
+                torch.float64 if dtype == torch.float64 else torch.get_default_dtype()
+            )
+            rtol = 1e-13 if got.dtype == torch.float64 else 1e-7  # bool/int: torch's default float
+            np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_function_accepts_half_precision_tensors(dtype, batch):
+    """bf16/fp16 in, the same dtype out, computed wider: each result is the float64 result rounded
+    once to the half dtype (the input itself being exactly representable in float64)."""
+    from pkpo import metrics
+    from pkpo.transforms import scale_advantages
+
+    x = torch.tensor(batch).to(dtype)
+    wide = x.double()
+    f = (x > 0).to(dtype)
+    ids = np.repeat(np.arange(x.shape[0]), x.shape[1])
+    pairs = [
+        (pkpo.transform(x, 3), pkpo.transform(wide, 3)),
+        (
+            pkpo.transform(x, 3, "loo", scale="mean_abs"),
+            pkpo.transform(wide, 3, "loo", scale="mean_abs"),
+        ),
+        (
+            pkpo.transform_grouped(x.reshape(-1), ids, 2),
+            pkpo.transform_grouped(wide.reshape(-1), ids, 2),
+        ),
+        (pkpo.maxg_at_k(x, 4), pkpo.maxg_at_k(wide, 4)),
+        (pkpo.pass_at_k(f, 4), pkpo.pass_at_k(f.double(), 4)),
+        (pkpo.pass_all_k(f, 2), pkpo.pass_all_k(f.double(), 2)),
+        (scale_advantages(x, 2, "mean_abs"), scale_advantages(wide, 2, "mean_abs")),
+    ]
+    for got, expected in pairs:
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, expected.to(dtype), rtol=0, atol=0)
+    for report, function in ((metrics.pass_at_k_report, f), (metrics.maxg_at_k_report, x)):
+        assert report(function, [1, 4])[4].estimate == report(function.double(), [1, 4])[4].estimate
+    assert metrics.cover(list(f), 0.5) == metrics.cover(f.double().numpy(), 0.5)
+
+
+@pytest.mark.parametrize(
+    "n, k, documented", [(256, 4, 4.6), (256, 8, 21.8), (65_536, 4, 21.0), (65_536, 8, 45.9)]
+)
+def test_float16_flushes_as_documented(n, k, documented):
+    """The numbers in pkpo._backend's docstring: the share (%) of nonzero advantages that float16
+    returns as 0 (uniform rewards, default baseline, scale="none", 2^20 rewards, seed 0)."""
+    rewards = np.random.default_rng(0).random((2**20 // n, n)).astype(np.float16)
+    exact = pkpo.transform(rewards.astype(np.float64), k)
+    half = pkpo.transform(torch.from_numpy(rewards), k).numpy()
+    nonzero = exact != 0
+    assert round(100 * float(np.mean(half[nonzero] == 0)), 1) == documented
+
+
 # --- JAX ----------------------------------------------------------------------------------------
 
 
@@ -160,7 +246,8 @@ def test_jax_eager_kind_and_dtype(batch, ragged_mask):
 @pytest.mark.slow
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 def test_jax_jit_validate_false(batch, ragged_mask, x64):
-    """Inside jax.jit with validate=False, dense and ragged, every baseline, float32 and (x64) float64."""
+    """Inside jax.jit with validate=False, dense and ragged, every baseline, float32 and (x64)
+    float64."""
     jax, jnp = jax_modules()
     with jax.enable_x64(x64):
         dtype = jnp.float64 if x64 else jnp.float32
@@ -206,7 +293,8 @@ def test_jax_transform_grouped_and_bool(rng):
     assert float(pkpo.pass_at_k(correct, 2)[0]) == pytest.approx(5 / 6)
 
 
-# --- 6. float32 stability at n = 65,536 ------------------------------------------------------------
+# --- 6. float32 stability at n = 65,536
+# ------------------------------------------------------------
 
 
 N_LARGE = 65_536
@@ -230,7 +318,8 @@ def relative_error(got, ref):
 
 @pytest.mark.slow
 def test_float32_large_n(large_batch):
-    """float32 against float64 at n = 65,536, k in {1, 16, n/2, n-1, n}: max|diff| / max|ref| <= 1e-4.
+    """float32 against float64 at n = 65,536, k in {1, 16, n/2, n-1, n}: max|diff| / max|ref| <=
+    1e-4.
 
     JAX without x64 does every step in float32 (dense weights are computed on the host in float64
     first; ragged weights on the device from the split log-factorial table): the strict case.
@@ -281,3 +370,16 @@ def test_ragged_float64_equals_dense_at_large_n(large_batch):
         dense = pkpo.transform(large_batch, k, "centered")
         ragged = pkpo.transform(torch.tensor(large_batch), k, "centered", mask=mask).numpy()
         assert relative_error(ragged, dense) <= 1e-12
+
+
+def test_torch_meta_tensors_are_refused_with_a_value_error():
+    torch = pytest.importorskip("torch")
+    meta = torch.zeros(2, 4, device="meta")
+    for call in (
+        lambda: pkpo.transform(meta, 2),
+        lambda: pkpo.pass_at_k(meta, 2),
+        lambda: pkpo.maxg_at_k(meta, 2),
+        lambda: pkpo.advantages.compute("grpo", meta),
+    ):
+        with pytest.raises(ValueError, match="meta tensor"):
+            call()

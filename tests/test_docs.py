@@ -8,7 +8,8 @@ README.md and docs/**/*.md, so a block added later is covered without touching t
   **toml** blocks are parsed, and one whose first line is ``# name.toml`` is a ``TrainConfig``
   file (its keys are checked) written into the document's working folder before any block runs.
 - The blocks of one document run in order in one temporary working folder that links the
-  repository's ``examples/``, ``src/``, ``tools/``, ``docs/`` and ``benchmarks/``; ``runs/...`` outputs land there.
+  repository's ``examples/``, ``src/``, ``tools/``, ``docs/`` and ``benchmarks/``; ``runs/...``
+  outputs land there.
 - Small settings: ``pkpo`` on the PATH is the real command with a few flags appended (argparse
   keeps the last value), see ``SMALL`` below: ``train``/``sweep`` run 1 step with a 2-step warm
   start and a tiny evaluation, ``toy`` and ``bench`` run ``--quick``, ``demo`` ``--quick``.
@@ -19,7 +20,8 @@ A comment on the line(s) just before a fence changes that:
   python is compiled, shell is checked with ``bash -n``, every ``pkpo ...`` command is parsed by
   the real argument parser, and every ``make TARGET`` is dry-run with ``make -n``.
 - ``<!-- docs-test: slow -->``: run, but only in the full suite (``make test``).
-- ``<!-- docs-test: replace "OLD" "NEW" -->``: run with that substitution (to shrink a Python block).
+- ``<!-- docs-test: replace "OLD" "NEW" -->``: run with that substitution (to shrink a Python
+  block).
 
 An unlabelled block that looks like a command fails :func:`test_unlabelled_blocks_hold_no_commands`.
 """
@@ -47,14 +49,47 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
-LANGS = {"bash": "shell", "sh": "shell", "shell": "shell", "console": "console", "python": "python",
-         "py": "python", "toml": "toml"}
+LANGS = {
+    "bash": "shell",
+    "sh": "shell",
+    "shell": "shell",
+    "console": "console",
+    "python": "python",
+    "py": "python",
+    "toml": "toml",
+}
 # flags appended to each pkpo command in shell blocks (the last value of a repeated flag wins)
 SMALL = {
-    "train": ["--steps", "1", "--warm-steps", "2", "--eval-every", "0", "--eval-problems", "1",
-              "--eval-samples", "2", "--eval-ks", "1,2", "--prompts-per-step", "1", "--no-progress"],
-    "sweep": ["--steps", "1", "--warm-steps", "2", "--eval-problems", "2", "--seeds", "0", "--jobs", "1",
-              "--no-progress"],
+    "train": [
+        "--steps",
+        "1",
+        "--warm-steps",
+        "2",
+        "--eval-every",
+        "0",
+        "--eval-problems",
+        "1",
+        "--eval-samples",
+        "2",
+        "--eval-ks",
+        "1,2",
+        "--prompts-per-step",
+        "1",
+        "--no-progress",
+    ],
+    "sweep": [
+        "--steps",
+        "1",
+        "--warm-steps",
+        "2",
+        "--eval-problems",
+        "2",
+        "--seeds",
+        "0",
+        "--jobs",
+        "1",
+        "--no-progress",
+    ],
     "toy": ["--quick", "--no-progress"],
     "bench": ["--quick", "--no-verl"],
     "demo": ["--quick", "--jobs", "1", "--no-progress"],
@@ -99,7 +134,7 @@ def blocks_of(path: Path) -> list[Block]:
         while end < len(lines) and not lines[end].strip().startswith(fence.group(2)):
             end += 1
         indent = len(fence.group(1))
-        code = "\n".join(line[indent:] for line in lines[i + 1:end]) + "\n"
+        code = "\n".join(line[indent:] for line in lines[i + 1 : end]) + "\n"
         out.append(Block(path, i + 1, fence.group(3).lower(), code, markers))
         i = end + 1
     return out
@@ -114,7 +149,8 @@ def _param(block: Block):
     return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
 
 
-# --- working folders and the pkpo shim --------------------------------------------------------------
+# --- working folders and the pkpo shim
+# --------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -150,11 +186,20 @@ def _environment(root: Path) -> dict:
         "sys.exit(main(argv))\n"
     )
     shim.chmod(0o755)
-    for name in ("python", "python3"):  # a script, not a symlink: a symlinked venv python loses its venv
+    for name in (
+        "python",
+        "python3",
+    ):  # a script, not a symlink: a symlinked venv python loses its venv
         (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
         (bin_dir / name).chmod(0o755)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-           "OMP_NUM_THREADS": "1", "PKPO_CACHE": str(root / ".cache"), "MPLBACKEND": "Agg"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "PKPO_CACHE": str(root / ".cache"),
+        "MPLBACKEND": "Agg",
+    }
     return env
 
 
@@ -164,7 +209,8 @@ def _toml_file_name(block: Block) -> str | None:
     return match.group(1) if match else None
 
 
-# --- parse-only checks ---------------------------------------------------------------------------------
+# --- parse-only checks
+# ---------------------------------------------------------------------------------
 
 
 class _Parsed(BaseException):
@@ -182,7 +228,9 @@ def _commands(shell: str) -> list[list[str]]:
                 words = shlex.split(part)
             except ValueError:
                 continue
-            while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):  # VAR=value prefix
+            while words and re.fullmatch(
+                r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]
+            ):  # VAR=value prefix
                 words = words[1:]
             if words:
                 commands.append(words)
@@ -211,26 +259,34 @@ def parse_pkpo(argv: list[str], monkeypatch) -> None:
         return
     finally:
         monkeypatch.setattr(argparse.ArgumentParser, "parse_args", original)
-    pytest.fail(f"pkpo {shlex.join(argv)} is rejected by its parser (exit {code}): {err.getvalue().strip()}")
+    pytest.fail(
+        f"pkpo {shlex.join(argv)} is rejected by its parser (exit {code}): {err.getvalue().strip()}"
+    )
 
 
 def parse_check(block: Block, monkeypatch) -> None:
     if block.kind == "python":
         compile(block.code, block.id, "exec")
         return
-    shell = block.code if block.kind == "shell" else "\n".join(
-        line[2:] for line in block.code.splitlines() if line.startswith("$ "))
+    shell = (
+        block.code
+        if block.kind == "shell"
+        else "\n".join(line[2:] for line in block.code.splitlines() if line.startswith("$ "))
+    )
     result = subprocess.run(["bash", "-n"], input=shell, capture_output=True, text=True)
     assert result.returncode == 0, f"{block.id}: bash -n: {result.stderr}"
     for words in _commands(shell):
         if words[0] == "pkpo":
             parse_pkpo(words[1:], monkeypatch)
         elif words[0] == "make":
-            dry = subprocess.run(["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True)
+            dry = subprocess.run(
+                ["make", "-n", *words[1:]], cwd=REPO, capture_output=True, text=True
+            )
             assert dry.returncode == 0, f"{block.id}: make -n {' '.join(words[1:])}: {dry.stderr}"
 
 
-# --- running -------------------------------------------------------------------------------------------
+# --- running
+# -------------------------------------------------------------------------------------------
 
 
 def _substituted(block: Block) -> str:
@@ -246,17 +302,37 @@ def _substituted(block: Block) -> str:
 def run_block(block: Block, cwd: Path, env: dict) -> None:
     code = _substituted(block)
     if block.kind == "python":
-        result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                                timeout=900)
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert result.returncode == 0, f"{block.id} failed:\n{result.stderr[-3000:]}"
     elif block.kind == "shell":
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=cwd, env=env, capture_output=True,
-                                text=True, timeout=900)
-        assert result.returncode == 0, f"{block.id} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", code],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert result.returncode == 0, (
+            f"{block.id} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
     elif block.kind == "console":
         for command, expected in _transcript(code):
-            result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env,
-                                    capture_output=True, text=True, timeout=900)
+            result = subprocess.run(
+                ["bash", "-o", "pipefail", "-c", command],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             got = [line.rstrip() for line in (result.stdout + result.stderr).splitlines()]
             assert got == expected, f"{block.id}: output of `{command}` differs:\n" + "\n".join(got)
 
@@ -274,7 +350,8 @@ def _transcript(code: str) -> list[tuple[str, list[str]]]:
     return steps
 
 
-# --- the tests -------------------------------------------------------------------------------------------
+# --- the tests
+# -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("block", [_param(b) for b in CHECKED])
@@ -287,7 +364,7 @@ def test_doc_block(block: Block, workspaces, monkeypatch):
             flat = {}
             for key, value in data.items():
                 flat.update(value) if isinstance(value, dict) else flat.update({key: value})
-            TrainConfig.from_dict(flat).validate()
+            TrainConfig.from_dict(flat)  # checked when made
         return
     if block.marked("parse-only"):
         reasons = [argument for kind, argument in block.markers if kind == "parse-only"]
@@ -299,8 +376,16 @@ def test_doc_block(block: Block, workspaces, monkeypatch):
 
 
 def test_every_document_is_collected():
-    assert {p.name for p in DOCS} >= {"README.md", "evaluation.md", "math.md", "rl.md", "toy.md", "results.md",
-                                       "pretrained.md", "integrations.md"}
+    assert {p.name for p in DOCS} >= {
+        "README.md",
+        "evaluation.md",
+        "math.md",
+        "rl.md",
+        "toy.md",
+        "results.md",
+        "pretrained.md",
+        "integrations.md",
+    }
     assert len(CHECKED) >= 20
 
 
@@ -309,15 +394,19 @@ def test_unlabelled_blocks_hold_no_commands(block: Block):
     """A block without a label is not run, so it must not look like something to run: label
     commands bash/console and code python (a plain listing can be labelled text)."""
     commands = [line for line in block.code.splitlines() if LOOKS_LIKE_A_COMMAND.match(line)]
-    assert not commands, f"{block.id}: unlabelled block with commands {commands[:3]}; label it bash/console/python"
+    assert not commands, (
+        f"{block.id}: unlabelled block with commands {commands[:3]}; label it bash/console/python"
+    )
 
 
 def test_parse_check_catches_a_bad_flag(monkeypatch):
     block = Block(REPO / "README.md", 0, "bash", "pkpo train --steps 3 --no-such-flag\n")
     with pytest.raises(pytest.fail.Exception, match="rejected by its parser"):
         parse_check(block, monkeypatch)
-    parse_check(Block(REPO / "README.md", 0, "bash", "pkpo train --steps 3 \\\n  --k 4 && make -n test\n"),
-                monkeypatch)
+    parse_check(
+        Block(REPO / "README.md", 0, "bash", "pkpo train --steps 3 \\\n  --k 4 && make -n test\n"),
+        monkeypatch,
+    )
 
 
 UNSHIPPED = re.compile(r"paper\.md|RL_NOTES|DESIGN\.md|peers\.md|sweep_src")
@@ -326,10 +415,17 @@ UNSHIPPED = re.compile(r"paper\.md|RL_NOTES|DESIGN\.md|peers\.md|sweep_src")
 def test_docs_and_code_cite_only_what_ships():
     """The paper is cited by section and equation (arXiv:2505.15201 v4); notes that are not in the
     repository are not cited."""
-    files = [*DOCS, *sorted((REPO / "src").rglob("*.py")), *sorted((REPO / "examples").glob("*")),
-             *sorted((REPO / "benchmarks").glob("*"))]
-    hits = [f"{path.relative_to(REPO)}:{number}: {line.strip()[:80]}"
-            for path in files if path.is_file()
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-            if UNSHIPPED.search(line)]
+    files = [
+        *DOCS,
+        *sorted((REPO / "src").rglob("*.py")),
+        *sorted((REPO / "examples").glob("*")),
+        *sorted((REPO / "benchmarks").glob("*")),
+    ]
+    hits = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()[:80]}"
+        for path in files
+        if path.is_file()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if UNSHIPPED.search(line)
+    ]
     assert not hits, "\n".join(hits)

@@ -7,12 +7,13 @@ import math
 from fractions import Fraction
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
+
+import oracle
 
 
 @pytest.mark.parametrize("n", range(1, 11))
@@ -122,7 +123,8 @@ def test_pass_at_k_from_binary_array_within_one_ulp(n, rng):
 
 
 def step_transform_exact(n: int, k: int, t: int, baseline: str) -> tuple[Fraction, Fraction]:
-    """The transform of g = 1[rank >= t] (n - t + 1 ones) as exact rationals: (value of a 1, of a 0).
+    """The transform of g = 1[rank >= t] (n - t + 1 ones) as exact rationals: (value of a 1, of a
+    0).
 
     A step has one gap, at rank t, so each baseline's output there is a single rank weight:
     s^(loo-1) gives C(t-1,k-1)/C(n,k) to the ones (eq. 12's weight of rank t); s gives k/n to the
@@ -138,7 +140,9 @@ def step_transform_exact(n: int, k: int, t: int, baseline: str) -> tuple[Fractio
     if baseline == "none":
         return Fraction(k, n), Fraction(k, n) - Fraction(C(t - 2, k - 1), C(n, k))
     rho = 1 - Fraction(C(t - 1, k), C(n, k))
-    without_one = 1 - Fraction(C(t - 1, k), C(n - 1, k))  # a 1 removed: t - 1 zeros left among n - 1
+    without_one = 1 - Fraction(
+        C(t - 1, k), C(n - 1, k)
+    )  # a 1 removed: t - 1 zeros left among n - 1
     without_zero = 1 - Fraction(C(t - 2, k), C(n - 1, k))  # a 0 removed: t - 2 zeros left
     return rho - without_one, rho - without_zero
 
@@ -154,7 +158,12 @@ def test_transforms_of_a_step_are_exactly_rounded(n, k):
         for baseline in baselines:
             out = pkpo.transform(g, k, baseline)
             for value, exact in zip((out[-1], out[0]), step_transform_exact(n, k, t, baseline)):
-                assert oracle.ulp_distance(float(value), float(exact)) <= 1, (baseline, t, value, exact)
+                assert oracle.ulp_distance(float(value), float(exact)) <= 1, (
+                    baseline,
+                    t,
+                    value,
+                    exact,
+                )
 
 
 @pytest.mark.parametrize("n,k", [(8, 1), (8, 2), (8, 4), (8, 8), (6, 3)])
@@ -197,7 +206,8 @@ def test_maxg_at_k_float64_large_n_against_exact_rationals(rng):
     ordered = np.sort(g_int).tolist()
     for k in (1, 7, 1000, n // 2, n - 3, n):
         got = float(pkpo.maxg_at_k(g, k))
-        # weights C(i-1,k-1) for i = n, n-1, ... down, by the exact recurrence C(i-2,k-1) = C(i-1,k-1)(i-k)/(i-1)
+        # weights C(i-1,k-1) for i = n, n-1, ... down, by the exact recurrence C(i-2,k-1) =
+        # C(i-1,k-1)(i-k)/(i-1)
         total = 0
         weight = math.comb(n - 1, k - 1)
         threshold = weight >> 100
@@ -211,3 +221,84 @@ def test_maxg_at_k_float64_large_n_against_exact_rationals(rng):
             assert float(Fraction(threshold * n * 1024, denominator)) < 1e-20
         exact = Fraction(total, denominator)
         assert abs(got - float(exact)) <= 1e-12 * max(1.0, float(exact)), (k, got, float(exact))
+
+
+# --- pass^k: all k samples correct --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", range(1, 11))
+def test_pass_all_k_matches_subset_mean(n):
+    rng = np.random.default_rng(100 + n)
+    f = rng.integers(0, 2, size=(6, n))
+    f[0] = 1  # c = n: pass^k = 1
+    for k in range(1, n + 1):
+        np.testing.assert_allclose(
+            pkpo.pass_all_k(f, k), oracle.pass_all_k(f, k), rtol=0, atol=1e-15
+        )
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 13, 40, 64, 300, 2048])
+def test_pass_all_k_from_counts_is_exactly_rounded(n):
+    """C(c, k) / C(n, k) is the correctly rounded rational for n <= 2048, from counts and arrays."""
+    cs = np.array(range(n + 1) if n <= 64 else range(0, n + 1, 37))
+    for k in sorted({k for k in (1, 2, n // 4, n // 2, n - 1, n) if 1 <= k <= n}):
+        values = pkpo.pass_all_k_from_counts(n, cs, k)
+        assert values.tolist() == [float(oracle.exact_pass_all_k(n, int(c), k)) for c in cs], (n, k)
+    if n <= 64:
+        f = (np.arange(n)[None, :] < cs[:, None]).astype(np.int8)  # row c has c ones
+        k = max(1, n // 2)
+        assert pkpo.pass_all_k(f, k).tolist() == [
+            float(oracle.exact_pass_all_k(n, int(c), k)) for c in cs
+        ]
+
+
+@pytest.mark.parametrize(
+    "n, c, k",
+    [
+        (10**5, 10**5 - 3, 7),
+        (10**5, 5 * 10**4, 5000),
+        (65_536, 65_000, 30_000),
+        (10**6, 999_990, 10),
+        (5 * 10**6, 4 * 10**6, 4097),
+    ],
+)
+def test_pass_all_k_from_counts_large_n_against_exact_rationals(n, c, k):
+    exact = oracle.exact_pass_all_k(n, c, k)
+    got = pkpo.pass_all_k_from_counts(n, c, k)
+    assert got == pytest.approx(float(exact), rel=1e-11, abs=1e-300)
+    # pass@k of the wrong answers' complement: P(all correct) = 1 - pass@k counting failures
+    complement = 1 - oracle.exact_pass_at_k(n, n - c, k)
+    assert exact == complement
+
+
+def test_pass_all_k_with_mask_and_dtypes(rng):
+    f = rng.integers(0, 2, size=(7, 9))
+    mask = rng.random((7, 9)) < 0.7
+    mask[:, :4] = True
+    for k in (1, 2, 4):
+        expected = [float(pkpo.pass_all_k(f[row, mask[row]], k)) for row in range(7)]
+        assert pkpo.pass_all_k(f, k, mask=mask).tolist() == expected
+    assert pkpo.pass_all_k(f.astype(bool), 2).dtype == np.float64
+    assert pkpo.pass_all_k(f.astype(np.float32), 2).dtype == np.float32
+    # validate=False: a ragged group smaller than k gets 0, as the transforms do
+    small = np.zeros_like(mask)
+    small[:, :1] = True
+    assert pkpo.pass_all_k(np.ones((7, 9)), 2, mask=small, validate=False).tolist() == [0.0] * 7
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (lambda: pkpo.pass_all_k(np.array([[1, 0]]), 3), r"n=2 samples but k=3"),
+        (lambda: pkpo.pass_all_k(np.array([[1, 0.5]]), 1), r"correct must hold only 0/1"),
+        (lambda: pkpo.pass_all_k(np.array([[1, 0]]), 0), r"k must be >= 1"),
+        (lambda: pkpo.pass_all_k_from_counts(5, 6, 2), r"0 <= c <= n; got n=5, c=6"),
+        (lambda: pkpo.pass_all_k_from_counts(3, 1, 4), r"group 0 has n=3 samples but k=4"),
+        (lambda: pkpo.pass_all_k_from_counts([], [], 1), r"n and c must hold at least one count"),
+        (lambda: pkpo.pass_at_k_from_counts([], [], 1), r"n and c must hold at least one count"),
+        (lambda: pkpo.pass_at_k_from_counts(np.zeros((0, 3), int), 0, 1), r"at least one count"),
+    ],
+)
+def test_pass_all_k_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

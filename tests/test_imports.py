@@ -53,7 +53,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = "done"
@@ -90,9 +90,16 @@ def test_the_check_finds_a_cycle_through_a_lazy_import(tmp_path):
 
 
 def test_importing_pkpo_rl_does_not_import_torch():
-    code = ("import sys, pkpo.rl, pkpo.rl.config, pkpo.rl.cli\n"
-            "assert pkpo.rl.TrainConfig is pkpo.rl.config.TrainConfig\n"
-            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={"PYTHONPATH": str(SRC)}, check=True)
+    code = (
+        "import sys, pkpo.rl, pkpo.rl.config, pkpo.rl.cli\n"
+        "assert pkpo.rl.TrainConfig is pkpo.rl.config.TrainConfig\n"
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC)},
+        check=True,
+    )
     assert result.stdout.strip() == "[]"

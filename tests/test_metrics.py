@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import statistics
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,9 +15,13 @@ import pytest
 import pkpo.metrics
 from pkpo.metrics import (
     EstimateAtK,
+    EstimateAtTau,
     InsufficientSamplesError,
     MetricReport,
+    cover,
+    cover_report,
     maxg_at_k_report,
+    pass_all_k_report,
     pass_at_k_report,
     solve_rate,
 )
@@ -304,3 +309,105 @@ def test_to_markdown_lists_every_row_with_its_numbers():
 def test_doctests():
     result = doctest.testmod(pkpo.metrics)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- pass^k and Cover@tau -----------------------------------------------------------------------
+
+
+def test_pass_all_k_report_is_the_mean_of_exact_fractions():
+    rng = np.random.default_rng(5)
+    rows = random_ragged_binary(rng, problems=15, low=4, high=11)
+    report = pass_all_k_report(rows, [1, 2, 4], seed=1)
+    for k in (1, 2, 4):
+        exact = [Fraction(math.comb(int(r.sum()), k), math.comb(r.size, k)) for r in rows]
+        assert report[k].estimate == pytest.approx(float(sum(exact) / len(exact)), rel=1e-15)
+        assert report[k].se == pytest.approx(
+            statistics.stdev(map(float, exact)) / math.sqrt(len(rows)), rel=1e-12
+        )
+        assert report[k].ci_low <= report[k].estimate <= report[k].ci_high
+    assert report.metric == "pass^k"
+    assert report[1].estimate == pytest.approx(pass_at_k_report(rows, 1)[1].estimate, rel=1e-15)
+    with pytest.raises(InsufficientSamplesError, match="fewer than k=5"):
+        pass_all_k_report([[1, 1, 1, 1], [1, 0, 1, 1, 1]], 5)
+
+
+def test_cover_counts_problems_at_or_above_the_threshold_exactly():
+    rows = [[1, 1, 1, 0, 0], [1, 0, 0], [0, 0, 0, 0], [1, 1], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    rates = [Fraction(3, 5), Fraction(1, 3), Fraction(0), Fraction(1), Fraction(1, 10)]
+    for tau in (0.0, 0.1, 1 / 3, 0.5, 0.6, 0.7, 1.0):
+        expected = Fraction(
+            sum(rate >= Fraction(tau) or float(rate) == tau for rate in rates), len(rates)
+        )
+        assert cover(rows, tau) == float(expected), tau
+    taus = np.array([[0.0, 0.1], [0.6, 1.0]])
+    assert cover(rows, taus).tolist() == [[1.0, 0.8], [0.4, 0.2]]
+    assert cover(rows, 0.1) == 0.8  # 1/10 in floats equals the threshold 0.1: it counts
+
+
+def test_cover_with_a_mask_uses_each_problems_valid_samples():
+    correct = np.array([[1, 1, 0, 7], [0, 1, 5, 5], [1, 1, 1, 1]])
+    mask = np.array(
+        [[True, True, True, False], [True, True, False, False], [True, True, True, True]]
+    )
+    assert cover(correct, 0.5, mask=mask) == cover([[1, 1, 0], [0, 1], [1, 1, 1, 1]], 0.5) == 1.0
+    assert cover(correct, 2 / 3, mask=mask) == pytest.approx(2 / 3)
+    report = cover_report(correct, [0.5, 0.75], mask=mask, n_bootstrap=0)
+    assert [row.estimate for row in report] == [1.0, pytest.approx(1 / 3)]
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 16])
+def test_pass_at_k_is_a_beta_1_k_weighted_average_of_the_cover_curve(k):
+    """int_0^1 Cover@t k (1-t)^(k-1) dt = mean_p (1 - (1 - c_p/n_p)^k), the plug-in pass@k."""
+    rng = np.random.default_rng(k)
+    rows = random_ragged_binary(rng, problems=30, low=2, high=12)
+    plug_in = np.mean([1 - (1 - r.mean()) ** k for r in rows])
+    # Cover is a step function: integrate the weight exactly between its steps
+    steps = np.unique(np.concatenate([[0.0, 1.0], [r.mean() for r in rows]]))
+    midpoints = (steps[:-1] + steps[1:]) / 2
+    mass = (1 - steps[:-1]) ** k - (1 - steps[1:]) ** k  # Beta(1, k) mass of each interval
+    assert float(np.sum(cover(rows, midpoints) * mass)) == pytest.approx(plug_in, rel=1e-12)
+
+
+def test_cover_report_se_interval_and_table():
+    rng = np.random.default_rng(2)
+    rows = random_ragged_binary(rng, problems=40, low=3, high=9)
+    report = cover_report(rows, [0.5, 0.25, 0.5], seed=3)
+    assert report.ks == [0.25, 0.5] and report.parameter == "tau" and report.metric == "cover@tau"
+    for tau in (0.25, 0.5):
+        hits = np.array([r.mean() >= tau for r in rows], dtype=float)
+        row = report[tau]
+        assert isinstance(row, EstimateAtTau)
+        assert row.estimate == pytest.approx(hits.mean(), rel=1e-15)
+        assert row.se == pytest.approx(hits.std(ddof=1) / math.sqrt(40), rel=1e-12)
+        assert row.ci_low <= row.estimate <= row.ci_high
+        assert (row.n_problems, row.n_skipped) == (40, 0)
+    header = [cell.strip() for cell in report.to_markdown().splitlines()[0].split("|")[1:3]]
+    assert header == ["tau", "cover@tau"]
+    assert json.loads(json.dumps(report.to_dict()))["rows"][0]["tau"] == 0.25
+    assert cover_report(rows, 0.5, seed=3)[0.5] == report[0.5]  # same seed, same interval
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (lambda: cover([[1, 0]], 1.5), r"tau must be a number in \[0, 1\]"),
+        (lambda: cover([[1, 0]], float("nan")), r"tau must be a number in \[0, 1\]"),
+        (lambda: cover([[1, 0]], "half"), r"tau must be a number in \[0, 1\]"),
+        (lambda: cover([[1, 0]], True), r"tau must be a number in \[0, 1\]"),
+        (lambda: cover([[1, 2]], 0.5), r"must hold only 0/1"),
+        (lambda: cover([[1, 0], []], 0.5), r"has no samples"),
+        (
+            lambda: cover(np.ones((2, 2)), 0.5, mask=np.array([[1, 1], [0, 0]], bool)),
+            r"has no samples",
+        ),
+        (
+            lambda: cover(np.ones((2, 2)), 0.5, mask=np.ones((2, 3), bool)),
+            r"mask must be a bool array",
+        ),
+        (lambda: cover([[1, 0]], 0.5, mask=[[1, 0]]), r"mask must be a bool array"),
+        (lambda: cover_report([[1, 0]], []), r"taus is empty"),
+    ],
+)
+def test_cover_bad_input(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()

@@ -1,17 +1,18 @@
-"""pkpo.transform / transform_grouped against the brute-force subset definitions, plus the identities
-of paper.md §1.5 and the ragged (mask, grouped) layouts."""
+"""pkpo.transform / transform_grouped against the brute-force subset definitions, plus the
+identities of paper.md §1.5 and the ragged (mask, grouped) layouts."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import oracle
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import pkpo
+
+import oracle
 
 CASES = [
     (n, k, b)
@@ -23,7 +24,8 @@ CASES = [
 
 
 def reward_rows(n: int, seed: int) -> np.ndarray:
-    """Random continuous, tied (few distinct values), binary, constant and negative rewards for one n."""
+    """Random continuous, tied (few distinct values), binary, constant and negative rewards for one
+    n."""
     rng = np.random.default_rng(1000 * n + seed)
     return np.stack(
         [
@@ -350,7 +352,9 @@ def test_transform_grouped_single_group_equals_transform(rng):
 def test_scale_n_over_k_is_the_constant_n_over_k(baseline, k, rng):
     g = rng.random((7, 8))
     np.testing.assert_allclose(
-        pkpo.transform(g, k, baseline, scale="n_over_k"), pkpo.transform(g, k, baseline) * 8 / k, rtol=1e-12
+        pkpo.transform(g, k, baseline, scale="n_over_k"),
+        pkpo.transform(g, k, baseline) * 8 / k,
+        rtol=1e-12,
     )
 
 
@@ -378,7 +382,9 @@ def test_scale_with_mask_uses_each_groups_n_and_only_valid_entries(rng):
     mask[:, :3] = True
     raw = pkpo.transform(g, 2, mask=mask)
     n = mask.sum(-1, keepdims=True)
-    np.testing.assert_allclose(pkpo.transform(g, 2, mask=mask, scale="n_over_k"), raw * n / 2, rtol=1e-12)
+    np.testing.assert_allclose(
+        pkpo.transform(g, 2, mask=mask, scale="n_over_k"), raw * n / 2, rtol=1e-12
+    )
     scaled, info = pkpo.transform(g, 2, mask=mask, scale="mean_abs", return_info=True)
     np.testing.assert_allclose(scaled, raw / np.abs(raw[mask]).mean(), rtol=1e-12)
     assert not scaled[~mask].any()
@@ -404,10 +410,14 @@ def test_scale_torch_and_jax_match_numpy(rng):
         expected = pkpo.transform(g, 2, mask=mask, scale=scale)
         out_t = pkpo.transform(torch.tensor(g), 2, mask=torch.tensor(mask), scale=scale)
         np.testing.assert_allclose(out_t.numpy(), expected, rtol=1e-12)
-        jitted = jax.jit(lambda x, m, s=scale: pkpo.transform(x, 2, mask=m, scale=s, validate=False))
+        jitted = jax.jit(
+            lambda x, m, s=scale: pkpo.transform(x, 2, mask=m, scale=s, validate=False)
+        )
         np.testing.assert_allclose(np.asarray(jitted(g, mask)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_scale_is_a_value_error():
-    with pytest.raises(ValueError, match="unknown scale 'unit'; expected one of none, n_over_k, mean_abs"):
+    with pytest.raises(
+        ValueError, match="unknown scale 'unit'; expected one of none, n_over_k, mean_abs"
+    ):
         pkpo.transform(np.ones((2, 3)), 1, scale="unit")

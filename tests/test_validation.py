@@ -1,4 +1,5 @@
-"""Every bad input of DESIGN.md raises ValueError with a message naming the problem (and the group)."""
+"""Every bad input of DESIGN.md raises ValueError with a message naming the problem (and the
+group)."""
 
 from __future__ import annotations
 
@@ -189,7 +190,7 @@ BAD_INPUTS = [
     (
         "counts-n-below-k",
         lambda: pkpo.pass_at_k_from_counts([5, 3], [1, 1], 4),
-        r"pass@k needs n >= k samples per problem; got n=\[5, 3\] with k=4",
+        r"group 1 has n=3 samples but k=4; k <= n is required",
     ),
     (
         "counts-n-fraction",
@@ -277,7 +278,9 @@ class TestTorch:
 
     def test_mask_dtype(self):
         with pytest.raises(
-            ValueError, match=r"mask must be boolean or integer 0/1 \(like attention_mask\); got dtype torch.float32"
+            ValueError,
+            match=r"mask must be boolean or integer 0/1 \(like attention_mask\); "
+            r"got dtype torch.float32",
         ):
             pkpo.transform(self.torch.tensor(G), 2, mask=self.torch.ones(2, 4))
 
@@ -289,3 +292,79 @@ class TestTorch:
     def test_not_binary(self):
         with pytest.raises(ValueError, match=r"correct must hold only 0/1 or booleans; group 0"):
             pkpo.pass_at_k(self.torch.tensor([[0, 3]]), 1)
+
+
+# --- one group-size check, one typed error ------------------------------------------------------
+
+
+def test_group_size_error_carries_the_group_and_the_rule():
+    with pytest.raises(pkpo.GroupSizeError) as caught:
+        pkpo.transform(np.zeros((3, 4)), 4, "loo")
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert (error.group, error.n, error.need, error.k, error.baseline) == (None, 4, 5, 4, "loo")
+
+    mask = np.ones((3, 4), dtype=bool)
+    mask[2, 1:] = False
+    with pytest.raises(pkpo.GroupSizeError, match="group 2 has n=1 samples but k=1") as caught:
+        pkpo.transform(np.zeros((3, 4)), 1, mask=mask)
+    assert (caught.value.group, caught.value.n, caught.value.need) == (2, 1, 2)
+    assert caught.value.baseline == pkpo.DEFAULT_BASELINE
+
+    with pytest.raises(pkpo.GroupSizeError, match="group 'b' has n=2") as caught:
+        pkpo.transform_grouped(np.zeros(5), ["a", "b", "a", "b", "a"], 3)
+    assert (caught.value.group, caught.value.n, caught.value.need, caught.value.k) == ("b", 2, 3, 3)
+
+    with pytest.raises(pkpo.GroupSizeError) as caught:
+        pkpo.pass_all_k_from_counts([8, 3], [1, 1], 4)
+    assert (caught.value.group, caught.value.n, caught.value.baseline) == (1, 3, "none")
+
+
+def test_default_baseline_is_the_one_default():
+    import inspect
+
+    for function in (pkpo.transform, pkpo.transform_grouped):
+        assert inspect.signature(function).parameters["baseline"].default is pkpo.DEFAULT_BASELINE
+    assert pkpo.DEFAULT_BASELINE == "loo_minus_one" and pkpo.DEFAULT_BASELINE in pkpo.BASELINES
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: pkpo.transform(G, 2, scale="mean_abs"),
+        lambda: pkpo.transform(G, 2, mask=np.ones(G.shape, bool), return_info=True),
+        lambda: pkpo.transform_grouped(
+            G.reshape(-1), np.repeat(np.arange(G.shape[0]), G.shape[1]), 2
+        ),
+        lambda: pkpo.maxg_at_k(G, 2),
+        lambda: pkpo.pass_all_k(G > 0, 2),
+    ],
+)
+def test_public_functions_validate_once(call, monkeypatch):
+    """Each check runs once per public call: internal callers take the unchecked paths."""
+    from pkpo import _validation
+
+    counts = {}
+    for name in ("check_k", "check_baseline", "check_scale", "check_group_sizes", "check_mask"):
+        original = getattr(_validation, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            counts[_name] = counts.get(_name, 0) + 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(_validation, name, counted)
+    call()
+    assert counts and max(counts.values()) == 1, counts
+
+
+def test_reports_do_not_revalidate_per_k(monkeypatch):
+    from pkpo import _validation, metrics
+
+    calls = []
+    original = _validation.check_group_sizes
+    monkeypatch.setattr(
+        _validation, "check_group_sizes", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    metrics.maxg_at_k_report([[0.1, 0.5, 0.2], [0.3, 0.3, 0.9]], ks=[1, 2, 3])
+    metrics.pass_at_k_report([[1, 0, 0], [1, 1, 0]], ks=[1, 2, 3])
+    assert calls == []  # the reports check their rows once themselves

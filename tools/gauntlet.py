@@ -1,18 +1,20 @@
-"""The baseline gauntlet on the demo task: every method tuned on validation, then scored on fresh seeds.
+"""The baseline gauntlet on the demo task: every method tuned on validation, then scored on fresh
+seeds.
 
 ::
 
-    python tools/gauntlet.py run --out runs/gauntlet                   # train what is missing (resumable)
-    python tools/gauntlet.py run --out runs/gauntlet --until 14:30     # start no run after 14:30 UTC
-    python tools/gauntlet.py docs --out runs/gauntlet                  # rewrite the docs' gauntlet blocks
+    python tools/gauntlet.py run --out runs/gauntlet  # train what is missing (resumable)
+    python tools/gauntlet.py run --out runs/gauntlet --until 14:30  # start no run after 14:30 UTC
+    python tools/gauntlet.py docs --out runs/gauntlet  # rewrite the docs' gauntlet blocks
 
-The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or time-boxed
-study has finished a prefix of it, and the docs report exactly what finished):
+The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or
+time-boxed study has finished a prefix of it, and the docs report exactly what finished):
 
-1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting was
-   chosen on): each method's grid (:data:`METHODS`), scored by the method's own target (its
-   ``target``: pass@1 for the pass@1 methods, pass@k for PKPO at k, ...). The winner of each grid is the
-   setting used in step 2; a grid that has not finished uses its first point (reported as untuned).
+1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting
+   was chosen on): each method's grid (:data:`METHODS`), scored by the method's own target (its
+   ``target``: pass@1 for the pass@1 methods, pass@k for PKPO at k, ...). The winner of each grid is
+   the setting used in step 2; a grid that has not finished uses its first point (reported as
+   untuned).
 2. **Report runs** on the held-out split, seeds :data:`REPORT_SEEDS` (never used for tuning or for
    choosing the demo setting), every method at its tuned setting, paired by seed and problem.
 3. **The ``first`` task** (every rule a function of the first digit: pass@1 and pass@k share one
@@ -32,21 +34,23 @@ import sys
 import time
 from pathlib import Path
 
-from pkpo._output import atomic_write
+from pkpo._output import write_json
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import _worker, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
+from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 
 TUNING_SEED = 0
 REPORT_SEEDS = (5, 6, 7, 8, 9)
-# label -> (TrainConfig overrides on the demo preset, own target metric, tuning grid {field: values})
+# label -> (TrainConfig overrides on the demo preset, own target metric, tuning grid {field:
+# values})
 METHODS = {
     "k1": ({"method": "pkpo", "k": "1"}, "pass@1", {"lr": [3e-4, 1e-3]}),
     "k4": ({"method": "pkpo", "k": "4"}, "pass@4", {}),
     "k8": ({"method": "pkpo", "k": "8"}, "pass@8", {}),
     "anneal": ({"method": "pkpo", "k": "8->1@180"}, "pass@1", {}),
-    # the threshold of issue 18's audit (groups with more than 8 of 16 correct get no update); not tuned: at
-    # this machine's load the grid did not fit the time box (docs/results.md says so)
+    # the threshold of issue 18's audit (groups with more than 8 of 16 correct get no update); not
+    # tuned: at this machine's load the grid did not fit the time box (docs/results.md says so)
     "filter": ({"method": "pkpo", "k": "1", "max_group_success": 0.5}, "pass@1", {}),
     "grpo": ({"method": "grpo", "k": "1"}, "pass@1", {"lr": [3e-4, 1e-3]}),
     "maxrl": ({"method": "maxrl", "k": "1"}, "pass@1", {}),
@@ -59,13 +63,23 @@ METHODS = {
     "k8_centered": ({"method": "pkpo", "k": "8", "baseline": "centered"}, "pass@8", {}),
 }
 # the runs of the report, in priority order (the decision rules need the first group)
-PRIORITY = [["k1", "k8", "anneal", "filter"], ["grpo", "maxrl", "entropy", "k4"],
-            ["positive", "hot", "n64", "tzsm", "k4_centered", "k8_centered"]]
-# the first task: warm start -> overrides (calibrated: demonstrations follow the prior; over-confident:
-# the prior cubed), and its runs
-FIRST_BASE = {"feature": "first", "eval_every": 30, "eval_problems": 128, "final_eval_problems": 256}
-FIRST_WARM = {"calibrated": {"demo_power": 1.0, "demo_uniform": 0.0},
-              "overconfident": {"demo_power": 3.0, "demo_uniform": 0.0}}
+PRIORITY = [
+    ["k1", "k8", "anneal", "filter"],
+    ["grpo", "maxrl", "entropy", "k4"],
+    ["positive", "hot", "n64", "tzsm", "k4_centered", "k8_centered"],
+]
+# the first task: warm start -> overrides (calibrated: demonstrations follow the prior;
+# over-confident: the prior cubed), and its runs
+FIRST_BASE = {
+    "feature": "first",
+    "eval_every": 30,
+    "eval_problems": 128,
+    "final_eval_problems": 256,
+}
+FIRST_WARM = {
+    "calibrated": {"demo_power": 1.0, "demo_uniform": 0.0},
+    "overconfident": {"demo_power": 3.0, "demo_uniform": 0.0},
+}
 FIRST_RUNS = {"k1": {"method": "pkpo", "k": "1"}, "k8": {"method": "pkpo", "k": "8"}}
 FIRST_SEEDS = (5, 6, 7)
 
@@ -75,10 +89,11 @@ def demo_base() -> TrainConfig:
 
 
 def grid_points(grid: dict) -> list[dict]:
-    """The points of a one-knob grid ({field: [v1, v2]} -> [{field: v1}, {field: v2}]); [{}] without one."""
+    """The points of a one-knob grid ({field: [v1, v2]} -> [{field: v1}, {field: v2}]); [{}] without
+    one."""
     if not grid:
         return [{}]
-    (field, values), = grid.items()
+    ((field, values),) = grid.items()
     return [{field: v} for v in values]
 
 
@@ -88,12 +103,17 @@ def point_name(point: dict) -> str:
 
 def tuning_config(label: str, point: dict, out: Path) -> TrainConfig:
     overrides, _, _ = METHODS[label]
-    return demo_base().replace(**overrides, **point, seed=TUNING_SEED, eval_split="validation",
-                               out_dir=str(out / "tune" / label / point_name(point) / f"seed{TUNING_SEED}"))
+    return demo_base().replace(
+        **overrides,
+        **point,
+        seed=TUNING_SEED,
+        eval_split="validation",
+        out_dir=str(out / "tune" / label / point_name(point) / f"seed{TUNING_SEED}"),
+    )
 
 
 def _final(cfg: TrainConfig) -> dict | None:
-    path = Path(cfg.out_dir) / "final.json"
+    path = RunFiles(cfg.out_dir).final
     if not path.exists():
         return None
     final = json.loads(path.read_text())
@@ -101,14 +121,19 @@ def _final(cfg: TrainConfig) -> dict | None:
 
 
 def tuned_point(label: str, out: Path) -> tuple[dict, str]:
-    """The grid point with the best validation value of the method's target, and how it was chosen."""
+    """The grid point with the best validation value of the method's target, and how it was
+    chosen."""
     _, target, grid = METHODS[label]
     points = grid_points(grid)
     if len(points) == 1:
         return points[0], "no knob tuned"
-    scores = {point_name(p): (_final(tuning_config(label, p, out)) or {}).get(target) for p in points}
+    scores = {
+        point_name(p): (_final(tuning_config(label, p, out)) or {}).get(target) for p in points
+    }
     if any(v is None for v in scores.values()):
-        return points[0], f"untuned: tuning grid unfinished, its first point {point_name(points[0])}"
+        return points[
+            0
+        ], f"untuned: tuning grid unfinished, its first point {point_name(points[0])}"
     best = max(points, key=lambda p: scores[point_name(p)])
     shown = ", ".join(f"{name}: {100 * v:.2f}" for name, v in scores.items())
     return best, f"validation {target} in % ({shown})"
@@ -117,44 +142,76 @@ def tuned_point(label: str, out: Path) -> tuple[dict, str]:
 def report_config(label: str, seed: int, out: Path) -> TrainConfig:
     overrides, _, _ = METHODS[label]
     point, _ = tuned_point(label, out)
-    return demo_base().replace(**overrides, **point, seed=seed,
-                               out_dir=str(out / "report" / "runs" / label / f"seed{seed}"))
+    return demo_base().replace(
+        **overrides,
+        **point,
+        seed=seed,
+        out_dir=str(SweepFiles(out / "report").run(label, seed).folder),
+    )
 
 
 def first_config(warm: str, label: str, seed: int, out: Path) -> TrainConfig:
-    return demo_base().replace(**FIRST_BASE, **FIRST_WARM[warm], **FIRST_RUNS[label], seed=seed,
-                               out_dir=str(out / "first" / warm / "runs" / label / f"seed{seed}"))
+    folder = SweepFiles(out / "first" / warm).run(label, seed).folder
+    return demo_base().replace(
+        **FIRST_BASE, **FIRST_WARM[warm], **FIRST_RUNS[label], seed=seed, out_dir=str(folder)
+    )
 
 
 def plan(out: Path) -> list[tuple[str, callable]]:
-    """The jobs in priority order: (description, a function returning the job's TrainConfig and whether it
-    is a warm-start evaluation). Configs are made when a job starts, so tuned settings are read then."""
+    """The jobs in priority order: (description, a function returning the job's TrainConfig and
+    whether it is a warm-start evaluation). Configs are made when a job starts, so tuned settings
+    are read then."""
     jobs = []
 
     def tune(label):
         for point in grid_points(METHODS[label][2]):
             if len(grid_points(METHODS[label][2])) > 1:
-                jobs.append((f"tune {label} {point_name(point)}",
-                             lambda label=label, point=point: (tuning_config(label, point, out), False)))
+                jobs.append(
+                    (
+                        f"tune {label} {point_name(point)}",
+                        lambda label=label, point=point: (tuning_config(label, point, out), False),
+                    )
+                )
 
     def warm(seed):
-        jobs.append((f"warm start seed {seed}",
-                     lambda seed=seed: (warm_config(demo_base(), seed, out / "report"), True)))
+        jobs.append(
+            (
+                f"warm start seed {seed}",
+                lambda seed=seed: (warm_config(demo_base(), seed, out / "report"), True),
+            )
+        )
 
     def report(label, seeds):
         for seed in seeds:
-            jobs.append((f"report {label} seed {seed}",
-                         lambda label=label, seed=seed: (report_config(label, seed, out), False)))
+            jobs.append(
+                (
+                    f"report {label} seed {seed}",
+                    lambda label=label, seed=seed: (report_config(label, seed, out), False),
+                )
+            )
 
     def first(seed):
         for name in FIRST_WARM:
             base = demo_base().replace(**FIRST_BASE, **FIRST_WARM[name])
-            jobs.append((f"first {name} warm start seed {seed}",
-                         lambda base=base, name=name, seed=seed: (warm_config(base, seed, out / "first" / name),
-                                                                  True)))
+            jobs.append(
+                (
+                    f"first {name} warm start seed {seed}",
+                    lambda base=base, name=name, seed=seed: (
+                        warm_config(base, seed, out / "first" / name),
+                        True,
+                    ),
+                )
+            )
             for label in FIRST_RUNS:
-                jobs.append((f"first {name} {label} seed {seed}",
-                             lambda name=name, label=label, seed=seed: (first_config(name, label, seed, out), False)))
+                jobs.append(
+                    (
+                        f"first {name} {label} seed {seed}",
+                        lambda name=name, label=label, seed=seed: (
+                            first_config(name, label, seed, out),
+                            False,
+                        ),
+                    )
+                )
 
     for seed in REPORT_SEEDS:
         warm(seed)
@@ -174,10 +231,10 @@ def plan(out: Path) -> list[tuple[str, callable]]:
 
 
 def run(out: Path, until: dt.datetime | None, log) -> None:
-    """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after ``until``;
-    ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
+    """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after
+    ``until``; ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "plan.json", json.dumps([d for d, _ in plan(out)], indent=1))
+    write_json(out / "plan.json", [d for d, _ in plan(out)], indent=1)
     cache = str(out / "cache")
     for desc, make in plan(out):
         if until is not None and dt.datetime.now(dt.timezone.utc) >= until:
@@ -193,18 +250,25 @@ def run(out: Path, until: dt.datetime | None, log) -> None:
         final = _worker(job)
         if is_warm:
             final["label"] = WARM_LABEL
-        log(f"{desc}: {time.time() - t0:.0f} s; pass@1 {final.get('pass@1', float('nan')):.3f} "
-            f"greedy {final.get('greedy_pass@1', float('nan')):.3f} pass@8 {final.get('pass@8', float('nan')):.3f}")
+        log(
+            f"{desc}: {time.time() - t0:.0f} s; pass@1 {final.get('pass@1', float('nan')):.3f} "
+            f"greedy {final.get('greedy_pass@1', float('nan')):.3f} pass@8 "
+            f"{final.get('pass@8', float('nan')):.3f}"
+        )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/gauntlet.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python tools/gauntlet.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("command", choices=["run", "docs", "plan"])
     parser.add_argument("--out", default="runs/gauntlet")
     parser.add_argument("--until", help="HH:MM (UTC): start no run after this time today")
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--readme", default="README.md")
-    parser.add_argument("--command", help="docs: the command that trained the runs, as the docs should show it")
+    parser.add_argument(
+        "--command", help="docs: the command that trained the runs, as the docs should show it"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.command == "plan":
@@ -215,7 +279,9 @@ def main(argv=None) -> int:
         until = None
         if args.until:
             hh, mm = (int(x) for x in args.until.split(":"))
-            until = dt.datetime.now(dt.timezone.utc).replace(hour=hh, minute=mm, second=0, microsecond=0)
+            until = dt.datetime.now(dt.timezone.utc).replace(
+                hour=hh, minute=mm, second=0, microsecond=0
+            )
 
         def log(msg):
             print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)

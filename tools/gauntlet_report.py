@@ -19,18 +19,30 @@ from pkpo._output import atomic_write, markdown_table
 from pkpo.metrics import standard_error
 from pkpo.rl.sweeps.report import paired_difference
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
-from pkpo.rl.sweeps.runs import aggregate, finished_runs, per_problem_greedy, read_curves, read_detail
+from pkpo.rl.sweeps.runs import (
+    aggregate,
+    finished_runs,
+    per_problem_greedy,
+    read_curves,
+    read_detail,
+)
 
 ALPHA = 0.05
 # the family of headline comparisons (docs/results.md): (a, b, k, near-greedy?)
-FAMILY = [("filter", "k1", 8, False), ("filter", "k8", 8, False), ("k8", "k1", 8, False),
-          ("k8", "anneal", 1, True), ("anneal", "k1", 1, True), ("k8", "k1", 1, True)]
+FAMILY = [
+    ("filter", "k1", 8, False),
+    ("filter", "k8", 8, False),
+    ("k8", "k1", 8, False),
+    ("k8", "anneal", 1, True),
+    ("anneal", "k1", 1, True),
+    ("k8", "k1", 1, True),
+]
 NON_PASS_AT_K = ("filter", "positive", "grpo", "maxrl", "entropy", "hot", "n64")
 ESCAPE_POINTS = 0.10  # rule 1: pass@8 at least 10 points above k1's
 MATCH_POINTS = 0.02  # rule 2: k8's near-greedy pass@1 no more than 2 points below the anneal's
 
 
-# --------------------------------------------------------------------------------- Student t, no scipy
+# ------------------------------------------------------------------------------ Student t, no scipy
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -41,7 +53,10 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 300):
         m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+        for aa in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
             d = 1.0 + aa * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + aa / c
@@ -58,7 +73,9 @@ def _betainc(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _betacf(a, b, x) / a
     return 1.0 - front * _betacf(b, a, 1.0 - x) / b
@@ -72,7 +89,8 @@ def t_two_sided_p(t: float, df: int) -> float:
 
 
 def t_quantile(level: float, df: int) -> float:
-    """The two-sided critical value c with P(|T| <= c) = ``level`` (bisection on :func:`t_two_sided_p`)."""
+    """The two-sided critical value c with P(|T| <= c) = ``level`` (bisection on
+    :func:`t_two_sided_p`)."""
     lo, hi = 0.0, 1.0
     while t_two_sided_p(hi, df) > 1.0 - level:
         hi *= 2.0
@@ -83,9 +101,9 @@ def t_quantile(level: float, df: int) -> float:
 
 
 def holm(p_values: list[float], alpha: float = ALPHA) -> tuple[list[bool], list[float]]:
-    """Holm's step-down procedure: (rejected?, the level alpha / (m - rank) each was tested at), in the
-    input order. Sorted by p, the i-th smallest (i = 0, 1, ...) is rejected when it and every smaller one
-    satisfy p <= alpha / (m - i)."""
+    """Holm's step-down procedure: (rejected?, the level alpha / (m - rank) each was tested at), in
+    the input order. Sorted by p, the i-th smallest (i = 0, 1, ...) is rejected when it and every
+    smaller one satisfy p <= alpha / (m - i)."""
     m = len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     rejected, levels, still = [False] * m, [alpha] * m, True
@@ -100,8 +118,8 @@ def holm(p_values: list[float], alpha: float = ALPHA) -> tuple[list[bool], list[
 
 
 def family_results(finals: list[dict]) -> list[dict]:
-    """Every comparison of :data:`FAMILY` whose runs share >= 2 seeds: the paired difference, its t-test
-    p-value, the Holm verdict and the interval at its Holm level (fractions)."""
+    """Every comparison of :data:`FAMILY` whose runs share >= 2 seeds: the paired difference, its
+    t-test p-value, the Holm verdict and the interval at its Holm level (fractions)."""
     out = []
     for a, b, k, greedy in FAMILY:
         d = paired_difference(finals, a, b, k, greedy=greedy)
@@ -124,12 +142,34 @@ def _name(r: dict) -> str:
 
 
 def family_table(results: list[dict]) -> str:
-    rows = [[_name(r), f"{100 * r['a_mean']:.1f}", f"{100 * r['b_mean']:.1f}", f"{100 * r['diff']:+.1f}",
-             f"{r['p']:.4f}", f"{100 * (1 - r['holm_level']):.2f} %",
-             f"{100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}", "yes" if r["holm_rejects"] else "no",
-             ", ".join(f"{100 * v:+.1f}" for v in r["per_seed"])] for r in results]
-    return markdown_table(["comparison", "a (%)", "b (%)", "a − b (points)", "p (paired t)", "Holm level",
-                           "interval at that level", "Holm rejects 0", "per seed"], rows)
+    rows = [
+        [
+            _name(r),
+            f"{100 * r['a_mean']:.1f}",
+            f"{100 * r['b_mean']:.1f}",
+            f"{100 * r['diff']:+.1f}",
+            f"{r['p']:.4f}",
+            f"{100 * (1 - r['holm_level']):.2f} %",
+            f"{100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}",
+            "yes" if r["holm_rejects"] else "no",
+            ", ".join(f"{100 * v:+.1f}" for v in r["per_seed"]),
+        ]
+        for r in results
+    ]
+    return markdown_table(
+        [
+            "comparison",
+            "a (%)",
+            "b (%)",
+            "a − b (points)",
+            "p (paired t)",
+            "Holm level",
+            "interval at that level",
+            "Holm rejects 0",
+            "per seed",
+        ],
+        rows,
+    )
 
 
 def _find(results, a, b, greedy):
@@ -139,19 +179,43 @@ def _find(results, a, b, greedy):
 def method_table(finals: list[dict], tuning: dict[str, str]) -> str:
     rows = []
     for r in sorted(aggregate(finals), key=lambda r: r["label"] != WARM):
+
         def cell(key):
             if key not in r:
                 return "-"
             se = r.get(key + "_se", float("nan"))
             return f"{100 * r[key]:.1f}" + ("" if math.isnan(se) else f" ± {100 * se:.1f}")
-        rows.append([r["label"], len(r["seeds"]), cell("pass@1"), cell("greedy_pass@1"), cell("pass@4"),
-                     cell("pass@8"), cell("hard_solve_rate"), tuning.get(r["label"], "-")])
-    return markdown_table(["run", "seeds", "pass@1 (T = 1)", "near-greedy pass@1", "pass@4", "pass@8",
-                           "hard solve rate", "setting"], rows)
+
+        rows.append(
+            [
+                r["label"],
+                len(r["seeds"]),
+                cell("pass@1"),
+                cell("greedy_pass@1"),
+                cell("pass@4"),
+                cell("pass@8"),
+                cell("hard_solve_rate"),
+                tuning.get(r["label"], "-"),
+            ]
+        )
+    return markdown_table(
+        [
+            "run",
+            "seeds",
+            "pass@1 (T = 1)",
+            "near-greedy pass@1",
+            "pass@4",
+            "pass@8",
+            "hard solve rate",
+            "setting",
+        ],
+        rows,
+    )
 
 
 def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
-    """The sentences of rules 1 and 2 (docs/results.md), generated from the Holm-corrected family."""
+    """The sentences of rules 1 and 2 (docs/results.md), generated from the Holm-corrected
+    family."""
     words = []
     labels = {f["label"] for f in finals}
     escaped = []
@@ -161,38 +225,56 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
             escaped.append((method, r))
     r = _find(results, "filter", "k1", False)
     if escaped:
-        listed = "; ".join(f"{m}: pass@8 {100 * x['a_mean']:.1f} % against k1's {100 * x['b_mean']:.1f} % "
-                           f"({100 * x['diff']:+.1f} points, Holm-level interval {100 * x['lo']:+.1f} to "
-                           f"{100 * x['hi']:+.1f}; {x['seeds']} seeds)" for m, x in escaped)
-        words.append("**Rule 1 holds: a non-pass@k method escapes the trap** (" + listed + "). Down-weighting "
-                      "solved prompts unblocks learning here, and PKPO's distinct contribution is the explicit, "
-                      "unbiased target k.")
+        listed = "; ".join(
+            f"{m}: pass@8 {100 * x['a_mean']:.1f} % against k1's {100 * x['b_mean']:.1f} % "
+            f"({100 * x['diff']:+.1f} points, Holm-level interval {100 * x['lo']:+.1f} to "
+            f"{100 * x['hi']:+.1f}; {x['seeds']} seeds)"
+            for m, x in escaped
+        )
+        words.append(
+            "**Rule 1 holds: a non-pass@k method escapes the trap** ("
+            + listed
+            + "). Down-weighting solved prompts unblocks learning here, and PKPO's distinct "
+            "contribution is the explicit, unbiased target k."
+        )
     elif r is not None:
-        words.append(f"Rule 1 does not hold: the difficulty filter's pass@8 is {100 * r['a_mean']:.1f} % against "
-                     f"k1's {100 * r['b_mean']:.1f} % ({100 * r['diff']:+.1f} points, Holm-level interval "
-                     f"{100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}); no tuned non-pass@k method measured here "
-                     "escapes the trap by the rule's margin.")
+        words.append(
+            f"Rule 1 does not hold: the difficulty filter's pass@8 is {100 * r['a_mean']:.1f} % "
+            f"against k1's {100 * r['b_mean']:.1f} % ({100 * r['diff']:+.1f} points, Holm-level "
+            f"interval {100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}); no tuned non-pass@k method "
+            "measured here escapes the trap by the rule's margin."
+        )
     else:
-        words.append("Rule 1 is not evaluable: the difficulty filter and k1 do not share two finished seeds.")
+        words.append(
+            "Rule 1 is not evaluable: the difficulty filter and k1 do not share two finished seeds."
+        )
     f8 = _find(results, "filter", "k8", False)
     if f8 is not None:
-        words.append(f"Against PKPO at k = 8, the filter's pass@8 differs by {100 * f8['diff']:+.1f} points "
-                     f"(Holm-level interval {100 * f8['lo']:+.1f} to {100 * f8['hi']:+.1f}; "
-                     f"{'Holm rejects equality' if f8['holm_rejects'] else 'Holm does not reject equality'}).")
+        words.append(
+            f"Against PKPO at k = 8, the filter's pass@8 differs by {100 * f8['diff']:+.1f} points "
+            f"(Holm-level interval {100 * f8['lo']:+.1f} to {100 * f8['hi']:+.1f}; "
+            + ("Holm rejects equality" if f8["holm_rejects"] else "Holm does not reject equality")
+            + ")."
+        )
     g = _find(results, "k8", "anneal", True)
     if g is not None:
         if g["lo"] > -MATCH_POINTS:
-            words.append(f"**Rule 2 holds: decode greedily for pass@1.** k8 decoded near-greedily reaches "
-                         f"{100 * g['a_mean']:.1f} % pass@1 against the anneal's {100 * g['b_mean']:.1f} % "
-                         f"({100 * g['diff']:+.1f} points, Holm-level interval {100 * g['lo']:+.1f} to "
-                         f"{100 * g['hi']:+.1f}: its lower end is above −{100 * MATCH_POINTS:.0f} points), so "
-                         "\"annealing wins both\" is not claimed.")
+            words.append(
+                f"**Rule 2 holds: decode greedily for pass@1.** k8 decoded near-greedily reaches "
+                f"{100 * g['a_mean']:.1f} % pass@1 against the anneal's {100 * g['b_mean']:.1f} % "
+                f"({100 * g['diff']:+.1f} points, Holm-level interval {100 * g['lo']:+.1f} to "
+                f"{100 * g['hi']:+.1f}: its lower end is above −{100 * MATCH_POINTS:.0f} points), "
+                "so "
+                '"annealing wins both" is not claimed.'
+            )
         else:
-            words.append(f"Rule 2 does not hold: decoded near-greedily, k8's pass@1 is {100 * g['a_mean']:.1f} % "
-                         f"against the anneal's {100 * g['b_mean']:.1f} % ({100 * g['diff']:+.1f} points, "
-                         f"Holm-level interval {100 * g['lo']:+.1f} to {100 * g['hi']:+.1f}, reaching below "
-                         f"−{100 * MATCH_POINTS:.0f} points): annealing keeps an advantage at pass@1 even "
-                         "against greedy decoding.")
+            words.append(
+                "Rule 2 does not hold: decoded near-greedily, k8's pass@1 is "
+                f"{100 * g['a_mean']:.1f} % against the anneal's {100 * g['b_mean']:.1f} % "
+                f"({100 * g['diff']:+.1f} points, Holm-level interval {100 * g['lo']:+.1f} to "
+                f"{100 * g['hi']:+.1f}, reaching below −{100 * MATCH_POINTS:.0f} points): "
+                "annealing keeps an advantage at pass@1 even against greedy decoding."
+            )
     elif {"k8", "anneal"} <= labels:
         words.append("Rule 2 is not evaluable: k8 and the anneal do not share two finished seeds.")
     return words
@@ -209,7 +291,9 @@ def greedy_auc(run_dir: Path, final: dict) -> float | None:
     detail = read_detail(final)
     m = final["config"]["eval_problems"]
     if detail is not None and per_problem_greedy(detail) is not None and values:
-        values[-1] = float(per_problem_greedy(detail)[:m].mean())  # the final point on the same problems
+        values[-1] = float(
+            per_problem_greedy(detail)[:m].mean()
+        )  # the final point on the same problems
     return float(np.mean(values)) if values else None
 
 
@@ -229,6 +313,7 @@ def first_task(out: Path) -> tuple[str, list[str]]:
             if f["label"] != WARM:
                 auc.setdefault(f["label"], {})[f["seed"]] = greedy_auc(Path(f["run_dir"]), f)
         by = {r["label"]: r for r in aggregate(finals)}
+
         def finals_of(r):
             return [_pct(r.get(key)) for key in ("greedy_pass@1", "pass@1", "pass@8")]
 
@@ -236,34 +321,65 @@ def first_task(out: Path) -> tuple[str, list[str]]:
             rows.append([warm, "warm start", len(by[WARM]["seeds"]), "-", *finals_of(by[WARM])])
         for label, per_seed in auc.items():
             vals = [v for v in per_seed.values() if v is not None]
-            rows.append([warm, label, len(vals), _pct(np.mean(vals) if vals else None), *finals_of(by[label])])
+            rows.append(
+                [
+                    warm,
+                    label,
+                    len(vals),
+                    _pct(np.mean(vals) if vals else None),
+                    *finals_of(by[label]),
+                ]
+            )
         seeds = sorted(set(auc.get("k8", {})) & set(auc.get("k1", {})))
         diffs = [auc["k8"][s] - auc["k1"][s] for s in seeds]
         if len(diffs) >= 2:
             half = t_quantile(1 - ALPHA, len(diffs) - 1) * standard_error(diffs)
             mean = float(np.mean(diffs))
             helps[warm] = mean - half > 0
-            words.append(f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 curve: "
-                         f"{100 * mean:+.1f} points (95 % interval {100 * (mean - half):+.1f} to "
-                         f"{100 * (mean + half):+.1f}; {len(diffs)} seeds).")
+            words.append(
+                f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 "
+                f"curve: {100 * mean:+.1f} points (95 % interval {100 * (mean - half):+.1f} to "
+                f"{100 * (mean + half):+.1f}; {len(diffs)} seeds)."
+            )
         elif diffs:
-            words.append(f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 curve: "
-                         f"{100 * diffs[0]:+.1f} points on one seed (no interval: rule 3 needs two seeds).")
+            words.append(
+                f"At the {warm} warm start, k8 − k1 in the area under the near-greedy pass@1 "
+                f"curve: {100 * diffs[0]:+.1f} points on one seed (no interval: rule 3 needs two "
+                "seeds)."
+            )
     if len(helps) == 2:
         if helps["overconfident"] and not helps["calibrated"]:
-            words.append("**Rule 3: the effect needs an over-confident prior**: PKPO at k = 8 learns faster than "
-                         "k1 only from the over-confident warm start.")
+            words.append(
+                "**Rule 3: the effect needs an over-confident prior**: PKPO at k = 8 learns "
+                "faster than k1 only from the over-confident warm start."
+            )
         elif all(helps.values()):
-            words.append("**Rule 3: PKPO at k = 8 learns faster than k1 from both warm starts**, so on the `first` "
-                         "task the effect does not need an over-confident prior.")
+            words.append(
+                "**Rule 3: PKPO at k = 8 learns faster than k1 from both warm starts**, so on the "
+                "`first` "
+                "task the effect does not need an over-confident prior."
+            )
         elif not any(helps.values()):
-            words.append("Rule 3: PKPO at k = 8 does not learn faster than k1 from either warm start.")
+            words.append(
+                "Rule 3: PKPO at k = 8 does not learn faster than k1 from either warm start."
+            )
         else:
-            words.append("Rule 3: PKPO at k = 8 learns faster than k1 only from the calibrated warm start.")
+            words.append(
+                "Rule 3: PKPO at k = 8 learns faster than k1 only from the calibrated warm start."
+            )
     else:
-        words.append("Rule 3 is not evaluable yet: it needs two finished seeds at both warm starts.")
-    head = ["warm start", "run", "seeds", "AUC near-greedy pass@1", "final near-greedy pass@1", "final pass@1 (T = 1)",
-            "final pass@8"]
+        words.append(
+            "Rule 3 is not evaluable yet: it needs two finished seeds at both warm starts."
+        )
+    head = [
+        "warm start",
+        "run",
+        "seeds",
+        "AUC near-greedy pass@1",
+        "final near-greedy pass@1",
+        "final pass@1 (T = 1)",
+        "final pass@8",
+    ]
     return (markdown_table(head, rows) if rows else ""), words
 
 
@@ -271,8 +387,8 @@ def first_task(out: Path) -> tuple[str, list[str]]:
 
 
 def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tuple[str, str]:
-    """(the docs/results.md block, the README block) from the runs under ``out``; ``command`` is the one
-    that trained them, ``figures`` the paths (relative to docs/) of the figures to show."""
+    """(the docs/results.md block, the README block) from the runs under ``out``; ``command`` is
+    the one that trained them, ``figures`` the paths (relative to docs/) of the figures to show."""
     import gauntlet  # tools/gauntlet.py: the plan, the methods and their tuning
 
     finals = finished_runs(out / "report")
@@ -284,56 +400,90 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
         tuning[label] = ", ".join(f"{k} {v}" for k, v in overrides.items()) + f"; {how}"
     done = {f"{f['label']} seed {f['seed']}" for f in finals}
     planned_report = [d for d in plan if d.startswith("report ")]
-    missing = [d[len("report "):] for d in planned_report if d[len("report "):] not in done]
+    missing = [d[len("report ") :] for d in planned_report if d[len("report ") :] not in done]
     results = family_results(finals)
     lines = []
     tuned = sorted(out.glob("tune/*/*/seed*/final.json"))
     if tuned:
-        lines += ["**Tuning runs that finished** (validation split, seed "
-                  f"{gauntlet.TUNING_SEED}; in %):", ""]
+        lines += [
+            f"**Tuning runs that finished** (validation split, seed {gauntlet.TUNING_SEED}; in %):",
+            "",
+        ]
         for path in tuned:
             f = json.loads(path.read_text())
-            lines.append(f"- {path.parent.parent.parent.name} {path.parent.parent.name}: pass@1 "
-                         f"{_pct(f.get('pass@1'))}, near-greedy pass@1 {_pct(f.get('greedy_pass@1'))}, pass@8 "
-                         f"{_pct(f.get('pass@8'))}")
+            lines.append(
+                f"- {path.parent.parent.parent.name} {path.parent.parent.name}: pass@1 "
+                f"{_pct(f.get('pass@1'))}, near-greedy pass@1 {_pct(f.get('greedy_pass@1'))}, "
+                f"pass@8 {_pct(f.get('pass@8'))}"
+            )
         lines.append("")
     if not finals:
         lines.append("No report run has finished yet.")
     else:
         seeds = sorted({f["seed"] for f in finals})
-        lines += [f"**What ran** (`{command or 'python tools/gauntlet.py run --out ' + str(out)}`, one process, "
-                  "one thread; "
-                  f"{len([f for f in finals if f['label'] != WARM])} report runs on held-out seeds "
-                  f"{', '.join(map(str, seeds))}). "
-                  + (f"Planned but not run in the time box: {len(missing)} report runs ("
-                     + ", ".join(missing[:12]) + (", ..." if len(missing) > 12 else "") + ")."
-                     if missing else "Every planned report run finished."), "",
-                  "Held-out results (mean ± SE over seeds, in %):", "", method_table(finals, tuning), "",
-                  f"The headline family ({len(results)} of {len(FAMILY)} comparisons evaluable), paired by seed "
-                  "and problem, Holm-corrected at a family-wise 5 %:", "",
-                  family_table(results) if results else "(no comparison has two finished seeds yet)", "",
-                  "**What the numbers say** (generated from the rules above):", ""]
+        lines += [
+            f"**What ran** (`{command or f'python tools/gauntlet.py run --out {out}'}`, "
+            "one process, "
+            "one thread; "
+            f"{len([f for f in finals if f['label'] != WARM])} report runs on held-out seeds "
+            f"{', '.join(map(str, seeds))}). "
+            + (
+                f"Planned but not run in the time box: {len(missing)} report runs ("
+                + ", ".join(missing[:12])
+                + (", ..." if len(missing) > 12 else "")
+                + ")."
+                if missing
+                else "Every planned report run finished."
+            ),
+            "",
+            "Held-out results (mean ± SE over seeds, in %):",
+            "",
+            method_table(finals, tuning),
+            "",
+            f"The headline family ({len(results)} of {len(FAMILY)} comparisons evaluable), "
+            "paired by seed "
+            "and problem, Holm-corrected at a family-wise 5 %:",
+            "",
+            family_table(results) if results else "(no comparison has two finished seeds yet)",
+            "",
+            "**What the numbers say** (generated from the rules above):",
+            "",
+        ]
         lines += [f"- {w}" for w in rule_words(results, finals)]
         lines += [""] + [f"![gauntlet: {Path(f).stem}]({f})" for f in figures]
     table, words = first_task(out)
-    lines += ["", "**The `first` task** (pass@1 and pass@k share one optimum; area under the near-greedy "
-              "pass@1 curve, evaluations every 30 steps on 128 held-out problems):", ""]
-    lines += ([table, ""] if table else ["(no run of the first task has finished)", ""])
+    lines += [
+        "",
+        "**The `first` task** (pass@1 and pass@k share one optimum; area under the near-greedy "
+        "pass@1 curve, evaluations every 30 steps on 128 held-out problems):",
+        "",
+    ]
+    lines += [table, ""] if table else ["(no run of the first task has finished)", ""]
     lines += [f"- {w}" for w in words]
-    lines += ["", "The phase diagram (majority share x warm-start over-confidence) was not run: the CPU time "
-              "of this study did not allow it."]
+    lines += [
+        "",
+        "The phase diagram (majority share x warm-start over-confidence) was not run: the CPU time "
+        "of this study did not allow it.",
+    ]
     claims = (rule_words(results, finals) if finals else []) + words
     readme = [f"- {w}" for w in claims if w.startswith("**")]
-    readme_text = ("**The gauntlet** (docs/results.md: baselines on fresh seeds 5-9, Holm-corrected; what was "
-                   "tuned and what did not run is listed there):\n"
-                   + ("\n".join(readme) if readme else "- No decision rule of the gauntlet holds on the finished "
-                      "runs, so no gauntlet claim is made."))
+    readme_text = (
+        "**The gauntlet** (docs/results.md: baselines on fresh seeds 5-9, Holm-corrected; what was "
+        "tuned and what did not run is listed there):\n"
+        + (
+            "\n".join(readme)
+            if readme
+            else "- No decision rule of the gauntlet holds on the finished "
+            "runs, so no gauntlet claim is made."
+        )
+    )
     return "\n".join(lines), readme_text
 
 
 def write_figures(out: Path, docs: Path) -> list[str]:
-    """The report runs' figures (pkpo.rl.sweeps.plots: curves with near-greedy pass@1, final pass@k with the
-    near-greedy diamonds), copied to docs/figures/rl/gauntlet_*.png; their paths relative to ``docs``."""
+    """The report runs' figures (pkpo.rl.sweeps.plots: curves with near-greedy pass@1, final
+    pass@k with the near-greedy diamonds), copied to docs/figures/rl/gauntlet_*.png; their paths
+    relative to ``docs``."""
     import shutil
 
     from pkpo.rl.sweeps.plots import plot_runs
@@ -352,13 +502,16 @@ def write_figures(out: Path, docs: Path) -> list[str]:
 
 
 def write_docs(out: Path, docs: Path, readme: Path, command: str | None = None) -> None:
-    """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of README.md."""
+    """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of
+    README.md."""
     from results import replace_blocks  # tools/results.py
 
     text, readme_text = blocks(out, command, write_figures(out, docs))
     results_md = docs / "results.md"
     atomic_write(results_md, replace_only(results_md.read_text(), "gauntlet", text, replace_blocks))
-    atomic_write(readme, replace_only(readme.read_text(), "readme-gauntlet", readme_text, replace_blocks))
+    atomic_write(
+        readme, replace_only(readme.read_text(), "readme-gauntlet", readme_text, replace_blocks)
+    )
     print(f"rewrote the gauntlet blocks of {results_md} and {readme}")
 
 
@@ -373,4 +526,4 @@ def replace_only(text: str, name: str, block: str, replace_blocks) -> str:
 
 def _current(text: str, name: str) -> str:
     start = text.index(f"<!-- generated:{name} -->\n") + len(f"<!-- generated:{name} -->\n")
-    return text[start:text.index(f"<!-- /generated:{name} -->")]
+    return text[start : text.index(f"<!-- /generated:{name} -->")]

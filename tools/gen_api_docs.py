@@ -23,9 +23,18 @@ OUT = ROOT / "docs" / "api"
 PAGES = {
     "pkpo": ("pkpo", "The math layer: estimators and reward transforms."),
     "schedules": ("pkpo.schedules", "k schedules for annealing."),
-    "metrics": ("pkpo.metrics", "pass@k / maxg@k over problem sets, with standard errors and bootstrap intervals."),
-    "advantages": ("pkpo.advantages", "The pass@k estimator family (PKPO, GRPO, MaxRL, TailRL, ...) by name."),
-    "rundir": ("pkpo.rl.training.rundir", "Run folders of pkpo train / sweep / demo (needs pkpo[rl])."),
+    "metrics": (
+        "pkpo.metrics",
+        "pass@k / maxg@k over problem sets, with standard errors and bootstrap intervals.",
+    ),
+    "advantages": (
+        "pkpo.advantages",
+        "The pass@k estimator family (PKPO, GRPO, MaxRL, TailRL, ...) by name.",
+    ),
+    "rundir": (
+        "pkpo.rl.training.rundir",
+        "Run folders of pkpo train / sweep / demo (needs pkpo[rl]).",
+    ),
 }
 
 

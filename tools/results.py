@@ -1,25 +1,32 @@
-"""Regenerate every table and figure of docs/results.md, and the README's results block, from run folders.
+"""Regenerate every table and figure of docs/results.md, and the README's results block, from run
+folders.
 
 ::
 
-    make results                                          # = python tools/results.py --out runs/results
+    make results  # = python tools/results.py --out runs/results
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
-    python tools/results.py --out runs/results --docs-only # rewrite the docs from the finished runs only
+    # rewrite the docs from the finished runs only:
+    python tools/results.py --out runs/results --docs-only
 
-Four steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
+Five steps, each resumable (finished runs are reused, interrupted ones resume from their
+checkpoints):
 
-1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm start
-   and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start and
-   every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
-2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems) for
-   the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its policies.
+1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
+   start and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start
+   and every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
+2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems)
+   for the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its
+   policies.
    Folder ``OUT/sum``.
-3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on fresh
-   seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
+   fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
+4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes,
+   then paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder
+   ``OUT/maze``.
+5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
-   are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an error,
-   so no table can be left behind unregenerated.
+   are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
+   error, so no table can be left behind unregenerated.
 """
 
 from __future__ import annotations
@@ -32,31 +39,50 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import gauntlet  # tools/gauntlet.py, next to this file
 import gauntlet_report
+import numpy as np
 from diagnose import (  # tools/diagnose.py, next to this file
-    diagnose_sweep, diagnosis_findings, diagnosis_tables, optimal_rule_distribution, pass_at_k_of)
+    diagnose_sweep,
+    diagnosis_findings,
+    diagnosis_tables,
+    optimal_rule_distribution,
+    pass_at_k_of,
+)
+from maze_results import maze_blocks  # tools/maze_results.py, next to this file
 
-from pkpo._output import atomic_write, markdown_table
+from pkpo._output import atomic_write, markdown_table, write_json
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import run_grid, wall_time
-from pkpo.rl.sweeps.report import behaviour_table, category_table, findings, paired_difference, \
-    table_markdown, write_sweep_report
+from pkpo.rl.sweeps.report import (
+    behaviour_table,
+    category_table,
+    findings,
+    paired_difference,
+    table_markdown,
+    write_sweep_report,
+)
 from pkpo.rl.sweeps.runs import K_EVAL, aggregate, finished_runs
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 
 RESULTS_RUNS = ["k1", "k4", "k8", "anneal"]  # the demo setting's multi-seed study
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
 # the headline comparisons: (run a, run b, k)
-HEADLINE = [("k8", WARM, 8), ("k1", WARM, 1), ("k4", "k8", 4), ("k8", "k4", 8), ("k1", "k4", 1), ("k1", "k8", 1),
-            ("anneal", "k1", 1), ("anneal", "k1", 8)]
+HEADLINE = [
+    ("k8", WARM, 8),
+    ("k1", WARM, 1),
+    ("k4", "k8", 4),
+    ("k8", "k4", 8),
+    ("k1", "k4", 1),
+    ("k1", "k8", 1),
+    ("anneal", "k1", 1),
+    ("anneal", "k1", 8),
+]
 
 
 def ceiling_table(feature: str) -> str:
-    """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row per
-    k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
+    """The best pass@k any policy can reach (perfect execution; the learnable part learned), one row
+    per k_opt: the policy optimal for pass@k_opt, evaluated at every k_eval."""
     from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULE_PRIOR, RULES
 
     if feature == "mixed":
@@ -73,9 +99,15 @@ def ceiling_table(feature: str) -> str:
 
 
 def task_table(cfg: dict) -> str:
-    """The mixed task's law (from :data:`MIXED_TABLE` and :data:`AMBIGUOUS_PRIOR`) and the warm start's
-    demonstrator, as markdown."""
-    from pkpo.rl.tasks.hidden_rule import AMBIGUOUS_PRIOR, MIXED_TABLE, RULES, HiddenRuleTask, rule_prior
+    """The mixed task's law (from :data:`MIXED_TABLE` and :data:`AMBIGUOUS_PRIOR`) and the warm
+    start's demonstrator, as markdown."""
+    from pkpo.rl.tasks.hidden_rule import (
+        AMBIGUOUS_PRIOR,
+        MIXED_TABLE,
+        RULES,
+        HiddenRuleTask,
+        rule_prior,
+    )
 
     groups: dict[str, list[int]] = {}
     for d, rule in enumerate(MIXED_TABLE):
@@ -85,18 +117,36 @@ def task_table(cfg: dict) -> str:
         share = f"{100 * len(digits) / len(MIXED_TABLE):.0f} %"
         if rule == "*":
             amb = ", ".join(f"`{r}` {100 * p:.0f} %" for r, p in AMBIGUOUS_PRIOR.items())
-            rows.append([", ".join(map(str, digits)), share, "ambiguous", f"drawn by a hash of the string: {amb}"])
+            rows.append(
+                [
+                    ", ".join(map(str, digits)),
+                    share,
+                    "ambiguous",
+                    f"drawn by a hash of the string: {amb}",
+                ]
+            )
         else:
             kind = "majority (the trap)" if rule == "r" else "minority, learnable"
             rows.append([", ".join(map(str, digits)), share, kind, f"`{rule}`"])
     lines = [markdown_table(["first digit", "share of problems", "kind", "hidden rule"], rows)]
     prior = rule_prior("mixed")
-    task = HiddenRuleTask(feature="mixed", n_train=64, n_heldout=32, n_validation=32, length=cfg.get("length", 6),
-                          demo_power=cfg["demo_power"], demo_uniform=cfg["demo_uniform"])
+    task = HiddenRuleTask(
+        feature="mixed",
+        n_train=64,
+        n_heldout=32,
+        n_validation=32,
+        length=cfg.get("length", 6),
+        demo_power=cfg["demo_power"],
+        demo_uniform=cfg["demo_uniform"],
+    )
     demo = dict(zip(RULES, task.demonstrator()))
-    lines += ["", "Marginal probability of each rule (all a policy that ignores the first digit can know): "
-              + ", ".join(f"`{r}` {100 * prior[r]:.1f} %" for r in RULES) + ". The warm start's demonstrator on "
-              "`?` prompts: " + ", ".join(f"`{r}` {100 * demo[r]:.1f} %" for r in RULES) + "."]
+    lines += [
+        "",
+        "Marginal probability of each rule (all a policy that ignores the first digit can know): "
+        + ", ".join(f"`{r}` {100 * prior[r]:.1f} %" for r in RULES)
+        + ". The warm start's demonstrator on "
+        "`?` prompts: " + ", ".join(f"`{r}` {100 * demo[r]:.1f} %" for r in RULES) + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -106,9 +156,18 @@ def headline_table(finals: list[dict]) -> str:
     for a, b, k in HEADLINE:
         d = paired_difference(finals, a, b, k)
         if d is not None:
-            rows.append([f"{a} − {b}", k, f"{100 * d['diff']:+.1f}", f"{100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}",
-                         ", ".join(f"{100 * v:+.1f}" for v in d["per_seed"])])
-    return markdown_table(["comparison", "k_eval", "difference (points)", "95% CI", "per seed"], rows)
+            rows.append(
+                [
+                    f"{a} − {b}",
+                    k,
+                    f"{100 * d['diff']:+.1f}",
+                    f"{100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}",
+                    ", ".join(f"{100 * v:+.1f}" for v in d["per_seed"]),
+                ]
+            )
+    return markdown_table(
+        ["comparison", "k_eval", "difference (points)", "95% CI", "per seed"], rows
+    )
 
 
 def replace_blocks(text: str, blocks: dict[str, str], where: str) -> str:
@@ -135,12 +194,14 @@ def _bullets(claims: list[dict]) -> str:
 
 
 def _setting(cfg: dict) -> str:
-    return (f"`--preset {cfg['preset']}`: the GPT policy with d = {cfg['d_model']}, {cfg['n_layer']} layers, "
-            f"{cfg['n_head']} heads; {cfg['steps']} RL steps of {cfg['prompts_per_step']} prompts x {cfg['n']} "
-            f"samples (lr {cfg['lr']:g}, {cfg.get('lr_schedule', 'constant')}), warm start {cfg['warm_steps']} steps "
-            f"of {cfg['warm_batch']} demonstrations; "
-            f"held-out evaluation {cfg['final_eval_problems'] or cfg['eval_problems']} problems x "
-            f"{cfg['eval_samples']} samples.")
+    return (
+        f"`--preset {cfg['preset']}`: the GPT policy with d = {cfg['d_model']}, {cfg['n_layer']} "
+        f"layers, {cfg['n_head']} heads; {cfg['steps']} RL steps of {cfg['prompts_per_step']} "
+        f"prompts x {cfg['n']} samples (lr {cfg['lr']:g}, {cfg.get('lr_schedule', 'constant')}), "
+        f"warm start {cfg['warm_steps']} steps of {cfg['warm_batch']} demonstrations; held-out "
+        f"evaluation {cfg['final_eval_problems'] or cfg['eval_problems']} problems x "
+        f"{cfg['eval_samples']} samples."
+    )
 
 
 def _walls(finals: list[dict]) -> str:
@@ -150,8 +211,9 @@ def _walls(finals: list[dict]) -> str:
     return ", ".join(f"{label} {np.nanmean(v):.0f} s" for label, v in by.items())
 
 
-def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None,
-                docs: Path = Path("docs")) -> tuple[dict, dict]:
+def docs_blocks(
+    out: Path, seeds: list[int], command: str, wall: float | None, docs: Path = Path("docs")
+) -> tuple[dict, dict]:
     """(results.md blocks, README blocks) from the finished runs under ``out``."""
     demo = finished_runs(out / "demo")
     blocks = {}
@@ -164,15 +226,22 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None,
     blocks["demo-paired"] = headline_table(demo)
     blocks["demo-categories"] = category_table(demo)
     blocks["demo-behaviour"] = behaviour_table(demo)
-    blocks["demo-walls"] = f"Mean wall time per run ({len(seeds)} seeds, 2 processes): {_walls(demo)}."
+    blocks["demo-walls"] = (
+        f"Mean wall time per run ({len(seeds)} seeds, 2 processes): {_walls(demo)}."
+    )
     first = [f for f in demo if f["seed"] == min(f["seed"] for f in demo)]
-    blocks["demo-seed"] = (f"Seed {first[0]['seed']} alone, the runs `make demo` trains (± is the SE over held-out "
-                           "problems):\n\n" + table_markdown(sorted(aggregate(first), key=lambda r: r["label"] != WARM)))
+    blocks["demo-seed"] = (
+        f"Seed {first[0]['seed']} alone, the runs `make demo` trains (± is the SE over held-out "
+        "problems):\n\n"
+        + table_markdown(sorted(aggregate(first), key=lambda r: r["label"] != WARM))
+    )
 
     sum_runs = finished_runs(out / "sum")
     scfg = next(f for f in sum_runs if f["label"] != WARM)["config"]
     blocks["sum-setting"] = _setting({**scfg, "preset": "sum"})
-    blocks["sum-table"] = table_markdown(sorted(aggregate(sum_runs), key=lambda r: r["label"] != WARM))
+    blocks["sum-table"] = table_markdown(
+        sorted(aggregate(sum_runs), key=lambda r: r["label"] != WARM)
+    )
     blocks["sum-ceiling"] = ceiling_table("sum")
     blocks["sum-paired"] = headline_table(sum_runs)
     diag = json.loads((out / "sum" / "diagnosis.json").read_text())
@@ -181,12 +250,15 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None,
         blocks[f"diag-{name.replace('_', '-')}"] = tables[name]
     draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
     blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
-    blocks["command"] = ("<!-- docs-test: parse-only (trains the paired multi-seed sweeps: about half an hour) -->\n"
-                         f"```bash\n{command}\n```\n" + (f"Wall time of this regeneration: {wall / 60:.0f} min."
-                                                          if wall else ""))
+    blocks["command"] = (
+        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: about two and a half hours) -->\n"
+        f"```bash\n{command}\n```\n"
+        + (f"Wall time of this regeneration: {wall / 60:.0f} min." if wall else "")
+    )
 
     blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(
-        out / "gauntlet", "make results", gauntlet_report.write_figures(out / "gauntlet", docs))
+        out / "gauntlet", "make results", gauntlet_report.write_figures(out / "gauntlet", docs)
+    )
     readme = {"readme-results": _readme(demo), "readme-gauntlet": gauntlet_readme}
     return blocks, readme
 
@@ -194,8 +266,11 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None,
 def _readme(demo: list[dict]) -> str:
     rows = {r["label"]: r for r in aggregate(demo)}
     seeds = len(rows[WARM]["seeds"])
-    lines = [f"- **A small policy trained from scratch** ({seeds} seeds, paired; `make demo` runs one seed) on a "
-             "hidden-rule task where a majority rule is a trap and minority rules are learnable only by trying them:"]
+    lines = [
+        f"- **A small policy trained from scratch** ({seeds} seeds, paired; `make demo` runs one "
+        "seed) on a hidden-rule task where a majority rule is a trap and minority rules are "
+        "learnable only by trying them:"
+    ]
     for key in ("a", "b", "c1", "c4", "c8", "d", "e"):  # a claim is kept only where its rule holds
         claim = next((c for c in findings(demo) if c["id"] == key), None)
         if claim and claim["holds"]:
@@ -205,14 +280,20 @@ def _readme(demo: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python tools/results.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python tools/results.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", default="runs/results")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sum-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--docs", default="docs", help="the docs folder (results.md, figures/rl/)")
     parser.add_argument("--readme", default="README.md")
-    parser.add_argument("--docs-only", action="store_true", help="skip training: rewrite the docs from finished runs")
+    parser.add_argument(
+        "--docs-only",
+        action="store_true",
+        help="skip training: rewrite the docs from finished runs",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     out, progress = Path(args.out), not args.no_progress
@@ -220,30 +301,70 @@ def main(argv=None) -> int:
     cache = str(out / "cache")
     if not args.docs_only:
         demo = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
-        finals = run_grid(demo, RESULTS_RUNS, args.seeds, out / "demo", jobs=args.jobs, cache_dir=cache, progress=progress)
+        finals = run_grid(
+            demo,
+            RESULTS_RUNS,
+            args.seeds,
+            out / "demo",
+            jobs=args.jobs,
+            cache_dir=cache,
+            progress=progress,
+        )
         wall, note = wall_time(out / "demo", finals, time.time() - t0)
-        write_sweep_report(out / "demo", finals, title="demo setting, all seeds", command="make results",
-                           wall_s=wall, wall_note=note)
+        write_sweep_report(
+            out / "demo",
+            finals,
+            title="demo setting, all seeds",
+            command="make results",
+            wall_s=wall,
+            wall_note=note,
+        )
         t1 = time.time()
         old = TrainConfig().replace(**PRESETS["sum"], tensorboard=False)
-        finals = run_grid(old, SUM_RUNS, args.sum_seeds, out / "sum", jobs=args.jobs, cache_dir=cache,
-                          progress=progress)
+        finals = run_grid(
+            old,
+            SUM_RUNS,
+            args.sum_seeds,
+            out / "sum",
+            jobs=args.jobs,
+            cache_dir=cache,
+            progress=progress,
+        )
         wall, note = wall_time(out / "sum", finals, time.time() - t1)
-        write_sweep_report(out / "sum", finals, title="first demo setting (feature sum)", command="make results",
-                           wall_s=wall, wall_note=note)
+        write_sweep_report(
+            out / "sum",
+            finals,
+            title="first demo setting (feature sum)",
+            command="make results",
+            wall_s=wall,
+            wall_note=note,
+        )
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
-            atomic_write(diag_path, json.dumps(diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)))
+            write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
         # the baseline gauntlet (tools/gauntlet.py): one process, resumable; the longest part
-        gauntlet.run(out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None)
-        atomic_write(out / "regenerate_wall.json", json.dumps({"wall_s": time.time() - t0}))
+        gauntlet.run(
+            out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
+        )
+        from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
+
+        run_benchmark(
+            out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress
+        )  # about 2 h on 2 cores
+        write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
-    command = "make results   # = python tools/results.py --out runs/results (seeds " + \
-        " ".join(map(str, args.seeds)) + "; feature-sum seeds " + " ".join(map(str, args.sum_seeds)) + ")"
+    command = (
+        "make results   # = python tools/results.py --out runs/results (seeds "
+        + " ".join(map(str, args.seeds))
+        + "; feature-sum seeds "
+        + " ".join(map(str, args.sum_seeds))
+        + ")"
+    )
     blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall, Path(args.docs))
     figures = Path(args.docs) / "figures" / "rl"
     figures.mkdir(parents=True, exist_ok=True)
+    blocks.update(maze_blocks(out / "maze", figures))
     for prefix, folder in (("demo", out / "demo"), ("sum", out / "sum")):
         for png in sorted(folder.glob("*.png")):
             shutil.copy(png, figures / f"{prefix}_{png.name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "k_list",
     "missing_extra",
     "non_negative_int",
+    "plain_text",
     "positive_int",
     "strict_bool",
 ]
@@ -29,11 +31,33 @@ class UsageError(ValueError):
     """A bad command-line argument; the message is printed as one line."""
 
 
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`pkpo.transform` -> pkpo.transform
+_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")  # ``x`` or `x` -> x
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText markup: roles and backquotes are dropped, the words kept.
+
+    Docstrings and field help are written in reStructuredText for the API docs; a terminal shows
+    them through this function.
+
+    Examples:
+        >>> plain_text("task name (``pkpo.rl.tasks.TASKS``), see :func:`~pkpo.schedules.from_spec`")
+        'task name (pkpo.rl.tasks.TASKS), see pkpo.schedules.from_spec'
+    """
+    text = _ROLE.sub(lambda m: m.group(1), text)
+    return _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors raise :class:`UsageError` (no usage dump, no SystemExit)."""
+    """An ArgumentParser whose errors raise :class:`UsageError` (no usage dump, no SystemExit) and
+    whose help is plain text (:func:`plain_text`), for every ``pkpo`` command."""
 
     def error(self, message):
         raise UsageError(message)
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
 
 
 def fail(prog: str, message) -> int:
@@ -56,7 +80,9 @@ def strict_bool(text: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false (or 1/0, yes/no, on/off); got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"expected true or false (or 1/0, yes/no, on/off); got {text!r}"
+    )
 
 
 def _integer(text: str, low: int, what: str) -> int:
@@ -121,5 +147,11 @@ def missing_extra(modules, extra: str | None = None) -> str | None:
     spec = extra or ",".join(sorted({EXTRAS.get(name, name) for name in missing}))
     return (
         f"this command needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-        f"not installed; install it with: pip install 'pkpo[{spec}]'"
+        f"not installed; install it with: {install_hint(spec)}"
     )
+
+
+def install_hint(extras: str) -> str:
+    """The pip command that installs pkpo's ``extras``: from a checkout (pkpo is not on PyPI
+    yet)."""
+    return f"pip install -e '.[{extras}]' in the pkpo checkout ('pkpo[{extras}]' once on PyPI)"

@@ -1,4 +1,5 @@
-"""The inputs of :mod:`pkpo.metrics`: per-problem rows of any lengths, problem names, report options.
+"""The inputs of :mod:`pkpo.metrics`: per-problem rows of any lengths, problem names, report
+options.
 
 Problems may have different numbers of samples, so their rows are kept flat, as
 ``(values, lengths)``, and padded with a mask where an array of equal rows is needed. Every
@@ -11,18 +12,22 @@ import numbers
 
 import numpy as np
 
+from ._backend import reject_masked_array, to_numpy
 from ._validation import check_k
 
 
 def ragged_rows(per_problem, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Flatten a list of 1-D arrays (or a 2-D array) into (values, lengths)."""
+    reject_masked_array(per_problem, name)
     if isinstance(per_problem, (list, tuple)):
+        for row in per_problem:
+            reject_masked_array(row, name)
         try:
-            rows = [np.asarray(row) for row in per_problem]
+            rows = [to_numpy(row) for row in per_problem]
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name}: could not read problem rows as arrays ({error}).") from None
     else:
-        array = np.asarray(per_problem)
+        array = to_numpy(per_problem)
         if array.ndim != 2:
             raise ValueError(
                 f"{name} must be a 2-D array (problems x samples) or a list of 1-D arrays; "
@@ -120,6 +125,8 @@ def _check_confidence(confidence) -> float:
 
 def check_options(ks, n_bootstrap, confidence, seed) -> tuple[list[int], int, float]:
     """The report options, checked: (sorted distinct ks, n_bootstrap, confidence); seed as given."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+    ):
         raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
     return check_ks(ks), _check_n_bootstrap(n_bootstrap), _check_confidence(confidence)

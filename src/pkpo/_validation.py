@@ -18,6 +18,24 @@ from ._typing import Baseline, Scale
 
 BASELINES: tuple[str, ...] = get_args(Baseline)  # ("none", "loo", "loo_minus_one", "centered")
 SCALES: tuple[str, ...] = get_args(Scale)  # ("none", "n_over_k", "mean_abs")
+# The paper's PKPO baseline (eq. 33), the default of every function and adapter that takes one.
+DEFAULT_BASELINE: Baseline = "loo_minus_one"
+
+
+class GroupSizeError(ValueError):
+    """A group has fewer samples than k and the baseline need (:func:`min_group_size`).
+
+    Raised by the one group-size check of the math layer, so that callers can re-word it with
+    their own context. Attributes:
+
+    - ``group``: the group's id (``transform_grouped``), its flat index, or None when every
+      group of a dense batch is meant;
+    - ``n``: its number of samples; ``need``: the size required; ``k``; ``baseline``.
+    """
+
+    def __init__(self, message: str, group, n: int, need: int, k: int, baseline: str):
+        super().__init__(message)
+        self.group, self.n, self.need, self.k, self.baseline = group, n, need, k, baseline
 
 
 def check_k(k) -> int:
@@ -30,16 +48,20 @@ def check_k(k) -> int:
         raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
     if not isinstance(k, numbers.Integral):
         if getattr(k, "ndim", None) != 0 or not hasattr(k, "__index__"):
-            raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.")
+            raise ValueError(
+                f"k must be a positive integer; got k={k!r} of type {type(k).__name__}."
+            )
         try:
             k = operator.index(k)
         except Exception as error:  # noqa: BLE001 - a 0-d float array, or a traced value under jax.jit
             if "Tracer" in type(k).__name__ or "Tracer" in type(error).__name__:
                 raise ValueError(
-                    "k must be a concrete integer, not a traced value: inside jax.jit pass k as a static "
-                    "argument (static_argnums) or a Python int."
+                    "k must be a concrete integer, not a traced value: inside jax.jit pass k as a "
+                    "static argument (static_argnums) or a Python int."
                 ) from None
-            raise ValueError(f"k must be a positive integer; got k={k!r} of type {type(k).__name__}.") from None
+            raise ValueError(
+                f"k must be a positive integer; got k={k!r} of type {type(k).__name__}."
+            ) from None
     if k < 1:
         raise ValueError(f"k must be >= 1; got k={k}.")
     return int(k)
@@ -73,8 +95,12 @@ def min_group_size(k: int, baseline: Baseline) -> int:
         >>> min_group_size(1, "loo_minus_one")
         2
     """
-    k = check_k(k)
-    if check_baseline(baseline) in ("loo", "centered"):
+    return _min_group_size(check_k(k), check_baseline(baseline))
+
+
+def _min_group_size(k: int, baseline: str) -> int:
+    """:func:`min_group_size` for a checked k and baseline."""
+    if baseline in ("loo", "centered"):
         return k + 1
     if baseline == "loo_minus_one" and k == 1:
         return 2  # k = 1 is leave-one-out centring: it needs another sample
@@ -100,9 +126,13 @@ def traced_with_validate(name: str = "rewards"):
 
 def check_rewards_array(backend, x, name: str = "rewards"):
     if len(backend.shape(x)) < 1:
-        raise ValueError(f"{name} must have at least one axis (the samples of a group, last); got a scalar.")
+        raise ValueError(
+            f"{name} must have at least one axis (the samples of a group, last); got a scalar."
+        )
     if backend.shape(x)[-1] < 1:
-        raise ValueError(f"{name} has an empty sample axis (shape {backend.shape(x)}); each group needs n >= 1.")
+        raise ValueError(
+            f"{name} has an empty sample axis (shape {backend.shape(x)}); each group needs n >= 1."
+        )
     if not (backend.is_floating(x) or backend.is_bool(x) or backend.is_integer(x)):
         raise ValueError(f"{name} must be a real or boolean array; got dtype {x.dtype}.")
 
@@ -116,15 +146,22 @@ def check_mask(backend, mask, x, validate: bool = True):
         return None
     from ._backend import as_array
 
-    mask_backend, mask = as_array(mask)
+    mask_backend, mask = as_array(mask, "mask")
     if mask_backend.name != backend.name:
-        raise ValueError(f"mask must be the same kind of array as rewards ({backend.name}); got {mask_backend.name}.")
+        raise ValueError(
+            f"mask must be the same kind of array as rewards ({backend.name}); "
+            f"got {mask_backend.name}."
+        )
     if backend.shape(mask) != backend.shape(x):
-        raise ValueError(f"mask shape {backend.shape(mask)} must equal rewards shape {backend.shape(x)}.")
+        raise ValueError(
+            f"mask shape {backend.shape(mask)} must equal rewards shape {backend.shape(x)}."
+        )
     if backend.is_bool(mask):
         return mask
     if not backend.is_integer(mask):
-        raise ValueError(f"mask must be boolean or integer 0/1 (like attention_mask); got dtype {mask.dtype}.")
+        raise ValueError(
+            f"mask must be boolean or integer 0/1 (like attention_mask); got dtype {mask.dtype}."
+        )
     if validate:
         values = backend.to_numpy(mask)
         if not np.isin(values, (0, 1)).all():
@@ -133,33 +170,20 @@ def check_mask(backend, mask, x, validate: bool = True):
     return mask != 0
 
 
+def check_finite(backend, x, mask=None, labels=None, name: str = "rewards") -> None:
+    """Reject NaN/inf in the entries ``mask`` keeps (all when None), naming the first bad group."""
+    bad = ~backend.xp.isfinite(x)
+    if mask is not None:
+        bad = bad & mask
+    row = first_bad_row(backend.to_numpy(bad).reshape(-1, backend.shape(x)[-1]).any(-1))
+    if row is not None:
+        raise ValueError(f"{name} contain NaN or inf in {describe_group(row, labels)}.")
+
+
 def first_bad_row(bad_rows: np.ndarray):
     """Index of the first True in a flattened per-group boolean array, or None."""
     flat = np.flatnonzero(np.asarray(bad_rows).reshape(-1))
     return int(flat[0]) if flat.size else None
-
-
-def check_finite(backend, x, mask, labels=None, name="rewards", limits=(np.inf, np.inf)) -> tuple[bool, bool]:
-    """Reject NaN/inf (naming the group); report magnitudes near the float limits.
-
-    One host transfer of an int8 code per element: 3 non-finite, 2 beyond ``limits[0]`` (the
-    sums of the computation could overflow its float dtype), 1 beyond ``limits[1]`` (the result
-    could overflow the output dtype). Returns (beyond limits[0], beyond limits[1]).
-    """
-    xp = backend.xp
-    finite = xp.isfinite(x)
-    size = xp.abs(xp.where(finite, x, 0))
-    # a limit beyond the largest value of x's dtype is never exceeded (and would overflow a cast)
-    largest = float(xp.finfo(x.dtype).max)
-    beyond, near = (limit if limit < largest else np.inf for limit in limits)
-    code = xp.where(~finite, 3, xp.where(size > beyond, 2, xp.where(size > near, 1, 0)))
-    if mask is not None:
-        code = xp.where(mask, code, 0)
-    code = backend.to_numpy(code).reshape(-1, backend.shape(x)[-1])
-    row = first_bad_row((code == 3).any(axis=-1))
-    if row is not None:
-        raise ValueError(f"{name} contain NaN or inf in {describe_group(row, labels)}.")
-    return bool((code == 2).any()), bool((code >= 1).any())
 
 
 def check_binary(backend, x, mask, labels=None, name="correct"):
@@ -171,20 +195,47 @@ def check_binary(backend, x, mask, labels=None, name="correct"):
         ok |= ~backend.to_numpy(mask).reshape(ok.shape)
     row = first_bad_row(~ok.all(axis=-1))
     if row is not None:
-        raise ValueError(f"{name} must hold only 0/1 or booleans; {describe_group(row, labels)} has other values.")
+        raise ValueError(
+            f"{name} must hold only 0/1 or booleans; "
+            f"{describe_group(row, labels)} has other values."
+        )
 
 
-def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None):
-    """Every group must have n >= min_group_size(k, baseline). ``n`` is an int or a per-group array."""
-    need = min_group_size(k, baseline)
+def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None) -> None:
+    """Every group must have n >= min_group_size(k, baseline), else :class:`GroupSizeError`.
+
+    ``n`` is an int (every group of a dense batch) or per-group sizes (an array of ``backend``,
+    or numpy); ``labels`` name the groups (their ids), else they are numbered. k and baseline
+    must already be checked.
+    """
+    need = _min_group_size(k, baseline)
     if isinstance(n, numbers.Integral):
         if n < need:
-            raise ValueError(_size_message(k, baseline, need, int(n), "every group"))
+            raise GroupSizeError(
+                _size_message(k, baseline, need, int(n), "every group"),
+                None,
+                int(n),
+                need,
+                k,
+                baseline,
+            )
         return
-    sizes = backend.to_numpy(n).reshape(-1)
+    sizes = (backend.to_numpy(n) if backend is not None else np.asarray(n)).reshape(-1)
     row = first_bad_row(sizes < need)
     if row is not None:
-        raise ValueError(_size_message(k, baseline, need, int(sizes[row]), describe_group(row, labels)))
+        group = row if labels is None else _plain(labels[row])
+        raise GroupSizeError(
+            _size_message(k, baseline, need, int(sizes[row]), describe_group(row, labels)),
+            group,
+            int(sizes[row]),
+            need,
+            k,
+            baseline,
+        )
+
+
+def _plain(label):
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _size_message(k, baseline, need, n, where):

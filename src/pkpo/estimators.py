@@ -19,11 +19,19 @@ import numbers
 import numpy as np
 
 from . import _validation
-from ._combinatorics import EXACT_MAX_SIZE, dense_rank_weights, log_factorial_table
-from ._kernel import sort_groups
+from ._backend import reject_masked_array
+from ._combinatorics import EXACT_MAX_SIZE, binomial_ratio, dense_rank_weights, log_factorial_table
+from ._kernel import check_input, log_factorials, sort_groups
 from ._typing import Array, IntLike
 
-__all__ = ["pass_at_k", "maxg_at_k", "pass_at_k_from_counts", "maxg_at_k_weights"]
+__all__ = [
+    "pass_at_k",
+    "pass_all_k",
+    "maxg_at_k",
+    "pass_at_k_from_counts",
+    "pass_all_k_from_counts",
+    "maxg_at_k_weights",
+]
 
 
 def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
@@ -34,7 +42,7 @@ def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float |
     and ``c`` are per-problem counts (ints or array-likes that broadcast), ``k`` an int.
 
     Args:
-        n: number of samples per problem, int or array of ints, each >= k.
+        n: number of samples per problem, int or array of ints, each >= k (and below 2**63).
         c: number of correct samples per problem, 0 <= c <= n.
         k: the pass@k size, a positive int.
 
@@ -46,6 +54,9 @@ def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float |
         else taken from a log-factorial table; against exact rationals the relative error
         measured below 1e-12 up to n = 10^6 (tests/test_estimators.py pins the bound).
 
+    Raises:
+        ValueError: counts that are not integers, c outside 0..n, n < k, empty counts.
+
     Examples:
         >>> pass_at_k_from_counts(4, 1, 2)   # 1 - C(3,2)/C(4,2) = 1 - 3/6
         0.5
@@ -53,82 +64,171 @@ def pass_at_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float |
         [0.0, 1.0]
     """
     k = _validation.check_k(k)
-    n = np.asarray(n)
-    c = np.asarray(c)
-    for name, value in (("n", n), ("c", c)):
-        if value.dtype == np.bool_ or not (np.issubdtype(value.dtype, np.integer) or _integral(value)):
-            raise ValueError(f"{name} must hold non-negative integers; got {value.tolist()!r}.")
-    n = n.astype(np.int64)
-    c = c.astype(np.int64)
+    return pass_at_k_of_counts(*_check_counts(n, c, k), k)
+
+
+def pass_all_k_from_counts(n: int | Array, c: int | Array, k: IntLike) -> float | np.ndarray:
+    """Unbiased pass^k from counts: the chance that k samples are all correct, C(c, k) / C(n, k).
+
+    The fraction of the size-k subsets of n samples, c of them correct, whose k samples are all
+    correct: an unbiased estimate of p^k for a problem solved with probability p (the
+    hypergeometric count of all-correct subsets; tau-bench's pass^k). It is 0 when c < k and 1
+    when c = n. Counts, shapes and numerics are as in :func:`pass_at_k_from_counts`; here the
+    result is exp(L) itself, so the same log-ratio L gives the same relative accuracy.
+
+    Args:
+        n: number of samples per problem, int or array of ints, each >= k (and below 2**63).
+        c: number of correct samples per problem, 0 <= c <= n.
+        k: the pass^k size, a positive int.
+
+    Returns:
+        A Python float for scalar counts, else a float64 numpy array of their broadcast shape;
+        exactly rounded for n <= 2048.
+
+    Examples:
+        >>> pass_all_k_from_counts(4, 3, 2)   # C(3,2)/C(4,2) = 3/6
+        0.5
+        >>> pass_all_k_from_counts([10, 10, 10], [4, 5, 10], 5).tolist()   # 0, 1/252, 1
+        [0.0, 0.003968253968253968, 1.0]
+    """
+    k = _validation.check_k(k)
+    return pass_all_k_of_counts(*_check_counts(n, c, k), k)
+
+
+# The largest n of a count: counts are int64 on the way through.
+_MAX_COUNT = 2**63 - 1
+
+
+def _check_counts(n, c, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, c) as broadcast int64 arrays, or a ValueError naming the problem."""
+    n, c = _count_array(n, "n"), _count_array(c, "c")
+    if n.size == 0 or c.size == 0:
+        raise ValueError(
+            f"n and c must hold at least one count each; got n={n.tolist()}, c={c.tolist()}."
+        )
     if np.any(c < 0) or np.any(c > n):
-        raise ValueError(f"every count c must satisfy 0 <= c <= n; got n={n.tolist()}, c={c.tolist()}.")
-    if np.any(n < k):
-        raise ValueError(f"pass@k needs n >= k samples per problem; got n={n.tolist()} with k={k}.")
+        raise ValueError(
+            f"every count c must satisfy 0 <= c <= n; got n={n.tolist()}, c={c.tolist()}."
+        )
     n, c = np.broadcast_arrays(n, c)
-    if n.size and n.max() <= EXACT_MAX_SIZE:
-        result = _exact_pass_at_k(n, c, k)
+    _validation.check_group_sizes(n, k, "none")
+    return n, c
+
+
+def _count_array(value, name: str) -> np.ndarray:
+    """Integer counts as int64, refusing bools, fractions, NaN and values beyond int64 (numpy
+    keeps Python ints from 2**63 on as uint64 or object, which a plain cast would wrap)."""
+    reject_masked_array(value, name)
+    value = np.asarray(value)
+    if value.dtype == object or value.dtype == np.uint64:
+        items = value.reshape(-1).tolist()
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            if items and max(items) > _MAX_COUNT:
+                raise ValueError(f"{name} must be below 2**63; got {max(items)}.")
+            return value.astype(np.int64)
+    if value.dtype == np.bool_ or not (np.issubdtype(value.dtype, np.integer) or _integral(value)):
+        raise ValueError(f"{name} must hold non-negative integers; got {value.tolist()!r}.")
+    if value.dtype.kind == "f" and value.size and np.abs(value).max() > _MAX_COUNT:
+        raise ValueError(f"{name} must be below 2**63; got {np.abs(value).max()!r}.")
+    return value.astype(np.int64)
+
+
+def pass_at_k_of_counts(n: np.ndarray, c: np.ndarray, k: int):
+    """:func:`pass_at_k_from_counts` for checked int64 counts (no second validation)."""
+    return _from_counts(n, n - c, k, complement=True)
+
+
+def pass_all_k_of_counts(n: np.ndarray, c: np.ndarray, k: int):
+    """:func:`pass_all_k_from_counts` for checked int64 counts (no second validation)."""
+    return _from_counts(n, c, k, complement=False)
+
+
+def _from_counts(n: np.ndarray, m: np.ndarray, k: int, complement: bool):
+    """r = C(m, k) / C(n, k) (0 <= m <= n), or 1 - r with ``complement``, per distinct (n, m).
+
+    pass@k is 1 - r with m = n - c, pass^k is r with m = c (eq. 3 and its all-correct twin).
+    """
+    pairs, inverse = np.unique(
+        np.stack([n.reshape(-1), m.reshape(-1)]), axis=1, return_inverse=True
+    )
+    if pairs[0].max() <= EXACT_MAX_SIZE:
+        values = [_exact_ratio(size, kept, k, complement) for size, kept in pairs.T.tolist()]
     else:
-        result = _large_pass_at_k(n, c, k)
+        values = [_large_ratio(size, kept, k, complement) for size, kept in pairs.T.tolist()]
+    result = np.array(values, dtype=np.float64)[inverse.reshape(-1)].reshape(n.shape)
     return float(result) if result.ndim == 0 else result
 
 
-def _exact_pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
-    """eq. 3 as (C(n,k) - C(n-c,k)) / C(n,k) in Python ints, correctly rounded; once per (n, c)."""
-    counts = np.stack([n.reshape(-1), c.reshape(-1)])
-    pairs, inverse = np.unique(counts, axis=1, return_inverse=True)
-    values = []
-    for size, correct in pairs.T.tolist():
-        total = math.comb(size, k)
-        values.append((total - math.comb(size - correct, k)) / total)
-    return np.array(values, dtype=np.float64)[inverse.reshape(-1)].reshape(n.shape)
+def _exact_ratio(size: int, kept: int, k: int, complement: bool) -> float:
+    """C(kept, k) / C(size, k) (or 1 minus it) in Python ints, correctly rounded."""
+    total = math.comb(size, k)
+    part = math.comb(kept, k)
+    return (total - part) / total if complement else part / total
 
 
-# Below this many factors the product form is summed term by term (see _large_pass_at_k).
+# Below this many factors the product form is summed term by term (see _large_ratio).
 _PRODUCT_MAX_TERMS = 4096
+# Above this n the log-factorial table (16 bytes an entry) is not built: the factors are summed.
+_TABLE_MAX_SIZE = 1 << 22
+# ... and at most this many factors are summed (about a second).
+_SUMMED_MAX_TERMS = 1 << 26
 
 
-def _large_pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
-    """eq. 3 for n > 2048 as -expm1(L), L = log C(n-c,k) - log C(n,k) <= 0, once per (n, c).
+def _large_ratio(size: int, kept: int, k: int, complement: bool) -> float:
+    """C(kept, k) / C(size, k) = exp(L) (or -expm1(L)) for size > 2048.
 
-    1 - rho is tiny exactly when L is near 0, where an absolute error in L becomes a large
-    relative error in rho. L is near 0 only when c k << n, so min(c, k) is small there, and then L
-    is summed from its min(c, k) factors: C(n-c,k)/C(n,k) = prod_{j<k} (1 - c/(n-j))
-    = prod_{i<c} (1 - k/(n-i)), each log1p exact to an ulp. Otherwise L comes from the
-    log-factorial table (absolute error about 1e-12 at n = 65,536), where |L| is large enough for
-    that to stay a small relative error.
+    L = log C(kept, k) - log C(size, k) <= 0. 1 - exp(L) is tiny exactly when L is near 0, where
+    an absolute error in L becomes a large relative error. L is near 0 only when (size - kept) k
+    << size, so min(size - kept, k) is small there, and then L is summed from that many factors:
+    C(kept,k)/C(size,k) = prod_{j<k} (1 - d/(size-j)) = prod_{i<d} (1 - k/(size-i)), d = size -
+    kept, each log1p exact to an ulp. Otherwise L comes from the log-factorial table (absolute
+    error about 1e-12 at n = 65,536), where |L| is large enough for that to stay a small relative
+    error; beyond the table's size the factors are summed in blocks (pairwise, all of one sign).
+    exp(L) itself has a relative error equal to L's absolute one, so pass^k is accurate either way.
     """
-    counts = np.stack([n.reshape(-1), c.reshape(-1)])
-    pairs, inverse = np.unique(counts, axis=1, return_inverse=True)
-    lf = log_factorial_table(int(pairs[0].max()))
-    values = np.empty(pairs.shape[1], dtype=np.float64)
-    for index, (size, correct) in enumerate(pairs.T.tolist()):
-        terms, other = (correct, k) if correct <= k else (k, correct)
-        if size - correct < k:
-            values[index] = 1.0
-        elif terms <= _PRODUCT_MAX_TERMS:
-            factors = np.log1p(-other / (size - np.arange(terms, dtype=np.float64)))
-            values[index] = -math.expm1(math.fsum(factors.tolist()))
-        else:
-            valid, hi, lo = _log_ratio(lf, size, correct, k)
-            values[index] = -math.expm1(hi + lo)
-    return values[inverse.reshape(-1)].reshape(n.shape)
+    if kept < k:
+        return 1.0 if complement else 0.0
+    drop = size - kept
+    terms, other = (drop, k) if drop <= k else (k, drop)
+    if terms <= _PRODUCT_MAX_TERMS:
+        factors = np.log1p(-other / (size - np.arange(terms, dtype=np.float64)))
+        log_ratio = math.fsum(factors.tolist())
+    elif size <= _TABLE_MAX_SIZE:
+        lf = log_factorial_table(size)
+        hi = (lf.hi[kept] - lf.hi[k] - lf.hi[kept - k]) - (lf.hi[size] - lf.hi[k] - lf.hi[size - k])
+        lo = (lf.lo[kept] - lf.lo[k] - lf.lo[kept - k]) - (lf.lo[size] - lf.lo[k] - lf.lo[size - k])
+        log_ratio = float(hi) + float(lo)
+    elif terms <= _SUMMED_MAX_TERMS:
+        log_ratio = _summed_log_ratio(size, other, terms)
+    else:
+        raise ValueError(
+            f"n={size} with k={k} is beyond what is computed here: above n = {_TABLE_MAX_SIZE:,} "
+            f"the {terms:,} factors of C({kept}, {k}) / C({size}, {k}) are summed one by one, up "
+            f"to {_SUMMED_MAX_TERMS:,} of them."
+        )
+    return -math.expm1(log_ratio) if complement else math.exp(log_ratio)
 
 
-def _log_ratio(lf, size: int, correct: int, k: int):
-    """log C(size-correct, k) - log C(size, k) from the hi/lo log-factorial table."""
-    a, m = size - correct, size
-    hi = (lf.hi[a] - lf.hi[k] - lf.hi[a - k]) - (lf.hi[m] - lf.hi[k] - lf.hi[m - k])
-    lo = (lf.lo[a] - lf.lo[k] - lf.lo[a - k]) - (lf.lo[m] - lf.lo[k] - lf.lo[m - k])
-    return True, float(hi), float(lo)
+def _summed_log_ratio(size: int, other: int, terms: int, block: int = 1 << 20) -> float:
+    """sum_{j < terms} log1p(-other / (size - j)), in blocks of ``block`` factors."""
+    total = 0.0
+    for start in range(0, terms, block):
+        j = np.arange(start, min(start + block, terms), dtype=np.float64)
+        total += float(np.sum(np.log1p(-other / (size - j))))
+    return total
 
 
 def _integral(value: np.ndarray) -> bool:
-    return np.issubdtype(value.dtype, np.floating) and bool(np.all(np.isfinite(value))) and bool(
-        np.all(value == np.round(value))
+    return (
+        np.issubdtype(value.dtype, np.floating)
+        and bool(np.all(np.isfinite(value)))
+        and bool(np.all(value == np.round(value)))
     )
 
 
-def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
+def pass_at_k(
+    correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
+) -> Array:
     """Unbiased pass@k of each problem from its n binary outcomes   (eq. 3).
 
     rho(n, c, k) = 1 - C(n - c, k) / C(n, k), with c = sum_i f_i the number of correct samples:
@@ -152,10 +252,64 @@ def pass_at_k(correct: Array, k: IntLike, mask: Array | None = None, *, validate
     k = _validation.check_k(k)
     groups = sort_groups(correct, mask, validate=validate, binary=True, k=k, name="correct")
     # For 0/1 values the tail form of eq. 12 is exactly eq. 3: the only gap is at the first 1.
-    return _maxg_from_sorted(groups, k)
+    return maxg_from_sorted(groups, k)
 
 
-def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True) -> Array:
+def pass_all_k(
+    correct: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
+) -> Array:
+    """Unbiased pass^k of each problem: the chance that k samples are all correct,
+    C(c, k) / C(n, k).
+
+    The average, over all size-k subsets of the n samples, of "all k are correct", with
+    c = sum_i f_i; it estimates p^k without bias for a problem solved with probability p
+    (tau-bench's pass^k). pass@k asks for at least one success in k tries, pass^k for k out of k.
+
+    Args:
+        correct: bool or 0/1 array of shape (..., n); ``correct[..., i]`` is f_i.
+        k: the pass^k size, 1 <= k <= n.
+        mask: optional bool array of the same shape; False marks padding in ragged groups, and
+            each group then uses its own n = mask.sum(-1).
+        validate: check that the values are 0/1 and every ragged group has n >= k (reads the
+            data: a host sync on GPU). Without it a ragged group with n < k gets 0.
+
+    Returns:
+        Array of shape (...), the kind of ``correct`` (numpy/torch/JAX, same device); float64
+        for bool/int numpy input, the input's dtype for float input. numpy input is exact:
+        :func:`pass_all_k_from_counts` of each group's counts (correctly rounded for n <= 2048).
+        torch and JAX compute C(c, k) / C(n, k) on the device from log-factorials (relative
+        error about 1e-14 at n = 64 in float64).
+
+    Examples:
+        >>> pass_all_k(np.array([[1, 1, 1, 0], [1, 1, 0, 0]]), k=2).tolist()   # 3/6 and 1/6
+        [0.5, 0.16666666666666666]
+    """
+    k = _validation.check_k(k)
+    checked = check_input(correct, mask, validate=validate, binary=True, k=k, name="correct")
+    backend, x, n = checked.backend, checked.x, checked.n
+    xp = backend.xp
+    hits = x != 0 if checked.mask is None else (x != 0) & checked.mask
+    if backend.name == "numpy":
+        c = np.sum(hits, axis=-1)
+        sizes = np.broadcast_to(n if isinstance(n, int) else n[..., 0], c.shape)
+        valid = sizes >= k  # False only for ragged groups with validate=False
+        value = np.zeros(c.shape)
+        if valid.any():
+            value[valid] = pass_all_k_of_counts(sizes[valid], c[valid], k)
+        return value.astype(backend.result_dtype(x), copy=False)
+    like = backend.astype(x[..., :1], backend.compute_dtype(x))
+    index_dtype = xp.int32 if backend.name == "jax" else xp.int64
+    c = xp.sum(backend.astype(hits, index_dtype), axis=-1, keepdims=True)
+    n = c * 0 + n if isinstance(n, int) else n  # an array, like c
+    lf = log_factorials(backend, backend.shape(x)[-1], like)
+    ratio = binomial_ratio(xp, lf, c, k, n, k)
+    ratio = xp.where(n >= k, ratio, 0.0)
+    return backend.astype(ratio[..., 0], backend.result_dtype(x))
+
+
+def maxg_at_k(
+    rewards: Array, k: IntLike, mask: Array | None = None, *, validate: bool = True
+) -> Array:
     """Unbiased maxg@k = E[max of k rewards] of each group from its n rewards   (eqs. 12-14).
 
     rho^(g)(n, k) = (1 / C(n, k)) sum_{i=k}^{n} C(i - 1, k - 1) g_(i), with g_(1) <= ... <= g_(n)
@@ -180,7 +334,7 @@ def maxg_at_k(rewards: Array, k: IntLike, mask: Array | None = None, *, validate
     """
     k = _validation.check_k(k)
     groups = sort_groups(rewards, mask, validate=validate, k=k)
-    return _maxg_from_sorted(groups, k)
+    return maxg_from_sorted(groups, k)
 
 
 def maxg_at_k_weights(n: int, k: IntLike) -> np.ndarray:
@@ -208,5 +362,6 @@ def maxg_at_k_weights(n: int, k: IntLike) -> np.ndarray:
     return dense_rank_weights(int(n), int(n), k).top.copy()
 
 
-def _maxg_from_sorted(groups, k):
+def maxg_from_sorted(groups, k: int):
+    """maxg@k of sorted groups (:func:`pkpo._kernel.sort_groups`), for a checked k."""
     return groups.per_group(groups.maxg_estimate(k))

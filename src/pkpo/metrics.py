@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._backend import reject_masked_array
+from ._kernel import sort_groups
 from ._output import markdown_table
 from ._problems import (
     check_binary_rows,
@@ -43,10 +45,14 @@ from ._problems import (
     ragged_rows,
     row_starts,
 )
-from .estimators import maxg_at_k, pass_at_k_from_counts
+from .estimators import maxg_from_sorted, pass_all_k_of_counts, pass_at_k_of_counts
 
 __all__ = [
     "EstimateAtK",
+    "EstimateAtTau",
+    "cover",
+    "cover_report",
+    "pass_all_k_report",
     "InsufficientSamplesError",
     "MetricReport",
     "estimates_report",
@@ -95,24 +101,42 @@ class EstimateAtK(NamedTuple):
     n_skipped: int
 
 
+class EstimateAtTau(NamedTuple):
+    """Cover@tau for one threshold tau: the fields of :class:`EstimateAtK`, with ``tau`` for ``k``
+    (every problem is used at every tau, so ``n_skipped`` is 0)."""
+
+    tau: float
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n_problems: int
+    n_skipped: int
+
+
 @dataclass(frozen=True)
 class MetricReport:
-    """Estimates for several k, plus how the intervals were made.
+    """Estimates for several k (or thresholds tau), plus how the intervals were made.
 
-    ``report[k]`` is the :class:`EstimateAtK` for that k; iterating gives the rows in increasing k.
+    ``report[k]`` is the :class:`EstimateAtK` for that k (:class:`EstimateAtTau` for a Cover@tau
+    report, ``report[tau]``); iterating gives the rows in increasing k (tau).
     """
 
-    metric: str  # "pass@k" or "maxg@k"
-    rows: tuple[EstimateAtK, ...]
+    metric: str  # "pass@k", "pass^k", "maxg@k" or "cover@tau"
+    rows: tuple[EstimateAtK, ...] | tuple[EstimateAtTau, ...]
     confidence: float
     n_bootstrap: int
     seed: int | None
+    parameter: str = "k"  # the name of the rows' first field: "k", or "tau" for Cover@tau
 
-    def __getitem__(self, k: int) -> EstimateAtK:
+    def __getitem__(self, key):
         for row in self.rows:
-            if row.k == k:
+            if row[0] == key:
                 return row
-        raise KeyError(f"no row for k={k}; the report has k in {[row.k for row in self.rows]}.")
+        values = [row[0] for row in self.rows]
+        raise KeyError(
+            f"no row for {self.parameter}={key}; the report has {self.parameter} in {values}."
+        )
 
     def __iter__(self):
         return iter(self.rows)
@@ -121,13 +145,15 @@ class MetricReport:
         return len(self.rows)
 
     @property
-    def ks(self) -> list[int]:
-        return [row.k for row in self.rows]
+    def ks(self) -> list:
+        """The rows' k (for a Cover@tau report, their tau), increasing."""
+        return [row[0] for row in self.rows]
 
     def to_dict(self) -> dict:
         """A JSON-able dict (NaN becomes None)."""
         return {
             "metric": self.metric,
+            "parameter": self.parameter,
             "confidence": self.confidence,
             "interval": "percentile bootstrap over problems",
             "n_bootstrap": self.n_bootstrap,
@@ -139,16 +165,17 @@ class MetricReport:
         }
 
     def to_markdown(self, digits: int = 4, problems_label: str = "problems") -> str:
-        """A markdown table: k, estimate, SE, CI, problems used (and skipped, if any were)."""
+        """A markdown table: k (or tau), estimate, SE, CI, problems used (and skipped, if any
+        were)."""
         percent = f"{100 * self.confidence:g}%"
         skipped = any(row.n_skipped for row in self.rows)
-        header = ["k", self.metric, "SE", f"{percent} CI", problems_label] + (
+        header = [self.parameter, self.metric, "SE", f"{percent} CI", problems_label] + (
             ["skipped"] if skipped else []
         )
         body = []
         for row in self.rows:
             cells = [
-                str(row.k),
+                f"{row[0]:g}",
                 _fmt(row.estimate, digits),
                 _fmt(row.se, digits),
                 f"[{_fmt(row.ci_low, digits)}, {_fmt(row.ci_high, digits)}]",
@@ -223,21 +250,84 @@ def pass_at_k_report(
         >>> print(report.to_markdown(digits=3).splitlines()[0])
         | k | pass@k |    SE | 95% CI         | problems |
     """
+    return _counts_report(
+        "pass@k",
+        pass_at_k_of_counts,
+        correct_per_problem,
+        ks,
+        n_bootstrap,
+        confidence,
+        seed,
+        skip_insufficient,
+        problem_ids,
+    )
+
+
+def pass_all_k_report(
+    correct_per_problem,
+    ks,
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+    skip_insufficient: bool = False,
+    problem_ids: Sequence | None = None,
+) -> MetricReport:
+    """Mean unbiased pass^k over problems (all k samples correct), with its SE and bootstrap CI.
+
+    Per problem p with n_p samples of which c_p are correct, pass^k is estimated without bias by
+    C(c_p, k) / C(n_p, k) (:func:`pkpo.pass_all_k_from_counts`). Mean, SE, interval, arguments
+    and errors are exactly as in :func:`pass_at_k_report`; the report's metric is "pass^k".
+
+    Examples:
+        >>> report = pass_all_k_report([[1, 1, 1, 0], [0, 0], [1, 1, 0]], ks=[1, 2], seed=0)
+        >>> round(report[1].estimate, 6)   # mean of 3/4, 0/2, 2/3: pass^1 = pass@1
+        0.472222
+        >>> round(report[2].estimate, 6)   # mean of C(3,2)/C(4,2), 0, C(2,2)/C(3,2)
+        0.277778
+    """
+    return _counts_report(
+        "pass^k",
+        pass_all_k_of_counts,
+        correct_per_problem,
+        ks,
+        n_bootstrap,
+        confidence,
+        seed,
+        skip_insufficient,
+        problem_ids,
+    )
+
+
+def _counts_report(
+    metric,
+    estimator,
+    correct_per_problem,
+    ks,
+    n_bootstrap,
+    confidence,
+    seed,
+    skip_insufficient,
+    problem_ids,
+):
+    """A report of ``estimator(n, c, k)`` (pass@k or pass^k from counts) over problems."""
+    lengths, counts, labels = _binary_counts(correct_per_problem, problem_ids)
+
+    def per_problem(k: int, used: np.ndarray) -> np.ndarray:
+        return np.asarray(estimator(lengths[used], counts[used], k), dtype=np.float64)
+
+    return _report(
+        metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
+    )
+
+
+def _binary_counts(correct_per_problem, problem_ids=None):
+    """(n_p, c_p, labels): samples and correct samples of each problem, checked 0/1."""
     values, lengths = ragged_rows(correct_per_problem, "correct_per_problem")
     labels = problem_labels(problem_ids, len(lengths))
     check_binary_rows(values, lengths, labels)
-    counts = (
-        np.add.reduceat(values.astype(np.int64), row_starts(lengths))
-        if values.size
-        else np.zeros(0, np.int64)
-    )
-
-    def per_problem(k: int, used: np.ndarray) -> np.ndarray:
-        return np.asarray(pass_at_k_from_counts(lengths[used], counts[used], k), dtype=np.float64)
-
-    return _report(
-        "pass@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
-    )
+    counts = np.add.reduceat(values.astype(np.int64), row_starts(lengths))
+    return lengths, counts, labels
 
 
 def maxg_at_k_report(
@@ -296,7 +386,8 @@ def maxg_at_k_report(
         else:
             rows, row_mask = padded[used], mask[used]
         ragged_mask = None if row_mask.all() else row_mask
-        return np.asarray(maxg_at_k(rows, k, mask=ragged_mask, validate=False), dtype=np.float64)
+        groups = sort_groups(rows, ragged_mask, validate=False)  # checked above: finite, n >= k
+        return np.asarray(maxg_from_sorted(groups, k), dtype=np.float64)
 
     return _report(
         "maxg@k", per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
@@ -313,10 +404,140 @@ def solve_rate(correct_per_problem) -> float:
         >>> solve_rate([[0, 0, 1], [0, 0], [True]])
         0.6666666666666666
     """
-    values, lengths = ragged_rows(correct_per_problem, "correct_per_problem")
-    check_binary_rows(values, lengths, None)
-    counts = np.add.reduceat(values.astype(np.int64), row_starts(lengths))
+    lengths, counts, _ = _binary_counts(correct_per_problem)
     return float(np.mean(counts > 0))
+
+
+def cover(correct, tau, *, mask=None):
+    """Cover@tau: the fraction of problems whose success rate c_p / n_p is at least tau.
+
+    Cover@tau = (1/P) sum_p 1[c_p / n_p >= tau] (Dragoi et al., "Beyond Pass@k: Breadth-Depth
+    Metrics for Reasoning Boundaries", arXiv:2510.08325), with the observed rate c_p / n_p in
+    place of the problem's success probability p_p. Low tau counts the problems a model solves
+    at all (breadth), high tau those it solves reliably (depth); tau = 0 gives 1.
+
+    Relation to pass@k. For a problem with success probability p, 1 - (1 - p)^k =
+    int_0^p k (1 - t)^(k-1) dt, so the mean over problems is
+
+        pass@k = int_0^1 Cover@t * k (1 - t)^(k-1) dt,
+
+    a Beta(1, k)-weighted average of the Cover curve, whose weight piles up near t = 0 as k
+    grows: large-k pass@k counts problems solved rarely. With observed rates c/n the identity
+    holds for the plug-in 1 - (1 - c/n)^k, not for the unbiased estimator of eq. 3 (a test checks
+    it by quadrature).
+
+    Args:
+        correct: the problems' outcomes, 0/1 or bool: a sequence of 1-D rows of any lengths
+            n_p >= 1, or a 2-D array (problems x samples).
+        tau: a threshold in [0, 1], or an array of them (the Cover curve).
+        mask: only with a 2-D ``correct``: a bool array of its shape, False on padding; each
+            problem then uses its valid samples only (n_p = its mask's sum, which must be >= 1).
+            Masked entries may hold anything. Ragged rows given as a list need no mask.
+
+    Returns:
+        A float for a scalar tau, else a float64 numpy array of tau's shape. Comparisons are
+        c / n >= tau in float64: a rate equal to tau counts.
+
+    Raises:
+        ValueError: non-binary outcomes, tau outside [0, 1] or not finite, a bad mask, a
+            problem without samples.
+
+    Examples:
+        >>> cover([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0]], 0.5)   # rates 1/2, 1/4, 0
+        0.3333333333333333
+        >>> cover([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0]], [0.0, 0.25, 0.75]).tolist()
+        [1.0, 0.6666666666666666, 0.0]
+    """
+    rates = _success_rates(correct, mask)
+    taus = _check_taus(tau)
+    covered = (rates[:, None] >= taus.reshape(-1)[None, :]).mean(axis=0)
+    return float(covered[0]) if taus.ndim == 0 else covered.reshape(taus.shape)
+
+
+def cover_report(
+    correct_per_problem,
+    taus,
+    *,
+    mask=None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+) -> MetricReport:
+    """Cover@tau for each tau (:func:`cover`), with its SE and a bootstrap CI over problems.
+
+    Each problem contributes the indicator 1[c_p / n_p >= tau]; the estimate is their mean, the
+    SE is std_p / sqrt(P) (ddof = 1) and the interval is the percentile bootstrap of the mean
+    with problems resampled, exactly as in :func:`pass_at_k_report` (the same seed resamples the
+    same problem sets at every tau). Every problem counts at every tau, so nothing is skipped.
+
+    Args:
+        correct_per_problem, mask: as ``correct`` and ``mask`` in :func:`cover`.
+        taus: a threshold in [0, 1] or a sequence of them; reported increasing, duplicates dropped.
+        n_bootstrap, confidence, seed: as in :func:`pass_at_k_report`.
+
+    Returns:
+        A :class:`MetricReport` with metric "cover@tau", parameter "tau" and one
+        :class:`EstimateAtTau` per tau.
+
+    Examples:
+        >>> report = cover_report([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0]], [0.25, 0.5], seed=0)
+        >>> round(report[0.5].estimate, 6), report[0.25].estimate
+        (0.333333, 0.6666666666666666)
+    """
+    rates = _success_rates(correct_per_problem, mask)
+    taus = sorted(set(_check_taus(taus).reshape(-1).tolist()))
+    if not taus:
+        raise ValueError("taus is empty; give at least one threshold.")
+    _, n_bootstrap, confidence = check_options([1], n_bootstrap, confidence, seed)
+    entropy = np.random.SeedSequence(seed).entropy
+    rows = tuple(
+        EstimateAtTau(
+            tau,
+            *_summary((rates >= tau).astype(np.float64), n_bootstrap, confidence, entropy),
+            rates.size,
+            0,
+        )
+        for tau in taus
+    )
+    return MetricReport("cover@tau", rows, confidence, n_bootstrap, seed, parameter="tau")
+
+
+def _success_rates(correct, mask) -> np.ndarray:
+    """c_p / n_p of every problem, from rows of 0/1 outcomes (a 2-D array may come with a mask)."""
+    if mask is None:
+        lengths, counts, _ = _binary_counts(correct)
+        return counts / lengths
+    reject_masked_array(correct, "correct")
+    reject_masked_array(mask, "mask")
+    values = np.asarray(correct)
+    mask = np.asarray(mask)
+    if values.ndim != 2:
+        raise ValueError(
+            f"a mask needs correct as a 2-D array (problems x samples); got shape {values.shape}."
+        )
+    if mask.shape != values.shape or mask.dtype != np.bool_:
+        raise ValueError(
+            f"mask must be a bool array of correct's shape {values.shape}; "
+            f"got {mask.dtype} {mask.shape}."
+        )
+    lengths, counts, _ = _binary_counts([row[valid] for row, valid in zip(values, mask)])
+    return counts / lengths
+
+
+def _check_taus(tau) -> np.ndarray:
+    try:
+        taus = np.asarray(tau, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"tau must be a number in [0, 1] or an array of them; got {tau!r}."
+        ) from None
+    if isinstance(tau, bool) or np.asarray(tau).dtype == np.bool_:
+        raise ValueError(f"tau must be a number in [0, 1]; got {tau!r}.")
+    if not (np.isfinite(taus).all() and (taus >= 0).all() and (taus <= 1).all()):
+        raise ValueError(
+            f"tau must be a number in [0, 1] or an array of them; got {taus.tolist()!r}."
+        )
+    return taus
 
 
 def estimates_report(
@@ -359,18 +580,24 @@ def estimates_report(
             raise ValueError(f"no estimates for k={k}; they exist for k in {sorted(estimates)}.")
         values = np.asarray(estimates[k], dtype=np.float64).reshape(-1)
         if values.shape != lengths.shape:
-            raise ValueError(f"estimates for k={k} have {values.size} values for {lengths.size} problems.")
+            raise ValueError(
+                f"estimates for k={k} have {values.size} values for {lengths.size} problems."
+            )
         inconsistent = np.isnan(values) != (lengths < k)
         if inconsistent.any():
             p = int(np.flatnonzero(inconsistent)[0])
             state = "no estimate" if np.isnan(values[p]) else "an estimate"
-            raise ValueError(f"{problem_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples.")
+            raise ValueError(
+                f"{problem_name(p, labels)} has {state} for k={k} with n={lengths[p]} samples."
+            )
         table[k] = values
 
     def per_problem(k: int, used: np.ndarray) -> np.ndarray:
         return table[k][used]
 
-    return _report(metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient)
+    return _report(
+        metric, per_problem, lengths, labels, ks, n_bootstrap, confidence, seed, skip_insufficient
+    )
 
 
 def standard_error(values) -> float:
@@ -393,7 +620,17 @@ def standard_error(values) -> float:
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if values.size < 2:
         return math.nan
-    return float(values.std(ddof=1) / math.sqrt(values.size))
+    scale = _power_of_two_below(values)  # squares of values above ~1e154 would overflow
+    return float((values / scale).std(ddof=1) / math.sqrt(values.size)) * scale
+
+
+def _power_of_two_below(values: np.ndarray) -> float:
+    """A power of two near max |values| (1 for none, 0 or non-finite ones): dividing by it is exact
+    and brings the values to order 1, so that sums and squares of them cannot overflow."""
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if largest == 0 or not math.isfinite(largest):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(largest)[1] - 1)  # <= largest: finite, also at the limit
 
 
 # --- the shared report loop ------------------------------------------------------------------
@@ -425,21 +662,26 @@ def _report(
                 k,
             )
         estimates = per_problem(k, used)
-        low, high = _percentile_bootstrap(
-            estimates, n_bootstrap, confidence, np.random.default_rng(entropy)
-        )
         rows.append(
             EstimateAtK(
-                k=k,
-                estimate=float(estimates.mean()),
-                se=standard_error(estimates),
-                ci_low=low,
-                ci_high=high,
-                n_problems=int(used.sum()),
-                n_skipped=int((~used).sum()),
+                k,
+                *_summary(estimates, n_bootstrap, confidence, entropy),
+                int(used.sum()),
+                int((~used).sum()),
             )
         )
     return MetricReport(metric, tuple(rows), confidence, n_bootstrap, seed)
+
+
+def _summary(estimates: np.ndarray, n_bootstrap: int, confidence: float, entropy):
+    """(mean, SE, CI low, CI high) of per-problem estimates, the bootstrap seeded by ``entropy``.
+
+    Computed on the estimates divided by a power of two near their largest magnitude (exact), so
+    that the sums of maxg@k estimates near the largest float do not overflow."""
+    scale = _power_of_two_below(estimates)
+    unit = estimates / scale
+    low, high = _percentile_bootstrap(unit, n_bootstrap, confidence, np.random.default_rng(entropy))
+    return float(unit.mean()) * scale, standard_error(estimates), low * scale, high * scale
 
 
 def _percentile_bootstrap(

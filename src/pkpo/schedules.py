@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ._validation import check_k
 
@@ -53,12 +54,17 @@ class Schedule:
             return self.k_start
         if self.kind == "step":
             return self.k_start if step < self.start else self.k_end
-        progress = min(max(step - self.start, 0) / self.steps, 1.0) if self.steps else 1.0
+        progress = (
+            Fraction(min(max(step - self.start, 0), self.steps), self.steps)
+            if self.steps
+            else Fraction(1)
+        )
         if self.kind == "linear":
             fraction = progress
-        else:  # cosine: slow at both ends
-            fraction = 0.5 * (1.0 - math.cos(math.pi * progress))
-        return int(round(self.k_start + (self.k_end - self.k_start) * fraction))
+        else:  # cosine: slow at both ends (the float's exact value from here on)
+            fraction = Fraction(0.5 * (1.0 - math.cos(math.pi * float(progress))))
+        # exact rational arithmetic: a float would lose k beyond 2**53 (k_start = 2**60 ended at 0)
+        return self.k_start + round((self.k_end - self.k_start) * fraction)
 
     @property
     def max_k(self) -> int:
@@ -70,7 +76,10 @@ class Schedule:
             return f"k={self.k_start}"
         if self.kind == "step":
             return f"k={self.k_start} until step {self.start}, then k={self.k_end}"
-        return f"{self.kind} k={self.k_start}->{self.k_end} over steps {self.start}..{self.start + self.steps}"
+        return (
+            f"{self.kind} k={self.k_start}->{self.k_end} "
+            f"over steps {self.start}..{self.start + self.steps}"
+        )
 
 
 def constant(k: int) -> Schedule:
@@ -85,15 +94,26 @@ def step(k_start: int, k_end: int, at: int) -> Schedule:
 
 
 def linear(k_start: int, k_end: int, steps: int, start: int = 0) -> Schedule:
-    """k moves linearly from k_start (at ``start``) to k_end (at ``start + steps``), rounded to int."""
-    return Schedule("linear", check_k(k_start), check_k(k_end), _check_step_count("start", start),
-                    _check_step_count("steps", steps))
+    """k moves linearly from k_start (at ``start``) to k_end (at ``start + steps``), rounded to
+    int."""
+    return Schedule(
+        "linear",
+        check_k(k_start),
+        check_k(k_end),
+        _check_step_count("start", start),
+        _check_step_count("steps", steps),
+    )
 
 
 def cosine(k_start: int, k_end: int, steps: int, start: int = 0) -> Schedule:
     """Like :func:`linear` with a half-cosine profile (flat at both ends), rounded to int."""
-    return Schedule("cosine", check_k(k_start), check_k(k_end), _check_step_count("start", start),
-                    _check_step_count("steps", steps))
+    return Schedule(
+        "cosine",
+        check_k(k_start),
+        check_k(k_end),
+        _check_step_count("start", start),
+        _check_step_count("steps", steps),
+    )
 
 
 def from_spec(spec: int | str | dict | Schedule) -> Schedule:
@@ -115,7 +135,9 @@ def from_spec(spec: int | str | dict | Schedule) -> Schedule:
         kind = spec.pop("kind", "constant")
         makers = {"constant": constant, "step": step, "linear": linear, "cosine": cosine}
         if kind not in makers:
-            raise ValueError(f"unknown schedule kind {kind!r}; expected one of {', '.join(makers)}.")
+            raise ValueError(
+                f"unknown schedule kind {kind!r}; expected one of {', '.join(makers)}."
+            )
         try:
             return makers[kind](**spec)
         except TypeError as error:
@@ -130,17 +152,23 @@ def _parse_string(text: str) -> Schedule:
         try:
             return int(part)
         except ValueError:
-            raise ValueError(f"cannot read k schedule {text!r}: {part!r} is not an integer.") from None
+            raise ValueError(
+                f"cannot read k schedule {text!r}: {part!r} is not an integer."
+            ) from None
 
     kind = "step"
     body = text
     if ":" in text:
         kind, body = text.split(":", 1)
         if kind not in ("linear", "cosine"):
-            raise ValueError(f"cannot read k schedule {text!r}: unknown kind {kind!r} (linear or cosine).")
+            raise ValueError(
+                f"cannot read k schedule {text!r}: unknown kind {kind!r} (linear or cosine)."
+            )
     if "->" not in body:
         if kind != "step":
-            raise ValueError(f"cannot read k schedule {text!r}: expected 'K_START->K_END@START+STEPS'.")
+            raise ValueError(
+                f"cannot read k schedule {text!r}: expected 'K_START->K_END@START+STEPS'."
+            )
         return constant(as_int(body))
     ends, _, timing = body.partition("@")
     k_start, k_end = (as_int(part) for part in ends.split("->", 1))
@@ -150,6 +178,8 @@ def _parse_string(text: str) -> Schedule:
         return step(k_start, k_end, as_int(timing))
     start, plus, steps = timing.partition("+")
     if not plus:
-        raise ValueError(f"cannot read k schedule {text!r}: expected '{kind}:K_START->K_END@START+STEPS'.")
+        raise ValueError(
+            f"cannot read k schedule {text!r}: expected '{kind}:K_START->K_END@START+STEPS'."
+        )
     maker = linear if kind == "linear" else cosine
     return maker(k_start, k_end, as_int(steps), as_int(start))

@@ -62,6 +62,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, NamedTuple
@@ -69,14 +70,23 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _validation
-from ._backend import as_array, backend_of
-from ._combinatorics import RankWeights
-from ._kernel import SortedGroups, sort_groups
+from ._backend import as_array, backend_of, reject_masked_array
+from ._combinatorics import RankWeights, dense_rank_weights
+from ._kernel import GapForm, SortedGroups, sort_groups
 from ._typing import Array, Baseline, IntLike, Scale
-from ._validation import BASELINES, SCALES, min_group_size
+from ._validation import BASELINES, DEFAULT_BASELINE, SCALES, GroupSizeError, min_group_size
 
-__all__ = ["transform", "transform_grouped", "scale_advantages", "TransformInfo", "BASELINES", "SCALES",
-           "min_group_size"]
+__all__ = [
+    "transform",
+    "transform_grouped",
+    "scale_advantages",
+    "TransformInfo",
+    "BASELINES",
+    "SCALES",
+    "DEFAULT_BASELINE",
+    "GroupSizeError",
+    "min_group_size",
+]
 
 
 class TransformInfo(NamedTuple):
@@ -90,25 +100,26 @@ class TransformInfo(NamedTuple):
 # --- the four transforms on sorted groups (ranks t = 1..N, results in sorted order) ---------
 
 
-def _leave_one_out_estimate(groups: SortedGroups, w: RankWeights):
+# Each transform is a GapForm (pkpo._kernel): A_(i) = value * g_(i) + floor * g_(1)
+# + sum_{t <= i} d_t prefix_t + sum_{t > i} d_t suffix_t, with the gaps d_t of the sorted group.
+
+
+def _leave_one_out_estimate(w: RankWeights) -> GapForm:
     """rho_k(g without the sample of rank i), for every i (eq. 12 on the group without sample i).
 
     Removing rank i leaves the ranks below it in place and shifts those above it down by one, so
-    in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t tail_{n-1}(t-1).
+    in tail form rho_k(g_{-i}) = g_(1) + sum_{t<=i} d_t tail_{n-1}(t) + sum_{t>i} d_t
+    tail_{n-1}(t-1).
     """
-    return (
-        groups.floor
-        + groups.prefix(groups.gaps * w.tail_drop_below)
-        + groups.suffix_after(groups.gaps * w.tail_drop_above)
-    )
+    return GapForm(0.0, 1.0, w.tail_drop_below, w.tail_drop_above)
 
 
-def _centered(groups: SortedGroups, w: RankWeights):
+def _centered(w: RankWeights) -> GapForm:
     """A_i = rho_k(g) - rho_k(g_{-i}): the jackknife (centred) transform, as gap sums."""
-    return groups.prefix(groups.gaps * w.jack_below) + groups.suffix_after(groups.gaps * w.jack_above)
+    return GapForm(0.0, 0.0, w.jack_below, w.jack_above)
 
 
-def _s(groups: SortedGroups, w: RankWeights, k: int):
+def _s(w: RankWeights, k: int, n) -> GapForm:
     """s_(i) = [C(i-1,k-1) g_(i) + sum_{j>i} C(j-2,k-2) g_(j)] / C(n,k)   (eqs. 19-21).
 
     Computed in gap form: s_i = (k/n) E[max of a random k-subset holding i], and that maximum
@@ -119,10 +130,10 @@ def _s(groups: SortedGroups, w: RankWeights, k: int):
     The sum has non-negative terms only, tied rewards get bit-identical values (the gap between
     them is 0), and k = 1 gives g_i / n exactly.
     """
-    return (k / groups.n_float) * groups.values + groups.suffix_after(groups.gaps * w.lift)
+    return GapForm(k / n, 0.0, None, w.lift)
 
 
-def _loo_minus_one(groups: SortedGroups, w: RankWeights):
+def _loo_minus_one(w: RankWeights) -> GapForm:
     """s^(loo-1)_(i) = sum_{t=k}^{i} C(t-1,k-1)/C(n,k) (g_(t) - g_(t-1))   (eq. 33, k >= 2).
 
     The "marginal contribution" form of eq. 33 (first line: each subset credits its winner with
@@ -130,32 +141,58 @@ def _loo_minus_one(groups: SortedGroups, w: RankWeights):
     terms, so the result is exactly non-negative and non-decreasing in rank. The weight
     C(t-1,k-1)/C(n,k) is zero for t < k, so the k-1 lowest ranks get exactly 0.
     """
-    return groups.prefix(groups.gaps * w.top)
+    return GapForm(0.0, 0.0, w.top, None)
 
 
-def _loo(groups: SortedGroups, w: RankWeights, k: int):
-    """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq. 29)."""
-    n = groups.n_float
-    return _centered(groups, w) - (k / (n * (n - 1))) * _leave_one_out_estimate(groups, w)
+def _loo(w: RankWeights, k: int, n) -> GapForm:
+    """s^(loo)_i = s_i - (k/(n-1)) rho_k(g_{-i}) = centred_i - k/(n(n-1)) rho_k(g_{-i})   (eq.
+    29)."""
+    c = k / (n * (n - 1))
+    centered, rest = _centered(w), _leave_one_out_estimate(w)
+    return GapForm(
+        0.0, -c * rest.floor, centered.prefix - c * rest.prefix, centered.suffix - c * rest.suffix
+    )
+
+
+def _gap_form(w: RankWeights, k: int, n, baseline: str) -> GapForm:
+    """The transform ``baseline`` at this k as a GapForm; ``n`` is the group size (an int, or a
+    per-group float array for ragged groups)."""
+    if baseline == "none":
+        return _s(w, k, n)
+    if baseline == "loo":
+        return _loo(w, k, n)
+    if baseline == "centered" or k == 1:
+        return _centered(w)  # at k = 1, loo_minus_one is leave-one-out = centred
+    return _loo_minus_one(w)
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_gap_form(size: int, k: int, baseline: str) -> GapForm:
+    """The GapForm of a dense batch of groups of ``size``, with its weights as one matrix M
+    (:meth:`GapForm.as_matrix`): cached per (n, k, baseline), read-only."""
+    form = _gap_form(dense_rank_weights(size, size, k), k, size, baseline)
+    return form.as_matrix()
 
 
 def _transform_sorted(groups: SortedGroups, k: int, baseline: str):
-    w = groups.weights(k)
-    if baseline == "none":
-        return _s(groups, w, k)
-    if baseline == "loo":
-        return _loo(groups, w, k)
-    if baseline == "centered" or k == 1:
-        return _centered(groups, w)  # at k = 1, loo_minus_one is leave-one-out = centred
-    return _loo_minus_one(groups, w)
+    if groups.uses_matrix():
+        return groups.apply(_dense_gap_form(groups.size, k, baseline))
+    return groups.apply(_gap_form(groups.weights(k), k, groups.n_float, baseline))
 
 
 # --- public API ------------------------------------------------------------------------------
 
 
-def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", mask: Array | None = None, *,
-              scale: Scale = "none", return_info: bool = False,
-              validate: bool = True) -> Array | tuple[Array, TransformInfo]:
+def transform(
+    rewards: Array,
+    k: IntLike,
+    baseline: Baseline = DEFAULT_BASELINE,
+    mask: Array | None = None,
+    *,
+    scale: Scale = "none",
+    return_info: bool = False,
+    validate: bool = True,
+) -> Array | tuple[Array, TransformInfo]:
     """PKPO transformed rewards of each group: A_i for sum_i A_i grad log p(x_i) ~ grad maxg@k.
 
     Binary rewards (0/1 or bool: pass@k, eq. 8) and continuous rewards (maxg@k, eq. 19) are the
@@ -180,6 +217,8 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
     Returns:
         Array of the shape, kind and device of ``rewards``; float dtype of ``rewards`` (bool/int
         input gives the library's default float). With ``return_info``, ``(advantages, info)``.
+        float16 and bfloat16 are computed in float64 and rounded once to their dtype; float16
+        flushes many of the small unscaled values to 0 (measured in :mod:`pkpo._backend`).
 
     Raises:
         ValueError: k not a positive int, k > n, a group too small for the baseline, NaN/inf
@@ -201,24 +240,38 @@ def transform(rewards: Array, k: IntLike, baseline: Baseline = "loo_minus_one", 
     return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info, scale)
 
 
-def _finish(groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"):
+def _finish(
+    groups: SortedGroups, sorted_advantages, k: int, return_info: bool, scale: str = "none"
+):
     if scale != "none":  # padding is not part of a group: zero it before the batch statistics
-        sorted_advantages = scale_advantages(groups.without_padding(sorted_advantages), k, scale, groups.n)
-    advantages = groups.finish(sorted_advantages)
+        sorted_advantages = _scale(groups.without_padding(sorted_advantages), k, scale, groups.n)
+    # mean_abs results do not depend on the rewards' scale: the power of two of sort_groups cancels
+    rescale = scale != "mean_abs"
+    advantages = groups.finish(sorted_advantages, rescale)
     if not return_info:
         return advantages
     backend = groups.backend
     estimate = groups.maxg_estimate(k)
     sorted_advantages = groups.without_padding(sorted_advantages)  # padding is not part of a group
     total = backend.xp.sum(sorted_advantages, axis=-1, keepdims=True)
-    nonzero = backend.xp.sum(backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True)
-    info = TransformInfo(groups.per_group(estimate), (nonzero == 0)[..., 0], groups.per_group(total))
+    nonzero = backend.xp.sum(
+        backend.astype(sorted_advantages != 0, sorted_advantages.dtype), axis=-1, keepdims=True
+    )
+    zero_signal = groups.to_caller((nonzero == 0)[..., 0])
+    info = TransformInfo(groups.per_group(estimate), zero_signal, groups.per_group(total, rescale))
     return advantages, info
 
 
-def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Baseline = "loo_minus_one", *,
-                      scale: Scale = "none", return_info: bool = False,
-                      validate: bool = True) -> Array | tuple[Array, np.ndarray, TransformInfo]:
+def transform_grouped(
+    rewards: Array,
+    group_ids: Array,
+    k: IntLike,
+    baseline: Baseline = DEFAULT_BASELINE,
+    *,
+    scale: Scale = "none",
+    return_info: bool = False,
+    validate: bool = True,
+) -> Array | tuple[Array, np.ndarray, TransformInfo]:
     """:func:`transform` for the flat layout of verl/TRL batches: rewards [N] with a group id each.
 
     Groups may be unsorted, interleaved and of different sizes (DAPO filtering, failed rollouts).
@@ -247,7 +300,9 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     scale = _validation.check_scale(scale)
     backend, x = as_array(rewards)
     if len(backend.shape(x)) != 1:
-        raise ValueError(f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}.")
+        raise ValueError(
+            f"rewards must be 1-D [N] for transform_grouped; got shape {backend.shape(x)}."
+        )
     unique_ids, inverse, counts = factorize_group_ids(group_ids, backend.shape(x)[0])
     layout = _padded_layout(inverse, counts)
     index = backend.from_numpy(layout["flat_index"], x)
@@ -257,8 +312,16 @@ def transform_grouped(rewards: Array, group_ids: Array, k: IntLike, baseline: Ba
     padded = _scatter_flat(backend, padded, index, x).reshape(len(unique_ids), layout["width"])
     # equal group sizes (the usual case) fill the padding: the dense path with cached weights
     mask = None if layout["mask"].all() else backend.from_numpy(layout["mask"], x)
-    result = transform_padded(padded, k, baseline, mask, scale=scale, validate=validate, labels=unique_ids,
-                              return_info=return_info)
+    result = _transform_padded(
+        padded,
+        k,
+        baseline,
+        mask,
+        scale=scale,
+        validate=validate,
+        labels=unique_ids,
+        return_info=return_info,
+    )
     padded_out, info = result if return_info else (result, None)
     out = backend.xp.reshape(padded_out, (size,))[index]
     if return_info:
@@ -283,24 +346,44 @@ def scale_advantages(advantages, k, scale, n=None):
         The scaled advantages, same kind, shape and dtype; no host sync (fine under ``jax.jit``).
         A "mean_abs" batch whose advantages are all 0 comes back unchanged.
     """
-    scale = _validation.check_scale(scale)
+    return _scale(advantages, _validation.check_k(k), _validation.check_scale(scale), n)
+
+
+def _scale(advantages, k: int, scale: str, n=None):
+    """:func:`scale_advantages` for a checked k and scale; half-precision input is scaled in
+    float32."""
     if scale == "none":
         return advantages
     backend = backend_of(advantages)
+    dtype = advantages.dtype
+    advantages = backend.widen(advantages)
     xp = backend.xp
     shape = backend.shape(advantages)
     if n is None:
         n = shape[-1]
     if scale == "n_over_k":
-        n_float = float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
-        return advantages * (n_float / k)  # each group's own n
-    total = xp.sum(xp.abs(advantages))
+        n_float = (
+            float(n) if isinstance(n, numbers.Integral) else backend.astype(n, advantages.dtype)
+        )
+        return backend.astype(advantages * (n_float / k), dtype)  # each group's own n
+    if math.prod(shape) == 0:
+        return backend.astype(advantages, dtype)
+    # Divide by max |A| first: |unit| <= 1, so the sum cannot overflow even for advantages near the
+    # largest float, and subnormal ones come to order 1 before count / total is formed.
+    largest = xp.max(xp.abs(advantages))
+    unit = advantages / xp.where(largest > 0, largest, 1.0)
+    total = xp.sum(xp.abs(unit))
     count = float(math.prod(shape[:-1]) * n) if isinstance(n, numbers.Integral) else xp.sum(n)
-    return advantages * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0)
+    return backend.astype(
+        unit * xp.where(total > 0, count / xp.where(total > 0, total, 1.0), 1.0), dtype
+    )
 
 
-def transform_padded(padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False):
-    """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``."""
+def _transform_padded(
+    padded, k, baseline, mask, *, scale="none", validate=True, labels=None, return_info=False
+):
+    """:func:`transform` on an already padded (G, n_max) batch, naming groups by ``labels``
+    (k, baseline and scale already checked)."""
     groups = sort_groups(padded, mask, validate=validate, k=k, baseline=baseline, labels=labels)
     return _finish(groups, _transform_sorted(groups, k, baseline), k, return_info, scale)
 
@@ -311,6 +394,7 @@ def factorize_group_ids(group_ids, n_items: int):
     Unique ids come sorted, as ``np.unique`` orders them; ids may be ints, strings or a tensor.
     """
     ids_backend = backend_of(group_ids)
+    reject_masked_array(group_ids, "group_ids")
     if isinstance(group_ids, (list, tuple)):
         # keep each id's own type: np.asarray([1, "1"]) would turn both into the string "1"
         ids = np.empty(len(group_ids), dtype=object)
@@ -320,14 +404,44 @@ def factorize_group_ids(group_ids, n_items: int):
     else:
         ids = np.asarray(group_ids)
     if ids.ndim != 1 or ids.shape[0] != n_items:
-        raise ValueError(f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}.")
+        raise ValueError(
+            f"group_ids must be 1-D with one id per reward ({n_items}); got shape {ids.shape}."
+        )
     try:
         if ids.dtype == object:
+            _check_one_kind(ids)
             return _factorize_objects(ids)
         unique_ids, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     except TypeError as error:
-        raise ValueError(f"group_ids must be mutually comparable (all ints or all strings): {error}") from None
+        raise ValueError(
+            f"group_ids must be mutually comparable (all ints or all strings): {error}"
+        ) from None
     return unique_ids, inverse.reshape(-1), counts
+
+
+def _check_one_kind(ids: np.ndarray) -> None:
+    """Group ids must all be of one kind (ints, strings, bools, floats, bytes, ...): equal values of
+    different kinds, such as 1 and True or 1 and 1.0, would otherwise silently share a group."""
+    kinds = {_id_kind(kind) for kind in set(map(type, ids.tolist()))}  # the distinct types only
+    if len(kinds) > 1:
+        raise ValueError(
+            "group_ids must be mutually comparable and of one type; they mix "
+            f"{' and '.join(sorted(kinds))} (ids such as 1 and True, or 1 and 1.0, would merge "
+            "into one group)."
+        )
+
+
+def _id_kind(kind: type) -> str:
+    for name, base in (
+        ("bool", (bool, np.bool_)),
+        ("int", numbers.Integral),
+        ("float", numbers.Real),
+        ("str", str),
+        ("bytes", bytes),
+    ):
+        if issubclass(kind, base):
+            return name
+    return kind.__name__
 
 
 def _factorize_objects(ids: np.ndarray):

@@ -24,7 +24,9 @@ import reference_loop  # noqa: E402  (benchmarks/ is on sys.path)
 
 def transform_benchmark():
     """benchmarks/transform.py as a module (its LOOPS are the references it adds to pkpo bench)."""
-    spec = importlib.util.spec_from_file_location("transform_benchmark", BENCHMARKS / "transform.py")
+    spec = importlib.util.spec_from_file_location(
+        "transform_benchmark", BENCHMARKS / "transform.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -85,13 +87,21 @@ def fake_results():
 
 
 def test_report_and_targets():
+    """The tables render, and the project's targets are checked by benchmarks/transform.py."""
     results = fake_results()
     table = bench.shapes_table(results["shapes"], "cpu", transform_benchmark().LOOPS)
     assert (
-        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms | 1.50 s (100 groups timed) | 500.00 ms | 150x | 50x |"
-        in table
+        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms | 1.50 s (100 groups timed) | 500.00 ms | "
+        "150x | 50x |" in table
     )
-    assert "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n" in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    assert (
+        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n"
+        in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    )
+    assert (
+        "| 4096 x 64 | 16 (n/4) | 10.00 ms | 20.00 ms |\n"
+        in bench.shapes_table(results["shapes"], "cpu") + "\n"
+    )
     assert (
         "| 4 x 65536 | 32768 | 20.00 ms | 70.00 ms | 90.00 ms | 2.00 | 3.50 |"
         in bench.growth_table(results["growth"], "cpu")
@@ -100,7 +110,7 @@ def test_report_and_targets():
         "| `pkpo.transform` on the dense (groups, n) scores | 500 us | 100x |"
         in bench.verl_table(results["verl"])
     )
-    lines = "\n".join(bench.targets(results))
+    lines = "\n".join(transform_benchmark().targets(results))
     assert "512 x 16, k = n: 100x (pkpo.transform, torch) -> met" in lines
     assert "4096 x 64, k = 16: 150x (math.comb loop / pkpo) -> met" in lines
     assert "numpy: time at n = 65,536 (k = n/2) within 3x of n = 64: 2.00x -> met" in lines
@@ -119,7 +129,31 @@ def test_cuda_request_without_cuda_is_an_error(capsys):
 def test_verl_comparison_computes_the_same_advantages():
     """The verl table's "same advantages" line holds: pkpo's verl estimator (scale "none") and the
     bare transform both equal verl's grpo_passk at k = n."""
-    pytest.importorskip("verl", reason="the verl comparison needs the verl extra (make test installs it)")
+    pytest.importorskip(
+        "verl", reason="the verl comparison needs the verl extra (make test installs it)"
+    )
     result = bench.bench_verl(np.random.default_rng(0), tokens=4)
     assert result["max_abs_diff_estimator"] < 1e-5
     assert result["max_abs_diff_transform"] < 1e-5
+
+
+def test_pkpo_bench_prints_no_project_targets(capsys):
+    """pkpo bench is a plain timing tool: the targets (met / NOT met) live in benchmarks/."""
+    assert not hasattr(bench, "targets")
+    assert bench.main(["--quick", "--no-verl"]) == 0
+    output = capsys.readouterr().out
+    assert "## Targets" not in output and "-> met" not in output and "NOT met" not in output
+
+
+def test_argsort_table_renders_measured_ratios():
+    module = transform_benchmark()
+    rows = [
+        {"groups": 16384, "n": 16, "k": 4, "argsort_s": 0.001, "numpy_s": 0.0025, "torch_s": 0.004}
+    ]
+    assert "| 16384 x 16 | 4 | 1.00 ms | 2.50 ms | 2.5x | 4.00 ms | 4.0x |" in module.argsort_table(
+        rows
+    )
+    assert module.argsort_verdict(rows).endswith("worst 4.0x -> NOT met")
+    measured = module.argsort_rows(shapes=[(8, 16)])
+    assert [row["k"] for row in measured] == [4, 16]
+    assert all(row["numpy_s"] > 0 and row["argsort_s"] > 0 for row in measured)

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+
 pytest.importorskip("torch", reason="the torch extra: make test installs it")
 import torch  # noqa: E402
 
@@ -104,7 +105,10 @@ def test_invalid_rows_leave_their_group():
     advantages, _ = _common.consecutive_advantages(rewards, 3, 2, options, valid=valid, engine="t")
     assert advantages[1] == 0
     torch.testing.assert_close(advantages[[0, 2]], pkpo.transform(torch.tensor([1.0, 0.0]), 2))
-    with pytest.raises(ValueError, match=r"has 1 sample\(s\)"):  # rows 0..1 keep one valid row
+    with pytest.raises(
+        ValueError,
+        match=r"^t: the group of rows 0\.\.1 has 1 sample\(s\), fewer than the 2 that k=2",
+    ):  # rows 0..1 keep one valid row
         _common.consecutive_advantages(rewards, 2, 2, options, valid=valid, engine="t")
 
 
@@ -116,7 +120,7 @@ def test_parse_val_ks():
         _common.parse_val_ks([1, 16], source="val", largest_n=8, n_name="n_eval")
     with pytest.raises(ValueError, match="^val: every k must be >= 1"):
         _common.parse_val_ks([0], source="val")
-    with pytest.raises(ValueError, match="^val: k must be an integer"):
+    with pytest.raises(ValueError, match="^val: every k must be an integer"):
         _common.parse_val_ks(["four"], source="val")
 
 
@@ -204,3 +208,162 @@ def test_consecutive_advantages_accept_low_precision_and_integer_rewards(dtype):
     expected = pkpo.transform(correct.astype(np.float64), 2)
     np.testing.assert_allclose(advantages.float().numpy(), expected.reshape(-1), atol=2e-3)
     assert estimate == pytest.approx(float(np.mean(pkpo.pass_at_k(correct, 2))), abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "scores, group_size, valid, message",
+    [
+        ([1.0, 0.0, 1.0, 0.0], 2, None, "scores must be a 1-D torch tensor or numpy array"),
+        (torch.zeros(2, 2), 2, None, r"scores must be 1-D .*got shape \(2, 2\)"),
+        (torch.zeros(4), 2.0, None, "the group size must be an integer; got 2.0"),
+        (torch.zeros(4), 0, None, "the group size must be >= 1; got 0"),
+        (torch.zeros(4), 2, torch.tensor([1, 0, 1, 1]), "valid must be a boolean Tensor"),
+        (torch.zeros(4), 2, torch.ones(3, dtype=torch.bool), r"valid has shape \(3,\)"),
+        (torch.zeros(4), 2, np.ones(4, dtype=bool), "valid must be a boolean Tensor"),
+        (np.zeros(4), 2, [True] * 4, "valid must be a boolean ndarray"),
+    ],
+)
+def test_consecutive_advantages_refuse_bad_input_with_one_clear_error(
+    scores, group_size, valid, message
+):
+    options = _common.parse_options(k=2, scale="none")
+    with pytest.raises(ValueError, match=message) as error:
+        _common.consecutive_advantages(scores, group_size, 2, options, valid=valid, engine="E")
+    assert str(error.value).startswith("E: ") and "\n" not in str(error.value)
+
+
+def test_grouped_advantages_refuse_ids_of_mixed_types_as_transform_grouped_does():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    options = _common.parse_options(k=1, scale="none")
+    for ids in ([1, "1", 1, "1"], np.array([1, "1", 1, "1"], dtype=object)):
+        with pytest.raises(ValueError) as adapter_error:
+            _common.grouped_advantages(rewards, ids, 1, options, engine="E")
+        with pytest.raises(ValueError) as math_error:
+            pkpo.transform_grouped(rewards, ids, 1)
+        assert str(adapter_error.value) == f"E: {math_error.value}"
+    # ids of one type still group as before: two groups of 2
+    advantages, _ = _common.grouped_advantages(rewards, [1, 2, 1, 2], 1, options, engine="E")
+    torch.testing.assert_close(advantages, pkpo.transform_grouped(rewards, [1, 2, 1, 2], 1))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(3, 3), (np.int64(3), 3), ("3", 3), (" 3 ", 3), (np.array(3), 3), (torch.tensor(3), 3)],
+)
+def test_as_int_accepts_integers_and_decimal_strings(value, expected):
+    assert _common.as_int(value, "n") == expected
+
+
+@pytest.mark.parametrize("value", [True, 2.0, 2.5, "2.0", "two", None, np.array(2.0), [2]])
+def test_as_int_refuses_everything_else(value):
+    with pytest.raises(ValueError, match=r"^src: n must be an integer"):
+        _common.as_int(value, "n", source="src")
+
+
+def test_step_clock_scoped_step_wins_and_ends_with_its_block():
+    clock = _common.StepClock()
+    clock.publish(3)
+    with clock.at(7):
+        assert clock.step == 7
+        with clock.at(None):  # no step: the enclosing one stays
+            assert clock.step == 7
+    assert clock.step == 3
+    with pytest.raises(ValueError, match="the training step must be >= 0"):
+        with clock.at(-1):
+            pass
+
+
+# --- any estimator of pkpo.advantages by name
+# ------------------------------------------------------
+
+
+def test_parse_options_select_any_estimator_by_name():
+    assert _common.parse_options(k=2).method == "pkpo"
+    for name in pkpo.advantages.names():
+        spec = pkpo.advantages.spec(name)
+        options = _common.parse_options(**({"k": 2} if spec.takes_k else {}), method=name)
+        assert options.method == name and options.scale == _common.DEFAULT_SCALE
+        assert (options.k_at(None) == 2) if spec.takes_k else (options.k_at(None) is None)
+    rs = _common.parse_options(method="rs_grpo", params="beta=3")
+    assert rs.params == (("beta", 3.0),) and rs.method_params(None) == {"beta": 3.0}
+    assert _common.parse_options(method="rs_grpo", params={"beta": 1}).params == (("beta", 1.0),)
+    assert _common.parse_options(k=4, baseline="loo").method_params(4) == {
+        "k": 4,
+        "baseline": "loo",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "nope"}, "unknown advantage estimator 'nope'; expected one of pkpo, grpo"),
+        ({"method": "grpo", "k": 2}, "method 'grpo' takes no k"),
+        ({"method": "maxrl", "schedule": "4->2@5"}, "method 'maxrl' takes no k"),
+        ({"method": "passk_training"}, "set k"),
+        ({"method": "rloo", "baseline": "loo"}, "baseline applies to method 'pkpo' only"),
+        ({"method": "rloo", "scale": "n_over_k"}, "scale 'n_over_k' multiplies by n/k"),
+        (
+            {"method": "rs_grpo", "params": "gamma=1"},
+            "has no parameter 'gamma'; its parameters: beta",
+        ),
+        ({"method": "rs_grpo", "params": "beta=x"}, "beta must be a finite number"),
+        ({"method": "rs_grpo", "params": "beta"}, "params must read 'name=value,...'"),
+        ({"k": 2, "params": "beta=1"}, "method 'pkpo' has no parameter 'beta'"),
+        ({"method": "passk_training", "k": 4, "rollout_n": 3}, "needs at least 4"),
+    ],
+)
+def test_bad_method_options_give_one_line_naming_the_source(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        _common.parse_options(**kwargs, source="src")
+    assert str(error.value).startswith("src: ") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "method, k",
+    [("grpo", None), ("rloo", None), ("maxrl", None), ("rs_grpo", None), ("passk_training", 2)],
+)
+@pytest.mark.parametrize("scale", ["none", "mean_abs"])
+def test_both_layouts_give_the_selected_methods_advantages(method, k, scale):
+    rng = np.random.default_rng(4)
+    rewards = torch.tensor(rng.integers(0, 2, 12), dtype=torch.float64)
+    options = _common.parse_options(**({"k": k} if k else {}), method=method, scale=scale)
+    params = {"k": k} if k else {}
+    expected = pkpo.advantages.compute(method, rewards.view(3, 4), scale=scale, **params).reshape(
+        -1
+    )
+    consecutive, estimate = _common.consecutive_advantages(rewards, 4, k, options, engine="E")
+    torch.testing.assert_close(consecutive, expected)
+    assert estimate is None  # the pass@k / maxg@k estimate comes with PKPO only
+    pkpo_advantages, _ = _common.consecutive_advantages(
+        rewards, 4, 2, _common.parse_options(k=2, scale=scale), engine="E"
+    )
+    assert not torch.allclose(consecutive, pkpo_advantages)  # the method changed them
+
+    ids = np.repeat(np.array(["x", "y", "z"], dtype=object), 4)
+    order = rng.permutation(12)
+    grouped, _ = _common.grouped_advantages(rewards[order], ids[order], k, options, engine="E")
+    torch.testing.assert_close(grouped, expected[order])
+
+
+def test_grouped_layout_of_other_methods_keeps_ragged_groups_and_refuses_mixed_ids():
+    rewards = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    ids = ["a", "b", "a", "b", "a", "b", "b"]  # a: 3 rows, b: 4 rows
+    options = _common.parse_options(method="rloo", scale="none")
+    got, _ = _common.grouped_advantages(rewards, ids, None, options, engine="E")
+    a, b = rewards[[0, 2, 4]], rewards[[1, 3, 5, 6]]
+    np.testing.assert_allclose(got[[0, 2, 4]], pkpo.advantages.compute("rloo", a))
+    np.testing.assert_allclose(got[[1, 3, 5, 6]], pkpo.advantages.compute("rloo", b))
+    with pytest.raises(ValueError, match="^E: group ids mix types"):
+        _common.grouped_advantages(rewards[:4], [1, "1", 1, "1"], None, options, engine="E")
+    capped = _common.parse_options(method="rloo", rollout_n=3)
+    with pytest.raises(ValueError, match="group 'b' has 4 rows but rollout_n=3"):
+        _common.grouped_advantages(rewards, ids, None, capped, engine="E")
+
+
+def test_binary_only_methods_refuse_other_rewards_with_the_engines_name():
+    options = _common.parse_options(method="maxrl")
+    with pytest.raises(ValueError, match="^E: 'maxrl' takes binary rewards only") as error:
+        _common.consecutive_advantages(
+            torch.tensor([0.5, 1.0, 0.0, 1.0]), 4, None, options, engine="E"
+        )
+    assert "\n" not in str(error.value)

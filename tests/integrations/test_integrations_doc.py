@@ -1,4 +1,5 @@
-"""docs/integrations.md, beyond running its blocks (tests/test_docs.py runs or parse-checks them all).
+"""docs/integrations.md, beyond running its blocks (tests/test_docs.py runs or parse-checks them
+all).
 
 The verl commands need a GPU, so they are checked as far as a CPU can: their Hydra overrides
 compose with verl 0.9.1's own ``ppo_trainer.yaml`` and give valid PKPO options. The
@@ -52,7 +53,8 @@ def test_scale_table_in_the_docs_is_what_the_benchmark_prints():
 
 
 def _verl_overrides(code: str) -> list[str]:
-    """The Hydra overrides of a ``python3 -m verl.trainer.main_ppo ...`` block, as bash passes them."""
+    """The Hydra overrides of a ``python3 -m verl.trainer.main_ppo ...`` block, as bash passes
+    them."""
     words = shlex.split(code.replace("\\\n", " "), comments=True)
     start = words.index("verl.trainer.main_ppo") + 1
     return [word for word in words[start:] if "=" in word]
@@ -92,3 +94,56 @@ def test_verl_command_parser_sees_what_bash_passes():
     )
     passed = [word for word in result.stdout.splitlines() if "=" in word]
     assert passed == _verl_overrides(code), json.dumps(passed)
+
+
+def _tables():
+    """Every markdown table of the page: a list of rows, each a list of cells."""
+    tables, current = [], []
+    for line in DOC.read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])  # a \| inside a cell is no border
+            current.append([cell.strip() for cell in cells])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_every_table_row_has_the_headers_number_of_cells():
+    for table in _tables():
+        header = table[0]
+        for row in table[2:]:
+            assert len(row) == len(header), (
+                f"{row[0]!r}: {len(row)} cells under {len(header)} headers"
+            )
+
+
+def test_the_trl_snippet_writes_into_a_temporary_folder_not_the_working_directory():
+    (code,) = [
+        code for _, language, code in BLOCKS if language == "python" and "PKPOGRPOTrainer(" in code
+    ]
+    assert "tempfile.mkdtemp(" in code
+    assert not re.search(r"""(output_dir=|build_tiny_model\()\s*["']""", code), (
+        "a relative output path"
+    )
+
+
+def test_the_verl_method_and_params_overrides_of_the_options_table_compose():
+    import verl.trainer.config
+    from hydra import compose, initialize_config_dir
+
+    (row,) = [
+        row for table in _tables() for row in table if row[0] == "verl" and "method=" in row[1]
+    ]
+    method, params = (shlex.split(cell.strip("`"))[0] for cell in row[1:3])
+    config_dir = os.path.dirname(verl.trainer.config.__file__)
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        chosen = compose(
+            config_name="ppo_trainer", overrides=["algorithm.adv_estimator=pkpo", method]
+        )
+        with_params = compose(
+            config_name="ppo_trainer",
+            overrides=["algorithm.adv_estimator=pkpo", "+algorithm.pkpo.method=rs_grpo", params],
+        )
+    assert plugin.read_options(chosen.algorithm).method == "maxrl"
+    assert plugin.read_options(with_params.algorithm).params == (("beta", 2.0),)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import openrlhf_harness as harness
 import pytest
+
 pytest.importorskip("torch", reason="the torch extra: make test installs it")
 pytest.importorskip("openrlhf", reason="the openrlhf extra: make test installs it")
 import torch  # noqa: E402
@@ -279,7 +280,11 @@ def test_transform_experience_rewards_layouts():
         )
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         adapter.transform_experience_rewards([torch.zeros(4)], [[0, 1, 2, 3]], 3, 2, options)
-    with pytest.raises(ValueError, match="fewer than the 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"^OpenRLHF: every group has 2 sample\(s\), fewer than the 4 that k=3 with baseline "
+        r"'loo'",
+    ):
         adapter.transform_experience_rewards(
             [torch.zeros(4)], [[0, 1, 2, 3]], 2, 3, adapter.parse_options(k=3, baseline="loo")
         )
@@ -378,7 +383,8 @@ def test_runtime_env_carries_the_hook_and_openrlhf_defaults():
         (["--rollout.n_samples_per_prompt", "8"], "set k"),
         (["--pkpo.k", "0"], "k must be >= 1"),
         (["--pkpo.k", "4", "--pkpo.scale", "std"], "unknown scale"),
-        (["--pkpo.k", "4"], "--rollout.n_samples_per_prompt 1: "),
+        (["--pkpo.k", "4"], "--rollout.n_samples_per_prompt=1 samples per prompt is too few"),
+        (["--pkpo.k", "4", "--rollout.n_samples_per_prompt", "4.5"], "must be an integer"),
         (["--pkpo.k", "4", *BASE_ARGV, "--algo.advantage.estimator", "rloo"], "would reshape"),
     ],
 )
@@ -416,9 +422,9 @@ def test_launcher_on_a_cpu_machine_exits_with_one_line():
     )
     assert result.returncode == 2
     message = (
-        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: flash_attn, "
-        "deepspeed, vllm); install it on a CUDA machine: pip install 'openrlhf[vllm]==0.11.2' "
-        "(docs/integrations.md)."
+        "pkpo.integrations.openrlhf_launch: error: OpenRLHF cannot be imported here (missing: "
+        "flash_attn, deepspeed, vllm); install it on a CUDA machine: pip install "
+        "'openrlhf[vllm]==0.11.2' (docs/integrations.md)."
     )
     assert result.stderr.strip().splitlines() == [message]
 
@@ -526,3 +532,49 @@ def test_k_schedule_follows_train_step_in_the_ray_actors(orl, launched, tiny_mod
     finally:
         for trainer in trainers.values():
             ray.kill(trainer)
+
+
+# --- --pkpo.method: any estimator of pkpo.advantages ---------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["grpo", "maxrl", "w_reinforce"])
+def test_method_selects_that_estimator_in_the_experience_maker(orl, method):
+    options = adapter.patch(method=method, scale="none")
+    batches = micro_batches(orl, REWARDS, sizes=[5, 11])
+    make_maker(orl, parse()).compute_advantages_and_returns(batches)
+    groups = np.asarray(REWARDS, dtype=np.float64).reshape(-1, N)
+    wanted = pkpo.advantages.compute(method, groups).reshape(-1)
+    np.testing.assert_allclose(first_returns(batches), wanted, rtol=1e-5, atol=1e-6)
+    assert options.method == method
+    assert not any("pkpo_k" in batch.info or "pkpo_estimate" in batch.info for batch in batches)
+    assert not np.allclose(wanted, expected(REWARDS, 2, adapter.parse_options(k=2, scale="none")))
+
+
+def test_method_from_the_environment_and_the_launcher_flags():
+    options = adapter.options_from_env(
+        {"PKPO_METHOD": "rs_grpo", "PKPO_PARAMS": "beta=0.5", "PKPO_SCALE": "none"}
+    )
+    assert (options.method, options.params, options.k_at(None)) == (
+        "rs_grpo",
+        (("beta", 0.5),),
+        None,
+    )
+    env, rest = launcher.split_argv(["--pkpo.method", "passk_training", "--pkpo.k=2", "--x", "1"])
+    assert env == {"PKPO_METHOD": "passk_training", "PKPO_K": "2"} and rest == ["--x", "1"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--pkpo.method", "nope", *BASE_ARGV], "unknown advantage estimator 'nope'"),
+        (["--pkpo.method", "grpo", "--pkpo.k", "2", *BASE_ARGV], "method 'grpo' takes no k"),
+        (
+            ["--pkpo.method", "rs_grpo", "--pkpo.params", "beta=x", *BASE_ARGV],
+            "beta must be a finite",
+        ),
+    ],
+)
+def test_launcher_refuses_bad_methods_with_one_line(argv, message, capsys):
+    assert launcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

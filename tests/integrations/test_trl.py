@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 pytest.importorskip("torch", reason="the torch extra: make test installs it")
 pytest.importorskip("trl", reason="the trl extra: make test installs it")
 import torch  # noqa: E402
@@ -128,7 +129,9 @@ def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline, scale):
     extra = {} if scale is None else {"pkpo_scale": scale}
     config = PKPOGRPOConfig(
         **_common_args(tmp_path, logging_steps=1, log_completions=True, num_completions_to_print=0),
-        pkpo_k=2, pkpo_baseline=baseline, **extra,
+        pkpo_k=2,
+        pkpo_baseline=baseline,
+        **extra,
     )
     # TRL's own loss_type default ("dapo"), PKPO's default scale for the adapters ("mean_abs")
     assert (config.loss_type, config.scale_rewards) == ("dapo", "none")
@@ -147,7 +150,8 @@ def test_grpo_trains_on_pkpo_advantages(tmp_path, model_dir, baseline, scale):
     assert any(nonzero), "every advantage was zero: the test data carries no signal"
     assert any(entry.get("pkpo/k") == 2 for entry in trainer.state.log_history)
     assert any("pkpo/estimate" in entry for entry in trainer.state.log_history)
-    # the completions table TRL writes shows PKPO's advantages, not TRL's (one process: all rows local)
+    # the completions table TRL writes shows PKPO's advantages, not TRL's (one process: all rows
+    # local)
     import pandas as pd
 
     last = trainer.records[-1]["advantages"]
@@ -192,7 +196,10 @@ def test_rloo_trains_on_pkpo_advantages(tmp_path, model_dir):
     [
         (lambda a: PKPOGRPOConfig(**a), "set k"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_schedule="4->1@5"), "either k or schedule"),
-        (lambda a: PKPOGRPOConfig(**a, pkpo_k=5), "num_generations=4 samples per prompt is too few for k=5"),
+        (
+            lambda a: PKPOGRPOConfig(**a, pkpo_k=5),
+            "num_generations=4 samples per prompt is too few for k=5",
+        ),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=4, pkpo_baseline="loo"), "needs at least 5"),
         (lambda a: PKPOGRPOConfig(**a, pkpo_k=2, pkpo_baseline="std"), "unknown baseline"),
         (
@@ -371,3 +378,39 @@ def test_two_processes_give_the_same_advantages_as_one(tmp_path, model_dir):
         local_means.extend(np.abs(step["advantages"]).mean() for step in (step0, step1))
     # a per-rank normaliser would give each rank mean |A| = 1; the global one does not
     assert not np.allclose(local_means, 1.0), local_means
+
+
+def test_pkpo_method_selects_another_estimator_of_the_family(tmp_path, model_dir):
+    config = PKPOGRPOConfig(**_common_args(tmp_path, max_steps=2), pkpo_method="rloo")
+    assert config.pkpo_options.method == "rloo" and config.pkpo_options.k_at(None) is None
+    trainer, changed = _train(
+        PKPOGRPOTrainer, config, model_dir, [sometimes_unscorable, graded_reward]
+    )
+    assert changed
+    for record in trainer.records:
+        rewards_per_func = record["rewards"]
+        scorable = ~torch.isnan(rewards_per_func).all(dim=1)
+        rewards = torch.nan_to_num(rewards_per_func, nan=0.0).sum(dim=1).view(-1, G).double()
+        expected = pkpo.advantages.compute(
+            "rloo", rewards, mask=scorable.view(-1, G), scale="mean_abs"
+        )
+        torch.testing.assert_close(record["advantages"].double(), expected.reshape(-1))
+        pkpo_values = _expected(rewards_per_func, 2, "loo_minus_one")
+        if bool(torch.any(pkpo_values != 0)):
+            assert not torch.allclose(record["advantages"].double(), pkpo_values)
+    assert not any("pkpo/k" in entry for entry in trainer.state.log_history)  # rloo has no k
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"pkpo_method": "nope"}, "^PKPOGRPOConfig: unknown advantage estimator 'nope'"),
+        ({"pkpo_method": "grpo", "pkpo_k": 2}, "method 'grpo' takes no k"),
+        ({"pkpo_method": "rs_grpo", "pkpo_params": "gamma=1"}, "has no parameter 'gamma'"),
+        ({"pkpo_method": "passk_training", "pkpo_k": 8}, "num_generations=4 samples per prompt"),
+    ],
+)
+def test_bad_methods_are_refused_when_the_config_is_made(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message) as error:
+        PKPOGRPOConfig(**_common_args(tmp_path), **overrides)
+    assert "\n" not in str(error.value)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 pytest.importorskip("jax", reason="the tunix extra: make test installs it")
 pytest.importorskip("tunix", reason="the tunix extra: make test installs it")
 from tunix.rl import function_registry  # noqa: E402
@@ -27,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("tunix_tiny", ROOT / "examples" / "tunix_tiny.py")
 tunix_tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tunix_tiny)
-
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +124,7 @@ def test_estimator_traces_under_jit_without_host_transfers():
 @pytest.mark.parametrize(
     "options, size, message",
     [
-        ({"k": 4}, 3, r"group 'rows 0\.\.2' has 3 sample\(s\), fewer than the 4 that k=4"),
+        ({"k": 4}, 3, r"every group has 3 sample\(s\), fewer than the 4 that k=4"),
         ({"k": 4, "baseline": "loo"}, 4, "fewer than the 5 that k=4 with baseline 'loo'"),
         ({"k": 1}, 1, "fewer than the 2 that k=1"),
     ],
@@ -140,7 +140,7 @@ def test_bad_calls_and_options():
     estimator = pkpo_tunix.register(k=2, scale="none")
     with pytest.raises(ValueError, match="do not split into groups of num_generations=4"):
         estimator(rewards=np.zeros(6), num_generations=4)
-    with pytest.raises(ValueError, match="num_generations must be a positive integer"):
+    with pytest.raises(ValueError, match="num_generations must be >= 1; got 0"):
         estimator(rewards=np.zeros(6), num_generations=0)
     with pytest.raises(ValueError, match="give either k or schedule"):
         pkpo_tunix.register(k=2, schedule="4->2@2")
@@ -194,7 +194,7 @@ def test_step_sources():
     from_callable(rewards=rewards, num_generations=8)
     from_callable(rewards=rewards, num_generations=8)
     assert from_callable.last_stats == {"k": 2, "step": 5}
-    with pytest.raises(ValueError, match="non-negative integer"), pkpo_tunix.at_step(-1):
+    with pytest.raises(ValueError, match="the training step must be >= 0"), pkpo_tunix.at_step(-1):
         pass
 
 
@@ -428,3 +428,47 @@ def test_agentic_loop_trains_on_pkpo_advantages_at_each_groups_step(agentic_run)
     assert {schedule(r["step"]) for r in records} == {4, 2}
     moved = [not np.array_equal(a, b) for a, b in zip(agentic_run["before"], agentic_run["after"])]
     assert any(moved)
+
+
+# --- register(method=...): any estimator of pkpo.advantages -----------------------------------
+
+
+@pytest.mark.parametrize("method", ["grpo", "dr_grpo", "maxrl", "tzsm"])
+def test_register_method_selects_that_estimator(method):
+    rewards = _rewards(7, groups=3, size=8, binary=True)
+    estimator = pkpo_tunix.register(method=method, scale="none")
+    got = estimator(rewards=rewards, num_generations=8)
+    expected = pkpo.advantages.compute(method, jnp.asarray(rewards).reshape(-1, 8)).reshape(-1)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-7)
+    pkpo_values = pkpo.transform(rewards.reshape(-1, 8), 2).reshape(-1)
+    assert not np.allclose(np.asarray(got), pkpo_values)
+    assert estimator.last_stats == {"k": None, "step": None}
+
+
+def test_register_method_with_k_follows_the_step_and_traces_under_jit():
+    rewards = _rewards(8, groups=2, size=8, binary=True)
+    estimator = pkpo_tunix.register(method="passk_training", schedule="4->2@2", scale="mean_abs")
+    for step, k in [(0, 4), (2, 2)]:
+        with pkpo_tunix.at_step(step):
+            got = estimator(rewards=rewards, num_generations=8)
+        expected = pkpo.advantages.compute(
+            "passk_training", jnp.asarray(rewards).reshape(-1, 8), k=k, scale="mean_abs"
+        ).reshape(-1)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-7)
+        assert estimator.last_stats["k"] == k
+    # traced whole (k is read on the host while tracing, so the trace holds the k of its step)
+    with pkpo_tunix.at_step(2):
+        jitted = jax.jit(estimator, static_argnames="num_generations")(
+            rewards=rewards, num_generations=8
+        )
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(expected), rtol=1e-6, atol=1e-7)
+
+
+def test_register_refuses_unknown_methods_with_one_line():
+    with pytest.raises(
+        ValueError, match="^pkpo.integrations.tunix.register: unknown advantage"
+    ) as error:
+        pkpo_tunix.register(method="nope")
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="method 'maxrl' takes no k"):
+        pkpo_tunix.register(method="maxrl", k=2)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 pytest.importorskip("torch", reason="the torch extra: make test installs it")
 pytest.importorskip("verl", reason="the verl extra: make test installs it")
 import torch  # noqa: E402
@@ -162,7 +163,10 @@ def test_bad_configs_raise_clear_errors(config, message):
 
 def test_group_smaller_than_k_is_an_error_naming_the_group():
     data = _batch([1.0, 0.0, 1.0, 0.0, 1.0], ["a", "a", "a", "b", "b"])
-    with pytest.raises(ValueError, match=r"group 'b' has 2 sample\(s\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^verl adv_estimator=pkpo: group 'b' has 2 sample\(s\), fewer than the 3 that k=3",
+    ):
         compute_advantage(data, adv_estimator="pkpo", config=_config(k=3))
 
 
@@ -370,7 +374,8 @@ def test_val_ks_is_accepted_next_to_the_estimator_options():
 
 
 def _last_line_of_fresh_python(code: str, *, plugins: str) -> str:
-    """Run ``code`` in a new interpreter with VERL_USE_EXTERNAL_PLUGINS=plugins; its last stdout line."""
+    """Run ``code`` in a new interpreter with VERL_USE_EXTERNAL_PLUGINS=plugins; its last stdout
+    line."""
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": plugins, "PYTHONWARNINGS": "ignore"}
     env.pop("VERL_USE_EXTERNAL_MODULES", None)
     result = subprocess.run(
@@ -457,3 +462,49 @@ def test_verl_gpu_example_overrides_compose_with_verls_config(tmp_path):
         1,
         config.actor_rollout_ref.rollout.n,
     )
+
+
+# --- algorithm.pkpo.method: any estimator of pkpo.advantages ----------------------------------
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo", "maxrl", "w_reinforce", "tzsm"])
+def test_method_selects_that_estimator_on_the_same_path(method):
+    uids = ["a", "b"] * 4  # two interleaved groups of 4
+    scores = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    data = _batch(scores, uids)
+    out = compute_advantage(data, adv_estimator="pkpo", config=_config(method=method, scale="none"))
+    groups = np.array(scores).reshape(4, 2).T  # rows: group a, group b
+    expected = pkpo.advantages.compute(method, groups).T.reshape(-1)
+    np.testing.assert_allclose(_per_response(out, data).numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert plugin.last_stats["k"] is None and plugin.last_stats["estimate"] is None
+    pkpo_out = compute_advantage(
+        _batch(scores, uids), adv_estimator="pkpo", config=_config(k=2, scale="none")
+    )
+    assert not torch.allclose(_per_response(out, data), _per_response(pkpo_out, data))
+
+
+def test_method_with_k_follows_the_schedule_and_params_reach_the_estimator():
+    scores, uids = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], ["a"] * 6
+    config = _config(method="passk_training", schedule="4->2@3", scale="none")
+    for step, k in [(1, 4), (3, 2)]:
+        plugin.clock.publish(step)
+        data = _batch(scores, uids)
+        out = compute_advantage(data, adv_estimator="pkpo", config=config)
+        expected = pkpo.advantages.compute("passk_training", np.array(scores), k=k)
+        np.testing.assert_allclose(_per_response(out, data).numpy(), expected, rtol=1e-5, atol=1e-6)
+        assert plugin.last_stats["k"] == k
+    plugin.clock.reset()
+    data = _batch([0.2, 0.9, 0.4, 0.7], ["a"] * 4)
+    config = _config(method="rs_grpo", params={"beta": 0.5}, scale="none")
+    out = compute_advantage(data, adv_estimator="pkpo", config=config)
+    expected = pkpo.advantages.compute("rs_grpo", np.array([0.2, 0.9, 0.4, 0.7]), beta=0.5)
+    np.testing.assert_allclose(_per_response(out, data).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_method_is_one_line_naming_the_option():
+    data = _batch([1.0, 0.0, 1.0, 0.0], ["a"] * 4)
+    with pytest.raises(
+        ValueError, match=r"^algorithm\.pkpo: unknown advantage estimator 'nope'"
+    ) as error:
+        compute_advantage(data, adv_estimator="pkpo", config=_config(method="nope"))
+    assert "\n" not in str(error.value) and "maxrl" in str(error.value)

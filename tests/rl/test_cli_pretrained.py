@@ -1,4 +1,5 @@
-"""`pkpo train --model PATH --task nl:...`: a local Hugging Face checkpoint through the RL trainer."""
+"""`pkpo train --model PATH --task nl:...`: a local Hugging Face checkpoint through the RL
+trainer."""
 
 import json
 
@@ -20,10 +21,42 @@ def checkpoint(checkpoint_dir):  # noqa: F811
 
 def test_train_with_a_local_checkpoint_runs_and_writes_results(checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--model", str(checkpoint), "--lora-r", "0", "--task", "nl:arithmetic-d1",
-                 "--steps", "2", "--prompts-per-step", "2", "--n", "4", "--k", "2", "--max-new-tokens", "4",
-                 "--eval-every", "0", "--eval-problems", "4", "--eval-samples", "4", "--eval-ks", "1,2",
-                 "--checkpoint-every", "0", "--tensorboard", "false", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(checkpoint),
+            "--lora-r",
+            "0",
+            "--task",
+            "nl:arithmetic-d1",
+            "--steps",
+            "2",
+            "--prompts-per-step",
+            "2",
+            "--n",
+            "4",
+            "--k",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--eval-every",
+            "0",
+            "--eval-problems",
+            "4",
+            "--eval-samples",
+            "4",
+            "--eval-ks",
+            "1,2",
+            "--checkpoint-every",
+            "0",
+            "--tensorboard",
+            "false",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     final = json.loads((out / "final.json").read_text())
     assert final["num_problems"] == 4 and final["samples"] == 4
@@ -33,7 +66,9 @@ def test_train_with_a_local_checkpoint_runs_and_writes_results(checkpoint, tmp_p
 
 
 def test_nl_task_without_a_model_is_a_clean_error(tmp_path, capsys):
-    code = main(["train", "--task", "nl:arithmetic-d1", "--steps", "1", "--out", str(tmp_path / "x")])
+    code = main(
+        ["train", "--task", "nl:arithmetic-d1", "--steps", "1", "--out", str(tmp_path / "x")]
+    )
     assert code == 2
     assert "needs a pretrained policy" in capsys.readouterr().err
 
@@ -44,8 +79,10 @@ def test_model_with_a_synthetic_task_is_a_clean_error(checkpoint, tmp_path, caps
     assert "natural-language tasks" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, family, level", [("nl:arithmetic-d2", "arithmetic-d2", None),
-                                                 ("nl:sort-5", "sort-5", None)])
+@pytest.mark.parametrize(
+    "name, family, level",
+    [("nl:arithmetic-d2", "arithmetic-d2", None), ("nl:sort-5", "sort-5", None)],
+)
 def test_nl_task_names_round_trip(name, family, level):
     task = nl_task_from_name(name, n_train=8, n_heldout=4)
     assert task.name == family

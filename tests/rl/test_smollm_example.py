@@ -1,4 +1,5 @@
-"""examples/smollm_pkpo.py: presets parse into valid trainer configs; bad input gives a one-line error."""
+"""examples/smollm_pkpo.py: presets parse into valid trainer configs; bad input gives a one-line
+error."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_bad_preset_and_bad_keys(example, tmp_path, capsys):
     assert example.main(["train", "--preset", "nope"]) == 2
     assert "unknown preset" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
-    bad.write_text('stepz = 3\n')
+    bad.write_text("stepz = 3\n")
     assert example.main(["train", "--preset", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "unknown preset keys ['stepz']" in err and err.count("\n") == 1

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 pytest.importorskip("scipy", reason="the toy extra: make test installs it")
 pytest.importorskip("matplotlib", reason="the toy extra: make test installs it")
 pytest.importorskip("tqdm", reason="the toy extra: make test installs it")
@@ -46,7 +47,13 @@ def test_json_holds_the_numbers_behind_the_figures(quick_run):
     assert set(result["variance"]["s"]) == {"4", "8", "16"}
     assert set(result["variance"]["s_loo"]) == {"8", "16"}  # needs n >= k + 1
     assert set(result["variance_mean"]) == set(ESTIMATORS)
-    assert set(result["transformed"]["k"]["4"]) >= {"none", "loo", "loo_minus_one", "centered", "bin_centers"}
+    assert set(result["transformed"]["k"]["4"]) >= {
+        "none",
+        "loo",
+        "loo_minus_one",
+        "centered",
+        "bin_centers",
+    }
     assert len(result["weights"]["w"]["4"]) == 8
     assert set(result["training"]["runs"]) == {"1", "4", "16"}
     assert set(result["training"]["samples_to_converge"]["s_loo_minus_one"]) == {"1", "4", "16"}
@@ -77,7 +84,10 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, quick_run, monk
     original = study.work_items
 
     def counting(config, seed):
-        return [(name, (lambda c=compute, n=name: calls.append(n) or c())) for name, compute in original(config, seed)]
+        return [
+            (name, (lambda c=compute, n=name: calls.append(n) or c()))
+            for name, compute in original(config, seed)
+        ]
 
     monkeypatch.setattr(study, "work_items", counting)
     resumed = json.loads(json.dumps(study.run_study(config, 3, checkpoint=path, progress=False)))
@@ -88,13 +98,16 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, quick_run, monk
     assert study._load_checkpoint(path, study._settings(config, 4)) == {}
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--quick"], "required: --out"),
-    (["--out", "OUT", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
-    (["--out", "OUT", "--seed", "abc"], "argument --seed: expected an integer >= 0; got 'abc'"),
-    (["--out", "OUT", "--k", "4"], "unrecognized arguments"),
-    (["--out", "FILE"], "exists and is not a folder"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--quick"], "required: --out"),
+        (["--out", "OUT", "--seed", "-1"], "argument --seed: expected an integer >= 0; got -1"),
+        (["--out", "OUT", "--seed", "abc"], "argument --seed: expected an integer >= 0; got 'abc'"),
+        (["--out", "OUT", "--k", "4"], "unrecognized arguments"),
+        (["--out", "FILE"], "exists and is not a folder"),
+    ],
+)
 def test_bad_arguments_give_one_clean_line(tmp_path, capsys, argv, message):
     (tmp_path / "FILE").write_text("x")
     argv = [str(tmp_path / a) if a in ("OUT", "FILE") else a for a in argv]
@@ -108,3 +121,49 @@ def test_bad_arguments_give_one_clean_line(tmp_path, capsys, argv, message):
 def test_help_exits_zero(capsys):
     assert cli.main(["--help"]) == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_the_outputs_list_names_every_file_a_run_writes():
+    assert set(cli.OUTPUTS) == set(FIGURES) | {"toy.json", "report.md"}
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(quick_run, capsys):
+    out, _ = quick_run
+    before = (out / "toy.json").read_bytes()
+    assert pkpo_cli.main(["toy", "--out", str(out), "--quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pkpo toy: error: ") and "toy.json' exists; pass --overwrite" in err
+    assert err.count("\n") == 1 and (out / "toy.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["report.md", "fig1_landscape.png", "toy.json"])
+def test_no_output_is_written_through_a_planted_symlink(tmp_path, capsys, name):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(precious)
+    assert pkpo_cli.main(["toy", "--out", str(out), "--quick", "--no-progress", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}' is a symbolic link" in err and err.count("\n") == 1
+    assert precious.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ("[1, 2, 3]", "not a checkpoint of pkpo toy (a JSON list)"),
+        (
+            '{"settings": {}, "items": [1]}',
+            "not a checkpoint of pkpo toy (its items are a JSON list)",
+        ),
+        ('{"settings": ', "unreadable (JSONDecodeError)"),
+    ],
+)
+def test_a_damaged_toy_checkpoint_is_recomputed_with_a_note(tmp_path, capsys, content, why):
+    path = tmp_path / cli.CHECKPOINT
+    path.write_text(content)
+    settings = study._settings(study.StudyConfig.quick(), 0)
+    assert study._load_checkpoint(str(path), settings) == {}
+    err = capsys.readouterr().err
+    assert err == f"pkpo toy: note: ignoring {path}: {why}; recomputing\n"

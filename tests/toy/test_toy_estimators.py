@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 pytest.importorskip("scipy", reason="the toy extra: make test installs it")
 pytest.importorskip("tqdm", reason="the toy extra: make test installs it")
 
@@ -29,19 +30,27 @@ def partition_by_loops(name, g, k):
     return out
 
 
-@pytest.mark.parametrize("name", ["naive_partitioned", "naive_partitioned_baselined", "loo_minus_one_partitioned"])
+@pytest.mark.parametrize(
+    "name", ["naive_partitioned", "naive_partitioned_baselined", "loo_minus_one_partitioned"]
+)
 @pytest.mark.parametrize("n,k", [(8, 2), (8, 4), (12, 3)])
 def test_partitioned_estimators_match_their_definitions(name, n, k):
     rng = np.random.default_rng(n * 10 + k)
     g = rng.uniform(0, 1, size=n)
-    np.testing.assert_allclose(transformed_rewards(name, g, k), partition_by_loops(name, g, k), atol=1e-12)
+    np.testing.assert_allclose(
+        transformed_rewards(name, g, k), partition_by_loops(name, g, k), atol=1e-12
+    )
 
 
 def test_definedness_follows_the_group_size_rules():
     assert not is_defined("s_loo", 4, 4) and is_defined("s_loo", 5, 4)
     assert not is_defined("centered", 16, 16) and is_defined("s_loo_minus_one", 16, 16)
-    assert is_defined("s_loo_minus_one", 16, 1) and not is_defined("loo_minus_one_partitioned", 16, 1)
-    assert not is_defined("naive_partitioned", 10, 4) and not is_defined("naive_partitioned_baselined", 4, 4)
+    assert is_defined("s_loo_minus_one", 16, 1) and not is_defined(
+        "loo_minus_one_partitioned", 16, 1
+    )
+    assert not is_defined("naive_partitioned", 10, 4) and not is_defined(
+        "naive_partitioned_baselined", 4, 4
+    )
     with pytest.raises(ValueError, match="unknown estimator"):
         is_defined("rloo", 8, 2)
     with pytest.raises(ValueError, match="not defined for n=4, k=4"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 pytest.importorskip("scipy", reason="the toy extra: make test installs it")
 from scipy import integrate, optimize, stats  # noqa: E402
 
@@ -23,16 +24,26 @@ def maxg_by_density_of_the_winner(theta: float, k: int) -> float:
     def below(x):
         return dist.cdf(0.0) + dist.sf(1.0) + dist.cdf(x) - dist.cdf(0.0)
 
-    value, _ = integrate.quad(lambda x: x * x * k * dist.pdf(x) * below(x) ** (k - 1), 0.0, 1.0,
-                              epsabs=1e-13, epsrel=1e-12, limit=200)
+    value, _ = integrate.quad(
+        lambda x: x * x * k * dist.pdf(x) * below(x) ** (k - 1),
+        0.0,
+        1.0,
+        epsabs=1e-13,
+        epsrel=1e-12,
+        limit=200,
+    )
     return value
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("k", KS)
 def test_theta_star_matches_a_different_quadrature_and_optimiser(k):
-    best = optimize.minimize_scalar(lambda t: -maxg_by_density_of_the_winner(t, k), bounds=(0.6, 1.2),
-                                    method="bounded", options={"xatol": 1e-9})
+    best = optimize.minimize_scalar(
+        lambda t: -maxg_by_density_of_the_winner(t, k),
+        bounds=(0.6, 1.2),
+        method="bounded",
+        options={"xatol": 1e-9},
+    )
     assert theta_star(k) == pytest.approx(best.x, abs=2e-5)
     assert maxg_at_k_exact(theta_star(k), k) == pytest.approx(-best.fun, abs=1e-10)
 
@@ -74,7 +85,9 @@ def test_analytic_derivative_matches_finite_differences(k):
 
 def test_k_one_is_the_expected_reward():
     theta = 0.7
-    direct, _ = integrate.quad(lambda x: x * x * stats.norm.pdf(x, theta, SIGMA), 0.0, 1.0, epsabs=1e-13)
+    direct, _ = integrate.quad(
+        lambda x: x * x * stats.norm.pdf(x, theta, SIGMA), 0.0, 1.0, epsabs=1e-13
+    )
     assert maxg_at_k_exact(theta, 1) == pytest.approx(direct, abs=1e-12)
 
 

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 pytest.importorskip("scipy", reason="the toy extra: make test installs it")
 
 from pkpo.toy.landscape import theta_star  # noqa: E402
 from pkpo.toy.training import AscentConfig, ascend, samples_to_converge, settle_step  # noqa: E402
 
 
-@pytest.mark.parametrize("k,estimator", [(1, "s_loo_minus_one"), (4, "s_loo_minus_one"), (4, "s_loo"),
-                                         (16, "loo_minus_one_partitioned")])
+@pytest.mark.parametrize(
+    "k,estimator",
+    [
+        (1, "s_loo_minus_one"),
+        (4, "s_loo_minus_one"),
+        (4, "s_loo"),
+        (16, "loo_minus_one_partitioned"),
+    ],
+)
 def test_gradient_ascent_reaches_theta_star(k, estimator):
     config = AscentConfig(steps=400, seeds=16)
     path = ascend(estimator, [k] * config.steps, config, np.random.default_rng(k))
@@ -27,7 +35,9 @@ def test_annealing_moves_from_theta_star_16_to_theta_star_1():
 
 
 def test_settle_step_is_the_first_step_after_the_last_excursion():
-    path = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    path = np.array(
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    )
     np.testing.assert_array_equal(settle_step(path, 1.0, 0.01), [3, 1, 4])
     np.testing.assert_array_equal(settle_step(path[:-1], 1.0, 0.01), [3, 1, -1])
 

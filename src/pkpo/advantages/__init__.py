@@ -58,8 +58,24 @@ from ._likelihood import maxrl, tailrl
 from ._pass_at_1 import dr_grpo, grpo, rloo, rs_grpo, w_reinforce
 from ._pass_at_k import passk_training, pkpo, pkpo_two_baselines, tzsm
 
-__all__ = ["compute", "names", "get", "spec", "Method", "pkpo", "grpo", "dr_grpo", "rloo", "maxrl",
-           "tailrl", "rs_grpo", "w_reinforce", "tzsm", "passk_training", "pkpo_two_baselines"]
+__all__ = [
+    "compute",
+    "names",
+    "get",
+    "spec",
+    "Method",
+    "pkpo",
+    "grpo",
+    "dr_grpo",
+    "rloo",
+    "maxrl",
+    "tailrl",
+    "rs_grpo",
+    "w_reinforce",
+    "tzsm",
+    "passk_training",
+    "pkpo_two_baselines",
+]
 
 
 class Method(NamedTuple):
@@ -96,15 +112,26 @@ _METHODS = {
         _method(rloo, "any", "n grad E[r]", "2402.14740"),
         _method(maxrl, "binary", "n grad sum_{k=1}^{n-1} pass@k / k", "2602.02710"),
         _method(tailrl, "any", "n grad sum_{k=1}^{n-1} maxg@k / k", "2609.02987"),
-        _method(rs_grpo, "any",
-                "biased: self-normalised; E/n -> grad log E[e^{beta r}]/beta as n grows",
-                "2509.24261"),
+        _method(
+            rs_grpo,
+            "any",
+            "biased: self-normalised; E/n -> grad log E[e^{beta r}]/beta as n grows",
+            "2509.24261",
+        ),
         _method(w_reinforce, "binary", "n (1 + lam) grad pass@1", "2506.01347"),
         _method(tzsm, "any", "grad maxg@n (pass@n for 0/1 rewards)", "2503.19595"),
-        _method(passk_training, "binary",
-                "biased: (n/k - 1) grad pass@k before the division by sigma", "2508.10751"),
-        _method(pkpo_two_baselines, "binary",
-                "biased: ((n - k) grad pass@k + k grad pass@(k-1)) / (n - 1)", "2602.02710"),
+        _method(
+            passk_training,
+            "binary",
+            "biased: (n/k - 1) grad pass@k before the division by sigma",
+            "2508.10751",
+        ),
+        _method(
+            pkpo_two_baselines,
+            "binary",
+            "biased: ((n - k) grad pass@k + k grad pass@(k-1)) / (n - 1)",
+            "2602.02710",
+        ),
     )
 }
 
@@ -128,8 +155,15 @@ def get(name: str) -> Callable[..., Any]:
     return spec(name).fn
 
 
-def compute(name: str, rewards: Array, *, mask: Array | None = None, scale: Scale = "none",
-            validate: bool = True, **params) -> Array:
+def compute(
+    name: str,
+    rewards: Array,
+    *,
+    mask: Array | None = None,
+    scale: Scale = "none",
+    validate: bool = True,
+    **params,
+) -> Array:
     """Advantages of estimator ``name`` for groups of rewards (..., n), optionally rescaled.
 
     Args:

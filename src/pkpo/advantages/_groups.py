@@ -32,6 +32,7 @@ class Groups:
     n: Any  # group size: a Python float (dense) or a (..., 1) array in the compute dtype
     result_dtype: Any
     validate: bool
+    binary: bool = False  # 0/1 rewards: every estimator's advantages are then bounded by n
 
     @property
     def xp(self):
@@ -56,11 +57,15 @@ class Groups:
         """The 0/1 rewards of a binary-only estimator as a bool array."""
         return self.x > 0.5
 
-    def n_array(self, dtype=None):
-        """n as a (..., 1) array (dense groups too): for integer indexing and ``where``."""
-        xp = self.xp
-        n = self.n if not isinstance(self.n, float) else xp.zeros_like(self.x[..., :1]) + self.n
-        return n if dtype is None else self.backend.astype(n, dtype)
+    def from_counts(self, per_correct, per_wrong, method: str):
+        """A binary estimator's advantages: ``per_correct`` for a correct sample, ``per_wrong``
+        for a wrong one (per-group (..., 1) arrays or numbers), rounded once to the output dtype."""
+        ones = self.xp.ones_like(self.x[..., :1])
+        correct, wrong = (
+            self.backend.astype(value * ones, self.result_dtype)
+            for value in (per_correct, per_wrong)
+        )
+        return self.finish(self.xp.where(self.is_correct(), correct, wrong), method)
 
     def int_dtype(self):
         return self.xp.int32 if self.backend.name == "jax" else self.xp.int64
@@ -71,13 +76,22 @@ class Groups:
         if self.mask is not None:
             values = xp.where(self.mask, values, 0.0)
         out = self.backend.astype(values, self.result_dtype)
-        if self.validate and not bool(self.backend.to_numpy(xp.all(xp.isfinite(out)))):
+        if self.validate and not self.binary and not all_finite(self.backend, out):
             dtype = str(self.result_dtype).replace("torch.", "")
             raise ValueError(
                 f"{method!r}: the advantages do not fit in {dtype}; the rewards are too close to "
                 "the largest float: rescale them or pass float64."
             )
         return out
+
+
+def all_finite(backend: Backend, x) -> bool:
+    """Whether every entry of x is finite: one sum (finite only if every term is), and the
+    elementwise test only when the sum is not finite (it may overflow on its own)."""
+    xp = backend.xp
+    if bool(backend.to_numpy(xp.isfinite(xp.sum(x)))):
+        return True
+    return bool(backend.to_numpy(xp.all(xp.isfinite(x))))
 
 
 def at_least_one(xp, n):
@@ -87,13 +101,23 @@ def at_least_one(xp, n):
     return xp.where(n >= 1, n, 1.0)
 
 
-def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = False,
-            min_n: int = 1, why: str = "") -> Groups:
+def prepare(
+    rewards,
+    mask=None,
+    *,
+    validate: bool,
+    method: str,
+    binary: bool = False,
+    min_n: int = 1,
+    why: str = "",
+    k: int | None = None,
+) -> Groups:
     """Check ``rewards`` (and ``mask``) for estimator ``method`` and return its :class:`Groups`.
 
     Static checks always run: an array of at least one axis, a real or bool dtype, a mask of the
     same shape, and (dense groups) n >= ``min_n``. With ``validate`` also: no NaN/inf, only 0/1
-    for a ``binary`` estimator, every ragged group of size >= ``min_n`` (``why`` says why).
+    for a ``binary`` estimator, every ragged group of size >= ``min_n`` (``why`` says why; a
+    too-small group is the math layer's :class:`~pkpo.GroupSizeError`, with ``k`` where taken).
     """
     backend, x = as_array(rewards)
     _validation.check_rewards_array(backend, x)
@@ -102,7 +126,7 @@ def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = F
     mask = _validation.check_mask(backend, mask, x, validate)
     size = backend.shape(x)[-1]
     if mask is None and size < min_n:
-        raise ValueError(_too_small(method, min_n, size, "every group", why))
+        raise _too_small(method, min_n, size, None, why, k)
     if validate:
         _check_values(backend, x, mask, method, binary)
 
@@ -114,13 +138,13 @@ def prepare(rewards, mask=None, *, validate: bool, method: str, binary: bool = F
         values = xp.where(mask, values, 0.0)
         n = xp.sum(backend.astype(mask, compute), axis=-1, keepdims=True)
         if validate:
-            check_group_sizes(backend, n, min_n, method, why)
-    return Groups(backend, values, mask, n, backend.result_dtype(x), validate)
+            check_group_sizes(backend, n, min_n, method, why, k)
+    return Groups(backend, values, mask, n, backend.result_dtype(x), validate, binary)
 
 
 def _check_values(backend: Backend, x, mask, method: str, binary: bool):
-    if backend.is_floating(x):
-        _validation.check_finite(backend, x, mask)
+    if backend.is_floating(x) and not all_finite(backend, x):
+        _validation.check_finite(backend, x, mask)  # names the group; NaN in padding is fine
     if binary:
         try:
             _validation.check_binary(backend, x, mask, name="rewards")
@@ -128,25 +152,30 @@ def _check_values(backend: Backend, x, mask, method: str, binary: bool):
             raise ValueError(f"{method!r} takes binary rewards only (0/1): {error}") from None
 
 
-def check_group_sizes(backend: Backend, n, min_n: int, method: str, why: str = ""):
+def check_group_sizes(
+    backend: Backend, n, min_n: int, method: str, why: str = "", k: int | None = None
+):
     """Every ragged group (sizes ``n``, (..., 1)) must hold at least ``min_n`` valid samples."""
     sizes = backend.to_numpy(n).reshape(-1)
     row = _validation.first_bad_row(sizes < min_n)
     if row is not None:
-        where = _validation.describe_group(row)
-        raise ValueError(_too_small(method, min_n, int(sizes[row]), where, why))
+        raise _too_small(method, min_n, int(sizes[row]), row, why, k)
 
 
-def _too_small(method: str, min_n: int, n: int, where: str, why: str) -> str:
+def _too_small(method: str, min_n: int, n: int, row, why: str, k) -> _validation.GroupSizeError:
+    """The error for a group of n < min_n samples (``row`` None: every group of a dense batch)."""
+    where = "every group" if row is None else _validation.describe_group(row)
     reason = f" ({why})" if why else ""
-    return f"{where} has n={n} samples; {method!r} needs n >= {min_n}{reason}."
+    message = f"{where} has n={n} samples; {method!r} needs n >= {min_n}{reason}."
+    return _validation.GroupSizeError(message, row, n, min_n, k, None)
 
 
 # --- parameter checks (static: they never read the rewards) -----------------------------------
 
 
-def check_real(name: str, value, *, positive: bool = False, nonnegative: bool = False,
-               nonzero: bool = False) -> float:
+def check_real(
+    name: str, value, *, positive: bool = False, nonnegative: bool = False, nonzero: bool = False
+) -> float:
     """A finite real number (not bool), optionally > 0, >= 0 or != 0, as a Python float."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         kind = type(value).__name__

@@ -34,8 +34,8 @@ def maxrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) -
     c = g.total(g.x)
     some = c > 0
     per_correct = (g.n - c) / xp.where(some, c, 1.0)
-    advantages = xp.where(g.is_correct(), per_correct, -1.0)
-    return g.finish(xp.where(some, advantages, 0.0), "maxrl")
+    per_wrong = xp.where(some, -1.0, 0.0)  # a group without a correct sample gets 0
+    return g.from_counts(per_correct, per_wrong, "maxrl")
 
 
 def tailrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) -> Array:
@@ -47,9 +47,9 @@ def tailrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) 
       A_(i) = n sum_{j<=i} gap_j / (n - j + 1), then subtract the group mean. Equivalently (the
       mean is r_(n), and r_(0) cancels), with d_j = r_(j) - r_(j-1) for j >= 2:
 
-          A_(i) = sum_{j=2}^{i} d_j (j - 1)/(n - j + 1)  -  sum_{j>i} d_j,
+          A_(i) = sum_{j=2}^{i} d_j (j - 1)/(n - j + 1)  -  (r_(n) - r_(i)),
 
-      two sums of non-negative terms, computed on pkpo's sorted-gap kernel. Tied rewards get
+      a sum of non-negative terms minus one difference, on pkpo's sorted-gap kernel. Ties get
       identical values. The authors' code also zeroes the increments where (n - j + 1)/n < 1e-4,
       which changes nothing for n <= 10,000; pkpo leaves that truncation out.
     - Rewards: any real; on 0/1 rewards it equals ``maxrl`` exactly.
@@ -67,5 +67,5 @@ def tailrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) 
     t = backend.astype(ranks, groups.values.dtype) + 1.0
     inside = t <= n  # ranks of ragged padding have gap 0 and get weight 0
     weight = xp.where(inside, (t - 1.0) / xp.where(inside, n - t + 1.0, 1.0), 0.0)
-    gaps = groups.gaps
-    return groups.finish(groups.prefix(gaps * weight) - groups.suffix_after(gaps))
+    values = groups.values  # ragged padding repeats the group's largest value: values[..., -1:]
+    return groups.finish(backend.running_sum(groups.gaps * weight) - (values[..., -1:] - values))

@@ -10,8 +10,9 @@ from .._typing import Array
 from ._groups import at_least_one, check_real, prepare
 
 
-def grpo(rewards: Array, *, mask: Array | None = None, eps: float = 1e-6,
-         validate: bool = True) -> Array:
+def grpo(
+    rewards: Array, *, mask: Array | None = None, eps: float = 1e-6, validate: bool = True
+) -> Array:
     """GRPO: each reward's z-score in its group, A_i = (r_i - mean(r)) / (std(r) + eps).
 
     - Objective: the mean reward E[r] (pass@1 for 0/1 rewards). arXiv:2402.03300 (DeepSeekMath).
@@ -20,7 +21,8 @@ def grpo(rewards: Array, *, mask: Array | None = None, eps: float = 1e-6,
     - Rewards: any real.
     - Expected update: biased for every fixed multiple of grad E[r]; the division by a statistic of
       the same group reweights groups by 1/std. For 0/1 rewards it is g_n(p) grad p with g_n
-      depending on p (docs/advantages.md gives it against grad E[r] by enumeration).
+      depending on p for n >= 4 (docs/advantages.md gives it against grad E[r] by enumeration);
+      at n = 2 and 3 every group with signal has the same std, and it is a constant times RLOO.
     - n = 1: 0 (r - mean = 0). verl instead sets mean 0 and std 1 for a singleton (A = r/(1+eps));
       TRL refuses groups of one.
     - All-equal rewards: 0. Negative rewards: fine (shift- and scale-invariant up to eps).
@@ -59,8 +61,14 @@ def rloo(rewards: Array, *, mask: Array | None = None, validate: bool = True) ->
     - n = 1: ValueError (the mean of no other sample); with validate=False a ragged singleton
       gets 0. All-equal rewards: 0. Negative rewards: fine (shift-invariant).
     """
-    g = prepare(rewards, mask, validate=validate, method="rloo", min_n=2,
-                why="leave-one-out needs another sample")
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="rloo",
+        min_n=2,
+        why="leave-one-out needs another sample",
+    )
     xp = g.xp
     n = g.n
     advantages = (n * g.x - g.total(g.x)) / at_least_one(xp, n - 1.0)
@@ -69,8 +77,9 @@ def rloo(rewards: Array, *, mask: Array | None = None, validate: bool = True) ->
     return g.finish(advantages, "rloo")
 
 
-def rs_grpo(rewards: Array, *, mask: Array | None = None, beta: float = 2.0,
-            validate: bool = True) -> Array:
+def rs_grpo(
+    rewards: Array, *, mask: Array | None = None, beta: float = 2.0, validate: bool = True
+) -> Array:
     """RS-GRPO (risk-seeking): A_i = (1/beta) (e^{beta r_i} / mean_j e^{beta r_j} - 1).
 
     - Objective: J_beta = (1/beta) log E[e^{beta r}], which moves from E[r] (beta -> 0) towards
@@ -98,8 +107,9 @@ def rs_grpo(rewards: Array, *, mask: Array | None = None, beta: float = 2.0,
     return g.finish(advantages, "rs_grpo")
 
 
-def w_reinforce(rewards: Array, *, mask: Array | None = None, lam: float = 0.1,
-                validate: bool = True) -> Array:
+def w_reinforce(
+    rewards: Array, *, mask: Array | None = None, lam: float = 0.1, validate: bool = True
+) -> Array:
     """W-REINFORCE: A_i = lam for a correct sample, -1 for a wrong one (no group baseline).
 
     - Objective: E[r] = pass@1, with positive samples down-weighted. arXiv:2506.01347 (Zhu et
@@ -114,5 +124,4 @@ def w_reinforce(rewards: Array, *, mask: Array | None = None, lam: float = 0.1,
     """
     lam = check_real("lam", lam, nonnegative=True)
     g = prepare(rewards, mask, validate=validate, method="w_reinforce", binary=True)
-    xp = g.xp
-    return g.finish(xp.where(g.is_correct(), xp.full_like(g.x, lam), -1.0), "w_reinforce")
+    return g.from_counts(lam, -1.0, "w_reinforce")

@@ -8,14 +8,21 @@ exactly 0 where C(a, b) = 0 and exactly 1 where the two coefficients coincide).
 from __future__ import annotations
 
 from .. import _validation
-from .._combinatorics import binomial_ratio, log_factorial_table
+from .._combinatorics import binomial_ratio
+from .._kernel import log_factorials
 from .._typing import Array, Baseline, IntLike
 from ..transforms import transform
 from ._groups import Groups, at_least_one, prepare
 
 
-def pkpo(rewards: Array, *, k: IntLike, baseline: Baseline = "loo_minus_one",
-         mask: Array | None = None, validate: bool = True) -> Array:
+def pkpo(
+    rewards: Array,
+    *,
+    k: IntLike,
+    baseline: Baseline = "loo_minus_one",
+    mask: Array | None = None,
+    validate: bool = True,
+) -> Array:
     """PKPO: :func:`pkpo.transform` (scale "none"), the paper's transformed rewards.
 
     - Objective: pass@k (0/1 rewards) or maxg@k = E[max of k rewards] (real rewards).
@@ -42,8 +49,14 @@ def tzsm(rewards: Array, *, mask: Array | None = None, validate: bool = True) ->
     - n = 1: ValueError (no second sample); with validate=False a ragged singleton gets 0.
       All-equal rewards: 0. Negative rewards: fine (shift-invariant).
     """
-    g = prepare(rewards, mask, validate=validate, method="tzsm", min_n=2,
-                why="it needs a second-best sample")
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="tzsm",
+        min_n=2,
+        why="it needs a second-best sample",
+    )
     xp = g.xp
     top = g.largest(g.x)
     is_top = g.x == top
@@ -57,8 +70,9 @@ def tzsm(rewards: Array, *, mask: Array | None = None, validate: bool = True) ->
     return g.finish(xp.where(is_top, gain, 0.0), "tzsm")
 
 
-def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
-                   validate: bool = True) -> Array:
+def passk_training(
+    rewards: Array, *, k: IntLike, mask: Array | None = None, validate: bool = True
+) -> Array:
     """Pass@k Training: the analytic group advantage of Chen et al., std-normalised.
 
     - Objective: pass@k. arXiv:2508.10751; code RUCAIBox/Passk_Training ``code/passk_adv.py``.
@@ -75,20 +89,35 @@ def passk_training(rewards: Array, *, k: IntLike, mask: Array | None = None,
     - n = 1 (so k = 1): 0. All-equal rewards: 0 (rho is 0 or 1). Negative rewards: refused.
     """
     k = _validation.check_k(k)
-    g = prepare(rewards, mask, validate=validate, method="passk_training", binary=True, min_n=k,
-                why=f"k={k} <= n")
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="passk_training",
+        binary=True,
+        min_n=k,
+        why=f"k={k} <= n",
+        k=k,
+    )
     xp = g.xp
-    ratio, n, c = _count_ratios(g)
-    rho = 1.0 - ratio(n - c, k, n, k)
-    all_fail = ratio(n - c - 1, k - 1, n - 1, k - 1)  # P(a wrong sample's k-1 companions all fail)
-    variance = rho * (1.0 - rho)
-    sigma = xp.sqrt(xp.where(variance > 0, variance, 0.0))
-    advantages = xp.where(g.is_correct(), 1.0 - rho, 1.0 - rho - all_fail) / (sigma + 1e-6)
-    return g.finish(_where_defined(g, advantages, k), "passk_training")
+
+    def per_count(ratio, n, c):
+        # c = 0 is set apart: there 1 - rho - all_fail is 1 - 0 - 1, and a rounding error in a
+        # compiled graph would be multiplied by 1/eps = 1e6
+        some = c > 0
+        rho = xp.where(some, 1.0 - ratio(n - c, k, n, k), 0.0)
+        all_fail = ratio(n - c - 1, k - 1, n - 1, k - 1)  # P(a wrong sample's k-1 companions fail)
+        variance = rho * (1.0 - rho)
+        divisor = xp.sqrt(xp.where(variance > 0, variance, 0.0)) + 1e-6
+        return (1.0 - rho) / divisor, xp.where(some, 1.0 - rho - all_fail, 0.0) / divisor
+
+    per_correct, per_wrong = (_where_defined(g, v, k) for v in _by_count(g, per_count))
+    return g.from_counts(per_correct, per_wrong, "passk_training")
 
 
-def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
-                       validate: bool = True) -> Array:
+def pkpo_two_baselines(
+    rewards: Array, *, k: IntLike, mask: Array | None = None, validate: bool = True
+) -> Array:
     """MaxRL repository's PKPO port: s^(loo-1), then a second leave-one-out mean. BIASED.
 
     Kept for ablations: the maze benchmark of arXiv:2602.02710 reports PKPO numbers from this
@@ -108,33 +137,52 @@ def pkpo_two_baselines(rewards: Array, *, k: IntLike, mask: Array | None = None,
     - n = 1 (so k = 1): r. All-equal rewards: 0. Negative rewards: refused (binary only).
     """
     k = _validation.check_k(k)
-    g = prepare(rewards, mask, validate=validate, method="pkpo_two_baselines", binary=True, min_n=k,
-                why=f"k={k} <= n")
+    g = prepare(
+        rewards,
+        mask,
+        validate=validate,
+        method="pkpo_two_baselines",
+        binary=True,
+        min_n=k,
+        why=f"k={k} <= n",
+        k=k,
+    )
     xp = g.xp
-    ratio, n, c = _count_ratios(g)
-    credit = ratio(n - c, k - 1, n - 1, k - 1)  # v of a correct sample
-    v = xp.where(g.is_correct(), credit, 0.0)
-    n_float = g.n_array()
-    total = g.backend.astype(c, v.dtype) * credit  # sum_j v_j
-    second = (n_float * v - total) / at_least_one(xp, n_float - 1.0)
-    advantages = xp.where(n_float > 1, second, v) * (k / n_float)
-    return g.finish(_where_defined(g, advantages, k), "pkpo_two_baselines")
+
+    def per_count(ratio, n, c):
+        credit = ratio(n - c, k - 1, n - 1, k - 1)  # v of a correct sample; a wrong one has v = 0
+        n, c = (g.backend.astype(v, credit.dtype) for v in (n, c))
+        total = c * credit  # sum_j v_j
+        several = n > 1  # n = 1: the repository keeps v
+        divisor = at_least_one(xp, n - 1.0)
+        per_correct = xp.where(several, (n * credit - total) / divisor, credit)
+        per_wrong = xp.where(several, -total / divisor, 0.0)
+        return per_correct * (k / n), per_wrong * (k / n)  # on the paper's scale
+
+    per_correct, per_wrong = (_where_defined(g, v, k) for v in _by_count(g, per_count))
+    return g.from_counts(per_correct, per_wrong, "pkpo_two_baselines")
 
 
-def _count_ratios(g: Groups):
-    """(ratio, n, c): ``ratio(a, b, m, c) = C(a, b)/C(m, c)`` on integer arrays, and each group's
-    size n and count of correct samples c as (..., 1) integer arrays."""
+def _by_count(g: Groups, formula):
+    """``formula(ratio, n, c)`` for each group's size n and count c of correct samples: a tuple
+    of (..., 1) arrays. ``ratio(a, b, m, d) = C(a, b)/C(m, d)`` on integer arrays.
+
+    Dense groups have only n + 1 possible counts: the formula runs on those, and every group
+    looks its values up. Ragged groups evaluate it on their own (n, c).
+    """
     backend, xp = g.backend, g.xp
     size = backend.shape(g.x)[-1]
-    lf = backend.constant(log_factorial_table, (size + 1,), g.x, g.x.dtype)
+    lf = log_factorials(backend, size + 1, g.x)
     int_dtype = g.int_dtype()
-    n = backend.astype(g.n_array(), int_dtype)
     c = backend.astype(xp.round(g.total(g.x)), int_dtype)
 
     def ratio(a, b, m, d):
         return binomial_ratio(xp, lf, a, xp.zeros_like(a) + b, m, xp.zeros_like(m) + d)
 
-    return ratio, n, c
+    if not isinstance(g.n, float):
+        return formula(ratio, backend.astype(g.n, int_dtype), c)
+    counts = backend.astype(xp.arange(size + 1, device=backend.device(g.x)), int_dtype)
+    return tuple(values[c] for values in formula(ratio, xp.zeros_like(counts) + size, counts))
 
 
 def _where_defined(g: Groups, advantages, k: int):

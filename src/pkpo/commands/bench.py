@@ -22,7 +22,6 @@ plain-Python per-group loop (benchmarks/reference_loop.py) as a reference in the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -34,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._cli import Parser, UsageError, fail, non_negative_int, positive_int
-from .._output import markdown_table
+from .._output import OutputPathError, check_output_path, markdown_table, write_json
 
 SHAPES = [(16384, 16), (4096, 64), (1024, 256), (64, 4096)]
 QUICK_SHAPES = [(512, 16), (32, 256)]
@@ -57,7 +56,8 @@ class Reference(NamedTuple):
 
 
 def best_time(fn: Callable[[], object], min_time: float = 0.15, repeats: int = 5) -> float:
-    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>= min_time/5)."""
+    """Seconds per call: the best of ``repeats`` rounds, each long enough to time (>=
+    min_time/5)."""
     fn()  # warm up (caches, lazy imports, allocator)
     start = time.perf_counter()
     fn()
@@ -119,7 +119,9 @@ def time_backends(rewards: np.ndarray, k: int, device: str, min_time: float) -> 
     return row
 
 
-def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15):
+def bench_shapes(
+    shapes, device: str, rng, references=(), loop_budget: float = 0.5, min_time: float = 0.15
+):
     import pkpo
 
     rows = []
@@ -129,7 +131,10 @@ def bench_shapes(shapes, device: str, rng, references=(), loop_budget: float = 0
             row = {"groups": groups, "n": n, "k": k, **time_backends(rewards, k, device, min_time)}
             for reference in references:
                 run = reference.run(rewards.astype(np.float64), k, loop_budget)
-                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = run["seconds"], run["timed"]
+                row[f"{reference.key}_s"], row[f"{reference.key}_groups_timed"] = (
+                    run["seconds"],
+                    run["timed"],
+                )
                 expected = pkpo.transform(rewards[: run["timed"]].astype(np.float64), k)
                 row[f"{reference.key}_max_abs_diff"] = float(np.abs(run["out"] - expected).max())
             rows.append(row)
@@ -170,7 +175,10 @@ def bench_verl(rng, tokens: int = 32) -> dict:
     uids = np.array([f"uid-{g}" for g in range(groups) for _ in range(n)], dtype=object)
     passk = core_algos.get_adv_estimator_fn("grpo_passk")
     config = _config(
-        {"norm_adv_by_std_in_grpo": False, "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"}}
+        {
+            "norm_adv_by_std_in_grpo": False,
+            "pkpo": {"k": n, "baseline": "loo_minus_one", "scale": "none"},
+        }
     )
 
     verl_adv, _ = passk(
@@ -242,7 +250,9 @@ def _reference_cell(row: dict, key: str) -> str:
 
 def shapes_table(rows: list[dict], device: str, references=()) -> str:
     header = ["groups x n", "k", "numpy f32", "torch f32 CPU"]
-    header += [reference.title for reference in references] + [reference.ratio_title for reference in references]
+    header += [reference.title for reference in references] + [
+        reference.ratio_title for reference in references
+    ]
     if device == "cuda":
         header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA transform / sort"]
     body = []
@@ -268,8 +278,15 @@ def shapes_table(rows: list[dict], device: str, references=()) -> str:
 
 
 def growth_table(rows: list[dict], device: str) -> str:
-    header = ["groups x n", "k", "numpy f32", "torch f32 CPU", "first call (numpy, builds weights)",
-              "numpy / n=64", "torch / n=64"]
+    header = [
+        "groups x n",
+        "k",
+        "numpy f32",
+        "torch f32 CPU",
+        "first call (numpy, builds weights)",
+        "numpy / n=64",
+        "torch / n=64",
+    ]
     if device == "cuda":
         header += ["torch f32 CUDA", "torch.sort CUDA", "CUDA / n=64"]
     base = rows[0]
@@ -289,7 +306,11 @@ def growth_table(rows: list[dict], device: str) -> str:
             relative(row, "torch_cpu_s"),
         ]
         if device == "cuda":
-            cells += [fmt_time(row.get("cuda_s")), fmt_time(row.get("cuda_sort_s")), relative(row, "cuda_s")]
+            cells += [
+                fmt_time(row.get("cuda_s")),
+                fmt_time(row.get("cuda_sort_s")),
+                relative(row, "cuda_s"),
+            ]
         body.append(cells)
     return markdown_table(header, body)
 
@@ -305,7 +326,10 @@ def verl_table(result: dict) -> str:
     ]
     table = markdown_table(
         ["implementation", "time", "verl / this"],
-        [[label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])] for label, key in entries],
+        [
+            [label, fmt_time(result[key]), fmt_ratio(result["verl_s"] / result[key])]
+            for label, key in entries
+        ],
     )
     check = (
         f"Same advantages: max |verl - pkpo estimator| = {result['max_abs_diff_estimator']:.1e}, "
@@ -320,39 +344,6 @@ def _fastest(row: dict) -> float:
     return min(row["numpy_s"], row.get("torch_cpu_s", math.inf))
 
 
-def targets(results: dict) -> list[str]:
-    """The project's stated targets, each with the measured number ('pkpo': numpy or torch,
-    whichever was faster)."""
-    lines = []
-    verl = results.get("verl", {})
-    if "verl_s" in verl:
-        ratio = verl["verl_s"] / verl["pkpo_transform_s"]
-        lines.append(
-            f"- CPU >= 50x faster than verl grpo_passk at 512 x 16, k = n: "
-            f"{ratio:,.0f}x (pkpo.transform, torch) -> {'met' if ratio >= 50 else 'NOT met'}; "
-            f"pkpo's verl estimator on the same token-level inputs: "
-            f"{verl['verl_s'] / verl['pkpo_estimator_s']:,.1f}x"
-        )
-    for row in results.get("shapes", []):
-        if (row["groups"], row["n"]) == (4096, 64) and "loop_s" in row:  # benchmarks/reference_loop.py
-            ratio = row["loop_s"] / _fastest(row)
-            lines.append(
-                f"- >= 100x faster than the per-group loop at 4096 x 64, k = {row['k']}: "
-                f"{ratio:,.0f}x (math.comb loop / pkpo) -> {'met' if ratio >= 100 else 'NOT met'}; "
-                f"against the loop with ratio recurrences: {row['loop_ratio_s'] / _fastest(row):,.0f}x"
-            )
-    growth = results.get("growth", [])
-    if len(growth) >= 2 and growth[-1]["n"] == 65536 and growth[0]["n"] == 64:
-        for key, name in (("numpy_s", "numpy"), ("torch_cpu_s", "torch")):
-            if key in growth[0]:
-                ratio = growth[-1][key] / growth[0][key]
-                lines.append(
-                    f"- {GROWTH_TOTAL:,} rewards, {name}: time at n = 65,536 (k = n/2) within 3x of "
-                    f"n = 64: {ratio:.2f}x -> {'met' if ratio <= 3 else 'NOT met'}"
-                )
-    return lines
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pkpo bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, no verl: a few seconds")
@@ -363,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cuda: also time the transform and torch.sort on the GPU",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a --json file that exists"
+    )
     parser.add_argument("--no-verl", action="store_true", help="skip the verl comparison")
     parser.add_argument(
         "--threads",
@@ -374,11 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None, references=()) -> int:
-    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table."""
+def main(argv=None, references=(), sections=()) -> int:
+    """Entry point of ``pkpo bench``; ``references`` adds slower implementations to the first table,
+    and each of ``sections`` (results -> markdown) is printed at the end
+    (benchmarks/transform.py)."""
     try:
         args = build_parser().parse_args(argv)
-    except UsageError as error:
+        if args.json:
+            check_output_path(args.json, overwrite=args.overwrite, what="--json")
+    except (UsageError, OutputPathError) as error:
         return fail("pkpo bench", error)
     torch = _torch()
     if args.threads is not None and torch is not None:
@@ -396,11 +394,16 @@ def main(argv=None, references=()) -> int:
     print("## Transform time per call (loo_minus_one, float32 input, best of repeats)\n")
     print(shapes_table(results["shapes"], args.device, references))
     if references:
-        worst = max(r[f"{reference.key}_max_abs_diff"] for r in results["shapes"] for reference in references)
+        worst = max(
+            r[f"{reference.key}_max_abs_diff"]
+            for r in results["shapes"]
+            for reference in references
+        )
         print(
-            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each timed on "
-            f"the first groups for about {loop_budget:g} s and scaled to all groups. Their results equal "
-            f"pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster of numpy and torch.\n"
+            f"\nThe references ({'; '.join(reference.title for reference in references)}) are each "
+            f"timed on the first groups for about {loop_budget:g} s and scaled to all groups. "
+            f"Their results equal pkpo.transform's to {worst:.0e}. 'pkpo' in a ratio is the faster "
+            "of numpy and torch.\n"
         )
     else:
         print()
@@ -413,16 +416,15 @@ def main(argv=None, references=()) -> int:
         results["verl"] = bench_verl(rng)
         print("\n## Against verl's grpo_passk (CPU)\n")
         print(verl_table(results["verl"]))
-    lines = targets(results)
-    if lines:
-        print("\n## Targets\n")
-        print("\n".join(lines))
+    for section in sections:
+        print(f"\n{section(results)}")
     if args.json:
         try:
-            with open(args.json, "w") as handle:
-                json.dump(results, handle, indent=2)
+            write_json(args.json, results, indent=2)
         except OSError as error:
-            return fail("pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}")
+            return fail(
+                "pkpo bench", f"could not write --json {args.json!r}: {error.strerror or error}"
+            )
         print(f"\nwrote {args.json}")
     return 0
 

@@ -9,5 +9,9 @@ Import the one you need; each imports its framework, so nothing is imported here
   :mod:`pkpo.integrations.openrlhf_launch`, its launcher
   (``python -m pkpo.integrations.openrlhf_launch``);
 * :mod:`pkpo.integrations.tunix`: the ``pkpo`` advantage estimator (``register(k=...)``) and
-  step-publishing GRPO learners for Tunix 0.1.7 (JAX).
+  step-publishing GRPO learners for Tunix 0.1.7 (JAX);
+* :mod:`pkpo.integrations.tinker`: ``patch()`` for tinker-cookbook 0.6's RL loop;
+* :mod:`pkpo.integrations.skyrl`: ``register()`` in SkyRL's advantage-estimator registry and the
+  step-publishing ``PKPOTrainer`` / ``PKPOExp`` (skyrl 0.3);
+* :mod:`pkpo.integrations.ms_swift`: ``PKPOGRPOTrainer`` and ``patch()`` for ms-swift 4.6's GRPO.
 """

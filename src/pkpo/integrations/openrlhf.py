@@ -29,13 +29,15 @@ The training step for a k schedule: OpenRLHF calls ``compute_advantages_and_retu
 one whose ``self.experience_maker`` is the maker being run. Wrapping ``train_step`` instead does
 not work: ``@ray.remote class PPOTrainer`` copies the methods (Ray's tracing wrapper) while its
 module loads, before any post-import patch can run, so the actor would keep the unwrapped one.
-Outside ``train_step`` (a custom loop) publish the step with ``clock.publish(step)``.
+That step is set on :data:`clock` for the call (``clock.at``), as the other adapters' trainers
+do; outside ``train_step`` (a custom loop) publish the step with ``clock.publish(step)``.
 
 Options come from the arguments of :func:`patch` or, when it runs as a Ray
-``worker_process_setup_hook`` (no arguments), from the environment: ``PKPO_K`` or
-``PKPO_SCHEDULE``, ``PKPO_BASELINE`` and ``PKPO_SCALE``. The launcher
-(``python -m pkpo.integrations.openrlhf_launch``) sets both up. With ``scale="mean_abs"`` the mean |A| is taken over all rows of one
-``compute_advantages_and_returns`` call (one rollout batch).
+``worker_process_setup_hook`` (no arguments), from the environment: ``PKPO_METHOD`` (any name
+of :func:`pkpo.advantages.names`, default ``pkpo``), ``PKPO_K`` or ``PKPO_SCHEDULE`` (methods
+that take k), ``PKPO_BASELINE``, ``PKPO_SCALE`` and ``PKPO_PARAMS`` ("beta=2.0"). The launcher
+(``python -m pkpo.integrations.openrlhf_launch``) sets both up. With ``scale="mean_abs"`` the mean
+|A| is taken over all rows of one ``compute_advantages_and_returns`` call (one rollout batch).
 
 The patch is idempotent and lazy: if OpenRLHF is not imported yet, it is applied right after the
 module is first imported, so the hook costs nothing in Ray workers that never load it (vLLM
@@ -56,36 +58,35 @@ from ._common import PKPOOptions, StepClock, consecutive_advantages, parse_optio
 logger = logging.getLogger("pkpo.integrations.openrlhf")
 
 EXPERIENCE_MODULE = "openrlhf.trainer.ppo_utils.experience_maker"
-ENV_K, ENV_SCHEDULE, ENV_BASELINE, ENV_SCALE = (
-    "PKPO_K",
-    "PKPO_SCHEDULE",
-    "PKPO_BASELINE",
-    "PKPO_SCALE",
-)
+#: the environment variable of each option of :func:`pkpo.integrations._common.parse_options`
+ENV_VARS = {
+    "method": "PKPO_METHOD",
+    "k": "PKPO_K",
+    "schedule": "PKPO_SCHEDULE",
+    "baseline": "PKPO_BASELINE",
+    "scale": "PKPO_SCALE",
+    "params": "PKPO_PARAMS",
+}
 REQUIRED_ESTIMATOR = "reinforce"
 
-#: a step published by hand, for calls of compute_advantages_and_returns outside train_step
+#: the training step: the running train_step's, or one published by hand (custom loops)
 clock = StepClock()
 _state: dict = {"options": None}
 _active = threading.local()  # the compute_advantages_and_returns call running in this thread
 
 
 def options_from_env(environ=None, *, rollout_n=None, source=None) -> PKPOOptions:
-    """PKPO options from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE`` / ``PKPO_SCALE``.
+    """PKPO options from ``PKPO_METHOD`` / ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE`` /
+    ``PKPO_SCALE`` / ``PKPO_PARAMS`` (:data:`ENV_VARS`); unset or empty variables take the
+    defaults.
 
     ``rollout_n`` (optional): samples per prompt, checked to be enough for the largest k.
     ``source`` names the options in error messages.
     """
     environ = os.environ if environ is None else environ
-    return parse_options(
-        k=environ.get(ENV_K) or None,
-        schedule=environ.get(ENV_SCHEDULE) or None,
-        baseline=environ.get(ENV_BASELINE) or None,
-        scale=environ.get(ENV_SCALE) or None,
-        rollout_n=rollout_n,
-        source=source
-        or f"OpenRLHF PKPO options ({ENV_K}/{ENV_SCHEDULE}/{ENV_BASELINE}/{ENV_SCALE})",
-    )
+    values = {option: environ.get(name) or None for option, name in ENV_VARS.items()}
+    source = source or f"OpenRLHF PKPO options ({'/'.join(ENV_VARS.values())})"
+    return parse_options(**values, rollout_n=rollout_n, source=source)
 
 
 def transform_experience_rewards(
@@ -159,7 +160,7 @@ def training_step_of(maker) -> int | None:
 class _Call:
     """One running compute_advantages_and_returns: what the length-penalty hook needs."""
 
-    k: int
+    k: int | None
     options: PKPOOptions
     done: bool = False
     group_reward_stds: list = field(default_factory=list)
@@ -189,8 +190,8 @@ def _wrap_compute_advantages(original):
                 "'reinforce' (with --algo.advantage.no_std_norm) so that OpenRLHF does not "
                 "reshape the PKPO rewards again."
             )
-        step = training_step_of(self)
-        call = _Call(options.k_at(step if step is not None else clock.step), options)
+        with clock.at(training_step_of(self)):
+            call = _Call(options.k_at(clock.step), options)
         outer, _active.call = getattr(_active, "call", None), call
         try:
             result = original(self, experiences, *args, **kwargs)
@@ -243,8 +244,10 @@ def _put_pkpo_rewards(experiences, args, call: _Call) -> None:
 
     for experience, reward in zip(experiences, new_rewards):
         experience.rewards = reward.to(experience.rewards.device)
-        experience.info["pkpo_k"] = torch.full(reward.shape, float(call.k))
-        experience.info["pkpo_estimate"] = torch.full(reward.shape, float(estimate))
+        if call.k is not None:  # None: a method without k (and without a pass@k estimate)
+            experience.info["pkpo_k"] = torch.full(reward.shape, float(call.k))
+        if estimate is not None:
+            experience.info["pkpo_estimate"] = torch.full(reward.shape, float(estimate))
     _warn_if_clipped(torch.cat(new_rewards), getattr(args.reward, "clip_range", None))
     call.done = True
 
@@ -282,23 +285,23 @@ def _patch_experience_maker(module) -> None:
     _patch_attribute(module, "apply_length_penalties", _wrap_length_penalties)
 
 
-def patch(k=None, baseline=None, schedule=None, scale=None) -> PKPOOptions:
+def patch(
+    k=None, baseline=None, schedule=None, scale=None, method=None, params=None
+) -> PKPOOptions:
     """Apply the PKPO patch to OpenRLHF in this process (now, or when OpenRLHF is imported).
 
-    With no arguments the options come from ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE`` /
-    ``PKPO_SCALE`` (the form a Ray ``worker_process_setup_hook`` needs). Idempotent; a later
-    call may change the options. Returns the options in force.
+    With no arguments the options come from the environment (:func:`options_from_env`, the form
+    a Ray ``worker_process_setup_hook`` needs). ``method`` selects any estimator of
+    :mod:`pkpo.advantages` (default "pkpo"). Idempotent; a later call may change the options.
+    Returns the options in force.
     """
-    if k is None and schedule is None and baseline is None and scale is None:
+    given = dict(
+        k=k, baseline=baseline, schedule=schedule, scale=scale, method=method, params=params
+    )
+    if all(value is None for value in given.values()):
         options = options_from_env()
     else:
-        options = parse_options(
-            k=k,
-            baseline=baseline,
-            schedule=schedule,
-            scale=scale,
-            source="pkpo.integrations.openrlhf.patch",
-        )
+        options = parse_options(**given, source="pkpo.integrations.openrlhf.patch")
     _state["options"] = options
     when_imported(EXPERIENCE_MODULE, _patch_experience_maker)
     return options

@@ -2,8 +2,10 @@
 
 Usage::
 
-    python -m pkpo.integrations.openrlhf_launch (--pkpo.k K | --pkpo.schedule S) [--pkpo.baseline B] \\
-        [--pkpo.scale none|n_over_k|mean_abs] <openrlhf.cli.train_ppo_ray arguments>
+    python -m pkpo.integrations.openrlhf_launch [--pkpo.method M] \\
+        [--pkpo.k K | --pkpo.schedule S] [--pkpo.baseline B] \\
+        [--pkpo.scale none|n_over_k|mean_abs] [--pkpo.params P] <openrlhf.cli.train_ppo_ray
+        arguments>
 
 Runs OpenRLHF's ``openrlhf.cli.train_ppo_ray`` with :func:`pkpo.integrations.openrlhf.patch`
 applied in every Ray worker process:
@@ -15,8 +17,9 @@ applied in every Ray worker process:
    PKPO rewards again), ``--algo.advantage.no_std_norm``, and ``--algo.kl.init_coef 0`` unless a
    KL coefficient or ``--algo.kl.use_loss`` is given (OpenRLHF's default 0.01 puts a KL penalty
    into the reward, untransformed, next to the PKPO values);
-3. puts the PKPO options into ``PKPO_K`` / ``PKPO_SCHEDULE`` / ``PKPO_BASELINE`` / ``PKPO_SCALE``
-   and calls ``ray.init`` with ``runtime_env={"worker_process_setup_hook":
+3. puts the PKPO options into their environment variables (``PKPO_METHOD``, ``PKPO_K``, ...:
+   :data:`pkpo.integrations.openrlhf.ENV_VARS`) and calls ``ray.init`` with
+   ``runtime_env={"worker_process_setup_hook":
    "pkpo.integrations.openrlhf.patch", "env_vars": {...}}``, the env vars also carrying
    OpenRLHF's own defaults (``TOKENIZERS_PARALLELISM``, ``NCCL_DEBUG``,
    ``RAY_ENABLE_ZERO_COPY_TORCH_TENSORS``), because ``train()`` skips its own ``ray.init`` when
@@ -34,15 +37,18 @@ import runpy
 import sys
 
 from .._cli import fail
+from ._common import DEFAULT_SCALE, as_int, check_samples_per_prompt
 
 PROG = "pkpo.integrations.openrlhf_launch"
 ENTRY_MODULE = "openrlhf.cli.train_ppo_ray"
 SETUP_HOOK = "pkpo.integrations.openrlhf.patch"
 PKPO_FLAGS = {
+    "--pkpo.method": "PKPO_METHOD",
     "--pkpo.k": "PKPO_K",
     "--pkpo.schedule": "PKPO_SCHEDULE",
     "--pkpo.baseline": "PKPO_BASELINE",
     "--pkpo.scale": "PKPO_SCALE",
+    "--pkpo.params": "PKPO_PARAMS",
 }
 ESTIMATOR_FLAG = "--algo.advantage.estimator"
 NO_STD_NORM_FLAG = "--algo.advantage.no_std_norm"
@@ -59,21 +65,25 @@ OPENRLHF_DEFAULT_ENV = {
     "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": "1",
 }
 
-HELP = """\
-usage: python -m pkpo.integrations.openrlhf_launch (--pkpo.k K | --pkpo.schedule S)
-           [--pkpo.baseline B] [--pkpo.scale SCALE] [OpenRLHF train_ppo_ray arguments ...]
+HELP = f"""\
+usage: python -m pkpo.integrations.openrlhf_launch [--pkpo.method M]
+           [--pkpo.k K | --pkpo.schedule S] [--pkpo.baseline B] [--pkpo.scale SCALE]
+           [--pkpo.params P] [OpenRLHF train_ppo_ray arguments ...]
 
 Run OpenRLHF's PPO (openrlhf.cli.train_ppo_ray) on PKPO transformed rewards: the PKPO patch is
 installed in every Ray worker through a runtime_env worker_process_setup_hook.
 
 PKPO flags (also --flag=value):
-  --pkpo.k K             optimise pass@k (maxg@k for real rewards) at this k
+  --pkpo.method M        the advantage estimator, by name: pkpo (default), grpo, dr_grpo,
+                         rloo, maxrl, tailrl, rs_grpo, w_reinforce, tzsm, passk_training, ...
+  --pkpo.k K             optimise pass@k (maxg@k for real rewards) at this k (methods with k)
   --pkpo.schedule S      a k schedule instead of a constant k, over OpenRLHF's global_step,
                          e.g. "8->1@150" or "linear:8->1@0+300"
-  --pkpo.baseline B      loo_minus_one (default; the paper's PKPO), loo, centered or none
+  --pkpo.baseline B      PKPO's: loo_minus_one (default; the paper's PKPO), loo, centered, none
+  --pkpo.params P        the method's other parameters, e.g. beta=2.0 (rs_grpo)
   --pkpo.scale SCALE     none (the paper's values), n_over_k or mean_abs (mean |A| = 1 over the
                          rollout batch of one advantage computation; slightly biased);
-                         default: the adapters' default, printed at start
+                         default: {DEFAULT_SCALE}
   -h, --help             show this help and exit
 
 Every other argument passes through to openrlhf.cli.train_ppo_ray unchanged; see
@@ -202,9 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         pkpo_env, rest = split_argv(argv)
         options = adapter.options_from_env(pkpo_env, source="--pkpo flags")
         n_samples = flag_value(rest, N_SAMPLES_FLAG) or str(OPENRLHF_DEFAULT_N_SAMPLES)
-        adapter.options_from_env(
-            pkpo_env, rollout_n=n_samples, source=f"{N_SAMPLES_FLAG} {n_samples}"
-        )
+        n_samples = as_int(n_samples, N_SAMPLES_FLAG, minimum=1)
+        check_samples_per_prompt(n_samples, options, source="--pkpo flags", name=N_SAMPLES_FLAG)
         rest, notes = with_pkpo_defaults(rest)
     except ValueError as error:
         return fail(PROG, error)
@@ -212,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         return fail(
             PROG,
-            f"OpenRLHF cannot be imported here (missing: {', '.join(missing)}); install it on a CUDA "
-            "machine: pip install 'openrlhf[vllm]==0.11.2' (docs/integrations.md).",
+            f"OpenRLHF cannot be imported here (missing: {', '.join(missing)}); install it on a "
+            "CUDA machine: pip install 'openrlhf[vllm]==0.11.2' (docs/integrations.md).",
         )
     print(f"{PROG}: PKPO {options.describe()}", file=sys.stderr)
     for note in notes:

@@ -2,7 +2,7 @@
 
 TRL has no advantage hook; its maintainers' advice (huggingface/trl#4525) is to subclass and
 override ``_generate_and_score_completions``. These trainers do exactly that, using two private
-methods of trl 1.16.0 (pin ``trl==1.16.0``, the ``pkpo[trl]`` extra):
+methods of trl 1.16.0 (the version the tests pin; the ``trl`` extra asks for ``trl>=1.16``):
 
 1. ``_calculate_rewards`` is wrapped to keep the rewards it returns. They are already gathered
    from all processes, (N_global, n_reward_funcs), so every group of ``num_generations``
@@ -17,6 +17,11 @@ Scalar rewards are TRL's: the ``reward_weights``-weighted nansum over reward fun
 also ``reward_clip_range``). k comes from ``pkpo_k`` or the ``pkpo_schedule`` evaluated at
 ``trainer.state.global_step``; ``pkpo/k`` and ``pkpo/estimate`` (the mean per-group unbiased
 pass@k / maxg@k estimate) are logged.
+
+Method: ``pkpo_method`` (default ``"pkpo"``) selects any estimator of :mod:`pkpo.advantages` by
+name (``"grpo"``, ``"rloo"``, ``"maxrl"``, ...), on the same path: the same groups, masks and
+scale, ``pkpo_k`` / ``pkpo_schedule`` for the methods that take k, ``pkpo_params`` for the
+method's other parameters (``"beta=2.0"`` for ``"rs_grpo"``).
 
 Scale: ``pkpo_scale`` (default ``"mean_abs"``) is :func:`pkpo.transform`'s ``scale``, applied to
 the gathered batch of all processes before the local slice, so every process divides by the
@@ -45,8 +50,8 @@ from dataclasses import dataclass, field
 import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-from ..transforms import min_group_size
 from ._common import (
+    DEFAULT_METHOD,
     DEFAULT_SCALE,
     PKPOOptions,
     check_samples_per_prompt,
@@ -58,12 +63,21 @@ from ._common import (
 
 logger = logging.getLogger("pkpo.integrations.trl")
 
-_K_HELP = "k of pass@k to optimise (constant). Give this or pkpo_schedule."
-_BASELINE_HELP = "PKPO baseline: loo_minus_one (paper's PKPO, default), none, loo or centered."
+_METHOD_HELP = (
+    "Advantage estimator of pkpo.advantages: pkpo (default), grpo, dr_grpo, rloo, maxrl, tailrl, "
+    "rs_grpo, w_reinforce, tzsm, passk_training, ... (pkpo.advantages.names())."
+)
+_PARAMS_HELP = "The method's other parameters, e.g. {'beta': 2.0} or 'beta=2.0' for rs_grpo."
+_K_HELP = "k of pass@k to optimise (constant), for methods that take k. Or pkpo_schedule."
+_BASELINE_HELP = (
+    "PKPO's baseline (method pkpo only): loo_minus_one (the paper's PKPO, default), none, loo or "
+    "centered."
+)
 _SCHEDULE_HELP = "k schedule by global step, e.g. '8->1@1500' (see pkpo.schedules.from_spec)."
 _SCALE_HELP = (
-    "Advantage scale: mean_abs (default; divided by the batch's mean |A|, so GRPO's lr carries "
-    "over; slightly biased), n_over_k (times n/k, unbiased) or none (the paper's values)."
+    f"Advantage scale: mean_abs (divided by the batch's mean |A|, so GRPO's lr carries over; "
+    f"slightly biased), n_over_k (times n/k, unbiased) or none (the paper's values); default "
+    f"{DEFAULT_SCALE}."
 )
 _EVAL_KS_HELP = (
     "ks of the unbiased eval_pass@k / eval_maxg@k (with standard errors) logged by evaluate(), "
@@ -76,47 +90,67 @@ _UNFAITHFUL_LOSS_TYPES = {
 }
 
 
-def _options_of(config) -> PKPOOptions:
-    options = parse_options(
-        k=config.pkpo_k,
-        baseline=config.pkpo_baseline,
-        schedule=config.pkpo_schedule,
-        scale=config.pkpo_scale,
-        source=type(config).__name__,
-    )
-    check_samples_per_prompt(
-        config.num_generations, options, source=type(config).__name__, name="num_generations"
-    )
-    return options
-
-
-def _eval_ks_of(config) -> tuple[int, ...]:
-    n_eval = config.num_generations_eval or config.num_generations
-    return parse_val_ks(
-        config.pkpo_eval_ks,
-        source=f"{type(config).__name__}.pkpo_eval_ks",
-        largest_n=n_eval,
-        n_name="num_generations_eval" if config.num_generations_eval else "num_generations",
-    )
-
-
 @dataclass
-class PKPOGRPOConfig(GRPOConfig):
-    """:class:`trl.GRPOConfig` plus the PKPO options (TRL's own defaults otherwise)."""
+class PKPOFields:
+    """The PKPO fields of both trainer configs (a mixin before TRL's config class), parsed once
+    when the config is made.
 
+    ``pkpo_options`` (:class:`PKPOOptions`) and ``pkpo_parsed_eval_ks`` (a sorted tuple) are
+    what the trainers read; the raw fields stay as given, for TRL's config printing and saving.
+    """
+
+    pkpo_method: str = field(default=DEFAULT_METHOD, metadata={"help": _METHOD_HELP})
     pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
-    pkpo_baseline: str = field(default="loo_minus_one", metadata={"help": _BASELINE_HELP})
+    pkpo_baseline: str | None = field(default=None, metadata={"help": _BASELINE_HELP})
     pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
     pkpo_scale: str = field(default=DEFAULT_SCALE, metadata={"help": _SCALE_HELP})
     pkpo_eval_ks: list[int] | None = field(default=None, metadata={"help": _EVAL_KS_HELP})
+    pkpo_params: str | None = field(default=None, metadata={"help": _PARAMS_HELP})
+
+    def __post_init__(self):
+        super().__post_init__()
+        source = type(self).__name__
+        options = parse_options(
+            k=self.pkpo_k,
+            baseline=self.pkpo_baseline,
+            schedule=self.pkpo_schedule,
+            scale=self.pkpo_scale,
+            method=self.pkpo_method,
+            params=self.pkpo_params,
+            source=source,
+        )
+        check_samples_per_prompt(
+            self.num_generations, options, source=source, name="num_generations"
+        )
+        n_eval = self.num_generations_eval or self.num_generations
+        eval_ks = parse_val_ks(
+            self.pkpo_eval_ks,
+            source=f"{source}.pkpo_eval_ks",
+            largest_n=n_eval,
+            n_name="num_generations_eval" if self.num_generations_eval else "num_generations",
+        )
+        # plain attributes, not fields: TRL's to_dict / HfArgumentParser see only the fields
+        self._pkpo_parsed = (options, eval_ks)
+
+    @property
+    def pkpo_options(self) -> PKPOOptions:
+        return self._pkpo_parsed[0]
+
+    @property
+    def pkpo_parsed_eval_ks(self) -> tuple[int, ...]:
+        return self._pkpo_parsed[1]
+
+
+@dataclass
+class PKPOGRPOConfig(PKPOFields, GRPOConfig):
+    """:class:`trl.GRPOConfig` plus the PKPO options (TRL's own defaults otherwise)."""
+
     scale_rewards: str = field(
         default="none", metadata={"help": "Ignored by PKPO (its advantages replace TRL's)."}
     )
 
     def __post_init__(self):
         super().__post_init__()
-        _options_of(self)
-        _eval_ks_of(self)
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 f"PKPOGRPOConfig: multi_objective_aggregation={self.multi_objective_aggregation!r} "
@@ -134,14 +168,9 @@ class PKPOGRPOConfig(GRPOConfig):
 
 
 @dataclass
-class PKPORLOOConfig(RLOOConfig):
+class PKPORLOOConfig(PKPOFields, RLOOConfig):
     """:class:`trl.RLOOConfig` plus the PKPO options; ``beta`` (KL in the reward) must stay 0."""
 
-    pkpo_k: int | None = field(default=None, metadata={"help": _K_HELP})
-    pkpo_baseline: str = field(default="loo_minus_one", metadata={"help": _BASELINE_HELP})
-    pkpo_schedule: str | None = field(default=None, metadata={"help": _SCHEDULE_HELP})
-    pkpo_scale: str = field(default=DEFAULT_SCALE, metadata={"help": _SCALE_HELP})
-    pkpo_eval_ks: list[int] | None = field(default=None, metadata={"help": _EVAL_KS_HELP})
     beta: float = field(
         default=0.0,
         metadata={"help": "Must be 0: PKPO replaces the advantages that carry RLOO's KL."},
@@ -149,8 +178,6 @@ class PKPORLOOConfig(RLOOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _options_of(self)
-        _eval_ks_of(self)
         if self.beta != 0.0:
             raise ValueError(
                 f"PKPORLOOConfig: beta={self.beta} puts a KL penalty into RLOO's rewards, which "
@@ -161,7 +188,7 @@ class PKPORLOOConfig(RLOOConfig):
             raise ValueError(
                 "PKPORLOOConfig: normalize_advantages=True whitens RLOO's advantages over the "
                 "batch, but PKPO replaces them and would silently ignore it; set it to False and "
-                "choose the size of PKPO's advantages with pkpo_scale (default 'mean_abs')."
+                f"choose the size of PKPO's advantages with pkpo_scale (default {DEFAULT_SCALE!r})."
             )
 
 
@@ -177,17 +204,19 @@ class _PKPOAdvantages:
         config = kwargs.get("args", args[2] if len(args) > 2 else None)
         if not isinstance(config, self._pkpo_config_class):
             raise ValueError(  # noqa: TRY004 (the project reports bad input as ValueError)
-                f"{type(self).__name__} needs args={self._pkpo_config_class.__name__}(..., pkpo_k=...) "
-                f"(got {type(config).__name__})."
+                f"{type(self).__name__} needs args={self._pkpo_config_class.__name__}(..., "
+                f"pkpo_k=...) (got {type(config).__name__})."
             )
         super().__init__(*args, **kwargs)
 
     @property
     def pkpo_options(self) -> PKPOOptions:
-        return _options_of(self.args)
+        """The options parsed once by the config (:class:`PKPOFields`)."""
+        return self.args.pkpo_options
 
-    def pkpo_k(self) -> int:
-        """The k optimised at the current ``state.global_step``."""
+    def pkpo_k(self) -> int | None:
+        """The k optimised at the current ``state.global_step`` (the trainer's own step); None for
+        a method without k."""
         return self.pkpo_options.k_at(self.state.global_step)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -218,7 +247,7 @@ class _PKPOAdvantages:
             self._pkpo_collect_eval_groups(rewards, scorable, group_size)
         options = self.pkpo_options
         k = self.pkpo_k()
-        if mode == "eval" and group_size < min_group_size(k, options.baseline):
+        if mode == "eval" and group_size < options.min_group_size(k):
             if not self._pkpo_eval_warned:
                 logger.warning(
                     "pkpo: num_generations_eval=%d < k=%d; eval loss uses TRL's advantages.",
@@ -240,8 +269,10 @@ class _PKPOAdvantages:
         for _ in range(min(len(advantages), len(logged))):
             logged.pop()
         logged.extend(advantages.tolist())
-        self._metrics[mode]["pkpo/k"].append(float(k))
-        self._metrics[mode]["pkpo/estimate"].append(estimate)
+        if k is not None:  # None: a method without k (and without a pass@k estimate)
+            self._metrics[mode]["pkpo/k"].append(float(k))
+        if estimate is not None:
+            self._metrics[mode]["pkpo/estimate"].append(estimate)
         return output
 
     # --- unbiased pass@k / maxg@k in evaluation
@@ -255,7 +286,7 @@ class _PKPOAdvantages:
     def evaluation_loop(self, *args, **kwargs):
         """TRL's evaluation, plus ``{prefix}_pass@k`` / ``{prefix}_maxg@k`` (and ``/se``) for
         each k of ``pkpo_eval_ks``, over all eval prompts (:func:`validation_metrics`)."""
-        ks = _eval_ks_of(self.args)
+        ks = self.args.pkpo_parsed_eval_ks
         if not ks:
             return super().evaluation_loop(*args, **kwargs)
         prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")

@@ -5,7 +5,7 @@ Register the estimator, name it in Tunix's GRPO config, train with a learner bel
     from pkpo.integrations import tunix as pkpo_tunix
     from tunix.rl.grpo.grpo_learner import GRPOConfig
 
-    pkpo_tunix.register(k=4)                        # or schedule="8->1@150"
+    pkpo_tunix.register(k=4)                        # or schedule="8->1@150", method="maxrl"
     config = GRPOConfig(advantage_estimator="pkpo", num_generations=8,
                         loss_agg_mode="seq-mean-token-sum", beta=0.0)
     learner = pkpo_tunix.PKPOGRPOLearner(rl_cluster=cluster, algo_config=config,
@@ -41,12 +41,8 @@ a sort and a few scans, 1-3 s on a busy 2-core CPU. A schedule compiles once per
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import logging
-import numbers
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -57,8 +53,19 @@ from tunix.rl import rl_cluster as rl_cluster_lib
 from tunix.rl.agentic import agentic_grpo_learner
 from tunix.rl.grpo import grpo_learner
 
+from ..advantages import compute
 from ..transforms import transform
-from ._common import PKPOOptions, check_group_sizes, check_samples_per_prompt, parse_options
+from ._common import (
+    DEFAULT_METHOD,
+    PKPOOptions,
+    StepClock,
+    as_int,
+    check_rollout_n,
+    check_samples_per_prompt,
+    engine_errors,
+    parse_options,
+    rows_of_group,
+)
 
 logger = logging.getLogger("pkpo.integrations.tunix")
 
@@ -71,35 +78,38 @@ FAITHFUL_LOSS_AGG_MODES = (
     "sequence-mean-token-scale",
 )
 
-_STEP: contextvars.ContextVar[int | None] = contextvars.ContextVar("pkpo_tunix_step", default=None)
+#: the training step: set by the PKPO learners around each advantage step (per thread and asyncio
+#: task), or published by hand
+clock = StepClock()
 
 
-@contextlib.contextmanager
-def at_step(step) -> Iterator[None]:
-    """Within this block (this thread / asyncio task), PKPO estimators read ``step`` as the step."""
-    token = _STEP.set(_as_step(step))
-    try:
-        yield
-    finally:
-        _STEP.reset(token)
+def at_step(step):
+    """Within this block (this thread / asyncio task), PKPO estimators read ``step`` as the step.
 
-
-def _as_step(step) -> int:
-    if hasattr(step, "item") and not isinstance(step, numbers.Integral):
-        step = step.item()  # a 0-d numpy / JAX integer
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"the training step must be a non-negative integer; got {step!r}.")
-    return int(step)
+    The same as ``clock.at(step)`` (:class:`pkpo.integrations._common.StepClock`).
+    """
+    return clock.at(step)
 
 
 # --- the estimator ---------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("group_size", "k", "baseline", "scale"))
-def _advantages(rewards, *, group_size: int, k: int, baseline: str, scale: str):
-    """[B*G] rewards -> [B*G] PKPO advantages of each group of ``group_size`` consecutive rows."""
+@functools.partial(jax.jit, static_argnames=("group_size", "k", "options"))
+def _advantages(rewards, *, group_size: int, k: int | None, options: PKPOOptions):
+    """[B*G] rewards -> [B*G] advantages of each group of ``group_size`` consecutive rows: PKPO's
+    (:func:`pkpo.transform`) or those of ``options.method`` (:func:`pkpo.advantages.compute`)."""
     groups = rewards.reshape(-1, group_size)
-    return transform(groups, k, baseline, scale=scale, validate=False).reshape(-1)
+    if options.method == DEFAULT_METHOD:
+        advantages = transform(groups, k, options.baseline, scale=options.scale, validate=False)
+    else:
+        advantages = compute(
+            options.method,
+            groups,
+            scale=options.scale,
+            validate=False,
+            **options.method_params(k),
+        )
+    return advantages.reshape(-1)
 
 
 class PKPOEstimator:
@@ -122,13 +132,15 @@ class PKPOEstimator:
         self.last_stats: dict[str, Any] = {}
 
     def current_step(self) -> int | None:
-        """The step published by a PKPO learner or :func:`at_step`, else the ``step_source``'s."""
-        step = _STEP.get()
+        """The step on :data:`clock` (a PKPO learner, :func:`at_step`), else the step source's."""
+        step = clock.step
         if step is not None or self.step_source is None:
             return step
         if hasattr(self.step_source, "global_steps"):
-            return _as_step(self.step_source.global_steps)
-        return _as_step(self.step_source())
+            step = self.step_source.global_steps
+        else:
+            step = self.step_source()
+        return as_int(step, "the training step", source=ENGINE, minimum=0)
 
     def k_at(self, step: int | None) -> int:
         try:
@@ -141,7 +153,7 @@ class PKPOEstimator:
 
     def __call__(self, rewards, num_generations):
         """PKPO advantages [B*G] of the rewards [B*G] (B groups of ``num_generations`` rows)."""
-        group_size = _as_group_size(num_generations)
+        group_size = as_int(num_generations, "num_generations", source=ENGINE, minimum=1)
         step = self.current_step()
         k = self.k_at(step)
         rewards = jnp.asarray(rewards)
@@ -150,17 +162,9 @@ class PKPOEstimator:
                 f"{ENGINE}: rewards of shape {rewards.shape} do not split into groups of "
                 f"num_generations={group_size} consecutive rows."
             )
-        num_groups = rewards.shape[0] // group_size
-        check_group_sizes(
-            np.full(num_groups, group_size), _RowLabels(group_size), k, self.options, engine=ENGINE
-        )
-        advantages = _advantages(
-            rewards,
-            group_size=group_size,
-            k=k,
-            baseline=self.options.baseline,
-            scale=self.options.scale,
-        )
+        check_rollout_n(rows_of_group(group_size)(0), group_size, self.options, engine=ENGINE)
+        with engine_errors(ENGINE, rows_of_group(group_size)):
+            advantages = _advantages(rewards, group_size=group_size, k=k, options=self.options)
         self.last_stats = {"k": k, "step": step}
         return advantages
 
@@ -176,28 +180,6 @@ class PKPOEstimator:
         return f"PKPOEstimator({self.options.describe()})"
 
 
-class _RowLabels:
-    """Group i's label for error messages, "rows {i*G}..{i*G+G-1}", made only when needed."""
-
-    def __init__(self, group_size: int):
-        self.group_size = group_size
-
-    def __getitem__(self, i) -> str:
-        return f"rows {i * self.group_size}..{(i + 1) * self.group_size - 1}"
-
-
-def _as_group_size(num_generations) -> int:
-    if (
-        isinstance(num_generations, bool)
-        or not isinstance(num_generations, numbers.Integral)
-        or num_generations < 1
-    ):
-        raise ValueError(
-            f"{ENGINE}: num_generations must be a positive integer; got {num_generations!r}."
-        )
-    return int(num_generations)
-
-
 def register(
     k=None,
     schedule=None,
@@ -205,14 +187,19 @@ def register(
     scale=None,
     rollout_n=None,
     *,
+    method=None,
+    params=None,
     step_source=None,
     name: str = ESTIMATOR_NAME,
 ) -> PKPOEstimator:
     """Register a :class:`PKPOEstimator` in Tunix's function registry under ``name``; return it.
 
-    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``k`` or a k
-    ``schedule`` (``"8->1@150"``, ...), ``baseline`` (default "loo_minus_one"), ``scale``
-    (default ``_common.DEFAULT_SCALE``) and an optional ``rollout_n`` (largest group allowed).
+    Options as in the other adapters (``pkpo.integrations._common.parse_options``): ``method``
+    (default "pkpo"; any name of :func:`pkpo.advantages.names`), ``k`` or a k ``schedule``
+    (``"8->1@150"``, ...) for the methods that take k, ``baseline`` (PKPO's, default
+    "loo_minus_one"), ``params`` (the method's other parameters, e.g. ``{"beta": 2.0}``),
+    ``scale`` (default ``_common.DEFAULT_SCALE``) and an optional ``rollout_n`` (largest group
+    allowed).
     ``step_source``: an ``RLCluster`` (its ``global_steps``) or a callable returning the step,
     for a schedule used without a PKPO learner. Idempotent: if ``name`` already holds an
     estimator with the same options and step source, that one is kept and returned.
@@ -223,6 +210,8 @@ def register(
         schedule=schedule,
         rollout_n=rollout_n,
         scale=scale,
+        method=method,
+        params=params,
         source="pkpo.integrations.tunix.register",
     )
     estimator = PKPOEstimator(options, step_source, name)
@@ -308,7 +297,7 @@ def make_learner_class(base: type) -> type:
         def _pkpo_log_k(self, mode, step: int, *, at_group_step: bool = False) -> None:
             """Log the k of ``step`` (not ``last_stats``: groups of other steps may run too)."""
             estimator = self._pkpo_estimator()
-            if estimator is None:
+            if estimator is None or estimator.options.schedule is None:  # no estimator or no k
                 return
             metrics = {"pkpo/k": (estimator.k_at(step), np.mean)}
             if at_group_step:
@@ -358,6 +347,7 @@ __all__ = [
     "PKPOEstimator",
     "PKPOGRPOLearner",
     "at_step",
+    "clock",
     "make_learner_class",
     "register",
     "registered",

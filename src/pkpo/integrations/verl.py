@@ -3,13 +3,15 @@
 Select it with ``algorithm.adv_estimator=pkpo`` and options under ``algorithm.pkpo``::
 
     algorithm.adv_estimator=pkpo +algorithm.pkpo.k=8 +algorithm.pkpo.baseline=loo_minus_one
+    # any estimator of pkpo.advantages by name, on the same path (scale and validation alike):
+    algorithm.adv_estimator=pkpo +algorithm.pkpo.method=maxrl
     # or anneal k (needs the trainer below):
     algorithm.adv_estimator=pkpo +algorithm.pkpo.schedule='8->1@1500' \
         trainer.v1.trainer_mode=pkpo_sync
     # unbiased pass@k / maxg@k in validation (the trainer below, any estimator):
     +algorithm.pkpo.val_ks=[1,4,8] trainer.v1.trainer_mode=pkpo_sync
 
-``algorithm.pkpo.scale`` (default ``mean_abs``, see :data:`pkpo.integrations._common.DEFAULT_SCALE`)
+``algorithm.pkpo.scale`` (default :data:`pkpo.integrations._common.DEFAULT_SCALE`, ``mean_abs``)
 sets the size of the advantages; "mean_abs" divides by their mean |A| over the whole batch of
 the estimator call (the controller's full training batch), so GRPO's learning rate carries over.
 
@@ -23,9 +25,11 @@ or a Ray ``worker_process_setup_hook=pkpo.integrations.verl.register``.
 The estimator (paper eq. 33 for the default baseline; all baselines via :func:`pkpo.transform`)
 sums ``token_level_rewards`` over tokens into one score per response, groups the rows by
 ``uid`` (ragged groups allowed), and broadcasts the per-response advantage over the response
-tokens. verl calls it without a training step, so a k schedule needs the step published by
-the ``pkpo_sync`` trainer (a subclass of verl's ``PPOTrainerSync``, registered lazily when
-verl imports its V1 trainers). That trainer also publishes ``actor_rollout_ref.rollout.n`` as
+tokens. verl calls it without a training step, so a k schedule needs the step that the
+``pkpo_sync`` trainer (a subclass of verl's ``PPOTrainerSync``, registered lazily when verl
+imports its V1 trainers) sets on :data:`clock` around its advantage step (a custom loop calls
+``clock.publish(step)``). The options of ``algorithm.pkpo`` are parsed once per distinct
+section, not at every call. That trainer also publishes ``actor_rollout_ref.rollout.n`` as
 the largest allowed group (unless ``algorithm.pkpo.rollout_n`` is set), and adds unbiased
 pass@k / maxg@k with standard errors to verl's validation metrics (:func:`validation_metrics`).
 """
@@ -55,9 +59,10 @@ TRAINER_NAME = "pkpo_sync"
 
 VAL_KS_KEY = "val_ks"
 
-#: the global step published by the ``pkpo_sync`` trainer (None until its first step)
+#: the global step: set by the ``pkpo_sync`` trainer around its advantage step, or published
 clock = StepClock()
-#: diagnostics of the latest estimator call: {"k": ..., "estimate": ..., "step": ...}
+#: diagnostics of the latest estimator call: {"k": ..., "estimate": ..., "step": ...} (k and the
+#: mean pass@k / maxg@k estimate are None for a method without them)
 last_stats: dict[str, Any] = {}
 #: samples per prompt of the running ``pkpo_sync`` trainer (``actor_rollout_ref.rollout.n``)
 trainer_rollout_n: dict[str, int | None] = {"n": None}
@@ -66,9 +71,13 @@ trainer_rollout_n: dict[str, int | None] = {"n": None}
 def read_options(config) -> PKPOOptions:
     """PKPO options from verl's ``config.algorithm`` (a DictConfig, a dict or None).
 
-    Reads ``config.get("pkpo", {})`` with keys ``k`` or ``schedule``, ``baseline`` (default
-    ``"loo_minus_one"``), ``scale`` (default ``"mean_abs"``) and an optional ``rollout_n`` (the
-    largest allowed group); ``val_ks`` belongs to the trainer's validation (:func:`read_val_ks`).
+    Reads ``config.get("pkpo", {})`` with keys ``method`` (default ``"pkpo"``; any name of
+    :func:`pkpo.advantages.names`), ``k`` or ``schedule`` (for the methods that take k),
+    ``baseline`` (PKPO's, default ``"loo_minus_one"``), ``params`` (the method's other
+    parameters, e.g. ``{beta: 2.0}``), ``scale`` (default ``"mean_abs"``) and an optional
+    ``rollout_n`` (the largest allowed group); ``val_ks`` belongs to the trainer's validation
+    (:func:`read_val_ks`).
+    verl hands the same section to every call: it is parsed once and the result reused.
     """
     section = config.get("pkpo", None) if config is not None and hasattr(config, "get") else None
     if section is None:
@@ -77,7 +86,24 @@ def read_options(config) -> PKPOOptions:
             "'+algorithm.pkpo.k=8' (or '+algorithm.pkpo.schedule=8->1@1500' with "
             "trainer.v1.trainer_mode=pkpo_sync)."
         )
-    return options_from_mapping(section, source="algorithm.pkpo", other_keys=(VAL_KS_KEY,))
+    key = _hashable(section)
+    options = _parsed_sections.get(key)
+    if options is None:
+        options = options_from_mapping(section, source="algorithm.pkpo", other_keys=(VAL_KS_KEY,))
+        _parsed_sections[key] = options
+    return options
+
+
+_parsed_sections: dict[Any, PKPOOptions] = {}  # the sections read so far, by their content
+
+
+def _hashable(value):
+    """A config value as a hashable key: mappings and sequences become nested tuples."""
+    if hasattr(value, "items"):
+        return ("map", tuple(sorted((str(key), _hashable(item)) for key, item in value.items())))
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        return value
+    return ("seq", tuple(_hashable(item) for item in value))
 
 
 def read_val_ks(config) -> tuple[int, ...]:
@@ -104,11 +130,12 @@ def read_val_ks(config) -> tuple[int, ...]:
 
 
 def compute_pkpo_advantage(token_level_rewards, response_mask, index=None, config=None, **kwargs):
-    """verl advantage estimator ``pkpo``: PKPO transformed rewards, one per response, on its tokens.
+    """verl advantage estimator ``pkpo``: one advantage per response, on its tokens.
 
     A_i = transform(scores of the group of i)_i with scores s_i = sum_t token_level_rewards[i, t]
-    (s^(loo-1) of paper eq. 33 by default), returned as ``(A[:, None] * response_mask, same)``,
-    verl's contract for outcome-reward estimators (advantages, returns).
+    (s^(loo-1) of paper eq. 33 by default; with ``algorithm.pkpo.method`` set, that estimator of
+    :mod:`pkpo.advantages`), returned as ``(A[:, None] * response_mask, same)``, verl's contract
+    for outcome-reward estimators (advantages, returns).
 
     Args:
         token_level_rewards: (bs, T) tensor.
@@ -188,7 +215,8 @@ def _finite(values) -> list[float]:
 
 
 def _acc_rows(source, by_uid, acc_all, expected_counts):
-    """0/1 ``acc`` per prompt of one data source, failed sessions as 0; None if it has no 0/1 acc."""
+    """0/1 ``acc`` per prompt of one data source, failed sessions as 0; None if it has no 0/1
+    acc."""
     observed = [
         [float(acc_all[i]) for i in positions if acc_all[i] is not None]
         for positions in by_uid.values()
@@ -223,19 +251,21 @@ def _register_estimator() -> bool:
 
 
 def make_trainer_class(base):
-    """A subclass of verl's sync V1 trainer whose advantage step publishes the global step first."""
+    """A subclass of verl's sync V1 trainer whose advantage step runs at the global step
+    (``clock.at(global_steps)``)."""
 
     class PKPOTrainerSync(base):
         """``trainer.v1.trainer_mode=pkpo_sync``: verl's sync trainer, plus the step for k
         schedules, ``rollout.n`` as the group-size cap, and pass@k / maxg@k in validation."""
 
         def _compute_advantage(self, batch, metrics):
-            clock.publish(self.global_steps)
             trainer_rollout_n["n"] = int(self.config.actor_rollout_ref.rollout.n)
-            result = super()._compute_advantage(batch, metrics)
+            with clock.at(self.global_steps):
+                result = super()._compute_advantage(batch, metrics)
             if self.config.algorithm.get("adv_estimator") == ESTIMATOR_NAME and last_stats:
-                metrics["pkpo/k"] = last_stats["k"]
-                metrics["pkpo/estimate_mean"] = last_stats["estimate"]
+                for name, key in (("pkpo/k", "k"), ("pkpo/estimate_mean", "estimate")):
+                    if last_stats[key] is not None:  # None: a method without k or estimate
+                        metrics[name] = last_stats[key]
             return result
 
         def _val_metrics_update(

@@ -2,8 +2,8 @@
 
 Anything that satisfies them trains through the same loop: the from-scratch GPT with a KV cache
 (:mod:`pkpo.rl.policies.gpt`) and a Hugging Face causal LM loaded from a local path
-(:mod:`pkpo.rl.policies.hf_policy`) are policies; the synthetic verifiable tasks of :mod:`pkpo.rl.tasks`
-and the natural-language tasks of :mod:`pkpo.rl.tasks.nl_tasks` are tasks.
+(:mod:`pkpo.rl.policies.hf_policy`) are policies; the synthetic verifiable tasks of
+:mod:`pkpo.rl.tasks` and the natural-language tasks of :mod:`pkpo.rl.tasks.nl_tasks` are tasks.
 
 Layout convention: a batch of B prompts with n samples each is flattened prompt-major, so rows
 j*n .. (j+1)*n - 1 are the n samples of prompt j (the layout ``pkpo.transform`` gets after a
@@ -13,9 +13,10 @@ j*n .. (j+1)*n - 1 are the n samples of prompt j (the layout ``pkpo.transform`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the task registry loads without it
+    import torch
 
 
 @dataclass
@@ -37,14 +38,16 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
 
     Every sequence needs at least one token (a policy conditions on the last prompt token).
     """
+    import torch
+
     if not sequences or any(len(s) == 0 for s in sequences):
         raise ValueError("every prompt needs at least one token")
     length = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.bool)
     for row, seq in enumerate(sequences):
-        ids[row, length - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
-        mask[row, length - len(seq):] = True
+        ids[row, length - len(seq) :] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, length - len(seq) :] = True
     return ids, mask
 
 
@@ -63,10 +66,16 @@ class Policy(Protocol):
     def decode(self, ids: Sequence[int]) -> str:
         """Completion token ids -> text, stopping at EOS and dropping padding."""
 
-    @torch.no_grad()
-    def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Samples:
-        """n completions per prompt, at most ``max_new_tokens`` each, sampled at ``temperature``."""
+    def sample(
+        self,
+        prompt_ids: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Samples:
+        """n completions per prompt, at most ``max_new_tokens`` each, sampled at ``temperature``
+        (without gradients)."""
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
         """log p(completion | prompt) summed over completion tokens: (B*n,), differentiable."""

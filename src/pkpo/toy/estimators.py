@@ -46,7 +46,12 @@ LABELS = {
     "loo_minus_one_partitioned": "loo-1 partitioned [TZSM25]",
 }
 
-_ALL_SUBSETS_BASELINE = {"s": "none", "s_loo": "loo", "s_loo_minus_one": "loo_minus_one", "centered": "centered"}
+_ALL_SUBSETS_BASELINE = {
+    "s": "none",
+    "s_loo": "loo",
+    "s_loo_minus_one": "loo_minus_one",
+    "centered": "centered",
+}
 
 __all__ = ["ESTIMATORS", "LABELS", "is_defined", "transformed_rewards", "gradient_estimates"]
 

@@ -18,8 +18,9 @@ from .landscape import SIGMA, maxg_at_k_gradient_exact
 __all__ = ["variance_at_n"]
 
 
-def variance_at_n(n: int, k: int, theta: float, estimates: int, rng: np.random.Generator,
-                  estimators=ESTIMATORS) -> dict:
+def variance_at_n(
+    n: int, k: int, theta: float, estimates: int, rng: np.random.Generator, estimators=ESTIMATORS
+) -> dict:
     """Sample variance, mean and standard error of every estimator defined at (n, k).
 
     Returns ``{estimator: {"variance", "mean", "standard_error"}}`` plus ``"exact"``, the exact

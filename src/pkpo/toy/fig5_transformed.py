@@ -5,8 +5,8 @@ uniformly from [-1/2, 1/2]; the transformed rewards plotted against the raw rewa
 within regular bins. The transform maps R^n to R^n, so this is a summary over many batches: the
 value in a bin is the mean transformed reward of all samples whose raw reward fell in it.
 
-The sums of the transformed rewards of a batch are known exactly (summing eqs. 28, 29 and 33 over i):
-sum s = k rho_k, sum s^(loo) = -k rho_k / (n-1), sum s^(loo-1) = k (rho_k - rho_{k-1}),
+The sums of the transformed rewards of a batch are known exactly (summing eqs. 28, 29 and 33 over
+i): sum s = k rho_k, sum s^(loo) = -k rho_k / (n-1), sum s^(loo-1) = k (rho_k - rho_{k-1}),
 sum centered = 0, which is the vertical offset the figure shows.
 """
 
@@ -19,8 +19,9 @@ import pkpo
 __all__ = ["binned_transform"]
 
 
-def binned_transform(n: int, k: int, batches: int, bins: int, rng: np.random.Generator,
-                     baselines=pkpo.BASELINES) -> dict:
+def binned_transform(
+    n: int, k: int, batches: int, bins: int, rng: np.random.Generator, baselines=pkpo.BASELINES
+) -> dict:
     """Mean transformed reward per raw-reward bin, for each baseline, over ``batches`` batches.
 
     Returns ``{"bin_centers": [...], baseline: {"mean": [...], "count": [...],

@@ -10,7 +10,8 @@ Because g >= 0, maxg@k = integral_0^1 (1 - F_g(v)^k) dv with F_g the CDF of g(x)
 
     F(u)     = 1 - Phi((1 - theta)/sigma) + Phi((u - theta)/sigma)
     maxg@k   = integral_0^1 2u (1 - F(u)^k) du
-    d/dtheta = integral_0^1 2u k F(u)^(k-1) (phi((u - theta)/sigma) - phi((1 - theta)/sigma)) / sigma du
+    d/dtheta = integral_0^1 2u k F(u)^(k-1) (phi((u - theta)/sigma) - phi((1 - theta)/sigma)) /
+    sigma du
 
 Both integrands are smooth in u, so Gauss-Legendre quadrature on [0, 1] is accurate to ~1e-15
 with a few hundred nodes. The derivative is differentiated under the integral sign (analytic),
@@ -130,5 +131,7 @@ def _theta_star(k: int, sigma: float, bracket: tuple) -> float:
     low, high = bracket
     grad = lambda t: float(maxg_at_k_gradient_exact(t, k, sigma))  # noqa: E731
     if not grad(low) > 0.0 > grad(high):
-        raise ValueError(f"the derivative of maxg@{k} does not change sign on {bracket}; widen the bracket.")
+        raise ValueError(
+            f"the derivative of maxg@{k} does not change sign on {bracket}; widen the bracket."
+        )
     return float(optimize.brentq(grad, low, high, xtol=1e-12))

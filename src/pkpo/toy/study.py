@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 
@@ -19,20 +20,26 @@ from tqdm.auto import tqdm
 
 import pkpo
 
-from .._output import atomic_write
+from .._output import json_text, write_json
 from .estimators import ESTIMATORS, is_defined
-from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
-from .training import (AscentConfig, ascend, curvature_at_optimum, median_samples, samples_to_converge,
-                       settle_step)
 from .fig4_variance import variance_at_n
 from .fig5_transformed import binned_transform
+from .landscape import SIGMA, maxg_at_k_exact, maxg_at_k_gradient_exact, theta_star
+from .training import (
+    AscentConfig,
+    ascend,
+    curvature_at_optimum,
+    median_samples,
+    samples_to_converge,
+    settle_step,
+)
 
 __all__ = ["StudyConfig", "work_items", "run_study", "PAPER_THETA_STAR"]
 
 # theta*(k) from an independent quadrature made for this project (the paper only plots Figure 1)
 PAPER_THETA_STAR = {1: 0.862, 2: 0.902, 4: 0.939, 8: 0.969, 16: 0.986}
-# Figure-4 variances from an independent re-run made for this project (10,000 estimates per n, k = 4,
-# theta = 1; the paper only plots Figure 4)
+# Figure-4 variances from an independent re-run made for this project (10,000 estimates per n, k =
+# 4, theta = 1; the paper only plots Figure 4)
 PAPER_VARIANCE = {
     "s": {4: 264.4, 8: 113.4, 16: 57.0, 32: 27.5, 64: 13.8},
     "s_loo": {8: 13.1, 16: 3.45, 32: 1.24, 64: 0.53},
@@ -46,7 +53,8 @@ PAPER_VARIANCE = {
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Sizes of every part of the study; ``full()`` is the paper's setup, ``quick()`` a smoke test."""
+    """Sizes of every part of the study; ``full()`` is the paper's setup, ``quick()`` a smoke
+    test."""
 
     theta_points: int = 801
     theta_range: tuple = (-0.2, 1.4)
@@ -73,8 +81,14 @@ class StudyConfig:
 
     @classmethod
     def quick(cls) -> "StudyConfig":
-        return cls(theta_points=161, variance_ns=(4, 8, 16), variance_estimates=2000, transformed_batches=300,
-                   training=replace(AscentConfig(), steps=200, seeds=8), trajectory_points=51)
+        return cls(
+            theta_points=161,
+            variance_ns=(4, 8, 16),
+            variance_estimates=2000,
+            transformed_batches=300,
+            training=replace(AscentConfig(), steps=200, seeds=8),
+            trajectory_points=51,
+        )
 
 
 def _rng(seed: int, item: str) -> np.random.Generator:
@@ -87,8 +101,16 @@ def _rng(seed: int, item: str) -> np.random.Generator:
 def landscape(config: StudyConfig) -> dict:
     """Figure 1: maxg@k(theta) and its derivative on a grid, theta*(k), and facts at theta*."""
     theta = np.linspace(*config.theta_range, config.theta_points)
-    out = {"theta": theta.tolist(), "maxg": {}, "gradient": {}, "theta_star": {}, "maxg_at_theta_star": {},
-           "p_beyond_cliff_at_theta_star": {}, "curvature_at_theta_star": {}, "min_gradient": {}}
+    out = {
+        "theta": theta.tolist(),
+        "maxg": {},
+        "gradient": {},
+        "theta_star": {},
+        "maxg_at_theta_star": {},
+        "p_beyond_cliff_at_theta_star": {},
+        "curvature_at_theta_star": {},
+        "min_gradient": {},
+    }
     for k in config.landscape_ks:
         star = theta_star(k)
         key = str(k)
@@ -107,8 +129,12 @@ def _min_gradient(grid: np.ndarray, k: int) -> float:
     values = maxg_at_k_gradient_exact(grid, k)
     i = int(np.argmin(values))
     low, high = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    best = optimize.minimize_scalar(lambda t: float(maxg_at_k_gradient_exact(t, k)), bounds=(low, high),
-                                    method="bounded", options={"xatol": 1e-10})
+    best = optimize.minimize_scalar(
+        lambda t: float(maxg_at_k_gradient_exact(t, k)),
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
     return float(min(best.fun, values[i]))
 
 
@@ -123,8 +149,12 @@ def training_run(config: StudyConfig, k: int, estimator: str, seed: int) -> dict
     path = ascend(estimator, [k] * ascent.steps, ascent, _rng(seed, f"training/k={k}"))
     star = theta_star(k)
     error = path[-1] - star
-    return {**_trajectory(path, config), "convergence": samples_to_converge(path, k, ascent),
-            "final_rmse": float(np.sqrt(np.mean(error**2))), "final_median_abs_error": float(np.median(np.abs(error)))}
+    return {
+        **_trajectory(path, config),
+        "convergence": samples_to_converge(path, k, ascent),
+        "final_rmse": float(np.sqrt(np.mean(error**2))),
+        "final_median_abs_error": float(np.median(np.abs(error))),
+    }
 
 
 def annealed_run(config: StudyConfig, seed: int) -> dict:
@@ -132,14 +162,20 @@ def annealed_run(config: StudyConfig, seed: int) -> dict:
     first, second = config.anneal_ks
     ascent = replace(config.training, steps=2 * config.training.steps)
     half = config.training.steps
-    path = ascend(config.anneal_estimator, [first] * half + [second] * half, ascent, _rng(seed, "annealed"))
+    path = ascend(
+        config.anneal_estimator, [first] * half + [second] * half, ascent, _rng(seed, "annealed")
+    )
     settle = settle_step(path[half:], theta_star(second), ascent.tolerance)
-    return {**_trajectory(path, config, spacing="linear"), "estimator": config.anneal_estimator, "ks": [first, second],
-            "switch_samples": half * ascent.n,
-            "median_theta_at_switch": float(np.median(path[half])),
-            "median_theta_final": float(np.median(path[-1])),
-            "samples_to_resettle_median": median_samples(settle, ascent.n),
-            "fraction_resettled": float(np.mean(settle >= 0))}
+    return {
+        **_trajectory(path, config, spacing="linear"),
+        "estimator": config.anneal_estimator,
+        "ks": [first, second],
+        "switch_samples": half * ascent.n,
+        "median_theta_at_switch": float(np.median(path[half])),
+        "median_theta_final": float(np.median(path[-1])),
+        "samples_to_resettle_median": median_samples(settle, ascent.n),
+        "fraction_resettled": float(np.mean(settle >= 0)),
+    }
 
 
 def _trajectory(path: np.ndarray, config: StudyConfig, spacing: str = "log") -> dict:
@@ -151,24 +187,52 @@ def _trajectory(path: np.ndarray, config: StudyConfig, spacing: str = "log") -> 
         grid = np.linspace(0, last, config.trajectory_points)
     index = np.unique(grid.round().astype(int))
     q10, median, q90 = np.quantile(path[index], [0.1, 0.5, 0.9], axis=1)
-    return {"samples": (index * config.training.n).tolist(), "theta_median": median.tolist(),
-            "theta_q10": q10.tolist(), "theta_q90": q90.tolist()}
+    return {
+        "samples": (index * config.training.n).tolist(),
+        "theta_median": median.tolist(),
+        "theta_q10": q10.tolist(),
+        "theta_q90": q90.tolist(),
+    }
 
 
 def work_items(config: StudyConfig, seed: int) -> list:
     """(name, thunk) for every item of the study, cheapest first."""
     items = [("landscape", lambda: landscape(config)), ("weights", lambda: weights(config))]
     for n in config.variance_ns:
-        items.append((f"variance/n={n}", lambda n=n: variance_at_n(
-            n, config.variance_k, config.variance_theta, config.variance_estimates, _rng(seed, f"variance/n={n}"))))
+        items.append(
+            (
+                f"variance/n={n}",
+                lambda n=n: variance_at_n(
+                    n,
+                    config.variance_k,
+                    config.variance_theta,
+                    config.variance_estimates,
+                    _rng(seed, f"variance/n={n}"),
+                ),
+            )
+        )
     for k in config.transformed_ks:
-        items.append((f"transformed/k={k}", lambda k=k: binned_transform(
-            config.transformed_n, k, config.transformed_batches, config.transformed_bins,
-            _rng(seed, f"transformed/k={k}"))))
+        items.append(
+            (
+                f"transformed/k={k}",
+                lambda k=k: binned_transform(
+                    config.transformed_n,
+                    k,
+                    config.transformed_batches,
+                    config.transformed_bins,
+                    _rng(seed, f"transformed/k={k}"),
+                ),
+            )
+        )
     for k in config.training_ks:
         for name in ESTIMATORS:
             if is_defined(name, config.training.n, k):
-                items.append((f"training/k={k}/{name}", lambda k=k, name=name: training_run(config, k, name, seed)))
+                items.append(
+                    (
+                        f"training/k={k}/{name}",
+                        lambda k=k, name=name: training_run(config, k, name, seed),
+                    )
+                )
     items.append(("annealed", lambda: annealed_run(config, seed)))
     return items
 
@@ -181,19 +245,36 @@ def _settings(config: StudyConfig, seed: int) -> dict:
 
 
 def _load_checkpoint(path, settings: dict) -> dict:
+    """The finished work items of an interrupted run with the same settings, else {}.
+
+    A checkpoint that cannot be read, or is not the object this module writes (a JSON list, items
+    that are not an object), is recomputed, not trusted: one line on stderr says so.
+    """
     if path is None or not os.path.exists(path):
         return {}
     try:
         with open(path) as f:
             saved = json.load(f)
-    except (OSError, ValueError):
-        return {}  # an unreadable checkpoint is recomputed, not trusted
+    except (OSError, ValueError, RecursionError) as error:
+        return _ignored(path, f"unreadable ({type(error).__name__})")
+    if not isinstance(saved, dict):
+        return _ignored(path, f"not a checkpoint of pkpo toy (a JSON {type(saved).__name__})")
+    if not isinstance(saved.get("items", {}), dict):
+        return _ignored(
+            path,
+            f"not a checkpoint of pkpo toy (its items are a JSON {type(saved['items']).__name__})",
+        )
     return saved.get("items", {}) if saved.get("settings") == settings else {}
+
+
+def _ignored(path, why: str) -> dict:
+    print(f"pkpo toy: note: ignoring {path}: {why}; recomputing", file=sys.stderr)
+    return {}
 
 
 def _save_checkpoint(path, settings: dict, items: dict) -> None:
     if path is not None:
-        atomic_write(path, json.dumps({"settings": settings, "items": items}))
+        write_json(path, {"settings": settings, "items": items})
 
 
 def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = True) -> dict:
@@ -201,11 +282,13 @@ def run_study(config: StudyConfig, seed: int, checkpoint=None, progress: bool = 
     settings = _settings(config, seed)
     done = _load_checkpoint(checkpoint, settings)
     items = work_items(config, seed)
-    with tqdm(total=len(items), desc="pkpo toy", unit="item", disable=not progress, initial=0) as bar:
+    with tqdm(
+        total=len(items), desc="pkpo toy", unit="item", disable=not progress, initial=0
+    ) as bar:
         for name, compute in items:
             bar.set_postfix_str(name)
             if name not in done:
-                done[name] = json.loads(json.dumps(compute()))  # plain JSON types, same as on resume
+                done[name] = json.loads(json_text(compute()))  # plain JSON types, same as on resume
                 _save_checkpoint(checkpoint, settings, done)
             bar.update(1)
     return assemble(config, seed, done)
@@ -242,13 +325,27 @@ def assemble(config: StudyConfig, seed: int, items: dict) -> dict:
         "variance_mean": means,
         "variance_standard_error": errors,
         "variance_exact_derivative": items[f"variance/n={config.variance_ns[0]}"]["exact"],
-        "variance_setup": {"k": config.variance_k, "theta": config.variance_theta,
-                           "estimates": config.variance_estimates},
-        "paper_variance": {name: {str(n): v for n, v in row.items()} for name, row in PAPER_VARIANCE.items()},
-        "transformed": {"n": config.transformed_n, "batches": config.transformed_batches,
-                        "k": {str(k): items[f"transformed/k={k}"] for k in config.transformed_ks}},
-        "training": {"theta_star": {str(k): land["theta_star"].get(str(k), theta_star(k))
-                                    for k in sorted(set(config.training_ks) | set(config.anneal_ks))},
-                     "runs": runs, "samples_to_converge": converge, "final_rmse": rmse,
-                     "annealed": items["annealed"]},
+        "variance_setup": {
+            "k": config.variance_k,
+            "theta": config.variance_theta,
+            "estimates": config.variance_estimates,
+        },
+        "paper_variance": {
+            name: {str(n): v for n, v in row.items()} for name, row in PAPER_VARIANCE.items()
+        },
+        "transformed": {
+            "n": config.transformed_n,
+            "batches": config.transformed_batches,
+            "k": {str(k): items[f"transformed/k={k}"] for k in config.transformed_ks},
+        },
+        "training": {
+            "theta_star": {
+                str(k): land["theta_star"].get(str(k), theta_star(k))
+                for k in sorted(set(config.training_ks) | set(config.anneal_ks))
+            },
+            "runs": runs,
+            "samples_to_converge": converge,
+            "final_rmse": rmse,
+            "annealed": items["annealed"],
+        },
     }

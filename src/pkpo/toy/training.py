@@ -25,8 +25,14 @@ import numpy as np
 from .estimators import gradient_estimates, is_defined
 from .landscape import SIGMA, maxg_at_k_gradient_exact, theta_star
 
-__all__ = ["AscentConfig", "curvature_at_optimum", "ascend", "settle_step", "samples_to_converge",
-           "median_samples"]
+__all__ = [
+    "AscentConfig",
+    "curvature_at_optimum",
+    "ascend",
+    "settle_step",
+    "samples_to_converge",
+    "median_samples",
+]
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,15 @@ class AscentConfig:
 def curvature_at_optimum(k: int, sigma: float = SIGMA, h: float = 1e-4) -> float:
     """d^2 maxg@k / d theta^2 at theta*(k) (central difference of the exact derivative)."""
     t = theta_star(k, sigma)
-    return float((maxg_at_k_gradient_exact(t + h, k, sigma) - maxg_at_k_gradient_exact(t - h, k, sigma)) / (2 * h))
+    return float(
+        (maxg_at_k_gradient_exact(t + h, k, sigma) - maxg_at_k_gradient_exact(t - h, k, sigma))
+        / (2 * h)
+    )
 
 
-def ascend(estimator: str, ks, config: AscentConfig, rng: np.random.Generator, theta_init=None) -> np.ndarray:
+def ascend(
+    estimator: str, ks, config: AscentConfig, rng: np.random.Generator, theta_init=None
+) -> np.ndarray:
     """Run stochastic gradient ascent; returns theta of shape (steps + 1, seeds).
 
     Args:
@@ -76,7 +87,11 @@ def ascend(estimator: str, ks, config: AscentConfig, rng: np.random.Generator, t
         if not is_defined(estimator, config.n, k):
             raise ValueError(f"estimator {estimator!r} is not defined for n={config.n}, k={k}.")
     curvature = {k: abs(curvature_at_optimum(k)) for k in set(ks)}
-    theta = np.full(config.seeds, config.theta0, dtype=float) if theta_init is None else np.array(theta_init, float)
+    theta = (
+        np.full(config.seeds, config.theta0, dtype=float)
+        if theta_init is None
+        else np.array(theta_init, float)
+    )
     path = np.empty((config.steps + 1, config.seeds))
     path[0] = theta
     since_switch = 0
@@ -98,7 +113,9 @@ def settle_step(path: np.ndarray, target: float, tolerance: float) -> np.ndarray
     ``path`` has shape (steps + 1, seeds); step s means after s gradient steps.
     """
     outside = np.abs(path - target) > tolerance  # (steps + 1, seeds)
-    last_outside = np.where(outside.any(axis=0), outside.shape[0] - 1 - np.argmax(outside[::-1], axis=0), -1)
+    last_outside = np.where(
+        outside.any(axis=0), outside.shape[0] - 1 - np.argmax(outside[::-1], axis=0), -1
+    )
     settled = last_outside + 1
     return np.where(settled <= outside.shape[0] - 1, settled, -1)
 

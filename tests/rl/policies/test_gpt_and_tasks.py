@@ -7,10 +7,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl.policies.gpt import EOS, GPT, GPTConfig, PAD  # noqa: E402
 from pkpo.rl.interfaces import Policy, Samples, Task, left_pad, positions_from_mask  # noqa: E402
+from pkpo.rl.policies.gpt import EOS, GPT, PAD, GPTConfig  # noqa: E402
 from pkpo.rl.tasks import make_task  # noqa: E402
-from pkpo.rl.tasks.hidden_rule import RULE_PRIOR, HiddenRuleConfig, HiddenRuleTask, apply_rule, partial_credit  # noqa: E402
+from pkpo.rl.tasks.hidden_rule import (  # noqa: E402
+    RULE_PRIOR,
+    HiddenRuleConfig,
+    HiddenRuleTask,
+    apply_rule,
+    partial_credit,
+)
 
 torch.set_num_threads(1)
 
@@ -36,16 +42,23 @@ def test_kv_cache_logits_equal_full_forward():
     cache = KVCache(2, 3, 2, 10, 16, torch.float32, "cpu")
     step_logits = [model(ids[:, :4], mask[:, :4], pos[:, :4], cache)]
     for t in range(4, 10):
-        step_logits.append(model(ids[:, t:t + 1], mask[:, : t + 1], pos[:, t:t + 1], cache))
+        step_logits.append(model(ids[:, t : t + 1], mask[:, : t + 1], pos[:, t : t + 1], cache))
     torch.testing.assert_close(torch.cat(step_logits, 1), full, atol=1e-5, rtol=1e-5)
 
 
 def test_left_padding_does_not_change_logprobs():
     model = tiny_gpt()
     short, long = model.encode("12:r>"), model.encode("123456:?>")
-    s = model.sample([short, long], n=3, max_new_tokens=6, generator=torch.Generator().manual_seed(1))
+    s = model.sample(
+        [short, long], n=3, max_new_tokens=6, generator=torch.Generator().manual_seed(1)
+    )
     both = model.sequence_logprobs(s)
-    alone = Samples(prompt_ids=[short], completion_ids=s.completion_ids[:3], completion_mask=s.completion_mask[:3], n=3)
+    alone = Samples(
+        prompt_ids=[short],
+        completion_ids=s.completion_ids[:3],
+        completion_mask=s.completion_mask[:3],
+        n=3,
+    )
     torch.testing.assert_close(both[:3], model.sequence_logprobs(alone), atol=1e-5, rtol=1e-5)
 
 
@@ -61,7 +74,7 @@ def test_sample_shapes_mask_and_seeding():
         assert all(t != PAD for t in valid)
         if EOS in valid:  # mask covers tokens up to and including the first EOS, nothing after
             assert valid.index(EOS) == len(valid) - 1
-        assert not m[len(valid):].any()
+        assert not m[len(valid) :].any()
 
 
 def test_tokenizer_roundtrip_and_errors():
@@ -73,10 +86,17 @@ def test_tokenizer_roundtrip_and_errors():
         GPTConfig(d_model=30, n_head=4).validate()
 
 
-@pytest.mark.parametrize("rule, digits, expected", [
-    ("r", "123456", "654321"), ("s", "312954", "123459"), ("i", "190939", "201040"),
-    ("o", "123456", "234561"), ("d", "312954", "954321"), ("w", "123456", "214365"),
-])
+@pytest.mark.parametrize(
+    "rule, digits, expected",
+    [
+        ("r", "123456", "654321"),
+        ("s", "312954", "123459"),
+        ("i", "190939", "201040"),
+        ("o", "123456", "234561"),
+        ("d", "312954", "954321"),
+        ("w", "123456", "214365"),
+    ],
+)
 def test_rules_hand_checked(rule, digits, expected):
     assert apply_rule(rule, digits) == expected
 
@@ -87,7 +107,9 @@ def test_split_is_disjoint_deterministic_and_seeded():
     train = {p.prompt.split(":")[0] for p in a.problems("train")}
     held = {p.prompt.split(":")[0] for p in a.problems("heldout")}
     assert len(train) == 512 and len(held) == 128 and not train & held
-    assert [p.prompt for p in HiddenRuleTask(seed=4).problems("train")] != [p.prompt for p in a.problems("train")]
+    assert [p.prompt for p in HiddenRuleTask(seed=4).problems("train")] != [
+        p.prompt for p in a.problems("train")
+    ]
     with pytest.raises(ValueError, match="split"):
         a.problems("test")
 
@@ -96,7 +118,9 @@ def test_tiers_and_skewed_prior():
     hard = HiddenRuleTask(tier="hard", feature="sum", n_train=4000, n_heldout=10)
     assert all(p.prompt.endswith(":?>") for p in hard.problems("train"))
     # the majority rule (reverse) answers about half the hard problems
-    frac_reverse = np.mean([apply_rule("r", p.prompt[:6]) == p.answer for p in hard.problems("train")])
+    frac_reverse = np.mean(
+        [apply_rule("r", p.prompt[:6]) == p.answer for p in hard.problems("train")]
+    )
     assert abs(frac_reverse - RULE_PRIOR[0]) < 0.05
     easy = HiddenRuleTask(tier="easy", feature="first")
     for p in easy.problems("train")[:50]:
@@ -122,7 +146,9 @@ def test_plan_character_is_required_but_not_checked():
     assert task.score(p, "w" + p.answer) == 1.0  # any rule letter: only the answer is verified
     assert task.score(p, p.answer) == 0.0  # missing plan character
     assert task.score(p, "x" + p.answer) == 0.0
-    prompt, completion = task.warmstart_batch(np.random.default_rng(0), 2)[0]  # hinted demonstration
+    prompt, completion = task.warmstart_batch(np.random.default_rng(0), 2)[
+        0
+    ]  # hinted demonstration
     assert completion[0] == prompt[7] and completion[1:] == apply_rule(prompt[7], prompt[:6])
     partial = make_task("hidden-rule-partial")
     assert partial.score(p, "s" + p.answer[:3] + "xxx") == pytest.approx(0.5)
@@ -147,13 +173,87 @@ def test_logprobs_finite_with_padding_after_eos():
     logp.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     # the padded row's value equals the same completion scored without trailing padding
-    alone = Samples(prompt_ids=s.prompt_ids, completion_ids=ids[1:2, :2], completion_mask=mask[1:2, :2], n=1)
+    alone = Samples(
+        prompt_ids=s.prompt_ids, completion_ids=ids[1:2, :2], completion_mask=mask[1:2, :2], n=1
+    )
     torch.testing.assert_close(logp[1:2], model.sequence_logprobs(alone))
 
 
 def test_left_pad_and_positions():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[True] * 3, [False, False, True]]
-    assert positions_from_mask(mask).tolist() == [[0, 1, 2], [0, 0, 0]]  # counted from the first real token
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [
+        [True] * 3,
+        [False, False, True],
+    ]
+    assert positions_from_mask(mask).tolist() == [
+        [0, 1, 2],
+        [0, 0, 0],
+    ]  # counted from the first real token
     with pytest.raises(ValueError, match="at least one token"):
         left_pad([[5], []], pad_id=0)
+
+
+def test_shared_prompt_scoring_equals_one_pass_over_prompt_and_completion():
+    """token_logprobs runs each prompt once for its n samples; the log-probs and gradients must be those of
+    a plain forward pass over every (padded prompt + completion) row."""
+    model = tiny_gpt(3)
+    prompts = [model.encode("12:r>"), model.encode("123456:?>")]
+    s = model.sample(prompts, n=3, max_new_tokens=6, generator=torch.Generator().manual_seed(2))
+    ids, mask = left_pad(s.prompt_ids, PAD)
+    ids, mask = ids.repeat_interleave(3, 0), mask.repeat_interleave(3, 0)
+    L, T = ids.shape[1], s.completion_ids.shape[1]
+    key_mask = torch.cat([mask, torch.ones_like(s.completion_mask)], 1)
+    logits = model(torch.cat([ids, s.completion_ids], 1), key_mask, positions_from_mask(key_mask))
+    logp = (
+        torch.log_softmax(logits[:, L - 1 : L + T - 1], -1)
+        .gather(-1, s.completion_ids[..., None])
+        .squeeze(-1)
+    )
+    reference = torch.where(s.completion_mask, logp, 0.0).sum(1)
+    shared = model.sequence_logprobs(s)
+    torch.testing.assert_close(shared, reference, atol=1e-5, rtol=1e-5)
+    g_shared = torch.autograd.grad(shared.sum(), model.tok_emb.weight)[0]
+    g_ref = torch.autograd.grad(reference.sum(), model.tok_emb.weight)[0]
+    torch.testing.assert_close(g_shared, g_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prompt_sampling_follows_the_full_forward_pass():
+    """Sampling runs each prompt once and copies its cache to the n rows; near-greedy samples must be the
+    argmax continuations computed by plain forward passes over the whole sequence."""
+    model = tiny_gpt(4).eval()
+    prompts = [model.encode("7:?>"), model.encode("12345:r>")]
+    s = model.sample(
+        prompts, n=2, max_new_tokens=5, temperature=1e-4, generator=torch.Generator().manual_seed(0)
+    )
+    for row in range(4):
+        seq = list(prompts[row // 2])
+        for t in range(s.completion_ids.shape[1]):
+            if not s.completion_mask[row, t]:
+                break
+            ids = torch.tensor([seq])
+            logits = model(
+                ids, torch.ones_like(ids, dtype=torch.bool), torch.arange(len(seq))[None]
+            )[0, -1]
+            assert int(s.completion_ids[row, t]) == int(logits.argmax())
+            seq.append(int(logits.argmax()))
+
+
+def test_shared_prefix_attention_equals_attention_over_the_repeated_prefix():
+    from pkpo.rl.policies.gpt import shared_prefix_attention
+
+    torch.manual_seed(0)
+    B, n, h, L, T, hd = 2, 3, 2, 5, 4, 8
+    q = torch.randn(B * n, h, T, hd)
+    k, v = torch.randn(B * n, h, T, hd), torch.randn(B * n, h, T, hd)
+    prefix_k, prefix_v = torch.randn(B, h, L, hd), torch.randn(B, h, L, hd)
+    prefix_mask = torch.ones(B, L, dtype=torch.bool)
+    prefix_mask[1, :2] = False  # a left-padded prompt
+    own_mask = torch.ones(T, T, dtype=torch.bool).tril()[None, None].expand(B * n, 1, T, T)
+    out = shared_prefix_attention(q, k, v, prefix_k, prefix_v, prefix_mask, own_mask, n)
+    keys = torch.cat([prefix_k.repeat_interleave(n, 0), k], 2)
+    values = torch.cat([prefix_v.repeat_interleave(n, 0), v], 2)
+    mask = torch.cat(
+        [prefix_mask.repeat_interleave(n, 0)[:, None, None, :].expand(B * n, 1, T, L), own_mask], -1
+    )
+    reference = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)

@@ -7,14 +7,19 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pkpo.rl.policies.hf_policy import HFPolicy  # noqa: E402
 from pkpo.rl.interfaces import Policy, Samples  # noqa: E402
+from pkpo.rl.policies.hf_policy import HFPolicy  # noqa: E402
 from pkpo.rl.policies.pretrained import apply_lora  # noqa: E402
 
-WORDS = (["<pad>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant"]
-         + [str(i) for i in range(10)] + "the answer is has gets more what how many".split())
-CHAT = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+WORDS = (
+    ["<pad>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant"]
+    + [str(i) for i in range(10)]
+    + "the answer is has gets more what how many".split()
+)
+CHAT = (
+    "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+)
 
 
 def tiny_tokenizer(chat: bool = True):
@@ -24,8 +29,13 @@ def tiny_tokenizer(chat: bool = True):
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tk.decoder = decoders.WordPiece(prefix="##")
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
-                                  additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
     if chat:
         tok.chat_template = CHAT
     return tok
@@ -35,9 +45,19 @@ def tiny_model(seed: int = 0, tied: bool = False):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      eos_token_id=1, pad_token_id=0, bos_token_id=3, tie_word_embeddings=tied)
+    cfg = LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=1,
+        pad_token_id=0,
+        bos_token_id=3,
+        tie_word_embeddings=tied,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -50,7 +70,7 @@ def reference_logprobs(policy: HFPolicy, prompt: list[int], completion: list[int
     """log p(completion | prompt) from one unpadded forward pass over prompt + completion."""
     ids = torch.tensor([prompt + completion])
     with torch.no_grad():
-        logits = policy.model(input_ids=ids).logits[0, len(prompt) - 1:-1]
+        logits = policy.model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
     return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None]).sum())
 
 
@@ -68,7 +88,9 @@ def test_encode_uses_the_chat_template_when_present():
     forced_raw = HFPolicy(tiny_model(), tiny_tokenizer(chat=True), use_chat_template=False)
     assert forced_raw.encode("what is 4") == raw.encode("what is 4")
     with_system = HFPolicy(tiny_model(), tiny_tokenizer(), system_prompt="the answer")
-    assert len(with_system.encode("what is 4")) == len(ids) + 5  # <|im_start|> system the answer <|im_end|>
+    assert (
+        len(with_system.encode("what is 4")) == len(ids) + 5
+    )  # <|im_start|> system the answer <|im_end|>
 
 
 def test_decode_stops_at_the_first_stop_token(policy):
@@ -90,10 +112,16 @@ def test_sample_layout_mask_and_determinism(policy):
         stops = [t for t in row[:length] if t in policy.stop_ids]
         assert stops in ([], [row[length - 1]])  # only the last kept token may be a stop token
         if length < len(row):
-            assert row[length - 1] in policy.stop_ids and all(t == policy.pad_id for t in row[length:])
-    again = policy.sample(prompts, n=5, max_new_tokens=6, generator=torch.Generator().manual_seed(1))
+            assert row[length - 1] in policy.stop_ids and all(
+                t == policy.pad_id for t in row[length:]
+            )
+    again = policy.sample(
+        prompts, n=5, max_new_tokens=6, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(s.completion_ids, again.completion_ids)
-    other = policy.sample(prompts, n=5, max_new_tokens=6, generator=torch.Generator().manual_seed(2))
+    other = policy.sample(
+        prompts, n=5, max_new_tokens=6, generator=torch.Generator().manual_seed(2)
+    )
     assert not torch.equal(s.completion_ids, other.completion_ids)
 
 
@@ -131,15 +159,27 @@ def test_sampling_frequencies_match_the_model_probabilities(policy):
 
 
 def test_gradient_reaches_every_weight_without_lora(policy):
-    s = policy.sample([policy.encode("what is 4")], n=2, max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+    s = policy.sample(
+        [policy.encode("what is 4")],
+        n=2,
+        max_new_tokens=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     policy.sequence_logprobs(s).sum().backward()
     assert all(p.grad is not None for p in policy.parameters())
     assert policy.model.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
 
 
 def test_gradient_reaches_lora_weights_only():
-    policy = HFPolicy(apply_lora(tiny_model(), {"r": 4, "target_modules": ("q_proj", "v_proj")}), tiny_tokenizer())
-    s = policy.sample([policy.encode("what is 4")], n=3, max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+    policy = HFPolicy(
+        apply_lora(tiny_model(), {"r": 4, "target_modules": ("q_proj", "v_proj")}), tiny_tokenizer()
+    )
+    s = policy.sample(
+        [policy.encode("what is 4")],
+        n=3,
+        max_new_tokens=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     policy.sequence_logprobs(s).sum().backward()
     with_grad = {name for name, p in policy.named_parameters() if p.grad is not None}
     assert with_grad and all("lora_" in name for name in with_grad)
@@ -164,9 +204,14 @@ def test_lora_checkpoint_holds_adapters_only_and_round_trips(tied):
         fresh.load_state_dict({"not.a.key": torch.zeros(1)})
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(n=0), "n must be"), (dict(max_new_tokens=0), "max_new_tokens"), (dict(temperature=-1.0), "temperature"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n=0), "n must be"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(temperature=-1.0), "temperature"),
+    ],
+)
 def test_sample_rejects_bad_arguments(policy, kwargs, message):
     args = dict(n=2, max_new_tokens=3, temperature=1.0) | kwargs
     with pytest.raises(ValueError, match=message):

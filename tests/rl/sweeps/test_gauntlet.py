@@ -1,4 +1,5 @@
-"""The gauntlet's statistics (Student t without scipy, Holm), its decision rules on made-up runs, its plan."""
+"""The gauntlet's statistics (Student t without scipy, Holm), its decision rules on made-up runs,
+its plan."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import gauntlet  # noqa: E402
 import gauntlet_report as gr  # noqa: E402
 from results import replace_blocks  # noqa: E402
 
+from pkpo.rl.config import TrainConfig  # noqa: E402
 from pkpo.rl.sweeps.report import t975  # noqa: E402
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM  # noqa: E402
 
@@ -31,13 +33,16 @@ def test_t_quantile_matches_the_table(df):
 
 @pytest.mark.parametrize("t", [0.1, 1.0, 3.0, 40.0])
 def test_t_p_value_closed_forms(t):
-    assert gr.t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), rel=1e-9)  # Cauchy
+    assert gr.t_two_sided_p(t, 1) == pytest.approx(
+        1 - 2 / math.pi * math.atan(t), rel=1e-9
+    )  # Cauchy
     assert gr.t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)
     assert gr.t_two_sided_p(0.0, 4) == pytest.approx(1.0) and gr.t_two_sided_p(math.inf, 4) == 0.0
 
 
 def test_holm_step_down_hand_checked():
-    # m = 4: sorted p 0.001 <= 0.05/4, 0.013 <= 0.05/3, 0.03 > 0.05/2 stops, so 0.04 <= 0.05 is kept too
+    # m = 4: sorted p 0.001 <= 0.05/4, 0.013 <= 0.05/3, 0.03 > 0.05/2 stops, so 0.04 <= 0.05 is kept
+    # too
     rejected, levels = gr.holm([0.04, 0.001, 0.013, 0.03])
     assert rejected == [False, True, True, False]
     assert levels == pytest.approx([0.05 / 1, 0.05 / 4, 0.05 / 3, 0.05 / 2])
@@ -45,15 +50,25 @@ def test_holm_step_down_hand_checked():
 
 
 def _runs(tmp_path, filter_successes):
-    """Five seeds of 40 held-out problems, 16 samples: k1 collapsed (4/16 solved on the easy half only), k8 and
-    the anneal strong; ``filter_successes`` per problem for the filter."""
+    """Five seeds of 40 held-out problems, 16 samples: k1 collapsed (4/16 solved on the easy half
+    only), k8 and the anneal strong; ``filter_successes`` per problem for the filter."""
     easy = [16] * 20 + [0] * 20
     spread = [8] * 40
-    per = {WARM: [[6] * 40] * 5, "k1": [easy] * 5, "k8": [[s + (i % 3) for s in spread] for i in range(5)],
-           "anneal": [[14] * 40] * 5, "filter": [filter_successes] * 5}
+    per = {
+        WARM: [[6] * 40] * 5,
+        "k1": [easy] * 5,
+        "k8": [[s + (i % 3) for s in spread] for i in range(5)],
+        "anneal": [[14] * 40] * 5,
+        "filter": [filter_successes] * 5,
+    }
     finals = _fake_sweep(tmp_path, per, samples=16)
-    greedy = {WARM: [[1] * 40] * 5, "k1": [[2] * 20 + [0] * 20] * 5, "k8": [[2] * 39 + [0]] * 5,
-              "anneal": [[2] * 39 + [s % 2 * 2 for s in range(1)]] * 5, "filter": [[2] * 30 + [0] * 10] * 5}
+    greedy = {
+        WARM: [[1] * 40] * 5,
+        "k1": [[2] * 20 + [0] * 20] * 5,
+        "k8": [[2] * 39 + [0]] * 5,
+        "anneal": [[2] * 39 + [s % 2 * 2 for s in range(1)]] * 5,
+        "filter": [[2] * 30 + [0] * 10] * 5,
+    }
     return _with_greedy(finals, greedy)
 
 
@@ -64,7 +79,9 @@ def test_rule_1_holds_when_the_filter_escapes(tmp_path):
     assert r["diff"] > 0.3 and r["holm_rejects"] and r["lo"] > 0
     words = gr.rule_words(results, finals)
     assert words[0].startswith("**Rule 1 holds") and "unbiased target k" in words[0]
-    assert any(w.startswith("**Rule 2 holds: decode greedily") for w in words)  # k8 = anneal at greedy
+    assert any(
+        w.startswith("**Rule 2 holds: decode greedily") for w in words
+    )  # k8 = anneal at greedy
 
 
 def test_rule_1_fails_when_the_filter_is_trapped(tmp_path):
@@ -76,10 +93,21 @@ def test_rule_1_fails_when_the_filter_is_trapped(tmp_path):
 def test_greedy_auc_is_the_mean_of_the_curve(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
-    recs = [{"config": {}}] + [{"step": s, "eval/greedy_pass@1": v} for s, v in ((0, 0.2), (30, 0.4), (60, 0.9))]
+    recs = [{"config": {}}] + [
+        {"step": s, "eval/greedy_pass@1": v} for s, v in ((0, 0.2), (30, 0.4), (60, 0.9))
+    ]
     (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, recs)) + "\n")
-    (run / "eval_detail.json").write_text(json.dumps({"uid": ["a", "b", "c"], "samples": 4, "successes": [0, 0, 0],
-                                                      "greedy_samples": 2, "greedy_successes": [2, 0, 2]}))
+    (run / "eval_detail.json").write_text(
+        json.dumps(
+            {
+                "uid": ["a", "b", "c"],
+                "samples": 4,
+                "successes": [0, 0, 0],
+                "greedy_samples": 2,
+                "greedy_successes": [2, 0, 2],
+            }
+        )
+    )
     final = {"config": {"eval_problems": 2, "out_dir": str(run)}, "run_dir": str(run)}
     # the final point is recomputed on the first 2 problems: (1 + 0) / 2 = 0.5
     assert gr.greedy_auc(run, final) == pytest.approx(np.mean([0.2, 0.4, 0.5]))
@@ -87,19 +115,25 @@ def test_greedy_auc_is_the_mean_of_the_curve(tmp_path):
 
 def test_the_plan_is_valid_and_the_report_seeds_are_fresh(tmp_path):
     jobs = gauntlet.plan(tmp_path)
-    configs = [make()[0] for _, make in jobs]
-    for cfg in configs:
-        cfg.validate()
+    configs = [make()[0] for _, make in jobs]  # each TrainConfig is checked when made
+    assert all(isinstance(cfg, TrainConfig) for cfg in configs)
     report = [c for c in configs if "/report/" in c.out_dir]
     assert {c.seed for c in report} == set(gauntlet.REPORT_SEEDS)
-    assert gauntlet.TUNING_SEED not in gauntlet.REPORT_SEEDS and all(c.eval_split == "heldout" for c in report)
+    assert gauntlet.TUNING_SEED not in gauntlet.REPORT_SEEDS and all(
+        c.eval_split == "heldout" for c in report
+    )
     tuning = [c for c in configs if "/tune/" in c.out_dir]
-    assert tuning and all(c.eval_split == "validation" and c.seed == gauntlet.TUNING_SEED for c in tuning)
+    assert tuning and all(
+        c.eval_split == "validation" and c.seed == gauntlet.TUNING_SEED for c in tuning
+    )
     assert all(c.feature == "first" for c in configs if "/first/" in c.out_dir)
     filt = gauntlet.report_config("filter", 5, tmp_path)
     assert filt.max_group_success == 0.5 and filt.method == "pkpo" and filt.k == "1"
     n64 = gauntlet.report_config("n64", 5, tmp_path)
-    assert n64.n * n64.prompts_per_step == gauntlet.demo_base().n * gauntlet.demo_base().prompts_per_step
+    assert (
+        n64.n * n64.prompts_per_step
+        == gauntlet.demo_base().n * gauntlet.demo_base().prompts_per_step
+    )
 
 
 def test_untuned_grid_uses_its_first_point(tmp_path):
@@ -108,7 +142,10 @@ def test_untuned_grid_uses_its_first_point(tmp_path):
 
 
 def test_replace_only_keeps_the_other_blocks():
-    text = "<!-- generated:a -->\nold a\n<!-- /generated:a -->\n<!-- generated:b -->\nold b\n<!-- /generated:b -->\n"
+    text = (
+        "<!-- generated:a -->\nold a\n<!-- /generated:a -->\n"
+        "<!-- generated:b -->\nold b\n<!-- /generated:b -->\n"
+    )
     out = gr.replace_only(text, "b", "new b", replace_blocks)
     assert "old a" in out and "new b" in out and "old b" not in out
 
@@ -116,17 +153,38 @@ def test_replace_only_keeps_the_other_blocks():
 def _first_run(root: Path, warm: str, label: str, seed: int, curve: list[float]):
     run = root / "first" / warm / "runs" / label / f"seed{seed}"
     run.mkdir(parents=True)
-    recs = [{"config": {}}] + [{"step": 30 * i, "eval/greedy_pass@1": v} for i, v in enumerate(curve)]
+    recs = [{"config": {}}] + [
+        {"step": 30 * i, "eval/greedy_pass@1": v} for i, v in enumerate(curve)
+    ]
     (run / "metrics.jsonl").write_text("\n".join(map(json.dumps, recs)) + "\n")
-    (run / "eval_detail.json").write_text(json.dumps({"uid": ["a", "b"], "samples": 2, "successes": [0, 0],
-                                                      "greedy_samples": 2, "greedy_successes": [2, 2]}))
-    final = {"name": label, "method": "pkpo", "k_schedule": label, "baseline": "loo_minus_one", "seed": seed,
-             "pass@1": 0.5, "pass@8": 0.9, "greedy_pass@1": 1.0, "config": {"eval_problems": 2, "out_dir": str(run)}}
+    (run / "eval_detail.json").write_text(
+        json.dumps(
+            {
+                "uid": ["a", "b"],
+                "samples": 2,
+                "successes": [0, 0],
+                "greedy_samples": 2,
+                "greedy_successes": [2, 2],
+            }
+        )
+    )
+    final = {
+        "name": label,
+        "method": "pkpo",
+        "k_schedule": label,
+        "baseline": "loo_minus_one",
+        "seed": seed,
+        "pass@1": 0.5,
+        "pass@8": 0.9,
+        "greedy_pass@1": 1.0,
+        "config": {"eval_problems": 2, "n": 2, "out_dir": str(run)},
+    }  # what read_final checks
     (run / "final.json").write_text(json.dumps(final))
 
 
 def test_rule_3_says_where_the_effect_lives(tmp_path):
-    """k8 learns faster (a larger area under the near-greedy curve) only from the over-confident warm start."""
+    """k8 learns faster (a larger area under the near-greedy curve) only from the over-confident
+    warm start."""
     for seed, jitter in ((5, 0.0), (6, 0.02)):
         for warm in ("calibrated", "overconfident"):
             fast = [0.2 + jitter, 0.8, 0.9, 1.0]
@@ -134,6 +192,7 @@ def test_rule_3_says_where_the_effect_lives(tmp_path):
             _first_run(tmp_path, warm, "k8", seed, fast if warm == "overconfident" else slow)
             _first_run(tmp_path, warm, "k1", seed, [0.2 + jitter, 0.3 + jitter, 0.5, 1.0])
     table, words = gr.first_task(tmp_path)
-    # seeds: mean(0.2, 0.8, 0.9, 1.0) and mean(0.22, 0.8, 0.9, 1.0) (final point: 2/2), then their mean
+    # seeds: mean(0.2, 0.8, 0.9, 1.0) and mean(0.22, 0.8, 0.9, 1.0) (final point: 2/2), then their
+    # mean
     assert "| overconfident | k8 | 2 | 72.8 |" in table
     assert any(w.startswith("**Rule 3: the effect needs an over-confident prior") for w in words)

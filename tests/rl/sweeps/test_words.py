@@ -1,5 +1,5 @@
-"""No claim from degenerate data; the smoke test says so on every page; near-greedy pass@1 in tables,
-findings and figures."""
+"""No claim from degenerate data; the smoke test says so on every page; near-greedy pass@1 in
+tables, findings and figures."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from pkpo.rl.sweeps.report import (CLAIM_IDS, degenerate, findings, paired_difference,  # noqa: E402
-                                   table_markdown, write_sweep_report)
+from pkpo.rl.sweeps.report import (
+    CLAIM_IDS,
+    degenerate,
+    findings,
+    paired_difference,  # noqa: E402
+    table_markdown,
+    write_sweep_report,
+)
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM  # noqa: E402
 from pkpo.rl.sweeps.runs import aggregate  # noqa: E402
 
@@ -22,7 +28,8 @@ RUNS = (WARM, "k1", "k4", "k8", "anneal")
 
 
 def _with_greedy(finals, greedy: dict[str, list[list[int]]], samples=2):
-    """Add near-greedy records: greedy[label][seed] = near-greedy successes per problem (out of ``samples``)."""
+    """Add near-greedy records: greedy[label][seed] = near-greedy successes per problem (out of
+    ``samples``)."""
     for f in finals:
         succ = greedy[f["label"]][f["seed"]]
         path = Path(f["run_dir"]) / "eval_detail.json"
@@ -30,7 +37,9 @@ def _with_greedy(finals, greedy: dict[str, list[list[int]]], samples=2):
         detail.update(greedy_samples=samples, greedy_successes=succ)
         path.write_text(json.dumps(detail))
         f["greedy_pass@1"] = float(np.mean(succ) / samples)
-        f["greedy_pass@1_se"] = float(np.std(np.asarray(succ) / samples, ddof=1) / np.sqrt(len(succ)))
+        f["greedy_pass@1_se"] = float(
+            np.std(np.asarray(succ) / samples, ddof=1) / np.sqrt(len(succ))
+        )
         f["config"]["greedy_temperature"] = 0.05
     return finals
 
@@ -45,7 +54,9 @@ def test_all_zero_runs_give_no_claim(tmp_path):
 
 
 def test_identical_trained_runs_give_no_claim(tmp_path):
-    finals = _fake_sweep(tmp_path, {WARM: [[1, 2, 3]], **{label: [[4, 4, 4]] for label in RUNS[1:]}})
+    finals = _fake_sweep(
+        tmp_path, {WARM: [[1, 2, 3]], **{label: [[4, 4, 4]] for label in RUNS[1:]}}
+    )
     assert degenerate(finals) == "every trained run has the same held-out numbers"
     assert all(c["holds"] is None for c in findings(finals))
     varied = _fake_sweep(tmp_path / "v", {WARM: [[1, 2, 3]], "k1": [[4, 4, 4]], "k8": [[4, 4, 5]]})
@@ -60,7 +71,9 @@ def test_smoke_report_says_so_everywhere_and_claims_nothing(tmp_path):
     suptitle = Figure.suptitle
     Figure.suptitle = lambda fig, text, **kw: titles.append(text) or suptitle(fig, text, **kw)
     try:
-        info = write_sweep_report(tmp_path, finals, title="pkpo demo", command="x", wall_s=1.0, smoke=True)
+        info = write_sweep_report(
+            tmp_path, finals, title="pkpo demo", command="x", wall_s=1.0, smoke=True
+        )
     finally:
         Figure.suptitle = suptitle
     report = (tmp_path / "report.md").read_text()
@@ -72,13 +85,19 @@ def test_smoke_report_says_so_everywhere_and_claims_nothing(tmp_path):
 
 
 def test_greedy_column_and_paired_greedy_difference(tmp_path):
-    finals = _fake_sweep(tmp_path, {WARM: [[2, 3], [2, 3]], "k8": [[4, 4], [4, 5]], "anneal": [[6, 6], [7, 6]]})
-    finals = _with_greedy(finals, {WARM: [[0, 2], [0, 2]], "k8": [[2, 2], [2, 1]], "anneal": [[2, 2], [2, 2]]})
+    finals = _fake_sweep(
+        tmp_path, {WARM: [[2, 3], [2, 3]], "k8": [[4, 4], [4, 5]], "anneal": [[6, 6], [7, 6]]}
+    )
+    finals = _with_greedy(
+        finals, {WARM: [[0, 2], [0, 2]], "k8": [[2, 2], [2, 1]], "anneal": [[2, 2], [2, 2]]}
+    )
     rows = sorted(aggregate(finals), key=lambda r: r["label"] != WARM)
     table = table_markdown(rows, 0.05)
     assert "greedy pass@1" in table.splitlines()[2] and "temperature 0.05" in table
     anneal = next(line for line in table.splitlines() if line.startswith("| anneal"))
-    assert "**100.0 ± 0.0**" in anneal  # greedy pass@1 of the anneal: 1 on every problem, every seed
+    assert (
+        "**100.0 ± 0.0**" in anneal
+    )  # greedy pass@1 of the anneal: 1 on every problem, every seed
     d = paired_difference(finals, "k8", "anneal", 1, greedy=True)
     assert d["per_seed"] == pytest.approx([0.0, -0.25]) and d["diff"] == pytest.approx(-0.125)
     with pytest.raises(ValueError, match="pass@1 only"):

@@ -1,4 +1,5 @@
-"""Natural-language tasks: generators, split, answer parser (incl. adversarial cases) and rewards."""
+"""Natural-language tasks: generators, split, answer parser (incl. adversarial cases) and
+rewards."""
 
 from __future__ import annotations
 
@@ -45,20 +46,31 @@ def test_answers_match_an_independent_reading_of_the_text(difficulty):
     for p in task.problems("train") + task.problems("heldout"):
         assert solve_by_reading(p.prompt) == p.answer, p.prompt
         assert p.answer >= 0
-        # number of operations = difficulty: one sentence per operation between the setup and the question
-        assert len(re.findall(r"(gets \d+ more|gives away|doubles|triples|times as many)", p.prompt)) == difficulty
+        # number of operations = difficulty: one sentence per operation between the setup and the
+        # question
+        assert (
+            len(re.findall(r"(gets \d+ more|gives away|doubles|triples|times as many)", p.prompt))
+            == difficulty
+        )
 
 
 def test_generator_is_deterministic_and_seed_dependent():
     a = ArithmeticWordTask(difficulty=2, n_train=50, n_heldout=10, seed=3)
     b = ArithmeticWordTask(difficulty=2, n_train=50, n_heldout=10, seed=3)
     c = ArithmeticWordTask(difficulty=2, n_train=50, n_heldout=10, seed=4)
-    assert a.problems("train") == b.problems("train") and a.problems("heldout") == b.problems("heldout")
+    assert a.problems("train") == b.problems("train") and a.problems("heldout") == b.problems(
+        "heldout"
+    )
     assert [p.prompt for p in a.problems("train")] != [p.prompt for p in c.problems("train")]
 
 
-@pytest.mark.parametrize("make", [lambda: ArithmeticWordTask(difficulty=1, n_train=300, n_heldout=60),
-                                  lambda: SortNumbersTask(length=4, n_train=300, n_heldout=60)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ArithmeticWordTask(difficulty=1, n_train=300, n_heldout=60),
+        lambda: SortNumbersTask(length=4, n_train=300, n_heldout=60),
+    ],
+)
 def test_split_is_by_problem_and_sizes_are_exact(make):
     task = make()
     train, held = task.problems("train"), task.problems("heldout")
@@ -70,42 +82,50 @@ def test_split_is_by_problem_and_sizes_are_exact(make):
 
 
 def test_more_problems_keep_the_split_of_existing_ones():
-    """A problem's split is a function of its text, so asking for more problems never moves one across."""
+    """A problem's split is a function of its text, so asking for more problems never moves one
+    across."""
     small = ArithmeticWordTask(difficulty=3, n_train=40, n_heldout=10)
     big = ArithmeticWordTask(difficulty=3, n_train=200, n_heldout=50)
-    assert {p.prompt for p in small.problems("heldout")} <= {p.prompt for p in big.problems("heldout")}
-    assert not {p.prompt for p in small.problems("heldout")} & {p.prompt for p in big.problems("train")}
+    assert {p.prompt for p in small.problems("heldout")} <= {
+        p.prompt for p in big.problems("heldout")
+    }
+    assert not {p.prompt for p in small.problems("heldout")} & {
+        p.prompt for p in big.problems("train")
+    }
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("The answer is 42.", 42),
-    ("**42**", 42),
-    ("= 42", 42),
-    ("42", 42),
-    (" 42.\n", 42),
-    ("42.0", 42),
-    ("Answer: 42", 42),
-    ("answer = 42", 42),
-    ("\\boxed{42}", 42),
-    ("The answer is **42**.", 42),
-    ("Answer: $42$", 42),
-    ("1,234", 1234),
-    ("-7", -7),
-    ("She has 10 + 5 = 15 marbles now.", 15),
-    ("Mia has 15 marbles.", 15),
-    ("Eva started with 3, got 4 more, so 7", 7),
-    # adversarial
-    ("The answer is 41. Wait, no: the answer is 42.", 42),  # the last commitment counts
-    ("The answer is 42 or 43.", None),  # hedging is not an answer
-    ("The answer is 41 to 43.", None),
-    ("**41** or **42**", None),
-    ("The answer is 4200", 4200),  # no prefix match
-    ("The answer is 42.5", None),  # not an integer
-    ("x42", None),  # numbers glued to words are not answers
-    ("1,23", None),  # malformed thousands separator
-    ("", None),
-    ("no idea", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is 42.", 42),
+        ("**42**", 42),
+        ("= 42", 42),
+        ("42", 42),
+        (" 42.\n", 42),
+        ("42.0", 42),
+        ("Answer: 42", 42),
+        ("answer = 42", 42),
+        ("\\boxed{42}", 42),
+        ("The answer is **42**.", 42),
+        ("Answer: $42$", 42),
+        ("1,234", 1234),
+        ("-7", -7),
+        ("She has 10 + 5 = 15 marbles now.", 15),
+        ("Mia has 15 marbles.", 15),
+        ("Eva started with 3, got 4 more, so 7", 7),
+        # adversarial
+        ("The answer is 41. Wait, no: the answer is 42.", 42),  # the last commitment counts
+        ("The answer is 42 or 43.", None),  # hedging is not an answer
+        ("The answer is 41 to 43.", None),
+        ("**41** or **42**", None),
+        ("The answer is 4200", 4200),  # no prefix match
+        ("The answer is 42.5", None),  # not an integer
+        ("x42", None),  # numbers glued to words are not answers
+        ("1,23", None),  # malformed thousands separator
+        ("", None),
+        ("no idea", None),
+    ],
+)
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
@@ -119,7 +139,9 @@ def test_parse_number():
     assert parse_number("12,345") == 12345
     assert parse_number("3.") == 3
     assert parse_number("1e3") == 1000
-    assert parse_number("nan") is None and parse_number("inf") is None and parse_number("1.5") is None
+    assert (
+        parse_number("nan") is None and parse_number("inf") is None and parse_number("1.5") is None
+    )
 
 
 def test_arithmetic_score_is_binary_and_uses_the_parser():
@@ -145,7 +167,9 @@ def test_sort_task_partial_credit():
     swapped = ref[:]
     swapped[0], swapped[1] = swapped[1], swapped[0]
     assert task.score(p, ", ".join(map(str, swapped))) == pytest.approx(3 / 5)
-    assert task.score(p, ", ".join(map(str, ref[::-1]))) == pytest.approx(1 / 5)  # the middle stays put
+    assert task.score(p, ", ".join(map(str, ref[::-1]))) == pytest.approx(
+        1 / 5
+    )  # the middle stays put
     # padding a correct list with extra numbers costs credit; truncating too
     assert task.score(p, ", ".join(map(str, ref + [100, 101]))) == pytest.approx(5 / 7)
     assert task.score(p, ", ".join(map(str, ref[:2]))) == pytest.approx(2 / 5)
@@ -161,12 +185,15 @@ def test_sort_credit_and_extract_list():
     assert extract_list(None) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(difficulty=0), "difficulty"),
-    (dict(difficulty=5), "difficulty"),
-    (dict(n_train=0), "n_train"),
-    (dict(heldout_fraction=1.0), "heldout_fraction"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(difficulty=0), "difficulty"),
+        (dict(difficulty=5), "difficulty"),
+        (dict(n_train=0), "n_train"),
+        (dict(heldout_fraction=1.0), "heldout_fraction"),
+    ],
+)
 def test_arithmetic_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ArithmeticWordTask(**kwargs)

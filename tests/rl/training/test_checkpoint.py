@@ -1,4 +1,5 @@
-"""Checkpoints: a round trip, and a clear ValueError for a truncated, garbled, foreign or incomplete file."""
+"""Checkpoints: a round trip, and a clear ValueError for a truncated, garbled, foreign or incomplete
+file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ torch = pytest.importorskip("torch")
 
 from pkpo.rl.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
-STATE = {"step": 3, "model": {"w": torch.arange(1000.0)}, "optimizer": {}, "rng": {}, "config": {"seed": 0}}
+STATE = {
+    "step": 3,
+    "model": {"w": torch.arange(1000.0)},
+    "optimizer": {},
+    "rng": {},
+    "config": {"seed": 0},
+}
 
 
 def test_round_trip_leaves_no_temporary_file(tmp_path):

@@ -1,4 +1,5 @@
-"""Held-out evaluation: unbiased pass@k per problem, mean and SE over problems (the one SE of pkpo.metrics)."""
+"""Held-out evaluation: unbiased pass@k per problem, mean and SE over problems (the one SE of
+pkpo.metrics)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ from test_trainer import DigitTask, tiny_gpt  # noqa: E402  (tests/rl is on sys.
 def test_pass_at_k_is_the_mean_over_problems_with_its_standard_error():
     task = DigitTask()
     problems = task.problems("train")
-    result = evaluate(tiny_gpt(), problems, task, samples=8, ks=(4, 1), max_new_tokens=1, seed=3, detail=True)
+    result = evaluate(
+        tiny_gpt(), problems, task, samples=8, ks=(4, 1), max_new_tokens=1, seed=3, detail=True
+    )
     successes = np.asarray(result["detail"]["successes"])
-    correct = np.arange(8)[None, :] < successes[:, None]  # (P, 8): the order of samples does not matter
+    correct = (
+        np.arange(8)[None, :] < successes[:, None]
+    )  # (P, 8): the order of samples does not matter
     for k in (1, 4):
         per_problem = np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
         assert result[f"pass@{k}"] == pytest.approx(per_problem.mean(), abs=1e-12)
@@ -31,7 +36,9 @@ def test_pass_at_k_is_the_mean_over_problems_with_its_standard_error():
 
 def test_one_problem_has_no_standard_error():
     task = DigitTask()
-    result = evaluate(tiny_gpt(), task.problems("train")[:1], task, samples=4, ks=(1, 2), max_new_tokens=1)
+    result = evaluate(
+        tiny_gpt(), task.problems("train")[:1], task, samples=4, ks=(1, 2), max_new_tokens=1
+    )
     assert math.isnan(result["pass@1_se"]) and 0.0 <= result["pass@1"] <= 1.0
 
 

@@ -1,4 +1,5 @@
-"""Run folders: nothing lost on a re-run, --resume needs a checkpoint, one process per folder, Ctrl-C."""
+"""Run folders: nothing lost on a re-run, --resume needs a checkpoint, one process per folder,
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pkpo.rl.training import rundir  # noqa: E402
 from pkpo.rl.cli import sweep_main, train_main  # noqa: E402
+from pkpo.rl.training import rundir  # noqa: E402
 from pkpo.rl.training.checkpoint import load_checkpoint  # noqa: E402
 from pkpo.rl.training.trainer import train  # noqa: E402
 
@@ -24,7 +25,17 @@ from test_trainer import DigitTask, tiny_config, tiny_gpt  # noqa: E402  (tests/
 torch.set_num_threads(1)
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 # the smallest pkpo train command line that runs end to end in a few seconds
-TINY = ["--preset", "quick", "--steps", "2", "--warm-steps", "2", "--eval-problems", "2", "--no-progress"]
+TINY = [
+    "--preset",
+    "quick",
+    "--steps",
+    "2",
+    "--warm-steps",
+    "2",
+    "--eval-problems",
+    "2",
+    "--no-progress",
+]
 
 
 def test_a_new_start_into_a_finished_run_is_refused_and_loses_nothing(tmp_path):
@@ -32,7 +43,9 @@ def test_a_new_start_into_a_finished_run_is_refused_and_loses_nothing(tmp_path):
     train(cfg, tiny_gpt(), DigitTask(), progress=False)
     folder = Path(cfg.out_dir)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    with pytest.raises(ValueError, match=r"already holds a run \(metrics.jsonl \(4 records\), checkpoint.pt"):
+    with pytest.raises(
+        ValueError, match=r"already holds a run \(metrics.jsonl \(4 records\), checkpoint.pt"
+    ):
         train(cfg.replace(steps=5), tiny_gpt(), DigitTask(), progress=False)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
@@ -44,14 +57,18 @@ def test_overwrite_replaces_the_run_files_only(tmp_path):
     notes.write_text("mine")
     final = train(cfg.replace(steps=2), tiny_gpt(), DigitTask(), overwrite=True, progress=False)
     records = (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()
-    assert final["steps"] == 2 and len(records) == 3  # config + 2 steps: nothing left from the old run
+    assert (
+        final["steps"] == 2 and len(records) == 3
+    )  # config + 2 steps: nothing left from the old run
     assert load_checkpoint(Path(cfg.out_dir) / "checkpoint.pt")["step"] == 2
     assert notes.read_text() == "mine"
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     cfg = tiny_config(tmp_path)
-    with pytest.raises(ValueError, match="nothing to resume in .*no checkpoint.pt .*the folder does not exist"):
+    with pytest.raises(
+        ValueError, match="nothing to resume in .*no checkpoint.pt .*the folder does not exist"
+    ):
         train(cfg, tiny_gpt(), DigitTask(), resume=True, progress=False)
     assert not Path(cfg.out_dir).exists()
     with pytest.raises(ValueError, match="exclude each other"):
@@ -60,9 +77,16 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 def test_a_locked_folder_is_refused_naming_the_holder(tmp_path):
     cfg = tiny_config(tmp_path, steps=1, eval_problems=0)
-    code = f"from pkpo.rl.training.rundir import RunLock; import time; lock = RunLock({cfg.out_dir!r}); print('held', flush=True); time.sleep(60)"
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": SRC})
+    code = (
+        "from pkpo.rl.training.rundir import RunLock; import time; "
+        f"lock = RunLock({cfg.out_dir!r}); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ValueError, match=f"is in use by pid {holder.pid}"):
@@ -96,7 +120,9 @@ def test_cli_refuses_a_rerun_and_resume_without_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "none").exists()
     assert train_main(TINY + cache + ["--out", str(out), "--resume", "--steps", "3"]) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [r["step"] for r in records if "k" in r]  # training-step records (not config or eval/ records)
+    steps = [
+        r["step"] for r in records if "k" in r
+    ]  # training-step records (not config or eval/ records)
     assert steps == [0, 1, 2]  # each step once: nothing lost or repeated
     assert train_main(TINY + cache + ["--out", str(out), "--overwrite"]) == 0
 
@@ -104,8 +130,23 @@ def test_cli_refuses_a_rerun_and_resume_without_checkpoint(tmp_path, capsys):
 @pytest.mark.slow
 def test_sweep_refuses_runs_made_with_other_settings(tmp_path, capsys):
     out = str(tmp_path / "sweep")
-    argv = ["--preset", "quick", "--steps", "2", "--warm-steps", "2", "--eval-problems", "2", "--out", out,
-            "--runs", "k2", "--seeds", "0", "--no-progress"]
+    argv = [
+        "--preset",
+        "quick",
+        "--steps",
+        "2",
+        "--warm-steps",
+        "2",
+        "--eval-problems",
+        "2",
+        "--out",
+        out,
+        "--runs",
+        "k2",
+        "--seeds",
+        "0",
+        "--no-progress",
+    ]
     assert sweep_main(argv) == 0
     assert sweep_main(argv) == 0  # the same command reuses the finished run
     capsys.readouterr()
@@ -120,16 +161,38 @@ def test_sweep_refuses_runs_made_with_other_settings(tmp_path, capsys):
 @pytest.mark.slow
 def test_ctrl_c_names_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    argv = ["--preset", "quick", "--steps", "100000", "--warm-steps", "2", "--eval-problems", "2",
-            "--checkpoint-every", "2", "--no-progress", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "pkpo", "train", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": SRC},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    argv = [
+        "--preset",
+        "quick",
+        "--steps",
+        "100000",
+        "--warm-steps",
+        "2",
+        "--eval-problems",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pkpo", "train", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130
-    assert err.startswith(f"pkpo train: interrupted; the last checkpoint is '{out / 'checkpoint.pt'}'")
+    assert err.startswith(
+        f"pkpo train: interrupted; the last checkpoint is '{out / 'checkpoint.pt'}'"
+    )
     assert err.rstrip().endswith("--resume") and "Traceback" not in err

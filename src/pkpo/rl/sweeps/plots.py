@@ -1,7 +1,9 @@
-"""The figures of a set of RL runs (``pkpo sweep``/``demo`` reports): curves from each run's metrics.jsonl.
+"""The figures of a set of RL runs (``pkpo sweep``/``demo`` reports): curves from each run's
+metrics.jsonl.
 
 Every figure is a mean over seeds and draws the warm start (dashed black) as the reference every run
-starts from: held-out pass@k_eval during training, solve rates, policy entropy, and final pass@k vs k.
+starts from: held-out pass@k_eval during training, solve rates, policy entropy, and final pass@k vs
+k.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ def _final_point_on_subset(curves: dict, final: dict) -> None:
     """Make the last point of a run's eval curve use the same problems as the points before it.
 
     Evaluations during training use the first ``eval_problems`` problems; the final one may use more
-    (``final_eval_problems``). Its per-problem record gives the value on the first ``eval_problems``,
-    so every point of a curve is measured on the same problems (the table uses all of them)."""
+    (``final_eval_problems``). Its per-problem record gives the value on the first
+    ``eval_problems``, so every point of a curve is measured on the same problems (the table uses
+    all of them)."""
     cfg, ev = final.get("config", {}), curves.get("eval", {})
     m = cfg.get("eval_problems")
     detail = read_detail(final)
@@ -38,7 +41,9 @@ def _final_point_on_subset(curves: dict, final: dict) -> None:
         if key.startswith("pass@") and not key.endswith("_se"):
             k = int(key[5:])
             ev[key] = ev[key].astype(float).copy()
-            ev[key][-1] = per_problem_pass_at_k(detail["successes"][:m], detail["samples"], k).mean()
+            ev[key][-1] = per_problem_pass_at_k(
+                detail["successes"][:m], detail["samples"], k
+            ).mean()
 
 
 def warm_reference(finals: list[dict], n: int | None = None) -> dict:
@@ -48,8 +53,11 @@ def warm_reference(finals: list[dict], n: int | None = None) -> dict:
     warm = [f for f in finals if f["label"] == WARM]
     if not warm:
         return {}
-    ref = {key: float(np.mean([f[key] for f in warm if key in f])) for key in
-           [f"pass@{k}" for k in K_EVAL] + ["entropy"] if any(key in f for f in warm)}
+    ref = {
+        key: float(np.mean([f[key] for f in warm if key in f]))
+        for key in [f"pass@{k}" for k in K_EVAL] + ["entropy"]
+        if any(key in f for f in warm)
+    }
     details = [read_detail(f) for f in warm]
     details = [d for d in details if d is not None]
     if n and details and n <= details[0]["samples"]:
@@ -60,7 +68,9 @@ def warm_reference(finals: list[dict], n: int | None = None) -> dict:
             if "rule_of" in d:
                 from ..tasks.hidden_rule import MAJORITY_RULE
 
-                mask = np.asarray(d["rule_of"]) != MAJORITY_RULE  # the hard problems (tasks.HiddenRuleTask.is_hard)
+                mask = (
+                    np.asarray(d["rule_of"]) != MAJORITY_RULE
+                )  # the hard problems (tasks.HiddenRuleTask.is_hard)
                 hard.append(p[mask].mean() if mask.any() else np.nan)
         ref["solve"] = float(np.mean(solve))
         if hard:
@@ -68,10 +78,13 @@ def warm_reference(finals: list[dict], n: int | None = None) -> dict:
     return ref
 
 
-def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None = None) -> list[str]:
-    """Curves (mean over seeds): held-out pass@k_eval and near-greedy pass@1, solve rates, entropy; final
-    pass@k vs k with the near-greedy pass@1 beside it. Every figure draws the warm start (dashed black)
-    as the reference the runs start from; ``note`` (e.g. "smoke test, no findings") titles every figure."""
+def plot_runs(
+    out: Path, finals: list[dict], prefix: str = "", note: str | None = None
+) -> list[str]:
+    """Curves (mean over seeds): held-out pass@k_eval and near-greedy pass@1, solve rates, entropy;
+    final pass@k vs k with the near-greedy pass@1 beside it. Every figure draws the warm start
+    (dashed black) as the reference the runs start from; ``note`` (e.g. "smoke test, no findings")
+    titles every figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,12 +117,14 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None 
                 ax.plot(x[:m], 100 * y[:m], marker="o", ms=3, label=label)
                 if x[0] == 0:
                     start.setdefault(k, y[0])
-    n_curve = (trained[0]["config"].get("eval_problems") if trained else None)
+    n_curve = trained[0]["config"].get("eval_problems") if trained else None
     for ax, k in zip(axes, panels):
         if k in start:
             ax.axhline(100 * start[k], label="warm start", **warm_style)
         shown = k.replace("greedy_", "near-greedy ")
-        ax.set_title(f"held-out {shown} (%)" + (f", {n_curve} problems" if n_curve else ""), fontsize=10)
+        ax.set_title(
+            f"held-out {shown} (%)" + (f", {n_curve} problems" if n_curve else ""), fontsize=10
+        )
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -117,11 +132,15 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None 
     figures.append(_save(fig, out / f"{prefix}pass_at_k_curves.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, key, title in ((axes[0], "solve", "solve rate: training problems drawn so far"),
-                           (axes[1], "hard", "hard solve rate: hard training problems drawn so far")):
+    for ax, key, title in (
+        (axes[0], "solve", "solve rate: training problems drawn so far"),
+        (axes[1], "hard", "hard solve rate: hard training problems drawn so far"),
+    ):
         _step_curves(ax, by_label, key, lambda y: 100 * y)
         if key in ref:
-            ax.axhline(100 * ref[key], label="warm start (its pass@n on held-out problems)", **warm_style)
+            ax.axhline(
+                100 * ref[key], label="warm start (its pass@n on held-out problems)", **warm_style
+            )
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("%")
         _finish(ax)
@@ -141,17 +160,36 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None 
     for r in rows:
         ks = [k for k in K_EVAL if f"{metric}@{k}" in r]
         style = dict(warm_style, marker="s") if r["label"] == WARM else dict(marker="o")
-        ax.errorbar(ks, [100 * r[f"{metric}@{k}"] for k in ks],
-                    yerr=[100 * np.nan_to_num(r[f"{metric}@{k}_se"]) for k in ks], ms=3, capsize=2,
-                    label="warm start" if r["label"] == WARM else r["label"], **style)
-    colours = iter(f"C{i}" for i in range(len(rows)))  # the cycle the lines above took (the warm start is black)
+        ax.errorbar(
+            ks,
+            [100 * r[f"{metric}@{k}"] for k in ks],
+            yerr=[100 * np.nan_to_num(r[f"{metric}@{k}_se"]) for k in ks],
+            ms=3,
+            capsize=2,
+            label="warm start" if r["label"] == WARM else r["label"],
+            **style,
+        )
+    colours = iter(
+        f"C{i}" for i in range(len(rows))
+    )  # the cycle the lines above took (the warm start is black)
     first = True
-    for i, r in enumerate(rows):  # near-greedy pass@1: hollow diamonds left of k = 1, side by side, in the run's colour
+    for i, r in enumerate(
+        rows
+    ):  # near-greedy pass@1: hollow diamonds left of k = 1, side by side, in the run's colour
         colour = "black" if r["label"] == WARM else next(colours)
         if f"greedy_{metric}@1" in r:
-            ax.errorbar([0.6 * 1.06 ** i], [100 * r[f"greedy_{metric}@1"]], yerr=[100 * np.nan_to_num(r[f"greedy_{metric}@1_se"])],
-                        marker="D", mfc="none", ms=5, capsize=2, ls="none", color=colour,
-                        label="near-greedy pass@1" if first else None)
+            ax.errorbar(
+                [0.6 * 1.06**i],
+                [100 * r[f"greedy_{metric}@1"]],
+                yerr=[100 * np.nan_to_num(r[f"greedy_{metric}@1_se"])],
+                marker="D",
+                mfc="none",
+                ms=5,
+                capsize=2,
+                ls="none",
+                color=colour,
+                label="near-greedy pass@1" if first else None,
+            )
             first = False
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k_eval (diamonds: near-greedy pass@1)")
@@ -165,7 +203,8 @@ def plot_runs(out: Path, finals: list[dict], prefix: str = "", note: str | None 
 
 
 def _mean_curve(curve_list, getter):
-    """The mean over seeds of one curve, cut to the shortest seed's length (None when no seed has it)."""
+    """The mean over seeds of one curve, cut to the shortest seed's length (None when no seed has
+    it)."""
     arrays = [getter(c) for c in curve_list]
     arrays = [a for a in arrays if a is not None and len(a)]
     if not arrays:
@@ -175,7 +214,8 @@ def _mean_curve(curve_list, getter):
 
 
 def _step_curves(ax, by_label: dict, key: str, show) -> None:
-    """One line per run label: ``show(mean over seeds of the per-step curve key)`` against the RL step."""
+    """One line per run label: ``show(mean over seeds of the per-step curve key)`` against the RL
+    step."""
     for label, cl in by_label.items():
         x = _mean_curve(cl, lambda c: c["step"])
         y = _mean_curve(cl, lambda c: c[key])

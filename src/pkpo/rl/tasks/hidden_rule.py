@@ -1,4 +1,5 @@
-"""Procedurally generated, verifiable tasks for the RL layer (implement :class:`pkpo.rl.interfaces.Task`).
+"""Procedurally generated, verifiable tasks for the RL layer (implement
+:class:`pkpo.rl.interfaces.Task`).
 
 The hidden-rule string transform: the prompt is a digit string, a hint and ``>``; the
 answer applies one of six rules to the string::
@@ -19,13 +20,14 @@ one, ``d`` sort descending, ``w`` swap adjacent pairs.
 The ``"mixed"`` feature: the first digit decides (:data:`MIXED_TABLE`). Two of its ten values mean
 the majority rule ``r``, two mean one minority rule each (``s``, ``i``: learnable, but a policy that
 has collapsed onto ``r`` never sees them succeed), and six mark an *ambiguous* problem whose rule is
-drawn from :data:`AMBIGUOUS_PRIOR` (``r`` 60 %, ``d`` 20 %, four rare rules 5 % each) by a hash of the
-whole string: no policy can tell these apart, so the best policy for pass@k spreads its samples over
-rules, differently for each k (for pass@4 over ``r`` and ``d``, for pass@8 over the rare rules too). Training problems
-come from a pool of ``n_train`` fresh strings (larger than steps x prompts: nothing is drawn twice); the
-``validation`` (tuning) and ``heldout`` (final numbers) splits are disjoint sets stratified so that
-their composition over (first digit, rule) cells matches the law exactly. Splits are assigned by a hash
-of the string, so each split is an independent draw from the same law.
+drawn from :data:`AMBIGUOUS_PRIOR` (``r`` 60 %, ``d`` 20 %, four rare rules 5 % each) by a hash of
+the whole string: no policy can tell these apart, so the best policy for pass@k spreads its samples
+over rules, differently for each k (for pass@4 over ``r`` and ``d``, for pass@8 over the rare rules
+too). Training problems come from a pool of ``n_train`` fresh strings (larger than steps x prompts:
+nothing is drawn twice); the ``validation`` (tuning) and ``heldout`` (final numbers) splits are
+disjoint sets stratified so that their composition over (first digit, rule) cells matches the law
+exactly. Splits are assigned by a hash of the string, so each split is an independent draw from the
+same law.
 
 Plan character (``plan=True``, the default): the completion is one character naming the rule the
 policy is about to apply, then the answer (``381920:?>`` -> ``r029183``); only the answer is checked
@@ -39,7 +41,8 @@ Binary reward: 1 for an exact match (``HiddenRuleTask``). Continuous reward: the
 positions that are correct (``binary=False``: partial credit, like a fraction of unit tests passed).
 
 Problems are distinct digit strings, split into train, validation and held-out sets by problem,
-deterministic for the task seed. ``warmstart_batch`` gives supervised demonstrations for the warm start.
+deterministic for the task seed. ``warmstart_batch`` gives supervised demonstrations for the warm
+start.
 """
 
 from __future__ import annotations
@@ -49,18 +52,26 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import seeding
 from ..interfaces import Problem
 
 RULES = ("r", "s", "i", "o", "d", "w")
-RULE_NAMES = {"r": "reverse", "s": "sort ascending", "i": "add 1 mod 10", "o": "rotate left",
-              "d": "sort descending", "w": "swap pairs"}
+RULE_NAMES = {
+    "r": "reverse",
+    "s": "sort ascending",
+    "i": "add 1 mod 10",
+    "o": "rotate left",
+    "d": "sort descending",
+    "w": "swap pairs",
+}
 # Hidden feature value (0..9) -> rule index: 5/10 -> r, 2/10 -> s, 1/10 each -> i, o, d, never w.
 FEATURE_TO_RULE = (0, 0, 0, 0, 0, 1, 1, 2, 3, 4)
 RULE_PRIOR = tuple(FEATURE_TO_RULE.count(r) / 10 for r in range(len(RULES)))
 TIERS = ("easy", "hard")
 FEATURES = ("first", "sum", "mixed")
 SPLITS = ("train", "validation", "heldout")
-# feature "mixed": first digit -> rule, or "*" for an ambiguous problem (rule drawn by a hash of the string)
+# feature "mixed": first digit -> rule, or "*" for an ambiguous problem (rule drawn by a hash of the
+# string)
 MIXED_TABLE = "rrsi******"
 AMBIGUOUS_PRIOR = {"r": 0.6, "d": 0.2, "s": 0.05, "i": 0.05, "o": 0.05, "w": 0.05}
 MAJORITY_RULE = "r"
@@ -79,7 +90,7 @@ def apply_rule(rule: str, digits: str) -> str:
     if rule == "d":
         return "".join(sorted(digits, reverse=True))
     if rule == "w":
-        pairs = [digits[i:i + 2][::-1] for i in range(0, len(digits), 2)]
+        pairs = [digits[i : i + 2][::-1] for i in range(0, len(digits), 2)]
         return "".join(pairs)
     raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
 
@@ -87,7 +98,7 @@ def apply_rule(rule: str, digits: str) -> str:
 def _unit_hash(text: str, salt: str) -> float:
     """A deterministic pseudo-random number in [0, 1) from ``text`` (blake2b, 64 bits)."""
     digest = hashlib.blake2b(f"{salt}:{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def hidden_feature(digits: str, feature: str) -> int:
@@ -100,7 +111,8 @@ def hidden_feature(digits: str, feature: str) -> int:
 
 
 def ambiguous_rule(digits: str) -> str:
-    """The rule of an ambiguous ``mixed`` problem: a draw from AMBIGUOUS_PRIOR keyed by a hash of the string."""
+    """The rule of an ambiguous ``mixed`` problem: a draw from AMBIGUOUS_PRIOR keyed by a hash of
+    the string."""
     u, acc = _unit_hash(digits, "rule"), 0.0
     for rule, p in AMBIGUOUS_PRIOR.items():
         acc += p
@@ -117,18 +129,20 @@ def hidden_rule(digits: str, feature: str) -> str:
 
 
 def rule_law(feature: str) -> dict[tuple[int, str], float]:
-    """The hard tier's law over (first digit, rule) cells: {(digit, rule): probability} (strings uniform)."""
+    """The hard tier's law over (first digit, rule) cells: {(digit, rule): probability} (strings
+    uniform)."""
     if feature != "mixed":
         raise ValueError(f"rule_law is defined for feature 'mixed' only, got {feature!r}")
     law: dict[tuple[int, str], float] = {}
     for d, rule in enumerate(MIXED_TABLE):
-        for r, p in (AMBIGUOUS_PRIOR.items() if rule == "*" else [(rule, 1.0)]):
+        for r, p in AMBIGUOUS_PRIOR.items() if rule == "*" else [(rule, 1.0)]:
             law[(d, r)] = law.get((d, r), 0.0) + p / len(MIXED_TABLE)
     return law
 
 
 def rule_prior(feature: str) -> dict[str, float]:
-    """Marginal probability of each rule on hard-tier problems (what a feature-blind policy can know)."""
+    """Marginal probability of each rule on hard-tier problems (what a feature-blind policy can
+    know)."""
     if feature != "mixed":
         return dict(zip(RULES, RULE_PRIOR))
     prior = dict.fromkeys(RULES, 0.0)
@@ -138,7 +152,8 @@ def rule_prior(feature: str) -> dict[str, float]:
 
 
 def problem_category(digits: str, feature: str) -> str:
-    """``majority`` (the rule is ``r``), ``ambiguous`` (mixed: rule hashed) or ``minority`` (any other rule)."""
+    """``majority`` (the rule is ``r``), ``ambiguous`` (mixed: rule hashed) or ``minority`` (any
+    other rule)."""
     if feature == "mixed" and MIXED_TABLE[int(digits[0])] == "*":
         return "ambiguous"
     return "majority" if hidden_rule(digits, feature) == MAJORITY_RULE else "minority"
@@ -155,7 +170,8 @@ def stratified_quota(law: dict, size: int) -> dict:
 
 
 def partial_credit(answer: str, completion: str) -> float:
-    """Fraction of the answer's positions the completion gets right (extra characters count as wrong)."""
+    """Fraction of the answer's positions the completion gets right (extra characters count as
+    wrong)."""
     hits = sum(a == b for a, b in zip(answer, completion))
     return hits / max(len(answer), len(completion))
 
@@ -163,15 +179,20 @@ def partial_credit(answer: str, completion: str) -> float:
 @dataclass(frozen=True)
 class HiddenRuleConfig:
     tier: str = "hard"  # "easy": hint names the rule; "hard": hint is "?"
-    feature: str = "sum"  # hard-tier difficulty: "first" (learnable), "sum" (not learnable) or "mixed"
+    feature: str = (
+        "sum"  # hard-tier difficulty: "first" (learnable), "sum" (not learnable) or "mixed"
+    )
     length: int = 6  # digits per string
     n_train: int = 512  # training problems ("mixed": the pool fresh problems are drawn from)
     n_heldout: int = 128  # held-out problems (disjoint strings): final numbers only
     seed: int = 0  # problem-generation seed
     binary: bool = True  # False: partial credit (fraction of positions correct)
-    plan: bool = True  # the completion starts with one plan character (the rule it will apply), then the answer
+    # the completion starts with one plan character (the rule it will apply), then the answer
+    plan: bool = True
     n_validation: int = 128  # validation problems (disjoint from both): for tuning
-    demo_power: float = 2.0  # warm start: "?" prompts demonstrated with rule probability ~ prior ** demo_power
+    demo_power: float = (
+        2.0  # warm start: "?" prompts demonstrated with rule probability ~ prior ** demo_power
+    )
     demo_uniform: float = 0.0  # ... mixed with this weight of the uniform distribution over RULES
 
     def validate(self) -> "HiddenRuleConfig":
@@ -182,14 +203,20 @@ class HiddenRuleConfig:
         if not 2 <= self.length <= 16:
             raise ValueError(f"length must be in [2, 16], got {self.length}")
         if self.n_train < 1 or self.n_heldout < 1 or self.n_validation < 1:
-            raise ValueError(f"n_train, n_validation and n_heldout must be >= 1, got {self.n_train}, "
-                             f"{self.n_validation}, {self.n_heldout}")
-        if self.n_train + self.n_heldout + self.n_validation > 10 ** self.length // 2:
-            raise ValueError(f"{self.n_train + self.n_heldout + self.n_validation} problems is too many for "
-                             f"{self.length}-digit strings")
+            raise ValueError(
+                f"n_train, n_validation and n_heldout must be >= 1, got {self.n_train}, "
+                f"{self.n_validation}, {self.n_heldout}"
+            )
+        if self.n_train + self.n_heldout + self.n_validation > 10**self.length // 2:
+            raise ValueError(
+                f"{self.n_train + self.n_heldout + self.n_validation} problems is too many for "
+                f"{self.length}-digit strings"
+            )
         if not self.demo_power >= 0 or not 0 <= self.demo_uniform <= 1:
-            raise ValueError(f"need demo_power >= 0 and 0 <= demo_uniform <= 1, got {self.demo_power}, "
-                             f"{self.demo_uniform}")
+            raise ValueError(
+                f"need demo_power >= 0 and 0 <= demo_uniform <= 1, got {self.demo_power}, "
+                f"{self.demo_uniform}"
+            )
         return self
 
 
@@ -202,13 +229,16 @@ class HiddenRuleTask:
         self.binary = c.binary
         self.name = f"hidden-rule{'' if c.binary else '-partial'}"
         strings = self._mixed_strings() if c.feature == "mixed" else self._sequential_strings()
-        self._split = {split: [self._problem(s, f"{split}-{i}") for i, s in enumerate(strings[split])]
-                       for split in SPLITS}
+        self._split = {
+            split: [self._problem(s, f"{split}-{i}") for i, s in enumerate(strings[split])]
+            for split in SPLITS
+        }
 
     def _sequential_strings(self) -> dict[str, list[str]]:
-        """Distinct random strings: the first n_train train, the next n_heldout held out, then validation."""
+        """Distinct random strings: the first n_train train, the next n_heldout held out, then
+        validation."""
         c = self.config
-        rng = np.random.default_rng([c.seed, 7919])
+        rng = seeding.stream(c.seed, "problems")
         total = c.n_train + c.n_heldout + c.n_validation
         seen: set[str] = set()
         strings: list[str] = []
@@ -221,14 +251,15 @@ class HiddenRuleTask:
         return {"train": strings[:a], "heldout": strings[a:b], "validation": strings[b:]}
 
     def _mixed_strings(self) -> dict[str, list[str]]:
-        """Hash-assigned splits: 1/64 of all strings can be held out, 1/64 validation, the rest train.
+        """Hash-assigned splits: 1/64 of all strings can be held out, 1/64 validation, the rest
+        train.
 
         Training strings are i.i.d. draws from the law (distinct). Validation and held-out sets are
         filled cell by cell to :func:`stratified_quota` of the (first digit, rule) law, in an
         interleaved order, so every prefix of them is close to the law too.
         """
         c = self.config
-        rng = np.random.default_rng([c.seed, 7919])
+        rng = seeding.stream(c.seed, "problems")
         law = rule_law(c.feature)
         want = {"heldout": c.n_heldout, "validation": c.n_validation}
         quota = {split: stratified_quota(law, size) for split, size in want.items()}
@@ -254,10 +285,15 @@ class HiddenRuleTask:
                     filled[split] += 1
         out = {"train": train}
         cells = sorted(law)
-        for split in want:  # interleave: item i of cell c sits at (i + (c + 1/2) / C) / quota, so every
+        for (
+            split
+        ) in want:  # interleave: item i of cell c sits at (i + (c + 1/2) / C) / quota, so every
             # prefix follows the law closely (cells with one item are spread evenly, not bunched)
-            order = sorted(((i + (c + 0.5) / len(cells)) / quota[split][cell], s)
-                           for c, cell in enumerate(cells) for i, s in enumerate(pools[split][cell]))
+            order = sorted(
+                ((i + (c + 0.5) / len(cells)) / quota[split][cell], s)
+                for c, cell in enumerate(cells)
+                for i, s in enumerate(pools[split][cell])
+            )
             out[split] = [s for _, s in order]
         return out
 
@@ -283,15 +319,17 @@ class HiddenRuleTask:
         return problem_category(self.digits(problem), self.config.feature)
 
     def is_hard(self, problem: Problem) -> bool:
-        """Hard = the hidden rule is not the majority rule (a policy that prefers ``r`` rarely solves it)."""
+        """Hard = the hidden rule is not the majority rule (a policy that prefers ``r`` rarely
+        solves it)."""
         return self.rule_of(problem) != MAJORITY_RULE
 
     def answer_part(self, completion: str) -> str:
-        """The part of a completion the verifier checks (after the plan character, when ``plan``)."""
+        """The part of a completion the verifier checks (after the plan character, when
+        ``plan``)."""
         return completion[1:] if self.config.plan else completion
 
     def score(self, problem: Problem, completion: str) -> float:
-        if self.config.plan and not completion[:1] in RULES:
+        if self.config.plan and completion[:1] not in RULES:
             return 0.0
         answer = self.answer_part(completion)
         if self.binary:
@@ -299,9 +337,9 @@ class HiddenRuleTask:
         return partial_credit(problem.answer, answer)
 
     def classify(self, problem: Problem, completion: str) -> str:
-        """What a completion did: the rule letter whose output it wrote (the plan letter first, when two
-        rules give the same string), ``error`` (a plan letter, but no rule's output) or ``invalid`` (no
-        plan letter)."""
+        """What a completion did: the rule letter whose output it wrote (the plan letter first, when
+        two rules give the same string), ``error`` (a plan letter, but no rule's output) or
+        ``invalid`` (no plan letter)."""
         digits = self.digits(problem)
         plan, answer = completion[:1], self.answer_part(completion)
         if self.config.plan and plan not in RULES:
@@ -312,7 +350,8 @@ class HiddenRuleTask:
         return "error"
 
     def demonstration(self, rule: str, digits: str) -> str:
-        """The completion a demonstrator applying ``rule`` writes (plan character first when ``plan``)."""
+        """The completion a demonstrator applying ``rule`` writes (plan character first when
+        ``plan``)."""
         return (rule if self.config.plan else "") + apply_rule(rule, digits)
 
     def spec(self) -> dict:
@@ -321,27 +360,33 @@ class HiddenRuleTask:
     def warmstart_spec(self) -> dict:
         """Everything the warm-start demonstrations depend on (part of the warm-start cache key)."""
         c = self.config
-        return {"length": c.length, "plan": c.plan, "demonstrator": [round(float(q), 9) for q in self.demonstrator()]}
+        return {
+            "length": c.length,
+            "plan": c.plan,
+            "demonstrator": [round(float(q), 9) for q in self.demonstrator()],
+        }
 
     def demonstrator(self) -> np.ndarray:
-        """Rule probabilities of the warm start's ``?`` demonstrations (over RULES): the marginal prior
-        to the power ``demo_power``, normalised, mixed with ``demo_uniform`` of the uniform distribution."""
+        """Rule probabilities of the warm start's ``?`` demonstrations (over RULES): the marginal
+        prior to the power ``demo_power``, normalised, mixed with ``demo_uniform`` of the uniform
+        distribution."""
         c = self.config
         prior = np.array([rule_prior(c.feature)[r] for r in RULES])
-        sharp = prior ** c.demo_power * (prior > 0)
+        sharp = prior**c.demo_power * (prior > 0)
         return (1 - c.demo_uniform) * sharp / sharp.sum() + c.demo_uniform / len(RULES)
 
     # --- supervised warm start ---------------------------------------------------------------
     def warmstart_batch(self, rng: np.random.Generator, size: int) -> list[tuple[str, str]]:
-        """Supervised (prompt, completion) pairs for the warm start (see pkpo.rl.training.warmstart).
+        """Supervised (prompt, completion) pairs for the warm start (see
+        pkpo.rl.training.warmstart).
 
-        Half the pairs name the rule in the hint (uniform over all six rules, so the policy learns to
-        execute every rule); the other half show ``?`` and are answered by an over-confident
+        Half the pairs name the rule in the hint (uniform over all six rules, so the policy learns
+        to execute every rule); the other half show ``?`` and are answered by an over-confident
         demonstrator that picks rules with probability proportional to the prior (the marginal over
         rules, :func:`rule_prior`) to the power ``demo_power`` (2: squared), mixed with
-        ``demo_uniform`` of the uniform distribution (:meth:`demonstrator`), independently of the hidden
-        feature (so nothing about the feature leaks). The result can run every rule but prefers the
-        majority rule on ``?``.
+        ``demo_uniform`` of the uniform distribution (:meth:`demonstrator`), independently of the
+        hidden feature (so nothing about the feature leaks). The result can run every rule but
+        prefers the majority rule on ``?``.
         """
         prior_sq = self.demonstrator()
         out = []
@@ -355,13 +400,21 @@ class HiddenRuleTask:
                 out.append((f"{digits}:?>", self.demonstration(rule, digits)))
         return out
 
-    def rule_accuracy_problems(self, rng: np.random.Generator, per_rule: int) -> dict[str, list[Problem]]:
+    def rule_accuracy_problems(
+        self, rng: np.random.Generator, per_rule: int
+    ) -> dict[str, list[Problem]]:
         """Easy-tier problems per rule, to check that the warm start executes every rule."""
         out = {}
         for rule in RULES:
             probs = []
             for j in range(per_rule):
                 digits = "".join(map(str, rng.integers(0, 10, size=self.config.length)))
-                probs.append(Problem(uid=f"{rule}-{j}", prompt=f"{digits}:{rule}>", answer=apply_rule(rule, digits)))
+                probs.append(
+                    Problem(
+                        uid=f"{rule}-{j}",
+                        prompt=f"{digits}:{rule}>",
+                        answer=apply_rule(rule, digits),
+                    )
+                )
             out[rule] = probs
         return out

@@ -1,4 +1,5 @@
-"""Natural-language verifiable tasks for pretrained language models (implement ``pkpo.rl.interfaces.Task``).
+"""Natural-language verifiable tasks for pretrained language models (implement
+``pkpo.rl.interfaces.Task``).
 
 Two procedurally generated task families, both deterministic for a seed and split by problem (a
 held-out problem's text never occurs in the train split):
@@ -27,10 +28,37 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import seeding
 from ..interfaces import Problem, build_task
 
-NAMES = ("Mia", "Tom", "Ava", "Leo", "Zoe", "Sam", "Ivy", "Max", "Eva", "Ben", "Lily", "Noah", "Emma", "Jack")
-ITEMS = ("apples", "marbles", "stickers", "books", "coins", "cookies", "pencils", "shells", "cards", "stamps")
+NAMES = (
+    "Mia",
+    "Tom",
+    "Ava",
+    "Leo",
+    "Zoe",
+    "Sam",
+    "Ivy",
+    "Max",
+    "Eva",
+    "Ben",
+    "Lily",
+    "Noah",
+    "Emma",
+    "Jack",
+)
+ITEMS = (
+    "apples",
+    "marbles",
+    "stickers",
+    "books",
+    "coins",
+    "cookies",
+    "pencils",
+    "shells",
+    "cards",
+    "stamps",
+)
 DIFFICULTIES = (1, 2, 3, 4)
 # (largest starting amount, largest added/removed amount, largest multiplier) per difficulty
 NUMBER_RANGES = {1: (10, 9, 2), 2: (20, 12, 3), 3: (30, 15, 3), 4: (50, 20, 4)}
@@ -52,11 +80,16 @@ _ANY_NUMBER = re.compile(r"(?<![\w.])" + _NUMBER + r"(?![\w])")
 
 
 def parse_number(text: str) -> int | None:
-    """An integer from a number literal: "42", "-7", "1,234", "42.0"; None for 42.5 or malformed text."""
+    """An integer from a number literal: "42", "-7", "1,234", "42.0"; None for 42.5 or malformed
+    text."""
     text = text.strip().rstrip(".")
     if "," in text:
         head, *groups = text.split(",")
-        if not head.lstrip("-") or len(head.lstrip("-")) > 3 or any(len(g.split(".")[0]) != 3 for g in groups):
+        if (
+            not head.lstrip("-")
+            or len(head.lstrip("-")) > 3
+            or any(len(g.split(".")[0]) != 3 for g in groups)
+        ):
             return None
         text = text.replace(",", "")
     try:
@@ -81,7 +114,9 @@ def extract_answer(completion: str) -> int | None:
     marked = list(_MARKED.finditer(completion))
     if marked:
         last = marked[-1]
-        if _HEDGE.match(completion[last.end():]) or _HEDGE_BEFORE.search(completion[:last.start()]):
+        if _HEDGE.match(completion[last.end() :]) or _HEDGE_BEFORE.search(
+            completion[: last.start()]
+        ):
             return None
         return parse_number(last.group("num"))
     numbers = _ANY_NUMBER.findall(completion)
@@ -93,13 +128,15 @@ def extract_answer(completion: str) -> int | None:
 def _stable_fraction(text: str, seed: int) -> float:
     """A deterministic number in [0, 1) from a problem text: the train / held-out split key."""
     digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2 ** 64
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _split_problems(make_one, n_train: int, n_heldout: int, seed: int, heldout_fraction: float,
-                    max_tries: int) -> dict[str, list[Problem]]:
-    """Generate distinct problems until both splits are full; a problem's split is a hash of its text."""
-    rng = np.random.default_rng([seed, 104729])
+def _split_problems(
+    make_one, n_train: int, n_heldout: int, seed: int, heldout_fraction: float, max_tries: int
+) -> dict[str, list[Problem]]:
+    """Generate distinct problems until both splits are full; a problem's split is a hash of its
+    text."""
+    rng = seeding.stream(seed, "nl_problems")
     seen: set[str] = set()
     split = {"train": [], "heldout": []}
     want = {"train": n_train, "heldout": n_heldout}
@@ -112,14 +149,19 @@ def _split_problems(make_one, n_train: int, n_heldout: int, seed: int, heldout_f
         seen.add(prompt)
         which = "heldout" if _stable_fraction(prompt, seed) < heldout_fraction else "train"
         if len(split[which]) < want[which]:
-            split[which].append(Problem(uid=f"{which}-{len(split[which])}", prompt=prompt, answer=answer))
+            split[which].append(
+                Problem(uid=f"{which}-{len(split[which])}", prompt=prompt, answer=answer)
+            )
     else:
-        raise ValueError(f"could not generate {n_train} train and {n_heldout} held-out distinct problems; "
-                         f"ask for fewer")
+        raise ValueError(
+            f"could not generate {n_train} train and {n_heldout} held-out distinct problems; "
+            f"ask for fewer"
+        )
     return split
 
 
-# ---- arithmetic word problems ----------------------------------------------------------------------
+# ---- arithmetic word problems
+# ----------------------------------------------------------------------
 
 
 def word_problem(rng: np.random.Generator, difficulty: int) -> tuple[str, int]:
@@ -173,21 +215,31 @@ class ArithmeticConfig:
 
 
 def _check_split(config) -> None:
-    """The split fields every task config shares: n_train, n_heldout >= 1, heldout_fraction in (0, 1)."""
+    """The split fields every task config shares: n_train, n_heldout >= 1, heldout_fraction in (0,
+    1)."""
     if config.n_train < 1 or config.n_heldout < 1:
-        raise ValueError(f"n_train and n_heldout must be >= 1, got {config.n_train}, {config.n_heldout}")
+        raise ValueError(
+            f"n_train and n_heldout must be >= 1, got {config.n_train}, {config.n_heldout}"
+        )
     if not 0.0 < config.heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {config.heldout_fraction}")
 
 
 class _GeneratedTask:
-    """A task whose problems come from a seeded generator, split into train / held-out by problem."""
+    """A task whose problems come from a seeded generator, split into train / held-out by
+    problem."""
 
     def _generate(self, name: str, make_problem) -> None:
         c = self.config
         self.name = name
-        self._split = _split_problems(make_problem, c.n_train, c.n_heldout, c.seed, c.heldout_fraction,
-                                      max_tries=50 * (c.n_train + c.n_heldout))
+        self._split = _split_problems(
+            make_problem,
+            c.n_train,
+            c.n_heldout,
+            c.seed,
+            c.heldout_fraction,
+            max_tries=50 * (c.n_train + c.n_heldout),
+        )
 
     def problems(self, split: str) -> list[Problem]:
         if split not in self._split:
@@ -213,7 +265,8 @@ class ArithmeticWordTask(_GeneratedTask):
         return float(extract_answer(completion) == problem.answer)
 
 
-# ---- sorting with partial credit -------------------------------------------------------------------
+# ---- sorting with partial credit
+# -------------------------------------------------------------------
 
 
 def extract_list(completion: str) -> list[int]:
@@ -225,7 +278,8 @@ def extract_list(completion: str) -> list[int]:
 
 
 def sort_credit(reference: list[int], predicted: list[int]) -> float:
-    """Partial credit in [0, 1]: positions where ``predicted`` matches ``reference``, over the longer length."""
+    """Partial credit in [0, 1]: positions where ``predicted`` matches ``reference``, over the
+    longer length."""
     if not predicted:
         return 0.0
     hits = sum(int(a == b) for a, b in zip(reference, predicted))
@@ -234,8 +288,11 @@ def sort_credit(reference: list[int], predicted: list[int]) -> float:
 
 def sort_problem(rng: np.random.Generator, length: int) -> tuple[str, tuple[int, ...]]:
     values = rng.choice(np.arange(1, 100), size=length, replace=False).tolist()
-    prompt = ("Sort these numbers from smallest to largest: " + ", ".join(map(str, values))
-              + ". Reply with the sorted list only.")
+    prompt = (
+        "Sort these numbers from smallest to largest: "
+        + ", ".join(map(str, values))
+        + ". Reply with the sorted list only."
+    )
     return prompt, tuple(sorted(int(v) for v in values))
 
 
@@ -253,8 +310,10 @@ class SortConfig:
         _check_split(self)
         distinct = math.perm(99, self.length)  # ordered lists of distinct numbers 1..99
         if self.n_train + self.n_heldout > distinct // 4:
-            raise ValueError(f"{self.n_train + self.n_heldout} problems is too many distinct problems for "
-                             f"lists of length {self.length} (at most {distinct // 4})")
+            raise ValueError(
+                f"{self.n_train + self.n_heldout} problems is too many distinct problems for "
+                f"lists of length {self.length} (at most {distinct // 4})"
+            )
         return self
 
 
@@ -276,19 +335,27 @@ NL_TASKS = {"arithmetic": ArithmeticWordTask, "sort": SortNumbersTask}
 
 
 def make_nl_task(name: str, **kwargs):
-    """Build a natural-language task by name: ``arithmetic`` (difficulty=1..4) or ``sort`` (length=2..12)."""
+    """Build a natural-language task by name: ``arithmetic`` (difficulty=1..4) or ``sort``
+    (length=2..12)."""
     return build_task(NL_TASKS, name, "natural-language task", **kwargs)
 
 
 def nl_task_from_name(name: str, *, n_train: int = 512, n_heldout: int = 64, seed: int = 0):
     """The task a ``TrainConfig.task`` of the form ``nl:arithmetic-d2`` or ``nl:sort-5`` names.
 
-    The part after ``nl:`` is the task's own ``name`` (``arithmetic-d<difficulty>``, ``sort-<length>``).
+    The part after ``nl:`` is the task's own ``name`` (``arithmetic-d<difficulty>``,
+    ``sort-<length>``).
     """
     spec = name[3:] if name.startswith("nl:") else name
     family, _, level = spec.partition("-")
     if family == "arithmetic" and level.startswith("d") and level[1:].isdigit():
-        return make_nl_task("arithmetic", difficulty=int(level[1:]), n_train=n_train, n_heldout=n_heldout, seed=seed)
+        return make_nl_task(
+            "arithmetic", difficulty=int(level[1:]), n_train=n_train, n_heldout=n_heldout, seed=seed
+        )
     if family == "sort" and level.isdigit():
-        return make_nl_task("sort", length=int(level), n_train=n_train, n_heldout=n_heldout, seed=seed)
-    raise ValueError(f"unknown natural-language task {name!r}; expected nl:arithmetic-d<1..4> or nl:sort-<2..12>")
+        return make_nl_task(
+            "sort", length=int(level), n_train=n_train, n_heldout=n_heldout, seed=seed
+        )
+    raise ValueError(
+        f"unknown natural-language task {name!r}; expected nl:arithmetic-d<1..4> or nl:sort-<2..12>"
+    )

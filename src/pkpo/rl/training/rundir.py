@@ -11,7 +11,10 @@ A run folder (``pkpo train --out DIR``, ``TrainConfig.out_dir``) holds one run: 
   ``fcntl.flock`` (``msvcrt.locking`` on Windows), so the system releases it when the holder
   exits, also when it is killed: a crashed run leaves no stale lock;
 - a sweep folder (``pkpo sweep`` / ``pkpo demo --out DIR``) is locked as a whole, and each of its
-  runs in ``DIR/runs/<name>/seed<s>/`` as above.
+  runs in ``DIR/runs/<name>/seed<s>/`` as above;
+- the lock file is pkpo's own: a symbolic link or a hard link at ``DIR/.pkpo.lock`` is refused,
+  never written through; temporary files left by a write that was killed
+  (``checkpoint.pt.tmp<pid>``) are deleted once the lock is held.
 
 Every refusal is a :class:`RunDirError` (a ValueError) whose message says what is in the folder and
 how to go on.
@@ -22,9 +25,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 from pathlib import Path
+
+from .runfiles import RunFiles, read_metrics
 
 __all__ = [
     "LOCK_NAME",
@@ -38,10 +45,11 @@ __all__ = [
     "open_run",
     "prepare_folder",
     "recorded_config",
+    "remove_stale_temporaries",
 ]
 
-RUN_FILES = ("metrics.jsonl", "checkpoint.pt", "final.json", "tb")
-LOCK_NAME = ".pkpo.lock"
+RUN_FILES = RunFiles.OWNED  # metrics.jsonl, checkpoint.pt, final.json, tb
+LOCK_NAME = RunFiles.LOCK
 
 
 class RunDirError(ValueError):
@@ -78,11 +86,11 @@ def describe_run(folder) -> str:
     path = Path(folder)
     parts = []
     for name in existing_run(path):
-        if name == "metrics.jsonl":
+        if name == RunFiles.METRICS:
             with open(path / name, "rb") as handle:
                 records = sum(1 for line in handle if line.strip())
             parts.append(f"{name} ({records} records)")
-        elif name == "checkpoint.pt":
+        elif name == RunFiles.CHECKPOINT:
             parts.append(f"{name} (saved {_mtime(path / name)})")
         else:
             parts.append(name)
@@ -99,9 +107,27 @@ def clear_run(folder) -> list[str]:
             shutil.rmtree(target)
         else:
             target.unlink()
-    for leftover in path.glob("checkpoint.pt.tmp*"):
+    for leftover in path.glob(f"{RunFiles.CHECKPOINT}.tmp*"):
         leftover.unlink()
     return removed
+
+
+_TEMPORARY = re.compile(r".+\.tmp\d+")  # pkpo._output.atomic_write's "<name>.tmp<pid>"
+
+
+def remove_stale_temporaries(folder) -> list[str]:
+    """Delete the temporary files an interrupted write left in ``folder``
+    (``checkpoint.pt.tmp4711``).
+
+    Call it only while holding the folder's lock: then no other pkpo process is writing there, so
+    every such file is a leftover of a process that was killed mid-write.
+    """
+    removed = []
+    for entry in Path(folder).iterdir():
+        if _TEMPORARY.fullmatch(entry.name) and (entry.is_symlink() or entry.is_file()):
+            entry.unlink()
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def open_run(folder, *, resume: bool = False, overwrite: bool = False) -> RunLock:
@@ -123,6 +149,7 @@ def open_run(folder, *, resume: bool = False, overwrite: bool = False) -> RunLoc
     path = check_run(folder, resume=resume, overwrite=overwrite, lock=False)
     lock = RunLock(path)
     try:
+        remove_stale_temporaries(path)
         present = existing_run(path)
         if resume:
             _check_resumable(path)
@@ -137,13 +164,16 @@ def open_run(folder, *, resume: bool = False, overwrite: bool = False) -> RunLoc
 
 
 def check_run(folder, *, resume: bool = False, overwrite: bool = False, lock: bool = True) -> Path:
-    """The checks of :func:`open_run`, made up front (before a long warm start, say); deletes nothing.
+    """The checks of :func:`open_run`, made up front (before a long warm start, say); deletes
+    nothing.
 
     Creates the folder (unless ``resume``) and, with ``lock=True``, takes and releases its lock, so
     that a folder in use is reported now rather than when the run starts.
     """
     if resume and overwrite:
-        raise RunDirError("--resume and --overwrite exclude each other: continue the run or replace it, not both")
+        raise RunDirError(
+            "--resume and --overwrite exclude each other: continue the run or replace it, not both"
+        )
     path = Path(folder)
     if resume:
         _check_resumable(path)
@@ -159,7 +189,7 @@ def check_run(folder, *, resume: bool = False, overwrite: bool = False, lock: bo
 
 
 def _check_resumable(path: Path) -> None:
-    if (path / "checkpoint.pt").is_file():
+    if RunFiles(path).checkpoint.is_file():
         return
     if path.is_dir() and existing_run(path):
         held = f"it holds {describe_run(path)}"
@@ -167,7 +197,8 @@ def _check_resumable(path: Path) -> None:
         held = "the folder does not exist" if not path.exists() else "it holds no run"
     raise RunDirError(
         f"nothing to resume in {str(path)!r}: there is no checkpoint.pt ({held}); start a new run "
-        "without --resume (resume=False), adding --overwrite (overwrite=True) to replace what is there"
+        "without --resume (resume=False), adding --overwrite (overwrite=True) to replace what is "
+        "there"
     )
 
 
@@ -175,14 +206,13 @@ def recorded_config(folder) -> dict | None:
     """The config a run folder was started with (first record of metrics.jsonl, else final.json)."""
     path = Path(folder)
     try:
-        with open(path / "metrics.jsonl", encoding="utf-8") as handle:
-            first = json.loads(handle.readline())
-        if isinstance(first, dict) and isinstance(first.get("config"), dict):
-            return first["config"]
+        records = read_metrics(RunFiles(path).metrics)
+        if records and isinstance(records[0].get("config"), dict):
+            return records[0]["config"]
     except (OSError, ValueError):
         pass
     try:
-        final = json.loads((path / "final.json").read_text(encoding="utf-8"))
+        final = json.loads(RunFiles(path).final.read_text(encoding="utf-8"))
         return final.get("config") if isinstance(final, dict) else None
     except (OSError, ValueError):
         return None
@@ -190,7 +220,7 @@ def recorded_config(folder) -> dict | None:
 
 def checkpoint_note(folder) -> str:
     """Where the last checkpoint of ``folder`` is, for the message after an interruption."""
-    path = Path(folder) / "checkpoint.pt"
+    path = RunFiles(folder).checkpoint
     if path.exists():
         return f"the last checkpoint is {str(path)!r} (saved {_mtime(path)})"
     return f"no checkpoint was written yet in {str(Path(folder))!r}"
@@ -219,7 +249,7 @@ class RunLock:
     def __init__(self, folder, what: str = "run"):
         self.folder = prepare_folder(folder)
         self.path = self.folder / LOCK_NAME
-        self._handle = open(self.path, "a+", encoding="utf-8")
+        self._handle = _open_lock_file(self.path)
         try:
             _lock(self._handle)
         except OSError:
@@ -228,12 +258,15 @@ class RunLock:
             self._handle.close()
             self._handle = None
             raise RunDirError(
-                f"{str(self.folder)!r} is in use by {holder}; wait for it to finish or use another folder"
+                f"{str(self.folder)!r} is in use by {holder}; wait for it to finish or use another "
+                "folder"
             ) from None
         self._handle.seek(0)
         self._handle.truncate()
         launcher = Path(sys.argv[0] if sys.argv and sys.argv[0] else "python")
-        is_pkpo = launcher.name == "pkpo" or (launcher.name == "__main__.py" and launcher.parent.name == "pkpo")
+        is_pkpo = launcher.name == "pkpo" or (
+            launcher.name == "__main__.py" and launcher.parent.name == "pkpo"
+        )
         command = " ".join(["pkpo", *sys.argv[1:]]) if is_pkpo else what
         started = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self._handle.write(f"pid {os.getpid()} ({command}, since {started})\n")
@@ -257,6 +290,31 @@ class RunLock:
 
     def __del__(self):
         self.release()
+
+
+def _open_lock_file(path: Path):
+    """``path`` opened for reading and writing, created if missing, never through a link.
+
+    The lock file is truncated and rewritten, so it must be pkpo's own: a symbolic link (which
+    would truncate its target) or a file with other hard links is refused, not followed.
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as error:
+        if path.is_symlink():
+            raise RunDirError(
+                f"{str(path)!r} is a symbolic link; pkpo does not write through links: remove it"
+            ) from None
+        raise RunDirError(
+            f"cannot open the lock file {str(path)!r}: {error.strerror or error}"
+        ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(info.st_mode) else "has other hard links"
+        raise RunDirError(f"the lock file {str(path)!r} {what}; pkpo would overwrite it: remove it")
+    return os.fdopen(fd, "r+", encoding="utf-8")
 
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only
