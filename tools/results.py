@@ -8,7 +8,8 @@ folders.
     # rewrite the docs from the finished runs only:
     python tools/results.py --out runs/results --docs-only
 
-Five steps, each resumable (finished runs are reused, interrupted ones resume from their checkpoints):
+Five steps, each resumable (finished runs are reused, interrupted ones resume from their
+checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
    start and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start
@@ -17,11 +18,11 @@ Five steps, each resumable (finished runs are reused, interrupted ones resume fr
    for the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its
    policies.
    Folder ``OUT/sum``.
-3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on fresh
-   seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes,
-   then paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder
-   ``OUT/maze``.
+3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
+   fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
+4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
+   mazes, then paired report seeds on held-out mazes (tools/maze_results.py writes its section).
+   Folder ``OUT/maze``.
 5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
@@ -248,8 +249,8 @@ def docs_blocks(out: Path, seeds: list[int], command: str, wall: float | None) -
     draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
     blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
     blocks["command"] = (
-        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: about two and a half hours) -->\n"
-        f"```bash\n{command}\n```\n"
+        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: "
+        f"about two and a half hours) -->\n```bash\n{command}\n```\n"
         + (f"Wall time of this regeneration: {wall / 60:.0f} min." if wall else "")
     )
 
