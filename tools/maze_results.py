@@ -490,10 +490,8 @@ def setting_text(out: Path, finals: list[dict], by) -> str:
     if text:
         unique = list(dict.fromkeys(text.splitlines()))
         lines.append(
-            "Commands that made these runs and this section:\n\n"
-            "<!-- docs-test: parse-only (the commands that trained these runs: hours) -->\n```bash\n"
-            + "\n".join(unique)
-            + "\n```"
+            "Commands that made these runs and this section:\n\n<!-- docs-test: parse-only (the "
+            "commands that trained these runs: hours) -->\n```bash\n" + "\n".join(unique) + "\n```"
         )
     cpu = [f["cpu_s"] for f in finals if f["label"] != WARM and f.get("cpu_s")]
     if cpu:

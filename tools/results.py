@@ -20,9 +20,9 @@ checkpoints):
    Folder ``OUT/sum``.
 3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
    fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation mazes,
-   then paired report seeds on held-out mazes (tools/maze_results.py writes its section). Folder
-   ``OUT/maze``.
+4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
+   mazes, then paired report seeds on held-out mazes (tools/maze_results.py writes its section).
+   Folder ``OUT/maze``.
 5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
@@ -251,8 +251,8 @@ def docs_blocks(
     draws = scfg["steps"] * scfg["prompts_per_step"] / scfg["n_train"]
     blocks["diag-findings"] = "\n\n".join(diagnosis_findings(diag, draws))
     blocks["command"] = (
-        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: about two and a half hours) -->\n"
-        f"```bash\n{command}\n```\n"
+        "<!-- docs-test: parse-only (trains the paired multi-seed sweeps and the maze benchmark: "
+        f"about two and a half hours) -->\n```bash\n{command}\n```\n"
         + (f"Wall time of this regeneration: {wall / 60:.0f} min." if wall else "")
     )
 

@@ -595,10 +595,10 @@ PRESETS = {
         "n_heldout": 32,
         "n_validation": 32,
     },
-    # the maze benchmark (python -m pkpo.rl.sweeps.maze; docs/rl.md, "The maze task"): 9x9 Prim's mazes, a d=128,
-    # 4-layer GPT (0.83 M parameters), 400 warm-start steps of 32 shortest paths, 150 RL steps of 4 fresh mazes x 32
-    # samples (n = 32, so that k = 16 < n, as MaxRL's k = 16 < n = 128); evaluation of 64 held-out mazes every 50
-    # steps and of 256 x 32 samples at the end
+    # the maze benchmark (python -m pkpo.rl.sweeps.maze; docs/rl.md, "The maze task"): 9x9 Prim's
+    # mazes, a d=128, 4-layer GPT (0.83 M parameters), 400 warm-start steps of 32 shortest paths,
+    # 150 RL steps of 4 fresh mazes x 32 samples (n = 32, so that k = 16 < n, as MaxRL's k = 16 < n
+    # = 128); evaluation of 64 held-out mazes every 50 steps and of 256 x 32 samples at the end
     "maze": {
         "task": "maze",
         "maze_size": 9,
@@ -623,7 +623,8 @@ PRESETS = {
         "checkpoint_every": 50,
         "tensorboard": False,
     },
-    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see docs/rl.md)
+    # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see
+    # docs/rl.md)
     "gpu": {
         "device": "cuda",
         "d_model": 256,

@@ -194,8 +194,8 @@ def test_left_pad_and_positions():
 
 
 def test_shared_prompt_scoring_equals_one_pass_over_prompt_and_completion():
-    """token_logprobs runs each prompt once for its n samples; the log-probs and gradients must be those of
-    a plain forward pass over every (padded prompt + completion) row."""
+    """token_logprobs runs each prompt once for its n samples; the log-probs and gradients must be
+    those of a plain forward pass over every (padded prompt + completion) row."""
     model = tiny_gpt(3)
     prompts = [model.encode("12:r>"), model.encode("123456:?>")]
     s = model.sample(prompts, n=3, max_new_tokens=6, generator=torch.Generator().manual_seed(2))
@@ -218,8 +218,8 @@ def test_shared_prompt_scoring_equals_one_pass_over_prompt_and_completion():
 
 
 def test_shared_prompt_sampling_follows_the_full_forward_pass():
-    """Sampling runs each prompt once and copies its cache to the n rows; near-greedy samples must be the
-    argmax continuations computed by plain forward passes over the whole sequence."""
+    """Sampling runs each prompt once and copies its cache to the n rows; near-greedy samples must
+    be the argmax continuations computed by plain forward passes over the whole sequence."""
     model = tiny_gpt(4).eval()
     prompts = [model.encode("7:?>"), model.encode("12345:r>")]
     s = model.sample(

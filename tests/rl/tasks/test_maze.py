@@ -230,7 +230,10 @@ def test_warmstart_batch_demonstrates_shortest_paths_on_training_mazes():
 def maze_from_prompt(prompt):
     rows = prompt[1:-1].split("|")
     walls = np.array([[ch == "#" for ch in row] for row in rows])
-    find = lambda ch: next((r, row.index(ch)) for r, row in enumerate(rows) if ch in row)
+
+    def find(ch):
+        return next((r, row.index(ch)) for r, row in enumerate(rows) if ch in row)
+
     return Maze(walls, find("S"), find("G"))
 
 

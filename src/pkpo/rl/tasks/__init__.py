@@ -27,5 +27,6 @@ TASKS = {
 
 
 def make_task(name: str, **kwargs):
-    """Build a registered task by name (``hidden-rule``, ``hidden-rule-partial``, ``maze``, ``maze-progress``)."""
+    """Build a registered task by name (``hidden-rule``, ``hidden-rule-partial``, ``maze``,
+    ``maze-progress``)."""
     return build_task(TASKS, name, **kwargs)
