@@ -138,7 +138,7 @@ def prepare(
         values = xp.where(mask, values, 0.0)
         n = xp.sum(backend.astype(mask, compute), axis=-1, keepdims=True)
         if validate:
-            check_group_sizes(backend, n, min_n, method, why, k)
+            check_min_samples(backend, n, min_n, method, why, k)
     return Groups(backend, values, mask, n, backend.result_dtype(x), validate, binary)
 
 
@@ -152,10 +152,11 @@ def _check_values(backend: Backend, x, mask, method: str, binary: bool):
             raise ValueError(f"{method!r} takes binary rewards only (0/1): {error}") from None
 
 
-def check_group_sizes(
+def check_min_samples(
     backend: Backend, n, min_n: int, method: str, why: str = "", k: int | None = None
 ):
-    """Every ragged group (sizes ``n``, (..., 1)) must hold at least ``min_n`` valid samples."""
+    """Every ragged group (sizes ``n``, (..., 1)) must hold at least ``min_n`` valid samples, else
+    the math layer's :class:`pkpo.GroupSizeError` (the estimators' minimum is not a PKPO k)."""
     sizes = backend.to_numpy(n).reshape(-1)
     row = _validation.first_bad_row(sizes < min_n)
     if row is not None:

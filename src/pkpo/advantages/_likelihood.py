@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .._kernel import sort_groups
 from .._typing import Array
-from ._groups import check_group_sizes, prepare
+from ._groups import check_min_samples, prepare
 
 
 def maxrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) -> Array:
@@ -61,7 +61,7 @@ def tailrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) 
     backend = groups.backend
     xp = backend.xp
     if validate and mask is not None:
-        check_group_sizes(backend, groups.n, 1, "tailrl")
+        check_min_samples(backend, groups.n, 1, "tailrl")
     n = groups.n_float
     ranks = xp.arange(groups.size, device=backend.device(groups.like))
     t = backend.astype(ranks, groups.values.dtype) + 1.0
