@@ -300,45 +300,21 @@ def main(argv=None) -> int:
     t0 = time.time()
     cache = str(out / "cache")
     if not args.docs_only:
-        demo = TrainConfig().replace(**PRESETS["demo"], tensorboard=False)
-        finals = run_grid(
-            demo,
-            RESULTS_RUNS,
-            args.seeds,
-            out / "demo",
-            jobs=args.jobs,
-            cache_dir=cache,
-            progress=progress,
-        )
-        wall, note = wall_time(out / "demo", finals, time.time() - t0)
-        write_sweep_report(
-            out / "demo",
-            finals,
-            title="demo setting, all seeds",
-            command="make results",
-            wall_s=wall,
-            wall_note=note,
-        )
-        t1 = time.time()
-        old = TrainConfig().replace(**PRESETS["sum"], tensorboard=False)
-        finals = run_grid(
-            old,
-            SUM_RUNS,
-            args.sum_seeds,
-            out / "sum",
-            jobs=args.jobs,
-            cache_dir=cache,
-            progress=progress,
-        )
-        wall, note = wall_time(out / "sum", finals, time.time() - t1)
-        write_sweep_report(
-            out / "sum",
-            finals,
-            title="first demo setting (feature sum)",
-            command="make results",
-            wall_s=wall,
-            wall_note=note,
-        )
+
+        def sweep(preset: str, runs, seeds, name: str, title: str) -> None:
+            """Train one preset's grid into OUT/name and write its report (resumable)."""
+            start = time.time()
+            base = TrainConfig().replace(**PRESETS[preset], tensorboard=False)
+            finals = run_grid(
+                base, runs, seeds, out / name, jobs=args.jobs, cache_dir=cache, progress=progress
+            )
+            wall, note = wall_time(out / name, finals, time.time() - start)
+            write_sweep_report(
+                out / name, finals, title=title, command="make results", wall_s=wall, wall_note=note
+            )
+
+        sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
+        sweep("sum", SUM_RUNS, args.sum_seeds, "sum", "first demo setting (feature sum)")
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
             write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
