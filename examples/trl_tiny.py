@@ -45,12 +45,17 @@ def build_tokenizer():
     )
 
 
-def build_tiny_model(directory: str, seed: int = 0) -> str:
-    """Save a random-init Llama (19k parameters) and its tokenizer under ``directory``."""
+def build_tiny_model(
+    directory: str, seed: int = 0, *, max_positions: int = 32, chat_template: str | None = None
+) -> str:
+    """Save a random-init Llama (19k parameters) and its tokenizer under ``directory`` (with
+    ``chat_template`` on the tokenizer when given, for trainers that apply one)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -58,7 +63,7 @@ def build_tiny_model(directory: str, seed: int = 0) -> str:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=32,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,

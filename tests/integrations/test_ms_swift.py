@@ -68,31 +68,9 @@ orms["pkpo_test_share"] = LetterShare
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A random-init Llama (19k parameters) whose tokenizer has a plain chat template."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     directory = tmp_path_factory.mktemp("tiny-llama-swift")
-    tokenizer = trl_tiny.build_tokenizer()
-    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+    template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    return trl_tiny.build_tiny_model(str(directory), max_positions=64, chat_template=template)
 
 
 @pytest.fixture(scope="module")
