@@ -597,8 +597,8 @@ PRESETS = {
     },
     # the maze benchmark (python -m pkpo.rl.sweeps.maze; docs/rl.md, "The maze task"): 9x9 Prim's
     # mazes, a d=128, 4-layer GPT (0.83 M parameters), 400 warm-start steps of 32 shortest paths,
-    # 150 RL steps of 4 fresh mazes x 32 samples (n = 32, so that k = 16 < n, as MaxRL's k = 16 < n
-    # = 128); evaluation of 64 held-out mazes every 50 steps and of 256 x 32 samples at the end
+    # 100 RL steps of 4 fresh mazes x 32 samples (n = 32, so that k = 16 < n, as MaxRL's k = 16 < n
+    # = 128); evaluation of 32 held-out mazes every 25 steps and of 256 x 32 samples at the end
     "maze": {
         "task": "maze",
         "maze_size": 9,
@@ -608,19 +608,19 @@ PRESETS = {
         "warm_steps": 400,
         "warm_batch": 32,
         "warm_lr": 1e-3,
-        "steps": 150,
+        "steps": 100,
         "prompts_per_step": 4,
         "n": 32,
         "max_new_tokens": 32,
         "n_train": 100_000,
         "n_validation": 256,
         "n_heldout": 256,
-        "eval_every": 50,
-        "eval_problems": 64,
+        "eval_every": 25,
+        "eval_problems": 32,
         "final_eval_problems": 256,
         "eval_samples": 32,
         "eval_ks": (1, 2, 4, 8, 16, 32),
-        "checkpoint_every": 50,
+        "checkpoint_every": 25,
         "tensorboard": False,
     },
     # sized for about 10 minutes per run on one H100 (not runnable on the CPU machines; see

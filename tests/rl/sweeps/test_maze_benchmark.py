@@ -31,8 +31,13 @@ def test_grid_points_cross_learning_rates_with_the_methods_own_parameter():
     assert mb.point_label({"lr": 1e-4, "method_params": "beta=4"}) == "lr0.0001_beta4"
 
 
-def test_tuning_score_is_the_mean_of_pass1_and_pass16():
-    assert mb.tuning_score({"pass@1": 0.2, "pass@16": 0.6}) == pytest.approx(0.4)
+def test_each_method_is_tuned_by_its_own_target():
+    final = {"pass@1": 0.2, "pass@4": 0.5, "pass@16": 0.6}
+    assert mb.tuning_score(final, "grpo") == pytest.approx(0.2)
+    assert mb.tuning_score(final, "pkpo_k4") == pytest.approx(0.5)
+    assert mb.tuning_score(final, "pkpo_k16") == pytest.approx(0.6)
+    assert mb.tuning_score(final, "maxrl") == pytest.approx(0.4)  # no single pass@k: both ends
+    assert set(mb.TARGETS) <= set(mb.METHOD_RUNS)
 
 
 def test_preset_is_a_valid_config_and_every_method_spec_names_a_field():
