@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from pkpo._output import write_json
-from pkpo.rl.config import PRESETS, TrainConfig
+from pkpo.rl.config import PRESETS, TrainConfig, same_config
 from pkpo.rl.sweeps.grid import _worker, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
 from pkpo.rl.training.runfiles import RunFiles, SweepFiles
@@ -117,7 +117,7 @@ def _final(cfg: TrainConfig) -> dict | None:
     if not path.exists():
         return None
     final = json.loads(path.read_text())
-    return final if final.get("config") == cfg.to_dict() else None
+    return final if same_config(final.get("config"), cfg.to_dict()) else None
 
 
 def tuned_point(label: str, out: Path) -> tuple[dict, str]:

@@ -51,3 +51,18 @@ def test_the_flags_are_bounded_too(capsys, tmp_path):
     assert train_main(argv) == 2
     assert "n must be at most 65,536" in capsys.readouterr().err
     assert set(SIZE_LIMITS) <= set(TrainConfig.__dataclass_fields__)
+
+
+def test_a_recorded_config_without_a_later_field_is_the_same_run_at_that_fields_default():
+    from pkpo.rl.config import changed_fields, same_config
+
+    current = TrainConfig().to_dict()
+    recorded = {k: v for k, v in current.items() if k != "maze_size"}  # written before maze_size
+    assert same_config(recorded, current)
+    assert changed_fields(recorded, current) == []
+    # but a recorded value that differs from the default is a different run
+    assert not same_config({**recorded, "lr": current["lr"] * 2}, current)
+    assert changed_fields({**recorded, "lr": 1.0}, current) == ["lr"]
+    assert not same_config(None, current)
+    # a field missing from the record while the current config sets it away from its default
+    assert not same_config(recorded, {**current, "maze_size": 11})

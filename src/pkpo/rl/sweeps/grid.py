@@ -18,7 +18,7 @@ from pathlib import Path
 from ... import advantages
 from ..._output import write_json
 from ..build import build
-from ..config import TrainConfig, changed_fields
+from ..config import TrainConfig, changed_fields, same_config
 from ..training import rundir
 from ..training.runfiles import RunFiles, SweepFiles, read_metrics
 from .runs import WARM_LABEL
@@ -63,7 +63,7 @@ def _finished(cfg: TrainConfig, **recorded) -> dict | None:
     if not path.exists():
         return None
     done = json.loads(path.read_text())
-    if done.get("config") != cfg.to_dict() or any(done.get(k) != v for k, v in recorded.items()):
+    if not same_config(done.get("config"), cfg.to_dict()) or any(done.get(k) != v for k, v in recorded.items()):
         return None
     return {**done, "cached": True}
 
