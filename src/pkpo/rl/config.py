@@ -61,7 +61,8 @@ def with_added_fields(recorded: dict) -> dict:
 
 
 def same_config(recorded: dict | None, current: dict) -> bool:
-    """Whether a recorded config dict describes the run of ``current`` (:func:`with_added_fields`)."""
+    """Whether a recorded config dict describes the run of ``current`` (see
+    :func:`with_added_fields`)."""
     return recorded is not None and with_added_fields(recorded) == current
 
 
