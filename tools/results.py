@@ -7,6 +7,8 @@ folders.
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
     # rewrite the docs from the finished runs only:
     python tools/results.py --out runs/results --docs-only
+    # train only some steps (then write the docs from every step's finished runs):
+    python tools/results.py --out runs/results --parts demo,sum
 
 Five steps, each resumable (finished runs are reused, interrupted ones resume from their
 checkpoints):
@@ -279,6 +281,10 @@ def _readme(demo: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the training steps of the module docstring, in order
+PARTS = ("demo", "sum", "gauntlet", "maze")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tools/results.py", description=__doc__.split("\n")[0]
@@ -294,8 +300,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="skip training: rewrite the docs from finished runs",
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated training steps to run (default all: {','.join(PARTS)}); the docs "
+        "are written from every part's finished runs",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown --parts {unknown}; expected some of {list(PARTS)}")
     out, progress = Path(args.out), not args.no_progress
     t0 = time.time()
     cache = str(out / "cache")
@@ -313,21 +329,24 @@ def main(argv=None) -> int:
                 out / name, finals, title=title, command="make results", wall_s=wall, wall_note=note
             )
 
-        sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
-        sweep("sum", SUM_RUNS, args.sum_seeds, "sum", "first demo setting (feature sum)")
-        diag_path = out / "sum" / "diagnosis.json"
-        if not diag_path.exists():
-            write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
-        # the baseline gauntlet (tools/gauntlet.py): one process, resumable; the longest part
-        gauntlet.run(
-            out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
-        )
-        from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
+        if "demo" in parts:
+            sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
+        if "sum" in parts:
+            sweep("sum", SUM_RUNS, args.sum_seeds, "sum", "first demo setting (feature sum)")
+            diag_path = out / "sum" / "diagnosis.json"
+            if not diag_path.exists():
+                diagnosis = diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)
+                write_json(diag_path, diagnosis)
+        if "gauntlet" in parts:  # tools/gauntlet.py: one process, resumable; the longest part
+            gauntlet.run(
+                out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
+            )
+        if "maze" in parts:  # about 2 h on 2 cores
+            from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
 
-        run_benchmark(
-            out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress
-        )  # about 2 h on 2 cores
-        write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
+            run_benchmark(out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress)
+        if parts == list(PARTS):
+            write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = (
