@@ -293,7 +293,9 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument(
-        "--command", help="docs: the command that trained the runs, as the docs should show it"
+        "--command",
+        dest="shown_command",
+        help="docs: the command that trained the runs, as the docs should show it",
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -315,7 +317,7 @@ def main(argv=None) -> int:
         return 0
     from gauntlet_report import write_docs  # tools/gauntlet_report.py, next to this file
 
-    write_docs(out, Path(args.docs), Path(args.readme), args.command)
+    write_docs(out, Path(args.docs), Path(args.readme), args.shown_command)
     return 0
 
 
