@@ -8,7 +8,7 @@ folders.
     # rewrite the docs from the finished runs only:
     python tools/results.py --out runs/results --docs-only
 
-Five steps, each resumable (finished runs are reused, interrupted ones resume from their
+Six steps, each resumable (finished runs are reused, interrupted ones resume from their
 checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
@@ -20,10 +20,12 @@ checkpoints):
    Folder ``OUT/sum``.
 3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
    fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
+4. **Continuous rewards** (tools/continuous.py): PKPO and its relatives trained on partial credit,
+   scored by held-out maxg@k, on the gauntlet's seeds and warm starts. Folder ``OUT/continuous``.
+5. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
    mazes, then paired report seeds on held-out mazes (tools/maze_results.py writes its section).
    Folder ``OUT/maze``.
-5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+6. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
    error, so no table can be left behind unregenerated.
@@ -39,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+import continuous  # tools/continuous.py, next to this file
+import continuous_report
 import gauntlet  # tools/gauntlet.py, next to this file
 import gauntlet_report
 import numpy as np
@@ -259,6 +263,7 @@ def docs_blocks(
     blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(
         out / "gauntlet", "make results", gauntlet_report.write_figures(out / "gauntlet", docs)
     )
+    blocks.update(continuous_report.blocks(out / "continuous", "make results"))
     readme = {"readme-results": _readme(demo), "readme-gauntlet": gauntlet_readme}
     return blocks, readme
 
@@ -318,10 +323,17 @@ def main(argv=None) -> int:
         diag_path = out / "sum" / "diagnosis.json"
         if not diag_path.exists():
             write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
+
+        def log(msg):
+            if progress:
+                print(msg, flush=True)
+
         # the baseline gauntlet (tools/gauntlet.py): one process, resumable; the longest part
-        gauntlet.run(
-            out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
-        )
+        gauntlet.run(out / "gauntlet", None, log)
+        # continuous rewards (tools/continuous.py): one process, resumable; the warm starts of its
+        # seeds are the gauntlet's (a warm start does not depend on the reward)
+        study = out / "continuous"
+        gauntlet.run_plan(study, continuous.plan(study), None, log, out / "gauntlet" / "cache")
         from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
 
         run_benchmark(
