@@ -5,8 +5,10 @@ A sweep (``pkpo sweep`` / ``pkpo demo``) keeps each run in ``OUT/runs/<label>/se
 (``eval_detail.json``, :func:`read_detail`) and its ``metrics.jsonl`` (:func:`read_curves`). The
 run ``warm_start`` (:data:`WARM_LABEL`) is the warm-started policy before RL. :func:`aggregate`
 groups the final numbers by run label (mean and standard error over seeds);
-:func:`per_problem_pass_at_k` turns a per-problem record into unbiased pass@k per problem. The
-tables (:mod:`pkpo.rl.sweeps.report`) and figures (:mod:`pkpo.rl.sweeps.plots`) use these.
+:func:`per_problem_pass_at_k` turns a per-problem record into unbiased pass@k per problem
+(:func:`per_problem_estimate`: maxg@k instead when the record holds every sample's reward, as it
+does for a task with continuous rewards). The tables (:mod:`pkpo.rl.sweeps.report`) and figures
+(:mod:`pkpo.rl.sweeps.plots`) use these.
 """
 
 from __future__ import annotations
