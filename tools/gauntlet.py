@@ -295,6 +295,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--command",
         dest="shown_command",
+        metavar="TEXT",
         help="docs: the command that trained the runs, as the docs should show it",
     )
     args = parser.parse_args(argv)
