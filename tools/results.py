@@ -10,7 +10,7 @@ folders.
     # train only some steps (then write the docs from every step's finished runs):
     python tools/results.py --out runs/results --parts demo,sum
 
-Five steps, each resumable (finished runs are reused, interrupted ones resume from their
+Six steps, each resumable (finished runs are reused, interrupted ones resume from their
 checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
@@ -22,10 +22,12 @@ checkpoints):
    Folder ``OUT/sum``.
 3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
    fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
+4. **Continuous rewards** (tools/continuous.py): PKPO and its relatives trained on partial credit,
+   scored by held-out maxg@k, on the gauntlet's seeds and warm starts. Folder ``OUT/continuous``.
+5. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
    mazes, then paired report seeds on held-out mazes (tools/maze_results.py writes its section).
    Folder ``OUT/maze``.
-5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+6. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
    error, so no table can be left behind unregenerated.
@@ -41,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+import continuous  # tools/continuous.py, next to this file
+import continuous_report
 import gauntlet  # tools/gauntlet.py, next to this file
 import gauntlet_report
 import numpy as np
@@ -261,6 +265,7 @@ def docs_blocks(
     blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(
         out / "gauntlet", "make results", gauntlet_report.write_figures(out / "gauntlet", docs)
     )
+    blocks.update(continuous_report.blocks(out / "continuous", "make results"))
     readme = {"readme-results": _readme(demo), "readme-gauntlet": gauntlet_readme}
     return blocks, readme
 
@@ -282,7 +287,7 @@ def _readme(demo: list[dict]) -> str:
 
 
 # the training steps of the module docstring, in order
-PARTS = ("demo", "sum", "gauntlet", "maze")
+PARTS = ("demo", "sum", "gauntlet", "continuous", "maze")
 
 
 def main(argv=None) -> int:
@@ -329,6 +334,10 @@ def main(argv=None) -> int:
                 out / name, finals, title=title, command="make results", wall_s=wall, wall_note=note
             )
 
+        def log(msg):
+            if progress:
+                print(msg, flush=True)
+
         if "demo" in parts:
             sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
         if "sum" in parts:
@@ -338,9 +347,12 @@ def main(argv=None) -> int:
                 diagnosis = diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)
                 write_json(diag_path, diagnosis)
         if "gauntlet" in parts:  # tools/gauntlet.py: one process, resumable; the longest part
-            gauntlet.run(
-                out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
-            )
+            gauntlet.run(out / "gauntlet", None, log)
+        if "continuous" in parts:
+            # tools/continuous.py: one process, resumable; the warm starts of its seeds are the
+            # gauntlet's (a warm start does not depend on the reward)
+            study = out / "continuous"
+            gauntlet.run_plan(study, continuous.plan(study), None, log, out / "gauntlet" / "cache")
         if "maze" in parts:  # about 2 h on 2 cores
             from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
 
