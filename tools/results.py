@@ -4,30 +4,31 @@ folders.
 ::
 
     make results  # = python tools/results.py --out runs/results
-    python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
+    python tools/results.py --out runs/results --sum-seeds 0 1 2 --jobs 2
     # rewrite the docs from the finished runs only:
     python tools/results.py --out runs/results --docs-only
     # train only some steps (then write the docs from every step's finished runs):
-    python tools/results.py --out runs/results --parts demo,sum
+    python tools/results.py --out runs/results --parts sum,gauntlet
 
-Six steps, each resumable (finished runs are reused, interrupted ones resume from their
-checkpoints):
+Four training steps, each resumable (finished runs are reused, interrupted ones resume from their
+checkpoints), then the docs:
 
-1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
-   start and the runs k1, k4, k8 and anneal 8 -> 1, paired (the runs of a seed share its warm start
-   and every run is evaluated on the same held-out problems). Folder ``OUT/demo``.
-2. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems)
+1. **The first demo's setting** (``--preset sum``: the unlearnable feature, 256 training problems)
    for the diagnosis of why it showed PKPO below the warm start, and tools/diagnose.py on its
-   policies.
-   Folder ``OUT/sum``.
-3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
+   policies. Folder ``OUT/sum``.
+2. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
    fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **Continuous rewards** (tools/continuous.py): PKPO and its relatives trained on partial credit,
+   Its report runs k1, k4, k8 and anneal 8 -> 1 with their warm starts are also **the demo
+   setting's** multi-seed study (``--preset demo``, the ``mixed`` hidden-rule task; paired: the
+   runs of a seed share its warm start and every run is evaluated on the same held-out problems),
+   on seeds used neither for tuning nor for choosing the setting; their report and figures go to
+   ``OUT/demo``.
+3. **Continuous rewards** (tools/continuous.py): PKPO and its relatives trained on partial credit,
    scored by held-out maxg@k, on the gauntlet's seeds and warm starts. Folder ``OUT/continuous``.
-5. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
+4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
    mazes, then paired report seeds on held-out mazes (tools/maze_results.py writes its section).
    Folder ``OUT/maze``.
-6. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
    error, so no table can be left behind unregenerated.
@@ -71,7 +72,9 @@ from pkpo.rl.sweeps.report import (
 from pkpo.rl.sweeps.runs import K_EVAL, aggregate, finished_runs
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 
-RESULTS_RUNS = ["k1", "k4", "k8", "anneal"]  # the demo setting's multi-seed study
+# the demo setting's multi-seed study: these runs of the gauntlet's report (held-out seeds
+# gauntlet.REPORT_SEEDS, used neither for tuning nor for choosing the demo setting)
+RESULTS_RUNS = ["k1", "k4", "k8", "anneal"]
 SUM_RUNS = ["k1", "k4", "k8", "anneal"]
 # the headline comparisons: (run a, run b, k)
 HEADLINE = [
@@ -217,29 +220,41 @@ def _walls(finals: list[dict]) -> str:
     return ", ".join(f"{label} {np.nanmean(v):.0f} s" for label, v in by.items())
 
 
+def demo_runs(out: Path) -> list[dict]:
+    """The demo setting's multi-seed study: the gauntlet's finished report runs of
+    :data:`RESULTS_RUNS` and their warm starts (``OUT/gauntlet/report``)."""
+    keep = (WARM, *RESULTS_RUNS)
+    return [f for f in finished_runs(out / "gauntlet" / "report") if f["label"] in keep]
+
+
 def docs_blocks(
-    out: Path, seeds: list[int], command: str, wall: float | None, docs: Path = Path("docs")
+    out: Path, command: str, wall: float | None, docs: Path = Path("docs")
 ) -> tuple[dict, dict]:
     """(results.md blocks, README blocks) from the finished runs under ``out``."""
-    demo = finished_runs(out / "demo")
+    demo = demo_runs(out)
+    seeds = sorted({f["seed"] for f in demo})
     blocks = {}
     cfg = next(f for f in demo if f["label"] != WARM)["config"]
     blocks["demo-setting"] = _setting({**cfg, "preset": "demo"})
     blocks["demo-task"] = task_table(cfg)
-    blocks["demo-table"] = table_markdown(sorted(aggregate(demo), key=lambda r: r["label"] != WARM))
+    greedy_t = cfg.get("greedy_temperature")
+    blocks["demo-table"] = table_markdown(
+        sorted(aggregate(demo), key=lambda r: r["label"] != WARM), greedy_t
+    )
     blocks["demo-ceiling"] = ceiling_table(cfg["feature"])
     blocks["demo-findings"] = _bullets(findings(demo))
     blocks["demo-paired"] = headline_table(demo)
     blocks["demo-categories"] = category_table(demo)
     blocks["demo-behaviour"] = behaviour_table(demo)
     blocks["demo-walls"] = (
-        f"Mean wall time per run ({len(seeds)} seeds, 2 processes): {_walls(demo)}."
+        f"Mean wall time per run ({len(seeds)} seeds, one process, the gauntlet's runs on the "
+        f"shared machine): {_walls(demo)}."
     )
     first = [f for f in demo if f["seed"] == min(f["seed"] for f in demo)]
     blocks["demo-seed"] = (
-        f"Seed {first[0]['seed']} alone, the runs `make demo` trains (± is the SE over held-out "
-        "problems):\n\n"
-        + table_markdown(sorted(aggregate(first), key=lambda r: r["label"] != WARM))
+        f"Seed {first[0]['seed']} alone, one seed as `make demo` trains it (± is the SE over "
+        "held-out problems):\n\n"
+        + table_markdown(sorted(aggregate(first), key=lambda r: r["label"] != WARM), greedy_t)
     )
 
     sum_runs = finished_runs(out / "sum")
@@ -287,7 +302,7 @@ def _readme(demo: list[dict]) -> str:
 
 
 # the training steps of the module docstring, in order
-PARTS = ("demo", "sum", "gauntlet", "continuous", "maze")
+PARTS = ("sum", "gauntlet", "continuous", "maze")
 
 
 def main(argv=None) -> int:
@@ -295,7 +310,6 @@ def main(argv=None) -> int:
         prog="python tools/results.py", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", default="runs/results")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sum-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--docs", default="docs", help="the docs folder (results.md, figures/rl/)")
@@ -338,8 +352,6 @@ def main(argv=None) -> int:
             if progress:
                 print(msg, flush=True)
 
-        if "demo" in parts:
-            sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
         if "sum" in parts:
             sweep("sum", SUM_RUNS, args.sum_seeds, "sum", "first demo setting (feature sum)")
             diag_path = out / "sum" / "diagnosis.json"
@@ -362,13 +374,20 @@ def main(argv=None) -> int:
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = (
-        "make results   # = python tools/results.py --out runs/results (seeds "
-        + " ".join(map(str, args.seeds))
-        + "; feature-sum seeds "
+        "make results   # = python tools/results.py --out runs/results (feature-sum seeds "
         + " ".join(map(str, args.sum_seeds))
         + ")"
     )
-    blocks, readme_blocks = docs_blocks(out, args.seeds, command, wall, Path(args.docs))
+    demo = demo_runs(out)  # the demo's report and figures, from the gauntlet's runs
+    write_sweep_report(
+        out / "demo",
+        demo,
+        title=f"demo setting, the gauntlet's report seeds {sorted({f['seed'] for f in demo})}",
+        command=command,
+        wall_s=sum(f.get("wall_s") or 0.0 for f in demo),
+        wall_note=" (the sum of the runs' own wall times, one process)",
+    )
+    blocks, readme_blocks = docs_blocks(out, command, wall, Path(args.docs))
     figures = Path(args.docs) / "figures" / "rl"
     figures.mkdir(parents=True, exist_ok=True)
     blocks.update(maze_blocks(out / "maze", figures))
