@@ -233,10 +233,20 @@ def plan(out: Path) -> list[tuple[str, callable]]:
 def run(out: Path, until: dt.datetime | None, log) -> None:
     """Run the jobs of :func:`plan` in order (finished ones are reused), starting none after
     ``until``; ``OUT/plan.json`` lists the plan (the docs say which planned runs did not run)."""
+    run_plan(out, plan(out), until, log)
+
+
+def run_plan(
+    out: Path, jobs: list, until: dt.datetime | None, log, cache: Path | None = None
+) -> None:
+    """Run ``jobs`` ((description, make) pairs in priority order, ``make()`` giving the job's
+    TrainConfig and whether it is a warm-start evaluation) one after the other in this process,
+    reusing the finished ones and starting none after ``until``. ``OUT/plan.json`` lists the
+    descriptions; warm starts are cached in ``cache`` (default ``OUT/cache``)."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "plan.json", [d for d, _ in plan(out)], indent=1)
-    cache = str(out / "cache")
-    for desc, make in plan(out):
+    write_json(out / "plan.json", [d for d, _ in jobs], indent=1)
+    cache = str(cache or out / "cache")
+    for desc, make in jobs:
         if until is not None and dt.datetime.now(dt.timezone.utc) >= until:
             log(f"stopped before {desc!r}: past --until {until:%H:%M} UTC")
             return
@@ -250,11 +260,27 @@ def run(out: Path, until: dt.datetime | None, log) -> None:
         final = _worker(job)
         if is_warm:
             final["label"] = WARM_LABEL
-        log(
-            f"{desc}: {time.time() - t0:.0f} s; pass@1 {final.get('pass@1', float('nan')):.3f} "
-            f"greedy {final.get('greedy_pass@1', float('nan')):.3f} pass@8 "
-            f"{final.get('pass@8', float('nan')):.3f}"
-        )
+        log(progress_line(desc, final, time.time() - t0))
+
+
+def progress_line(desc: str, final: dict, seconds: float) -> str:
+    """One log line of a finished job: its time and held-out numbers (pass@k, or maxg@k for a task
+    with continuous rewards)."""
+    m = "pass" if "pass@1" in final else "maxg"
+    nan = float("nan")
+    return (
+        f"{desc}: {seconds:.0f} s; {m}@1 {final.get(f'{m}@1', nan):.3f} "
+        f"greedy {final.get(f'greedy_{m}@1', nan):.3f} {m}@8 {final.get(f'{m}@8', nan):.3f}"
+    )
+
+
+def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``HH:MM`` as that time (UTC) today; a ValueError naming the value otherwise."""
+    hh, sep, mm = text.partition(":")
+    if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+        raise ValueError(f"--until must be HH:MM (UTC, 24-hour clock), got {text!r}")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.replace(hour=int(hh), minute=int(mm), second=0, microsecond=0)
 
 
 def main(argv=None) -> int:
@@ -267,7 +293,10 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", default="docs")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument(
-        "--command", help="docs: the command that trained the runs, as the docs should show it"
+        "--command",
+        dest="shown_command",
+        metavar="TEXT",
+        help="docs: the command that trained the runs, as the docs should show it",
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -276,12 +305,10 @@ def main(argv=None) -> int:
             print(desc)
         return 0
     if args.command == "run":
-        until = None
-        if args.until:
-            hh, mm = (int(x) for x in args.until.split(":"))
-            until = dt.datetime.now(dt.timezone.utc).replace(
-                hour=hh, minute=mm, second=0, microsecond=0
-            )
+        try:
+            until = parse_until(args.until) if args.until else None
+        except ValueError as error:
+            parser.error(str(error))
 
         def log(msg):
             print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
@@ -291,7 +318,7 @@ def main(argv=None) -> int:
         return 0
     from gauntlet_report import write_docs  # tools/gauntlet_report.py, next to this file
 
-    write_docs(out, Path(args.docs), Path(args.readme), args.command)
+    write_docs(out, Path(args.docs), Path(args.readme), args.shown_command)
     return 0
 
 

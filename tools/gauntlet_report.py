@@ -117,11 +117,12 @@ def holm(p_values: list[float], alpha: float = ALPHA) -> tuple[list[bool], list[
 # --------------------------------------------------------------------------------- the comparisons
 
 
-def family_results(finals: list[dict]) -> list[dict]:
-    """Every comparison of :data:`FAMILY` whose runs share >= 2 seeds: the paired difference, its
-    t-test p-value, the Holm verdict and the interval at its Holm level (fractions)."""
+def family_results(finals: list[dict], family: list[tuple] = FAMILY) -> list[dict]:
+    """Every comparison (a, b, k, near-greedy?) of ``family`` whose runs share >= 2 seeds: the
+    paired difference, its t-test p-value, the Holm verdict and the interval at its Holm level
+    (fractions); Holm's correction is over the comparisons that are evaluable."""
     out = []
-    for a, b, k, greedy in FAMILY:
+    for a, b, k, greedy in family:
         d = paired_difference(finals, a, b, k, greedy=greedy)
         if d is None or d["seeds"] < 2:
             continue
@@ -137,7 +138,8 @@ def family_results(finals: list[dict]) -> list[dict]:
 
 
 def _name(r: dict) -> str:
-    metric = "near-greedy pass@1" if r["greedy"] else f"pass@{r['k']}"
+    m = r.get("metric", "pass")  # "maxg" for a task with continuous rewards
+    metric = f"near-greedy {m}@1" if r["greedy"] else f"{m}@{r['k']}"
     return f"{r['a']} − {r['b']} ({metric})"
 
 

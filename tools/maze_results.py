@@ -429,7 +429,13 @@ def tuning_line(out: Path, finals: list[dict], by, cfg: dict) -> str:
     points = "; ".join(
         f"`{m}` " + ", ".join(f"{k} {v}" for k, v in t["point"].items()) for m, t in tuned.items()
     )
-    return f"Tuning: {points} (best validation mean of pass@1 and pass@16, tuning seed {seed})."
+    from pkpo.rl.sweeps.maze import DEFAULT_TARGET, TARGETS
+
+    targets = "; ".join(f"`{m}` by {' and '.join(TARGETS.get(m, DEFAULT_TARGET))}" for m in tuned)
+    return (
+        f"Tuning: {points} (tuning seed {seed}; each method's best point by its own target on the "
+        f"validation mazes at T = 1, the mean where two are named: {targets})."
+    )
 
 
 def reduced_line(cfg: dict, by, tuned: bool) -> str | None:

@@ -7,8 +7,10 @@ folders.
     python tools/results.py --out runs/results --seeds 0 1 2 3 4 --jobs 2
     # rewrite the docs from the finished runs only:
     python tools/results.py --out runs/results --docs-only
+    # train only some steps (then write the docs from every step's finished runs):
+    python tools/results.py --out runs/results --parts demo,sum
 
-Five steps, each resumable (finished runs are reused, interrupted ones resume from their
+Six steps, each resumable (finished runs are reused, interrupted ones resume from their
 checkpoints):
 
 1. **The demo setting** (``--preset demo``: the ``mixed`` hidden-rule task) for every seed: the warm
@@ -20,10 +22,12 @@ checkpoints):
    Folder ``OUT/sum``.
 3. **The baseline gauntlet** (tools/gauntlet.py): every method tuned on validation, then run on
    fresh seeds; its words follow the decision rules of docs/results.md. Folder ``OUT/gauntlet``.
-4. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
+4. **Continuous rewards** (tools/continuous.py): PKPO and its relatives trained on partial credit,
+   scored by held-out maxg@k, on the gauntlet's seeds and warm starts. Folder ``OUT/continuous``.
+5. **The maze benchmark** (``python -m pkpo.rl.sweeps.maze``): every method tuned on validation
    mazes, then paired report seeds on held-out mazes (tools/maze_results.py writes its section).
    Folder ``OUT/maze``.
-5. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
+6. **The docs**: the blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` in
    docs/results.md and README.md are replaced by tables and sentences computed here, and the figures
    are copied to docs/figures/rl/. A marker without a block, or a block without a marker, is an
    error, so no table can be left behind unregenerated.
@@ -39,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+import continuous  # tools/continuous.py, next to this file
+import continuous_report
 import gauntlet  # tools/gauntlet.py, next to this file
 import gauntlet_report
 import numpy as np
@@ -259,6 +265,7 @@ def docs_blocks(
     blocks["gauntlet"], gauntlet_readme = gauntlet_report.blocks(
         out / "gauntlet", "make results", gauntlet_report.write_figures(out / "gauntlet", docs)
     )
+    blocks.update(continuous_report.blocks(out / "continuous", "make results"))
     readme = {"readme-results": _readme(demo), "readme-gauntlet": gauntlet_readme}
     return blocks, readme
 
@@ -279,6 +286,10 @@ def _readme(demo: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the training steps of the module docstring, in order
+PARTS = ("demo", "sum", "gauntlet", "continuous", "maze")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tools/results.py", description=__doc__.split("\n")[0]
@@ -294,8 +305,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="skip training: rewrite the docs from finished runs",
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated training steps to run (default all: {','.join(PARTS)}); the docs "
+        "are written from every part's finished runs",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown --parts {unknown}; expected some of {list(PARTS)}")
     out, progress = Path(args.out), not args.no_progress
     t0 = time.time()
     cache = str(out / "cache")
@@ -313,21 +334,31 @@ def main(argv=None) -> int:
                 out / name, finals, title=title, command="make results", wall_s=wall, wall_note=note
             )
 
-        sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
-        sweep("sum", SUM_RUNS, args.sum_seeds, "sum", "first demo setting (feature sum)")
-        diag_path = out / "sum" / "diagnosis.json"
-        if not diag_path.exists():
-            write_json(diag_path, diagnose_sweep(out / "sum", cache_dir=cache, progress=progress))
-        # the baseline gauntlet (tools/gauntlet.py): one process, resumable; the longest part
-        gauntlet.run(
-            out / "gauntlet", None, lambda msg: print(msg, flush=True) if progress else None
-        )
-        from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
+        def log(msg):
+            if progress:
+                print(msg, flush=True)
 
-        run_benchmark(
-            out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress
-        )  # about 2 h on 2 cores
-        write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
+        if "demo" in parts:
+            sweep("demo", RESULTS_RUNS, args.seeds, "demo", "demo setting, all seeds")
+        if "sum" in parts:
+            sweep("sum", SUM_RUNS, args.sum_seeds, "sum", "first demo setting (feature sum)")
+            diag_path = out / "sum" / "diagnosis.json"
+            if not diag_path.exists():
+                diagnosis = diagnose_sweep(out / "sum", cache_dir=cache, progress=progress)
+                write_json(diag_path, diagnosis)
+        if "gauntlet" in parts:  # tools/gauntlet.py: one process, resumable; the longest part
+            gauntlet.run(out / "gauntlet", None, log)
+        if "continuous" in parts:
+            # tools/continuous.py: one process, resumable; the warm starts of its seeds are the
+            # gauntlet's (a warm start does not depend on the reward)
+            study = out / "continuous"
+            gauntlet.run_plan(study, continuous.plan(study), None, log, out / "gauntlet" / "cache")
+        if "maze" in parts:  # about 2 h on 2 cores
+            from pkpo.rl.sweeps.maze import METHOD_RUNS, run_benchmark
+
+            run_benchmark(out / "maze", list(METHOD_RUNS), jobs=args.jobs, progress=progress)
+        if parts == list(PARTS):
+            write_json(out / "regenerate_wall.json", {"wall_s": time.time() - t0})
     wall_file = out / "regenerate_wall.json"
     wall = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else None
     command = (

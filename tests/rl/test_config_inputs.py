@@ -53,7 +53,7 @@ def test_the_flags_are_bounded_too(capsys, tmp_path):
     assert set(SIZE_LIMITS) <= set(TrainConfig.__dataclass_fields__)
 
 
-def test_a_recorded_config_without_a_later_field_is_the_same_run_at_that_fields_default():
+def test_a_recorded_config_without_a_neutral_later_field_is_the_same_run():
     from pkpo.rl.config import changed_fields, same_config
 
     current = TrainConfig().to_dict()
@@ -66,3 +66,7 @@ def test_a_recorded_config_without_a_later_field_is_the_same_run_at_that_fields_
     assert not same_config(None, current)
     # a field missing from the record while the current config sets it away from its default
     assert not same_config(recorded, {**current, "maze_size": 11})
+    # a later field that changes what a run records (the near-greedy evaluation) is not neutral
+    older = {k: v for k, v in current.items() if k != "greedy_samples"}
+    assert not same_config(older, current)
+    assert changed_fields(older, current) == ["greedy_samples"]

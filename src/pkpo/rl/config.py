@@ -49,21 +49,26 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+# fields added to TrainConfig after runs were first recorded, with the value that reproduces the
+# runs recorded without them (a field whose default changes behaviour, such as the near-greedy
+# evaluation's settings, is not listed: a run recorded before it is a different run)
+NEUTRAL_ADDITIONS = {"maze_size": 9}
+
+
 def with_added_fields(recorded: dict) -> dict:
-    """A config dict recorded by an older version, with the fields added to :class:`TrainConfig`
-    since then at their defaults (a new field's default keeps the old behaviour, so the recorded
-    run is the run the current config describes)."""
-    return {**TrainConfig().to_dict(), **recorded}
+    """A config dict recorded by an older version, with the :data:`NEUTRAL_ADDITIONS` it lacks."""
+    return {**NEUTRAL_ADDITIONS, **recorded}
 
 
 def same_config(recorded: dict | None, current: dict) -> bool:
-    """Whether a recorded config dict describes the run of ``current`` (:func:`with_added_fields`)."""
+    """Whether a recorded config dict describes the run of ``current`` (see
+    :func:`with_added_fields`)."""
     return recorded is not None and with_added_fields(recorded) == current
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
     """The fields, other than :data:`RESUMABLE_CHANGES`, whose values differ between two config
-    dicts (a field missing from ``old`` counts as its default: :func:`with_added_fields`)."""
+    dicts (``old`` with the :data:`NEUTRAL_ADDITIONS` it lacks: :func:`with_added_fields`)."""
     old = with_added_fields(old)
     return sorted(
         k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)

@@ -417,3 +417,12 @@ def test_optimal_rule_distribution_beats_a_grid_of_alternatives():
         ]
         assert best >= max(pass_at_k_of(prior, g, k) for g in grid) - 1e-9
     assert optimal_rule_distribution(prior, 1).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_results_refuses_an_unknown_part_in_one_line(capsys):
+    import results
+
+    with pytest.raises(SystemExit) as exc:
+        results.main(["--out", "unused", "--parts", "demo,mazes"])
+    assert exc.value.code == 2
+    assert "unknown --parts ['mazes']" in capsys.readouterr().err

@@ -63,7 +63,9 @@ def _finished(cfg: TrainConfig, **recorded) -> dict | None:
     if not path.exists():
         return None
     done = json.loads(path.read_text())
-    if not same_config(done.get("config"), cfg.to_dict()) or any(done.get(k) != v for k, v in recorded.items()):
+    if not same_config(done.get("config"), cfg.to_dict()) or any(
+        done.get(k) != v for k, v in recorded.items()
+    ):
         return None
     return {**done, "cached": True}
 

@@ -31,7 +31,14 @@ from pkpo.metrics import standard_error
 
 from ..._output import atomic_write, markdown_table, write_json
 from ..training.runfiles import SweepFiles
-from .runs import K_EVAL, aggregate, per_problem_greedy, per_problem_pass_at_k, read_detail
+from .runs import (
+    K_EVAL,
+    aggregate,
+    per_problem_estimate,
+    per_problem_greedy,
+    per_problem_pass_at_k,
+    read_detail,
+)
 from .runs import WARM_LABEL as WARM  # the run label of the warm start
 
 # two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30 (beyond: the normal 1.96)
@@ -135,14 +142,15 @@ def _details_by_seed(finals: list[dict], label: str) -> dict[int, dict]:
 def _per_problem(detail: dict, k: int, greedy: bool) -> np.ndarray | None:
     if greedy:
         return per_problem_greedy(detail)
-    return per_problem_pass_at_k(detail["successes"], detail["samples"], k)
+    return per_problem_estimate(detail, k)
 
 
 def paired_difference(
     finals: list[dict], a: str, b: str, k: int, greedy: bool = False
 ) -> dict | None:
     """Held-out pass@k of run ``a`` minus run ``b``, paired by seed and problem (module docstring);
-    ``greedy=True``: near-greedy pass@1 (k must be 1).
+    maxg@k for runs of a task with continuous rewards (:func:`~.runs.per_problem_estimate`);
+    ``greedy=True``: near-greedy pass@1 (maxg@1; k must be 1).
 
     Returns ``{"a", "b", "k", "diff", "lo", "hi", "seeds", "basis", "per_seed", "a_mean",
     "b_mean"}`` (fractions, not %), or None when either run lacks per-problem records or was

@@ -5,8 +5,10 @@ A sweep (``pkpo sweep`` / ``pkpo demo``) keeps each run in ``OUT/runs/<label>/se
 (``eval_detail.json``, :func:`read_detail`) and its ``metrics.jsonl`` (:func:`read_curves`). The
 run ``warm_start`` (:data:`WARM_LABEL`) is the warm-started policy before RL. :func:`aggregate`
 groups the final numbers by run label (mean and standard error over seeds);
-:func:`per_problem_pass_at_k` turns a per-problem record into unbiased pass@k per problem. The
-tables (:mod:`pkpo.rl.sweeps.report`) and figures (:mod:`pkpo.rl.sweeps.plots`) use these.
+:func:`per_problem_pass_at_k` turns a per-problem record into unbiased pass@k per problem
+(:func:`per_problem_estimate`: maxg@k instead when the record holds every sample's reward, as it
+does for a task with continuous rewards). The tables (:mod:`pkpo.rl.sweeps.report`) and figures
+(:mod:`pkpo.rl.sweeps.plots`) use these.
 """
 
 from __future__ import annotations
@@ -175,9 +177,25 @@ def per_problem_pass_at_k(successes, samples: int, k: int) -> np.ndarray:
     return np.asarray(pkpo.pass_at_k(correct, k), dtype=float)
 
 
+def per_problem_maxg_at_k(rewards, k: int) -> np.ndarray:
+    """Unbiased maxg@k of each problem (paper eqs. 12-14) from its samples' rewards (P, samples)."""
+    return np.asarray(pkpo.maxg_at_k(np.asarray(rewards, dtype=float), k), dtype=float)
+
+
+def per_problem_estimate(detail: dict, k: int) -> np.ndarray:
+    """Held-out pass@k of each problem, or maxg@k when the record holds every sample's reward (a
+    task with continuous rewards)."""
+    if "rewards" in detail:
+        return per_problem_maxg_at_k(detail["rewards"], k)
+    return per_problem_pass_at_k(detail["successes"], detail["samples"], k)
+
+
 def per_problem_greedy(detail: dict) -> np.ndarray | None:
-    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded),
-    or None for a run evaluated before near-greedy decoding was measured."""
+    """Near-greedy pass@1 of each problem (the fraction of its near-greedy samples that succeeded;
+    with continuous rewards their mean reward, near-greedy maxg@1), or None for a run evaluated
+    before near-greedy decoding was measured."""
+    if "greedy_rewards" in detail:
+        return np.asarray(detail["greedy_rewards"], dtype=float).mean(axis=1)
     if "greedy_successes" not in detail:
         return None
     return np.asarray(detail["greedy_successes"], dtype=float) / detail["greedy_samples"]

@@ -96,10 +96,12 @@ def evaluate(
     its own, so the numbers at ``temperature`` do not change), and ``greedy_temperature``.
 
     ``detail=True`` adds ``"detail"``: per problem (in order) its ``uid``, the number of samples
-    with reward 1 (``successes``; pass@k for any k <= samples follows from it), and, when the task
-    has ``category(problem)``, ``rule_of(problem)`` and ``classify(problem, completion)``, the
-    problem's category and rule and how many of its samples fell in each class (``classes``: {class:
-    [count per problem]}, e.g. which rule a sample executed, or ``invalid``).
+    with reward 1 (``successes``; pass@k for any k <= samples follows from it), for a task with
+    continuous rewards also every sample's reward (``rewards``, ``greedy_rewards``: maxg@k for any
+    k <= samples follows from them), and, when the task has ``category(problem)``,
+    ``rule_of(problem)`` and ``classify(problem, completion)``, the problem's category and rule and
+    how many of its samples fell in each class (``classes``: {class: [count per problem]}, e.g.
+    which rule a sample executed, or ``invalid``).
     """
     problems = list(problems)
     if not problems:
@@ -183,6 +185,10 @@ def evaluate(
         if greedy is not None:
             info["greedy_samples"] = greedy.shape[1]
             info["greedy_successes"] = [int(c) for c in (greedy >= 1.0).sum(1)]
+        if not task.binary:
+            info["rewards"] = g.tolist()
+            if greedy is not None:
+                info["greedy_rewards"] = greedy.tolist()
         for key in ("category", "rule_of"):
             if hasattr(task, key):
                 info[key] = [getattr(task, key)(p) for p in problems]
