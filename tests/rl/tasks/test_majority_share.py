@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pkpo.rl.build import task_options
-from pkpo.rl.config import PRESETS, TrainConfig
+from pkpo.rl.config import NEUTRAL_ADDITIONS, PRESETS, TrainConfig, same_config
 from pkpo.rl.tasks import make_task
 from pkpo.rl.tasks.hidden_rule import (
     AMBIGUOUS_PRIOR,
@@ -47,6 +47,14 @@ def test_the_default_prior_is_the_table_itself():
     # the same floats in the same order (the cumulative draw depends on both)
     assert list(ambiguous_prior().items()) == list(AMBIGUOUS_PRIOR.items())
     assert list(ambiguous_prior(0.6).items()) == list(AMBIGUOUS_PRIOR.items())
+
+
+def test_a_run_recorded_before_the_knob_is_the_same_run():
+    current = TrainConfig().replace(**PRESETS["demo"]).to_dict()
+    recorded = {k: v for k, v in current.items() if k != "majority_share"}
+    assert NEUTRAL_ADDITIONS["majority_share"] == MAJORITY_SHARE
+    assert same_config(recorded, current)
+    assert not same_config(recorded, {**current, "majority_share": 0.4})
 
 
 def test_the_default_draws_every_rule_as_before():
