@@ -196,3 +196,103 @@ def test_rule_3_says_where_the_effect_lives(tmp_path):
     # mean
     assert "| overconfident | k8 | 2 | 72.8 |" in table
     assert any(w.startswith("**Rule 3: the effect needs an over-confident prior") for w in words)
+
+
+# ------------------------------------------------------------------------ the plan grows at its end
+
+# The plan of the first study (tools/gauntlet.py at commit 6291acf), as rows (description, warm
+# start?, the config fields that differ from TrainConfig's defaults with out_dir relative to "OUT")
+# made by _plan_rows. Its runs are on disk: a later plan must make each with the same config.
+FIRST_STUDY = Path(__file__).with_name("gauntlet_plan_first_study.json")
+
+
+def _plan_rows(jobs, out: Path) -> list[list]:
+    default = TrainConfig().to_dict()
+    rows = []
+    for desc, make in jobs:
+        cfg, warm = make()
+        d = {**cfg.to_dict(), "out_dir": cfg.out_dir.replace(str(out), "OUT")}
+        d["eval_ks"] = list(d["eval_ks"])
+        rows.append([desc, warm, {k: v for k, v in d.items() if v != default[k]}])
+    return rows
+
+
+def test_the_plan_keeps_every_job_of_the_first_study_and_appends_the_new_ones(tmp_path):
+    before = json.loads(FIRST_STUDY.read_text())
+    now = _plan_rows(gauntlet.plan(tmp_path), tmp_path)
+    assert len(now) > len(before)
+    for old, new in zip(before, now):  # the same job, with the same config, at the same place
+        assert old == new, old[0]
+    added = [desc for desc, _, _ in now[len(before) :]]
+    anneal = [
+        f"first {w} anneal seed {s}" for s in gauntlet.FIRST_SEEDS for w in gauntlet.FIRST_WARM
+    ]
+    assert added[:2] == ["tune filter max_group_success=0.5", "tune filter max_group_success=0.75"]
+    assert added[2 : 2 + len(anneal)] == anneal
+    phase = added[2 + len(anneal) :]
+    cells = len(gauntlet.PHASE_SHARES) * len(gauntlet.PHASE_WARM) - 1  # (0.6, demo) is the report
+    assert len(phase) == 3 * cells and all(d.startswith("phase ") for d in phase)
+    assert not any("share0.6_demo" in d for d in phase)
+
+
+def test_the_new_jobs_configs(tmp_path):
+    jobs = dict(gauntlet.plan(tmp_path))
+    cfg, warm = jobs["phase share0.4_overconfident k8 seed 5"]()
+    assert not warm and cfg.majority_share == 0.4 and (cfg.demo_power, cfg.demo_uniform) == (3, 0)
+    assert cfg.k == "8" and cfg.seed == gauntlet.PHASE_SEED and cfg.eval_split == "heldout"
+    assert cfg.out_dir == str(tmp_path / "phase/share0.4_overconfident/runs/k8/seed5")
+    # the cell differs from the report run only in its task and warm start (and its folder)
+    report = gauntlet.report_config("k8", 5, tmp_path)
+    assert cfg.replace(majority_share=0.6, demo_power=2.0, demo_uniform=0.1, out_dir="x") == (
+        report.replace(out_dir="x")
+    )
+    cfg, warm = jobs["phase share0.75_demo warm start seed 5"]()
+    assert warm and cfg.steps == 0 and cfg.majority_share == 0.75 and cfg.demo_uniform == 0.1
+    # the (0.6, demo) cell is the report runs themselves
+    for label in gauntlet.PHASE_RUNS:
+        assert gauntlet.phase_config(0.6, "demo", label, 5, tmp_path) == gauntlet.report_config(
+            label, 5, tmp_path
+        )
+    cfg, _ = jobs["first overconfident anneal seed 7"]()
+    assert cfg.feature == "first" and cfg.k == "8->1@180" and cfg.demo_power == 3.0
+    cfg, _ = jobs["tune filter max_group_success=0.75"]()
+    assert cfg.max_group_success == 0.75 and cfg.eval_split == "validation" and cfg.k == "1"
+
+
+def _tuning_final(out: Path, label: str, point: dict, value: float) -> None:
+    cfg = gauntlet.tuning_config(label, point, out)
+    path = Path(cfg.out_dir) / "final.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"config": cfg.to_dict(), METHODS_TARGET[label]: value}))
+
+
+METHODS_TARGET = {label: target for label, (_, target, _) in gauntlet.METHODS.items()}
+
+
+@pytest.mark.parametrize("winner", [0.5, 0.75])
+def test_the_filter_report_follows_its_tuned_threshold(tmp_path, winner):
+    assert gauntlet.report_config("filter", 5, tmp_path).max_group_success == 0.5  # untuned
+    for point in (0.5, 0.75):
+        _tuning_final(
+            tmp_path, "filter", {"max_group_success": point}, 0.7 if point == winner else 0.6
+        )
+    point, how = gauntlet.tuned_point("filter", tmp_path)
+    assert point == {"max_group_success": winner} and how.startswith("validation pass@1")
+    assert gauntlet.report_config("filter", 5, tmp_path).max_group_success == winner
+
+
+def test_a_superseded_run_is_moved_aside_and_a_resumable_one_kept(tmp_path):
+    cfg = gauntlet.report_config("filter", 5, tmp_path)
+    folder = Path(cfg.out_dir)
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text(json.dumps({"config": cfg.to_dict()}) + "\n")
+    longer = cfg.replace(steps=cfg.steps + 10)  # a resumable change: the run stays
+    assert gauntlet.set_aside(longer, tmp_path) is None and folder.exists()
+    other = cfg.replace(max_group_success=0.75)
+    moved = gauntlet.set_aside(other, tmp_path)
+    assert moved == tmp_path / "superseded/report/runs/filter/seed5" and not folder.exists()
+    assert (moved / "metrics.jsonl").exists()
+    folder.mkdir(parents=True)
+    (folder / "final.json").write_text(json.dumps({"config": cfg.to_dict()}))
+    assert gauntlet.set_aside(other, tmp_path).name == "seed5.2"  # a second one is kept too
+    assert gauntlet.set_aside(other, tmp_path) is None  # no run there: nothing to move
