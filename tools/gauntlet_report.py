@@ -537,8 +537,9 @@ def phase_words(cells: list[dict]) -> list[str]:
     import gauntlet
 
     done = [c for c in cells if "pass@8" in c["effect"]]
-    appears = [c for c in done if c["effect"]["pass@8"] > EFFECT_POINTS]
-    absent = [c for c in done if c["effect"]["pass@8"] <= EFFECT_POINTS]
+    # compared as shown (points, one decimal), so "+5.0 points" never reads as more than 5
+    appears = [c for c in done if round(100 * c["effect"]["pass@8"], 1) > 100 * EFFECT_POINTS]
+    absent = [c for c in done if c not in appears]
     undone = [c for c in cells if "pass@8" not in c["effect"]]
 
     def listed(group):
@@ -623,8 +624,7 @@ def write_phase_figure(out: Path, path: Path) -> bool:
                 )
     # one colour scale for both panels, at least +-10 points (a small effect stays pale)
     scale = max(10.0, max(float(np.nanmax(np.abs(g), initial=0.0)) for g in grids.values()))
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 2.8), squeeze=False)
     for ax, (key, name) in zip(axes[0], metrics):
         grid = grids[key]
