@@ -7,7 +7,7 @@ seeds.
     python tools/gauntlet.py run --out runs/gauntlet --until 14:30  # start no run after 14:30 UTC
     python tools/gauntlet.py docs --out runs/gauntlet  # rewrite the docs' gauntlet blocks
 
-The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or
+The study has four parts, in the order of :func:`plan` (a priority order: an interrupted or
 time-boxed study has finished a prefix of it, and the docs report exactly what finished):
 
 1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting
@@ -21,11 +21,11 @@ time-boxed study has finished a prefix of it, and the docs report exactly what f
    optimum) at a calibrated and an over-confident warm start, scored by the area under the greedy
    pass@1 curve (:data:`FIRST_WARM`).
 
-Added at the end of the plan, so that a study that finished the parts above keeps every run: the
-difficulty filter's threshold grid, the anneal on the ``first`` task (:data:`FIRST_ANNEAL`), and
-4. **the phase diagram** of the PKPO effect (k8 - k1, seed :data:`PHASE_SEED`) against the trap's
+4. **Added later, at the end** (so that a study that finished the parts above keeps every run):
+   the difficulty filter's threshold grid, the anneal on the ``first`` task (:data:`FIRST_ANNEAL`)
+   and the phase diagram of the PKPO effect (k8 - k1, seed :data:`PHASE_SEED`) against the trap's
    strength: the majority rule's share of the ambiguous problems (:data:`PHASE_SHARES`) x the warm
-   start's over-confidence (:data:`PHASE_WARM`). Its cell (0.6, demo) is the report runs of that
+   start's over-confidence (:data:`PHASE_WARM`); its cell (0.6, demo) is the report runs of that
    seed.
 
 Run folders: ``OUT/tune/<method>/<point>/seed<s>``, ``OUT/report/runs/<method>/seed<s>``,
@@ -46,6 +46,7 @@ from pkpo._output import write_json
 from pkpo.rl.config import PRESETS, TrainConfig, changed_fields, same_config
 from pkpo.rl.sweeps.grid import _worker, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
+from pkpo.rl.tasks.hidden_rule import MAJORITY_SHARE
 from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 
 TUNING_SEED = 0
@@ -99,11 +100,11 @@ FIRST_SEEDS = (5, 6, 7)
 # of the first task: the marginal prior cubed, no uniform mixture), PKPO at k = 1 and 8, one seed.
 # 0.75, not 0.8: at 0.8 the 512 validation problems of 5-digit strings cannot follow the law
 # exactly (cell (5, "i") would need 2 strings, 1 exists), and the task refuses to build.
-PHASE_SHARES = (0.4, 0.6, 0.75)
+PHASE_SHARES = (0.4, MAJORITY_SHARE, 0.75)
 PHASE_WARM = {"demo": {}, "overconfident": FIRST_WARM["overconfident"]}
 PHASE_RUNS = ("k1", "k8")
 PHASE_SEED = REPORT_SEEDS[0]
-PHASE_DEFAULT = (0.6, "demo")  # the report's own setting: its runs are this cell's
+PHASE_DEFAULT = (MAJORITY_SHARE, "demo")  # the report's own setting: its runs are this cell's
 
 
 def demo_base() -> TrainConfig:
