@@ -419,3 +419,55 @@ def test_the_anneal_on_first_is_reported(tmp_path):
     assert "-5.0 points (95 % interval -5.0 to -5.0; 2 seeds" in line
     # anneal - k1: (0.3 + 0.4) / 4 = +17.5 points
     assert any("anneal − k1" in w and "+17.5 points" in w for w in words)
+
+
+@pytest.mark.slow
+def test_a_tiny_phase_cell_trains_and_is_reported(tmp_path, monkeypatch):
+    """One cell's jobs (warm start, k1, k8) with a tiny policy and two steps, through run_plan: the
+    runs record the cell's share and warm start, a second pass reruns nothing, the table reads
+    them."""
+
+    def tiny():
+        return TrainConfig(
+            feature="mixed",
+            length=5,
+            max_new_tokens=7,
+            n_train=200,
+            n_heldout=8,
+            n_validation=8,
+            d_model=16,
+            n_layer=1,
+            n_head=2,
+            warm_steps=4,
+            warm_batch=8,
+            steps=2,
+            prompts_per_step=2,
+            n=16,
+            eval_every=0,
+            eval_problems=8,
+            eval_samples=16,
+            checkpoint_every=0,
+            tensorboard=False,
+        )
+
+    monkeypatch.setattr(gauntlet, "demo_base", tiny)
+    jobs = [j for j in gauntlet.plan(tmp_path) if j[0].startswith("phase share0.4_overconfident")]
+    assert len(jobs) == 3
+    lines = []
+    gauntlet.run_plan(tmp_path, jobs, None, lines.append)
+    assert [line.split(":")[0] for line in lines] == [d for d, _ in jobs]
+    final = json.loads(
+        (tmp_path / "phase/share0.4_overconfident/runs/k8/seed5/final.json").read_text()
+    )
+    assert final["config"]["majority_share"] == 0.4 and final["config"]["demo_power"] == 3.0
+    lines.clear()
+    gauntlet.run_plan(tmp_path, jobs, None, lines.append)
+    assert lines == []
+    cell = next(
+        c for c in gr.phase_cells(tmp_path) if (c["share"], c["warm"]) == (0.4, "overconfident")
+    )
+    assert set(cell["runs"]) == {WARM, "k1", "k8"} and set(cell["effect"]) == {
+        "pass@8",
+        "greedy_pass@1",
+        "pass@1",
+    }
