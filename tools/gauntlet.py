@@ -7,7 +7,7 @@ seeds.
     python tools/gauntlet.py run --out runs/gauntlet --until 14:30  # start no run after 14:30 UTC
     python tools/gauntlet.py docs --out runs/gauntlet  # rewrite the docs' gauntlet blocks
 
-The study has three parts, in the order of :func:`plan` (a priority order: an interrupted or
+The study has four parts, in the order of :func:`plan` (a priority order: an interrupted or
 time-boxed study has finished a prefix of it, and the docs report exactly what finished):
 
 1. **Tuning** on the validation split, seed :data:`TUNING_SEED` (one of the seeds the demo setting
@@ -21,8 +21,16 @@ time-boxed study has finished a prefix of it, and the docs report exactly what f
    optimum) at a calibrated and an over-confident warm start, scored by the area under the greedy
    pass@1 curve (:data:`FIRST_WARM`).
 
+4. **Added later, at the end** (so that a study that finished the parts above keeps every run):
+   the difficulty filter's threshold grid, the anneal on the ``first`` task (:data:`FIRST_ANNEAL`)
+   and the phase diagram of the PKPO effect (k8 - k1, seed :data:`PHASE_SEED`) against the trap's
+   strength: the majority rule's share of the ambiguous problems (:data:`PHASE_SHARES`) x the warm
+   start's over-confidence (:data:`PHASE_WARM`); its cell (0.6, demo) is the report runs of that
+   seed.
+
 Run folders: ``OUT/tune/<method>/<point>/seed<s>``, ``OUT/report/runs/<method>/seed<s>``,
-``OUT/first/<warm>/runs/<method>/seed<s>``; warm starts in ``OUT/cache``.
+``OUT/first/<warm>/runs/<method>/seed<s>``, ``OUT/phase/<cell>/runs/<method>/seed<s>``; warm
+starts in ``OUT/cache``.
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ import time
 from pathlib import Path
 
 from pkpo._output import write_json
-from pkpo.rl.config import PRESETS, TrainConfig, same_config
+from pkpo.rl.config import PRESETS, TrainConfig, changed_fields, same_config
 from pkpo.rl.sweeps.grid import _worker, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
+from pkpo.rl.tasks.hidden_rule import MAJORITY_SHARE
 from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 
 TUNING_SEED = 0
@@ -49,9 +58,9 @@ METHODS = {
     "k4": ({"method": "pkpo", "k": "4"}, "pass@4", {}),
     "k8": ({"method": "pkpo", "k": "8"}, "pass@8", {}),
     "anneal": ({"method": "pkpo", "k": "8->1@180"}, "pass@1", {}),
-    # the threshold of issue 18's audit (groups with more than 8 of 16 correct get no update); not
-    # tuned: at this machine's load the grid did not fit the time box (docs/results.md says so)
-    "filter": ({"method": "pkpo", "k": "1", "max_group_success": 0.5}, "pass@1", {}),
+    # 0.5 first: the threshold of issue 18's audit (groups with more than 8 of 16 correct get no
+    # update), the one the report ran at before the grid was tuned (at the end of the plan)
+    "filter": ({"method": "pkpo", "k": "1"}, "pass@1", {"max_group_success": [0.5, 0.75]}),
     "grpo": ({"method": "grpo", "k": "1"}, "pass@1", {"lr": [3e-4, 1e-3]}),
     "maxrl": ({"method": "maxrl", "k": "1"}, "pass@1", {}),
     "entropy": ({"method": "pkpo", "k": "1"}, "pass@1", {"entropy_coef": [0.2, 0.5]}),
@@ -80,8 +89,22 @@ FIRST_WARM = {
     "calibrated": {"demo_power": 1.0, "demo_uniform": 0.0},
     "overconfident": {"demo_power": 3.0, "demo_uniform": 0.0},
 }
-FIRST_RUNS = {"k1": {"method": "pkpo", "k": "1"}, "k8": {"method": "pkpo", "k": "8"}}
+FIRST_RUNS = {
+    "k1": {"method": "pkpo", "k": "1"},
+    "k8": {"method": "pkpo", "k": "8"},
+    "anneal": METHODS["anneal"][0],
+}
+FIRST_ANNEAL = "anneal"  # its runs come after everything else but the phase diagram
 FIRST_SEEDS = (5, 6, 7)
+# the phase diagram: majority shares x warm starts (the demo preset's, and the over-confident one
+# of the first task: the marginal prior cubed, no uniform mixture), PKPO at k = 1 and 8, one seed.
+# 0.75, not 0.8: at 0.8 the 512 validation problems of 5-digit strings cannot follow the law
+# exactly (cell (5, "i") would need 2 strings, 1 exists), and the task refuses to build.
+PHASE_SHARES = (0.4, MAJORITY_SHARE, 0.75)
+PHASE_WARM = {"demo": {}, "overconfident": FIRST_WARM["overconfident"]}
+PHASE_RUNS = ("k1", "k8")
+PHASE_SEED = REPORT_SEEDS[0]
+PHASE_DEFAULT = (MAJORITY_SHARE, "demo")  # the report's own setting: its runs are this cell's
 
 
 def demo_base() -> TrainConfig:
@@ -150,6 +173,33 @@ def report_config(label: str, seed: int, out: Path) -> TrainConfig:
     )
 
 
+def phase_cell(share: float, warm: str) -> str:
+    """The folder name of a phase-diagram cell ("share0.4_overconfident")."""
+    return f"share{share}_{warm}"
+
+
+def phase_folder(share: float, warm: str, out: Path) -> Path:
+    """The sweep folder of a cell: ``OUT/report`` for :data:`PHASE_DEFAULT` (its runs are the report
+    runs), else ``OUT/phase/<cell>``."""
+    if (share, warm) == PHASE_DEFAULT:
+        return out / "report"
+    return out / "phase" / phase_cell(share, warm)
+
+
+def phase_base(share: float, warm: str) -> TrainConfig:
+    """The demo setting with a cell's majority share and warm start."""
+    return demo_base().replace(majority_share=share, **PHASE_WARM[warm])
+
+
+def phase_config(share: float, warm: str, label: str, seed: int, out: Path) -> TrainConfig:
+    """A cell's run of ``label``: the report run (tuned setting included) with the cell's task and
+    warm start; at :data:`PHASE_DEFAULT` it is the report run itself."""
+    folder = SweepFiles(phase_folder(share, warm, out)).run(label, seed).folder
+    return report_config(label, seed, out).replace(
+        majority_share=share, **PHASE_WARM[warm], out_dir=str(folder)
+    )
+
+
 def first_config(warm: str, label: str, seed: int, out: Path) -> TrainConfig:
     folder = SweepFiles(out / "first" / warm).run(label, seed).folder
     return demo_base().replace(
@@ -190,7 +240,7 @@ def plan(out: Path) -> list[tuple[str, callable]]:
                 )
             )
 
-    def first(seed):
+    def first(seed, labels=tuple(label for label in FIRST_RUNS if label != FIRST_ANNEAL)):
         for name in FIRST_WARM:
             base = demo_base().replace(**FIRST_BASE, **FIRST_WARM[name])
             jobs.append(
@@ -202,7 +252,7 @@ def plan(out: Path) -> list[tuple[str, callable]]:
                     ),
                 )
             )
-            for label in FIRST_RUNS:
+            for label in labels:
                 jobs.append(
                     (
                         f"first {name} {label} seed {seed}",
@@ -212,6 +262,32 @@ def plan(out: Path) -> list[tuple[str, callable]]:
                         ),
                     )
                 )
+
+    def phase(share, warm_name):
+        cell = phase_cell(share, warm_name)
+        jobs.append(
+            (
+                f"phase {cell} warm start seed {PHASE_SEED}",
+                lambda share=share, warm_name=warm_name: (
+                    warm_config(
+                        phase_base(share, warm_name),
+                        PHASE_SEED,
+                        phase_folder(share, warm_name, out),
+                    ),
+                    True,
+                ),
+            )
+        )
+        for label in PHASE_RUNS:
+            jobs.append(
+                (
+                    f"phase {cell} {label} seed {PHASE_SEED}",
+                    lambda share=share, warm_name=warm_name, label=label: (
+                        phase_config(share, warm_name, label, PHASE_SEED, out),
+                        False,
+                    ),
+                )
+            )
 
     for seed in REPORT_SEEDS:
         warm(seed)
@@ -227,6 +303,23 @@ def plan(out: Path) -> list[tuple[str, callable]]:
         tune(label)
         report(label, REPORT_SEEDS)
     tune("k1")
+    # added after the study above had started: appended, so that its finished prefix stays valid
+    tune("filter")
+    for seed in FIRST_SEEDS:
+        for name in FIRST_WARM:
+            jobs.append(
+                (
+                    f"first {name} {FIRST_ANNEAL} seed {seed}",
+                    lambda name=name, seed=seed: (
+                        first_config(name, FIRST_ANNEAL, seed, out),
+                        False,
+                    ),
+                )
+            )
+    for warm_name in PHASE_WARM:
+        for share in PHASE_SHARES:
+            if (share, warm_name) != PHASE_DEFAULT:
+                phase(share, warm_name)
     return jobs
 
 
@@ -253,6 +346,9 @@ def run_plan(
         cfg, is_warm = make()
         if _final(cfg) is not None:
             continue
+        moved = set_aside(cfg, out)
+        if moved is not None:
+            log(f"{desc}: the run in its folder has another config; moved to {moved}")
         t0 = time.time()
         job = {"config": cfg.to_dict(), "cache_dir": cache}
         if is_warm:
@@ -261,6 +357,43 @@ def run_plan(
         if is_warm:
             final["label"] = WARM_LABEL
         log(progress_line(desc, final, time.time() - t0))
+
+
+def recorded_config(folder: Path) -> dict | None:
+    """The config a run folder holds a run of (its final.json, else the first record of its
+    metrics.jsonl); None for an empty folder."""
+    files = RunFiles(folder)
+    try:
+        if files.final.exists():
+            return json.loads(files.final.read_text()).get("config")
+        if files.metrics.exists():
+            with files.metrics.open() as lines:
+                return json.loads(lines.readline()).get("config")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def set_aside(cfg: TrainConfig, out: Path) -> Path | None:
+    """Move the run in ``cfg``'s folder to ``OUT/superseded/...`` when it is a run of another config
+    (say a report run made before its method's tuning chose another point), so that the job starts
+    afresh there instead of failing to resume; the moved folder, or None when nothing was moved."""
+    folder = Path(cfg.out_dir)
+    recorded = recorded_config(folder)
+    if recorded is None or not changed_fields(recorded, cfg.to_dict()):
+        return None
+    try:
+        relative = folder.resolve().relative_to(out.resolve())
+    except ValueError:
+        relative = Path(folder.name)
+    target = out / "superseded" / relative
+    n = 1
+    while target.exists():
+        n += 1
+        target = out / "superseded" / f"{relative}.{n}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(target)
+    return target
 
 
 def progress_line(desc: str, final: dict, seconds: float) -> str:

@@ -40,6 +40,13 @@ FAMILY = [
 NON_PASS_AT_K = ("filter", "positive", "grpo", "maxrl", "entropy", "hot", "n64")
 ESCAPE_POINTS = 0.10  # rule 1: pass@8 at least 10 points above k1's
 MATCH_POINTS = 0.02  # rule 2: k8's near-greedy pass@1 no more than 2 points below the anneal's
+EFFECT_POINTS = 0.05  # rule 4: the effect appears in a phase cell when k8 - k1 pass@8 > 5 points
+PHASE_FIGURE = "figures/rl/gauntlet_phase.png"  # relative to docs/
+PHASE_METRICS = (
+    ("pass@8", "pass@8"),
+    ("greedy_pass@1", "near-greedy pass@1"),
+    ("pass@1", "pass@1 (T = 1)"),
+)
 
 
 # ------------------------------------------------------------------------------ Student t, no scipy
@@ -174,6 +181,21 @@ def family_table(results: list[dict]) -> str:
     )
 
 
+def current_runs(finals: list[dict], out: Path) -> tuple[list[dict], list[dict]]:
+    """(the runs made at their method's tuned setting, the others): a run whose recorded value of
+    its method's tuned knob differs from the point :func:`gauntlet.tuned_point` chooses now was made
+    before the tuning chose it (the study reruns it)."""
+    import gauntlet  # tools/gauntlet.py
+
+    kept, superseded = [], []
+    for f in finals:
+        point = gauntlet.tuned_point(f["label"], out)[0] if f["label"] in gauntlet.METHODS else {}
+        config = f.get("config", {})
+        stale = any(key in config and config[key] != value for key, value in point.items())
+        (superseded if stale else kept).append(f)
+    return kept, superseded
+
+
 def _find(results, a, b, greedy):
     return next((r for r in results if r["a"] == a and r["b"] == b and r["greedy"] == greedy), None)
 
@@ -299,6 +321,22 @@ def greedy_auc(run_dir: Path, final: dict) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def auc_difference(auc: dict, a: str, b: str) -> tuple[float, float | None, int] | None:
+    """The mean over shared seeds of ``a``'s minus ``b``'s area under the near-greedy curve, the
+    half-width of its 95 % t-interval (None with one seed) and the number of seeds; None without a
+    shared seed."""
+    seeds = sorted(
+        s
+        for s in set(auc.get(a, {})) & set(auc.get(b, {}))
+        if auc[a][s] is not None and auc[b][s] is not None
+    )
+    if not seeds:
+        return None
+    diffs = [auc[a][s] - auc[b][s] for s in seeds]
+    half = t_quantile(1 - ALPHA, len(diffs) - 1) * standard_error(diffs) if len(diffs) > 1 else None
+    return float(np.mean(diffs)), half, len(diffs)
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -349,6 +387,20 @@ def first_task(out: Path) -> tuple[str, list[str]]:
                 f"curve: {100 * diffs[0]:+.1f} points on one seed (no interval: rule 3 needs two "
                 "seeds)."
             )
+        for a, b in (("anneal", "k1"), ("anneal", "k8")):
+            d = auc_difference(auc, a, b)
+            if d is not None:
+                mean, half, n = d
+                interval = (
+                    f"95 % interval {100 * (mean - half):+.1f} to {100 * (mean + half):+.1f}; "
+                    if half is not None
+                    else ""
+                )
+                words.append(
+                    f"At the {warm} warm start, {a} − {b} in the area under the near-greedy pass@1 "
+                    f"curve: {100 * mean:+.1f} points ({interval}{n} seed{'s' if n > 1 else ''}; "
+                    "descriptive: no rule was stated for the anneal here)."
+                )
     if len(helps) == 2:
         if helps["overconfident"] and not helps["calibrated"]:
             words.append(
@@ -385,6 +437,216 @@ def first_task(out: Path) -> tuple[str, list[str]]:
     return (markdown_table(head, rows) if rows else ""), words
 
 
+# ---------------------------------------------------------------------------- the phase diagram
+
+
+def demonstrator_majority(share: float, warm: str) -> float:
+    """The probability of the majority rule ``r`` in the warm start's ``?`` demonstrations of a
+    phase cell (the warm start's over-confidence; the task's own ``demonstrator``)."""
+    import gauntlet
+
+    from pkpo.rl.tasks.hidden_rule import RULES, HiddenRuleTask
+
+    cfg = gauntlet.phase_base(share, warm)
+    task = HiddenRuleTask(
+        feature=cfg.feature,
+        length=cfg.length,
+        n_train=16,
+        n_heldout=16,
+        n_validation=16,
+        majority_share=share,
+        demo_power=cfg.demo_power,
+        demo_uniform=cfg.demo_uniform,
+    )
+    return float(task.demonstrator()[RULES.index("r")])
+
+
+def phase_cells(out: Path) -> list[dict]:
+    """Every cell of the phase diagram (:data:`gauntlet.PHASE_SHARES` x :data:`gauntlet.PHASE_WARM`)
+    with its finished runs of seed :data:`gauntlet.PHASE_SEED` ({label: final}: the warm start, k1,
+    k8, each at its method's tuned setting) and, where both runs finished, the effect
+    k8 − k1 of each of :data:`PHASE_METRICS`."""
+    import gauntlet
+
+    cells = []
+    for warm in gauntlet.PHASE_WARM:
+        for share in gauntlet.PHASE_SHARES:
+            folder = gauntlet.phase_folder(share, warm, out)
+            finals = finished_runs(folder) if (folder / "runs").exists() else []
+            kept, _ = current_runs(finals, out)
+            runs = {
+                f["label"]: f
+                for f in kept
+                if f["seed"] == gauntlet.PHASE_SEED and f["label"] in (WARM, *gauntlet.PHASE_RUNS)
+            }
+            effect = {}
+            if {"k1", "k8"} <= set(runs):
+                for key, _ in PHASE_METRICS:
+                    if key in runs["k1"] and key in runs["k8"]:
+                        effect[key] = runs["k8"][key] - runs["k1"][key]
+            cells.append(
+                {
+                    "share": share,
+                    "warm": warm,
+                    "demo_r": demonstrator_majority(share, warm),
+                    "runs": runs,
+                    "effect": effect,
+                    "missing": [
+                        label for label in (WARM, *gauntlet.PHASE_RUNS) if label not in runs
+                    ],
+                }
+            )
+    return cells
+
+
+def _cell_name(cell: dict) -> str:
+    return f"({cell['share']}, {cell['warm']})"
+
+
+def phase_table(cells: list[dict]) -> str:
+    """One row per cell: the warm start's numbers, then k1, k8 and k8 − k1 for each metric."""
+    rows = []
+    for c in cells:
+        warm = c["runs"].get(WARM)
+        row = [
+            c["share"],
+            f"{c['warm']} ({100 * c['demo_r']:.0f} %)",
+            "not run"
+            if warm is None
+            else " / ".join(_pct(warm.get(key)) for key in ("pass@1", "greedy_pass@1", "pass@8")),
+        ]
+        for key, _ in PHASE_METRICS:
+            for label in ("k1", "k8"):
+                run = c["runs"].get(label)
+                row.append("not run" if run is None else _pct(run.get(key)))
+            row.append(f"{100 * c['effect'][key]:+.1f}" if key in c["effect"] else "-")
+        rows.append(row)
+    head = [
+        "majority share",
+        "warm start (P(r) on `?`)",
+        "warm start: pass@1 / near-greedy / pass@8",
+    ]
+    for _, name in PHASE_METRICS:
+        head += [f"{name} k1", f"{name} k8", f"{name} k8 − k1"]
+    return markdown_table(head, rows)
+
+
+def phase_words(cells: list[dict]) -> list[str]:
+    """Rule 4's sentences (docs/results.md): in which cells the effect appears (k8 − k1 pass@8 >
+    :data:`EFFECT_POINTS`), which were not run, and whether it needs the over-confident prior."""
+    import gauntlet
+
+    done = [c for c in cells if "pass@8" in c["effect"]]
+    # compared as shown (points, one decimal), so "+5.0 points" never reads as more than 5
+    appears = [c for c in done if round(100 * c["effect"]["pass@8"], 1) > 100 * EFFECT_POINTS]
+    absent = [c for c in done if c not in appears]
+    undone = [c for c in cells if "pass@8" not in c["effect"]]
+
+    def listed(group):
+        return "; ".join(
+            f"{_cell_name(c)} ({100 * c['effect']['pass@8']:+.1f} points)" for c in group
+        )
+
+    words = []
+    if not done:
+        return [
+            "Rule 4 is not evaluable: no cell of the phase diagram has both k1 and k8 finished."
+        ]
+    words.append(
+        f"Phase diagram (seed {gauntlet.PHASE_SEED}, one seed per cell: descriptive, not a test; "
+        f"cells as (majority share, warm start)): the effect (k8 − k1 held-out pass@8 > "
+        f"{100 * EFFECT_POINTS:.0f} points) appears in {len(appears)} of {len(done)} finished "
+        "cells"
+        + (f": {listed(appears)}" if appears else "")
+        + (f"; it does not appear in {listed(absent)}" if absent else "")
+        + "."
+    )
+    if undone:
+        words.append(
+            "Not run in the time box: "
+            + "; ".join(f"{_cell_name(c)} (missing {', '.join(c['missing'])})" for c in undone)
+            + "."
+        )
+        return words
+    default_warm = gauntlet.PHASE_DEFAULT[1]
+    at_default = [c for c in appears if c["warm"] == default_warm]
+    elsewhere = [c for c in appears if c["warm"] != default_warm]
+
+    def shares(group):
+        return ", ".join(str(c["share"]) for c in group)
+
+    if not appears:
+        words.append(
+            "**Rule 4: the effect appears in no cell of the phase diagram** (one seed per cell)."
+        )
+    elif not at_default:
+        words.append(
+            "**Rule 4: the effect needs an over-confident prior**: in the phase diagram (one seed "
+            "per cell) it appears only from the over-confident warm start, at majority shares "
+            f"{shares(elsewhere)}."
+        )
+    else:
+        words.append(
+            "**Rule 4: the effect does not need an over-confident prior**: in the phase diagram "
+            f"(one seed per cell) it appears from the demo preset's warm start at majority shares "
+            f"{shares(at_default)}"
+            + (
+                f", and from the over-confident one at {shares(elsewhere)}"
+                if elsewhere
+                else ", and from the over-confident one at none"
+            )
+            + "."
+        )
+    return words
+
+
+def write_phase_figure(out: Path, path: Path) -> bool:
+    """A heatmap of k8 − k1 (points) per cell, held-out pass@8 and near-greedy pass@1 side by side;
+    cells not run are grey. False (nothing written) when no cell has both runs."""
+    cells = phase_cells(out)
+    if not any(c["effect"] for c in cells):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares = sorted({c["share"] for c in cells})
+    warms = list(dict.fromkeys(c["warm"] for c in cells))
+    metrics = PHASE_METRICS[:2]
+    grids = {}
+    for key, _ in metrics:
+        grids[key] = np.full((len(warms), len(shares)), np.nan)
+        for c in cells:
+            if key in c["effect"]:
+                grids[key][warms.index(c["warm"]), shares.index(c["share"])] = (
+                    100 * c["effect"][key]
+                )
+    # one colour scale for both panels, at least +-10 points (a small effect stays pale)
+    scale = max(10.0, max(float(np.nanmax(np.abs(g), initial=0.0)) for g in grids.values()))
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 2.8), squeeze=False)
+    for ax, (key, name) in zip(axes[0], metrics):
+        grid = grids[key]
+        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-scale, vmax=scale, aspect="auto")
+        for i in range(len(warms)):
+            for j in range(len(shares)):
+                v = grid[i, j]
+                dark = not np.isnan(v) and abs(v) > 0.6 * scale
+                label = "not run" if np.isnan(v) else f"{v:+.1f}"
+                ax.text(j, i, label, ha="center", va="center", color="w" if dark else "k")
+        ax.set_xticks(range(len(shares)), [str(x) for x in shares])
+        ax.set_yticks(range(len(warms)), warms)
+        ax.set_xlabel("majority share of the ambiguous problems")
+        ax.set_ylabel("warm start")
+        ax.set_title(f"k8 − k1, {name} (points)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 # --------------------------------------------------------------------------------- the blocks
 
 
@@ -393,7 +655,7 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
     the one that trained them, ``figures`` the paths (relative to docs/) of the figures to show."""
     import gauntlet  # tools/gauntlet.py: the plan, the methods and their tuning
 
-    finals = finished_runs(out / "report")
+    finals, superseded = current_runs(finished_runs(out / "report"), out)
     plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").exists() else []
     tuning = {}
     for label in {f["label"] for f in finals if f["label"] != WARM}:
@@ -419,6 +681,17 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
                 f"pass@8 {_pct(f.get('pass@8'))}"
             )
         lines.append("")
+    _, how = gauntlet.tuned_point("filter", out)
+    grid = ", ".join(map(str, gauntlet.METHODS["filter"][2]["max_group_success"]))
+    lines += [f"The difficulty filter's threshold (`max_group_success` in {{{grid}}}): {how}.", ""]
+    if superseded:
+        lines += [
+            "Report runs made at a setting their method's tuning did not choose (not shown; the "
+            "study reruns them): "
+            + ", ".join(f"{f['label']} seed {f['seed']}" for f in superseded)
+            + ".",
+            "",
+        ]
     if not finals:
         lines.append("No report run has finished yet.")
     else:
@@ -452,7 +725,7 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
             "",
         ]
         lines += [f"- {w}" for w in rule_words(results, finals)]
-        lines += [""] + [f"![gauntlet: {Path(f).stem}]({f})" for f in figures]
+        lines += [""] + [f"![gauntlet: {Path(f).stem}]({f})" for f in figures if f != PHASE_FIGURE]
     table, words = first_task(out)
     lines += [
         "",
@@ -462,12 +735,23 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
     ]
     lines += [table, ""] if table else ["(no run of the first task has finished)", ""]
     lines += [f"- {w}" for w in words]
+    cells = phase_cells(out)
+    phase = phase_words(cells)
     lines += [
         "",
-        "The phase diagram (majority share x warm-start over-confidence) was not run: the CPU time "
-        "of this study did not allow it.",
+        "**The phase diagram** (the PKPO effect k8 − k1 against the trap's strength: the majority "
+        "rule's share of the ambiguous problems x the warm start's over-confidence, shown as its "
+        f"probability of `r` on `?` prompts; seed {gauntlet.PHASE_SEED}, held-out, in %; the "
+        f"cell {_cell_name(dict(zip(('share', 'warm'), gauntlet.PHASE_DEFAULT)))} is the report "
+        "runs of that seed):",
+        "",
+        phase_table(cells),
+        "",
     ]
-    claims = (rule_words(results, finals) if finals else []) + words
+    lines += [f"- {w}" for w in phase]
+    if PHASE_FIGURE in figures:
+        lines += ["", f"![gauntlet: phase diagram]({PHASE_FIGURE})"]
+    claims = (rule_words(results, finals) if finals else []) + words + phase
     readme = [f"- {w}" for w in claims if w.startswith("**")]
     readme_text = (
         "**The gauntlet** (docs/results.md: baselines on fresh seeds 5-9, Holm-corrected; what was "
@@ -484,18 +768,18 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
 
 def write_figures(out: Path, docs: Path) -> list[str]:
     """The report runs' figures (pkpo.rl.sweeps.plots: curves with near-greedy pass@1, final
-    pass@k with the near-greedy diamonds), copied to docs/figures/rl/gauntlet_*.png; their paths
-    relative to ``docs``."""
+    pass@k with the near-greedy diamonds), copied to docs/figures/rl/gauntlet_*.png, and the phase
+    diagram's heatmap (:data:`PHASE_FIGURE`); their paths relative to ``docs``."""
     import shutil
 
     from pkpo.rl.sweeps.plots import plot_runs
 
-    finals = finished_runs(out / "report")
-    if not finals:
-        return []
     target = docs / "figures" / "rl"
+    shown = [PHASE_FIGURE] if write_phase_figure(out, docs / PHASE_FIGURE) else []
+    finals, _ = current_runs(finished_runs(out / "report"), out)
+    if not finals:
+        return shown
     target.mkdir(parents=True, exist_ok=True)
-    shown = []
     for path in plot_runs(out / "report", finals):
         if Path(path).name in ("final_pass_at_k.png", "pass_at_k_curves.png"):
             shutil.copy(path, target / f"gauntlet_{Path(path).name}")

@@ -61,6 +61,7 @@ def task_options(cfg: TrainConfig) -> dict:
         "length": cfg.length,
         "demo_power": cfg.demo_power,
         "demo_uniform": cfg.demo_uniform,
+        "majority_share": cfg.majority_share,
     }
 
 

@@ -52,7 +52,10 @@ RESUMABLE_CHANGES = frozenset(
 # fields added to TrainConfig after runs were first recorded, with the value that reproduces the
 # runs recorded without them (a field whose default changes behaviour, such as the near-greedy
 # evaluation's settings, is not listed: a run recorded before it is a different run)
-NEUTRAL_ADDITIONS = {"maze_size": 9}
+NEUTRAL_ADDITIONS = {
+    "maze_size": 9,
+    "majority_share": 0.6,  # the mixed task's AMBIGUOUS_PRIOR: its problems are unchanged
+}
 
 
 def with_added_fields(recorded: dict) -> dict:
@@ -196,6 +199,11 @@ class TrainConfig:
         0.0,
         'warm start: weight of the uniform distribution over rules mixed into the "?" '
         "demonstrations",
+    )
+    majority_share: float = _opt(
+        0.6,
+        'feature "mixed": the majority rule\'s share of the ambiguous problems, in (0, 1) (the '
+        "other rules keep their proportions: d 50 %, s, i, o, w 12.5 % each of the rest)",
     )
     # --- RL
     steps: int = _opt(300, "RL steps")
@@ -472,6 +480,14 @@ class TrainConfig:
         need(
             0 <= self.demo_uniform <= 1,
             f"demo_uniform must be in [0, 1], got {self.demo_uniform!r}",
+        )
+        from .tasks.hidden_rule import MAJORITY_SHARE, check_majority_share
+
+        check_majority_share(self.majority_share)
+        need(
+            self.feature == "mixed" or self.majority_share == MAJORITY_SHARE,
+            f"majority_share is a knob of feature 'mixed' only; feature {self.feature!r} got "
+            f"{self.majority_share!r}",
         )
         for name in ("lr", "temperature", "warm_lr", "eval_temperature", "greedy_temperature"):
             need(

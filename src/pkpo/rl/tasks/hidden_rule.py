@@ -23,11 +23,13 @@ has collapsed onto ``r`` never sees them succeed), and six mark an *ambiguous* p
 drawn from :data:`AMBIGUOUS_PRIOR` (``r`` 60 %, ``d`` 20 %, four rare rules 5 % each) by a hash of
 the whole string: no policy can tell these apart, so the best policy for pass@k spreads its samples
 over rules, differently for each k (for pass@4 over ``r`` and ``d``, for pass@8 over the rare rules
-too). Training problems come from a pool of ``n_train`` fresh strings (larger than steps x prompts:
-nothing is drawn twice); the ``validation`` (tuning) and ``heldout`` (final numbers) splits are
-disjoint sets stratified so that their composition over (first digit, rule) cells matches the law
-exactly. Splits are assigned by a hash of the string, so each split is an independent draw from the
-same law.
+too). The knob ``majority_share`` sets the majority rule's share of the ambiguous problems, the
+trap's strength (:func:`ambiguous_prior`: the other rules keep their proportions). Training problems
+come from a pool of ``n_train`` fresh strings (larger than steps x prompts: nothing is drawn twice);
+the ``validation`` (tuning) and ``heldout`` (final numbers) splits are disjoint sets stratified so
+that their composition over (first digit, rule) cells matches the law exactly (a ValueError when the
+strings of that length cannot fill a cell). Splits are assigned by a hash of the string, so each
+split is an independent draw from the same law.
 
 Plan character (``plan=True``, the default): the completion is one character naming the rule the
 policy is about to apply, then the answer (``381920:?>`` -> ``r029183``); only the answer is checked
@@ -75,6 +77,27 @@ SPLITS = ("train", "validation", "heldout")
 MIXED_TABLE = "rrsi******"
 AMBIGUOUS_PRIOR = {"r": 0.6, "d": 0.2, "s": 0.05, "i": 0.05, "o": 0.05, "w": 0.05}
 MAJORITY_RULE = "r"
+MAJORITY_SHARE = AMBIGUOUS_PRIOR[MAJORITY_RULE]  # the default majority_share
+
+
+def check_majority_share(share) -> float:
+    """``share`` if it is a number in (0, 1), else a ValueError naming it."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise ValueError(
+            f"majority_share must be a number in (0, 1) (the majority rule's share of the "
+            f"ambiguous problems), got {share!r}"
+        )
+    return share
+
+
+def ambiguous_prior(majority_share: float = MAJORITY_SHARE) -> dict[str, float]:
+    """The rule prior of the ambiguous ``mixed`` problems with the majority rule at
+    ``majority_share`` = s and every other rule scaled to fill the rest:
+    p_s(r) = s and p_s(x) = p(x) (1 - s) / (1 - p(r)) for x != r, with p = :data:`AMBIGUOUS_PRIOR`.
+    The default s = p(r) gives exactly AMBIGUOUS_PRIOR's floats (the scale is then exactly 1)."""
+    s = check_majority_share(majority_share)
+    scale = (1 - s) / (1 - MAJORITY_SHARE)
+    return {rule: s if rule == MAJORITY_RULE else p * scale for rule, p in AMBIGUOUS_PRIOR.items()}
 
 
 def apply_rule(rule: str, digits: str) -> str:
@@ -110,43 +133,45 @@ def hidden_feature(digits: str, feature: str) -> int:
     raise ValueError(f"unknown feature {feature!r}; expected one of {FEATURES}")
 
 
-def ambiguous_rule(digits: str) -> str:
-    """The rule of an ambiguous ``mixed`` problem: a draw from AMBIGUOUS_PRIOR keyed by a hash of
-    the string."""
+def ambiguous_rule(digits: str, majority_share: float = MAJORITY_SHARE) -> str:
+    """The rule of an ambiguous ``mixed`` problem: a draw from :func:`ambiguous_prior` keyed by a
+    hash of the string."""
     u, acc = _unit_hash(digits, "rule"), 0.0
-    for rule, p in AMBIGUOUS_PRIOR.items():
+    for rule, p in ambiguous_prior(majority_share).items():
         acc += p
         if u < acc:
             return rule
     return rule
 
 
-def hidden_rule(digits: str, feature: str) -> str:
+def hidden_rule(digits: str, feature: str, majority_share: float = MAJORITY_SHARE) -> str:
+    """The rule of a hard-tier string (``majority_share``: feature ``mixed`` only)."""
     if feature == "mixed":
         rule = MIXED_TABLE[hidden_feature(digits, feature)]
-        return ambiguous_rule(digits) if rule == "*" else rule
+        return ambiguous_rule(digits, majority_share) if rule == "*" else rule
     return RULES[FEATURE_TO_RULE[hidden_feature(digits, feature)]]
 
 
-def rule_law(feature: str) -> dict[tuple[int, str], float]:
+def rule_law(feature: str, majority_share: float = MAJORITY_SHARE) -> dict[tuple[int, str], float]:
     """The hard tier's law over (first digit, rule) cells: {(digit, rule): probability} (strings
     uniform)."""
     if feature != "mixed":
         raise ValueError(f"rule_law is defined for feature 'mixed' only, got {feature!r}")
     law: dict[tuple[int, str], float] = {}
+    amb = ambiguous_prior(majority_share)
     for d, rule in enumerate(MIXED_TABLE):
-        for r, p in AMBIGUOUS_PRIOR.items() if rule == "*" else [(rule, 1.0)]:
+        for r, p in amb.items() if rule == "*" else [(rule, 1.0)]:
             law[(d, r)] = law.get((d, r), 0.0) + p / len(MIXED_TABLE)
     return law
 
 
-def rule_prior(feature: str) -> dict[str, float]:
+def rule_prior(feature: str, majority_share: float = MAJORITY_SHARE) -> dict[str, float]:
     """Marginal probability of each rule on hard-tier problems (what a feature-blind policy can
     know)."""
     if feature != "mixed":
         return dict(zip(RULES, RULE_PRIOR))
     prior = dict.fromkeys(RULES, 0.0)
-    for (_, rule), p in rule_law(feature).items():
+    for (_, rule), p in rule_law(feature, majority_share).items():
         prior[rule] += p
     return prior
 
@@ -176,6 +201,25 @@ def partial_credit(answer: str, completion: str) -> float:
     return hits / max(len(answer), len(completion))
 
 
+def _unfillable(pools: dict, quota: dict, n_train: int, c) -> str:
+    """Why the ``mixed`` splits cannot be made: the cells (or the training pool) that the whole set
+    of ``c.length``-digit strings cannot fill."""
+    short = [
+        f"{split} cell (first digit {d}, rule {rule!r}) needs {quota[split][(d, rule)]} strings, "
+        f"there are {len(strings)}"
+        for split, cells in pools.items()
+        for (d, rule), strings in cells.items()
+        if len(strings) < quota[split][(d, rule)]
+    ]
+    if n_train < c.n_train:
+        short.append(f"train needs {c.n_train} strings, there are {n_train}")
+    return (
+        f"the {c.length}-digit strings cannot fill the stratified splits at majority_share "
+        f"{c.majority_share}: " + "; ".join(short) + " (use fewer problems, longer strings or "
+        "another majority_share)"
+    )
+
+
 @dataclass(frozen=True)
 class HiddenRuleConfig:
     tier: str = "hard"  # "easy": hint names the rule; "hard": hint is "?"
@@ -194,6 +238,8 @@ class HiddenRuleConfig:
         2.0  # warm start: "?" prompts demonstrated with rule probability ~ prior ** demo_power
     )
     demo_uniform: float = 0.0  # ... mixed with this weight of the uniform distribution over RULES
+    # feature "mixed": the majority rule's share of the ambiguous problems (ambiguous_prior)
+    majority_share: float = MAJORITY_SHARE
 
     def validate(self) -> "HiddenRuleConfig":
         if self.tier not in TIERS:
@@ -216,6 +262,12 @@ class HiddenRuleConfig:
             raise ValueError(
                 f"need demo_power >= 0 and 0 <= demo_uniform <= 1, got {self.demo_power}, "
                 f"{self.demo_uniform}"
+            )
+        check_majority_share(self.majority_share)
+        if self.feature != "mixed" and self.majority_share != MAJORITY_SHARE:
+            raise ValueError(
+                f"majority_share is a knob of feature 'mixed' only; feature {self.feature!r} got "
+                f"{self.majority_share}"
             )
         return self
 
@@ -260,7 +312,7 @@ class HiddenRuleTask:
         """
         c = self.config
         rng = seeding.stream(c.seed, "problems")
-        law = rule_law(c.feature)
+        law = rule_law(c.feature, c.majority_share)
         want = {"heldout": c.n_heldout, "validation": c.n_validation}
         quota = {split: stratified_quota(law, size) for split, size in want.items()}
         pools: dict = {split: {cell: [] for cell in law} for split in want}
@@ -268,6 +320,8 @@ class HiddenRuleTask:
         seen: set[str] = set()
         filled = dict.fromkeys(want, 0)
         while len(train) < c.n_train or any(filled[s] < want[s] for s in want):
+            if len(seen) == 10**c.length:  # every string drawn: a quota that is short never fills
+                raise ValueError(_unfillable(pools, quota, len(train), c))
             for row in rng.integers(0, 10, size=(4096, c.length)):
                 s = "".join(map(str, row))
                 if s in seen:
@@ -279,7 +333,7 @@ class HiddenRuleTask:
                     if len(train) < c.n_train:
                         train.append(s)
                     continue
-                cell = (int(s[0]), hidden_rule(s, c.feature))
+                cell = (int(s[0]), hidden_rule(s, c.feature, c.majority_share))
                 if len(pools[split][cell]) < quota[split][cell]:
                     pools[split][cell].append(s)
                     filled[split] += 1
@@ -298,7 +352,7 @@ class HiddenRuleTask:
         return out
 
     def _problem(self, digits: str, uid: str) -> Problem:
-        rule = hidden_rule(digits, self.config.feature)
+        rule = hidden_rule(digits, self.config.feature, self.config.majority_share)
         hint = rule if self.config.tier == "easy" else "?"
         return Problem(uid=uid, prompt=f"{digits}:{hint}>", answer=apply_rule(rule, digits))
 
@@ -312,7 +366,7 @@ class HiddenRuleTask:
 
     def rule_of(self, problem: Problem) -> str:
         """The hidden rule of a problem."""
-        return hidden_rule(self.digits(problem), self.config.feature)
+        return hidden_rule(self.digits(problem), self.config.feature, self.config.majority_share)
 
     def category(self, problem: Problem) -> str:
         """``majority``, ``minority`` or ``ambiguous`` (:func:`problem_category`)."""
@@ -371,7 +425,7 @@ class HiddenRuleTask:
         prior to the power ``demo_power``, normalised, mixed with ``demo_uniform`` of the uniform
         distribution."""
         c = self.config
-        prior = np.array([rule_prior(c.feature)[r] for r in RULES])
+        prior = np.array([rule_prior(c.feature, c.majority_share)[r] for r in RULES])
         sharp = prior**c.demo_power * (prior > 0)
         return (1 - c.demo_uniform) * sharp / sharp.sum() + c.demo_uniform / len(RULES)
 
