@@ -423,6 +423,6 @@ def test_results_refuses_an_unknown_part_in_one_line(capsys):
     import results
 
     with pytest.raises(SystemExit) as exc:
-        results.main(["--out", "unused", "--parts", "demo,mazes"])
+        results.main(["--out", "unused", "--parts", "sum,mazes"])
     assert exc.value.code == 2
     assert "unknown --parts ['mazes']" in capsys.readouterr().err
