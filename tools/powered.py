@@ -61,7 +61,7 @@ STUDY = {
     "method": "pkpo",
     "baseline": "loo_minus_one",
     "steps": 150,
-    "prompts_per_step": 2,
+    "prompts_per_step": 4,
     "n": 16,
     "lr": 5e-5,
     "lr_schedule": "constant",
@@ -82,6 +82,25 @@ STUDY = {
     "device": "cpu",
     "tensorboard": False,
 }
+
+# the settings that the base's evaluation depends on (the rest only matter to training)
+BASE_FIELDS = (
+    "max_new_tokens",
+    "eval_every",
+    "eval_problems",
+    "eval_samples",
+    "eval_temperature",
+    "eval_ks",
+    "greedy_temperature",
+    "greedy_samples",
+    "n_train",
+    "n_heldout",
+    "warm_steps",
+    "checkpoint_every",
+    "threads",
+    "device",
+    "tensorboard",
+)
 
 
 class Study(NamedTuple):
@@ -162,12 +181,17 @@ def difficulty_of(out: Path) -> int:
 
 
 def run_config(study: Study, job: Job) -> TrainConfig:
-    """The TrainConfig of the base (0 steps: the untrained model's evaluation) or a run."""
-    k = LABELS.get(job.label, "1")
+    """The TrainConfig of a run, or of the base: 0 steps (the untrained model's evaluation) with
+    only the :data:`BASE_FIELDS` of the settings, so that a change of a training setting (lr,
+    prompts per step, ...) does not make the base's evaluation stale."""
+    if job.label == BASE:
+        settings = {key: study.settings[key] for key in BASE_FIELDS} | {"steps": 0}
+    else:
+        settings = study.settings
     return TrainConfig(
-        **{**study.settings, **({"steps": 0} if job.label == BASE else {})},
+        **settings,
         task=task_name(difficulty_of(study.out)),
-        k=k,
+        k=LABELS.get(job.label, "1"),
         seed=job.seed,
         out_dir=str(SweepFiles(study.out).run(job.label, job.seed).folder),
     )
@@ -262,12 +286,11 @@ def screen(study: Study, log) -> dict:
 
 def train_run(study: Study, job: Job) -> dict:
     """Train (or evaluate, for the base) one run; continues from its checkpoint when it has one."""
+    from pkpo.rl import seeding
     from pkpo.rl.build import build_pretrained
     from pkpo.rl.training.trainer import train
 
     cfg = run_config(study, job)
-    import pkpo.rl.seeding as seeding
-
     seeding.seed_globals(cfg.seed)  # the LoRA initialisation (a resumed run loads its adapters)
     policy, task, _, _ = build_pretrained(cfg, study.model, lora_r=LORA_R)
     resume = RunFiles(cfg.out_dir).checkpoint.exists()
@@ -275,6 +298,7 @@ def train_run(study: Study, job: Job) -> dict:
 
 
 def execute(study: Study, job: Job, log) -> None:
+    """Run one job of the plan: the screen, or a run (its final numbers go to the log)."""
     if job.label == "screen":
         screen(study, log)
     else:

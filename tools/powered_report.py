@@ -170,7 +170,8 @@ def stop_rule(out: Path) -> dict:
         return {"decided": True, "stop": False, "why": why, "delta": d}
     why = (
         f"k1 did not lose pass@16 against the base: {_interval(d)}, the interval does not lie "
-        "below 0; no sharpening to guard against, so k8 and seeds 1 and 2 are not run"
+        f"below 0 (a loss of {100 * d['mde']:.1f} points, the minimum detectable effect, would "
+        "have been found); no sharpening to guard against, so k8 and seeds 1 and 2 are not run"
     )
     return {"decided": True, "stop": True, "why": why, "delta": d}
 

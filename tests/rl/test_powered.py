@@ -244,6 +244,10 @@ def test_a_changed_setting_makes_a_run_unfinished(tmp_path):
     changed = study._replace(settings={**powered.STUDY, "lr": 1e-4})
     assert powered.finished(changed, powered.Job("k1", 0)) is False
     assert powered.finished(study, powered.Job("k1", 0)) is True
+    # a training setting leaves the base's evaluation finished; an evaluation setting does not
+    assert powered.finished(changed, powered.Job("base", 0)) is True
+    fewer = study._replace(settings={**powered.STUDY, "eval_samples": 32})
+    assert powered.finished(fewer, powered.Job("base", 0)) is False
 
 
 def test_another_model_in_the_same_folder_is_refused(tmp_path):
