@@ -29,6 +29,9 @@ with a one-shot answer-format exemplar in every prompt
 (:class:`pkpo.rl.tasks.nl_tasks.ExemplarTask`), so RL is not mainly learning the format. A run
 checkpoints every :data:`STUDY` ``checkpoint_every`` steps and continues from its last checkpoint
 when the study is run again. One process, one torch thread.
+
+A study driver beside tools/gauntlet.py (a plan in priority order, a time box, a generated docs
+block), not a subcommand of examples/smollm_pkpo.py, which stays the short user-facing example.
 """
 
 from __future__ import annotations
