@@ -7,6 +7,7 @@ leave-one-out pass@1 baseline (k = 1) loses?
     python tools/powered.py run --out runs/powered --until 18:30  # start no job after 18:30 UTC
     python tools/powered.py plan --out runs/powered               # the jobs and their state
     python tools/powered.py docs --out runs/powered               # rewrite the docs block
+    python tools/powered.py smoke --out runs/powered --steps 3    # time 3 steps (OUT/smoke)
 
 The rules are stated in docs/results_pretrained.md ("A powered run") before any run; this module
 runs the jobs of :func:`plan` in that priority order (an interrupted or time-boxed study has
@@ -289,15 +290,43 @@ def screen(study: Study, log) -> dict:
 
 def train_run(study: Study, job: Job) -> dict:
     """Train (or evaluate, for the base) one run; continues from its checkpoint when it has one."""
+    return train_config(run_config(study, job), study.model)
+
+
+def train_config(cfg: TrainConfig, model: str) -> dict:
+    """Train the run of ``cfg``, continuing from its checkpoint when it has one."""
     from pkpo.rl import seeding
     from pkpo.rl.build import build_pretrained
     from pkpo.rl.training.trainer import train
 
-    cfg = run_config(study, job)
     seeding.seed_globals(cfg.seed)  # the LoRA initialisation (a resumed run loads its adapters)
-    policy, task, _, _ = build_pretrained(cfg, study.model, lora_r=LORA_R)
+    policy, task, _, _ = build_pretrained(cfg, model, lora_r=LORA_R)
     resume = RunFiles(cfg.out_dir).checkpoint.exists()
     return train(cfg, policy, task, resume=resume, overwrite=not resume, progress=True)
+
+
+def smoke(study: Study, steps: int, log) -> list[float]:
+    """Time ``steps`` training steps of k1 seed 0 in ``OUT/smoke`` (a fresh run each time, with a
+    one-problem final evaluation): the seconds of each step, from its metrics.jsonl."""
+    from pkpo.rl.training.rundir import clear_run
+    from pkpo.rl.training.runfiles import read_metrics
+
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    cfg = run_config(study, GATE).replace(
+        steps=steps, eval_problems=1, out_dir=str(study.out / "smoke")
+    )
+    clear_run(cfg.out_dir)
+    t0 = time.time()
+    train_config(cfg, study.model)
+    records = [r for r in read_metrics(RunFiles(cfg.out_dir).metrics) if "perf/step_s" in r]
+    for r in records:
+        log(
+            f"step {r['step']}: {r['perf/step_s']:.1f} s (sampling {r['perf/sample_s']:.1f} s), "
+            f"reward {r['reward/mean']:.3f}, -log p {r['policy/entropy']:.1f}"
+        )
+    log(f"{steps} steps in {time.time() - t0:.0f} s with loading and a 1-problem evaluation")
+    return [r["perf/step_s"] for r in records]
 
 
 def execute(study: Study, job: Job, log) -> None:
@@ -364,11 +393,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tools/powered.py", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("command", choices=["run", "plan", "docs"])
+    parser.add_argument("command", choices=["run", "plan", "docs", "smoke"])
     parser.add_argument("--out", default="runs/powered")
     parser.add_argument("--until", help="HH:MM (UTC): start no job after this time today")
     parser.add_argument("--docs", default="docs/results_pretrained.md")
     parser.add_argument("--model", default=MODEL, help="a built-in name, .gguf file or checkpoint")
+    parser.add_argument("--steps", type=int, default=3, help="smoke: training steps to time")
     args = parser.parse_args(argv)
     study = Study(Path(args.out), model=args.model)
 
@@ -380,6 +410,9 @@ def main(argv=None) -> int:
             for job in plan():
                 state = "finished" if finished(study, job) else "to run"
                 print(f"{job.describe()}: {state}{' (after the stop rule)' if gated(job) else ''}")
+            return 0
+        if args.command == "smoke":
+            smoke(study, args.steps, log)
             return 0
         if args.command == "run":
             until = until_time(args.until) if args.until else None

@@ -283,7 +283,8 @@ def block(out: Path) -> str:
     if finals:
         cfg = finals[0]["config"]
         lines += [
-            f"**Held-out evaluation** ({cfg['eval_problems']} problems x {cfg['eval_samples']} "
+            f"**Held-out evaluation** (in %; {cfg['eval_problems']} problems x "
+            f"{cfg['eval_samples']} "
             f"samples at T = {cfg['eval_temperature']}; near-greedy pass@1: "
             f"{cfg['greedy_samples']} samples at T = {cfg['greedy_temperature']}; ± is the SE over "
             "problems of one run; task `" + cfg["task"] + "`):",

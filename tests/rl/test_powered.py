@@ -369,6 +369,14 @@ def test_end_to_end_with_a_tiny_model_and_a_resumed_run(tmp_path, tiny_llama):
     steps = [r for r in after if "policy/entropy" in r]
     assert [r["step"] for r in steps] == [0, 1, 2]
     assert steps[:2] == [r for r in first if "policy/entropy" in r]
+    # the smoke timing trains in OUT/smoke and leaves the study's runs alone
+    before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    seconds = powered.smoke(study, 2, lambda m: None)
+    assert len(seconds) == 2 and all(t > 0 for t in seconds)
+    assert (tmp_path / "smoke" / "final.json").exists()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
+    with pytest.raises(ValueError, match="--steps must be >= 1"):
+        powered.smoke(study, 0, lambda m: None)
     rule = pr.stop_rule(tmp_path)
     assert rule["decided"] and ended == ("stop rule" if rule["stop"] else "done")
     assert (tmp_path / "runs" / "k8" / "seed0").exists() is not rule["stop"]
