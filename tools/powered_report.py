@@ -25,8 +25,9 @@ from pkpo.rl.sweeps.runs import (
     per_problem_greedy,
     per_problem_pass_at_k,
     read_detail,
+    run_dir_of,
 )
-from pkpo.rl.training.runfiles import read_metrics
+from pkpo.rl.training.runfiles import RunFiles, read_metrics
 
 LEVEL, POWER = 0.95, 0.80
 PRIMARY_K = 16
@@ -171,7 +172,8 @@ def stop_rule(out: Path) -> dict:
     why = (
         f"k1 did not lose pass@16 against the base: {_interval(d)}, the interval does not lie "
         f"below 0 (a loss of {100 * d['mde']:.1f} points, the minimum detectable effect, would "
-        "have been found); no sharpening to guard against, so k8 and seeds 1 and 2 are not run"
+        "have been found with 80 % power); no sharpening to guard against, so k8 and seeds 1 "
+        "and 2 are not run"
     )
     return {"decided": True, "stop": True, "why": why, "delta": d}
 
@@ -189,9 +191,6 @@ def _pct(final: dict, key: str) -> str:
 
 def _training(final: dict) -> tuple[str, str]:
     """(-log p of the first 10 / last 10 training steps, seconds per step) from metrics.jsonl."""
-    from pkpo.rl.sweeps.runs import run_dir_of
-    from pkpo.rl.training.runfiles import RunFiles
-
     path = RunFiles(run_dir_of(final)).metrics
     steps = [r for r in read_metrics(path) if "policy/entropy" in r] if path.exists() else []
     if not steps:
@@ -312,7 +311,7 @@ def block(out: Path) -> str:
                 if significant
                 else "A null: the interval contains 0. The minimum detectable effect (80 % power, "
                 f"two-sided 5 %) is {100 * primary['mde']:.1f} points: an effect of that size "
-                "would have been found; smaller ones are not ruled out."
+                "would have been found with 80 % power; smaller ones are not ruled out."
             )
         )
         for k, greedy, name in ((1, False, "pass@1"), (1, True, "near-greedy pass@1")):
