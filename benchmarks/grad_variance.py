@@ -516,26 +516,12 @@ def _save_pool(path: Path, rewards, grads, meta: dict) -> None:
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 
-def exemplar_prompt(problem_text: str, exemplar) -> str:
-    """The task's prompt with a one-shot answer-format exemplar (a training problem and its bare
-    answer)."""
-    from pkpo.rl.tasks.nl_tasks import ANSWER_INSTRUCTION
-
-    question, example = (
-        text.replace(" " + ANSWER_INSTRUCTION, "") for text in (problem_text, exemplar.prompt)
-    )
-    return (
-        f"Question: {example}\nAnswer: {exemplar.answer}\n\nQuestion: {question}\n"
-        f"Answer with only the final number, as in the example."
-    )
-
-
 def cmd_smollm(args) -> int:
     """Screen arithmetic prompts, then store rewards and per-sample LoRA gradients of the chosen
     ones."""
     import torch
 
-    from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask
+    from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask, exemplar_prompt
 
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)

@@ -11,11 +11,14 @@ torch = pytest.importorskip("torch")
 
 from pkpo.rl.interfaces import Task  # noqa: E402
 from pkpo.rl.tasks.nl_tasks import (  # noqa: E402
+    ANSWER_INSTRUCTION,
     ArithmeticWordTask,
+    ExemplarTask,
     SortNumbersTask,
     extract_answer,
     extract_list,
     make_nl_task,
+    nl_task_from_name,
     parse_number,
     sort_credit,
 )
@@ -211,3 +214,35 @@ def test_bad_split_and_factory_errors():
         SortNumbersTask(length=1)
     with pytest.raises(ValueError, match="distinct problems"):
         SortNumbersTask(length=2, n_train=5000, n_heldout=10)
+
+
+def test_exemplar_task_shows_one_worked_problem_and_keeps_the_rest():
+    plain = ArithmeticWordTask(difficulty=2, n_train=20, n_heldout=6)
+    task = nl_task_from_name("nl:arithmetic-d2-exemplar", n_train=20, n_heldout=6)
+    assert isinstance(task, ExemplarTask) and isinstance(task, Task) and task.binary
+    assert task.name == "arithmetic-d2-exemplar" and task.spec()["exemplar"] == "train-0"
+    example = plain.problems("train")[0]
+    train, heldout = task.problems("train"), task.problems("heldout")
+    # the exemplar leaves the training split; every other problem keeps its uid and answer
+    assert [p.uid for p in train] == [p.uid for p in plain.problems("train")[1:]]
+    assert [(p.uid, p.answer) for p in heldout] == [
+        (p.uid, p.answer) for p in plain.problems("heldout")
+    ]
+    for mine, theirs in zip(heldout, plain.problems("heldout")):
+        question = theirs.prompt.replace(" " + ANSWER_INSTRUCTION, "")
+        assert mine.prompt == (
+            f"Question: {example.prompt.replace(' ' + ANSWER_INSTRUCTION, '')}\n"
+            f"Answer: {example.answer}\n\nQuestion: {question}\n"
+            "Answer with only the final number, as in the example."
+        )
+        assert task.score(mine, f"{mine.answer}") == 1.0 and task.score(mine, "no") == 0.0
+
+
+def test_exemplar_task_names_and_errors():
+    assert nl_task_from_name("nl:arithmetic-d1").name == "arithmetic-d1"
+    with pytest.raises(ValueError, match="nl:arithmetic-d<1..4>-exemplar"):
+        nl_task_from_name("nl:sort-5-exemplar")
+    with pytest.raises(ValueError, match="wraps an ArithmeticWordTask"):
+        ExemplarTask(SortNumbersTask(length=3, n_train=5, n_heldout=2))
+    with pytest.raises(ValueError, match="at least 2 training problems"):
+        ExemplarTask(ArithmeticWordTask(difficulty=1, n_train=1, n_heldout=2))

@@ -265,6 +265,62 @@ class ArithmeticWordTask(_GeneratedTask):
         return float(extract_answer(completion) == problem.answer)
 
 
+def exemplar_prompt(problem_text: str, exemplar: Problem) -> str:
+    """A problem's prompt with a one-shot answer-format exemplar: a worked problem and its bare
+    answer, then the problem, so that the expected format is shown rather than learned::
+
+        Question: <exemplar without the instruction>
+        Answer: <its answer>
+
+        Question: <problem without the instruction>
+        Answer with only the final number, as in the example.
+    """
+    question, example = (
+        text.replace(" " + ANSWER_INSTRUCTION, "") for text in (problem_text, exemplar.prompt)
+    )
+    return (
+        f"Question: {example}\nAnswer: {exemplar.answer}\n\nQuestion: {question}\n"
+        f"Answer with only the final number, as in the example."
+    )
+
+
+EXEMPLAR_SUFFIX = "-exemplar"  # task names: nl:arithmetic-d2-exemplar
+
+
+class ExemplarTask:
+    """Arithmetic word problems whose prompts carry a one-shot answer-format exemplar
+    (:func:`exemplar_prompt`).
+
+    The exemplar is the wrapped task's first training problem; it is removed from the training
+    split, so no training prompt shows its own answer. Problems keep their uid and answer; the
+    reward is the wrapped task's. Name: ``<wrapped name>-exemplar``.
+    """
+
+    def __init__(self, task: "ArithmeticWordTask"):
+        if not isinstance(task, ArithmeticWordTask):
+            raise ValueError(f"ExemplarTask wraps an ArithmeticWordTask, got {type(task).__name__}")
+        train = task.problems("train")
+        if len(train) < 2:
+            raise ValueError("an exemplar task needs at least 2 training problems (one is shown)")
+        self.task, self.exemplar = task, train[0]
+        self.name = task.name + EXEMPLAR_SUFFIX
+        self.binary = task.binary
+
+    def problems(self, split: str) -> list[Problem]:
+        problems = self.task.problems(split)
+        if split == "train":
+            problems = problems[1:]
+        return [
+            Problem(p.uid, exemplar_prompt(p.prompt, self.exemplar), p.answer) for p in problems
+        ]
+
+    def score(self, problem: Problem, completion: str) -> float:
+        return self.task.score(problem, completion)
+
+    def spec(self) -> dict:
+        return {**self.task.spec(), "name": self.name, "exemplar": self.exemplar.uid}
+
+
 # ---- sorting with partial credit
 # -------------------------------------------------------------------
 
@@ -344,18 +400,22 @@ def nl_task_from_name(name: str, *, n_train: int = 512, n_heldout: int = 64, see
     """The task a ``TrainConfig.task`` of the form ``nl:arithmetic-d2`` or ``nl:sort-5`` names.
 
     The part after ``nl:`` is the task's own ``name`` (``arithmetic-d<difficulty>``,
-    ``sort-<length>``).
+    ``sort-<length>``); ``arithmetic-d<difficulty>-exemplar`` is the arithmetic task with a one-shot
+    answer-format exemplar in every prompt (:class:`ExemplarTask`).
     """
     spec = name[3:] if name.startswith("nl:") else name
-    family, _, level = spec.partition("-")
+    base, exemplar = spec.removesuffix(EXEMPLAR_SUFFIX), spec.endswith(EXEMPLAR_SUFFIX)
+    family, _, level = base.partition("-")
     if family == "arithmetic" and level.startswith("d") and level[1:].isdigit():
-        return make_nl_task(
+        task = make_nl_task(
             "arithmetic", difficulty=int(level[1:]), n_train=n_train, n_heldout=n_heldout, seed=seed
         )
-    if family == "sort" and level.isdigit():
+        return ExemplarTask(task) if exemplar else task
+    if family == "sort" and level.isdigit() and not exemplar:
         return make_nl_task(
             "sort", length=int(level), n_train=n_train, n_heldout=n_heldout, seed=seed
         )
     raise ValueError(
-        f"unknown natural-language task {name!r}; expected nl:arithmetic-d<1..4> or nl:sort-<2..12>"
+        f"unknown natural-language task {name!r}; expected nl:arithmetic-d<1..4>, "
+        "nl:arithmetic-d<1..4>-exemplar or nl:sort-<2..12>"
     )
