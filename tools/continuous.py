@@ -38,12 +38,16 @@ starts serves).
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 
-from gauntlet import demo_base, parse_until, run_plan  # tools/gauntlet.py, next to this file
+from gauntlet import (  # tools/gauntlet.py, next to this file
+    demo_base,
+    log,
+    run_plan,
+    study_arguments,
+    study_main,
+)
 
 from pkpo.rl.config import TrainConfig
 from pkpo.rl.sweeps.grid import warm_config
@@ -107,42 +111,19 @@ def plan(out: Path) -> list[tuple[str, callable]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python tools/continuous.py", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("command", choices=["run", "docs", "plan"])
-    parser.add_argument("--out", default="runs/continuous")
-    parser.add_argument("--until", help="run: HH:MM (UTC): start no run after this time today")
+    parser = study_arguments("python tools/continuous.py", __doc__, "runs/continuous")
     parser.add_argument("--cache", help="run: the warm-start cache folder (default OUT/cache)")
-    parser.add_argument("--docs", default="docs", help="docs: the folder holding results.md")
-    parser.add_argument(
-        "--command",
-        dest="shown_command",
-        metavar="TEXT",
-        help="docs: the command that trained the runs, as the docs should show it",
-    )
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    if args.command == "plan":
-        for desc, _ in plan(out):
-            print(desc)
-        return 0
-    if args.command == "run":
-        try:
-            until = parse_until(args.until) if args.until else None
-        except ValueError as error:
-            parser.error(str(error))
+    cache = Path(args.cache) if args.cache else None
 
-        def log(msg):
-            print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
+    def docs(out: Path, args) -> None:
+        from continuous_report import write_docs  # tools/continuous_report.py, next to this file
 
-        run_plan(out, plan(out), until, log, Path(args.cache) if args.cache else None)
-        log("done")
-        return 0
-    from continuous_report import write_docs  # tools/continuous_report.py, next to this file
+        write_docs(out, Path(args.docs), args.shown_command)
 
-    write_docs(out, Path(args.docs), args.shown_command)
-    return 0
+    return study_main(
+        parser, args, plan, lambda out, until: run_plan(out, plan(out), until, log, cache), docs
+    )
 
 
 if __name__ == "__main__":

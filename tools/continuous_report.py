@@ -21,6 +21,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from gauntlet_report import (  # tools/gauntlet_report.py, next to this file
+    comparison_name,
+    family_table,
+)
 
 from pkpo._output import atomic_write, markdown_table
 from pkpo.rl.sweeps.report import _setting_line, format_diff, paired_difference
@@ -198,46 +202,11 @@ def method_table(finals: list[dict], ceiling_row: dict | None) -> str:
     return markdown_table(head + [f"maxg@{k}" for k in K_EVAL[1:]], body)
 
 
-def _comparison(r: dict) -> str:
-    metric = "near-greedy maxg@1" if r["greedy"] else f"maxg@{r['k']}"
-    return f"{r['a']} − {r['b']} ({metric})"
-
-
-def diagonal_table(results: list[dict]) -> str:
-    """The Holm-corrected diagonal family (points)."""
-    rows = [
-        [
-            _comparison(r),
-            f"{100 * r['a_mean']:.1f}",
-            f"{100 * r['b_mean']:.1f}",
-            f"{100 * r['diff']:+.1f}",
-            f"{r['p']:.4f}",
-            f"{100 * (1 - r['holm_level']):.2f} %",
-            f"{100 * r['lo']:+.1f} to {100 * r['hi']:+.1f}",
-            "yes" if r["holm_rejects"] else "no",
-            ", ".join(f"{100 * v:+.1f}" for v in r["per_seed"]),
-        ]
-        for r in results
-    ]
-    head = [
-        "comparison",
-        "a (%)",
-        "b (%)",
-        "a − b (points)",
-        "p (paired t)",
-        "Holm level",
-        "interval at that level",
-        "Holm rejects 0",
-        "per seed",
-    ]
-    return markdown_table(head, rows)
-
-
 def paired_table(diffs: list[dict]) -> str:
     """Paired comparisons with their plain 95 % interval (points)."""
     rows = [
         [
-            _comparison(d),
+            comparison_name(d),
             f"{100 * d['a_mean']:.1f}",
             f"{100 * d['b_mean']:.1f}",
             f"{100 * d['diff']:+.1f}",
@@ -398,7 +367,7 @@ def blocks(out: Path, command: str | None = None) -> dict[str, str]:
         f"The diagonal family ({len(results)} of {len(DIAGONAL)} comparisons evaluable), paired by "
         "seed and problem, Holm-corrected at a family-wise 5 %:",
         "",
-        diagonal_table(results) if results else "(no comparison has two finished seeds yet)",
+        family_table(results) if results else "(no comparison has two finished seeds yet)",
         "",
     ] + [f"- {w}" for w in diagonal_words(results)]
     baselines = (

@@ -407,6 +407,11 @@ def progress_line(desc: str, final: dict, seconds: float) -> str:
     )
 
 
+def log(msg: str) -> None:
+    """A study's log line: the UTC time, then ``msg``."""
+    print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
+
+
 def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
     """``HH:MM`` as that time (UTC) today; a ValueError naming the value otherwise."""
     hh, sep, mm = text.partition(":")
@@ -416,25 +421,29 @@ def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return now.replace(hour=int(hh), minute=int(mm), second=0, microsecond=0)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python tools/gauntlet.py", description=__doc__.split("\n")[0]
-    )
+def study_arguments(prog: str, doc: str, default_out: str) -> argparse.ArgumentParser:
+    """The command line a study of tools/ shares (gauntlet.py, continuous.py): ``run``, ``docs`` or
+    ``plan``, ``--out``, ``--until``, ``--docs`` and ``--command``."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("command", choices=["run", "docs", "plan"])
-    parser.add_argument("--out", default="runs/gauntlet")
-    parser.add_argument("--until", help="HH:MM (UTC): start no run after this time today")
-    parser.add_argument("--docs", default="docs")
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--out", default=default_out)
+    parser.add_argument("--until", help="run: HH:MM (UTC): start no run after this time today")
+    parser.add_argument("--docs", default="docs", help="docs: the folder holding results.md")
     parser.add_argument(
         "--command",
         dest="shown_command",
         metavar="TEXT",
         help="docs: the command that trained the runs, as the docs should show it",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def study_main(parser: argparse.ArgumentParser, args, plan_of, run_jobs, write_docs) -> int:
+    """``plan`` (print the jobs), ``run`` (``run_jobs(out, until)``) or ``docs``
+    (``write_docs(out, args)``) for a study's parsed ``args``."""
     out = Path(args.out)
     if args.command == "plan":
-        for desc, _ in plan(out):
+        for desc, _ in plan_of(out):
             print(desc)
         return 0
     if args.command == "run":
@@ -442,17 +451,24 @@ def main(argv=None) -> int:
             until = parse_until(args.until) if args.until else None
         except ValueError as error:
             parser.error(str(error))
-
-        def log(msg):
-            print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
-
-        run(out, until, log)
+        run_jobs(out, until)
         log("done")
         return 0
-    from gauntlet_report import write_docs  # tools/gauntlet_report.py, next to this file
-
-    write_docs(out, Path(args.docs), Path(args.readme), args.shown_command)
+    write_docs(out, args)
     return 0
+
+
+def main(argv=None) -> int:
+    parser = study_arguments("python tools/gauntlet.py", __doc__, "runs/gauntlet")
+    parser.add_argument("--readme", default="README.md")
+    args = parser.parse_args(argv)
+
+    def docs(out: Path, args) -> None:
+        from gauntlet_report import write_docs  # tools/gauntlet_report.py, next to this file
+
+        write_docs(out, Path(args.docs), Path(args.readme), args.shown_command)
+
+    return study_main(parser, args, plan, lambda out, until: run(out, until, log), docs)
 
 
 if __name__ == "__main__":

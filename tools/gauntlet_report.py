@@ -144,7 +144,7 @@ def family_results(finals: list[dict], family: list[tuple] = FAMILY) -> list[dic
     return out
 
 
-def _name(r: dict) -> str:
+def comparison_name(r: dict) -> str:
     m = r.get("metric", "pass")  # "maxg" for a task with continuous rewards
     metric = f"near-greedy {m}@1" if r["greedy"] else f"{m}@{r['k']}"
     return f"{r['a']} − {r['b']} ({metric})"
@@ -153,7 +153,7 @@ def _name(r: dict) -> str:
 def family_table(results: list[dict]) -> str:
     rows = [
         [
-            _name(r),
+            comparison_name(r),
             f"{100 * r['a_mean']:.1f}",
             f"{100 * r['b_mean']:.1f}",
             f"{100 * r['diff']:+.1f}",

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from gauntlet import log, parse_until  # tools/gauntlet.py, next to this file
+
 from pkpo._output import write_json
 from pkpo.rl.config import TrainConfig, same_config
 from pkpo.rl.training.runfiles import RunFiles, SweepFiles
@@ -377,18 +379,6 @@ def run(
     return "done"
 
 
-def until_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``HH:MM`` as today's time in UTC; a ValueError for anything else."""
-    try:
-        hh, mm = (int(x) for x in text.split(":"))
-        if not (0 <= hh < 24 and 0 <= mm < 60):
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"--until must be HH:MM (UTC), got {text!r}") from None
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tools/powered.py", description=__doc__.split("\n")[0]
@@ -402,9 +392,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     study = Study(Path(args.out), model=args.model)
 
-    def log(msg):
-        print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
-
     try:
         if args.command == "plan":
             for job in plan():
@@ -415,7 +402,7 @@ def main(argv=None) -> int:
             smoke(study, args.steps, log)
             return 0
         if args.command == "run":
-            until = until_time(args.until) if args.until else None
+            until = parse_until(args.until) if args.until else None
             log(f"done: {run(study, until, log)}")
             return 0
         from powered_report import write_docs

@@ -120,17 +120,6 @@ def test_chosen_difficulty(rates, chosen):
     assert powered.chosen_difficulty({d: {"pass@1": p} for d, p in rates.items()}) == chosen
 
 
-def test_until_time_parses_and_refuses():
-    now = dt.datetime(2026, 1, 2, 9, 0, tzinfo=dt.timezone.utc)
-    assert powered.until_time("18:30", now) == now.replace(hour=18, minute=30)
-    for bad in ("18", "25:00", "7:61", "noon"):
-        with pytest.raises(ValueError, match="HH:MM"):
-            powered.until_time(bad, now)
-
-
-# ------------------------------------------------------------------------------ plan and run
-
-
 def test_the_plan_is_the_priority_order():
     assert [j.describe() for j in powered.plan()] == [
         "screen difficulties",

@@ -341,33 +341,13 @@ def test_write_docs_replaces_only_the_continuous_blocks(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_study_trains_resumes_and_reports(tmp_path, monkeypatch):
+def test_a_tiny_study_trains_resumes_and_reports(tmp_path, monkeypatch, tiny_mixed_config):
     """Seed 5's warm start, k1, k4 and k8 with a tiny policy and two steps; run again: nothing
     reruns; the docs blocks render from the run folders."""
 
     def tiny():
-        return TrainConfig(
-            task="hidden-rule-partial",
-            feature="mixed",
-            length=5,
-            max_new_tokens=7,
-            n_train=200,
-            n_heldout=8,
-            n_validation=8,
-            d_model=16,
-            n_layer=1,
-            n_head=2,
-            warm_steps=4,
-            warm_batch=8,
-            steps=2,
-            prompts_per_step=2,
-            n=16,
-            eval_every=1,
-            eval_problems=4,
-            final_eval_problems=8,
-            eval_samples=16,
-            checkpoint_every=0,
-            tensorboard=False,
+        return tiny_mixed_config(
+            task="hidden-rule-partial", eval_every=1, eval_problems=4, final_eval_problems=8
         )
 
     monkeypatch.setattr(continuous, "base_config", tiny)

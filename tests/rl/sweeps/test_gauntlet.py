@@ -422,35 +422,12 @@ def test_the_anneal_on_first_is_reported(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_phase_cell_trains_and_is_reported(tmp_path, monkeypatch):
+def test_a_tiny_phase_cell_trains_and_is_reported(tmp_path, monkeypatch, tiny_mixed_config):
     """One cell's jobs (warm start, k1, k8) with a tiny policy and two steps, through run_plan: the
     runs record the cell's share and warm start, a second pass reruns nothing, the table reads
     them."""
 
-    def tiny():
-        return TrainConfig(
-            feature="mixed",
-            length=5,
-            max_new_tokens=7,
-            n_train=200,
-            n_heldout=8,
-            n_validation=8,
-            d_model=16,
-            n_layer=1,
-            n_head=2,
-            warm_steps=4,
-            warm_batch=8,
-            steps=2,
-            prompts_per_step=2,
-            n=16,
-            eval_every=0,
-            eval_problems=8,
-            eval_samples=16,
-            checkpoint_every=0,
-            tensorboard=False,
-        )
-
-    monkeypatch.setattr(gauntlet, "demo_base", tiny)
+    monkeypatch.setattr(gauntlet, "demo_base", tiny_mixed_config)
     jobs = [j for j in gauntlet.plan(tmp_path) if j[0].startswith("phase share0.4_overconfident")]
     assert len(jobs) == 3
     lines = []
