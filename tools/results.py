@@ -379,6 +379,7 @@ def main(argv=None) -> int:
         + ")"
     )
     demo = demo_runs(out)  # the demo's report and figures, from the gauntlet's runs
+    (out / "demo").mkdir(parents=True, exist_ok=True)
     write_sweep_report(
         out / "demo",
         demo,
