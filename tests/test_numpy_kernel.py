@@ -1,7 +1,7 @@
-"""The numpy kernel's fast paths give the numbers of the plain ones: the packed-key sort of float32
-rows (pkpo._backend._sort_positions), the blocked BLAS running sums (_blocked_running_sum, used
-from 256 rows on) and the choice between one matrix product and running sums
-(GapForm.for_dense_numpy)."""
+"""The numpy kernel's fast paths give the numbers of the plain ones: float32 rows sorted as packed
+float64 keys (pkpo._backend._packed_float32_sort), the blocked BLAS running sums
+(_blocked_running_sum, used from 256 rows on) and the choice between one matrix product and running
+sums (GapForm.for_dense_numpy)."""
 
 from __future__ import annotations
 
@@ -9,43 +9,62 @@ import numpy as np
 import pytest
 
 import pkpo
-from pkpo._backend import BLOCKED_SCAN_MIN_ROWS, _numpy_running_sum, _sort_positions
-
-SPECIAL = [-np.inf, -3e38, -1.0, -1e-45, -0.0, 0.0, 1e-45, 1e-38, 0.5, 1.0, 3e38, np.inf]
+from pkpo._backend import BLOCKED_SCAN_MIN_ROWS, _numpy_running_sum, backend_of
 
 
-def sorted_by_positions(x):
-    return x.reshape(-1)[_sort_positions(x)].reshape(x.shape)
+def special_values(dtype) -> list[float]:
+    """Signed zeros, the smallest subnormal and normal and the largest float of ``dtype``."""
+    info = np.finfo(dtype)
+    return [
+        -info.max,
+        -1.0,
+        -info.smallest_subnormal,
+        -0.0,
+        0.0,
+        info.smallest_subnormal,
+        info.smallest_normal,
+        0.5,
+        1.0,
+        info.max,
+    ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sort_positions_sort_every_row(dtype, rng):
+def check_sort(x, padded=False):
+    """Backend.sort of numpy ``x``: the values of np.sort (NaN alike) and the flat position of
+    each, every position of a row once."""
+    values, positions = backend_of(x).sort(x, padded=padded)
+    expected = np.sort(x, axis=-1)
+    np.testing.assert_array_equal(values, expected)  # NaN compare equal here
+    assert positions.dtype == np.int64
+    np.testing.assert_array_equal(x.reshape(-1)[positions], expected.reshape(-1))
+    n = x.shape[-1]
+    first = np.arange(0, x.size, n)[:, None]
+    np.testing.assert_array_equal(np.sort(positions.reshape(-1, n), axis=-1), first + np.arange(n))
+    return values
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_numpy_sort_sorts_every_row(dtype, rng):
     rows = [
         rng.normal(size=(300, 37)),
         rng.integers(-2, 3, size=(40, 50)),  # many ties
-        rng.choice(SPECIAL, size=(64, 24)),  # signed zeros, subnormals, infinities
+        rng.choice(special_values(dtype), size=(64, 24)),
         rng.normal(size=(3, 4, 9)),  # leading axes
         rng.normal(size=11),  # one group
     ]
     for x in [row.astype(dtype) for row in rows] + [rng.normal(size=(20, 30)).astype(dtype).T]:
-        positions = _sort_positions(x)
-        assert positions.dtype == np.int64
-        np.testing.assert_array_equal(sorted_by_positions(x), np.sort(x, axis=-1))
-        # every position of a row exactly once
-        n = x.shape[-1]
-        first = np.arange(0, x.size, n)[:, None]
-        np.testing.assert_array_equal(
-            np.sort(positions.reshape(-1, n), axis=-1), first + np.arange(n)
-        )
+        values = check_sort(x)
+        assert values.dtype == (np.float64 if dtype == np.float32 else dtype)
 
 
-def test_packed_sort_puts_ties_in_position_order(rng):
-    x = rng.integers(0, 3, size=(500, 40)).astype(np.float32)
-    positions = _sort_positions(x).reshape(x.shape)
-    values = np.take_along_axis(x, positions % 40, axis=-1)
-    tied = values[:, 1:] == values[:, :-1]
-    assert tied.any()
-    assert (positions[:, 1:][tied] > positions[:, :-1][tied]).all()
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan])
+@pytest.mark.parametrize("column", [0, 5, 39])
+def test_numpy_sort_of_float32_with_inf_or_nan_keeps_every_position(bad, column, rng):
+    """inf and NaN do not fit the packed keys: those batches are sorted by argsort."""
+    x = rng.random((300, 40), dtype=np.float32)
+    x[[7, 123], column] = bad
+    assert check_sort(x).dtype == np.float32  # argsort's values, in the input's dtype
+    check_sort(np.where(rng.random(x.shape) < 0.2, np.float32(np.inf), x), padded=True)
 
 
 @pytest.mark.parametrize("nan", [np.nan, -np.nan])

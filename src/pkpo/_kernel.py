@@ -343,7 +343,7 @@ def sort_groups(
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
         values = xp.where(mask, values, np.inf)
-    ordered, indices = backend.sort(values)
+    ordered, indices = backend.sort(values, padded=mask is not None)
     if mask is not None:
         ordered = backend.astype(ordered, compute_dtype)
         last = xp.take_along_axis(ordered, xp.where(n > 0, n - 1, 0), axis=-1)
