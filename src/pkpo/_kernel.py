@@ -338,7 +338,8 @@ def sort_groups(
     xp = backend.xp
     compute_dtype = backend.compute_dtype(x)
 
-    # Sort in the input's own dtype (faster on GPUs, and exact), then do the scans in float64.
+    # Sort in the input's own dtype (faster on GPUs, and exact; numpy hands float32 rows back in
+    # float64, see Backend.sort), then do the scans in float64.
     values = x if backend.is_floating(x) else backend.astype(x, compute_dtype)
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
