@@ -146,3 +146,18 @@ def test_the_matrix_is_used_where_it_is_cheaper():
     assert _dense_gap_form(64, 16, "centered").matrix is not None  # 48 rows, two sums
     assert _dense_gap_form(64, 16, "loo").matrix is None  # 64 rows, two sums
     assert MATRIX_ROWS_PER_SUM == 24  # the numbers above are on either side of it
+
+
+def test_numpy_sort_in_denormals_are_zero_mode(rng):
+    """The packed keys of zero rewards are subnormal float64 numbers: in denormals-are-zero mode
+    (torch.set_flush_denormal) the sort falls back to argsort and the numbers stay the same."""
+    torch = pytest.importorskip("torch")
+    x = (rng.random((300, 40)) < 0.3).astype(np.float32)
+    expected = pkpo.transform(x, 4)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no denormals-are-zero mode")
+    try:
+        assert check_sort(x).dtype == np.float32  # argsort's values
+        np.testing.assert_array_equal(pkpo.transform(x, 4), expected)
+    finally:
+        torch.set_flush_denormal(False)
