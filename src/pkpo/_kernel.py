@@ -43,7 +43,7 @@ MATRIX_MAX_SIZE = 64
 # 0.20-0.48 ms against 0.37-1.2 ms for the sums (every baseline, k < n); at 8192 x 32 one sum
 # (loo_minus_one, none: 17-31 rows) takes 0.24-0.42 ms against 0.26-0.58 ms for the matrix, and
 # two (centered, loo: 16-32 rows) 0.64-0.83 ms against 0.25-0.62 ms; at 4096 x 64 one sum takes
-# 0.27-0.53 ms against 0.42-0.95 ms (33-63 rows), two 0.83-1.1 ms against 0.41-0.92 ms (32-64).
+# 0.27-0.53 ms against 0.42-0.97 ms (33-63 rows), two 0.83-1.1 ms against 0.41-0.92 ms (32-64).
 MATRIX_ROWS_PER_SUM = 24
 
 
