@@ -6,9 +6,10 @@
 The floor for an estimator that sorts is one argsort of its (groups, n) float32 array; the ones
 that do not sort are a few passes over it. Input: float32 rewards, uniform on [0, 1) for the
 estimators that take any reward, 0/1 (each 1 with probability 0.3) for the binary-only ones;
-estimators that take k run at k = n/4. Each time is the best of 5 rounds of repeated calls after
-one warm-up call, with ``validate=True`` (the default: NaN/inf and 0/1 checks, one pass each) and
-with ``validate=False``. Tests never assert times; ratios are measured in the same run.
+estimators that take k run at k = n/4. Each time is CPU time, the best of 5 rounds of repeated
+calls after one warm-up call, with ``validate=True`` (the default: NaN/inf and 0/1 checks, one
+pass each) and with ``validate=False``. Tests never assert times; ratios are measured in the same
+run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 import timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -32,18 +34,23 @@ SEED = 0
 
 
 def best_times(calls, rounds: int, budget: float) -> list[float]:
-    """Seconds per call of each of ``calls``: the best of ``rounds`` rounds, each repeating a call
-    for about ``budget`` s. The calls take turns within every round, so that a busy machine slows
-    them alike and their ratios stay meaningful."""
+    """CPU seconds per call of each of ``calls``: the best of ``rounds`` rounds, each repeating a
+    call for about ``budget`` s. The calls take turns within every round, so that a busy machine
+    slows them alike and their ratios stay meaningful; CPU time (``time.process_time``) leaves
+    out the time other processes hold the cores."""
     numbers = []
     for call in calls:
         call()  # warm-up (caches, first allocation)
-        numbers.append(max(1, int(budget / max(timeit.timeit(call, number=1), 1e-6))))
+        numbers.append(max(1, int(budget / max(_cpu_seconds(call, 1), 1e-6))))
     best = [float("inf")] * len(calls)
     for _ in range(rounds):
         for index, (call, number) in enumerate(zip(calls, numbers)):
-            best[index] = min(best[index], timeit.timeit(call, number=number) / number)
+            best[index] = min(best[index], _cpu_seconds(call, number) / number)
     return best
+
+
+def _cpu_seconds(call, number: int) -> float:
+    return timeit.Timer(call, timer=time.process_time).timeit(number=number)
 
 
 def rewards_for(name: str, shape, rng) -> np.ndarray:

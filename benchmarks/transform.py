@@ -17,7 +17,8 @@ Every ratio is measured in the same run.
 on) on float32 numpy and CPU torch input against ``np.argsort(x, axis=-1)`` of the same array,
 at every shape of the shapes table, on one core (one torch thread, BLAS limited to one thread by
 the caller's environment: set OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1). Times are CPU time
-(time.process_time), best of repeats, so that other processes on a shared machine do not count.
+(time.process_time), best of 9 rounds of 10 calls in which the argsort and the transforms take
+turns, so that other processes on a shared machine count as little as possible and alike.
 """
 
 import argparse
@@ -55,13 +56,19 @@ ARGSORT_TARGET = 3.0
 # --- transform / np.argsort --------------------------------------------------------------------
 
 
-def cpu_time(fn, number: int = 10, repeats: int = 9) -> float:
-    """CPU seconds per call of ``fn``: the best of ``repeats`` rounds of ``number`` calls."""
-    fn()
-    return (
-        min(timeit.Timer(fn, timer=time.process_time).repeat(number=number, repeat=repeats))
-        / number
-    )
+def cpu_times(calls, number: int = 10, rounds: int = 9) -> list[float]:
+    """CPU seconds per call of each of ``calls``: the best of ``rounds`` rounds of ``number``
+    calls, after one warm-up call each. The calls take turns within every round, so that a burst
+    of load on a shared machine (other processes evicting the caches) falls on all of them alike
+    and their ratios compare like with like."""
+    for call in calls:
+        call()
+    best = [float("inf")] * len(calls)
+    for _ in range(rounds):
+        for index, call in enumerate(calls):
+            seconds = timeit.Timer(call, timer=time.process_time).timeit(number=number)
+            best[index] = min(best[index], seconds / number)
+    return best
 
 
 def argsort_rows(shapes=SHAPES, seed: int = 0) -> list[dict]:
@@ -78,17 +85,15 @@ def argsort_rows(shapes=SHAPES, seed: int = 0) -> list[dict]:
     for groups, n in shapes:
         x = rng.random((groups, n), dtype=np.float32)
         for k in (n // 4, n):
-            row = {
-                "groups": groups,
-                "n": n,
-                "k": k,
-                "argsort_s": cpu_time(lambda: np.argsort(x, axis=-1)),
+            calls = {
+                "argsort_s": lambda: np.argsort(x, axis=-1),
+                "numpy_s": lambda: pkpo.transform(x, k),
             }
-            row["numpy_s"] = cpu_time(lambda: pkpo.transform(x, k))
             if torch is not None:
                 tensor = torch.from_numpy(x)
-                row["torch_s"] = cpu_time(lambda: pkpo.transform(tensor, k))
-            rows.append(row)
+                calls["torch_s"] = lambda: pkpo.transform(tensor, k)
+            times = cpu_times(list(calls.values()))
+            rows.append({"groups": groups, "n": n, "k": k, **dict(zip(calls, times))})
     return rows
 
 

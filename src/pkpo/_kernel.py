@@ -34,10 +34,17 @@ from ._combinatorics import (
     traced_log_factorial_table,
 )
 
-# Up to this group size a dense numpy batch applies a transform as one matrix product (BLAS):
-# at 16384 x 16 it takes 0.3 ms where a running sum takes 0.6-1 ms; at n = 64 the O(n^2) product
-# costs as much as the sums (one core, measured with benchmarks/transform.py).
+# A dense numpy batch of groups up to this size may apply a transform as one matrix product (BLAS)
+# instead of running sums (GapForm.for_dense_numpy), ...
 MATRIX_MAX_SIZE = 64
+# ... when the matrix has at most this many rows per running sum it replaces. Each row of the
+# matrix costs a multiply-add per element; a blocked running sum (pkpo._backend) about 9-17 and
+# a few passes. Measured with apply alone, float64, one core: at 16384 x 16 the matrix takes
+# 0.20-0.48 ms against 0.37-1.2 ms for the sums (every baseline, k < n); at 8192 x 32 one sum
+# (loo_minus_one, none: 17-31 rows) takes 0.24-0.42 ms against 0.26-0.58 ms for the matrix, and
+# two (centered, loo: 16-32 rows) 0.64-0.83 ms against 0.25-0.62 ms; at 4096 x 64 one sum takes
+# 0.27-0.53 ms against 0.42-0.97 ms (33-63 rows), two 0.83-1.1 ms against 0.41-0.92 ms (32-64).
+MATRIX_ROWS_PER_SUM = 24
 
 
 class GapForm(NamedTuple):
@@ -56,8 +63,10 @@ class GapForm(NamedTuple):
     suffix: Any
     matrix: Any = None
 
-    def as_matrix(self) -> "GapForm":
-        """This form with its weights (host numpy arrays of one size) as the matrix M, read-only."""
+    def for_dense_numpy(self) -> "GapForm":
+        """This form (weights: host numpy arrays of one size n <= MATRIX_MAX_SIZE) with its sums
+        as the matrix M, read-only, where d @ M is cheaper than the running sums it replaces
+        (MATRIX_ROWS_PER_SUM); else the form itself."""
         size = (self.prefix if self.prefix is not None else self.suffix).shape[-1]
         rank = np.arange(size)
         below = rank[:, None] <= rank[None, :]  # u <= t
@@ -70,6 +79,9 @@ class GapForm(NamedTuple):
         # only the gaps from rank ``start`` on
         start = int(np.argmax(matrix.any(axis=1))) if matrix.any() else size
         matrix = matrix[start:]
+        sums = (self.prefix is not None) + (self.suffix is not None)
+        if matrix.shape[0] > MATRIX_ROWS_PER_SUM * sums:
+            return self
         matrix.setflags(write=False)
         return GapForm(self.value, self.floor, None, None, matrix)
 
@@ -155,8 +167,8 @@ class SortedGroups:
         )
 
     def uses_matrix(self) -> bool:
-        """Whether :meth:`apply` takes a :meth:`GapForm.as_matrix` (dense numpy groups of at most
-        MATRIX_MAX_SIZE), rather than rank weights on the device."""
+        """Whether :meth:`apply` may take a matrix form (:meth:`GapForm.for_dense_numpy`: dense
+        numpy groups of at most MATRIX_MAX_SIZE), rather than rank weights on the device."""
         return self.backend.name == "numpy" and self.mask is None and self.size <= MATRIX_MAX_SIZE
 
     def apply(self, form: GapForm):
@@ -177,24 +189,22 @@ class SortedGroups:
                 skip = (
                     _leading_zeros(form.prefix) if form.suffix is None else 0
                 )  # s^(loo-1): ranks < k
-                terms = backend.weighted(
-                    self.gaps[..., skip:], form.prefix[..., skip:], "prefix_terms"
+                parts.append(
+                    backend.running_sum(
+                        self.gaps[..., skip:], form.prefix[..., skip:], slot="prefix", skip=skip
+                    )
                 )
-                parts.append(backend.running_sum(terms, slot="prefix", skip=skip))
             if form.suffix is not None:
                 parts.append(
                     backend.running_sum(
-                        backend.weighted(self.gaps, form.suffix, "suffix_terms"),
-                        from_right=True,
-                        inclusive=False,
-                        slot="suffix",
+                        self.gaps, form.suffix, from_right=True, inclusive=False, slot="suffix"
                     )
                 )
-            out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+            out = parts[0] if len(parts) == 1 else backend.accumulate(parts[0], parts[1])
         if _nonzero(form.value):
-            out = out + form.value * self.values
+            out = self.backend.accumulate(out, self.values, form.value)
         if _nonzero(form.floor):
-            out = out + form.floor * self.floor
+            out = self.backend.accumulate(out, self.floor, form.floor)
         return out
 
     # --- scans ------------------------------------------------------------------------------
@@ -328,12 +338,13 @@ def sort_groups(
     xp = backend.xp
     compute_dtype = backend.compute_dtype(x)
 
-    # Sort in the input's own dtype (faster on GPUs, and exact), then do the scans in float64.
+    # Sort in the input's own dtype (faster on GPUs, and exact; numpy hands float32 rows back in
+    # float64, see Backend.sort), then do the scans in float64.
     values = x if backend.is_floating(x) else backend.astype(x, compute_dtype)
     if mask is not None:
         # Masked entries sort to the end, then repeat the last valid value (gap 0, finite).
         values = xp.where(mask, values, np.inf)
-    ordered, indices = backend.sort(values)
+    ordered, indices = backend.sort(values, padded=mask is not None)
     if mask is not None:
         ordered = backend.astype(ordered, compute_dtype)
         last = xp.take_along_axis(ordered, xp.where(n > 0, n - 1, 0), axis=-1)

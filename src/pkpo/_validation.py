@@ -220,18 +220,26 @@ def check_group_sizes(n, k: int, baseline: str, labels=None, backend=None) -> No
                 baseline,
             )
         return
-    sizes = (backend.to_numpy(n) if backend is not None else np.asarray(n)).reshape(-1)
-    row = first_bad_row(sizes < need)
-    if row is not None:
+    small = first_small_group(n, need, backend)
+    if small is not None:
+        row, size = small
         group = row if labels is None else _plain(labels[row])
         raise GroupSizeError(
-            _size_message(k, baseline, need, int(sizes[row]), describe_group(row, labels)),
+            _size_message(k, baseline, need, size, describe_group(row, labels)),
             group,
-            int(sizes[row]),
+            size,
             need,
             k,
             baseline,
         )
+
+
+def first_small_group(n, need: int, backend=None):
+    """(row, size) of the first group with fewer than ``need`` samples, or None. ``n``: per-group
+    sizes, an array of ``backend`` (read on the host) or numpy."""
+    sizes = (backend.to_numpy(n) if backend is not None else np.asarray(n)).reshape(-1)
+    row = first_bad_row(sizes < need)
+    return None if row is None else (row, int(sizes[row]))
 
 
 def _plain(label):

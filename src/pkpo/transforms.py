@@ -168,10 +168,10 @@ def _gap_form(w: RankWeights, k: int, n, baseline: str) -> GapForm:
 
 @functools.lru_cache(maxsize=64)
 def _dense_gap_form(size: int, k: int, baseline: str) -> GapForm:
-    """The GapForm of a dense batch of groups of ``size``, with its weights as one matrix M
-    (:meth:`GapForm.as_matrix`): cached per (n, k, baseline), read-only."""
+    """The GapForm of a dense numpy batch of groups of ``size``, its weights as one matrix M where
+    that is cheaper (:meth:`GapForm.for_dense_numpy`): cached per (n, k, baseline), read-only."""
     form = _gap_form(dense_rank_weights(size, size, k), k, size, baseline)
-    return form.as_matrix()
+    return form.for_dense_numpy()
 
 
 def _transform_sorted(groups: SortedGroups, k: int, baseline: str):

@@ -156,11 +156,13 @@ def check_min_samples(
     backend: Backend, n, min_n: int, method: str, why: str = "", k: int | None = None
 ):
     """Every ragged group (sizes ``n``, (..., 1)) must hold at least ``min_n`` valid samples, else
-    the math layer's :class:`pkpo.GroupSizeError` (the estimators' minimum is not a PKPO k)."""
-    sizes = backend.to_numpy(n).reshape(-1)
-    row = _validation.first_bad_row(sizes < min_n)
-    if row is not None:
-        raise _too_small(method, min_n, int(sizes[row]), row, why, k)
+    the math layer's :class:`pkpo.GroupSizeError`: the rule of
+    :func:`pkpo._validation.check_group_sizes` with the estimator's own minimum (not a PKPO k)
+    and message."""
+    small = _validation.first_small_group(n, min_n, backend)
+    if small is not None:
+        row, size = small
+        raise _too_small(method, min_n, size, row, why, k)
 
 
 def _too_small(method: str, min_n: int, n: int, row, why: str, k) -> _validation.GroupSizeError:

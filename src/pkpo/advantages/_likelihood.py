@@ -9,7 +9,11 @@ applies the same estimator to every threshold tau of a continuous reward (the bi
 
 from __future__ import annotations
 
-from .._kernel import sort_groups
+import functools
+
+import numpy as np
+
+from .._kernel import GapForm, SortedGroups, sort_groups
 from .._typing import Array
 from ._groups import check_min_samples, prepare
 
@@ -47,25 +51,41 @@ def tailrl(rewards: Array, *, mask: Array | None = None, validate: bool = True) 
       A_(i) = n sum_{j<=i} gap_j / (n - j + 1), then subtract the group mean. Equivalently (the
       mean is r_(n), and r_(0) cancels), with d_j = r_(j) - r_(j-1) for j >= 2:
 
-          A_(i) = sum_{j=2}^{i} d_j (j - 1)/(n - j + 1)  -  (r_(n) - r_(i)),
+          A_(i) = sum_{j=2}^{i} d_j (j - 1)/(n - j + 1)  -  sum_{j>i} d_j,
 
-      a sum of non-negative terms minus one difference, on pkpo's sorted-gap kernel. Ties get
-      identical values. The authors' code also zeroes the increments where (n - j + 1)/n < 1e-4,
-      which changes nothing for n <= 10,000; pkpo leaves that truncation out.
+      two sums of non-negative terms (the second is r_(n) - r_(i)) and one difference, on
+      pkpo's sorted-gap kernel. Ties get identical values. The authors' code also zeroes the
+      increments where (n - j + 1)/n < 1e-4, which changes nothing for n <= 10,000; pkpo leaves
+      that truncation out.
     - Rewards: any real; on 0/1 rewards it equals ``maxrl`` exactly.
     - Expected update: n grad sum_{k=1}^{n-1} (1/k) maxg@k, exactly (MaxRL's identity at every
       threshold, and the integral of P(max of k > tau) over tau is maxg@k minus a constant).
     - n = 1: 0. All-equal rewards: 0. Negative rewards: fine (shift-invariant).
     """
     groups = sort_groups(rewards, mask, validate=validate)
+    if validate and mask is not None:
+        check_min_samples(groups.backend, groups.n, 1, "tailrl")
+    return groups.finish(groups.apply(_tailrl_form(groups)))
+
+
+def _tailrl_form(groups: SortedGroups) -> GapForm:
+    """TailRL's GapForm: prefix weights (t - 1)/(n - t + 1) for the ranks t <= n (0 on ragged
+    padding, whose gaps are 0), suffix weights -1."""
+    if groups.uses_matrix():
+        return _dense_tailrl_form(groups.size)
     backend = groups.backend
     xp = backend.xp
-    if validate and mask is not None:
-        check_min_samples(backend, groups.n, 1, "tailrl")
     n = groups.n_float
     ranks = xp.arange(groups.size, device=backend.device(groups.like))
-    t = backend.astype(ranks, groups.values.dtype) + 1.0
-    inside = t <= n  # ranks of ragged padding have gap 0 and get weight 0
+    t = backend.astype(ranks, groups.gaps.dtype) + 1.0
+    inside = t <= n
     weight = xp.where(inside, (t - 1.0) / xp.where(inside, n - t + 1.0, 1.0), 0.0)
-    values = groups.values  # ragged padding repeats the group's largest value: values[..., -1:]
-    return groups.finish(backend.running_sum(groups.gaps * weight) - (values[..., -1:] - values))
+    return GapForm(0.0, 0.0, weight, -xp.ones_like(t))
+
+
+@functools.lru_cache(maxsize=16)
+def _dense_tailrl_form(size: int) -> GapForm:
+    """:func:`_tailrl_form` of dense numpy groups of ``size``, cached, as one matrix where that is
+    cheaper (:meth:`GapForm.for_dense_numpy`)."""
+    t = np.arange(1.0, size + 1.0)
+    return GapForm(0.0, 0.0, (t - 1.0) / (size - t + 1.0), -np.ones(size)).for_dense_numpy()
