@@ -195,12 +195,23 @@ def test_transform_is_the_oracle(batch, data):
     assert type(got) is type(rewards) and tuple(got.shape) == values.shape
     assert np.dtype(str(got.dtype).replace("torch.", "")) == result_dtype
     largest = float(np.max(np.abs(values))) if values.size else 0.0
-    reference = (
-        np.max(np.abs(expected))
-        if scale == "mean_abs"
-        else largest * (n if scale == "n_over_k" else 1)
-    )
+    reference = largest * (n if scale == "n_over_k" else 1)
+    if (
+        scale == "mean_abs"
+    ):  # the error relative to the rewards, divided by mean |s| like the values
+        reference = max(
+            np.max(np.abs(expected)), largest / _mean_abs_unscaled(values, mask, k, baseline)
+        )
     _close(_to_numpy(got), expected, result_dtype, reference)
+
+
+def _mean_abs_unscaled(values, mask, k, baseline) -> float:
+    """mean |s| over the real samples of the oracle's unscaled transform (inf when it is 0, so that
+    the term it divides vanishes)."""
+    raw = expected_transform(values, mask, k, baseline, "none")
+    valid = _flat_mask(mask, values.shape).reshape(values.shape)
+    mean = float(np.mean(np.abs(raw[valid]))) if valid.any() else 0.0
+    return mean if mean > 0 else math.inf
 
 
 @EXAMPLES
