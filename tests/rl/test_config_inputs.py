@@ -64,6 +64,8 @@ def test_a_recorded_config_without_a_neutral_later_field_is_the_same_run():
     assert not same_config({**recorded, "lr": current["lr"] * 2}, current)
     assert changed_fields({**recorded, "lr": 1.0}, current) == ["lr"]
     assert not same_config(None, current)
+    # a run reached by another path (a moved folder, a link) is the same run
+    assert same_config({**recorded, "out_dir": "/elsewhere/run"}, current)
     # a field missing from the record while the current config sets it away from its default
     assert not same_config(recorded, {**current, "maze_size": 11})
     # a later field that changes what a run records (the near-greedy evaluation) is not neutral

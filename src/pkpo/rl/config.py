@@ -65,8 +65,12 @@ def with_added_fields(recorded: dict) -> dict:
 
 def same_config(recorded: dict | None, current: dict) -> bool:
     """Whether a recorded config dict describes the run of ``current`` (see
-    :func:`with_added_fields`)."""
-    return recorded is not None and with_added_fields(recorded) == current
+    :func:`with_added_fields`). ``out_dir`` is where a run is, not what it is: a folder moved, or
+    reached by another path (a link), holds the same run."""
+    if recorded is None:
+        return False
+    recorded = {**with_added_fields(recorded), "out_dir": None}
+    return recorded == {**current, "out_dir": None}
 
 
 def changed_fields(old: dict, new: dict) -> list[str]:
