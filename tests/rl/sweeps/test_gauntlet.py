@@ -90,6 +90,18 @@ def test_rule_1_fails_when_the_filter_is_trapped(tmp_path):
     assert words[0].startswith("Rule 1 does not hold") and "**" not in words[0]
 
 
+def test_rule_1_is_tested_for_every_method_it_names_not_only_the_filter(tmp_path):
+    trapped = [16] * 20 + [0] * 20  # the filter: exactly k1's numbers
+    finals = _runs(tmp_path / "a", trapped)
+    maxrl = _fake_sweep(tmp_path / "b", {"maxrl": [[6] * 40] * 5}, samples=16)
+    finals += [{**f, "greedy_pass@1": f["pass@1"]} for f in maxrl]
+    rule1 = gr.family_results(finals, gr.RULE1_FAMILY)
+    assert {r["a"] for r in rule1} == {"filter", "maxrl"}  # the methods that ran
+    words = gr.rule_words(gr.family_results(finals), finals)
+    assert words[0].startswith("**Rule 1 holds") and "maxrl: pass@8" in words[0]
+    assert "filter: pass@8" not in words[0]
+
+
 def test_greedy_auc_is_the_mean_of_the_curve(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
