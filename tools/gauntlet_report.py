@@ -258,11 +258,19 @@ def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
             f"{100 * x['hi']:+.1f}; {x['seeds']} seeds)"
             for m, x in escaped
         )
+        post_hoc = [m for m, _ in escaped if m != "filter"]
         words.append(
             "**Rule 1 holds: a non-pass@k method escapes the trap** ("
             + listed
             + "). Down-weighting solved prompts unblocks learning here, and PKPO's distinct "
             "contribution is the explicit, unbiased target k."
+            + (
+                f" The verdict for {', '.join(post_hoc)} rests on rule 1's own family, which was "
+                "set after the runs (third amendment in docs/results.md): a finding to confirm "
+                "on new seeds."
+                if post_hoc
+                else ""
+            )
         )
     elif rule1:
         tested = ", ".join(r["a"] for r in rule1)
