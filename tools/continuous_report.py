@@ -406,12 +406,9 @@ def _family_results(finals: list[dict]) -> list[dict]:
 
 def write_docs(out: Path, docs: Path, command: str | None = None) -> None:
     """Replace the ``continuous-*`` blocks of ``docs``/results.md (and no other block)."""
-    from gauntlet_report import replace_only
     from results import replace_blocks  # tools/results.py
 
     path = docs / "results.md"
-    text = path.read_text()
-    for name, block in blocks(out, command).items():
-        text = replace_only(text, name, block, replace_blocks)
+    text = replace_blocks(path.read_text(), blocks(out, command), str(path), r"continuous-[\w-]+")
     atomic_write(path, text)
     print(f"rewrote the continuous-reward blocks of {path}")

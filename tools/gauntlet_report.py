@@ -809,22 +809,14 @@ def write_docs(out: Path, docs: Path, readme: Path, command: str | None = None) 
 
     text, readme_text = blocks(out, command, write_figures(out, docs))
     results_md = docs / "results.md"
-    atomic_write(results_md, replace_only(results_md.read_text(), "gauntlet", text, replace_blocks))
     atomic_write(
-        readme, replace_only(readme.read_text(), "readme-gauntlet", readme_text, replace_blocks)
+        results_md,
+        replace_blocks(results_md.read_text(), {"gauntlet": text}, "gauntlet", "gauntlet"),
+    )
+    atomic_write(
+        readme,
+        replace_blocks(
+            readme.read_text(), {"readme-gauntlet": readme_text}, str(readme), "readme-gauntlet"
+        ),
     )
     print(f"rewrote the gauntlet blocks of {results_md} and {readme}")
-
-
-def replace_only(text: str, name: str, block: str, replace_blocks) -> str:
-    """Replace one generated block and leave the others as they are."""
-    import re
-
-    names = re.findall(r"<!-- generated:([\w-]+) -->", text)
-    kept = {n: _current(text, n) for n in names if n != name}
-    return replace_blocks(text, {**kept, name: block}, name)
-
-
-def _current(text: str, name: str) -> str:
-    start = text.index(f"<!-- generated:{name} -->\n") + len(f"<!-- generated:{name} -->\n")
-    return text[start : text.index(f"<!-- /generated:{name} -->")]

@@ -622,25 +622,9 @@ def maze_blocks(out: Path, figure_dir: Path | None = None, also=()) -> dict[str,
     return blocks
 
 
-def replace_maze_blocks(text: str, blocks: dict[str, str]) -> str:
-    """Replace the ``maze-*`` generated blocks of ``text`` (the others are left as they are)."""
-    pattern = re.compile(
-        r"(<!-- generated:(maze-[\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL
-    )
-    found = set()
-
-    def sub(m):
-        name = m.group(2)
-        if name not in blocks:
-            raise ValueError(f"no generated block named {name!r}")
-        found.add(name)
-        return m.group(1) + blocks[name].rstrip("\n") + "\n" + m.group(4)
-
-    out = pattern.sub(sub, text)
-    missing = sorted(set(blocks) - found)
-    if missing:
-        raise ValueError(f"no marker for the blocks {missing}")
-    return out
+# the blocks of docs/results.md this script writes (replace_blocks of tools/results.py leaves the
+# others as they are)
+MAZE_BLOCKS = r"maze-[\w-]+"
 
 
 def main(argv=None) -> int:
@@ -670,7 +654,10 @@ def main(argv=None) -> int:
             print(f"## {name}\n{text}\n")
         return 0
     results_md = Path(args.docs) / "results.md"
-    atomic_write(results_md, replace_maze_blocks(results_md.read_text(), blocks))
+    from results import replace_blocks  # tools/results.py (it imports this module at its top)
+
+    text = replace_blocks(results_md.read_text(), blocks, str(results_md), MAZE_BLOCKS)
+    atomic_write(results_md, text)
     print(f"rewrote the maze blocks of {results_md}")
     return 0
 

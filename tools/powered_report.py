@@ -334,9 +334,8 @@ def block(out: Path) -> str:
 
 def write_docs(out: Path, docs: Path) -> None:
     """Replace the ``powered`` block of ``docs`` (docs/results_pretrained.md)."""
-    from gauntlet_report import replace_only
     from results import replace_blocks  # tools/results.py
 
-    text = replace_only(docs.read_text(), "powered", block(out), replace_blocks)
+    text = replace_blocks(docs.read_text(), {"powered": block(out)}, str(docs), "powered")
     atomic_write(docs, text)
     print(f"rewrote the powered block of {docs}")

@@ -179,9 +179,12 @@ def headline_table(finals: list[dict]) -> str:
     )
 
 
-def replace_blocks(text: str, blocks: dict[str, str], where: str) -> str:
-    """Replace each ``<!-- generated:NAME -->...<!-- /generated:NAME -->`` by ``blocks[NAME]``."""
-    pattern = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
+def replace_blocks(text: str, blocks: dict[str, str], where: str, names: str = r"[\w-]+") -> str:
+    """Replace each ``<!-- generated:NAME -->...<!-- /generated:NAME -->`` whose NAME matches the
+    regular expression ``names`` (default: every block) by ``blocks[NAME]``; blocks of other names
+    are left as they are. A matching marker without a block, or a block without a marker, is an
+    error."""
+    pattern = re.compile(rf"(<!-- generated:({names}) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
     found = set()
 
     def sub(m):

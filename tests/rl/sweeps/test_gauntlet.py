@@ -153,12 +153,12 @@ def test_untuned_grid_uses_its_first_point(tmp_path):
     assert point == {"entropy_coef": 0.2} and how.startswith("untuned")
 
 
-def test_replace_only_keeps_the_other_blocks():
+def test_replace_blocks_of_one_name_keeps_the_other_blocks():
     text = (
         "<!-- generated:a -->\nold a\n<!-- /generated:a -->\n"
         "<!-- generated:b -->\nold b\n<!-- /generated:b -->\n"
     )
-    out = gr.replace_only(text, "b", "new b", replace_blocks)
+    out = replace_blocks(text, {"b": "new b"}, "doc", "b")
     assert "old a" in out and "new b" in out and "old b" not in out
 
 

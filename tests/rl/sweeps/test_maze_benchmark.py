@@ -82,7 +82,8 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     assert tuned["config"]["eval_split"] == "validation" and tuned["config"]["seed"] == mb.TUNE_SEED
     # the report tool reads the folders: every block, the published rows, the reduced-run note
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-    from maze_results import maze_blocks, replace_maze_blocks
+    from maze_results import MAZE_BLOCKS, maze_blocks
+    from results import replace_blocks
 
     blocks = maze_blocks(tmp_path, tmp_path / "figures")
     assert "A reduced run" in blocks["maze-setting"] and "`grpo`" in blocks["maze-table"]
@@ -93,9 +94,11 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
         "maze-curves"
     ]
     doc = "".join(f"<!-- generated:{n} -->\nold\n<!-- /generated:{n} -->\n" for n in blocks)
-    assert "old" not in replace_maze_blocks(doc, blocks)
+    other = "<!-- generated:demo-table -->\nkept\n<!-- /generated:demo-table -->\n"
+    out = replace_blocks(other + doc, blocks, "doc", MAZE_BLOCKS)
+    assert "old" not in out and "kept" in out  # the other blocks are left as they are
     with pytest.raises(ValueError, match="no marker"):
-        replace_maze_blocks("", blocks)
+        replace_blocks("", blocks, "doc", MAZE_BLOCKS)
     # a second call reuses every finished run
     again = mb.run_benchmark(
         tmp_path, ["grpo", "pkpo_k16"], lrs=(1e-3, 3e-3), seeds=(0,), overrides=tiny, progress=False
