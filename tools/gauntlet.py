@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 
 from pkpo._output import write_json
-from pkpo.rl.config import PRESETS, TrainConfig, changed_fields, same_config
-from pkpo.rl.sweeps.grid import _worker, warm_config
+from pkpo.rl.config import PRESETS, TrainConfig, changed_fields
+from pkpo.rl.sweeps.grid import _worker, finished_run, warm_config
 from pkpo.rl.sweeps.runs import WARM_LABEL
 from pkpo.rl.tasks.hidden_rule import MAJORITY_SHARE
 from pkpo.rl.training.runfiles import RunFiles, SweepFiles
@@ -135,14 +135,6 @@ def tuning_config(label: str, point: dict, out: Path) -> TrainConfig:
     )
 
 
-def _final(cfg: TrainConfig) -> dict | None:
-    path = RunFiles(cfg.out_dir).final
-    if not path.exists():
-        return None
-    final = json.loads(path.read_text())
-    return final if same_config(final.get("config"), cfg.to_dict()) else None
-
-
 def tuned_point(label: str, out: Path) -> tuple[dict, str]:
     """The grid point with the best validation value of the method's target, and how it was
     chosen."""
@@ -151,7 +143,8 @@ def tuned_point(label: str, out: Path) -> tuple[dict, str]:
     if len(points) == 1:
         return points[0], "no knob tuned"
     scores = {
-        point_name(p): (_final(tuning_config(label, p, out)) or {}).get(target) for p in points
+        point_name(p): (finished_run(tuning_config(label, p, out)) or {}).get(target)
+        for p in points
     }
     if any(v is None for v in scores.values()):
         return points[
@@ -344,7 +337,7 @@ def run_plan(
             log(f"stopped before {desc!r}: past --until {until:%H:%M} UTC")
             return
         cfg, is_warm = make()
-        if _final(cfg) is not None:
+        if finished_run(cfg) is not None:
             continue
         moved = set_aside(cfg, out)
         if moved is not None:

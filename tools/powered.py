@@ -49,7 +49,8 @@ from typing import Callable, NamedTuple
 from gauntlet import log, parse_until  # tools/gauntlet.py, next to this file
 
 from pkpo._output import write_json
-from pkpo.rl.config import TrainConfig, same_config
+from pkpo.rl.config import TrainConfig
+from pkpo.rl.sweeps.grid import finished_run
 from pkpo.rl.training.runfiles import RunFiles, SweepFiles
 
 MODEL = "smollm2-135m"
@@ -210,9 +211,7 @@ def finished(study: Study, job: Job) -> bool:
         return chosen_difficulty(read_screen(study.out)) is not None
     if chosen_difficulty(read_screen(study.out)) is None:
         return False
-    cfg = run_config(study, job)
-    path = RunFiles(cfg.out_dir).final
-    return path.exists() and same_config(json.loads(path.read_text()).get("config"), cfg.to_dict())
+    return finished_run(run_config(study, job)) is not None
 
 
 def check_study(study: Study) -> None:

@@ -56,7 +56,7 @@ def run_spec(name: str, steps: int) -> dict:
     )
 
 
-def _finished(cfg: TrainConfig, **recorded) -> dict | None:
+def finished_run(cfg: TrainConfig, **recorded) -> dict | None:
     """The run's final.json, marked ``cached``, if it finished with this config (and these
     ``recorded`` values); else None."""
     path = RunFiles(cfg.out_dir).final
@@ -82,7 +82,7 @@ def _warm_worker(job: dict, shared=None) -> dict:
     policy, task, _, info = build(
         cfg, cache_dir=job["cache_dir"], progress=job.get("progress", False), on_warm_step=on_step
     )
-    done = _finished(cfg, warm_start_path=info.get("path"))
+    done = finished_run(cfg, warm_start_path=info.get("path"))
     if done is not None:
         return done
     t0, c0 = time.time(), time.process_time()
@@ -114,7 +114,7 @@ def _worker(job: dict, shared=None) -> dict:
     from ..training.trainer import train
 
     cfg = TrainConfig.from_dict(job["config"])
-    done = _finished(cfg)
+    done = finished_run(cfg)
     if done is not None:
         return done
     policy, task, reference, _ = build(cfg, cache_dir=job["cache_dir"], progress=False)
