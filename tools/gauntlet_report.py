@@ -240,12 +240,11 @@ def method_table(finals: list[dict], tuning: dict[str, str]) -> str:
     )
 
 
-def rule_words(results: list[dict], finals: list[dict]) -> list[str]:
+def rule_words(results: list[dict], rule1: list[dict], finals: list[dict]) -> list[str]:
     """The sentences of rules 1 and 2 (docs/results.md): rule 1 from its own Holm-corrected family
-    (:data:`RULE1_FAMILY`), the rest from the headline family ``results``."""
+    ``rule1`` (:data:`RULE1_FAMILY`), the rest from the headline family ``results``."""
     words = []
     labels = {f["label"] for f in finals}
-    rule1 = family_results(finals, RULE1_FAMILY)
     escaped = [
         (r["a"], r)
         for r in rule1
@@ -676,6 +675,7 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
     missing = [d[len("report ") :] for d in planned_report if d[len("report ") :] not in done]
     results = family_results(finals)
     rule1 = family_results(finals, RULE1_FAMILY)
+    rules = rule_words(results, rule1, finals) if finals else []
     lines = []
     tuned = sorted(out.glob("tune/*/*/seed*/final.json"))
     if tuned:
@@ -739,7 +739,7 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
             "**What the numbers say** (generated from the rules above):",
             "",
         ]
-        lines += [f"- {w}" for w in rule_words(results, finals)]
+        lines += [f"- {w}" for w in rules]
         lines += [""] + [f"![gauntlet: {Path(f).stem}]({f})" for f in figures if f != PHASE_FIGURE]
     table, words = first_task(out)
     lines += [
@@ -766,7 +766,7 @@ def blocks(out: Path, command: str | None = None, figures: list[str] = ()) -> tu
     lines += [f"- {w}" for w in phase]
     if PHASE_FIGURE in figures:
         lines += ["", f"![gauntlet: phase diagram]({PHASE_FIGURE})"]
-    claims = (rule_words(results, finals) if finals else []) + words + phase
+    claims = rules + words + phase
     readme = [f"- {w}" for w in claims if w.startswith("**")]
     readme_text = (
         "**The gauntlet** (docs/results.md: baselines on fresh seeds 5-9, Holm-corrected; what was "

@@ -77,7 +77,7 @@ def test_rule_1_holds_when_the_filter_escapes(tmp_path):
     results = gr.family_results(finals)
     r = next(x for x in results if x["a"] == "filter" and x["b"] == "k1")
     assert r["diff"] > 0.3 and r["holm_rejects"] and r["lo"] > 0
-    words = gr.rule_words(results, finals)
+    words = gr.rule_words(results, gr.family_results(finals, gr.RULE1_FAMILY), finals)
     assert words[0].startswith("**Rule 1 holds") and "unbiased target k" in words[0]
     assert any(
         w.startswith("**Rule 2 holds: decode greedily") for w in words
@@ -86,7 +86,9 @@ def test_rule_1_holds_when_the_filter_escapes(tmp_path):
 
 def test_rule_1_fails_when_the_filter_is_trapped(tmp_path):
     finals = _runs(tmp_path, [16] * 20 + [0] * 20)  # exactly k1's numbers: no escape
-    words = gr.rule_words(gr.family_results(finals), finals)
+    words = gr.rule_words(
+        gr.family_results(finals), gr.family_results(finals, gr.RULE1_FAMILY), finals
+    )
     assert words[0].startswith("Rule 1 does not hold") and "**" not in words[0]
 
 
@@ -97,7 +99,9 @@ def test_rule_1_is_tested_for_every_method_it_names_not_only_the_filter(tmp_path
     finals += [{**f, "greedy_pass@1": f["pass@1"]} for f in maxrl]
     rule1 = gr.family_results(finals, gr.RULE1_FAMILY)
     assert {r["a"] for r in rule1} == {"filter", "maxrl"}  # the methods that ran
-    words = gr.rule_words(gr.family_results(finals), finals)
+    words = gr.rule_words(
+        gr.family_results(finals), gr.family_results(finals, gr.RULE1_FAMILY), finals
+    )
     assert words[0].startswith("**Rule 1 holds") and "maxrl: pass@8" in words[0]
     assert "filter: pass@8" not in words[0]
 
