@@ -5,6 +5,7 @@ leave-one-out pass@1 baseline (k = 1) loses?
 
     python tools/powered.py run --out runs/powered                # what is missing, in order
     python tools/powered.py run --out runs/powered --until 18:30  # start no job after 18:30 UTC
+    python tools/powered.py run --out runs/powered --job k8:0     # that job only (a 2nd process)
     python tools/powered.py plan --out runs/powered               # the jobs and their state
     python tools/powered.py docs --out runs/powered               # rewrite the docs block
     python tools/powered.py smoke --out runs/powered --steps 3    # time 3 steps (OUT/smoke)
@@ -346,27 +347,46 @@ def execute(study: Study, job: Job, log) -> None:
 # ---------------------------------------------------------------------------------- the loop
 
 
+def parse_job(text: str) -> Job:
+    """``LABEL:SEED`` (for example ``k8:0``) as a training job of the plan, else a ValueError."""
+    label, _, seed = text.partition(":")
+    job = Job(label, int(seed)) if seed.isdigit() else None
+    if job not in plan() or label in ("screen", BASE):
+        runs = ", ".join(f"{j.label}:{j.seed}" for j in plan() if j.label in LABELS)
+        raise ValueError(f"--job must be one of {runs}, got {text!r}")
+    return job
+
+
 def run(
     study: Study,
     until: dt.datetime | None,
     log: Callable[[str], None],
     do: Callable[[Study, Job, Callable], None] = execute,
+    only: Job | None = None,
 ) -> str:
     """Run the jobs of :func:`plan` in order, skipping finished ones and starting none after
     ``until``; before the first job after the stop rule's stage, apply the rule
-    (``powered_report.stop_rule``). Returns why it ended: "done", "time" or "stop rule"."""
+    (``powered_report.stop_rule``). Returns why it ended: "done", "time" or "stop rule".
+
+    ``only`` runs that one training job and nothing else, without the stop rule: a second
+    process's job while the first runs the plan (the screen and the base must have finished, and
+    two processes must not be given the same job)."""
     from powered_report import stop_rule  # tools/powered_report.py, next to this file
 
     study.out.mkdir(parents=True, exist_ok=True)
     check_study(study)
     write_json(study.out / "plan.json", [j.describe() for j in plan()], indent=1)
-    for job in plan():
+    if only is not None and not all(finished(study, j) for j in plan()[:2]):
+        raise ValueError("--job needs the screen and the base to have finished: run the plan first")
+    for job in plan() if only is None else [only]:
         if finished(study, job):
             continue
         if until is not None and dt.datetime.now(dt.timezone.utc) >= until:
             log(f"stopped before {job.describe()!r}: past --until {until:%H:%M} UTC")
             return "time"
-        if gated(job):
+        if only is not None:
+            log(f"{job.describe()} named with --job: the stop rule is not applied to it")
+        elif gated(job):
             rule = stop_rule(study.out)
             if rule["stop"]:
                 log(f"stopped before {job.describe()!r} by the stop rule: {rule['why']}")
@@ -386,6 +406,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/powered")
     parser.add_argument("--until", help="HH:MM (UTC): start no job after this time today")
     parser.add_argument("--docs", default="docs/results_pretrained.md")
+    parser.add_argument("--job", help="run: this job only, LABEL:SEED (for example k8:0)")
     parser.add_argument("--model", default=MODEL, help="a built-in name, .gguf file or checkpoint")
     parser.add_argument("--steps", type=int, default=3, help="smoke: training steps to time")
     args = parser.parse_args(argv)
@@ -402,7 +423,8 @@ def main(argv=None) -> int:
             return 0
         if args.command == "run":
             until = parse_until(args.until) if args.until else None
-            log(f"done: {run(study, until, log)}")
+            only = parse_job(args.job) if args.job else None
+            log(f"done: {run(study, until, log, only=only)}")
             return 0
         from powered_report import write_docs
 

@@ -172,8 +172,8 @@ def stop_rule(out: Path) -> dict:
     why = (
         f"k1 did not lose pass@16 against the base: {_interval(d)}, the interval does not lie "
         f"below 0 (a loss of {100 * d['mde']:.1f} points, the minimum detectable effect, would "
-        "have been found with 80 % power); no sharpening to guard against, so k8 and seeds 1 "
-        "and 2 are not run"
+        "have been found with 80 % power); no sharpening to guard against, so the study does "
+        "not start the runs after this stage"
     )
     return {"decided": True, "stop": True, "why": why, "delta": d}
 
@@ -327,6 +327,13 @@ def block(out: Path) -> str:
         lines.append("Every planned run finished.")
     elif rule["decided"] and rule["stop"]:
         lines.append("**Not run, by the stop rule**: " + ", ".join(missing) + ".")
+        past = sorted(done & {j.describe() for j in powered.plan() if powered.gated(j)})
+        if past:
+            lines.append(
+                "Run although the rule stops the study (named with `--job` in a second process, "
+                "which the rule does not gate): " + ", ".join(past) + ". Their comparisons "
+                "above are exploratory, not a test the study was sized for."
+            )
     else:
         lines.append("**Not run yet** (time box or not started): " + ", ".join(missing) + ".")
     return "\n".join(lines)

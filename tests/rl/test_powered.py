@@ -225,6 +225,32 @@ def test_the_time_box_starts_no_job_after_it(tmp_path):
     assert calls == [] and "stopped before 'screen difficulties'" in logged[-1]
 
 
+def test_a_named_job_runs_alone_and_skips_the_stop_rule(tmp_path):
+    study, calls, logged = powered.Study(tmp_path), [], []
+    values = {"base": BASE_WIDE, "k1": BASE_WIDE, "k8": KEPT}
+    with pytest.raises(ValueError, match="screen and the base"):
+        powered.run(study, None, logged.append, fake_executor(values, calls), powered.Job("k8", 0))
+    assert powered.run(study, None, logged.append, fake_executor(values, calls)) == "stop rule"
+    calls.clear()
+    only = powered.parse_job("k8:0")
+    assert powered.run(study, None, logged.append, fake_executor(values, calls), only) == "done"
+    assert calls == ["k8 seed 0"] and "not applied" in logged[-3]
+    # a finished job is not run again
+    assert powered.run(study, None, logged.append, fake_executor(values, calls), only) == "done"
+    assert calls == ["k8 seed 0"]
+
+
+@pytest.mark.parametrize("text", ["k8", "k8:x", "k4:0", "k8:3", "base:0", "screen:0", ""])
+def test_a_bad_job_name_is_refused(text):
+    with pytest.raises(ValueError, match="--job must be one of k1:0, k8:0"):
+        powered.parse_job(text)
+
+
+def test_the_cli_refuses_a_bad_job_in_one_line(tmp_path, capsys):
+    assert powered.main(["run", "--out", str(tmp_path), "--job", "k2:0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_a_changed_setting_makes_a_run_unfinished(tmp_path):
     study, calls = powered.Study(tmp_path), []
     powered.run(
@@ -279,6 +305,18 @@ def test_the_block_after_a_stop(tmp_path):
     pr.write_docs(tmp_path, doc)
     new = doc.read_text()
     assert "old" not in new and "rules" in new and "**Stop rule**" in new
+
+
+def test_the_block_after_a_stop_with_a_job_run_beside_it(tmp_path):
+    study, values = powered.Study(tmp_path), {"base": BASE_WIDE, "k1": BASE_WIDE, "k8": KEPT}
+    powered.run(study, None, lambda m: None, fake_executor(values, []))
+    assert "Run although" not in pr.block(tmp_path)
+    powered.run(study, None, lambda m: None, fake_executor(values, []), powered.parse_job("k8:0"))
+    text = pr.block(tmp_path)
+    assert "**Stop rule**: **stop after seed 0**" in text
+    assert "**Primary measure**, k8 − k1 at held-out pass@16" in text
+    assert "**Not run, by the stop rule**: k1 seed 1, k8 seed 1, k1 seed 2, k8 seed 2." in text
+    assert "does not gate): k8 seed 0. Their comparisons above are exploratory" in text
 
 
 def test_the_block_after_the_whole_study(tmp_path):
