@@ -12,8 +12,11 @@ Three steps, each resumable (run them in the background with nohup; logs and che
     python examples/smollm_pkpo.py train --name k4 --k 4 --out runs/smollm
     python examples/smollm_pkpo.py train --name anneal --k "4->1@15" --out runs/smollm
 
-    # 3. table (markdown) and curves (PNG)
+    # 3. tables (markdown) and curves (PNG); --docs rewrites the "smollm" block of that file
     python examples/smollm_pkpo.py report --out runs/smollm --figures docs/figures/pretrained
+
+Seeds other than 0 train into ``OUT/seed<N>`` (``train --seed 1 --out runs/smollm/seed1``); the
+report reads them from there and pairs the runs of a seed.
 
 Every run trains LoRA adapters through :func:`pkpo.rl.training.trainer.train` (the same loop as the
 from-scratch GPT), with ``pkpo.transform`` turning each group of n binary rewards into advantages.
@@ -36,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from pkpo._output import atomic_write, markdown_table, replace_blocks  # noqa: E402
 from pkpo.rl.policies.pretrained import load_pretrained  # noqa: E402
 from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
 from pkpo.rl.training.evaluation import evaluate  # noqa: E402
@@ -179,37 +183,116 @@ def cmd_train(args, p: dict) -> int:
     return 0
 
 
-def cmd_report(args, p: dict) -> int:
-    import matplotlib
-    import matplotlib.ticker
+def finished_runs(out: Path, runs: list[str]) -> list[dict]:
+    """The final.json of every finished run named in ``runs``, in ``out`` and in ``out/seed*``,
+    each with its ``run`` name and ``step_min`` (the minutes of its training steps, from
+    metrics.jsonl), ordered by run name (as in ``runs``) then seed."""
+    finals = []
+    for folder in [out, *sorted(out.glob("seed*"))]:
+        for run in runs:
+            path = folder / run / "final.json"
+            if not path.exists():
+                continue
+            final = json.loads(path.read_text())
+            metrics = (folder / run / "metrics.jsonl").read_text().splitlines()
+            step_s = [json.loads(line).get("perf/step_s", 0.0) for line in metrics]
+            finals.append(final | {"run": run, "step_min": sum(step_s) / 60})
+    return sorted(finals, key=lambda f: (runs.index(f["run"]), f["seed"]))
 
-    matplotlib.use("Agg")
+
+def _cells(res: dict, ks) -> list[str]:
+    return [f"{100 * res[f'pass@{k}']:.1f} ± {100 * res[f'pass@{k}_se']:.1f}" for k in ks]
+
+
+def base_table(base: dict, ks) -> str:
+    """The untrained model's held-out pass@k at each measured difficulty."""
+    rows = [
+        [d, *_cells(r, ks), f"{r['wall_s']:.0f} s"]
+        for d, r in sorted(base.items(), key=lambda kv: int(kv[0]))
+    ]
+    return markdown_table(["difficulty", *[f"pass@{k}" for k in ks], "wall"], rows)
+
+
+def runs_table(finals: list[dict], base: dict | None, ks) -> str:
+    """Held-out pass@k and -log p of the base and of every run, then each run's mean over seeds
+    (when it has more than one)."""
+    rows = [["base (before training)", "-", "-", *_cells(base, ks), "-", "-"]] if base else []
+    for f in finals:
+        rows.append(
+            [f["run"], f["k_schedule"], f["seed"], *_cells(f, ks), f"{f['entropy']:.1f}",
+             f"{f['step_min']:.0f} min"]
+        )  # fmt: skip
+    for run in dict.fromkeys(f["run"] for f in finals):
+        group = [f for f in finals if f["run"] == run]
+        if len(group) > 1:
+            mean = [f"{100 * sum(f[f'pass@{k}'] for f in group) / len(group):.1f}" for k in ks]
+            entropy = sum(f["entropy"] for f in group) / len(group)
+            rows.append(
+                [f"**mean of {len(group)} seeds**: {run}", "", "", *mean, f"{entropy:.1f}", ""]
+            )
+    header = ["run", "k schedule", "seed", *[f"pass@{k}" for k in ks], "-log p", "training"]
+    return markdown_table(header, rows)
+
+
+def paired_table(finals: list[dict], ks, reference: str = "k1") -> str:
+    """Each run minus ``reference`` of the same seed, in points, at pass@1 and the largest k, and
+    in -log p (nats)."""
+    by = {(f["run"], f["seed"]): f for f in finals}
+    top = max(ks)
+    rows = [
+        [f"{f['run']} − {reference}", f["seed"],
+         f"{100 * (f['pass@1'] - by[reference, f['seed']]['pass@1']):+.1f}",
+         f"{100 * (f[f'pass@{top}'] - by[reference, f['seed']][f'pass@{top}']):+.1f}",
+         f"{f['entropy'] - by[reference, f['seed']]['entropy']:+.1f}"]
+        for f in finals
+        if f["run"] != reference and (reference, f["seed"]) in by
+    ]  # fmt: skip
+    return markdown_table(["difference", "seed", "pass@1", f"pass@{top}", "-log p"], rows)
+
+
+def report_block(out: Path, p: dict, runs: list[str]) -> str:
+    """The "smollm" block of docs/results_pretrained.md: the base at each difficulty, the runs and
+    their differences from k1 by seed."""
+    ks = p["eval_ks"]
+    path = out / "baseline.json"
+    base = json.loads(path.read_text()) if path.exists() else {}
+    finals = finished_runs(out, runs)
+    lines = [
+        f"**Base model before training** ({p['eval_problems']} held-out problems x "
+        f"{p['eval_samples']} samples at T = {p['temperature']}):",
+        "",
+        base_table(base, ks) if base else "No baseline measured yet.",
+        "",
+    ]
+    if finals:
+        cfg = finals[0]["config"]
+        lines += [
+            f"**RL at difficulty {p['difficulty']}** ({cfg['steps']} steps x "
+            f"{cfg['prompts_per_step']} prompts x {cfg['n']} samples, lr {cfg['lr']:g}; "
+            '"training" is the minutes of the training steps, without loading and evaluation):',
+            "",
+            runs_table(finals, base.get(str(p["difficulty"])), ks),
+            "",
+            "**Paired by seed** (points; -log p in nats):",
+            "",
+            paired_table(finals, ks),
+        ]
+    return "\n".join(lines)
+
+
+def plot_curves(folder: Path, runs: list[str], path: Path) -> None:
+    """Training reward, training pass@k and -log p of the runs in ``folder`` (5-step averages)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    out, figs = Path(args.out), Path(args.figures)
-    figs.mkdir(parents=True, exist_ok=True)
-    base = (
-        json.loads((out / "baseline.json").read_text()) if (out / "baseline.json").exists() else {}
-    )
-    ks = p["eval_ks"]
-    lines = [
-        "| model | " + " | ".join(f"pass@{k}" for k in ks) + " | wall |",
-        "|---" * (len(ks) + 2) + "|",
-    ]
-    if str(p["difficulty"]) in base:
-        b = base[str(p["difficulty"])]
-        lines.append(
-            "| base (before training) | "
-            + " | ".join(f"{100 * b[f'pass@{k}']:.1f} ± {100 * b[f'pass@{k}_se']:.1f}" for k in ks)
-            + " | - |"
-        )
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    for run in args.runs:
-        metrics = out / run / "metrics.jsonl"
-        if not metrics.exists():
-            continue
-        recs = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for run in runs:
+        metrics = folder / run / "metrics.jsonl"
+        recs = (
+            [json.loads(line) for line in metrics.read_text().splitlines()]
+            if metrics.exists()
+            else []
+        )
         steps = [r for r in recs if "reward/mean" in r]
         if not steps:
             continue
@@ -223,79 +306,73 @@ def cmd_report(args, p: dict) -> int:
                 label=run,
                 linestyle="--" if "anneal" in run else "-",
             )
-        final_path = out / run / "final.json"
-        if final_path.exists():
-            f = json.loads(final_path.read_text())
-            wall = sum(r["perf/step_s"] for r in steps)
-            lines.append(
-                f"| {run} ({f['k_schedule']}, {f['steps']} steps) | "
-                + " | ".join(
-                    f"{100 * f[f'pass@{k}']:.1f} ± {100 * f[f'pass@{k}_se']:.1f}" for k in ks
-                )
-                + f" | {wall / 60:.0f} min |"
-            )
     axes[0].set(title="training reward (mean of n samples, 5-step average)", xlabel="step")
     axes[1].set(title="training pass@k at the run's own k (5-step average)", xlabel="step")
     axes[2].set(title="-log p(sample) per completion, nats (5-step average)", xlabel="step")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(figs / args.curves, dpi=120)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pass_at_k(curves: list[tuple[str, dict]], ks, title: str, path: Path) -> None:
+    """Held-out pass@k against k (log axis) with its standard error, a line per (label, result)."""
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for label, res in curves:
+        ax.errorbar(
+            ks,
+            [100 * res[f"pass@{k}"] for k in ks],
+            yerr=[100 * res[f"pass@{k}_se"] for k in ks],
+            marker="o",
+            capsize=3,
+            label=label,
+            linestyle="--" if "anneal" in label else "-",
+        )
+    ax.set(xscale="log", xticks=ks, xticklabels=[str(k) for k in ks], xlabel="k",
+           ylabel="held-out pass@k (%)", title=title)  # fmt: skip
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_report(args, p: dict) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    out, figs = Path(args.out), Path(args.figures)
+    if args.docs and not Path(args.docs).is_file():
+        raise ValueError(f"--docs {args.docs!r} is not a file")
+    figs.mkdir(parents=True, exist_ok=True)
+    base = (
+        json.loads((out / "baseline.json").read_text()) if (out / "baseline.json").exists() else {}
+    )
+    ks = p["eval_ks"]
+    for folder in [out, *sorted(out.glob("seed*"))]:
+        name = args.curves.replace(".png", f"_{folder.name}.png") if folder != out else args.curves
+        plot_curves(folder, args.runs, figs / name)
     if base:
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        for d, res in sorted(base.items()):
-            ax.errorbar(
-                ks,
-                [100 * res[f"pass@{k}"] for k in ks],
-                yerr=[100 * res[f"pass@{k}_se"] for k in ks],
-                marker="o",
-                capsize=3,
-                label=f"difficulty {d}",
-            )
-        ax.set(
-            xscale="log",
-            xticks=ks,
-            xticklabels=[str(k) for k in ks],
-            xlabel="k",
-            ylabel="held-out pass@k (%)",
-            title="SmolLM2-135M-Instruct before training",
-        )
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(figs / "base_pass_at_k.png", dpi=120)
-    finals = {
-        run: json.loads((out / run / "final.json").read_text())
-        for run in args.runs
-        if (out / run / "final.json").exists()
-    }
+        curves = [(f"difficulty {d}", r) for d, r in sorted(base.items())]
+        title = "SmolLM2-135M-Instruct before training"
+        plot_pass_at_k(curves, ks, title, figs / "base_pass_at_k.png")
+    finals = [f for f in finished_runs(out, args.runs) if f["seed"] == 0]
     if finals:
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        curves = (
-            [("base", base[str(p["difficulty"])])] if str(p["difficulty"]) in base else []
-        ) + list(finals.items())
-        for label, res in curves:
-            ax.errorbar(
-                ks,
-                [100 * res[f"pass@{k}"] for k in ks],
-                yerr=[100 * res[f"pass@{k}_se"] for k in ks],
-                marker="o",
-                capsize=3,
-                label=label,
-                linestyle="--" if "anneal" in label else "-",
-            )
-        ax.set(
-            xscale="log",
-            xticks=ks,
-            xticklabels=[str(k) for k in ks],
-            xlabel="k",
-            ylabel="held-out pass@k (%)",
-            title=f"before and after RL (difficulty {p['difficulty']})",
-        )
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(figs / args.curves.replace("training_curves", "heldout_pass_at_k"), dpi=120)
-    print("\n".join(lines))
+        start = [("base", base[str(p["difficulty"])])] if str(p["difficulty"]) in base else []
+        curves = start + [(f["run"], f) for f in finals]
+        title = f"before and after RL (difficulty {p['difficulty']})"
+        name = args.curves.replace("training_curves", "heldout_pass_at_k")
+        plot_pass_at_k(curves, ks, title, figs / name)
+    block = report_block(out, p, args.runs)
+    print(block)
+    if args.docs:
+        docs = Path(args.docs)
+        atomic_write(docs, replace_blocks(docs.read_text(), {"smollm": block}, str(docs), "smollm"))
+        print(f"rewrote the smollm block of {docs}")
     return 0
 
 
@@ -327,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--difficulties", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--runs", nargs="+", default=["k1", "k4", "anneal"])
     parser.add_argument("--figures", default="docs/figures/pretrained")
+    parser.add_argument(
+        "--docs", help='report: rewrite the "smollm" block of this file (results_pretrained.md)'
+    )
     parser.add_argument(
         "--curves", default="training_curves.png", help="file name of the training-curve figure"
     )

@@ -805,7 +805,7 @@ def write_figures(out: Path, docs: Path) -> list[str]:
 def write_docs(out: Path, docs: Path, readme: Path, command: str | None = None) -> None:
     """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of
     README.md."""
-    from results import replace_blocks  # tools/results.py
+    from pkpo._output import replace_blocks
 
     text, readme_text = blocks(out, command, write_figures(out, docs))
     results_md = docs / "results.md"

@@ -622,7 +622,7 @@ def maze_blocks(out: Path, figure_dir: Path | None = None, also=()) -> dict[str,
     return blocks
 
 
-# the blocks of docs/results.md this script writes (replace_blocks of tools/results.py leaves the
+# the blocks of docs/results.md this script writes (pkpo._output.replace_blocks leaves the
 # others as they are)
 MAZE_BLOCKS = r"maze-[\w-]+"
 
@@ -654,7 +654,7 @@ def main(argv=None) -> int:
             print(f"## {name}\n{text}\n")
         return 0
     results_md = Path(args.docs) / "results.md"
-    from results import replace_blocks  # tools/results.py (it imports this module at its top)
+    from pkpo._output import replace_blocks
 
     text = replace_blocks(results_md.read_text(), blocks, str(results_md), MAZE_BLOCKS)
     atomic_write(results_md, text)

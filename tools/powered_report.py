@@ -341,7 +341,7 @@ def block(out: Path) -> str:
 
 def write_docs(out: Path, docs: Path) -> None:
     """Replace the ``powered`` block of ``docs`` (docs/results_pretrained.md)."""
-    from results import replace_blocks  # tools/results.py
+    from pkpo._output import replace_blocks
 
     text = replace_blocks(docs.read_text(), {"powered": block(out)}, str(docs), "powered")
     atomic_write(docs, text)

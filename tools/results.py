@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import time
@@ -58,7 +57,7 @@ from diagnose import (  # tools/diagnose.py, next to this file
 )
 from maze_results import maze_blocks  # tools/maze_results.py, next to this file
 
-from pkpo._output import atomic_write, markdown_table, write_json
+from pkpo._output import atomic_write, markdown_table, replace_blocks, write_json
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import run_grid, wall_time
 from pkpo.rl.sweeps.report import (
@@ -177,28 +176,6 @@ def headline_table(finals: list[dict]) -> str:
     return markdown_table(
         ["comparison", "k_eval", "difference (points)", "95% CI", "per seed"], rows
     )
-
-
-def replace_blocks(text: str, blocks: dict[str, str], where: str, names: str = r"[\w-]+") -> str:
-    """Replace each ``<!-- generated:NAME -->...<!-- /generated:NAME -->`` whose NAME matches the
-    regular expression ``names`` (default: every block) by ``blocks[NAME]``; blocks of other names
-    are left as they are. A matching marker without a block, or a block without a marker, is an
-    error."""
-    pattern = re.compile(rf"(<!-- generated:({names}) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
-    found = set()
-
-    def sub(m):
-        name = m.group(2)
-        if name not in blocks:
-            raise ValueError(f"{where}: no generated block named {name!r}")
-        found.add(name)
-        return m.group(1) + blocks[name].rstrip("\n") + "\n" + m.group(4)
-
-    out = pattern.sub(sub, text)
-    missing = [n for n in blocks if n not in found]
-    if missing:
-        raise ValueError(f"{where}: no marker for the blocks {missing}")
-    return out
 
 
 def _bullets(claims: list[dict]) -> str:

@@ -19,6 +19,7 @@ import errno
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -28,6 +29,7 @@ __all__ = [
     "check_output_path",
     "json_text",
     "markdown_table",
+    "replace_blocks",
     "write_json",
 ]
 
@@ -71,6 +73,28 @@ def markdown_table(
     )
     rule = f"|{rule}|"
     return "\n".join([line(lines[0]), rule] + [line(cells) for cells in lines[1:]])
+
+
+def replace_blocks(text: str, blocks: dict[str, str], where: str, names: str = r"[\w-]+") -> str:
+    """Replace each ``<!-- generated:NAME -->...<!-- /generated:NAME -->`` whose NAME matches the
+    regular expression ``names`` (default: every block) by ``blocks[NAME]``; blocks of other names
+    are left as they are. A matching marker without a block, or a block without a marker, is an
+    error."""
+    pattern = re.compile(rf"(<!-- generated:({names}) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
+    found = set()
+
+    def sub(m):
+        name = m.group(2)
+        if name not in blocks:
+            raise ValueError(f"{where}: no generated block named {name!r}")
+        found.add(name)
+        return m.group(1) + blocks[name].rstrip("\n") + "\n" + m.group(4)
+
+    out = pattern.sub(sub, text)
+    missing = [n for n in blocks if n not in found]
+    if missing:
+        raise ValueError(f"{where}: no marker for the blocks {missing}")
+    return out
 
 
 class OutputPathError(ValueError):

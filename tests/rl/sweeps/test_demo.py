@@ -38,7 +38,8 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[3] / "tools")
 )  # tools/diagnose.py, tools/results.py
 from diagnose import optimal_rule_distribution, pass_at_k_of  # noqa: E402
-from results import replace_blocks  # noqa: E402
+
+from pkpo._output import replace_blocks  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -16,8 +16,8 @@ pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))  # tools/gauntlet*.py
 import gauntlet  # noqa: E402
 import gauntlet_report as gr  # noqa: E402
-from results import replace_blocks  # noqa: E402
 
+from pkpo._output import replace_blocks  # noqa: E402
 from pkpo.rl.config import TrainConfig  # noqa: E402
 from pkpo.rl.sweeps.report import t975  # noqa: E402
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM  # noqa: E402

@@ -83,7 +83,8 @@ def test_tiny_benchmark_end_to_end(tmp_path, capsys):
     # the report tool reads the folders: every block, the published rows, the reduced-run note
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
     from maze_results import MAZE_BLOCKS, maze_blocks
-    from results import replace_blocks
+
+    from pkpo._output import replace_blocks
 
     blocks = maze_blocks(tmp_path, tmp_path / "figures")
     assert "A reduced run" in blocks["maze-setting"] and "`grpo`" in blocks["maze-table"]
