@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 import pkpo
+from pkpo._output import atomic_write, replace_blocks
 
 if TYPE_CHECKING:
     import torch
@@ -817,13 +818,23 @@ def comparison_tables(results: dict[str, dict]) -> str:
 
 
 def cmd_report(args) -> int:
+    if args.docs and not Path(args.docs).is_file():
+        raise ValueError(f"--docs {args.docs!r} is not a file")
     results = {}
     for item in args.results:
         label, sep, path = item.partition("=")
         if not sep or not Path(path).is_file():
             raise ValueError(f"expected LABEL=PATH to a results .json, got {item!r}")
         results[label] = json.loads(Path(path).read_text())
-    print(comparison_tables(results))
+    tables = comparison_tables(results)
+    print(tables)
+    if args.docs:
+        docs = Path(args.docs)
+        text = replace_blocks(
+            docs.read_text(), {"grad-variance": tables}, str(docs), "grad-variance"
+        )
+        atomic_write(docs, text)
+        print(f"rewrote the grad-variance block of {docs}")
     return 0
 
 
@@ -973,6 +984,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "results", nargs="+", help="LABEL=PATH of a results .json written by analyse"
     )
+    report.add_argument("--docs", help='rewrite the "grad-variance" block of this markdown file')
     args = parser.parse_args(argv)
     commands = {"smollm": cmd_smollm, "gpt": cmd_gpt, "analyse": cmd_analyse, "report": cmd_report}
     try:

@@ -283,3 +283,9 @@ def test_report_combines_analyses(tmp_path, rng):
     assert "| pool pass@1 (%) | 30.0, 20.0 | 30.0, 20.0 |" in tables
     assert tables.count("| centered, k = 8 |") == 1 and "| grpo |" in tables
     assert gv.main(["report", f"x={tmp_path / 'missing.json'}"]) == 2
+    doc = tmp_path / "doc.md"
+    start, end = "<!-- generated:grad-variance -->\n", "\n<!-- /generated:grad-variance -->"
+    doc.write_text(f"a\n{start}old{end}\nb\n")
+    assert gv.main(["report", f"a={path}", f"b={path}", "--docs", str(doc)]) == 0
+    assert doc.read_text() == f"a\n{start}{tables}{end}\nb\n"
+    assert gv.main(["report", f"a={path}", "--docs", str(tmp_path / "none.md")]) == 2
