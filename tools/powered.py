@@ -64,6 +64,9 @@ TARGET_PASS1 = 0.05
 BASE = "base"
 LABELS = {"k1": "1", "k8": "8"}  # run label -> k (PKPO s^(loo-1); k = 1 is the LOO pass@1 baseline)
 SEEDS = (0, 1, 2)
+# runs outside the plan, added after seed 0 had been seen (docs: "Amendment 2"): run only with
+# --job, never gated, never part of the primary measure. label -> (k, settings changed from STUDY)
+EXPLORATORY = {"k8-half-lr": ("8", {"lr": 2.5e-5})}
 # every run's TrainConfig fields besides task, k, seed and out_dir
 STUDY = {
     "method": "pkpo",
@@ -192,14 +195,15 @@ def run_config(study: Study, job: Job) -> TrainConfig:
     """The TrainConfig of a run, or of the base: 0 steps (the untrained model's evaluation) with
     only the :data:`BASE_FIELDS` of the settings, so that a change of a training setting (lr,
     prompts per step, ...) does not make the base's evaluation stale."""
+    k, changed = EXPLORATORY.get(job.label, (LABELS.get(job.label, "1"), {}))
     if job.label == BASE:
         settings = {key: study.settings[key] for key in BASE_FIELDS} | {"steps": 0}
     else:
-        settings = study.settings
+        settings = study.settings | changed
     return TrainConfig(
         **settings,
         task=task_name(difficulty_of(study.out)),
-        k=LABELS.get(job.label, "1"),
+        k=k,
         seed=job.seed,
         out_dir=str(SweepFiles(study.out).run(job.label, job.seed).folder),
     )
@@ -348,11 +352,14 @@ def execute(study: Study, job: Job, log) -> None:
 
 
 def parse_job(text: str) -> Job:
-    """``LABEL:SEED`` (for example ``k8:0``) as a training job of the plan, else a ValueError."""
+    """``LABEL:SEED`` (for example ``k8:0``) as a training job of the plan or an
+    :data:`EXPLORATORY` run, else a ValueError."""
     label, _, seed = text.partition(":")
+    jobs = [j for j in plan() if j.label in LABELS]
+    jobs += [Job(label, seed) for label in EXPLORATORY for seed in SEEDS]
     job = Job(label, int(seed)) if seed.isdigit() else None
-    if job not in plan() or label in ("screen", BASE):
-        runs = ", ".join(f"{j.label}:{j.seed}" for j in plan() if j.label in LABELS)
+    if job not in jobs:
+        runs = ", ".join(f"{j.label}:{j.seed}" for j in jobs)
         raise ValueError(f"--job must be one of {runs}, got {text!r}")
     return job
 

@@ -318,6 +318,18 @@ def block(out: Path) -> str:
             d = compare(finals, "k8", "k1", k, greedy)
             if d is not None:
                 lines.append(f"Secondary, k8 − k1 at {name}: {_interval(d)}.")
+        lines.append(
+            f"Secondary, k8 − base at pass@16: {_interval(compare(finals, 'k8', 'base'))}."
+        )
+    for label, (k, changed) in powered.EXPLORATORY.items():
+        setting = ", ".join(f"{key} {value:g}" for key, value in changed.items())
+        for other in ("k1", "k8", "base"):
+            d = compare(finals, label, other)
+            if d is not None:
+                lines.append(
+                    f"Exploratory (outside the plan: k = {k}, {setting}), {label} − {other} at "
+                    f"pass@16: {_interval(d)}."
+                )
     lines.append("")
     done = {f"{f['label']} seed {f['seed']}" for f in finals}
     missing = [

@@ -240,6 +240,29 @@ def test_a_named_job_runs_alone_and_skips_the_stop_rule(tmp_path):
     assert calls == ["k8 seed 0"]
 
 
+def test_an_exploratory_job_changes_only_its_settings(tmp_path):
+    study = powered.Study(tmp_path)
+    (tmp_path / "screen.json").write_text(json.dumps(SCREEN))
+    job = powered.parse_job("k8-half-lr:0")
+    cfg, k8 = powered.run_config(study, job), powered.run_config(study, powered.Job("k8", 0))
+    assert cfg.lr == 2.5e-5 and cfg.k == "8" and cfg.out_dir.endswith("k8-half-lr/seed0")
+    assert cfg.replace(lr=k8.lr, out_dir=k8.out_dir) == k8
+    assert job not in powered.plan()
+
+
+def test_the_block_shows_an_exploratory_run(tmp_path):
+    study = powered.Study(tmp_path)
+    values = {"base": BASE_WIDE, "k1": BASE_WIDE, "k8": KEPT, "k8-half-lr": SHARPENED}
+    for job in (None, "k8:0", "k8-half-lr:0"):
+        only = powered.parse_job(job) if job else None
+        powered.run(study, None, lambda m: None, fake_executor(values, []), only)
+    text = pr.block(tmp_path)
+    assert "| k8-half-lr | 0 |" in text
+    line = "Exploratory (outside the plan: k = 8, lr 2.5e-05), k8-half-lr − k1 at pass@16: -30.0"
+    assert line in text and "k8-half-lr − base at pass@16: -30.0" in text
+    assert "Secondary, k8 − base at pass@16: +20.0" in text
+
+
 @pytest.mark.parametrize("text", ["k8", "k8:x", "k4:0", "k8:3", "base:0", "screen:0", ""])
 def test_a_bad_job_name_is_refused(text):
     with pytest.raises(ValueError, match="--job must be one of k1:0, k8:0"):
