@@ -183,12 +183,17 @@ def cmd_train(args, p: dict) -> int:
     return 0
 
 
+def seed_folders(out: Path) -> list[Path]:
+    """``out`` (seed 0) and its ``seed<N>`` sub-folders (the other seeds)."""
+    return [out, *sorted(d for d in out.glob("seed*") if d.is_dir())]
+
+
 def finished_runs(out: Path, runs: list[str]) -> list[dict]:
     """The final.json of every finished run named in ``runs``, in ``out`` and in ``out/seed*``,
     each with its ``run`` name and ``step_min`` (the minutes of its training steps, from
     metrics.jsonl), ordered by run name (as in ``runs``) then seed."""
     finals = []
-    for folder in [out, *sorted(out.glob("seed*"))]:
+    for folder in seed_folders(out):
         for run in runs:
             path = folder / run / "final.json"
             if not path.exists():
@@ -353,7 +358,7 @@ def cmd_report(args, p: dict) -> int:
         json.loads((out / "baseline.json").read_text()) if (out / "baseline.json").exists() else {}
     )
     ks = p["eval_ks"]
-    for folder in [out, *sorted(out.glob("seed*"))]:
+    for folder in seed_folders(out):
         name = args.curves.replace(".png", f"_{folder.name}.png") if folder != out else args.curves
         plot_curves(folder, args.runs, figs / name)
     if base:

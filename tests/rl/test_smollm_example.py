@@ -72,6 +72,7 @@ def _write_run(folder: Path, run: str, k: str, seed: int, p1: float, p8: float, 
 def test_the_report_pairs_seeds_and_rewrites_its_block(example, tmp_path, capsys):
     out = tmp_path / "runs"
     out.mkdir()
+    (out / "seed0.log").write_text("a file named like a seed folder is not one\n")
     (out / "baseline.json").write_text(json.dumps({"1": _result(0.1, 0.5) | {"wall_s": 100.0}}))
     _write_run(out, "k1", "1", 0, 0.60, 0.80, 2.0)
     _write_run(out, "k4", "4", 0, 0.65, 0.85, 1.0)
