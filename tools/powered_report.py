@@ -330,6 +330,7 @@ def block(out: Path) -> str:
                     f"Exploratory (outside the plan: k = {k}, {setting}), {label} − {other} at "
                     f"pass@16: {_interval(d)}."
                 )
+    lines += step_size_rule(finals)
     lines.append("")
     done = {f"{f['label']} seed {f['seed']}" for f in finals}
     missing = [
@@ -349,6 +350,29 @@ def block(out: Path) -> str:
     else:
         lines.append("**Not run yet** (time box or not started): " + ", ".join(missing) + ".")
     return "\n".join(lines)
+
+
+def step_size_rule(finals: list[dict]) -> list[str]:
+    """Amendment 2's rule (docs/results_pretrained.md), once k8-half-lr and k1 have a shared seed:
+    the step size accounts for k8's pass@16 loss at the study's lr unless the paired interval of
+    k8-half-lr − k1 at pass@16 lies below 0."""
+    d = compare(finals, "k8-half-lr", "k1")
+    if d is None:
+        return []
+    if d["hi"] < 0:
+        return ["**Amendment 2's rule**: k8-half-lr − k1 lies below 0, so the step size does not "
+                "account for k8's loss at pass@16."]  # fmt: skip
+    k8 = compare(finals, "k8", "k1")
+    also = (
+        f" The interval also holds k8's own loss ({100 * k8['diff']:+.1f}): this one seed cannot "
+        "tell the two apart."
+        if k8 is not None and d["lo"] <= k8["diff"]
+        else ""
+    )
+    return [
+        "**Amendment 2's rule**: k8-half-lr − k1 does not lie below 0, so by the rule the step "
+        "size accounts for k8's loss at pass@16." + also
+    ]
 
 
 def write_docs(out: Path, docs: Path) -> None:

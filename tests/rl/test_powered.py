@@ -261,6 +261,19 @@ def test_the_block_shows_an_exploratory_run(tmp_path):
     line = "Exploratory (outside the plan: k = 8, lr 2.5e-05), k8-half-lr − k1 at pass@16: -30.0"
     assert line in text and "k8-half-lr − base at pass@16: -30.0" in text
     assert "Secondary, k8 − base at pass@16: +20.0" in text
+    assert "lies below 0, so the step size does not account for k8's loss" in text
+
+
+def test_the_step_size_rule_holds_when_half_the_lr_does_not_lose(tmp_path):
+    study = powered.Study(tmp_path)
+    values = {"base": BASE_WIDE, "k1": SHARPENED, "k8": [0] * 20, "k8-half-lr": SHARPENED}
+    assert pr.step_size_rule(pr.study_runs(tmp_path)) == []
+    for job in (None, "k8:0", "k8-half-lr:0"):
+        only = powered.parse_job(job) if job else None
+        powered.run(study, None, lambda m: None, fake_executor(values, []), only)
+    (rule,) = pr.step_size_rule(pr.study_runs(tmp_path))
+    assert "does not lie below 0, so by the rule the step size accounts" in rule
+    assert "cannot tell the two apart" not in rule  # k8's loss (-30 points) is outside [0, 0]
 
 
 @pytest.mark.parametrize("text", ["k8", "k8:x", "k4:0", "k8:3", "base:0", "screen:0", ""])
