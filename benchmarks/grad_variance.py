@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 import pkpo
-from pkpo._output import atomic_write, replace_blocks
+from pkpo._output import rewrite_blocks
 
 if TYPE_CHECKING:
     import torch
@@ -829,12 +829,8 @@ def cmd_report(args) -> int:
     tables = comparison_tables(results)
     print(tables)
     if args.docs:
-        docs = Path(args.docs)
-        text = replace_blocks(
-            docs.read_text(), {"grad-variance": tables}, str(docs), "grad-variance"
-        )
-        atomic_write(docs, text)
-        print(f"rewrote the grad-variance block of {docs}")
+        rewrite_blocks(args.docs, {"grad-variance": tables}, "grad-variance")
+        print(f"rewrote the grad-variance block of {args.docs}")
     return 0
 
 

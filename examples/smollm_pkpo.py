@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from pkpo._output import atomic_write, markdown_table, replace_blocks  # noqa: E402
+from pkpo._output import markdown_table, rewrite_blocks  # noqa: E402
 from pkpo.rl.policies.pretrained import load_pretrained  # noqa: E402
 from pkpo.rl.tasks.nl_tasks import ArithmeticWordTask  # noqa: E402
 from pkpo.rl.training.evaluation import evaluate  # noqa: E402
@@ -375,9 +375,8 @@ def cmd_report(args, p: dict) -> int:
     block = report_block(out, p, args.runs)
     print(block)
     if args.docs:
-        docs = Path(args.docs)
-        atomic_write(docs, replace_blocks(docs.read_text(), {"smollm": block}, str(docs), "smollm"))
-        print(f"rewrote the smollm block of {docs}")
+        rewrite_blocks(args.docs, {"smollm": block}, "smollm")
+        print(f"rewrote the smollm block of {args.docs}")
     return 0
 
 

@@ -9,7 +9,14 @@ import os
 import numpy as np
 import pytest
 
-from pkpo._output import OutputPathError, atomic_write, check_output_path, json_text, write_json
+from pkpo._output import (
+    OutputPathError,
+    atomic_write,
+    check_output_path,
+    json_text,
+    rewrite_blocks,
+    write_json,
+)
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -105,3 +112,14 @@ def test_write_json_refuses_a_symlink(tmp_path):
     with pytest.raises(OSError) as info:
         write_json(link, {"a": 1})
     assert info.value.errno == errno.ELOOP and precious.read_text() == "keep"
+
+
+def test_rewrite_blocks_writes_the_named_blocks_or_nothing(tmp_path):
+    doc = tmp_path / "doc.md"
+    text = "".join(f"<!-- generated:{n} -->\nold {n}\n<!-- /generated:{n} -->\n" for n in "ab")
+    doc.write_text(text)
+    with pytest.raises(ValueError, match="no marker for the blocks"):
+        rewrite_blocks(doc, {"a": "new a", "c": "new c"}, "a|c")
+    assert doc.read_text() == text  # an error writes nothing
+    rewrite_blocks(doc, {"a": "new a"}, "a")
+    assert doc.read_text() == text.replace("old a", "new a")

@@ -26,7 +26,7 @@ from gauntlet_report import (  # tools/gauntlet_report.py, next to this file
     family_table,
 )
 
-from pkpo._output import atomic_write, markdown_table
+from pkpo._output import markdown_table
 from pkpo.rl.sweeps.report import _setting_line, format_diff, paired_difference
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
 from pkpo.rl.sweeps.runs import aggregate, finished_runs, read_detail
@@ -406,9 +406,8 @@ def _family_results(finals: list[dict]) -> list[dict]:
 
 def write_docs(out: Path, docs: Path, command: str | None = None) -> None:
     """Replace the ``continuous-*`` blocks of ``docs``/results.md (and no other block)."""
-    from results import replace_blocks  # tools/results.py
+    from pkpo._output import rewrite_blocks
 
     path = docs / "results.md"
-    text = replace_blocks(path.read_text(), blocks(out, command), str(path), r"continuous-[\w-]+")
-    atomic_write(path, text)
+    rewrite_blocks(path, blocks(out, command), r"continuous-[\w-]+")
     print(f"rewrote the continuous-reward blocks of {path}")

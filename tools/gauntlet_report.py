@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pkpo._output import atomic_write, markdown_table
+from pkpo._output import markdown_table
 from pkpo.metrics import standard_error
 from pkpo.rl.sweeps.report import paired_difference
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
@@ -805,18 +805,10 @@ def write_figures(out: Path, docs: Path) -> list[str]:
 def write_docs(out: Path, docs: Path, readme: Path, command: str | None = None) -> None:
     """Replace the ``gauntlet`` block of docs/results.md and the ``readme-gauntlet`` block of
     README.md."""
-    from pkpo._output import replace_blocks
+    from pkpo._output import rewrite_blocks
 
     text, readme_text = blocks(out, command, write_figures(out, docs))
     results_md = docs / "results.md"
-    atomic_write(
-        results_md,
-        replace_blocks(results_md.read_text(), {"gauntlet": text}, "gauntlet", "gauntlet"),
-    )
-    atomic_write(
-        readme,
-        replace_blocks(
-            readme.read_text(), {"readme-gauntlet": readme_text}, str(readme), "readme-gauntlet"
-        ),
-    )
+    rewrite_blocks(results_md, {"gauntlet": text}, "gauntlet")
+    rewrite_blocks(readme, {"readme-gauntlet": readme_text}, "readme-gauntlet")
     print(f"rewrote the gauntlet blocks of {results_md} and {readme}")

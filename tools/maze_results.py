@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pkpo._output import atomic_write, markdown_table
+from pkpo._output import markdown_table
 from pkpo.metrics import standard_error
 from pkpo.rl.sweeps.report import paired_difference, t975
 from pkpo.rl.sweeps.runs import WARM_LABEL as WARM
@@ -654,10 +654,9 @@ def main(argv=None) -> int:
             print(f"## {name}\n{text}\n")
         return 0
     results_md = Path(args.docs) / "results.md"
-    from pkpo._output import replace_blocks
+    from pkpo._output import rewrite_blocks
 
-    text = replace_blocks(results_md.read_text(), blocks, str(results_md), MAZE_BLOCKS)
-    atomic_write(results_md, text)
+    rewrite_blocks(results_md, blocks, MAZE_BLOCKS)
     print(f"rewrote the maze blocks of {results_md}")
     return 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pkpo._output import atomic_write, markdown_table
+from pkpo._output import markdown_table
 from pkpo.metrics import standard_error
 from pkpo.rl.sweeps.runs import (
     finished_runs,
@@ -377,8 +377,7 @@ def step_size_rule(finals: list[dict]) -> list[str]:
 
 def write_docs(out: Path, docs: Path) -> None:
     """Replace the ``powered`` block of ``docs`` (docs/results_pretrained.md)."""
-    from pkpo._output import replace_blocks
+    from pkpo._output import rewrite_blocks
 
-    text = replace_blocks(docs.read_text(), {"powered": block(out)}, str(docs), "powered")
-    atomic_write(docs, text)
+    rewrite_blocks(docs, {"powered": block(out)}, "powered")
     print(f"rewrote the powered block of {docs}")

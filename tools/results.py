@@ -57,7 +57,7 @@ from diagnose import (  # tools/diagnose.py, next to this file
 )
 from maze_results import maze_blocks  # tools/maze_results.py, next to this file
 
-from pkpo._output import atomic_write, markdown_table, replace_blocks, write_json
+from pkpo._output import markdown_table, rewrite_blocks, write_json
 from pkpo.rl.config import PRESETS, TrainConfig
 from pkpo.rl.sweeps.grid import run_grid, wall_time
 from pkpo.rl.sweeps.report import (
@@ -385,9 +385,9 @@ def main(argv=None) -> int:
         for png in sorted(folder.glob("*.png")):
             shutil.copy(png, figures / f"{prefix}_{png.name}")
     results_md = Path(args.docs) / "results.md"
-    atomic_write(results_md, replace_blocks(results_md.read_text(), blocks, str(results_md)))
+    rewrite_blocks(results_md, blocks)
     readme = Path(args.readme)
-    atomic_write(readme, replace_blocks(readme.read_text(), readme_blocks, str(readme)))
+    rewrite_blocks(readme, readme_blocks)
     print(f"rewrote {results_md}, {readme} and the figures in {figures} ({time.time() - t0:.0f} s)")
     return 0
 

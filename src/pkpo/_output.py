@@ -30,6 +30,7 @@ __all__ = [
     "json_text",
     "markdown_table",
     "replace_blocks",
+    "rewrite_blocks",
     "write_json",
 ]
 
@@ -95,6 +96,13 @@ def replace_blocks(text: str, blocks: dict[str, str], where: str, names: str = r
     if missing:
         raise ValueError(f"{where}: no marker for the blocks {missing}")
     return out
+
+
+def rewrite_blocks(path, blocks: dict[str, str], names: str = r"[\w-]+") -> None:
+    """Replace the generated blocks of the file ``path`` (:func:`replace_blocks`) and write it
+    back whole (:func:`atomic_write`); an error leaves the file as it was."""
+    path = Path(path)
+    atomic_write(path, replace_blocks(path.read_text(), blocks, str(path), names))
 
 
 class OutputPathError(ValueError):
